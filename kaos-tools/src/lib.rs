@@ -1,0 +1,1 @@
+//! kaos-tools

@@ -1,0 +1,29 @@
+//! The virtual filesystem (VFS) that KAOS sessions, artifacts and run states live in.
+//!
+//! One async trait, [`Vfs`], with interchangeable backends:
+//!
+//! - [`MemoryVfs`]: isolated and in-process; no disk side effects at all (tests, `Runtime::test_mode()`).
+//! - [`DiskVfs`]: rooted at a directory; atomic replace (temp file, fsync, rename, fsync dir),
+//!   newline-framed appends, and no path — hostile or not — ever reaches outside the root.
+//! - [`ScopedVfs`]: a prefix view over another VFS, used for tenant and session isolation.
+//!
+//! Every path is a [`VfsPath`]: relative, `/`-separated and normalized. `..`, absolute paths,
+//! NUL bytes and backslashes are rejected with a typed error before any backend sees them.
+//! A missing path and a path outside the caller's scope give the same [`VfsError::NotFound`].
+//!
+//! This crate deliberately knows nothing about agents, sessions or tools: it stores bytes.
+#![deny(missing_docs)]
+
+mod disk;
+mod error;
+mod memory;
+mod path;
+mod scoped;
+mod vfs;
+
+pub use disk::DiskVfs;
+pub use error::VfsError;
+pub use memory::MemoryVfs;
+pub use path::VfsPath;
+pub use scoped::ScopedVfs;
+pub use vfs::{EntryKind, Metadata, Vfs, VfsEntry};

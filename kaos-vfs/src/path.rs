@@ -1,0 +1,172 @@
+use std::fmt;
+
+use crate::VfsError;
+
+/// Longest path accepted, in bytes.
+const MAX_PATH_LEN: usize = 4096;
+/// Longest single segment accepted, in bytes (the common filesystem limit).
+const MAX_SEGMENT_LEN: usize = 255;
+
+/// A validated, normalized VFS path.
+///
+/// Rules, checked once at construction so no backend ever sees a bad path:
+/// - relative: a leading `/` is rejected (so is a Windows drive prefix such as `C:`);
+/// - `/`-separated: a backslash is rejected rather than guessed at;
+/// - no `..` segment, no NUL or other control character;
+/// - `.` segments, empty segments and a trailing `/` are normalized away;
+/// - the empty string (or `.`) is the root.
+///
+/// ```
+/// use kaos_vfs::VfsPath;
+/// let p = VfsPath::new("sessions/./a//turns.jsonl").unwrap();
+/// assert_eq!(p.as_str(), "sessions/a/turns.jsonl");
+/// assert!(VfsPath::new("../etc/passwd").is_err());
+/// assert!(VfsPath::new("/etc/passwd").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct VfsPath(String);
+
+impl VfsPath {
+    /// Validates and normalizes `input`.
+    pub fn new(input: &str) -> Result<Self, VfsError> {
+        let invalid = |reason| VfsError::InvalidPath { path: input.to_owned(), reason };
+        if input.len() > MAX_PATH_LEN {
+            return Err(invalid("path is too long"));
+        }
+        if input.starts_with('/') {
+            return Err(invalid("absolute paths are not allowed"));
+        }
+        if input.contains('\\') {
+            return Err(invalid("backslashes are not allowed; use '/'"));
+        }
+        if input.chars().any(char::is_control) {
+            return Err(invalid("control characters (including NUL) are not allowed"));
+        }
+        let mut out = String::with_capacity(input.len());
+        for segment in input.split('/') {
+            match segment {
+                "" | "." => continue,
+                ".." => return Err(invalid("'..' segments are not allowed")),
+                s if s.len() > MAX_SEGMENT_LEN => return Err(invalid("a path segment is too long")),
+                s => {
+                    if out.is_empty() && s.len() >= 2 && s.ends_with(':') {
+                        return Err(invalid("drive prefixes are not allowed"));
+                    }
+                    if !out.is_empty() {
+                        out.push('/');
+                    }
+                    out.push_str(s);
+                }
+            }
+        }
+        Ok(Self(out))
+    }
+
+    /// The root of the VFS (the empty path).
+    pub fn root() -> Self {
+        Self(String::new())
+    }
+
+    /// Whether this is the root.
+    pub fn is_root(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The normalized path text (`""` for the root).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `self` followed by `rest`, which is validated with the same rules.
+    pub fn join(&self, rest: &str) -> Result<Self, VfsError> {
+        let rest = Self::new(rest)?;
+        Ok(self.join_path(&rest))
+    }
+
+    /// `self` followed by an already valid path.
+    pub fn join_path(&self, rest: &VfsPath) -> Self {
+        match (self.is_root(), rest.is_root()) {
+            (true, _) => rest.clone(),
+            (_, true) => self.clone(),
+            _ => Self(format!("{}/{}", self.0, rest.0)),
+        }
+    }
+
+    /// The segments, in order (none for the root).
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/').filter(|s| !s.is_empty())
+    }
+
+    /// The last segment, or `None` for the root.
+    pub fn file_name(&self) -> Option<&str> {
+        self.segments().last()
+    }
+
+    /// The parent directory, or `None` for the root.
+    pub fn parent(&self) -> Option<Self> {
+        if self.is_root() {
+            return None;
+        }
+        Some(match self.0.rfind('/') {
+            Some(i) => Self(self.0[..i].to_owned()),
+            None => Self::root(),
+        })
+    }
+
+    /// Whether `self` is `prefix` or lies below it (segment-wise: `ab` is not below `a`).
+    pub fn starts_with(&self, prefix: &VfsPath) -> bool {
+        prefix.is_root()
+            || self.0 == prefix.0
+            || (self.0.starts_with(&prefix.0) && self.0.as_bytes().get(prefix.0.len()) == Some(&b'/'))
+    }
+
+    /// `self` with `prefix` removed, or `None` when `self` is not below `prefix`.
+    pub fn strip_prefix(&self, prefix: &VfsPath) -> Option<Self> {
+        if !self.starts_with(prefix) {
+            return None;
+        }
+        if prefix.is_root() {
+            return Some(self.clone());
+        }
+        Some(Self(self.0[prefix.0.len()..].trim_start_matches('/').to_owned()))
+    }
+}
+
+impl fmt::Display for VfsPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_root() { f.write_str("/") } else { f.write_str(&self.0) }
+    }
+}
+
+impl fmt::Debug for VfsPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VfsPath({:?})", self.0)
+    }
+}
+
+impl std::str::FromStr for VfsPath {
+    type Err = VfsError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<&str> for VfsPath {
+    type Error = VfsError;
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        Self::new(s)
+    }
+}
+
+impl TryFrom<String> for VfsPath {
+    type Error = VfsError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(&s)
+    }
+}
+
+impl AsRef<str> for VfsPath {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
