@@ -1,0 +1,528 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use globset::GlobBuilder;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::{AgentError, Budget, Decision, Limits, MemoryProfile, ModelRef, ModelRole, Pattern, PermissionRule};
+
+const DEFAULT_NAME: &str = "assistant";
+const DEFAULT_INSTRUCTIONS: &str = "You are a helpful assistant.";
+const MAX_NAME_LEN: usize = 64;
+
+/// The plain data behind an [`Agent`]: what agent files (JSON or TOML) contain.
+///
+/// Every field but `name`, `instructions`, `model` and `pattern` may be left out of a file and
+/// takes the reference default. Unknown fields are an error (a typo must not be ignored).
+/// An `AgentConfig` is not validated by itself; turn it into an [`Agent`] with
+/// [`Agent::from_config`] (or parse an `Agent` directly) to validate it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AgentConfig {
+    /// Name, `[A-Za-z0-9_-]{1,64}`: used in handoff tool names, spans and session scoping.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// The system prompt.
+    #[serde(default = "default_instructions")]
+    pub instructions: String,
+    /// The model, as `provider:model` [`scripted:echo`, the offline model].
+    #[serde(default)]
+    pub model: ModelRef,
+    /// Models for specific roles (e.g. a cheap classifier); the main model otherwise.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub role_models: BTreeMap<ModelRole, ModelRef>,
+    /// How turns are driven [chat].
+    #[serde(default)]
+    pub pattern: Pattern,
+    /// Globs over tool names offered to the model; empty means every registered tool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    /// Permission rules, evaluated in order (first match wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<PermissionRule>,
+    /// Structural limits on a turn.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Spending caps on a turn.
+    #[serde(default)]
+    pub budget: Budget,
+    /// What of the session's memory the model sees.
+    #[serde(default)]
+    pub memory: MemoryProfile,
+    /// Sub-agents the model may call like tools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegates: Vec<Delegate>,
+    /// Agents the conversation may be handed to (`handoff_to_<name>` tools).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handoffs: Vec<AgentConfig>,
+    /// Free-form labels; not read by the engine.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A sub-agent offered to the model as a tool (agent-as-tool).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Delegate {
+    /// The tool name the model calls, `[A-Za-z0-9_-]{1,64}`.
+    pub name: String,
+    /// What the tool is for, shown to the model.
+    pub description: String,
+    /// The sub-agent.
+    pub agent: AgentConfig,
+}
+
+impl Delegate {
+    /// A delegate calling `agent` through a tool named `name`.
+    pub fn new(name: impl Into<String>, description: impl Into<String>, agent: &Agent) -> Self {
+        Self { name: name.into(), description: description.into(), agent: agent.config().clone() }
+    }
+}
+
+fn default_name() -> String {
+    DEFAULT_NAME.to_owned()
+}
+
+fn default_instructions() -> String {
+    DEFAULT_INSTRUCTIONS.to_owned()
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            name: default_name(),
+            instructions: default_instructions(),
+            model: ModelRef::default(),
+            role_models: BTreeMap::new(),
+            pattern: Pattern::default(),
+            tools: Vec::new(),
+            permissions: Vec::new(),
+            limits: Limits::default(),
+            budget: Budget::default(),
+            memory: MemoryProfile::default(),
+            delegates: Vec::new(),
+            handoffs: Vec::new(),
+            metadata: BTreeMap::new(),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Checks every rule an agent must satisfy; the first violation is returned.
+    pub fn validate(&self) -> Result<(), AgentError> {
+        self.validate_at("", &mut Vec::new())
+    }
+
+    fn validate_at(&self, at: &str, chain: &mut Vec<String>) -> Result<(), AgentError> {
+        validate_name(&format!("{at}name"), &self.name)?;
+        if chain.contains(&self.name) {
+            let mut path = chain.clone();
+            path.push(self.name.clone());
+            return Err(AgentError::Cycle { name: self.name.clone(), path });
+        }
+        for (i, glob) in self.tools.iter().enumerate() {
+            validate_glob(&format!("{at}tools[{i}]"), glob)?;
+        }
+        for (i, rule) in self.permissions.iter().enumerate() {
+            validate_glob(&format!("{at}permissions[{i}].tool"), &rule.tool)?;
+            for (arg, glob) in &rule.args {
+                validate_glob(&format!("{at}permissions[{i}].args.{arg}"), glob)?;
+            }
+        }
+        self.budget.validate(at)?;
+
+        chain.push(self.name.clone());
+        let mut seen = BTreeSet::new();
+        for (i, d) in self.delegates.iter().enumerate() {
+            let field = format!("{at}delegates[{i}]");
+            validate_name(&format!("{field}.name"), &d.name)?;
+            if !seen.insert(d.name.as_str()) {
+                return Err(AgentError::DuplicateName { kind: "delegate", name: d.name.clone(), field });
+            }
+            d.agent.validate_at(&format!("{field}.agent."), chain)?;
+        }
+        let mut seen = BTreeSet::new();
+        for (i, h) in self.handoffs.iter().enumerate() {
+            let field = format!("{at}handoffs[{i}]");
+            if !seen.insert(h.name.as_str()) {
+                return Err(AgentError::DuplicateName { kind: "handoff", name: h.name.clone(), field });
+            }
+            h.validate_at(&format!("{field}."), chain)?;
+        }
+        chain.pop();
+        Ok(())
+    }
+
+    /// The canonical JSON form: keys sorted at every depth, no whitespace. Equal configs give
+    /// equal text; this is what the [`Fingerprint`] hashes.
+    pub fn canonical_json(&self) -> Result<String, AgentError> {
+        let value = serde_json::to_value(self)
+            .map_err(|e| AgentError::Serialize { format: "JSON", message: e.to_string() })?;
+        let mut out = String::new();
+        crate::canonical::write(&value, &mut out);
+        Ok(out)
+    }
+}
+
+fn validate_name(field: &str, name: &str) -> Result<(), AgentError> {
+    let reason = if name.is_empty() {
+        Some("must not be empty")
+    } else if name.len() > MAX_NAME_LEN {
+        Some("must be at most 64 characters")
+    } else if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        Some("may only contain A-Z, a-z, 0-9, '-' and '_'")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(AgentError::InvalidName { field: field.to_owned(), name: name.to_owned(), reason }),
+        None => Ok(()),
+    }
+}
+
+fn validate_glob(field: &str, glob: &str) -> Result<(), AgentError> {
+    let invalid = |message: String| AgentError::InvalidGlob {
+        field: field.to_owned(),
+        pattern: glob.to_owned(),
+        message,
+    };
+    if glob.is_empty() {
+        return Err(invalid("a glob must not be empty".to_owned()));
+    }
+    GlobBuilder::new(glob).literal_separator(false).build().map(drop).map_err(|e| invalid(e.kind().to_string()))
+}
+
+/// A stable identifier of an agent's configuration: `sha256:` + hex digest of its canonical JSON.
+/// Equal configurations have equal fingerprints on every machine and in every process.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    fn of(canonical_json: &str) -> Self {
+        let digest = Sha256::digest(canonical_json.as_bytes());
+        let mut text = String::with_capacity(7 + 64);
+        text.push_str("sha256:");
+        for byte in digest {
+            text.push(char::from(HEX[usize::from(byte >> 4)]));
+            text.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+        Self(text)
+    }
+
+    /// The `sha256:…` text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({})", self.0)
+    }
+}
+
+/// A validated, frozen agent definition. Cheap to clone and share across threads.
+///
+/// Build one with [`Agent::builder`], parse one with [`Agent::from_toml`] / [`Agent::from_json`]
+/// (or serde), or validate an [`AgentConfig`] with [`Agent::from_config`]. Changing an agent
+/// means building a new one ([`Agent::to_builder`]).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "AgentConfig", into = "AgentConfig")]
+pub struct Agent {
+    inner: Arc<Inner>,
+}
+
+#[derive(PartialEq)]
+struct Inner {
+    config: AgentConfig,
+    fingerprint: Fingerprint,
+}
+
+impl Agent {
+    /// A builder starting from the reference defaults.
+    pub fn builder() -> AgentBuilder {
+        AgentBuilder::default()
+    }
+
+    /// Validates `config` and freezes it.
+    pub fn from_config(config: AgentConfig) -> Result<Self, AgentError> {
+        config.validate()?;
+        let fingerprint = Fingerprint::of(&config.canonical_json()?);
+        Ok(Self { inner: Arc::new(Inner { config, fingerprint }) })
+    }
+
+    /// Parses and validates an agent from JSON.
+    pub fn from_json(text: &str) -> Result<Self, AgentError> {
+        let config: AgentConfig =
+            serde_json::from_str(text).map_err(|e| AgentError::Parse { format: "JSON", message: e.to_string() })?;
+        Self::from_config(config)
+    }
+
+    /// Parses and validates an agent from TOML (the agent-file format).
+    pub fn from_toml(text: &str) -> Result<Self, AgentError> {
+        let config: AgentConfig =
+            toml::from_str(text).map_err(|e| AgentError::Parse { format: "TOML", message: e.to_string() })?;
+        Self::from_config(config)
+    }
+
+    /// Pretty JSON.
+    pub fn to_json(&self) -> Result<String, AgentError> {
+        serde_json::to_string_pretty(self.config())
+            .map_err(|e| AgentError::Serialize { format: "JSON", message: e.to_string() })
+    }
+
+    /// TOML, as an agent file.
+    pub fn to_toml(&self) -> Result<String, AgentError> {
+        toml::to_string(self.config()).map_err(|e| AgentError::Serialize { format: "TOML", message: e.to_string() })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.inner.config
+    }
+
+    /// The stable fingerprint of the configuration.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.inner.fingerprint
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    /// The system prompt.
+    pub fn instructions(&self) -> &str {
+        &self.inner.config.instructions
+    }
+
+    /// The main model.
+    pub fn model(&self) -> &ModelRef {
+        &self.inner.config.model
+    }
+
+    /// The model for a role: its own if configured, else the main model.
+    pub fn model_for(&self, role: ModelRole) -> &ModelRef {
+        self.inner.config.role_models.get(&role).unwrap_or(&self.inner.config.model)
+    }
+
+    /// The pattern.
+    pub fn pattern(&self) -> Pattern {
+        self.inner.config.pattern
+    }
+
+    /// Globs over tool names (empty = all tools).
+    pub fn tools(&self) -> &[String] {
+        &self.inner.config.tools
+    }
+
+    /// Permission rules, in evaluation order.
+    pub fn permissions(&self) -> &[PermissionRule] {
+        &self.inner.config.permissions
+    }
+
+    /// Limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.config.limits
+    }
+
+    /// Budget.
+    pub fn budget(&self) -> &Budget {
+        &self.inner.config.budget
+    }
+
+    /// Memory profile.
+    pub fn memory(&self) -> &MemoryProfile {
+        &self.inner.config.memory
+    }
+
+    /// A builder holding this agent's configuration, to derive a changed agent.
+    pub fn to_builder(&self) -> AgentBuilder {
+        AgentBuilder { config: self.config().clone(), ..AgentBuilder::default() }
+    }
+}
+
+impl fmt::Debug for Agent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Agent")
+            .field("name", &self.name())
+            .field("model", &self.model())
+            .field("pattern", &self.pattern())
+            .field("fingerprint", self.fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TryFrom<AgentConfig> for Agent {
+    type Error = AgentError;
+    fn try_from(config: AgentConfig) -> Result<Self, Self::Error> {
+        Self::from_config(config)
+    }
+}
+
+impl From<Agent> for AgentConfig {
+    fn from(agent: Agent) -> Self {
+        Arc::try_unwrap(agent.inner).map(|inner| inner.config).unwrap_or_else(|shared| shared.config.clone())
+    }
+}
+
+/// Builds an [`Agent`]. Setters never fail; [`AgentBuilder::build`] validates everything and
+/// reports the first problem as a typed [`AgentError`].
+#[derive(Debug, Clone, Default)]
+pub struct AgentBuilder {
+    config: AgentConfig,
+    model: Option<String>,
+    role_models: Vec<(ModelRole, String)>,
+    limits: Vec<(&'static str, u32, LimitSlot)>,
+}
+
+type LimitSlot = fn(&mut Limits) -> &mut NonZeroU32;
+
+impl AgentBuilder {
+    /// The name (`[A-Za-z0-9_-]{1,64}`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// The system prompt.
+    pub fn instructions(mut self, instructions: impl Into<String>) -> Self {
+        self.config.instructions = instructions.into();
+        self
+    }
+
+    /// The model as `provider:model`.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// A model for one role.
+    pub fn role_model(mut self, role: ModelRole, model: impl Into<String>) -> Self {
+        self.role_models.push((role, model.into()));
+        self
+    }
+
+    /// The pattern.
+    pub fn pattern(mut self, pattern: Pattern) -> Self {
+        self.config.pattern = pattern;
+        self
+    }
+
+    /// Globs over tool names offered to the model (replaces earlier ones; empty = all).
+    pub fn tools<I, S>(mut self, globs: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.tools = globs.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Appends a permission rule (rules are evaluated in the order added).
+    pub fn permission(mut self, rule: PermissionRule) -> Self {
+        self.config.permissions.push(rule);
+        self
+    }
+
+    /// Appends a rule over tool names: shorthand for [`AgentBuilder::permission`].
+    pub fn permit(self, tool_glob: impl Into<String>, decision: Decision) -> Self {
+        self.permission(PermissionRule::new(tool_glob, decision))
+    }
+
+    /// Model calls allowed in one turn's ReAct loop (must be ≥ 1).
+    pub fn max_iterations(self, n: u32) -> Self {
+        self.limit("limits.max_iterations", n, |l| &mut l.max_iterations)
+    }
+
+    /// Tools offered to the model per call (must be ≥ 1).
+    pub fn max_tools(self, n: u32) -> Self {
+        self.limit("limits.max_tools", n, |l| &mut l.max_tools)
+    }
+
+    /// Steps in one plan (must be ≥ 1).
+    pub fn max_plan_steps(self, n: u32) -> Self {
+        self.limit("limits.max_plan_steps", n, |l| &mut l.max_plan_steps)
+    }
+
+    /// Items retrieved per searchable section (must be ≥ 1).
+    pub fn retrieval_top_k(self, n: u32) -> Self {
+        self.limit("limits.retrieval_top_k", n, |l| &mut l.retrieval_top_k)
+    }
+
+    /// Nesting depth of delegation and handoff (must be ≥ 1).
+    pub fn max_delegation_depth(self, n: u32) -> Self {
+        self.limit("limits.max_delegation_depth", n, |l| &mut l.max_delegation_depth)
+    }
+
+    fn limit(mut self, field: &'static str, n: u32, slot: LimitSlot) -> Self {
+        self.limits.push((field, n, slot));
+        self
+    }
+
+    /// All limits at once.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Spending caps.
+    pub fn budget(mut self, budget: Budget) -> Self {
+        self.config.budget = budget;
+        self
+    }
+
+    /// Memory profile.
+    pub fn memory(mut self, memory: MemoryProfile) -> Self {
+        self.config.memory = memory;
+        self
+    }
+
+    /// Adds a sub-agent the model may call as a tool named `name`.
+    pub fn delegate(mut self, name: impl Into<String>, description: impl Into<String>, agent: &Agent) -> Self {
+        self.config.delegates.push(Delegate::new(name, description, agent));
+        self
+    }
+
+    /// Adds an agent the conversation may be handed to.
+    pub fn handoff(mut self, agent: &Agent) -> Self {
+        self.config.handoffs.push(agent.config().clone());
+        self
+    }
+
+    /// Adds a metadata label.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Validates and freezes the agent.
+    pub fn build(self) -> Result<Agent, AgentError> {
+        let mut config = self.config;
+        if let Some(model) = self.model {
+            config.model = ModelRef::new(&model)?;
+        }
+        for (role, model) in self.role_models {
+            config.role_models.insert(role, ModelRef::new(&model)?);
+        }
+        for (field, n, slot) in self.limits {
+            *slot(&mut config.limits) =
+                NonZeroU32::new(n).ok_or_else(|| AgentError::ZeroLimit { field: field.to_owned() })?;
+        }
+        Agent::from_config(config)
+    }
+}

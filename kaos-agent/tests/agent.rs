@@ -1,0 +1,266 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+
+use kaos_agent::{
+    Agent, AgentConfig, AgentError, Budget, Decision, Limits, ModelRef, ModelRole, Pattern, PermissionRule,
+};
+use proptest::prelude::*;
+
+#[test]
+fn defaults_are_the_reference_defaults_and_offline() {
+    let agent = Agent::builder().build().unwrap();
+    assert_eq!(agent.name(), "assistant");
+    assert_eq!(agent.instructions(), "You are a helpful assistant.");
+    assert_eq!(agent.model().as_str(), "scripted:echo");
+    assert_eq!(agent.pattern(), Pattern::Chat);
+    assert_eq!(agent.limits().max_iterations.get(), 50);
+    assert_eq!(agent.limits().max_tools.get(), 100);
+    assert_eq!(agent.limits().max_delegation_depth.get(), 3);
+    assert_eq!(*agent.budget(), Budget::unlimited());
+    assert_eq!(ModelRef::default(), ModelRef::new(ModelRef::OFFLINE).unwrap());
+}
+
+#[test]
+fn zero_limits_are_errors_not_unset() {
+    for build in [
+        Agent::builder().max_iterations(0),
+        Agent::builder().max_tools(0),
+        Agent::builder().max_plan_steps(0),
+        Agent::builder().retrieval_top_k(0),
+        Agent::builder().max_delegation_depth(0),
+    ] {
+        assert!(matches!(build.build(), Err(AgentError::ZeroLimit { .. })));
+    }
+    let err = Agent::builder().max_iterations(0).build().unwrap_err();
+    assert_eq!(err, AgentError::ZeroLimit { field: "limits.max_iterations".into() });
+
+    let err = Agent::from_toml("[limits]\nmax_iterations = 0\n").unwrap_err();
+    let AgentError::Parse { format: "TOML", message } = err else { panic!("{err:?}") };
+    assert!(message.contains("max_iterations"), "{message}");
+    assert!(message.contains("line 2"), "{message}");
+}
+
+#[test]
+fn bad_budgets_are_rejected() {
+    let cases = [
+        (Budget::unlimited().with_max_cost_usd(0.0), "budget.max_cost_usd"),
+        (Budget::unlimited().with_max_cost_usd(-1.0), "budget.max_cost_usd"),
+        (Budget::unlimited().with_max_cost_usd(f64::NAN), "budget.max_cost_usd"),
+        (Budget::unlimited().with_max_tokens(0), "budget.max_tokens"),
+        (Budget::unlimited().with_max_tool_calls(0), "budget.max_tool_calls"),
+        (Budget::unlimited().with_max_tokens(u64::MAX), "budget.max_tokens"),
+    ];
+    for (budget, field) in cases {
+        match Agent::builder().budget(budget).build() {
+            Err(AgentError::InvalidBudget { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{budget:?} gave {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn malformed_values_give_typed_errors() {
+    assert!(matches!(Agent::builder().model("gpt-4").build(), Err(AgentError::InvalidModelRef { .. })));
+    assert!(matches!(Agent::builder().model("OpenAI:gpt").build(), Err(AgentError::InvalidModelRef { .. })));
+    assert!(matches!(Agent::builder().model("openai:").build(), Err(AgentError::InvalidModelRef { .. })));
+    assert!(matches!(Agent::builder().name("has space").build(), Err(AgentError::InvalidName { .. })));
+    assert!(matches!(Agent::builder().name("").build(), Err(AgentError::InvalidName { .. })));
+    let err = Agent::builder().tools(["ok-*", "bad-[glob"]).build().unwrap_err();
+    assert!(matches!(&err, AgentError::InvalidGlob { field, .. } if field == "tools[1]"), "{err:?}");
+    let err = Agent::builder().permission(PermissionRule::ask("w").with_arg("path", "{a")).build().unwrap_err();
+    assert!(matches!(&err, AgentError::InvalidGlob { field, .. } if field == "permissions[0].args.path"), "{err:?}");
+    assert!(matches!("planner".parse::<Pattern>(), Err(AgentError::UnknownPattern { .. })));
+    let err = Agent::from_json(r#"{"pattern": "planner"}"#).unwrap_err();
+    assert!(matches!(err, AgentError::Parse { format: "JSON", .. }));
+}
+
+#[test]
+fn unknown_fields_are_rejected_with_their_name() {
+    let err = Agent::from_toml("name = \"a\"\ninstructons = \"typo\"\n").unwrap_err();
+    let AgentError::Parse { message, .. } = err else { panic!() };
+    assert!(message.contains("instructons"), "{message}");
+}
+
+#[test]
+fn handoff_cycles_and_duplicate_names_are_rejected() {
+    let b = Agent::builder().name("b").build().unwrap();
+    let a_again = Agent::builder().name("a").build().unwrap();
+    let b_to_a = Agent::builder().name("b").handoff(&a_again).build().unwrap();
+    let err = Agent::builder().name("a").handoff(&b_to_a).build().unwrap_err();
+    assert_eq!(err, AgentError::Cycle { name: "a".into(), path: vec!["a".into(), "b".into(), "a".into()] });
+
+    let err = Agent::builder().name("a").handoff(&b).handoff(&b).build().unwrap_err();
+    assert!(matches!(err, AgentError::DuplicateName { kind: "handoff", .. }));
+    let err = Agent::builder().name("a").delegate("x", "d", &b).delegate("x", "d", &b).build().unwrap_err();
+    assert!(matches!(err, AgentError::DuplicateName { kind: "delegate", .. }));
+}
+
+#[test]
+fn fingerprint_is_stable_and_sensitive() {
+    let a = Agent::builder().name("x").model("openai:gpt-4.1-mini").build().unwrap();
+    let b = Agent::builder().model("openai:gpt-4.1-mini").name("x").build().unwrap();
+    assert_eq!(a.fingerprint(), b.fingerprint());
+    let c = a.to_builder().instructions("Different.").build().unwrap();
+    assert_ne!(a.fingerprint(), c.fingerprint());
+    // Pinned: a change to the canonical form or hashing is a breaking change for stored runs.
+    let default = Agent::builder().build().unwrap();
+    assert_eq!(default.config().canonical_json().unwrap(), default_canonical());
+    assert_eq!(default.fingerprint().as_str().len(), "sha256:".len() + 64);
+}
+
+fn default_canonical() -> String {
+    concat!(
+        r#"{"budget":{},"instructions":"You are a helpful assistant.","#,
+        r#""limits":{"max_delegation_depth":3,"max_iterations":50,"max_plan_steps":100,"max_tools":100,"retrieval_top_k":25},"#,
+        r#""memory":{"context_budget_tokens":200000,"messages_budget_tokens":32000},"#,
+        r#""model":"scripted:echo","name":"assistant","pattern":"chat"}"#
+    )
+    .to_owned()
+}
+
+#[test]
+fn a_full_agent_file_parses() {
+    let text = r#"
+name = "support"
+instructions = "Answer support questions."
+model = "anthropic:claude-haiku-4-5"
+pattern = "research"
+tools = ["kaos-vfs-*", "search"]
+
+[role_models]
+classify = "openai:gpt-4.1-mini"
+
+[[permissions]]
+tool = "*-delete*"
+decision = "deny"
+
+[[permissions]]
+tool = "kaos-vfs-write"
+args = { path = "secrets/**" }
+decision = "ask"
+
+[limits]
+max_iterations = 8
+
+[budget]
+max_cost_usd = 0.25
+max_tool_calls = 20
+
+[metadata]
+team = "care"
+"#;
+    let agent = Agent::from_toml(text).unwrap();
+    assert_eq!(agent.pattern(), Pattern::Research);
+    assert_eq!(agent.model_for(ModelRole::Classify).as_str(), "openai:gpt-4.1-mini");
+    assert_eq!(agent.model_for(ModelRole::Plan).as_str(), "anthropic:claude-haiku-4-5");
+    assert_eq!(
+        agent.permissions(),
+        &[PermissionRule::deny("*-delete*"), PermissionRule::ask("kaos-vfs-write").with_arg("path", "secrets/**")]
+    );
+    let mut limits = Limits::default();
+    limits.max_iterations = 8.try_into().unwrap();
+    assert_eq!(agent.limits(), &limits);
+    assert_eq!(agent.budget().max_cost_usd, Some(0.25));
+    assert_eq!(Agent::from_toml(&agent.to_toml().unwrap()).unwrap(), agent);
+}
+
+fn name() -> impl Strategy<Value = String> {
+    "[a-zA-Z0-9_-]{1,16}"
+}
+
+fn glob() -> impl Strategy<Value = String> {
+    prop_oneof![Just("*".to_owned()), "[a-z-]{1,10}", "[a-z]{1,5}-\\*", "kaos-[a-z]{1,4}-\\?"]
+}
+
+fn leaf() -> impl Strategy<Value = AgentConfig> {
+    (
+        name(),
+        ".{0,40}",
+        prop_oneof![Just("scripted:echo"), Just("openai:gpt-4.1-mini"), Just("anthropic:claude-haiku-4-5")],
+        prop::sample::select(Pattern::ALL.to_vec()),
+        prop::collection::vec(glob(), 0..4),
+        prop::collection::vec(
+            (glob(), prop::option::of(glob()), prop::sample::select(vec![Decision::Allow, Decision::Ask, Decision::Deny])),
+            0..4,
+        ),
+        (1u32..500, 1u32..500, prop::option::of(0.0001f64..100.0), prop::option::of(1u64..1_000_000)),
+        prop::collection::btree_map("[a-z]{1,6}", ".{0,10}", 0..3),
+    )
+        .prop_map(|(name, instructions, model, pattern, tools, rules, (iters, tools_cap, usd, tokens), metadata)| {
+            let mut builder = Agent::builder()
+                .name(name)
+                .instructions(instructions)
+                .model(model)
+                .pattern(pattern)
+                .tools(tools)
+                .max_iterations(iters)
+                .max_tools(tools_cap)
+                .budget({
+                    let mut budget = Budget::unlimited();
+                    budget.max_cost_usd = usd;
+                    budget.max_tokens = tokens;
+                    budget
+                });
+            for (tool, path, decision) in rules {
+                let mut rule = PermissionRule::new(tool, decision);
+                if let Some(path) = path {
+                    rule = rule.with_arg("path", path);
+                }
+                builder = builder.permission(rule);
+            }
+            for (k, v) in metadata {
+                builder = builder.metadata(k, v);
+            }
+            builder.build().unwrap().config().clone()
+        })
+}
+
+fn agent() -> impl Strategy<Value = Agent> {
+    (leaf(), prop::collection::vec(leaf(), 0..3), prop::option::of(leaf())).prop_filter_map(
+        "names on a chain must be unique",
+        |(mut root, handoffs, delegate)| {
+            let mut names = BTreeMap::new();
+            names.insert(root.name.clone(), ());
+            for h in handoffs {
+                if names.insert(h.name.clone(), ()).is_none() {
+                    root.handoffs.push(h);
+                }
+            }
+            if let Some(d) = delegate
+                && names.insert(d.name.clone(), ()).is_none()
+            {
+                let agent = Agent::from_config(d).ok()?;
+                root.delegates.push(kaos_agent::Delegate::new("helper", "Helps.", &agent));
+            }
+            Agent::from_config(root).ok()
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn json_round_trip_is_identity(agent in agent()) {
+        let back = Agent::from_json(&agent.to_json().unwrap()).unwrap();
+        prop_assert_eq!(back.fingerprint(), agent.fingerprint());
+        prop_assert_eq!(back, agent);
+    }
+
+    #[test]
+    fn toml_round_trip_is_identity(agent in agent()) {
+        let text = agent.to_toml().unwrap();
+        let back = Agent::from_toml(&text).unwrap();
+        prop_assert_eq!(back.fingerprint(), agent.fingerprint());
+        prop_assert_eq!(back, agent);
+    }
+
+    #[test]
+    fn fingerprint_ignores_construction_path(agent in agent()) {
+        let rebuilt = agent.to_builder().build().unwrap();
+        prop_assert_eq!(rebuilt.fingerprint(), agent.fingerprint());
+        let via_serde: Agent = serde_json::from_value(serde_json::to_value(&agent).unwrap()).unwrap();
+        prop_assert_eq!(via_serde.fingerprint(), agent.fingerprint());
+    }
+}
