@@ -1,0 +1,366 @@
+use std::ops::{Add, AddAssign};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One message of a conversation, in vendor-neutral form. The system prompt is not a message:
+/// it is [`ModelRequest::system`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Message {
+    /// What the user said.
+    User {
+        /// The text.
+        content: String,
+    },
+    /// What the model said, possibly with tool calls.
+    Assistant {
+        /// The text (may be empty when the model only called tools).
+        content: String,
+        /// Tool calls the model made, in order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        tool_calls: Vec<ToolCall>,
+    },
+    /// The result of one tool call, fed back to the model.
+    Tool {
+        /// The id of the call this answers.
+        call_id: String,
+        /// The tool's name.
+        name: String,
+        /// The result as text.
+        content: String,
+        /// Whether the tool failed.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        is_error: bool,
+    },
+}
+
+impl Message {
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Message::User { content: content.into() }
+    }
+
+    /// An assistant message without tool calls.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Message::Assistant { content: content.into(), tool_calls: Vec::new() }
+    }
+
+    /// A tool result.
+    pub fn tool(call_id: impl Into<String>, name: impl Into<String>, content: impl Into<String>, is_error: bool) -> Self {
+        Message::Tool { call_id: call_id.into(), name: name.into(), content: content.into(), is_error }
+    }
+
+    /// Whether this is a user message.
+    pub fn is_user(&self) -> bool {
+        matches!(self, Message::User { .. })
+    }
+
+    /// The text content.
+    pub fn content(&self) -> &str {
+        match self {
+            Message::User { content } | Message::Assistant { content, .. } | Message::Tool { content, .. } => content,
+        }
+    }
+
+    /// A cheap token estimate of this message (see [`estimate_tokens`]).
+    pub fn estimated_tokens(&self) -> u64 {
+        let calls = match self {
+            Message::Assistant { tool_calls, .. } => {
+                tool_calls.iter().map(|c| estimate_tokens(&c.name) + estimate_tokens(&c.arguments.to_string())).sum()
+            }
+            _ => 0,
+        };
+        // Per-message framing overhead, as vendors charge it.
+        4 + estimate_tokens(self.content()) + calls
+    }
+}
+
+/// A fast token estimate: about four bytes of text per token, never zero for non-empty text.
+/// Used for budgets and for offline usage; vendors report exact counts.
+pub fn estimate_tokens(text: &str) -> u64 {
+    if text.is_empty() { 0 } else { (text.len() as u64).div_ceil(4) }
+}
+
+/// A tool call made by the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The vendor's id for the call; tool results refer to it.
+    pub id: String,
+    /// The tool's name.
+    pub name: String,
+    /// The arguments, as JSON (an object for well-behaved models; anything for the rest).
+    pub arguments: Value,
+}
+
+impl ToolCall {
+    /// A tool call.
+    pub fn new(id: impl Into<String>, name: impl Into<String>, arguments: Value) -> Self {
+        Self { id: id.into(), name: name.into(), arguments }
+    }
+}
+
+/// A tool offered to the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolDefinition {
+    /// The name the model calls it by.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of its arguments.
+    pub parameters: Value,
+}
+
+/// Whether and how the model must call tools.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ToolChoice {
+    /// The model decides.
+    #[default]
+    Auto,
+    /// No tool calls.
+    None,
+    /// At least one tool call.
+    Required,
+    /// This tool.
+    Tool(String),
+}
+
+/// Sampling settings; `None` leaves the vendor's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Sampling {
+    /// Temperature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    /// Most output tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u32>,
+    /// Stop sequences.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+}
+
+/// Everything a model call needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ModelRequest {
+    /// The model name as the vendor knows it, or the full `provider:model` for offline clients.
+    pub model: String,
+    /// The system prompt.
+    pub system: String,
+    /// The conversation, oldest first.
+    pub messages: Vec<Message>,
+    /// Tools offered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolDefinition>,
+    /// Tool choice.
+    #[serde(default)]
+    pub tool_choice: ToolChoice,
+    /// Sampling settings.
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// When set, the answer must be JSON matching this schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
+}
+
+impl ModelRequest {
+    /// A request with no system prompt and no tools.
+    pub fn new(model: impl Into<String>, messages: Vec<Message>) -> Self {
+        Self {
+            model: model.into(),
+            system: String::new(),
+            messages,
+            tools: Vec::new(),
+            tool_choice: ToolChoice::Auto,
+            sampling: Sampling::default(),
+            output_schema: None,
+        }
+    }
+
+    /// With a system prompt.
+    pub fn with_system(mut self, system: impl Into<String>) -> Self {
+        self.system = system.into();
+        self
+    }
+
+    /// With tools offered.
+    pub fn with_tools(mut self, tools: Vec<ToolDefinition>) -> Self {
+        self.tools = tools;
+        self
+    }
+
+    /// The last user message's text, if any.
+    pub fn last_user_message(&self) -> Option<&str> {
+        self.messages.iter().rev().find(|m| m.is_user()).map(Message::content)
+    }
+
+    /// How many user messages the conversation holds.
+    pub fn user_message_count(&self) -> usize {
+        self.messages.iter().filter(|m| m.is_user()).count()
+    }
+
+    /// A cheap estimate of the input tokens this request costs.
+    pub fn estimated_input_tokens(&self) -> u64 {
+        let tools: u64 = self
+            .tools
+            .iter()
+            .map(|t| estimate_tokens(&t.name) + estimate_tokens(&t.description) + estimate_tokens(&t.parameters.to_string()))
+            .sum();
+        estimate_tokens(&self.system) + self.messages.iter().map(Message::estimated_tokens).sum::<u64>() + tools
+    }
+}
+
+/// Why the model stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FinishReason {
+    /// A complete answer.
+    #[default]
+    Stop,
+    /// The model wants tool results.
+    ToolCalls,
+    /// The output token limit was reached.
+    Length,
+    /// The vendor filtered the output.
+    ContentFilter,
+    /// Anything else the vendor said.
+    Other(String),
+}
+
+/// Token usage of one or more calls, normalized across vendors so that each token is counted
+/// exactly once: `input_tokens` excludes cached input (which is `cached_input_tokens`), and
+/// `reasoning_tokens` are a part of `output_tokens`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Usage {
+    /// Input tokens not served from a cache.
+    pub input_tokens: u64,
+    /// Output tokens (reasoning included).
+    pub output_tokens: u64,
+    /// Input tokens served from the vendor's prompt cache.
+    #[serde(default)]
+    pub cached_input_tokens: u64,
+    /// Of `output_tokens`, those spent reasoning.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    /// Usage with plain input and output counts.
+    pub fn new(input_tokens: u64, output_tokens: u64) -> Self {
+        Self { input_tokens, output_tokens, cached_input_tokens: 0, reasoning_tokens: 0 }
+    }
+
+    /// All tokens: input (cached or not) plus output.
+    pub fn total_tokens(&self) -> u64 {
+        self.input_tokens + self.cached_input_tokens + self.output_tokens
+    }
+}
+
+impl Add for Usage {
+    type Output = Usage;
+    fn add(self, rhs: Usage) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens + rhs.input_tokens,
+            output_tokens: self.output_tokens + rhs.output_tokens,
+            cached_input_tokens: self.cached_input_tokens + rhs.cached_input_tokens,
+            reasoning_tokens: self.reasoning_tokens + rhs.reasoning_tokens,
+        }
+    }
+}
+
+impl AddAssign for Usage {
+    fn add_assign(&mut self, rhs: Usage) {
+        *self = *self + rhs;
+    }
+}
+
+/// What a model call returned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ModelResponse {
+    /// The text answer (may be empty when the model only called tools).
+    pub text: String,
+    /// Visible reasoning, where the vendor returns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<String>,
+    /// Tool calls, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// Why the model stopped.
+    pub finish_reason: FinishReason,
+    /// Normalized usage.
+    pub usage: Usage,
+    /// Cost in USD; `None` when the model's price is unknown (never silently zero).
+    pub cost_usd: Option<f64>,
+    /// The model that actually served the call.
+    pub model: String,
+    /// The vendor's raw response body, as an escape hatch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Value>,
+}
+
+impl ModelResponse {
+    /// A text answer.
+    pub fn text(model: impl Into<String>, text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            thinking: None,
+            tool_calls: Vec::new(),
+            finish_reason: FinishReason::Stop,
+            usage: Usage::default(),
+            cost_usd: None,
+            model: model.into(),
+            raw: None,
+        }
+    }
+
+    /// The assistant message to append to the conversation.
+    pub fn to_message(&self) -> Message {
+        Message::Assistant { content: self.text.clone(), tool_calls: self.tool_calls.clone() }
+    }
+}
+
+/// One piece of a streamed model call. A well-formed stream ends with exactly one
+/// [`StreamEvent::Completed`] carrying the whole response (the deltas folded, plus usage).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StreamEvent {
+    /// A chunk of answer text.
+    TextDelta {
+        /// The chunk.
+        text: String,
+    },
+    /// A chunk of visible reasoning.
+    ThinkingDelta {
+        /// The chunk.
+        text: String,
+    },
+    /// A chunk of a tool call's arguments (JSON text, possibly partial).
+    ToolCallDelta {
+        /// Position of the call in the response.
+        index: usize,
+        /// The call id, when this chunk carries it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The tool name, when this chunk carries it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// The argument text chunk.
+        arguments: String,
+    },
+    /// The call finished; the complete response.
+    Completed {
+        /// The response.
+        response: ModelResponse,
+    },
+}
