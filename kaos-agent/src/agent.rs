@@ -7,7 +7,9 @@ use globset::GlobBuilder;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{AgentError, Budget, Decision, Limits, MemoryProfile, ModelRef, ModelRole, Pattern, PermissionRule};
+use crate::{
+    AgentError, Budget, Decision, Limits, MemoryProfile, ModelRef, ModelRole, Pattern, PermissionRule,
+};
 
 const DEFAULT_NAME: &str = "assistant";
 const DEFAULT_INSTRUCTIONS: &str = "You are a helpful assistant.";
@@ -180,7 +182,9 @@ fn validate_name(field: &str, name: &str) -> Result<(), AgentError> {
         None
     };
     match reason {
-        Some(reason) => Err(AgentError::InvalidName { field: field.to_owned(), name: name.to_owned(), reason }),
+        Some(reason) => {
+            Err(AgentError::InvalidName { field: field.to_owned(), name: name.to_owned(), reason })
+        }
         None => Ok(()),
     }
 }
@@ -194,7 +198,11 @@ fn validate_glob(field: &str, glob: &str) -> Result<(), AgentError> {
     if glob.is_empty() {
         return Err(invalid("a glob must not be empty".to_owned()));
     }
-    GlobBuilder::new(glob).literal_separator(false).build().map(drop).map_err(|e| invalid(e.kind().to_string()))
+    GlobBuilder::new(glob)
+        .literal_separator(false)
+        .build()
+        .map(drop)
+        .map_err(|e| invalid(e.kind().to_string()))
 }
 
 /// A stable identifier of an agent's configuration: `sha256:` + hex digest of its canonical JSON.
@@ -267,8 +275,8 @@ impl Agent {
 
     /// Parses and validates an agent from JSON.
     pub fn from_json(text: &str) -> Result<Self, AgentError> {
-        let config: AgentConfig =
-            serde_json::from_str(text).map_err(|e| AgentError::Parse { format: "JSON", message: e.to_string() })?;
+        let config: AgentConfig = serde_json::from_str(text)
+            .map_err(|e| AgentError::Parse { format: "JSON", message: e.to_string() })?;
         Self::from_config(config)
     }
 
@@ -287,7 +295,8 @@ impl Agent {
 
     /// TOML, as an agent file.
     pub fn to_toml(&self) -> Result<String, AgentError> {
-        toml::to_string(self.config()).map_err(|e| AgentError::Serialize { format: "TOML", message: e.to_string() })
+        toml::to_string(self.config())
+            .map_err(|e| AgentError::Serialize { format: "TOML", message: e.to_string() })
     }
 
     /// The configuration.
@@ -493,7 +502,12 @@ impl AgentBuilder {
     }
 
     /// Adds a sub-agent the model may call as a tool named `name`.
-    pub fn delegate(mut self, name: impl Into<String>, description: impl Into<String>, agent: &Agent) -> Self {
+    pub fn delegate(
+        mut self,
+        name: impl Into<String>,
+        description: impl Into<String>,
+        agent: &Agent,
+    ) -> Self {
         self.config.delegates.push(Delegate::new(name, description, agent));
         self
     }

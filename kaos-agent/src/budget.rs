@@ -65,7 +65,10 @@ impl Budget {
     }
 
     pub(crate) fn validate(&self, at: &str) -> Result<(), AgentError> {
-        let bad = |field: &str, reason: &'static str| AgentError::InvalidBudget { field: format!("{at}budget.{field}"), reason };
+        let bad = |field: &str, reason: &'static str| AgentError::InvalidBudget {
+            field: format!("{at}budget.{field}"),
+            reason,
+        };
         if let Some(usd) = self.max_cost_usd
             && !(usd.is_finite() && usd > 0.0)
         {

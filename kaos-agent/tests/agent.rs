@@ -68,8 +68,12 @@ fn malformed_values_give_typed_errors() {
     assert!(matches!(Agent::builder().name("").build(), Err(AgentError::InvalidName { .. })));
     let err = Agent::builder().tools(["ok-*", "bad-[glob"]).build().unwrap_err();
     assert!(matches!(&err, AgentError::InvalidGlob { field, .. } if field == "tools[1]"), "{err:?}");
-    let err = Agent::builder().permission(PermissionRule::ask("w").with_arg("path", "{a")).build().unwrap_err();
-    assert!(matches!(&err, AgentError::InvalidGlob { field, .. } if field == "permissions[0].args.path"), "{err:?}");
+    let err =
+        Agent::builder().permission(PermissionRule::ask("w").with_arg("path", "{a")).build().unwrap_err();
+    assert!(
+        matches!(&err, AgentError::InvalidGlob { field, .. } if field == "permissions[0].args.path"),
+        "{err:?}"
+    );
     assert!(matches!("planner".parse::<Pattern>(), Err(AgentError::UnknownPattern { .. })));
     let err = Agent::from_json(r#"{"pattern": "planner"}"#).unwrap_err();
     assert!(matches!(err, AgentError::Parse { format: "JSON", .. }));
@@ -156,7 +160,10 @@ team = "care"
     assert_eq!(agent.model_for(ModelRole::Plan).as_str(), "anthropic:claude-haiku-4-5");
     assert_eq!(
         agent.permissions(),
-        &[PermissionRule::deny("*-delete*"), PermissionRule::ask("kaos-vfs-write").with_arg("path", "secrets/**")]
+        &[
+            PermissionRule::deny("*-delete*"),
+            PermissionRule::ask("kaos-vfs-write").with_arg("path", "secrets/**")
+        ]
     );
     let mut limits = Limits::default();
     limits.max_iterations = 8.try_into().unwrap();
@@ -181,39 +188,54 @@ fn leaf() -> impl Strategy<Value = AgentConfig> {
         prop::sample::select(Pattern::ALL.to_vec()),
         prop::collection::vec(glob(), 0..4),
         prop::collection::vec(
-            (glob(), prop::option::of(glob()), prop::sample::select(vec![Decision::Allow, Decision::Ask, Decision::Deny])),
+            (
+                glob(),
+                prop::option::of(glob()),
+                prop::sample::select(vec![Decision::Allow, Decision::Ask, Decision::Deny]),
+            ),
             0..4,
         ),
         (1u32..500, 1u32..500, prop::option::of(0.0001f64..100.0), prop::option::of(1u64..1_000_000)),
         prop::collection::btree_map("[a-z]{1,6}", ".{0,10}", 0..3),
     )
-        .prop_map(|(name, instructions, model, pattern, tools, rules, (iters, tools_cap, usd, tokens), metadata)| {
-            let mut builder = Agent::builder()
-                .name(name)
-                .instructions(instructions)
-                .model(model)
-                .pattern(pattern)
-                .tools(tools)
-                .max_iterations(iters)
-                .max_tools(tools_cap)
-                .budget({
-                    let mut budget = Budget::unlimited();
-                    budget.max_cost_usd = usd;
-                    budget.max_tokens = tokens;
-                    budget
-                });
-            for (tool, path, decision) in rules {
-                let mut rule = PermissionRule::new(tool, decision);
-                if let Some(path) = path {
-                    rule = rule.with_arg("path", path);
+        .prop_map(
+            |(
+                name,
+                instructions,
+                model,
+                pattern,
+                tools,
+                rules,
+                (iters, tools_cap, usd, tokens),
+                metadata,
+            )| {
+                let mut builder = Agent::builder()
+                    .name(name)
+                    .instructions(instructions)
+                    .model(model)
+                    .pattern(pattern)
+                    .tools(tools)
+                    .max_iterations(iters)
+                    .max_tools(tools_cap)
+                    .budget({
+                        let mut budget = Budget::unlimited();
+                        budget.max_cost_usd = usd;
+                        budget.max_tokens = tokens;
+                        budget
+                    });
+                for (tool, path, decision) in rules {
+                    let mut rule = PermissionRule::new(tool, decision);
+                    if let Some(path) = path {
+                        rule = rule.with_arg("path", path);
+                    }
+                    builder = builder.permission(rule);
                 }
-                builder = builder.permission(rule);
-            }
-            for (k, v) in metadata {
-                builder = builder.metadata(k, v);
-            }
-            builder.build().unwrap().config().clone()
-        })
+                for (k, v) in metadata {
+                    builder = builder.metadata(k, v);
+                }
+                builder.build().unwrap().config().clone()
+            },
+        )
 }
 
 fn agent() -> impl Strategy<Value = Agent> {

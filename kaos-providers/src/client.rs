@@ -65,12 +65,13 @@ pub trait ModelClient: Send + Sync + Debug {
     /// What the model can do.
     fn capabilities(&self) -> Capabilities;
 
-    /// Sends `request` and waits for the whole response.
-    async fn complete(&self, request: ModelRequest) -> Result<ModelResponse, ProviderError>;
+    /// Sends `request` and waits for the whole response. The request is borrowed so that
+    /// retries, fallbacks and recorders never need to copy it.
+    async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError>;
 
     /// Sends `request` and streams the response. The default implementation calls
     /// [`complete`](ModelClient::complete) and replays its text as one delta.
-    fn stream<'a>(&'a self, request: ModelRequest) -> ModelStream<'a> {
+    fn stream<'a>(&'a self, request: &'a ModelRequest) -> ModelStream<'a> {
         let once = stream::once(async move { self.complete(request).await });
         Box::pin(once.flat_map(|result| {
             let events = match result {

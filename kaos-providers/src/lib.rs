@@ -16,7 +16,7 @@
 //! use kaos_providers::{Message, ModelClient, ModelRequest, ScriptedClient};
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let model = ScriptedClient::new().with_text("Hello!");
-//! let response = model.complete(ModelRequest::new("scripted:test", vec![Message::user("Hi")])).await?;
+//! let response = model.complete(&ModelRequest::new("scripted:test", vec![Message::user("Hi")])).await?;
 //! assert_eq!(response.text, "Hello!");
 //! assert_eq!(model.requests().len(), 1);
 //! # Ok::<(), kaos_providers::ProviderError>(()) }).unwrap();

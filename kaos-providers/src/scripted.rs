@@ -7,8 +7,8 @@ use futures::stream;
 use serde_json::Value;
 
 use crate::{
-    Capabilities, FinishReason, ModelClient, ModelRequest, ModelResponse, ModelStream, ProviderError, StreamEvent,
-    StructuredOutput, ToolCall, Usage, estimate_tokens,
+    Capabilities, FinishReason, ModelClient, ModelRequest, ModelResponse, ModelStream, ProviderError,
+    StreamEvent, StructuredOutput, ToolCall, Usage, estimate_tokens,
 };
 
 /// One answer of a [`ScriptedClient`].
@@ -47,7 +47,10 @@ impl ScriptedReply {
         I: IntoIterator<Item = (S, Value)>,
         S: Into<String>,
     {
-        Self::ToolCalls { text: String::new(), calls: calls.into_iter().map(|(n, a)| (n.into(), a)).collect() }
+        Self::ToolCalls {
+            text: String::new(),
+            calls: calls.into_iter().map(|(n, a)| (n.into(), a)).collect(),
+        }
     }
 }
 
@@ -114,7 +117,9 @@ impl ScriptedClient {
             let seen = request.user_message_count();
             let last = request.last_user_message().unwrap_or_default();
             let plural = if seen == 1 { "" } else { "s" };
-            ScriptedReply::text(format!("You said: {last:?}. I have seen {seen} user message{plural} in this session."))
+            ScriptedReply::text(format!(
+                "You said: {last:?}. I have seen {seen} user message{plural} in this session."
+            ))
         })
     }
 
@@ -175,9 +180,9 @@ impl ScriptedClient {
         }
     }
 
-    fn answer(&self, request: ModelRequest) -> Result<ModelResponse, ProviderError> {
+    fn answer(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError> {
         let reply = match &self.inner.script {
-            Script::Func(f) => f(&request),
+            Script::Func(f) => f(request),
             Script::Queue(queue) => {
                 let next = queue.lock().unwrap_or_else(PoisonError::into_inner).pop_front();
                 next.ok_or_else(|| ProviderError::Script {
@@ -185,9 +190,9 @@ impl ScriptedClient {
                 })?
             }
         };
-        let response = build_response(&request, reply);
+        let response = build_response(request, reply);
         if self.inner.record {
-            self.inner.requests.lock().unwrap_or_else(PoisonError::into_inner).push(request);
+            self.inner.requests.lock().unwrap_or_else(PoisonError::into_inner).push(request.clone());
         }
         response
     }
@@ -207,7 +212,10 @@ fn build_response(request: &ModelRequest, reply: ScriptedReply) -> Result<ModelR
         .map(|(i, (name, arguments))| ToolCall::new(format!("call_{m}_{i}"), name, arguments))
         .collect();
     let output_tokens = estimate_tokens(&text)
-        + tool_calls.iter().map(|c| estimate_tokens(&c.name) + estimate_tokens(&c.arguments.to_string())).sum::<u64>();
+        + tool_calls
+            .iter()
+            .map(|c| estimate_tokens(&c.name) + estimate_tokens(&c.arguments.to_string()))
+            .sum::<u64>();
     Ok(ModelResponse {
         finish_reason: if tool_calls.is_empty() { FinishReason::Stop } else { FinishReason::ToolCalls },
         text,
@@ -233,18 +241,21 @@ impl ModelClient for ScriptedClient {
         }
     }
 
-    async fn complete(&self, request: ModelRequest) -> Result<ModelResponse, ProviderError> {
+    async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError> {
         self.answer(request)
     }
 
     /// Streams the scripted answer word by word, then each tool call's arguments, then
     /// `Completed`: the same shape a real vendor's stream has.
-    fn stream<'a>(&'a self, request: ModelRequest) -> ModelStream<'a> {
+    fn stream<'a>(&'a self, request: &'a ModelRequest) -> ModelStream<'a> {
         let events = match self.answer(request) {
             Err(e) => vec![Err(e)],
             Ok(response) => {
-                let mut events: Vec<_> =
-                    response.text.split_inclusive(' ').map(|w| Ok(StreamEvent::TextDelta { text: w.to_owned() })).collect();
+                let mut events: Vec<_> = response
+                    .text
+                    .split_inclusive(' ')
+                    .map(|w| Ok(StreamEvent::TextDelta { text: w.to_owned() }))
+                    .collect();
                 events.extend(response.tool_calls.iter().enumerate().map(|(index, call)| {
                     Ok(StreamEvent::ToolCallDelta {
                         index,

@@ -48,7 +48,12 @@ impl Message {
     }
 
     /// A tool result.
-    pub fn tool(call_id: impl Into<String>, name: impl Into<String>, content: impl Into<String>, is_error: bool) -> Self {
+    pub fn tool(
+        call_id: impl Into<String>,
+        name: impl Into<String>,
+        content: impl Into<String>,
+        is_error: bool,
+    ) -> Self {
         Message::Tool { call_id: call_id.into(), name: name.into(), content: content.into(), is_error }
     }
 
@@ -60,16 +65,19 @@ impl Message {
     /// The text content.
     pub fn content(&self) -> &str {
         match self {
-            Message::User { content } | Message::Assistant { content, .. } | Message::Tool { content, .. } => content,
+            Message::User { content }
+            | Message::Assistant { content, .. }
+            | Message::Tool { content, .. } => content,
         }
     }
 
     /// A cheap token estimate of this message (see [`estimate_tokens`]).
     pub fn estimated_tokens(&self) -> u64 {
         let calls = match self {
-            Message::Assistant { tool_calls, .. } => {
-                tool_calls.iter().map(|c| estimate_tokens(&c.name) + estimate_tokens(&c.arguments.to_string())).sum()
-            }
+            Message::Assistant { tool_calls, .. } => tool_calls
+                .iter()
+                .map(|c| estimate_tokens(&c.name) + estimate_tokens(&c.arguments.to_string()))
+                .sum(),
             _ => 0,
         };
         // Per-message framing overhead, as vendors charge it.
@@ -211,9 +219,15 @@ impl ModelRequest {
         let tools: u64 = self
             .tools
             .iter()
-            .map(|t| estimate_tokens(&t.name) + estimate_tokens(&t.description) + estimate_tokens(&t.parameters.to_string()))
+            .map(|t| {
+                estimate_tokens(&t.name)
+                    + estimate_tokens(&t.description)
+                    + estimate_tokens(&t.parameters.to_string())
+            })
             .sum();
-        estimate_tokens(&self.system) + self.messages.iter().map(Message::estimated_tokens).sum::<u64>() + tools
+        estimate_tokens(&self.system)
+            + self.messages.iter().map(Message::estimated_tokens).sum::<u64>()
+            + tools
     }
 }
 

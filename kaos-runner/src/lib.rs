@@ -1,1 +1,48 @@
-//! kaos-runner
+//! The KAOS engine.
+//!
+//! A [`Runner`] drives a frozen [`Agent`](kaos_agent::Agent) against a
+//! [`Runtime`](kaos_runtime::Runtime), one **turn** at a time, for any number of **sessions**.
+//! Each turn it takes the session (turns on one session run one after another; different
+//! sessions run in parallel), hydrates the session's history from the VFS, calls the model,
+//! runs the tools the model asks for (a ReAct loop bounded by the agent's iteration limit),
+//! appends what the turn added to the session log, and reports everything as typed [`Event`]s.
+//!
+//! [`Runner::run`] is the event stream; [`Runner::turn`] folds that same stream into a
+//! [`TurnResponse`] with [`fold`], so the two can never disagree.
+//!
+//! ```
+//! use kaos_agent::Agent;
+//! use kaos_runner::Runner;
+//! use kaos_runtime::Runtime;
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let agent = Agent::builder().name("helper").instructions("Be brief.").build()?; // offline model
+//! let runner = Runner::builder(agent, Runtime::test_mode()).build()?;
+//! runner.turn("Hello!", "demo").await?;
+//! let second = runner.turn("What did I say?", "demo").await?;
+//! assert_eq!(second.turn_number, 2);
+//! assert!(second.text.contains("2 user messages"));
+//! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+mod events;
+mod response;
+mod runner;
+mod session;
+mod stream;
+mod turn;
+
+pub use error::RunError;
+pub use events::{Event, EventKind, MemoryEventKind, Span, SpanPhase, SpanSubject};
+pub use response::{StopReason, ToolCallRecord, TurnFold, TurnResponse, fold};
+pub use runner::{Runner, RunnerBuilder};
+pub use session::{SESSION_LAYOUT_VERSION, SessionId, TurnRecord};
+pub use stream::RunStream;
+
+pub use kaos_agent as agent;
+pub use kaos_providers as providers;
+pub use kaos_runtime as runtime;
+pub use kaos_tools as tools;
+pub use kaos_vfs as vfs;

@@ -1,1 +1,482 @@
-// implemented by the kaos-vfs helper
+use std::fs::{self, File, OpenOptions};
+use std::hash::{BuildHasher, RandomState};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::{EntryKind, Metadata, Vfs, VfsEntry, VfsError, VfsPath};
+
+/// Marks DiskVfs temp files: `.{name}.kaos-tmp-{pid}-{counter}`. Names holding it are reserved.
+const TEMP_MARKER: &str = ".kaos-tmp-";
+/// How much of the target name a temp name keeps (the full name could overflow 255 bytes).
+const TEMP_NAME_KEEP: usize = 100;
+/// Stripes of the in-process append lock (appends to different files rarely contend).
+const APPEND_STRIPES: usize = 16;
+/// How often a mutation is retried when a concurrent `delete` prunes a directory under it.
+const PRUNE_RETRIES: usize = 8;
+
+/// Tells temp files apart within one process.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A VFS rooted at a directory on the local disk.
+///
+/// - [`write`](Vfs::write) writes a temp file next to the target, fsyncs it, renames it over
+///   the target and fsyncs the directory: readers and crashes see the old or the new bytes.
+///   Temp files never show up in [`list`](Vfs::list); names containing `.kaos-tmp-` after a
+///   leading `.` are reserved for them and rejected with [`VfsError::InvalidPath`].
+/// - [`append`](Vfs::append) opens the file with `O_APPEND` and writes the buffer in one
+///   `write_all` under an in-process lock, so appends from one process never interleave;
+///   between processes, `O_APPEND` keeps each append whole in practice. Appends are not
+///   fsynced unless [`with_synced_appends`](DiskVfs::with_synced_appends) says so: after a
+///   machine crash the last appends may be lost or torn, and readers of logs must tolerate a
+///   last line without its `\n`.
+/// - Directories are implicit, as in every backend: `write` and `append` create parents, and
+///   `delete` removes parents left empty.
+/// - **Symlinks are never followed.** A path whose component (below the root) is a symlink, or
+///   anything other than a regular file or directory, is treated as missing: `NotFound` for
+///   reads, writes, appends, stat and delete; `false` for exists; empty for list. Such entries
+///   are left out of listings. The error is the same as for a path that does not exist.
+///   The checks walk the path before each operation; they do not defend against a process
+///   that swaps directories for symlinks inside the root *during* an operation.
+/// - Every blocking call runs on tokio's blocking pool (`spawn_blocking`), so a tokio runtime
+///   must be running. Errors carry VFS paths, never host paths.
+///
+/// Cloning is cheap and clones share the root and the append locks.
+#[derive(Debug, Clone)]
+pub struct DiskVfs {
+    shared: Arc<Shared>,
+    sync_appends: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    root: PathBuf,
+    append_locks: [Mutex<()>; APPEND_STRIPES],
+    hasher: RandomState,
+}
+
+impl DiskVfs {
+    /// A VFS rooted at `root`, which is created (with its parents) when missing and then
+    /// canonicalized, so a symlink *above* the root is resolved once, here.
+    ///
+    /// Errors with [`VfsError::Io`] when the directory cannot be created or resolved, or is not
+    /// a directory.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self, VfsError> {
+        let root = root.into();
+        let io = |source| VfsError::Io { path: root.display().to_string(), source };
+        fs::create_dir_all(&root).map_err(io)?;
+        let root = fs::canonicalize(&root).map_err(io)?;
+        if !fs::metadata(&root).map_err(io)?.is_dir() {
+            return Err(io(io::Error::other("the VFS root is not a directory")));
+        }
+        Ok(Self {
+            shared: Arc::new(Shared {
+                root,
+                append_locks: std::array::from_fn(|_| Mutex::new(())),
+                hasher: RandomState::new(),
+            }),
+            sync_appends: false,
+        })
+    }
+
+    /// The canonical directory everything lives under.
+    pub fn root(&self) -> &Path {
+        &self.shared.root
+    }
+
+    /// Whether [`append`](Vfs::append) fsyncs the file before returning (default `false`).
+    /// Turning it on makes acknowledged appends survive a machine crash, at one fsync each.
+    pub fn with_synced_appends(mut self, sync: bool) -> Self {
+        self.sync_appends = sync;
+        self
+    }
+
+    /// Runs `op` on the blocking pool after rejecting reserved names.
+    async fn run<T, F>(&self, path: &VfsPath, op: F) -> Result<T, VfsError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Shared, &VfsPath) -> Result<T, VfsError> + Send + 'static,
+    {
+        check_reserved(path)?;
+        let shared = Arc::clone(&self.shared);
+        let owned = path.clone();
+        tokio::task::spawn_blocking(move || op(&shared, &owned)).await.unwrap_or_else(|join| {
+            Err(VfsError::Io { path: path.to_string(), source: io::Error::other(join) })
+        })
+    }
+}
+
+fn check_reserved(path: &VfsPath) -> Result<(), VfsError> {
+    if path.segments().any(is_reserved_name) {
+        return Err(VfsError::InvalidPath {
+            path: path.as_str().to_owned(),
+            reason: "names starting with '.' and containing '.kaos-tmp-' are reserved for temp files",
+        });
+    }
+    Ok(())
+}
+
+fn is_reserved_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(TEMP_MARKER)
+}
+
+fn temp_name(target: &str) -> String {
+    let mut keep = target.len().min(TEMP_NAME_KEEP);
+    while !target.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    let counter = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(".{}{TEMP_MARKER}{}-{counter}", &target[..keep], std::process::id())
+}
+
+fn not_found(path: &VfsPath) -> VfsError {
+    VfsError::NotFound(path.to_string())
+}
+
+/// Whether `e` means "nothing there" (including a symlink refused by `O_NOFOLLOW`).
+fn is_missing(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return true;
+    }
+    matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory)
+}
+
+fn io_error(path: &VfsPath, source: io::Error) -> VfsError {
+    if is_missing(&source) { not_found(path) } else { VfsError::Io { path: path.to_string(), source } }
+}
+
+/// The first `depth` segments of `path`.
+fn ancestor(path: &VfsPath, depth: usize) -> VfsPath {
+    VfsPath::from_normalized(path.segments().take(depth).collect::<Vec<_>>().join("/"))
+}
+
+/// What walking a path component by component (never following symlinks) found.
+enum Walk {
+    /// Every component exists; the last is a directory or a regular file.
+    Found(fs::Metadata),
+    /// Components before index `depth` are directories; component `depth` does not exist.
+    Missing { depth: usize },
+    /// Component `depth` is a regular file, but more components follow.
+    FileInTheWay { depth: usize },
+    /// A component is a symlink or a special file: treated as missing, never followed.
+    Hidden,
+}
+
+impl Shared {
+    fn host_path(&self, path: &VfsPath) -> PathBuf {
+        let mut full = self.root.clone();
+        full.extend(path.segments());
+        full
+    }
+
+    fn walk(&self, path: &VfsPath) -> Result<Walk, VfsError> {
+        let mut full = self.root.clone();
+        let count = path.segments().count();
+        if count == 0 {
+            return fs::symlink_metadata(&full).map(Walk::Found).map_err(|e| io_error(path, e));
+        }
+        for (depth, segment) in path.segments().enumerate() {
+            full.push(segment);
+            let meta = match fs::symlink_metadata(&full) {
+                Ok(meta) => meta,
+                Err(e) if is_missing(&e) => return Ok(Walk::Missing { depth }),
+                Err(e) => return Err(io_error(path, e)),
+            };
+            let kind = meta.file_type();
+            let last = depth + 1 == count;
+            if kind.is_dir() && !last {
+                continue;
+            }
+            return Ok(match (kind.is_dir() || kind.is_file(), last) {
+                (true, true) => Walk::Found(meta),
+                (true, false) => Walk::FileInTheWay { depth },
+                (false, _) => Walk::Hidden,
+            });
+        }
+        Ok(Walk::Hidden) // unreachable: the loop returns at the last segment
+    }
+
+    /// Makes `path` ready to hold a file: creates missing parent directories and checks that
+    /// nothing in the way is a file, a directory (at `path` itself) or a symlink.
+    fn prepare_file(&self, path: &VfsPath) -> Result<PathBuf, VfsError> {
+        if path.is_root() {
+            return Err(VfsError::WrongKind { path: path.clone(), expected: "file", found: "directory" });
+        }
+        let count = path.segments().count();
+        match self.walk(path)? {
+            Walk::Found(meta) if meta.is_dir() => {
+                Err(VfsError::WrongKind { path: path.clone(), expected: "file", found: "directory" })
+            }
+            Walk::Found(_) => Ok(self.host_path(path)),
+            Walk::FileInTheWay { depth } => Err(VfsError::WrongKind {
+                path: ancestor(path, depth + 1),
+                expected: "directory",
+                found: "file",
+            }),
+            Walk::Hidden => Err(not_found(path)),
+            Walk::Missing { depth } => {
+                for created in depth..count - 1 {
+                    let dir = self.host_path(&ancestor(path, created + 1));
+                    match fs::create_dir(&dir) {
+                        Ok(()) => {
+                            if let Some(parent) = dir.parent() {
+                                sync_dir(parent).map_err(|e| io_error(path, e))?;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                            // Someone else made it; make sure it is a real directory.
+                            let meta = fs::symlink_metadata(&dir).map_err(|e| io_error(path, e))?;
+                            if meta.is_file() {
+                                return Err(VfsError::WrongKind {
+                                    path: ancestor(path, created + 1),
+                                    expected: "directory",
+                                    found: "file",
+                                });
+                            }
+                            if !meta.is_dir() {
+                                return Err(not_found(path));
+                            }
+                        }
+                        Err(e) => return Err(io_error(path, e)),
+                    }
+                }
+                Ok(self.host_path(path))
+            }
+        }
+    }
+
+    /// Retries `op` when a concurrent `delete` pruned a directory it had just checked.
+    fn retry_pruned<T>(&self, mut op: impl FnMut() -> Result<T, VfsError>) -> Result<T, VfsError> {
+        let mut attempt = 0;
+        loop {
+            match op() {
+                Err(e) if e.is_not_found() && attempt < PRUNE_RETRIES => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn append_lock(&self, path: &VfsPath) -> &Mutex<()> {
+        let stripe = self.hasher.hash_one(path.as_str()) as usize % APPEND_STRIPES;
+        &self.append_locks[stripe]
+    }
+
+    /// Removes the now-empty ancestors of a deleted `path` (implicit directories), stopping at
+    /// the first one that is not empty.
+    fn prune_empty_parents(&self, path: &VfsPath) {
+        let mut dir = path.parent();
+        while let Some(current) = dir {
+            if current.is_root() || fs::remove_dir(self.host_path(&current)).is_err() {
+                break;
+            }
+            dir = current.parent();
+        }
+    }
+}
+
+fn open_options() -> OpenOptions {
+    #[allow(unused_mut)]
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    options
+}
+
+/// Writes `data` to a fresh temp file next to `target`, fsyncs it, renames it over `target` and
+/// fsyncs the directory. The temp file is removed on failure.
+fn replace_atomically(target: &Path, data: &[u8]) -> io::Result<()> {
+    let (Some(dir), Some(name)) = (target.parent(), target.file_name().and_then(|n| n.to_str())) else {
+        return Err(io::Error::other("target has no parent or name"));
+    };
+    // A stray temp file from a crashed process with a recycled pid may hold the name: pick another.
+    let mut attempts = 0;
+    let (temp, mut file) = loop {
+        let temp = dir.join(temp_name(name));
+        match open_options().write(true).create_new(true).open(&temp) {
+            Ok(file) => break (temp, file),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 16 => attempts += 1,
+            Err(e) => return Err(e),
+        }
+    };
+    let result = file
+        .write_all(data)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| {
+            drop(file);
+            fs::rename(&temp, target)
+        })
+        .and_then(|()| sync_dir(dir));
+    if result.is_err() {
+        // Best effort: after a successful rename there is nothing left to remove.
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Makes a directory's entries (a rename, a new child) durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        // Some filesystems cannot fsync a directory; the rename itself has still happened.
+        Err(e) if matches!(e.kind(), io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported) => {}
+        other => return other,
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+#[async_trait]
+impl Vfs for DiskVfs {
+    async fn read(&self, path: &VfsPath) -> Result<Bytes, VfsError> {
+        self.run(path, |shared, path| match shared.walk(path)? {
+            Walk::Found(meta) if meta.is_dir() => {
+                Err(VfsError::WrongKind { path: path.clone(), expected: "file", found: "directory" })
+            }
+            Walk::Found(meta) => {
+                let mut file =
+                    open_options().read(true).open(shared.host_path(path)).map_err(|e| io_error(path, e))?;
+                let mut buf = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+                file.read_to_end(&mut buf).map_err(|e| io_error(path, e))?;
+                Ok(Bytes::from(buf))
+            }
+            Walk::Missing { .. } | Walk::FileInTheWay { .. } | Walk::Hidden => Err(not_found(path)),
+        })
+        .await
+    }
+
+    async fn write(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError> {
+        self.run(path, move |shared, path| {
+            shared.retry_pruned(|| {
+                let target = shared.prepare_file(path)?;
+                replace_atomically(&target, &data).map_err(|e| io_error(path, e))
+            })
+        })
+        .await
+    }
+
+    async fn append(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError> {
+        let sync = self.sync_appends;
+        self.run(path, move |shared, path| {
+            let _guard = shared.append_lock(path).lock().unwrap_or_else(PoisonError::into_inner);
+            shared.retry_pruned(|| {
+                let target = shared.prepare_file(path)?;
+                let mut file =
+                    open_options().append(true).create(true).open(&target).map_err(|e| io_error(path, e))?;
+                file.write_all(&data).map_err(|e| io_error(path, e))?;
+                if sync {
+                    file.sync_data().map_err(|e| io_error(path, e))?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn exists(&self, path: &VfsPath) -> Result<bool, VfsError> {
+        self.run(path, |shared, path| Ok(matches!(shared.walk(path)?, Walk::Found(_)))).await
+    }
+
+    async fn stat(&self, path: &VfsPath) -> Result<Metadata, VfsError> {
+        self.run(path, |shared, path| match shared.walk(path)? {
+            Walk::Found(meta) if meta.is_dir() => Ok(Metadata::dir(meta.modified().ok())),
+            Walk::Found(meta) => Ok(Metadata::file(meta.len(), meta.modified().ok())),
+            Walk::Missing { .. } | Walk::FileInTheWay { .. } | Walk::Hidden => Err(not_found(path)),
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &VfsPath) -> Result<Vec<VfsEntry>, VfsError> {
+        self.run(prefix, |shared, prefix| {
+            match shared.walk(prefix)? {
+                Walk::Found(meta) if meta.is_file() => {
+                    return Err(VfsError::WrongKind {
+                        path: prefix.clone(),
+                        expected: "directory",
+                        found: "file",
+                    });
+                }
+                Walk::Found(_) => {}
+                Walk::Missing { .. } | Walk::FileInTheWay { .. } | Walk::Hidden => return Ok(Vec::new()),
+            }
+            let dir = match fs::read_dir(shared.host_path(prefix)) {
+                Ok(dir) => dir,
+                Err(e) if is_missing(&e) => return Ok(Vec::new()),
+                Err(e) => return Err(io_error(prefix, e)),
+            };
+            let mut entries = Vec::new();
+            for entry in dir {
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(e) if is_missing(&e) => continue,
+                    Err(e) => return Err(io_error(prefix, e)),
+                };
+                // Names a VfsPath cannot express (non-UTF-8, backslash, control characters…)
+                // and temp files are unreachable, so they are not listed either.
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+                if is_reserved_name(&name) {
+                    continue;
+                }
+                let Ok(path) = prefix.join(&name) else { continue };
+                if path.segments().count() != prefix.segments().count() + 1 {
+                    continue;
+                }
+                let kind = match entry.file_type() {
+                    Ok(kind) => kind,
+                    Err(e) if is_missing(&e) => continue,
+                    Err(e) => return Err(io_error(&path, e)),
+                };
+                if kind.is_dir() {
+                    entries.push(VfsEntry::new(path, EntryKind::Dir, 0));
+                } else if kind.is_file() {
+                    let len = match entry.metadata() {
+                        Ok(meta) => meta.len(),
+                        Err(e) if is_missing(&e) => continue,
+                        Err(e) => return Err(io_error(&path, e)),
+                    };
+                    entries.push(VfsEntry::new(path, EntryKind::File, len));
+                }
+            }
+            entries.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn delete(&self, path: &VfsPath) -> Result<(), VfsError> {
+        self.run(path, |shared, path| {
+            if path.is_root() {
+                // Empties the root but keeps it. `remove_dir_all` does not follow symlinks.
+                let dir = fs::read_dir(&shared.root).map_err(|e| io_error(path, e))?;
+                for entry in dir {
+                    let entry = entry.map_err(|e| io_error(path, e))?;
+                    let is_dir = entry.file_type().map_err(|e| io_error(path, e))?.is_dir();
+                    let removed =
+                        if is_dir { fs::remove_dir_all(entry.path()) } else { fs::remove_file(entry.path()) };
+                    match removed {
+                        Err(e) if !is_missing(&e) => return Err(io_error(path, e)),
+                        _ => {}
+                    }
+                }
+                return Ok(());
+            }
+            let target = shared.host_path(path);
+            match shared.walk(path)? {
+                Walk::Found(meta) if meta.is_dir() => fs::remove_dir_all(&target),
+                Walk::Found(_) => fs::remove_file(&target),
+                Walk::Missing { .. } | Walk::FileInTheWay { .. } | Walk::Hidden => {
+                    return Err(not_found(path));
+                }
+            }
+            .map_err(|e| io_error(path, e))?;
+            shared.prune_empty_parents(path);
+            Ok(())
+        })
+        .await
+    }
+}

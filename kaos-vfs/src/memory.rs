@@ -1,1 +1,219 @@
-// implemented by the kaos-vfs helper
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Bound;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+
+use crate::{EntryKind, Metadata, Vfs, VfsEntry, VfsError, VfsPath};
+
+/// An in-process VFS: a sorted map from path to bytes.
+///
+/// Isolated (each `MemoryVfs::new()` is its own empty filesystem) and without any disk side
+/// effect, which makes it the backend for tests and `Runtime::test_mode()`. Directories are
+/// implicit: a directory exists while at least one file exists below it, and disappears with
+/// its last file. Every operation takes a short, synchronous lock and never awaits while
+/// holding it, so the type is safe to share between tasks (`Arc<MemoryVfs>`).
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use kaos_vfs::{MemoryVfs, Vfs, VfsPath};
+/// let vfs = MemoryVfs::new();
+/// let path = VfsPath::new("sessions/s1/turns.jsonl")?;
+/// vfs.append(&path, "{\"turn\":1}\n".into()).await?;
+/// assert!(vfs.exists(&VfsPath::new("sessions/s1")?).await?);
+/// assert_eq!(vfs.read(&path).await?, "{\"turn\":1}\n");
+/// # Ok::<(), kaos_vfs::VfsError>(())
+/// # }).unwrap();
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Default)]
+pub struct MemoryVfs {
+    files: RwLock<BTreeMap<String, MemoryFile>>,
+}
+
+struct MemoryFile {
+    data: Bytes,
+    modified: SystemTime,
+}
+
+/// Where a path stands in the map.
+enum Lookup<'a> {
+    File(&'a MemoryFile),
+    Dir,
+    Missing,
+}
+
+impl MemoryVfs {
+    /// An empty filesystem.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read_map(&self) -> RwLockReadGuard<'_, BTreeMap<String, MemoryFile>> {
+        // No operation can panic half-way through a mutation, so a poisoned map is still whole.
+        self.files.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_map(&self) -> RwLockWriteGuard<'_, BTreeMap<String, MemoryFile>> {
+        self.files.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for MemoryVfs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryVfs").field("files", &self.read_map().len()).finish()
+    }
+}
+
+/// The key prefix shared by everything strictly below `dir` (`""` for the root).
+fn child_prefix(dir: &VfsPath) -> String {
+    if dir.is_root() { String::new() } else { format!("{}/", dir.as_str()) }
+}
+
+/// Whether at least one file lies strictly below `dir`.
+fn has_descendants(map: &BTreeMap<String, MemoryFile>, dir: &VfsPath) -> bool {
+    let prefix = child_prefix(dir);
+    map.range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+        .next()
+        .is_some_and(|(key, _)| key.starts_with(&prefix))
+}
+
+fn lookup<'a>(map: &'a BTreeMap<String, MemoryFile>, path: &VfsPath) -> Lookup<'a> {
+    if let Some(file) = map.get(path.as_str()) {
+        return Lookup::File(file);
+    }
+    if path.is_root() || has_descendants(map, path) { Lookup::Dir } else { Lookup::Missing }
+}
+
+/// Checks that `path` can hold a file: it is not a directory and no ancestor is a file.
+fn check_file_slot(map: &BTreeMap<String, MemoryFile>, path: &VfsPath) -> Result<(), VfsError> {
+    if path.is_root() || has_descendants(map, path) {
+        return Err(VfsError::WrongKind { path: path.clone(), expected: "file", found: "directory" });
+    }
+    let mut ancestor = path.parent();
+    while let Some(dir) = ancestor {
+        if dir.is_root() {
+            break;
+        }
+        if map.contains_key(dir.as_str()) {
+            return Err(VfsError::WrongKind { path: dir, expected: "directory", found: "file" });
+        }
+        ancestor = dir.parent();
+    }
+    Ok(())
+}
+
+fn not_found(path: &VfsPath) -> VfsError {
+    VfsError::NotFound(path.to_string())
+}
+
+#[async_trait]
+impl Vfs for MemoryVfs {
+    async fn read(&self, path: &VfsPath) -> Result<Bytes, VfsError> {
+        match lookup(&self.read_map(), path) {
+            Lookup::File(file) => Ok(file.data.clone()),
+            Lookup::Dir => {
+                Err(VfsError::WrongKind { path: path.clone(), expected: "file", found: "directory" })
+            }
+            Lookup::Missing => Err(not_found(path)),
+        }
+    }
+
+    async fn write(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError> {
+        let mut map = self.write_map();
+        check_file_slot(&map, path)?;
+        map.insert(path.as_str().to_owned(), MemoryFile { data, modified: SystemTime::now() });
+        Ok(())
+    }
+
+    async fn append(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError> {
+        let mut map = self.write_map();
+        match map.get_mut(path.as_str()) {
+            Some(file) => {
+                // Reuses the buffer when no reader holds a clone of it.
+                let mut buf = BytesMut::from(std::mem::take(&mut file.data));
+                buf.extend_from_slice(&data);
+                file.data = buf.freeze();
+                file.modified = SystemTime::now();
+            }
+            None => {
+                check_file_slot(&map, path)?;
+                map.insert(path.as_str().to_owned(), MemoryFile { data, modified: SystemTime::now() });
+            }
+        }
+        Ok(())
+    }
+
+    async fn exists(&self, path: &VfsPath) -> Result<bool, VfsError> {
+        Ok(!matches!(lookup(&self.read_map(), path), Lookup::Missing))
+    }
+
+    async fn stat(&self, path: &VfsPath) -> Result<Metadata, VfsError> {
+        match lookup(&self.read_map(), path) {
+            Lookup::File(file) => Ok(Metadata::file(file.data.len() as u64, Some(file.modified))),
+            Lookup::Dir => Ok(Metadata::dir(None)),
+            Lookup::Missing => Err(not_found(path)),
+        }
+    }
+
+    async fn list(&self, prefix: &VfsPath) -> Result<Vec<VfsEntry>, VfsError> {
+        let map = self.read_map();
+        if map.contains_key(prefix.as_str()) {
+            return Err(VfsError::WrongKind { path: prefix.clone(), expected: "directory", found: "file" });
+        }
+        let base = child_prefix(prefix);
+        let mut entries = Vec::new();
+        let mut cursor = base.clone();
+        // Visits each direct child once: after a subdirectory, jumps past all of its keys.
+        while let Some((key, file)) =
+            map.range::<str, _>((Bound::Included(cursor.as_str()), Bound::Unbounded)).next()
+        {
+            let Some(rest) = key.strip_prefix(&base) else { break };
+            match rest.split_once('/') {
+                None => {
+                    let path = VfsPath::from_normalized(key.clone());
+                    entries.push(VfsEntry::new(path, EntryKind::File, file.data.len() as u64));
+                    cursor = format!("{key}\0");
+                }
+                Some((dir, _)) => {
+                    let dir_key = format!("{base}{dir}");
+                    // '0' is the character right after '/', so this skips "{dir_key}/…".
+                    cursor = format!("{dir_key}0");
+                    entries.push(VfsEntry::new(VfsPath::from_normalized(dir_key), EntryKind::Dir, 0));
+                }
+            }
+        }
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(entries)
+    }
+
+    async fn delete(&self, path: &VfsPath) -> Result<(), VfsError> {
+        let mut map = self.write_map();
+        if path.is_root() {
+            map.clear();
+            return Ok(());
+        }
+        if map.remove(path.as_str()).is_some() {
+            return Ok(());
+        }
+        let prefix = child_prefix(path);
+        let below: Vec<String> = map
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .map(|(key, _)| key)
+            .take_while(|key| key.starts_with(&prefix))
+            .cloned()
+            .collect();
+        if below.is_empty() {
+            return Err(not_found(path));
+        }
+        for key in below {
+            map.remove(&key);
+        }
+        Ok(())
+    }
+}

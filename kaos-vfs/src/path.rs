@@ -62,6 +62,12 @@ impl VfsPath {
         Ok(Self(out))
     }
 
+    /// Wraps a string the caller knows is already normalized (e.g. a key built from `VfsPath`s).
+    pub(crate) fn from_normalized(normalized: String) -> Self {
+        debug_assert!(Self::new(&normalized).is_ok_and(|p| p.0 == normalized));
+        Self(normalized)
+    }
+
     /// The root of the VFS (the empty path).
     pub fn root() -> Self {
         Self(String::new())

@@ -72,13 +72,16 @@ impl VfsEntry {
 /// - Directories are implicit: they exist while a file exists below them.
 #[async_trait]
 pub trait Vfs: Send + Sync + Debug {
-    /// Reads a whole file. Errors with `NotFound` for a missing file or a directory.
+    /// Reads a whole file. Errors with `NotFound` for a missing file and `WrongKind` for a
+    /// directory.
     async fn read(&self, path: &VfsPath) -> Result<Bytes, VfsError>;
 
-    /// Atomically replaces (or creates) a file with `data`.
+    /// Atomically replaces (or creates) a file with `data`, creating its parents. Errors with
+    /// `WrongKind` when `path` is a directory (the root included) or lies below a file.
     async fn write(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError>;
 
-    /// Appends `data` to a file, creating it when missing.
+    /// Appends `data` to a file, creating it (and its parents) when missing. Same `WrongKind`
+    /// cases as [`write`](Vfs::write).
     async fn append(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError>;
 
     /// Whether a file or directory exists at `path`.
@@ -88,9 +91,10 @@ pub trait Vfs: Send + Sync + Debug {
     async fn stat(&self, path: &VfsPath) -> Result<Metadata, VfsError>;
 
     /// The direct children of the directory `prefix` (the root when `prefix` is the root),
-    /// sorted by path. A missing directory lists as empty.
+    /// sorted by path. A missing directory lists as empty; a file gives `WrongKind`.
     async fn list(&self, prefix: &VfsPath) -> Result<Vec<VfsEntry>, VfsError>;
 
     /// Deletes a file, or a directory with everything below it. `NotFound` when missing.
+    /// Deleting the root empties the VFS (the root itself always exists).
     async fn delete(&self, path: &VfsPath) -> Result<(), VfsError>;
 }

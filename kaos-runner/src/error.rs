@@ -1,0 +1,51 @@
+use kaos_providers::ProviderError;
+use kaos_vfs::VfsError;
+
+/// Why a turn (or building a Runner) failed. A failed turn persists nothing: the session is
+/// left exactly as it was before the turn.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The session id breaks the session-id rules.
+    #[error("invalid session id {id:?}: {reason}")]
+    InvalidSession {
+        /// The rejected id.
+        id: String,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
+    /// The model call failed.
+    #[error("model call failed: {0}")]
+    Provider(#[from] ProviderError),
+    /// The VFS failed.
+    #[error("storage failed: {0}")]
+    Vfs(#[from] VfsError),
+    /// A stored session record is unreadable (not a torn last line, which is repaired).
+    #[error("session {session} is corrupt at {path} line {line}: {message}")]
+    CorruptSession {
+        /// The session.
+        session: String,
+        /// The file.
+        path: String,
+        /// The 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The Runner could not be configured (e.g. an invalid tool glob).
+    #[error("invalid runner configuration: {0}")]
+    Config(String),
+}
+
+impl RunError {
+    /// A short, stable name of the error class, as carried by `RunError` events.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RunError::InvalidSession { .. } => "invalid_session",
+            RunError::Provider(e) => e.kind(),
+            RunError::Vfs(_) => "storage",
+            RunError::CorruptSession { .. } => "corrupt_session",
+            RunError::Config(_) => "config",
+        }
+    }
+}

@@ -1,0 +1,175 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use kaos_providers::Usage;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Event, EventKind, RunError, SpanPhase, SpanSubject};
+
+/// Why a turn stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StopReason {
+    /// The model gave a final answer.
+    Completed,
+    /// The model still wanted tools after the agent's `limits.max_iterations` model calls.
+    /// Tool calls it made in its last call were not run; the model's history says so.
+    IterationLimit,
+}
+
+/// A tool call made during a turn, with its arguments and result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ToolCallRecord {
+    /// The call id.
+    pub call_id: String,
+    /// The tool.
+    pub name: String,
+    /// The arguments the model gave.
+    pub arguments: Value,
+    /// The result as the model saw it.
+    pub result: String,
+    /// Whether the call failed (including: denied, timed out, panicked, unknown tool).
+    pub is_error: bool,
+}
+
+/// The outcome of one turn: the fold of its events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TurnResponse {
+    /// The final answer (the text of the last model call).
+    pub text: String,
+    /// Why the turn stopped.
+    pub stop_reason: StopReason,
+    /// Tool calls, in the order they were made.
+    pub tool_calls: Vec<ToolCallRecord>,
+    /// Usage summed over every model call of the turn.
+    pub usage: Usage,
+    /// Cost in USD summed over every priced model call.
+    pub cost_usd: f64,
+    /// Model calls whose price was unknown (their cost is not in `cost_usd`).
+    pub unpriced_model_calls: u32,
+    /// Model calls made.
+    pub model_calls: u32,
+    /// The turn's number in its session, from 1.
+    pub turn_number: u32,
+    /// The run id.
+    pub run_id: Arc<str>,
+    /// The session.
+    pub session_id: Arc<str>,
+    /// The agent's fingerprint.
+    pub agent_fingerprint: Arc<str>,
+}
+
+/// Folds a run's events into its [`TurnResponse`]: the one function behind
+/// [`Runner::turn`](crate::Runner::turn), so the response and the events never disagree.
+///
+/// Returns the run's error if the stream ends with one, and [`RunError::Config`] if it ends
+/// without a `TurnSummary` (a stream that was not a whole run).
+pub async fn fold<S>(events: S) -> Result<TurnResponse, RunError>
+where
+    S: Stream<Item = Result<Event, RunError>>,
+{
+    let mut folder = TurnFold::default();
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        folder.push(&event?);
+    }
+    folder.finish().ok_or_else(|| RunError::Config("the event stream ended without a turn summary".into()))
+}
+
+/// The incremental form of [`fold`], for callers that also act on each event (e.g. print
+/// text as it streams).
+#[derive(Debug, Default)]
+pub struct TurnFold {
+    text: String,
+    tool_calls: Vec<ToolCallRecord>,
+    open_calls: HashMap<String, usize>,
+    usage: Usage,
+    cost_usd: f64,
+    unpriced: u32,
+    model_calls: u32,
+    turn_number: u32,
+    summary: Option<(u32, StopReason)>,
+    ids: Option<(Arc<str>, Arc<str>, Arc<str>)>,
+}
+
+impl TurnFold {
+    /// Takes one event into account.
+    pub fn push(&mut self, event: &Event) {
+        if self.ids.is_none() {
+            self.ids =
+                Some((event.run_id.clone(), event.session_id.clone(), event.agent_fingerprint.clone()));
+        }
+        match &event.kind {
+            EventKind::Span(span) => match (span.subject, span.phase) {
+                (SpanSubject::LlmCall, SpanPhase::Start) => {
+                    self.text.clear();
+                    self.model_calls += 1;
+                }
+                (SpanSubject::ToolCall, SpanPhase::Start) => {
+                    let attr = |k: &str| span.attributes.get(k).cloned().unwrap_or(Value::Null);
+                    self.open_calls.insert(span.span_id.clone(), self.tool_calls.len());
+                    self.tool_calls.push(ToolCallRecord {
+                        call_id: attr("call_id").as_str().unwrap_or_default().to_owned(),
+                        name: attr("tool_name").as_str().unwrap_or_default().to_owned(),
+                        arguments: attr("arguments"),
+                        result: String::new(),
+                        is_error: false,
+                    });
+                }
+                (SpanSubject::ToolCall, SpanPhase::Complete | SpanPhase::Error) => {
+                    if let Some(record) =
+                        self.open_calls.remove(&span.span_id).and_then(|i| self.tool_calls.get_mut(i))
+                    {
+                        let attrs = &span.attributes;
+                        record.result =
+                            attrs.get("result").and_then(Value::as_str).unwrap_or_default().to_owned();
+                        record.is_error = span.phase == SpanPhase::Error
+                            || attrs.get("is_error").and_then(Value::as_bool).unwrap_or(false);
+                    }
+                }
+                (SpanSubject::Turn, SpanPhase::Start) => {
+                    let n = span.attributes.get("turn_number").and_then(Value::as_u64).unwrap_or_default();
+                    self.turn_number = u32::try_from(n).unwrap_or(u32::MAX);
+                }
+                _ => {}
+            },
+            EventKind::TextDelta { text } => self.text.push_str(text),
+            EventKind::UsageObserved { usage, cost_usd, .. } => {
+                self.usage += *usage;
+                match cost_usd {
+                    Some(cost) => self.cost_usd += cost,
+                    None => self.unpriced += 1,
+                }
+            }
+            EventKind::TurnSummary { turn_number, stop_reason } => {
+                self.summary = Some((*turn_number, *stop_reason))
+            }
+            _ => {}
+        }
+    }
+
+    /// The response, once a `TurnSummary` was seen.
+    pub fn finish(self) -> Option<TurnResponse> {
+        let (turn_number, stop_reason) = self.summary?;
+        let (run_id, session_id, agent_fingerprint) = self.ids?;
+        debug_assert_eq!(turn_number, self.turn_number);
+        Some(TurnResponse {
+            text: self.text,
+            stop_reason,
+            tool_calls: self.tool_calls,
+            usage: self.usage,
+            cost_usd: self.cost_usd,
+            unpriced_model_calls: self.unpriced,
+            model_calls: self.model_calls,
+            turn_number,
+            run_id,
+            session_id,
+            agent_fingerprint,
+        })
+    }
+}

@@ -1,0 +1,347 @@
+//! DiskVfs specifics: hostile paths, symlinks that point out of the root, atomic writes and
+//! temp files.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use kaos_vfs::{DiskVfs, EntryKind, Vfs, VfsEntry, VfsError, VfsPath};
+use proptest::prelude::*;
+
+fn p(s: &str) -> VfsPath {
+    VfsPath::new(s).unwrap()
+}
+
+/// A tempdir holding `root/` (the VFS) and `outside/` (which must never change).
+struct Sandbox {
+    _dir: tempfile::TempDir,
+    base: PathBuf,
+    outside: PathBuf,
+    vfs: DiskVfs,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().to_path_buf();
+        let outside = base.join("outside");
+        fs::create_dir(&outside).unwrap();
+        let vfs = DiskVfs::new(base.join("root")).unwrap();
+        Self { _dir: dir, base, outside, vfs }
+    }
+
+    fn with_secrets() -> Self {
+        let sandbox = Self::new();
+        fs::write(sandbox.outside.join("secret.txt"), "top secret").unwrap();
+        fs::create_dir(sandbox.outside.join("sub")).unwrap();
+        fs::write(sandbox.outside.join("sub/nested.txt"), "nested secret").unwrap();
+        sandbox
+    }
+
+    fn root(&self) -> &Path {
+        self.vfs.root()
+    }
+}
+
+/// Every path below `dir` with its contents (`None` for directories), without following links.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            out.insert(entry.path(), None);
+            out.extend(snapshot(&entry.path()));
+        } else if kind.is_symlink() {
+            out.insert(
+                entry.path(),
+                Some(fs::read_link(entry.path()).unwrap().into_os_string().into_encoded_bytes()),
+            );
+        } else {
+            out.insert(entry.path(), Some(fs::read(entry.path()).unwrap()));
+        }
+    }
+    out
+}
+
+fn assert_not_found<T: std::fmt::Debug>(result: Result<T, VfsError>, path: &VfsPath) {
+    match result {
+        // Exactly the message a missing path gets: nothing hints that something is there.
+        Err(VfsError::NotFound(message)) => assert_eq!(message, path.to_string()),
+        other => panic!("{path}: expected NotFound, got {other:?}"),
+    }
+}
+
+#[test]
+fn hostile_path_strings_are_invalid() {
+    let long = "x".repeat(5000);
+    let long_segment = format!("a/{}", "y".repeat(300));
+    let hostile = [
+        "..",
+        "../x",
+        "../../etc/passwd",
+        "a/../../x",
+        "a/b/../../../x",
+        "./../x",
+        "a/..",
+        "/etc/passwd",
+        "/",
+        "//server/share",
+        "a\\..\\b",
+        "..\\x",
+        "\\\\server\\share",
+        "a\0b",
+        "\0",
+        "a/\n/b",
+        "a\u{7f}",
+        "C:/x",
+        "c:\\windows",
+        "C:",
+        long.as_str(),
+        long_segment.as_str(),
+    ];
+    for input in hostile {
+        match VfsPath::new(input) {
+            Err(VfsError::InvalidPath { path, .. }) => assert_eq!(path, input),
+            other => panic!("{input:?} was not rejected: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn reserved_temp_names_are_invalid() {
+    let sandbox = Sandbox::new();
+    for name in [".a.kaos-tmp-1-2", "dir/.x.kaos-tmp-", ".kaos-tmp-/f"] {
+        let path = p(name);
+        assert!(matches!(sandbox.vfs.write(&path, "x".into()).await, Err(VfsError::InvalidPath { .. })));
+        assert!(matches!(sandbox.vfs.read(&path).await, Err(VfsError::InvalidPath { .. })));
+        assert!(matches!(sandbox.vfs.exists(&path).await, Err(VfsError::InvalidPath { .. })));
+    }
+    // Only the reserved shape is taken: ordinary dot files and look-alikes are fine.
+    for name in [".hidden", "a.kaos-tmp-1", ".kaos-tmp"] {
+        sandbox.vfs.write(&p(name), "x".into()).await.unwrap();
+    }
+    assert_eq!(snapshot(&sandbox.outside), BTreeMap::new());
+}
+
+#[tokio::test]
+async fn new_creates_and_canonicalizes_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let vfs = DiskVfs::new(dir.path().join("a/b/../c")).unwrap();
+    assert_eq!(vfs.root(), fs::canonicalize(dir.path().join("a/c")).unwrap());
+    assert!(vfs.root().is_dir());
+
+    fs::write(dir.path().join("file"), "x").unwrap();
+    assert!(matches!(DiskVfs::new(dir.path().join("file")), Err(VfsError::Io { .. })));
+}
+
+#[tokio::test]
+async fn writes_leave_no_temp_files() {
+    let sandbox = Sandbox::new();
+    for round in 0..20 {
+        sandbox.vfs.write(&p("state.json"), format!("{{\"round\":{round}}}").into()).await.unwrap();
+        sandbox.vfs.write(&p("d/state.json"), Bytes::from(vec![b'x'; 10_000])).await.unwrap();
+    }
+    let names: Vec<_> = snapshot(sandbox.root()).into_keys().collect();
+    assert_eq!(
+        names,
+        vec![
+            sandbox.root().join("d"),
+            sandbox.root().join("d/state.json"),
+            sandbox.root().join("state.json")
+        ]
+    );
+    assert_eq!(sandbox.vfs.read(&p("state.json")).await.unwrap(), "{\"round\":19}");
+}
+
+#[tokio::test]
+async fn stray_temp_files_are_not_listed() {
+    let sandbox = Sandbox::new();
+    sandbox.vfs.write(&p("d/a.txt"), "a".into()).await.unwrap();
+    // As if a process crashed between creating its temp file and renaming it.
+    fs::write(sandbox.root().join(".a.txt.kaos-tmp-4242-7"), "partial").unwrap();
+    fs::write(sandbox.root().join("d/.a.txt.kaos-tmp-4242-8"), "partial").unwrap();
+
+    assert_eq!(
+        sandbox.vfs.list(&VfsPath::root()).await.unwrap(),
+        vec![VfsEntry::new(p("d"), EntryKind::Dir, 0)]
+    );
+    assert_eq!(
+        sandbox.vfs.list(&p("d")).await.unwrap(),
+        vec![VfsEntry::new(p("d/a.txt"), EntryKind::File, 1)]
+    );
+    sandbox.vfs.write(&p("d/a.txt"), "b".into()).await.unwrap();
+    assert_eq!(sandbox.vfs.read(&p("d/a.txt")).await.unwrap(), "b");
+}
+
+#[tokio::test]
+async fn unrepresentable_names_are_not_listed() {
+    let sandbox = Sandbox::new();
+    sandbox.vfs.write(&p("ok.txt"), "ok".into()).await.unwrap();
+    fs::write(sandbox.root().join("back\\slash"), "x").unwrap();
+    fs::write(sandbox.root().join("new\nline"), "x").unwrap();
+    assert_eq!(
+        sandbox.vfs.list(&VfsPath::root()).await.unwrap(),
+        vec![VfsEntry::new(p("ok.txt"), EntryKind::File, 2)]
+    );
+}
+
+#[tokio::test]
+async fn appends_are_not_torn_by_other_writers_of_other_files() {
+    let sandbox = Sandbox::new();
+    let vfs = sandbox.vfs.clone().with_synced_appends(true);
+    vfs.append(&p("l.jsonl"), "1\n".into()).await.unwrap();
+    sandbox.vfs.append(&p("l.jsonl"), "2\n".into()).await.unwrap();
+    assert_eq!(vfs.read(&p("l.jsonl")).await.unwrap(), "1\n2\n");
+}
+
+#[cfg(unix)]
+mod symlinks {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    /// Every operation through `path` fails exactly like a missing path and changes nothing outside.
+    async fn assert_unreachable(sandbox: &Sandbox, path: &str) {
+        let before = snapshot(&sandbox.outside);
+        let vfs = &sandbox.vfs;
+        let path = p(path);
+        let missing = p("definitely/missing");
+
+        assert_not_found(vfs.read(&path).await, &path);
+        assert_not_found(vfs.stat(&path).await, &path);
+        assert_not_found(vfs.write(&path, "pwned".into()).await, &path);
+        assert_not_found(vfs.append(&path, "pwned\n".into()).await, &path);
+        assert!(!vfs.exists(&path).await.unwrap());
+        assert_eq!(vfs.list(&path).await.unwrap(), vfs.list(&missing).await.unwrap());
+        assert_not_found(vfs.delete(&path).await, &path);
+
+        assert_eq!(snapshot(&sandbox.outside), before, "{path}: something outside changed");
+    }
+
+    #[tokio::test]
+    async fn symlink_to_an_outside_directory() {
+        let sandbox = Sandbox::with_secrets();
+        symlink(&sandbox.outside, sandbox.root().join("link")).unwrap();
+        for path in [
+            "link",
+            "link/secret.txt",
+            "link/sub",
+            "link/sub/nested.txt",
+            "link/new.txt",
+            "link/new/deep.txt",
+        ] {
+            assert_unreachable(&sandbox, path).await;
+        }
+        // The link itself is still there, untouched, and not listed.
+        assert!(fs::symlink_metadata(sandbox.root().join("link")).unwrap().file_type().is_symlink());
+        assert_eq!(sandbox.vfs.list(&VfsPath::root()).await.unwrap(), vec![]);
+    }
+
+    #[tokio::test]
+    async fn symlink_to_an_outside_file() {
+        let sandbox = Sandbox::with_secrets();
+        symlink(sandbox.outside.join("secret.txt"), sandbox.root().join("secret.txt")).unwrap();
+        symlink(sandbox.outside.join("absent.txt"), sandbox.root().join("dangling.txt")).unwrap();
+        assert_unreachable(&sandbox, "secret.txt").await;
+        assert_unreachable(&sandbox, "dangling.txt").await;
+        assert_unreachable(&sandbox, "secret.txt/below").await;
+        assert!(!sandbox.outside.join("absent.txt").exists());
+    }
+
+    #[tokio::test]
+    async fn symlink_to_the_filesystem_root() {
+        let sandbox = Sandbox::with_secrets();
+        symlink("/", sandbox.root().join("slash")).unwrap();
+        let outside_rel = sandbox.outside.strip_prefix("/").unwrap().to_str().unwrap().to_owned();
+        for path in [
+            "slash".to_owned(),
+            "slash/etc".to_owned(),
+            "slash/etc/passwd".to_owned(),
+            format!("slash/{outside_rel}/secret.txt"),
+            format!("slash/{outside_rel}/planted.txt"),
+        ] {
+            assert_unreachable(&sandbox, &path).await;
+        }
+        assert!(!sandbox.outside.join("planted.txt").exists());
+    }
+
+    #[tokio::test]
+    async fn symlinked_parent_directory() {
+        let sandbox = Sandbox::with_secrets();
+        sandbox.vfs.write(&p("real/mine.txt"), "mine".into()).await.unwrap();
+        symlink(&sandbox.outside, sandbox.root().join("real/escape")).unwrap();
+        // Even a link that stays inside the root is not followed.
+        symlink(sandbox.root().join("real"), sandbox.root().join("alias")).unwrap();
+        for path in ["real/escape/secret.txt", "real/escape/sub/x.txt", "alias/mine.txt", "alias/new.txt"] {
+            assert_unreachable(&sandbox, path).await;
+        }
+        assert_eq!(
+            sandbox.vfs.list(&p("real")).await.unwrap(),
+            vec![VfsEntry::new(p("real/mine.txt"), EntryKind::File, 4)]
+        );
+
+        // Deleting the directory holding the link removes the link, not its target.
+        let before = snapshot(&sandbox.outside);
+        sandbox.vfs.delete(&p("real")).await.unwrap();
+        assert!(!sandbox.root().join("real").exists());
+        // And emptying the whole root does not reach through `alias` either.
+        sandbox.vfs.delete(&VfsPath::root()).await.unwrap();
+        assert_eq!(fs::read_dir(sandbox.root()).unwrap().count(), 0);
+        assert_eq!(snapshot(&sandbox.outside), before);
+    }
+}
+
+/// Segments that mix ordinary names, hostile spellings and a planted symlink.
+fn hostile_path() -> impl Strategy<Value = String> {
+    let segment = prop_oneof![
+        4 => prop::sample::select(vec![
+            "", ".", "..", "a", "b", "link", "outside", "root", "~", "\\", "..\\..", "C:", "\0", "%2e%2e",
+            ".a.kaos-tmp-1-1", "\u{202e}",
+        ])
+        .prop_map(str::to_owned),
+        1 => any::<String>(),
+    ];
+    (prop::collection::vec(segment, 0..6), any::<bool>()).prop_map(|(segments, lead)| {
+        let joined = segments.join("/");
+        if lead { format!("/{joined}") } else { joined }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_paths_never_touch_anything_outside_the_root(inputs in prop::collection::vec(hostile_path(), 1..8)) {
+        let sandbox = Sandbox::new();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&sandbox.outside, sandbox.root().join("link")).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            for input in &inputs {
+                let Ok(path) = VfsPath::new(input) else { continue };
+                let vfs = &sandbox.vfs;
+                let _ = vfs.write(&path, "w".into()).await;
+                let _ = vfs.append(&path.join("x").unwrap_or(path.clone()), "a\n".into()).await;
+                let _ = vfs.read(&path).await;
+                let _ = vfs.stat(&path).await;
+                let _ = vfs.exists(&path).await;
+                let _ = vfs.list(&path).await;
+                if let Ok(entries) = vfs.list(&path).await {
+                    for entry in entries {
+                        prop_assert!(entry.path.starts_with(&path));
+                    }
+                }
+                let _ = vfs.delete(&path).await;
+            }
+            Ok(())
+        })?;
+        prop_assert_eq!(fs::read_dir(&sandbox.outside).unwrap().count(), 0);
+        let mut siblings: Vec<_> =
+            fs::read_dir(&sandbox.base).unwrap().map(|e| e.unwrap().file_name()).collect();
+        siblings.sort();
+        prop_assert_eq!(siblings, vec!["outside", "root"]);
+    }
+}

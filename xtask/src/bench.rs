@@ -1,0 +1,317 @@
+//! `cargo xtask bench`: runs the criterion benchmarks and prints their results as JSON lines.
+//!
+//! stdout carries only the results, one line per benchmark run, sorted by id:
+//! `{"bench":"turn/one_model_call","median_ns":812.4,"mean_ns":830.1,"unit":"ns"}`.
+//! Everything else (the commands, cargo's and criterion's output) goes to stderr, so
+//! `cargo xtask bench > results.jsonl` keeps a clean record.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use serde_json::Value;
+
+use crate::Cargo;
+
+/// The criterion bench targets to run, as (package, bench target), in order.
+const BENCHES: &[(&str, &str)] = &[("kaos-runner", "turn")];
+
+/// Runs every bench in [`BENCHES`], passing `args` (e.g. a filter) to criterion, then prints the
+/// estimates this run wrote.
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let args = match args.split_first() {
+        Some((first, rest)) if first == "--" => rest,
+        _ => args,
+    };
+    let json = Cargo::new(["metadata", "--format-version", "1", "--no-deps"]).stdout()?;
+    let metadata: Value = serde_json::from_slice(&json).context("`cargo metadata` printed invalid JSON")?;
+    for (package, bench) in BENCHES {
+        ensure_bench_target(&metadata, package, bench)?;
+    }
+    // Honours CARGO_TARGET_DIR and `build.target-dir`, like cargo itself.
+    let target_dir = metadata
+        .get("target_directory")
+        .and_then(Value::as_str)
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow!("`cargo metadata` has no `target_directory`"))?;
+
+    let criterion_dir = target_dir.join("criterion");
+    let before = snapshot(&criterion_dir)?;
+    for (package, bench) in BENCHES {
+        Cargo::new(["bench", "-p", package, "--bench", bench, "--locked", "--", "--noplot"])
+            .args(args)
+            .stdout_to_stderr()
+            .run()?;
+    }
+
+    let estimates = updated_estimates(&criterion_dir, &before)?;
+    if estimates.is_empty() {
+        bail!(
+            "no criterion estimates under {} were written by this run (did the filter match no benchmark?)",
+            criterion_dir.display()
+        );
+    }
+    for estimate in &estimates {
+        println!("{}", estimate.json_line());
+    }
+    Ok(())
+}
+
+fn ensure_bench_target(metadata: &Value, package: &str, bench: &str) -> Result<()> {
+    let packages = metadata
+        .get("packages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("`cargo metadata` has no `packages`"))?;
+    let Some(found) = packages.iter().find(|p| p.get("name").and_then(Value::as_str) == Some(package)) else {
+        bail!("bench package `{package}` is not a workspace member; fix BENCHES in xtask/src/bench.rs");
+    };
+    let targets = found.get("targets").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    let exists = targets.iter().any(|target| {
+        target.get("name").and_then(Value::as_str) == Some(bench)
+            && target
+                .get("kind")
+                .and_then(Value::as_array)
+                .is_some_and(|kinds| kinds.iter().any(|kind| kind.as_str() == Some("bench")))
+    });
+    if !exists {
+        bail!(
+            "`{package}` has no bench target `{bench}`: add {package}/benches/{bench}.rs with \
+             `[[bench]] name = \"{bench}\"`, `harness = false` in {package}/Cargo.toml, \
+             or remove it from BENCHES in xtask/src/bench.rs"
+        );
+    }
+    Ok(())
+}
+
+/// One benchmark's result as criterion estimated it, in nanoseconds.
+#[derive(Debug, Clone, PartialEq)]
+struct Estimate {
+    /// Criterion's full id, e.g. `turn/one_model_call` or `group/function/parameter`.
+    bench: String,
+    median_ns: f64,
+    mean_ns: f64,
+}
+
+impl Estimate {
+    fn json_line(&self) -> String {
+        format!(
+            r#"{{"bench":{},"median_ns":{},"mean_ns":{},"unit":"ns"}}"#,
+            Value::from(self.bench.as_str()),
+            Value::from(self.median_ns),
+            Value::from(self.mean_ns)
+        )
+    }
+}
+
+/// When each benchmark's `new/estimates.json` under `criterion_dir` was last written.
+fn snapshot(criterion_dir: &Path) -> Result<BTreeMap<PathBuf, SystemTime>> {
+    let mut written = BTreeMap::new();
+    for dir in new_dirs(criterion_dir)? {
+        let estimates_file = dir.join("estimates.json");
+        let modified = fs::metadata(&estimates_file)
+            .and_then(|meta| meta.modified())
+            .with_context(|| format!("cannot stat {}", estimates_file.display()))?;
+        written.insert(dir, modified);
+    }
+    Ok(written)
+}
+
+/// Every benchmark under `criterion_dir` whose estimates are new or rewritten since `before`
+/// was taken, sorted by id. Comparing against a snapshot rather than a start time keeps a
+/// benchmark run moments earlier (e.g. without this run's filter) out of the results.
+fn updated_estimates(criterion_dir: &Path, before: &BTreeMap<PathBuf, SystemTime>) -> Result<Vec<Estimate>> {
+    let mut estimates = Vec::new();
+    for (dir, modified) in snapshot(criterion_dir)? {
+        if before.get(&dir) != Some(&modified) {
+            estimates.push(read_estimate(criterion_dir, &dir)?);
+        }
+    }
+    estimates.sort_by(|a, b| a.bench.cmp(&b.bench));
+    Ok(estimates)
+}
+
+/// Every directory named `new` holding an `estimates.json` under `criterion_dir`, at any depth.
+fn new_dirs(criterion_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    if criterion_dir.is_dir() {
+        find_new_dirs(criterion_dir, &mut found)?;
+    }
+    Ok(found)
+}
+
+/// Collects every directory named `new` holding an `estimates.json`, at any depth.
+fn find_new_dirs(dir: &Path, found: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let path = entry.path();
+        if entry.file_name() == "new" && path.join("estimates.json").is_file() {
+            found.push(path);
+        } else {
+            find_new_dirs(&path, found)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads `<new_dir>/estimates.json` and names it from `<new_dir>/benchmark.json`, falling back
+/// to the directory's path under `criterion_dir`.
+fn read_estimate(criterion_dir: &Path, new_dir: &Path) -> Result<Estimate> {
+    let read_json = |name: &str| -> Result<Value> {
+        let path = new_dir.join(name);
+        let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+    };
+    let estimates = read_json("estimates.json")?;
+    let point = |statistic: &str| {
+        estimates.get(statistic).and_then(|s| s.get("point_estimate")).and_then(Value::as_f64).ok_or_else(
+            || anyhow!("{}: no `{statistic}.point_estimate`", new_dir.join("estimates.json").display()),
+        )
+    };
+    let full_id = if new_dir.join("benchmark.json").is_file() {
+        read_json("benchmark.json")?.get("full_id").and_then(Value::as_str).map(str::to_owned)
+    } else {
+        None
+    };
+    let bench = match full_id {
+        Some(id) => id,
+        None => {
+            let bench_dir = new_dir.parent().unwrap_or(new_dir);
+            let relative = bench_dir.strip_prefix(criterion_dir).unwrap_or(bench_dir);
+            relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+        }
+    };
+    Ok(Estimate { bench, median_ns: point("median")?, mean_ns: point("mean")? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::File;
+    use std::time::Duration;
+
+    /// A scratch directory removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let path = std::env::temp_dir().join(format!("xtask-bench-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir_all(&path).unwrap();
+            Scratch(path)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn estimates_json(median: f64, mean: f64) -> String {
+        let statistic = |value: f64| {
+            serde_json::json!({
+                "confidence_interval": {"confidence_level": 0.95, "lower_bound": value, "upper_bound": value},
+                "point_estimate": value,
+                "standard_error": 1.0,
+            })
+        };
+        serde_json::json!({
+            "mean": statistic(mean),
+            "median": statistic(median),
+            "median_abs_dev": statistic(1.0),
+            "slope": statistic(mean),
+            "std_dev": statistic(2.0),
+        })
+        .to_string()
+    }
+
+    /// Writes a criterion result as criterion lays it out: `<dir>/{new,base}/...`.
+    fn write_bench(criterion: &Path, dir: &str, full_id: Option<&str>, median: f64, mean: f64) -> PathBuf {
+        let bench_dir = criterion.join(dir);
+        for sub in ["new", "base"] {
+            fs::create_dir_all(bench_dir.join(sub)).unwrap();
+            fs::write(bench_dir.join(sub).join("estimates.json"), estimates_json(median, mean)).unwrap();
+            if let Some(full_id) = full_id {
+                let benchmark = serde_json::json!({
+                    "group_id": full_id.split('/').next(),
+                    "function_id": full_id.split('/').nth(1),
+                    "value_str": null,
+                    "throughput": null,
+                    "full_id": full_id,
+                    "directory_name": dir,
+                    "title": full_id,
+                });
+                fs::write(bench_dir.join(sub).join("benchmark.json"), benchmark.to_string()).unwrap();
+            }
+        }
+        fs::create_dir_all(bench_dir.join("report")).unwrap();
+        bench_dir.join("new").join("estimates.json")
+    }
+
+    #[test]
+    fn reports_only_benchmarks_written_by_this_run_sorted_by_id() {
+        let scratch = Scratch::new("updated");
+        let criterion = scratch.0.join("criterion");
+        let rerun = write_bench(&criterion, "turn/one_model_call", Some("turn/one_model_call"), 1.0, 1.0);
+        write_bench(&criterion, "turn/untouched", Some("turn/untouched"), 1.0, 1.0);
+        fs::create_dir_all(criterion.join("report")).unwrap();
+        let before = snapshot(&criterion).unwrap();
+
+        write_bench(&criterion, "turn/one_model_call", Some("turn/one_model_call"), 812.5, 830.25);
+        let later = fs::metadata(&rerun).unwrap().modified().unwrap() + Duration::from_secs(5);
+        File::options().write(true).open(&rerun).unwrap().set_modified(later).unwrap();
+        write_bench(&criterion, "turn/tool_call/8", Some("turn/tool_call/8"), 2000.0, 2100.0);
+        write_bench(&criterion, "memory/hydrate", None, 50.0, 51.0);
+
+        let estimates = updated_estimates(&criterion, &before).unwrap();
+        assert_eq!(
+            estimates,
+            vec![
+                Estimate { bench: "memory/hydrate".to_owned(), median_ns: 50.0, mean_ns: 51.0 },
+                Estimate { bench: "turn/one_model_call".to_owned(), median_ns: 812.5, mean_ns: 830.25 },
+                Estimate { bench: "turn/tool_call/8".to_owned(), median_ns: 2000.0, mean_ns: 2100.0 },
+            ]
+        );
+        assert_eq!(
+            estimates[1].json_line(),
+            r#"{"bench":"turn/one_model_call","median_ns":812.5,"mean_ns":830.25,"unit":"ns"}"#
+        );
+    }
+
+    #[test]
+    fn a_missing_criterion_directory_means_no_results() {
+        let scratch = Scratch::new("missing");
+        assert_eq!(updated_estimates(&scratch.0.join("criterion"), &BTreeMap::new()).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn estimates_without_a_median_are_an_error() {
+        let scratch = Scratch::new("broken");
+        let new_dir = scratch.0.join("turn").join("x").join("new");
+        fs::create_dir_all(&new_dir).unwrap();
+        fs::write(new_dir.join("estimates.json"), r#"{"mean":{"point_estimate":1.0}}"#).unwrap();
+        assert!(updated_estimates(&scratch.0, &BTreeMap::new()).is_err());
+    }
+
+    #[test]
+    fn a_listed_bench_target_must_exist() {
+        let metadata = serde_json::json!({
+            "packages": [{
+                "name": "kaos-runner",
+                "targets": [
+                    {"kind": ["lib"], "name": "kaos_runner"},
+                    {"kind": ["bench"], "name": "turn"},
+                ],
+            }],
+        });
+        assert!(ensure_bench_target(&metadata, "kaos-runner", "turn").is_ok());
+        let missing = ensure_bench_target(&metadata, "kaos-runner", "memory").unwrap_err().to_string();
+        assert!(missing.starts_with("`kaos-runner` has no bench target `memory`"), "{missing}");
+        assert!(ensure_bench_target(&metadata, "kaos-vfs", "io").is_err());
+    }
+}
