@@ -41,6 +41,19 @@ pub use runner::{Runner, RunnerBuilder};
 pub use session::{SESSION_LAYOUT_VERSION, SessionId, TurnRecord};
 pub use stream::RunStream;
 
+/// The pages of `docs/`, compiled and run as doctests so the documentation cannot rot.
+#[cfg(doctest)]
+mod docs {
+    #[doc = include_str!("../../README.md")]
+    mod readme {}
+    #[doc = include_str!("../../docs/concepts/agent-vs-runner.md")]
+    mod agent_vs_runner {}
+    #[doc = include_str!("../../docs/concepts/the-turn.md")]
+    mod the_turn {}
+    #[doc = include_str!("../../docs/tutorials/first-agent.md")]
+    mod first_agent {}
+}
+
 pub use kaos_agent as agent;
 pub use kaos_providers as providers;
 pub use kaos_runtime as runtime;

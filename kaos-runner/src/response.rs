@@ -22,7 +22,6 @@ pub enum StopReason {
 
 /// A tool call made during a turn, with its arguments and result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct ToolCallRecord {
     /// The call id.
     pub call_id: String,

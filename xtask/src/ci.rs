@@ -1,10 +1,11 @@
 //! `cargo xtask ci`: everything CI runs, in the order a failure is cheapest to find.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result, bail};
 
 use crate::{Cargo, tidy};
 
-/// Runs format check, clippy, tidy and the whole test suite; stops at the first failure.
+/// Runs format check, clippy, tidy, the whole test suite and the examples; stops at the
+/// first failure.
 pub(crate) fn run() -> Result<()> {
     Cargo::new(["fmt", "--all", "--check"]).run()?;
     Cargo::new(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]).run()?;
@@ -12,6 +13,72 @@ pub(crate) fn run() -> Result<()> {
     tidy::run()?;
     Cargo::new(["test", "--workspace", "--all-targets", "--locked"]).run()?;
     Cargo::new(["test", "--workspace", "--doc", "--locked"]).run()?;
+    examples()?;
     eprintln!("ci: all checks passed");
+    Ok(())
+}
+
+/// One run of an example and lines its output must contain.
+struct ExampleRun {
+    package: &'static str,
+    example: &'static str,
+    /// Arguments; `{dir}` is replaced by a fresh temporary directory shared by the runs of
+    /// one [`EXAMPLES`] entry.
+    args: &'static [&'static str],
+    expect: &'static [&'static str],
+}
+
+/// Every example is run in CI and checked against what its docs promise. An entry is a
+/// sequence of runs sharing one temporary directory (e.g. a second process continuing a
+/// session on disk).
+const EXAMPLES: &[&[ExampleRun]] = &[
+    &[ExampleRun {
+        package: "kaos-runner",
+        example: "first_agent",
+        args: &[],
+        expect: &["turn 1: saw 1 user message(s)", "turn 2: saw 2 user message(s)", "cost: $0.0000"],
+    }],
+    &[
+        ExampleRun {
+            package: "kaos-runner",
+            example: "first_agent",
+            args: &["--data-dir", "{dir}"],
+            expect: &["turn 1: saw 1 user message(s)", "turn 2: saw 2 user message(s)"],
+        },
+        ExampleRun {
+            package: "kaos-runner",
+            example: "first_agent",
+            args: &["--data-dir", "{dir}"],
+            expect: &["turn 3: saw 3 user message(s)", "turn 4: saw 4 user message(s)", "cost: $0.0000"],
+        },
+    ],
+];
+
+fn examples() -> Result<()> {
+    for (i, runs) in EXAMPLES.iter().enumerate() {
+        let dir = std::env::temp_dir().join(format!("kaos-xtask-example-{}-{i}", std::process::id()));
+        let result = runs.iter().try_for_each(|run| run_example(run, &dir));
+        let _ = std::fs::remove_dir_all(&dir);
+        result?;
+    }
+    Ok(())
+}
+
+fn run_example(run: &ExampleRun, dir: &std::path::Path) -> Result<()> {
+    let dir = dir.to_str().context("temporary directory is not UTF-8")?;
+    let mut args = vec!["run", "--quiet", "--locked", "-p", run.package, "--example", run.example];
+    if !run.args.is_empty() {
+        args.push("--");
+    }
+    let extra: Vec<String> = run.args.iter().map(|a| a.replace("{dir}", dir)).collect();
+    let mut cargo = Cargo::new(args);
+    cargo = cargo.args(&extra);
+    let stdout = String::from_utf8(cargo.stdout()?).context("example output is not UTF-8")?;
+    eprint!("{stdout}");
+    for line in run.expect {
+        if !stdout.contains(line) {
+            bail!("example `{}` did not print {line:?}", run.example);
+        }
+    }
     Ok(())
 }

@@ -24,6 +24,7 @@ commands:
                    cargo xtask tidy
                    cargo test --workspace --all-targets --locked
                    cargo test --workspace --doc --locked
+                   every example, its output checked
   tidy             check the architecture invariants over `cargo metadata`: crate layering,
                    no async/IO crate under kaos-agent, HTTP clients only in kaos-providers,
                    #![deny(missing_docs)] and workspace lints everywhere
