@@ -1,14 +1,15 @@
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, RandomState};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{EntryKind, Metadata, Vfs, VfsEntry, VfsError, VfsPath};
+use crate::{EntryKind, Metadata, Vfs, VfsEntry, VfsError, VfsLock, VfsPath};
 
 /// Marks DiskVfs temp files: `.{name}.kaos-tmp-{pid}-{counter}`. Names holding it are reserved.
 const TEMP_MARKER: &str = ".kaos-tmp-";
@@ -50,7 +51,11 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 pub struct DiskVfs {
     shared: Arc<Shared>,
     sync_appends: bool,
+    lock_timeout: Duration,
 }
+
+/// How long [`Vfs::lock`] waits for another holder by default.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 struct Shared {
@@ -80,7 +85,15 @@ impl DiskVfs {
                 hasher: RandomState::new(),
             }),
             sync_appends: false,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
         })
+    }
+
+    /// How long [`lock`](Vfs::lock) waits for another holder before giving up with
+    /// [`VfsError::LockTimeout`] (default [`DEFAULT_LOCK_TIMEOUT`]).
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// The canonical directory everything lives under.
@@ -331,8 +344,64 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// One attempt at taking an OS lock on the file at `path`: `Some(file)` holds the lock.
+fn try_lock(shared: &Shared, path: &VfsPath) -> Result<Option<File>, VfsError> {
+    let target = shared.prepare_file(path)?;
+    let file = open_options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&target)
+        .map_err(|e| io_error(path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(e)) => Err(io_error(path, e)),
+    }
+}
+
 #[async_trait]
 impl Vfs for DiskVfs {
+    /// An exclusive OS file lock (`flock`) on the file at `path`, created when missing. It
+    /// excludes other processes and other `DiskVfs` handles alike, and the kernel releases it
+    /// when the holding process dies, so a crash never leaves a session locked. Waiting polls
+    /// with a growing pause (1 ms to 50 ms) for at most the lock timeout.
+    async fn lock(&self, path: &VfsPath) -> Result<VfsLock, VfsError> {
+        let deadline = tokio::time::Instant::now() + self.lock_timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if let Some(file) =
+                self.run(path, |shared, path| shared.retry_pruned(|| try_lock(shared, path))).await?
+            {
+                return Ok(VfsLock::new(file));
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(VfsError::LockTimeout { path: path.clone(), after: self.lock_timeout });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    async fn read_from(&self, path: &VfsPath, offset: u64) -> Result<Bytes, VfsError> {
+        self.run(path, move |shared, path| match shared.walk(path)? {
+            Walk::Found(meta) if meta.is_dir() => {
+                Err(VfsError::WrongKind { path: path.clone(), expected: "file", found: "directory" })
+            }
+            Walk::Found(meta) => {
+                let mut file =
+                    open_options().read(true).open(shared.host_path(path)).map_err(|e| io_error(path, e))?;
+                let start = offset.min(meta.len());
+                file.seek(SeekFrom::Start(start)).map_err(|e| io_error(path, e))?;
+                let mut buf = Vec::with_capacity(usize::try_from(meta.len() - start).unwrap_or(0));
+                file.read_to_end(&mut buf).map_err(|e| io_error(path, e))?;
+                Ok(Bytes::from(buf))
+            }
+            Walk::Missing { .. } | Walk::FileInTheWay { .. } | Walk::Hidden => Err(not_found(path)),
+        })
+        .await
+    }
+
     async fn read(&self, path: &VfsPath) -> Result<Bytes, VfsError> {
         self.run(path, |shared, path| match shared.walk(path)? {
             Walk::Found(meta) if meta.is_dir() => {

@@ -29,6 +29,15 @@ pub enum VfsError {
         found: &'static str,
     },
 
+    /// A lock stayed held by someone else for longer than the backend waits.
+    #[error("gave up waiting for the lock {path} after {after:?}")]
+    LockTimeout {
+        /// The lock's path.
+        path: VfsPath,
+        /// How long the backend waited.
+        after: std::time::Duration,
+    },
+
     /// The backend failed (disk full, permission denied, I/O error…).
     #[error("storage error at {path}: {source}")]
     Io {

@@ -21,9 +21,9 @@ mod path;
 mod scoped;
 mod vfs;
 
-pub use disk::DiskVfs;
+pub use disk::{DEFAULT_LOCK_TIMEOUT, DiskVfs};
 pub use error::VfsError;
 pub use memory::MemoryVfs;
 pub use path::VfsPath;
 pub use scoped::ScopedVfs;
-pub use vfs::{EntryKind, Metadata, Vfs, VfsEntry};
+pub use vfs::{EntryKind, LocalLocks, Metadata, Vfs, VfsEntry, VfsLock};

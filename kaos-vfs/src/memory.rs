@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
-use crate::{EntryKind, Metadata, Vfs, VfsEntry, VfsError, VfsPath};
+use crate::{EntryKind, LocalLocks, Metadata, Vfs, VfsEntry, VfsError, VfsLock, VfsPath};
 
 /// An in-process VFS: a sorted map from path to bytes.
 ///
@@ -34,6 +34,7 @@ use crate::{EntryKind, Metadata, Vfs, VfsEntry, VfsError, VfsPath};
 #[derive(Default)]
 pub struct MemoryVfs {
     files: RwLock<BTreeMap<String, MemoryFile>>,
+    locks: LocalLocks,
 }
 
 struct MemoryFile {
@@ -114,6 +115,11 @@ fn not_found(path: &VfsPath) -> VfsError {
 
 #[async_trait]
 impl Vfs for MemoryVfs {
+    /// Excludes within the process (a `MemoryVfs` is never shared between processes).
+    async fn lock(&self, path: &VfsPath) -> Result<VfsLock, VfsError> {
+        Ok(self.locks.lock(path.as_str()).await)
+    }
+
     async fn read(&self, path: &VfsPath) -> Result<Bytes, VfsError> {
         match lookup(&self.read_map(), path) {
             Lookup::File(file) => Ok(file.data.clone()),

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{Metadata, Vfs, VfsEntry, VfsError, VfsPath};
+use crate::{Metadata, Vfs, VfsEntry, VfsError, VfsLock, VfsPath};
 
 /// A view of another VFS in which every path is resolved below a fixed prefix.
 ///
@@ -64,6 +64,7 @@ impl ScopedVfs {
                 VfsError::WrongKind { path: self.outer_path(&inner), expected, found }
             }
             VfsError::Io { source, .. } => VfsError::Io { path: path.to_string(), source },
+            VfsError::LockTimeout { after, .. } => VfsError::LockTimeout { path: path.clone(), after },
         }
     }
 }
@@ -72,6 +73,14 @@ impl ScopedVfs {
 impl Vfs for ScopedVfs {
     async fn read(&self, path: &VfsPath) -> Result<Bytes, VfsError> {
         self.inner.read(&self.inner_path(path)).await.map_err(|e| self.outer_error(path, e))
+    }
+
+    async fn read_from(&self, path: &VfsPath, offset: u64) -> Result<Bytes, VfsError> {
+        self.inner.read_from(&self.inner_path(path), offset).await.map_err(|e| self.outer_error(path, e))
+    }
+
+    async fn lock(&self, path: &VfsPath) -> Result<VfsLock, VfsError> {
+        self.inner.lock(&self.inner_path(path)).await.map_err(|e| self.outer_error(path, e))
     }
 
     async fn write(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError> {

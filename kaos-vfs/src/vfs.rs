@@ -1,4 +1,6 @@
+use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -97,4 +99,63 @@ pub trait Vfs: Send + Sync + Debug {
     /// Deletes a file, or a directory with everything below it. `NotFound` when missing.
     /// Deleting the root empties the VFS (the root itself always exists).
     async fn delete(&self, path: &VfsPath) -> Result<(), VfsError>;
+
+    /// The bytes of a file from `offset` to its end (empty when `offset` is at or past the end).
+    /// Lets a reader of an append-only log fetch only what it has not seen. The default reads
+    /// the whole file; backends override it to read only the tail.
+    async fn read_from(&self, path: &VfsPath, offset: u64) -> Result<Bytes, VfsError> {
+        let bytes = self.read(path).await?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(bytes.len());
+        Ok(bytes.slice(start..))
+    }
+
+    /// Takes the exclusive lock named by `path`, waiting while another holder has it; the lock
+    /// is released when the returned [`VfsLock`] is dropped.
+    ///
+    /// How far the exclusion reaches depends on the backend and is part of its contract:
+    /// [`MemoryVfs`](crate::MemoryVfs) excludes within the process; [`DiskVfs`](crate::DiskVfs)
+    /// excludes across processes with an OS file lock, which the kernel releases if the holder
+    /// dies. A backend gives up with [`VfsError::LockTimeout`] rather than wait forever.
+    /// The lock file itself may be created at `path`.
+    async fn lock(&self, path: &VfsPath) -> Result<VfsLock, VfsError>;
+}
+
+/// A held lock from [`Vfs::lock`]; dropping it releases the lock.
+#[must_use = "the lock is released as soon as this is dropped"]
+pub struct VfsLock {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl VfsLock {
+    /// Wraps whatever keeps a backend's lock held until it is dropped.
+    pub fn new(held: impl Send + Sync + 'static) -> Self {
+        Self { _held: Box::new(held) }
+    }
+}
+
+impl Debug for VfsLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VfsLock")
+    }
+}
+
+/// Named in-process locks: what a backend without a cross-process lock (such as
+/// [`MemoryVfs`](crate::MemoryVfs)) uses to implement [`Vfs::lock`]. Idle names are forgotten.
+#[derive(Debug, Default)]
+pub struct LocalLocks {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl LocalLocks {
+    /// Takes the lock named `name`, waiting (in arrival order) while it is held.
+    pub async fn lock(&self, name: &str) -> VfsLock {
+        let mutex = {
+            let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+            // Forget names nobody holds or waits for, so the map stays as small as the set of
+            // locks in use.
+            locks.retain(|_, m| Arc::strong_count(m) > 1);
+            locks.entry(name.to_owned()).or_default().clone()
+        };
+        VfsLock::new(mutex.lock_owned().await)
+    }
 }

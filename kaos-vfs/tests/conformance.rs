@@ -301,6 +301,41 @@ async fn concurrent_writers_leave_one_version(vfs: Arc<dyn Vfs>) {
     assert_eq!(vfs.list(&p("shared")).await.unwrap(), vec![file("shared/state.bin", SIZE as u64)]);
 }
 
+async fn read_from_returns_the_tail(vfs: Arc<dyn Vfs>) {
+    vfs.append(&p("log/a.jsonl"), "line one\n".into()).await.unwrap();
+    vfs.append(&p("log/a.jsonl"), "line two\n".into()).await.unwrap();
+    assert_eq!(vfs.read_from(&p("log/a.jsonl"), 0).await.unwrap(), "line one\nline two\n");
+    assert_eq!(vfs.read_from(&p("log/a.jsonl"), 9).await.unwrap(), "line two\n");
+    assert_eq!(vfs.read_from(&p("log/a.jsonl"), 18).await.unwrap(), "");
+    assert_eq!(vfs.read_from(&p("log/a.jsonl"), 1_000).await.unwrap(), "");
+    assert!(vfs.read_from(&p("log/missing"), 0).await.unwrap_err().is_not_found());
+    assert!(matches!(vfs.read_from(&p("log"), 0).await, Err(VfsError::WrongKind { .. })));
+}
+
+async fn lock_excludes_until_released(vfs: Arc<dyn Vfs>) {
+    let path = p("sessions/s/.lock");
+    let first = vfs.lock(&path).await.unwrap();
+    let acquired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let waiter = {
+        let (vfs, path, acquired) = (vfs.clone(), path.clone(), acquired.clone());
+        tokio::spawn(async move {
+            let guard = vfs.lock(&path).await.unwrap();
+            acquired.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(guard);
+        })
+    };
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!acquired.load(std::sync::atomic::Ordering::SeqCst), "the lock was taken twice");
+    // Other names are independent.
+    drop(vfs.lock(&p("sessions/t/.lock")).await.unwrap());
+    drop(first);
+    waiter.await.unwrap();
+    assert!(acquired.load(std::sync::atomic::Ordering::SeqCst));
+    drop(vfs.lock(&path).await.unwrap());
+}
+
 macro_rules! conformance {
     ($($backend:ident),* $(,)?) => {$(
         mod $backend {
@@ -314,6 +349,8 @@ macro_rules! conformance {
                 wrong_kind_cases,
                 concurrent_appends_stay_whole,
                 concurrent_writers_leave_one_version,
+                read_from_returns_the_tail,
+                lock_excludes_until_released,
             );
         }
     )*};
@@ -327,3 +364,12 @@ macro_rules! conformance {
 }
 
 conformance!(memory, disk, scoped_memory, scoped_disk);
+
+#[tokio::test]
+async fn a_disk_lock_held_elsewhere_times_out_with_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = DiskVfs::new(dir.path()).unwrap();
+    let other = DiskVfs::new(dir.path()).unwrap().with_lock_timeout(std::time::Duration::from_millis(20));
+    let _held = holder.lock(&p("x/.lock")).await.unwrap();
+    assert!(matches!(other.lock(&p("x/.lock")).await, Err(VfsError::LockTimeout { .. })));
+}
