@@ -41,7 +41,7 @@ pub use agent::{Agent, AgentBuilder, AgentConfig, Delegate, Fingerprint};
 pub use budget::Budget;
 pub use error::AgentError;
 pub use limits::Limits;
-pub use memory_profile::MemoryProfile;
+pub use memory_profile::{Eviction, MemoryProfile, Persistence, SectionConfig, SectionKind, TokenBudget};
 pub use model_ref::{ModelRef, ModelRole};
 pub use pattern::Pattern;
 pub use permissions::{Decision, PermissionRule};

@@ -117,10 +117,34 @@ fn default_canonical() -> String {
     concat!(
         r#"{"budget":{},"instructions":"You are a helpful assistant.","#,
         r#""limits":{"max_delegation_depth":3,"max_iterations":50,"max_plan_steps":100,"max_tools":100,"retrieval_top_k":25},"#,
-        r#""memory":{"context_budget_tokens":200000,"messages_budget_tokens":32000},"#,
+        r#""memory":{"context_budget_tokens":200000,"retrieval_threshold":20,"sections":{}},"#,
         r#""model":"scripted:echo","name":"assistant","pattern":"chat"}"#
     )
     .to_owned()
+}
+
+#[test]
+fn memory_sections_merge_over_their_defaults_and_defaults_do_not_change_the_fingerprint() {
+    use kaos_agent::{Eviction, SectionConfig, SectionKind, TokenBudget};
+    let spelled_out =
+        Agent::from_toml("[memory.sections.messages]\nbudget_tokens = 32000\neviction = \"fifo\"\n").unwrap();
+    assert_eq!(spelled_out.fingerprint(), Agent::builder().build().unwrap().fingerprint());
+
+    let agent =
+        Agent::from_toml("[memory.sections.actions]\neviction = \"lfu\"\nbudget_tokens = \"unbounded\"\n")
+            .unwrap();
+    let mut expected = SectionConfig::default_for(SectionKind::Actions);
+    expected.eviction = Eviction::Lfu;
+    expected.budget_tokens = TokenBudget::Unbounded;
+    assert_eq!(agent.memory().section(SectionKind::Actions), expected);
+    assert_eq!(Agent::from_toml(&agent.to_toml().unwrap()).unwrap(), agent);
+
+    for bad in ["budget_tokens = 0", "budget_tokens = \"lots\"", "evict = \"fifo\"", "eviction = \"random\""]
+    {
+        let err = Agent::from_toml(&format!("[memory.sections.messages]\n{bad}\n")).unwrap_err();
+        assert!(matches!(err, AgentError::Parse { .. }), "{bad}: {err:?}");
+    }
+    assert!(Agent::from_toml("[memory.sections.nonsense]\npriority = 1\n").is_err());
 }
 
 #[test]

@@ -26,11 +26,15 @@
 mod client;
 mod error;
 mod scripted;
+mod tokens;
 mod types;
 
 pub use client::{Capabilities, ModelClient, ModelStream, StructuredOutput};
 pub use error::ProviderError;
 pub use scripted::{ScriptedClient, ScriptedReply};
+#[cfg(feature = "tiktoken")]
+pub use tokens::Tiktoken;
+pub use tokens::{Estimator, TokenCounter, counter_for};
 pub use types::{
     FinishReason, Message, ModelRequest, ModelResponse, Sampling, StreamEvent, ToolCall, ToolChoice,
     ToolDefinition, Usage, estimate_tokens,

@@ -32,6 +32,10 @@ pub enum RunError {
         /// What is wrong.
         message: String,
     },
+    /// Session memory refused the turn (e.g. the current message alone exceeds the context
+    /// budget, or a section that refuses evictions is full).
+    #[error("memory: {0}")]
+    Memory(#[from] crate::session::MemoryError),
     /// The Runner could not be configured (e.g. an invalid tool glob).
     #[error("invalid runner configuration: {0}")]
     Config(String),
@@ -45,6 +49,7 @@ impl RunError {
             RunError::Provider(e) => e.kind(),
             RunError::Vfs(_) => "storage",
             RunError::CorruptSession { .. } => "corrupt_session",
+            RunError::Memory(_) => "memory",
             RunError::Config(_) => "config",
         }
     }

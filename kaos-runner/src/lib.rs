@@ -31,6 +31,7 @@ mod events;
 mod response;
 mod runner;
 mod session;
+mod sessions;
 mod stream;
 mod turn;
 
@@ -38,7 +39,11 @@ pub use error::RunError;
 pub use events::{Event, EventKind, MemoryEventKind, Span, SpanPhase, SpanSubject};
 pub use response::{StopReason, ToolCallRecord, TurnFold, TurnResponse, fold};
 pub use runner::{Runner, RunnerBuilder};
-pub use session::{SESSION_LAYOUT_VERSION, SessionId, TurnRecord};
+pub use session::{
+    CHECKPOINT_EVERY, ExtractiveSummarizer, MemoryError, MemoryItem, MemoryOp, ModelSummarizer, NewItem,
+    SESSION_LAYOUT_VERSION, Section, SessionId, SessionMemory, Summarizer, TurnRecord,
+};
+pub use sessions::SessionExport;
 pub use stream::RunStream;
 
 /// The pages of `docs/`, compiled and run as doctests so the documentation cannot rot.

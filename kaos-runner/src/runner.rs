@@ -3,13 +3,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use kaos_agent::{Agent, ModelRef};
-use kaos_providers::{Message, ModelClient, ProviderError, ScriptedClient, ToolDefinition};
+use kaos_providers::{ModelClient, ProviderError, ScriptedClient, TokenCounter, ToolDefinition, counter_for};
 use kaos_runtime::Runtime;
 use kaos_tools::{Tool, ToolSelector};
 use tokio::sync::mpsc;
 
 use crate::events::Emitter;
-use crate::session::{SessionLocks, SessionStore};
+use crate::session::{ExtractiveSummarizer, MEMORY_SEARCH_TOOL, SessionLocks, SessionStore, Summarizer};
 use crate::{RunError, RunStream, SessionId, TurnResponse, fold, turn};
 
 /// The engine: drives one [`Agent`] against one [`Runtime`] for any number of sessions.
@@ -18,7 +18,7 @@ use crate::{RunError, RunStream, SessionId, TurnResponse, fold, turn};
 /// on different sessions run in parallel, turns on the same session one after another.
 #[derive(Clone)]
 pub struct Runner {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 /// What every turn of a Runner reads; fixed when the Runner is built.
@@ -33,12 +33,17 @@ pub(crate) struct Shared {
     pub(crate) store: SessionStore,
     pub(crate) agent_name: Arc<str>,
     pub(crate) fingerprint: Arc<str>,
+    /// Counts tokens for every memory and context budget decision.
+    pub(crate) counter: Arc<dyn TokenCounter>,
+    pub(crate) summarizer: Arc<dyn Summarizer>,
+    /// Whether the agent's tool globs select the built-in memory search tool.
+    pub(crate) offers_memory_search: bool,
 }
 
 impl Runner {
     /// A builder for a Runner of `agent` in `runtime`.
     pub fn builder(agent: Agent, runtime: Runtime) -> RunnerBuilder {
-        RunnerBuilder { agent, runtime, model: None }
+        RunnerBuilder { agent, runtime, model: None, counter: None, summarizer: None }
     }
 
     /// Runs one turn: `message` from the user in session `session_id`, until the model's
@@ -73,13 +78,6 @@ impl Runner {
         RunStream::new(Box::pin(run), rx)
     }
 
-    /// The stored conversation of a session, oldest first (empty for an unknown session).
-    pub async fn history(&self, session_id: impl AsRef<str>) -> Result<Vec<Message>, RunError> {
-        let session = SessionId::new(session_id.as_ref())?;
-        let hydrated = self.shared.store.load(&session).await?;
-        Ok(hydrated.messages().cloned().collect())
-    }
-
     /// The agent.
     pub fn agent(&self) -> &Agent {
         &self.shared.agent
@@ -112,6 +110,8 @@ pub struct RunnerBuilder {
     agent: Agent,
     runtime: Runtime,
     model: Option<Arc<dyn ModelClient>>,
+    counter: Option<Arc<dyn TokenCounter>>,
+    summarizer: Option<Arc<dyn Summarizer>>,
 }
 
 impl RunnerBuilder {
@@ -125,6 +125,20 @@ impl RunnerBuilder {
     /// Like [`RunnerBuilder::model`], taking the client by value.
     pub fn model_client(self, model: impl ModelClient + 'static) -> Self {
         self.model(Arc::new(model))
+    }
+
+    /// Counts tokens with `counter` instead of the best counter for the agent's model
+    /// ([`kaos_providers::counter_for`]).
+    pub fn token_counter(mut self, counter: Arc<dyn TokenCounter>) -> Self {
+        self.counter = Some(counter);
+        self
+    }
+
+    /// Summarizes evicted memory with `summarizer` (e.g. a [`ModelSummarizer`](crate::ModelSummarizer))
+    /// instead of the default [`ExtractiveSummarizer`], which never calls a model.
+    pub fn summarizer(mut self, summarizer: Arc<dyn Summarizer>) -> Self {
+        self.summarizer = Some(summarizer);
+        self
     }
 
     /// Selects the agent's tools from the runtime (globs, capped at `limits.max_tools`),
@@ -151,6 +165,12 @@ impl RunnerBuilder {
             .collect();
         let tools = selected.into_iter().map(|tool| (tool.spec().name.to_string(), tool)).collect();
         let store = SessionStore::new(self.runtime.vfs().clone());
+        let counter = self
+            .counter
+            .unwrap_or_else(|| counter_for(self.agent.model().provider(), self.agent.model().model()));
+        let summarizer =
+            self.summarizer.unwrap_or_else(|| Arc::new(ExtractiveSummarizer::new(counter.clone())));
+        let offers_memory_search = selector.matches(MEMORY_SEARCH_TOOL);
         Ok(Runner {
             shared: Arc::new(Shared {
                 agent_name: self.agent.name().into(),
@@ -162,6 +182,9 @@ impl RunnerBuilder {
                 tool_definitions,
                 locks: SessionLocks::default(),
                 store,
+                counter,
+                summarizer,
+                offers_memory_search,
             }),
         })
     }

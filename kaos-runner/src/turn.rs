@@ -1,21 +1,31 @@
-//! The turn loop: hydrate → model call → tools → … → persist.
+//! The turn loop: hydrate → assemble → model call → tools → … → remember → persist.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use futures::future::join_all;
-use kaos_providers::{Message, ModelRequest, ModelResponse, ProviderError, StreamEvent, ToolCall, Usage};
+use kaos_agent::SectionKind;
+use kaos_providers::{
+    Message, ModelRequest, ModelResponse, ProviderError, StreamEvent, ToolCall, ToolDefinition, Usage,
+};
 use kaos_tools::{ToolContext, ToolError, ToolResult, invoke_tool, tier_result};
 use kaos_vfs::{ScopedVfs, Vfs};
 use serde_json::{Map, Value, json};
 
 use crate::events::{Emitter, OpenSpan};
 use crate::runner::Shared;
-use crate::session::{Hydrated, SESSION_LAYOUT_VERSION, SessionStore, TurnRecord};
+use crate::session::{
+    Change, ExtractiveSummarizer, Hydrated, MEMORY_SEARCH_TOOL, NewItem, SESSION_LAYOUT_VERSION,
+    SessionMemory, SessionStore, TurnRecord, assemble, bm25_top_k,
+};
 use crate::{
     EventKind, MemoryEventKind, RunError, SessionId, SpanPhase, SpanSubject, StopReason, ToolCallRecord,
 };
+
+/// Most characters of a tool result kept in the actions section.
+const ACTION_RESULT_CHARS: usize = 500;
 
 /// Runs one turn, reporting a failure as a `run_error` event before returning it.
 pub(crate) async fn execute(
@@ -32,9 +42,12 @@ pub(crate) async fn execute(
 }
 
 async fn turn(shared: &Shared, session: &SessionId, message: String, emit: &Emitter) -> Result<(), RunError> {
-    let _session = shared.locks.lock(session).await;
+    // In-process first (cheap, fair), then the VFS lock that also excludes other processes.
+    let _local = shared.locks.lock(session).await;
+    let _shared = shared.store.lock(session).await?;
     let hydrated = hydrate(shared, session, emit).await?;
-    let turn_number = u32::try_from(hydrated.records.len() + 1).unwrap_or(u32::MAX);
+    let mut memory = hydrated.memory;
+    let turn_number = memory.turn() + 1;
     let turn_span = emit.start(
         SpanSubject::Turn,
         format!("turn.{turn_number}"),
@@ -42,7 +55,7 @@ async fn turn(shared: &Shared, session: &SessionId, message: String, emit: &Emit
         attrs([("turn_number", json!(turn_number))]),
     );
 
-    let outcome = drive(shared, session, &hydrated, message, emit, &turn_span).await;
+    let outcome = drive(shared, session, &mut memory, message, emit, &turn_span).await;
     let (stop_reason, added, tool_calls, usage, cost_usd) = match outcome {
         Ok(outcome) => outcome,
         Err(error) => {
@@ -50,6 +63,8 @@ async fn turn(shared: &Shared, session: &SessionId, message: String, emit: &Emit
             return Err(error);
         }
     };
+    remember(shared, &mut memory, &added, &tool_calls, emit).await;
+    memory.end_turn(turn_number);
 
     let record = TurnRecord {
         v: SESSION_LAYOUT_VERSION,
@@ -65,32 +80,55 @@ async fn turn(shared: &Shared, session: &SessionId, message: String, emit: &Emit
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or_default(),
+        memory: memory.take_ops(),
     };
-    if let Err(error) = shared.store.append(session, &record).await {
+    let persisted =
+        persist(shared, session, &memory, &record, hydrated.log_len, hydrated.since_checkpoint).await;
+    if let Err(error) = persisted {
         emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
         return Err(error);
     }
-    let added = record.messages.len();
-    emit.emit(memory(MemoryEventKind::Added, added, Map::new()));
-    emit.emit(memory(MemoryEventKind::Persisted, added, Map::new()));
+    emit.emit(memory_event(MemoryEventKind::Persisted, "messages", record.messages.len(), Map::new()));
     emit.end(turn_span, SpanPhase::Complete, attrs([("turn_number", json!(turn_number))]));
     emit.emit(EventKind::TurnSummary { turn_number, stop_reason });
     Ok(())
 }
 
 async fn hydrate(shared: &Shared, session: &SessionId, emit: &Emitter) -> Result<Hydrated, RunError> {
-    let hydrated = shared.store.load(session).await?;
+    let hydrated = shared.store.load(session, shared.agent.memory(), shared.counter.clone()).await?;
     if let Some(bytes) = hydrated.dropped_tail {
         tracing::warn!(session = %session, bytes, "dropping a torn last line of the session log");
-        shared.store.repair(session, &hydrated).await?;
-        emit.emit(memory(
-            MemoryEventKind::Warning,
-            0,
-            attrs([("reason", json!("torn last line dropped")), ("bytes", json!(bytes))]),
-        ));
+        shared.store.repair(session, hydrated.log_len).await?;
+        let attributes = attrs([("reason", json!("torn last line dropped")), ("bytes", json!(bytes))]);
+        emit.emit(memory_event(MemoryEventKind::Warning, "messages", 0, attributes));
     }
-    emit.emit(memory(MemoryEventKind::Hydrated, hydrated.messages().count(), Map::new()));
+    if hydrated.bad_checkpoint {
+        tracing::warn!(session = %session, "ignoring an unreadable checkpoint; replaying the whole log");
+        let attributes = attrs([("reason", json!("unreadable checkpoint ignored"))]);
+        emit.emit(memory_event(MemoryEventKind::Warning, "messages", 0, attributes));
+    }
+    let held = hydrated.memory.section(SectionKind::Messages).items().len();
+    emit.emit(memory_event(MemoryEventKind::Hydrated, "messages", held, Map::new()));
     Ok(hydrated)
+}
+
+/// Appends the turn, and writes a checkpoint when enough turns have gone by since the last.
+async fn persist(
+    shared: &Shared,
+    session: &SessionId,
+    memory: &SessionMemory,
+    record: &TurnRecord,
+    log_len: u64,
+    since_checkpoint: usize,
+) -> Result<(), RunError> {
+    let written = shared.store.append(session, record).await?;
+    if since_checkpoint + 1 >= crate::session::CHECKPOINT_EVERY {
+        // The append is the commit; a failed checkpoint only means a longer replay next time.
+        if let Err(error) = shared.store.checkpoint(session, memory, log_len + written).await {
+            tracing::warn!(session = %session, %error, "could not write a checkpoint");
+        }
+    }
+    Ok(())
 }
 
 type Outcome = (StopReason, Vec<Message>, Vec<ToolCallRecord>, Usage, f64);
@@ -100,20 +138,29 @@ type Outcome = (StopReason, Vec<Message>, Vec<ToolCallRecord>, Usage, f64);
 async fn drive(
     shared: &Shared,
     session: &SessionId,
-    hydrated: &Hydrated,
+    memory: &mut SessionMemory,
     message: String,
     emit: &Emitter,
     turn_span: &OpenSpan,
 ) -> Result<Outcome, RunError> {
     let agent = &shared.agent;
-    let mut request = ModelRequest::new(
-        agent.model().as_str(),
-        context(hydrated, agent.memory().messages_budget_tokens.get()),
-    )
-    .with_system(agent.instructions())
-    .with_tools(shared.tool_definitions.clone());
-    let first_new = request.messages.len();
-    request.messages.push(Message::user(message));
+    memory.begin_turn();
+    memory.add(SectionKind::Messages, NewItem::message(Message::user(message.clone())))?;
+    let top_k = agent.limits().retrieval_top_k.get() as usize;
+    let assembly = assemble(memory, agent.memory(), top_k, agent.instructions(), &message)?;
+    for (section, shown, held) in &assembly.searched {
+        let attributes =
+            attrs([("shown", json!(shown)), ("query_tokens", json!(shared.counter.count(&message)))]);
+        emit.emit(memory_event(MemoryEventKind::Searched, section.as_str(), *held, attributes));
+    }
+    let mut tools = shared.tool_definitions.clone();
+    if assembly.hidden_searchable > 0 && shared.offers_memory_search {
+        tools.push(memory_search_definition());
+    }
+    let mut request = ModelRequest::new(agent.model().as_str(), assembly.messages)
+        .with_system(assembly.system)
+        .with_tools(tools);
+    let first_new = request.messages.len() - 1;
 
     let mut tool_calls = Vec::new();
     let mut usage = Usage::default();
@@ -142,7 +189,7 @@ async fn drive(
             Some(vfs) => vfs.clone(),
             None => workspace.insert(session_workspace(shared, session)?).clone(),
         };
-        let records = run_tools(shared, session, &response.tool_calls, vfs, emit, turn_span).await;
+        let records = run_tools(shared, session, memory, &response.tool_calls, vfs, emit, turn_span).await;
         for record in records {
             request.messages.push(Message::tool(
                 &record.call_id,
@@ -157,20 +204,83 @@ async fn drive(
     Ok((stop_reason, added, tool_calls, usage, cost_usd))
 }
 
-/// The history the model sees: whole turns, newest first, while they fit the messages budget.
-/// Turns are kept whole so a tool call is never separated from its result.
-fn context(hydrated: &Hydrated, budget_tokens: u32) -> Vec<Message> {
-    let mut remaining = u64::from(budget_tokens);
-    let mut first = hydrated.records.len();
-    for record in hydrated.records.iter().rev() {
-        let cost: u64 = record.messages.iter().map(Message::estimated_tokens).sum();
-        if cost > remaining {
-            break;
+/// Adds what the turn produced to memory (the user message is already there), summarizes
+/// what overflowing sections evicted, and reports the changes as events.
+async fn remember(
+    shared: &Shared,
+    memory: &mut SessionMemory,
+    added: &[Message],
+    calls: &[ToolCallRecord],
+    emit: &Emitter,
+) {
+    for message in added.iter().skip(1) {
+        if let Err(error) = memory.add(SectionKind::Messages, NewItem::message(message.clone())) {
+            warn_memory(emit, "messages", &error);
         }
-        remaining -= cost;
-        first -= 1;
     }
-    hydrated.records[first..].iter().flat_map(|r| r.messages.iter().cloned()).collect()
+    for call in calls {
+        let result: String = call.result.chars().take(ACTION_RESULT_CHARS).collect();
+        let text = format!(
+            "{}({}) → {}{}",
+            call.name,
+            call.arguments,
+            if call.is_error { "error: " } else { "" },
+            result
+        );
+        if let Err(error) = memory.add(SectionKind::Actions, NewItem::text(text)) {
+            warn_memory(emit, "actions", &error);
+        }
+    }
+    for (section, items) in memory.take_evicted() {
+        if items.is_empty() {
+            continue;
+        }
+        let budget = memory.section(section).config().budget_tokens.limit().unwrap_or(2_000);
+        let target = (budget / 8).max(50);
+        let summary = match shared.summarizer.summarize(section, &items, target).await {
+            Ok(summary) => summary,
+            Err(error) => {
+                tracing::warn!(%section, %error, "summarizer failed; using the extractive summary");
+                ExtractiveSummarizer::new(shared.counter.clone()).extract(&items, target)
+            }
+        };
+        let text = format!("[Summary of {} earlier item(s)]\n{summary}", items.len());
+        let mut item = NewItem::text(text);
+        item.summary = true;
+        match memory.add(section, item) {
+            Ok(_) => emit.emit(memory_event(
+                MemoryEventKind::Summarized,
+                section.as_str(),
+                items.len(),
+                Map::new(),
+            )),
+            Err(error) => warn_memory(emit, section.as_str(), &error),
+        }
+        // Whatever the summary itself pushed out is gone for good.
+        memory.take_evicted();
+    }
+    let mut counts: BTreeMap<(bool, SectionKind), usize> = BTreeMap::new();
+    for change in memory.take_changes() {
+        let key = match change {
+            Change::Added(kind) => (true, kind),
+            Change::Evicted(kind) => (false, kind),
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    for ((added, section), n) in counts {
+        let kind = if added { MemoryEventKind::Added } else { MemoryEventKind::Evicted };
+        emit.emit(memory_event(kind, section.as_str(), n, Map::new()));
+    }
+}
+
+fn warn_memory(emit: &Emitter, section: &str, error: &crate::session::MemoryError) {
+    tracing::warn!(section, %error, "memory refused an item");
+    emit.emit(memory_event(
+        MemoryEventKind::Warning,
+        section,
+        0,
+        attrs([("reason", json!(error.to_string()))]),
+    ));
 }
 
 async fn call_model(
@@ -248,17 +358,21 @@ fn session_workspace(shared: &Shared, session: &SessionId) -> Result<Arc<dyn Vfs
 async fn run_tools(
     shared: &Shared,
     session: &SessionId,
+    memory: &SessionMemory,
     calls: &[ToolCall],
     vfs: Arc<dyn Vfs>,
     emit: &Emitter,
     turn_span: &OpenSpan,
 ) -> Vec<ToolCallRecord> {
-    let all_read_only =
-        calls.iter().all(|c| shared.tools.get(&c.name).is_some_and(|t| t.spec().annotations.read_only));
+    let all_read_only = calls.iter().all(|c| {
+        c.name == MEMORY_SEARCH_TOOL
+            || shared.tools.get(&c.name).is_some_and(|t| t.spec().annotations.read_only)
+    });
     let context = ToolContext::new(session.as_arc().clone(), emit.run_id.clone(), "", vfs);
     if all_read_only && calls.len() > 1 {
         let spans: Vec<_> = calls.iter().map(|call| start_tool_span(call, emit, turn_span)).collect();
-        let results = join_all(calls.iter().map(|call| run_tool(shared, call, context.clone()))).await;
+        let results =
+            join_all(calls.iter().map(|call| run_tool(shared, memory, call, context.clone()))).await;
         spans
             .into_iter()
             .zip(calls)
@@ -269,7 +383,7 @@ async fn run_tools(
         let mut records = Vec::with_capacity(calls.len());
         for call in calls {
             let span = start_tool_span(call, emit, turn_span);
-            let result = run_tool(shared, call, context.clone()).await;
+            let result = run_tool(shared, memory, call, context.clone()).await;
             records.push(finish(call, result, span, emit));
         }
         records
@@ -289,7 +403,15 @@ fn start_tool_span(call: &ToolCall, emit: &Emitter, turn_span: &OpenSpan) -> Ope
     )
 }
 
-async fn run_tool(shared: &Shared, call: &ToolCall, context: ToolContext) -> ToolResult {
+async fn run_tool(
+    shared: &Shared,
+    memory: &SessionMemory,
+    call: &ToolCall,
+    context: ToolContext,
+) -> ToolResult {
+    if call.name == MEMORY_SEARCH_TOOL && shared.offers_memory_search {
+        return search_memory(memory, &call.arguments);
+    }
     let Some(tool) = shared.tools.get(&call.name) else {
         return ToolError::NotFound(call.name.clone()).into_result();
     };
@@ -308,6 +430,49 @@ async fn run_tool(shared: &Shared, call: &ToolCall, context: ToolContext) -> Too
         };
     let artifact_id = format!("{}-{}", context.run_id(), sanitize(&call.id));
     tier_result(result, vfs.as_ref(), &artifact_id).await.unwrap_or_else(ToolError::into_result)
+}
+
+/// The built-in memory search: BM25 over the session's searchable sections.
+fn memory_search_definition() -> ToolDefinition {
+    ToolDefinition {
+        name: MEMORY_SEARCH_TOOL.to_owned(),
+        description: "Searches this session's memory (documents, findings, lessons, past tool actions) \
+                      for items relevant to a query, including items not shown in the context."
+            .to_owned(),
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "description": "What to look for."},
+                "section": {
+                    "type": "string",
+                    "description": "Only this section (documents, findings, lessons, actions, …).",
+                },
+                "top_k": {"type": "integer", "minimum": 1, "maximum": 50, "default": 5, "description": "How many items."}
+            },
+            "required": ["query"],
+            "additionalProperties": false
+        }),
+    }
+}
+
+fn search_memory(memory: &SessionMemory, arguments: &Value) -> ToolResult {
+    let Some(query) = arguments.get("query").and_then(Value::as_str) else {
+        return ToolResult::error("`query` (a string) is required");
+    };
+    let section = arguments.get("section").and_then(Value::as_str);
+    let top_k = arguments.get("top_k").and_then(Value::as_u64).unwrap_or(5).clamp(1, 50) as usize;
+    let items: Vec<(&str, &crate::session::MemoryItem)> = memory
+        .sections()
+        .filter(|s| s.config().searchable && section.is_none_or(|name| name == s.kind().as_str()))
+        .flat_map(|s| s.items().iter().map(move |i| (s.kind().as_str(), i)))
+        .collect();
+    if items.is_empty() {
+        return ToolResult::text("No searchable items in this session's memory.");
+    }
+    let hits = bm25_top_k(query, items.iter().map(|(_, i)| i.content.as_str()), top_k);
+    let lines: Vec<String> =
+        hits.into_iter().map(|h| format!("[{}] {}", items[h].0, items[h].1.content)).collect();
+    ToolResult::text(lines.join("\n\n"))
 }
 
 /// Keeps `[A-Za-z0-9_-]` of a vendor's call id so it can name an artifact.
@@ -336,8 +501,13 @@ fn finish(call: &ToolCall, result: ToolResult, span: OpenSpan, emit: &Emitter) -
     }
 }
 
-fn memory(kind: MemoryEventKind, item_count: usize, attributes: Map<String, Value>) -> EventKind {
-    EventKind::Memory { kind, section: "messages".into(), item_count, attributes }
+fn memory_event(
+    kind: MemoryEventKind,
+    section: &str,
+    item_count: usize,
+    attributes: Map<String, Value>,
+) -> EventKind {
+    EventKind::Memory { kind, section: section.to_owned(), item_count, attributes }
 }
 
 fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {

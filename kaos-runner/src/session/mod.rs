@@ -1,11 +1,20 @@
-//! Sessions: ids, the per-turn record, how records are stored in the VFS, and per-session
-//! serialization of turns.
+//! Sessions: ids, memory and its sections, context assembly, how sessions are stored in the
+//! VFS, and per-session serialization of turns.
 
+mod assemble;
+mod bm25;
 mod id;
 mod locks;
+mod memory;
 mod store;
+mod summarize;
 
+pub(crate) use assemble::{MEMORY_SEARCH_TOOL, assemble};
+pub(crate) use bm25::top_k as bm25_top_k;
 pub use id::SessionId;
 pub(crate) use locks::SessionLocks;
+pub(crate) use memory::Change;
+pub use memory::{MemoryError, MemoryItem, MemoryOp, NewItem, Section, SessionMemory};
+pub use store::{CHECKPOINT_EVERY, SESSION_LAYOUT_VERSION, TurnRecord};
 pub(crate) use store::{Hydrated, SessionStore};
-pub use store::{SESSION_LAYOUT_VERSION, TurnRecord};
+pub use summarize::{ExtractiveSummarizer, ModelSummarizer, Summarizer};

@@ -1,23 +1,36 @@
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kaos_providers::{Message, Usage};
-use kaos_vfs::{Vfs, VfsPath};
+use kaos_agent::{MemoryProfile, SectionKind};
+use kaos_providers::{Message, TokenCounter, Usage};
+use kaos_vfs::{Vfs, VfsLock, VfsPath};
 use serde::{Deserialize, Serialize};
 
 use super::SessionId;
+use super::memory::{MemoryItem, MemoryOp, NewItem, SessionMemory};
 use crate::{RunError, StopReason, ToolCallRecord};
 
-/// Version of the session layout in the VFS, written into every record.
+/// Version of the session layout in the VFS, written into every record and checkpoint.
 ///
-/// Layout (version 1): `sessions/{session_id}/turns.jsonl`, one [`TurnRecord`] per line, one
-/// line appended per completed turn; tools see `sessions/{session_id}/files/` as their root.
-pub const SESSION_LAYOUT_VERSION: u32 = 1;
+/// Layout (version 2), under `sessions/{session_id}/`:
+/// - `turns.jsonl` — one [`TurnRecord`] per completed turn, appended in one write: the turn's
+///   messages, tool calls, usage, cost, and the memory changes of its streaming and snapshot
+///   sections. This log is the session's source of truth and its full transcript.
+/// - `checkpoint.json` — the memory state after some turn and the log offset it covers,
+///   written atomically every [`CHECKPOINT_EVERY`] turns. Hydration reads it and replays only
+///   the log after it; a missing or unreadable checkpoint only means a longer replay.
+/// - `.lock` — the lock file turns hold (see [`Vfs::lock`]).
+/// - `files/` — the session's tool workspace.
+///
+/// Version 1 logs (no memory changes) are read as conversations in the messages section.
+pub const SESSION_LAYOUT_VERSION: u32 = 2;
+
+/// A checkpoint is written after this many turns since the last one, bounding hydration to a
+/// checkpoint plus at most this many log lines.
+pub const CHECKPOINT_EVERY: usize = 32;
 
 /// What one completed turn added to its session: one line of `turns.jsonl`.
-///
-/// A turn is persisted with a single append, so a turn is either wholly in the log or not at
-/// all; persistence cost per turn does not grow with the session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TurnRecord {
@@ -42,23 +55,34 @@ pub struct TurnRecord {
     pub stop_reason: StopReason,
     /// When the turn finished, in milliseconds since the Unix epoch.
     pub finished_at_ms: u64,
+    /// The memory changes of the turn, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub memory: Vec<MemoryOp>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    v: u32,
+    turn: u32,
+    log_offset: u64,
+    sections: BTreeMap<SectionKind, Vec<MemoryItem>>,
 }
 
 /// A session as read from the VFS.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Hydrated {
-    pub(crate) records: Vec<TurnRecord>,
+    pub(crate) memory: SessionMemory,
+    /// Length of the valid log (a dropped torn tail excluded).
+    pub(crate) log_len: u64,
+    /// Log records replayed after the checkpoint.
+    pub(crate) since_checkpoint: usize,
     /// Bytes of a torn or unreadable last line that was dropped, if any.
     pub(crate) dropped_tail: Option<usize>,
+    /// Whether an unreadable checkpoint was ignored.
+    pub(crate) bad_checkpoint: bool,
 }
 
-impl Hydrated {
-    pub(crate) fn messages(&self) -> impl Iterator<Item = &Message> {
-        self.records.iter().flat_map(|r| r.messages.iter())
-    }
-}
-
-/// Reads and appends session records in a VFS.
+/// Reads and writes sessions in a VFS.
 #[derive(Debug, Clone)]
 pub(crate) struct SessionStore {
     vfs: Arc<dyn Vfs>,
@@ -69,75 +93,194 @@ impl SessionStore {
         Self { vfs }
     }
 
+    pub(crate) fn vfs(&self) -> &Arc<dyn Vfs> {
+        &self.vfs
+    }
+
+    pub(crate) fn root() -> Result<VfsPath, RunError> {
+        Ok(VfsPath::new("sessions")?)
+    }
+
     pub(crate) fn dir(id: &SessionId) -> Result<VfsPath, RunError> {
-        Ok(VfsPath::new("sessions")?.join(id.as_str())?)
+        Ok(Self::root()?.join(id.as_str())?)
     }
 
     fn log_path(id: &SessionId) -> Result<VfsPath, RunError> {
         Ok(Self::dir(id)?.join("turns.jsonl")?)
     }
 
-    /// Loads a session (empty when it does not exist). A torn or unreadable **last** line —
-    /// what a crash in the middle of an append leaves — is dropped and reported in
-    /// `dropped_tail`; the caller repairs it with [`SessionStore::repair`] before appending.
-    /// An unreadable line anywhere else is [`RunError::CorruptSession`].
-    pub(crate) async fn load(&self, id: &SessionId) -> Result<Hydrated, RunError> {
-        let path = Self::log_path(id)?;
-        let bytes = match self.vfs.read(&path).await {
+    fn checkpoint_path(id: &SessionId) -> Result<VfsPath, RunError> {
+        Ok(Self::dir(id)?.join("checkpoint.json")?)
+    }
+
+    /// Takes the session's lock in the VFS (across processes, for a disk VFS).
+    pub(crate) async fn lock(&self, id: &SessionId) -> Result<VfsLock, RunError> {
+        Ok(self.vfs.lock(&Self::dir(id)?.join(".lock")?).await?)
+    }
+
+    /// Loads a session's memory: the checkpoint, then the log after it. A torn or unreadable
+    /// **last** line is dropped and reported in `dropped_tail` (the caller repairs the log
+    /// with [`SessionStore::repair`] before appending); an unreadable line anywhere else is
+    /// [`RunError::CorruptSession`].
+    pub(crate) async fn load(
+        &self,
+        id: &SessionId,
+        profile: &MemoryProfile,
+        counter: Arc<dyn TokenCounter>,
+    ) -> Result<Hydrated, RunError> {
+        let mut memory = SessionMemory::new(profile, counter);
+        let mut offset = 0;
+        let mut bad_checkpoint = false;
+        match self.vfs.read(&Self::checkpoint_path(id)?).await {
+            Ok(bytes) => match serde_json::from_slice::<Checkpoint>(&bytes) {
+                Ok(c) if c.v <= SESSION_LAYOUT_VERSION => {
+                    memory.restore(c.turn, c.sections);
+                    offset = c.log_offset;
+                }
+                _ => bad_checkpoint = true,
+            },
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        let log = Self::log_path(id)?;
+        let tail = match self.vfs.read_from(&log, offset).await {
             Ok(bytes) => bytes,
-            Err(e) if e.is_not_found() => return Ok(Hydrated::default()),
+            Err(e) if e.is_not_found() => Bytes::new(),
             Err(e) => return Err(e.into()),
         };
-        parse_log(id, &path, &bytes)
-    }
-
-    /// Rewrites the log without its dropped tail, so the next append starts on a clean line.
-    pub(crate) async fn repair(&self, id: &SessionId, hydrated: &Hydrated) -> Result<(), RunError> {
-        let mut clean = Vec::new();
-        for record in &hydrated.records {
-            write_line(&mut clean, record)?;
+        let parsed = parse_log(id, &log, &tail, offset)?;
+        let since_checkpoint = parsed.records.len();
+        for record in parsed.records {
+            replay(&mut memory, record);
         }
-        self.vfs.write(&Self::log_path(id)?, Bytes::from(clean)).await?;
+        Ok(Hydrated {
+            memory,
+            log_len: offset + parsed.valid_len as u64,
+            since_checkpoint,
+            dropped_tail: parsed.dropped_tail,
+            bad_checkpoint,
+        })
+    }
+
+    /// Every record of the log (the full transcript), oldest first; a torn last line is left out.
+    pub(crate) async fn records(&self, id: &SessionId) -> Result<Vec<TurnRecord>, RunError> {
+        let log = Self::log_path(id)?;
+        match self.vfs.read(&log).await {
+            Ok(bytes) => Ok(parse_log(id, &log, &bytes, 0)?.records),
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Cuts the log back to its first `valid_len` bytes, so the next append starts on a clean
+    /// line. Rewrites the log (atomically); only needed after a crash.
+    pub(crate) async fn repair(&self, id: &SessionId, valid_len: u64) -> Result<(), RunError> {
+        let log = Self::log_path(id)?;
+        let bytes = self.vfs.read(&log).await?;
+        let keep = usize::try_from(valid_len).unwrap_or(usize::MAX).min(bytes.len());
+        self.vfs.write(&log, bytes.slice(..keep)).await?;
         Ok(())
     }
 
-    /// Appends one turn's record in a single append.
-    pub(crate) async fn append(&self, id: &SessionId, record: &TurnRecord) -> Result<(), RunError> {
-        let mut line = Vec::with_capacity(512);
-        write_line(&mut line, record)?;
+    /// Appends one turn's record in a single append; returns the bytes written.
+    pub(crate) async fn append(&self, id: &SessionId, record: &TurnRecord) -> Result<u64, RunError> {
+        let mut line = Vec::with_capacity(1024);
+        serde_json::to_writer(&mut line, record)
+            .map_err(|e| RunError::Config(format!("cannot encode turn record: {e}")))?;
+        line.push(b'\n');
+        let len = line.len() as u64;
         self.vfs.append(&Self::log_path(id)?, Bytes::from(line)).await?;
+        Ok(len)
+    }
+
+    /// Writes a checkpoint of `memory`, covering the log up to `log_offset`.
+    pub(crate) async fn checkpoint(
+        &self,
+        id: &SessionId,
+        memory: &SessionMemory,
+        log_offset: u64,
+    ) -> Result<(), RunError> {
+        let checkpoint = Checkpoint {
+            v: SESSION_LAYOUT_VERSION,
+            turn: memory.turn(),
+            log_offset,
+            sections: memory.persisted_items(),
+        };
+        let bytes = serde_json::to_vec(&checkpoint)
+            .map_err(|e| RunError::Config(format!("cannot encode checkpoint: {e}")))?;
+        self.vfs.write(&Self::checkpoint_path(id)?, Bytes::from(bytes)).await?;
         Ok(())
+    }
+
+    /// Ids of every stored session, sorted.
+    pub(crate) async fn list(&self) -> Result<Vec<SessionId>, RunError> {
+        let entries = match self.vfs.list(&Self::root()?).await {
+            Ok(entries) => entries,
+            Err(e) if e.is_not_found() => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.kind == kaos_vfs::EntryKind::Dir)
+            .filter_map(|e| e.path.file_name().and_then(|name| SessionId::new(name).ok()))
+            .collect())
+    }
+
+    /// Deletes a session and everything under its directory. `NotFound` when missing.
+    pub(crate) async fn delete(&self, id: &SessionId) -> Result<(), RunError> {
+        Ok(self.vfs.delete(&Self::dir(id)?).await?)
     }
 }
 
-fn write_line(out: &mut Vec<u8>, record: &TurnRecord) -> Result<(), RunError> {
-    serde_json::to_writer(&mut *out, record)
-        .map_err(|e| RunError::Config(format!("cannot encode turn record: {e}")))?;
-    out.push(b'\n');
-    Ok(())
+/// Rebuilds memory from one record: its memory changes, or, for a version 1 record, its
+/// messages added to the messages section.
+fn replay(memory: &mut SessionMemory, record: TurnRecord) {
+    if record.v == 1 && record.memory.is_empty() {
+        for message in record.messages {
+            // A message that can no longer fit is skipped, as it would be today.
+            let _ = memory.add(SectionKind::Messages, NewItem::message(message));
+        }
+        memory.take_ops();
+        memory.take_changes();
+        memory.take_evicted();
+    } else {
+        for op in record.memory {
+            memory.apply(op);
+        }
+    }
+    memory.end_turn(record.turn);
 }
 
-fn parse_log(id: &SessionId, path: &VfsPath, bytes: &[u8]) -> Result<Hydrated, RunError> {
-    let mut hydrated = Hydrated::default();
+struct ParsedLog {
+    records: Vec<TurnRecord>,
+    valid_len: usize,
+    dropped_tail: Option<usize>,
+}
+
+fn parse_log(id: &SessionId, path: &VfsPath, bytes: &[u8], offset: u64) -> Result<ParsedLog, RunError> {
+    let mut records = Vec::new();
     let mut lines: Vec<&[u8]> = bytes.split_inclusive(|b| *b == b'\n').collect();
+    let mut dropped_tail = None;
     // A last piece without its newline never finished being written.
     if let Some(last) = lines.last()
         && !last.ends_with(b"\n")
     {
-        hydrated.dropped_tail = Some(last.len());
+        dropped_tail = Some(last.len());
         lines.pop();
     }
     let count = lines.len();
+    let mut valid_len = 0;
     for (i, line) in lines.into_iter().enumerate() {
         let text = line.strip_suffix(b"\n").unwrap_or(line);
         if text.iter().all(u8::is_ascii_whitespace) {
+            valid_len += line.len();
             continue;
         }
         let corrupt = |message: String| RunError::CorruptSession {
             session: id.to_string(),
             path: path.to_string(),
             line: i + 1,
-            message,
+            message: format!("{message} (at byte {})", offset + valid_len as u64),
         };
         match serde_json::from_slice::<TurnRecord>(text) {
             Ok(record) if record.v > SESSION_LAYOUT_VERSION => {
@@ -146,15 +289,16 @@ fn parse_log(id: &SessionId, path: &VfsPath, bytes: &[u8]) -> Result<Hydrated, R
                     record.v
                 )));
             }
-            Ok(record) => hydrated.records.push(record),
-            // A complete but unreadable last line is also what an interrupted write can leave.
-            Err(_) if i + 1 == count && hydrated.dropped_tail.is_none() => {
-                hydrated.dropped_tail = Some(line.len())
+            Ok(record) => {
+                valid_len += line.len();
+                records.push(record);
             }
+            // A complete but unreadable last line is also what an interrupted write can leave.
+            Err(_) if i + 1 == count && dropped_tail.is_none() => dropped_tail = Some(line.len()),
             Err(e) => return Err(corrupt(e.to_string())),
         }
     }
-    Ok(hydrated)
+    Ok(ParsedLog { records, valid_len, dropped_tail })
 }
 
 #[cfg(test)]
@@ -173,28 +317,32 @@ mod tests {
             cost_usd: 0.0,
             stop_reason: StopReason::Completed,
             finished_at_ms: 0,
+            memory: Vec::new(),
         }
     }
 
     fn log(records: &[TurnRecord]) -> Vec<u8> {
         let mut out = Vec::new();
         for r in records {
-            write_line(&mut out, r).unwrap();
+            serde_json::to_writer(&mut out, r).unwrap();
+            out.push(b'\n');
         }
         out
     }
 
-    fn parse(bytes: &[u8]) -> Result<Hydrated, RunError> {
+    fn parse(bytes: &[u8]) -> Result<ParsedLog, RunError> {
         let id = SessionId::new("s").unwrap();
-        parse_log(&id, &SessionStore::log_path(&id).unwrap(), bytes)
+        parse_log(&id, &SessionStore::log_path(&id).unwrap(), bytes, 0)
     }
 
     #[test]
     fn clean_log_round_trips() {
         let records = vec![record(1), record(2)];
-        let h = parse(&log(&records)).unwrap();
-        assert_eq!(h.records, records);
-        assert_eq!(h.dropped_tail, None);
+        let bytes = log(&records);
+        let parsed = parse(&bytes).unwrap();
+        assert_eq!(parsed.records, records);
+        assert_eq!(parsed.dropped_tail, None);
+        assert_eq!(parsed.valid_len, bytes.len());
     }
 
     #[test]
@@ -202,9 +350,10 @@ mod tests {
         let full = log(&[record(1), record(2)]);
         let first_len = log(&[record(1)]).len();
         for cut in first_len + 1..full.len() {
-            let h = parse(&full[..cut]).unwrap();
-            assert_eq!(h.records, vec![record(1)], "cut at {cut}");
-            assert!(h.dropped_tail.is_some(), "cut at {cut}");
+            let parsed = parse(&full[..cut]).unwrap();
+            assert_eq!(parsed.records, vec![record(1)], "cut at {cut}");
+            assert!(parsed.dropped_tail.is_some(), "cut at {cut}");
+            assert_eq!(parsed.valid_len, first_len);
         }
     }
 
@@ -212,7 +361,7 @@ mod tests {
     fn corruption_before_the_last_line_is_a_typed_error() {
         let mut bytes = b"{not json}\n".to_vec();
         bytes.extend(log(&[record(2)]));
-        let err = parse(&bytes).unwrap_err();
+        let err = parse(&bytes).err().unwrap();
         assert!(matches!(err, RunError::CorruptSession { line: 1, .. }), "{err:?}");
     }
 

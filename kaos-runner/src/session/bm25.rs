@@ -1,0 +1,94 @@
+//! Plain Okapi BM25 over section items: lexical relevance with no model and no index to keep.
+
+use std::collections::HashMap;
+
+const K1: f64 = 1.2;
+const B: f64 = 0.75;
+
+/// Lowercased alphanumeric words (Unicode-aware), the unit of matching.
+pub(crate) fn terms(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase)
+}
+
+/// The positions of the `k` documents most relevant to `query`, best first (ties: earlier
+/// document first). Documents with no query term score 0 and come last, in order, so a query
+/// with no matching term degrades to "oldest first".
+pub(crate) fn top_k<'a>(
+    query: &str,
+    documents: impl ExactSizeIterator<Item = &'a str>,
+    k: usize,
+) -> Vec<usize> {
+    let n = documents.len();
+    let mut query_terms: Vec<String> = terms(query).collect();
+    query_terms.sort();
+    query_terms.dedup();
+    let mut tf: Vec<HashMap<usize, u32>> = Vec::with_capacity(n);
+    let mut lengths = Vec::with_capacity(n);
+    let index: HashMap<&str, usize> = query_terms.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
+    let mut df = vec![0u32; query_terms.len()];
+    for doc in documents {
+        let mut counts: HashMap<usize, u32> = HashMap::new();
+        let mut len = 0u32;
+        for term in terms(doc) {
+            len += 1;
+            if let Some(&q) = index.get(term.as_str()) {
+                *counts.entry(q).or_default() += 1;
+            }
+        }
+        for q in counts.keys() {
+            df[*q] += 1;
+        }
+        tf.push(counts);
+        lengths.push(len);
+    }
+    let avg = (lengths.iter().map(|&l| f64::from(l)).sum::<f64>() / n.max(1) as f64).max(1.0);
+    let idf: Vec<f64> = df
+        .iter()
+        .map(|&d| {
+            let d = f64::from(d);
+            ((n as f64 - d + 0.5) / (d + 0.5) + 1.0).ln()
+        })
+        .collect();
+    let mut scored: Vec<(f64, usize)> = tf
+        .iter()
+        .zip(&lengths)
+        .enumerate()
+        .map(|(i, (counts, &len))| {
+            let norm = K1 * (1.0 - B + B * f64::from(len) / avg);
+            let score = counts
+                .iter()
+                .map(|(q, &f)| {
+                    let f = f64::from(f);
+                    idf[*q] * f * (K1 + 1.0) / (f + norm)
+                })
+                .sum::<f64>();
+            (score, i)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.into_iter().take(k).map(|(_, i)| i).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_matching_document_ranks_first() {
+        let docs = [
+            "the cat sat on the mat",
+            "dogs chase cats",
+            "a treatise on Rust lifetimes",
+            "Rust borrow checker",
+        ];
+        assert_eq!(top_k("rust lifetimes", docs.iter().copied(), 2), vec![2, 3]);
+        assert_eq!(top_k("nothing matches", docs.iter().copied(), 2), vec![0, 1]);
+        assert_eq!(top_k("cat", docs.iter().copied(), 10).len(), 4);
+    }
+
+    #[test]
+    fn rare_terms_weigh_more_than_common_ones() {
+        let docs = ["alpha common", "beta common", "gamma common", "common zeta"];
+        assert_eq!(top_k("common zeta", docs.iter().copied(), 1), vec![3]);
+    }
+}

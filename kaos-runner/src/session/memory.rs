@@ -1,0 +1,526 @@
+//! `SessionMemory`: typed sections with budgets, eviction and change tracking.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use kaos_agent::{Eviction, MemoryProfile, Persistence, SectionConfig, SectionKind};
+use kaos_providers::{Message, TokenCounter};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Tokens a message costs beyond its text (role and framing), as vendors charge it.
+pub(crate) const MESSAGE_OVERHEAD_TOKENS: u64 = 4;
+
+/// One item of a section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MemoryItem {
+    /// Unique within the session, increasing in the order items were added.
+    pub id: u64,
+    /// The text shown to the model and searched.
+    pub content: String,
+    /// What the item costs in the context, in tokens.
+    pub tokens: u64,
+    /// The turn that added it.
+    pub turn: u32,
+    /// For the `priority` eviction policy: higher is kept longer.
+    #[serde(default, skip_serializing_if = "is_zero_i32")]
+    pub priority: i32,
+    /// For the messages section: the message itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Message>,
+    /// Free-form details (e.g. a document's name).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, Value>,
+    /// How many turns put the item in front of the model (for `lfu`).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub uses: u32,
+    /// The last turn that put the item in front of the model (for `lru`).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub last_used: u32,
+    /// Whether the item is a summary of evicted items.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub summary: bool,
+}
+
+fn is_zero_i32(n: &i32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
+/// What to add to a section: text, and optionally a priority, metadata or a message.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct NewItem {
+    /// The text.
+    pub content: String,
+    /// For the `priority` eviction policy.
+    pub priority: i32,
+    /// Free-form details.
+    pub metadata: BTreeMap<String, Value>,
+    pub(crate) message: Option<Message>,
+    pub(crate) summary: bool,
+}
+
+impl NewItem {
+    /// An item with this text.
+    pub fn text(content: impl Into<String>) -> Self {
+        Self { content: content.into(), ..Self::default() }
+    }
+
+    /// With a priority.
+    pub fn with_priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// With a metadata entry.
+    pub fn with_metadata(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.metadata.insert(key.into(), value);
+        self
+    }
+
+    pub(crate) fn message(message: Message) -> Self {
+        Self { content: render_message(&message), message: Some(message), ..Self::default() }
+    }
+}
+
+/// How a message reads as section text (for search and summaries).
+pub(crate) fn render_message(message: &Message) -> String {
+    match message {
+        Message::User { content } => format!("user: {content}"),
+        Message::Assistant { content, tool_calls } if tool_calls.is_empty() => {
+            format!("assistant: {content}")
+        }
+        Message::Assistant { content, tool_calls } => {
+            let calls: Vec<String> =
+                tool_calls.iter().map(|c| format!("{}({})", c.name, c.arguments)).collect();
+            format!("assistant: {content} [calls {}]", calls.join(", "))
+        }
+        Message::Tool { name, content, .. } => format!("tool {name}: {content}"),
+        _ => String::new(),
+    }
+}
+
+/// Why memory refused a change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemoryError {
+    /// The section's policy (`refuse` or `none`) keeps what it has and the item does not fit.
+    #[error("section {section} is full ({used} of {budget} tokens); it refuses items of {needed} tokens")]
+    SectionFull {
+        /// The section.
+        section: SectionKind,
+        /// Tokens in use.
+        used: u64,
+        /// The budget.
+        budget: u64,
+        /// The item's size.
+        needed: u64,
+    },
+    /// One item is larger than the section's whole budget.
+    #[error("an item of {needed} tokens can never fit section {section} (budget {budget})")]
+    ItemTooLarge {
+        /// The section.
+        section: SectionKind,
+        /// The budget.
+        budget: u64,
+        /// The item's size.
+        needed: u64,
+    },
+    /// The instructions and the current message alone exceed the context budget.
+    #[error("the context needs at least {needed} tokens but the budget is {budget}")]
+    ContextTooLarge {
+        /// What the pinned part needs.
+        needed: u64,
+        /// The context budget.
+        budget: u64,
+    },
+}
+
+/// One change to memory, as appended to the session log. Replaying a session's changes in
+/// order rebuilds its memory exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MemoryOp {
+    /// An item was added.
+    Add {
+        /// The section.
+        section: SectionKind,
+        /// The item.
+        item: MemoryItem,
+    },
+    /// Items were evicted or deleted.
+    Remove {
+        /// The section.
+        section: SectionKind,
+        /// Their ids.
+        ids: Vec<u64>,
+    },
+    /// Items were put in front of the model in `turn`.
+    Use {
+        /// The section.
+        section: SectionKind,
+        /// Their ids.
+        ids: Vec<u64>,
+        /// The turn.
+        turn: u32,
+    },
+    /// A snapshot section's whole content.
+    Replace {
+        /// The section.
+        section: SectionKind,
+        /// Every item, in order.
+        items: Vec<MemoryItem>,
+    },
+}
+
+/// A section: its configuration and items in the order they were added.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Section {
+    kind: SectionKind,
+    config: SectionConfig,
+    items: Vec<MemoryItem>,
+    tokens: u64,
+}
+
+impl Section {
+    fn new(kind: SectionKind, config: SectionConfig) -> Self {
+        Self { kind, config, items: Vec::new(), tokens: 0 }
+    }
+
+    /// Which section.
+    pub fn kind(&self) -> SectionKind {
+        self.kind
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &SectionConfig {
+        &self.config
+    }
+
+    /// Items, oldest first.
+    pub fn items(&self) -> &[MemoryItem] {
+        &self.items
+    }
+
+    /// Tokens held.
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+
+    /// The position of the item this section's policy gives up first.
+    fn victim(&self) -> Option<usize> {
+        let oldest_min = |key: &dyn Fn(&MemoryItem) -> i64| {
+            self.items.iter().enumerate().min_by_key(|(i, item)| (key(item), *i)).map(|(i, _)| i)
+        };
+        match self.config.eviction {
+            Eviction::Fifo => (!self.items.is_empty()).then_some(0),
+            Eviction::Lifo => self.items.len().checked_sub(1),
+            Eviction::Lru => oldest_min(&|item| i64::from(item.last_used)),
+            Eviction::Lfu => oldest_min(&|item| i64::from(item.uses)),
+            Eviction::Priority => oldest_min(&|item| i64::from(item.priority)),
+            // none, refuse, and policies this build does not know: give nothing up.
+            _ => None,
+        }
+    }
+
+    fn remove(&mut self, ids: &BTreeSet<u64>) -> Vec<MemoryItem> {
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.items).into_iter().partition(|i| ids.contains(&i.id));
+        self.items = kept;
+        self.tokens -= gone.iter().map(|i| i.tokens).sum::<u64>();
+        gone
+    }
+}
+
+/// What changed in memory, for events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    Added(SectionKind),
+    Evicted(SectionKind),
+}
+
+/// A session's memory: every section of the agent's profile, and what changed since it was
+/// hydrated (to be persisted with the turn).
+#[derive(Clone)]
+pub struct SessionMemory {
+    turn: u32,
+    next_id: u64,
+    sections: BTreeMap<SectionKind, Section>,
+    counter: Arc<dyn TokenCounter>,
+    ops: Vec<MemoryOp>,
+    changes: Vec<Change>,
+    evicted: BTreeMap<SectionKind, Vec<MemoryItem>>,
+    dirty: BTreeSet<SectionKind>,
+}
+
+impl std::fmt::Debug for SessionMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sizes: BTreeMap<_, _> = self.sections.iter().map(|(k, s)| (k.as_str(), s.items.len())).collect();
+        f.debug_struct("SessionMemory")
+            .field("turn", &self.turn)
+            .field("items", &sizes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for SessionMemory {
+    fn eq(&self, other: &Self) -> bool {
+        self.turn == other.turn && self.next_id == other.next_id && self.sections == other.sections
+    }
+}
+
+impl SessionMemory {
+    /// Empty memory with every section of `profile`, counting tokens with `counter`.
+    pub fn new(profile: &MemoryProfile, counter: Arc<dyn TokenCounter>) -> Self {
+        let sections =
+            SectionKind::ALL.into_iter().map(|k| (k, Section::new(k, profile.section(k)))).collect();
+        Self {
+            turn: 0,
+            next_id: 1,
+            sections,
+            counter,
+            ops: Vec::new(),
+            changes: Vec::new(),
+            evicted: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    /// Completed turns.
+    pub fn turn(&self) -> u32 {
+        self.turn
+    }
+
+    /// One section.
+    pub fn section(&self, kind: SectionKind) -> &Section {
+        // Every kind is inserted by `new`.
+        &self.sections[&kind]
+    }
+
+    /// Every section.
+    pub fn sections(&self) -> impl Iterator<Item = &Section> {
+        self.sections.values()
+    }
+
+    pub(crate) fn counter(&self) -> &Arc<dyn TokenCounter> {
+        &self.counter
+    }
+
+    /// Begins a turn: empties the sections cleared each turn.
+    pub(crate) fn begin_turn(&mut self) {
+        let cleared: Vec<SectionKind> = self
+            .sections
+            .values()
+            .filter(|s| s.config.cleared_each_turn && !s.items.is_empty())
+            .map(|s| s.kind)
+            .collect();
+        for kind in cleared {
+            let ids = self.section(kind).items.iter().map(|i| i.id).collect();
+            self.record(MemoryOp::Remove { section: kind, ids });
+        }
+    }
+
+    /// Ends the current turn.
+    pub(crate) fn end_turn(&mut self, turn: u32) {
+        self.turn = turn;
+    }
+
+    /// Adds an item, evicting by the section's policy to make room. On error nothing changes.
+    pub fn add(&mut self, kind: SectionKind, new: NewItem) -> Result<u64, MemoryError> {
+        let tokens = match &new.message {
+            Some(m) => message_tokens(self.counter.as_ref(), m),
+            None => self.counter.count(&new.content),
+        };
+        let section = self.section(kind);
+        let config = section.config;
+        let mut victims = BTreeSet::new();
+        if let Some(budget) = config.budget_tokens.limit() {
+            if tokens > budget {
+                return Err(MemoryError::ItemTooLarge { section: kind, budget, needed: tokens });
+            }
+            let mut trial = section.clone();
+            while trial.tokens + tokens > budget {
+                let Some(i) = trial.victim() else {
+                    return Err(MemoryError::SectionFull {
+                        section: kind,
+                        used: section.tokens,
+                        budget,
+                        needed: tokens,
+                    });
+                };
+                let id = trial.items[i].id;
+                victims.insert(id);
+                trial.remove(&BTreeSet::from([id]));
+            }
+        }
+        if let Some(max) = config.max_items {
+            let mut trial = section.clone();
+            trial.remove(&victims);
+            while trial.items.len() >= max.get() as usize {
+                let Some(i) = trial.victim() else {
+                    return Err(MemoryError::SectionFull {
+                        section: kind,
+                        used: section.tokens,
+                        budget: 0,
+                        needed: tokens,
+                    });
+                };
+                let id = trial.items[i].id;
+                victims.insert(id);
+                trial.remove(&BTreeSet::from([id]));
+            }
+        }
+        if !victims.is_empty() {
+            let gone = self
+                .section(kind)
+                .items
+                .iter()
+                .filter(|i| victims.contains(&i.id))
+                .cloned()
+                .collect::<Vec<_>>();
+            if config.summarize {
+                self.evicted.entry(kind).or_default().extend(gone.into_iter().filter(|i| !i.summary));
+            }
+            self.changes.push(Change::Evicted(kind));
+            self.record(MemoryOp::Remove { section: kind, ids: victims.into_iter().collect() });
+        }
+        let item = MemoryItem {
+            id: self.next_id,
+            content: new.content,
+            tokens,
+            turn: self.turn + 1,
+            priority: new.priority,
+            message: new.message,
+            metadata: new.metadata,
+            uses: 0,
+            last_used: 0,
+            summary: new.summary,
+        };
+        let id = item.id;
+        self.changes.push(Change::Added(kind));
+        self.record(MemoryOp::Add { section: kind, item });
+        Ok(id)
+    }
+
+    /// Marks items as put in front of the model this turn (what `lru` and `lfu` go by).
+    pub(crate) fn mark_used(&mut self, kind: SectionKind, ids: Vec<u64>) {
+        let policy = self.section(kind).config.eviction;
+        if !ids.is_empty() && matches!(policy, Eviction::Lru | Eviction::Lfu) {
+            let turn = self.turn + 1;
+            self.record(MemoryOp::Use { section: kind, ids, turn });
+        }
+    }
+
+    /// Applies `op` and remembers it for persistence (by the section's persistence mode).
+    fn record(&mut self, op: MemoryOp) {
+        let kind = op_section(&op);
+        self.apply(op.clone());
+        match self.section(kind).config.persistence {
+            Persistence::Streaming => self.ops.push(op),
+            Persistence::Snapshot => {
+                self.dirty.insert(kind);
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies a change without recording it (hydration replays the log with this).
+    pub(crate) fn apply(&mut self, op: MemoryOp) {
+        match op {
+            MemoryOp::Add { section, item } => {
+                self.next_id = self.next_id.max(item.id + 1);
+                if let Some(s) = self.sections.get_mut(&section) {
+                    s.tokens += item.tokens;
+                    s.items.push(item);
+                }
+            }
+            MemoryOp::Remove { section, ids } => {
+                if let Some(s) = self.sections.get_mut(&section) {
+                    s.remove(&ids.into_iter().collect());
+                }
+            }
+            MemoryOp::Use { section, ids, turn } => {
+                if let Some(s) = self.sections.get_mut(&section) {
+                    let ids: BTreeSet<u64> = ids.into_iter().collect();
+                    for item in s.items.iter_mut().filter(|i| ids.contains(&i.id)) {
+                        item.uses += 1;
+                        item.last_used = turn;
+                    }
+                }
+            }
+            MemoryOp::Replace { section, items } => {
+                if let Some(s) = self.sections.get_mut(&section) {
+                    self.next_id = self.next_id.max(items.iter().map(|i| i.id + 1).max().unwrap_or(0));
+                    s.tokens = items.iter().map(|i| i.tokens).sum();
+                    s.items = items;
+                }
+            }
+        }
+    }
+
+    /// The changes to persist for this turn: streaming sections' operations, then a whole
+    /// `Replace` for every snapshot section that changed. Clears the pending changes.
+    pub(crate) fn take_ops(&mut self) -> Vec<MemoryOp> {
+        let mut ops = std::mem::take(&mut self.ops);
+        for kind in std::mem::take(&mut self.dirty) {
+            ops.push(MemoryOp::Replace { section: kind, items: self.section(kind).items.clone() });
+        }
+        ops
+    }
+
+    pub(crate) fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
+    }
+
+    pub(crate) fn take_evicted(&mut self) -> BTreeMap<SectionKind, Vec<MemoryItem>> {
+        std::mem::take(&mut self.evicted)
+    }
+
+    /// The items of every persisted section, for a checkpoint.
+    pub(crate) fn persisted_items(&self) -> BTreeMap<SectionKind, Vec<MemoryItem>> {
+        self.sections
+            .values()
+            .filter(|s| s.config.persistence != Persistence::None && !s.items.is_empty())
+            .map(|s| (s.kind, s.items.clone()))
+            .collect()
+    }
+
+    /// Restores a checkpoint (see [`SessionMemory::persisted_items`]).
+    pub(crate) fn restore(&mut self, turn: u32, items: BTreeMap<SectionKind, Vec<MemoryItem>>) {
+        self.turn = turn;
+        for (section, items) in items {
+            self.apply(MemoryOp::Replace { section, items });
+        }
+    }
+
+    /// The conversation held in the messages section (summaries excluded), oldest first.
+    pub fn messages(&self) -> impl Iterator<Item = &Message> {
+        self.section(SectionKind::Messages).items.iter().filter_map(|i| i.message.as_ref())
+    }
+}
+
+fn op_section(op: &MemoryOp) -> SectionKind {
+    match op {
+        MemoryOp::Add { section, .. }
+        | MemoryOp::Remove { section, .. }
+        | MemoryOp::Use { section, .. }
+        | MemoryOp::Replace { section, .. } => *section,
+    }
+}
+
+/// Tokens a message costs in a request.
+pub(crate) fn message_tokens(counter: &dyn TokenCounter, message: &Message) -> u64 {
+    let calls = match message {
+        Message::Assistant { tool_calls, .. } => {
+            tool_calls.iter().map(|c| counter.count(&c.name) + counter.count(&c.arguments.to_string())).sum()
+        }
+        _ => 0,
+    };
+    MESSAGE_OVERHEAD_TOKENS + counter.count(message.content()) + calls
+}

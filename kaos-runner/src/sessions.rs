@@ -1,0 +1,87 @@
+//! The session API: list, load, export and delete stored sessions.
+
+use std::collections::BTreeMap;
+
+use kaos_agent::SectionKind;
+use kaos_providers::Message;
+use serde::Serialize;
+
+use crate::session::{MemoryItem, SESSION_LAYOUT_VERSION, SessionMemory, SessionStore, TurnRecord};
+use crate::{RunError, Runner, SessionId};
+
+/// A whole session as JSON-ready data: its full log and its current memory.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct SessionExport {
+    /// The session.
+    pub session_id: String,
+    /// The layout version this build writes.
+    pub layout_version: u32,
+    /// Completed turns.
+    pub turns: u32,
+    /// Every turn's record, oldest first (the full transcript).
+    pub records: Vec<TurnRecord>,
+    /// The current memory, by section (empty sections left out).
+    pub memory: BTreeMap<SectionKind, Vec<MemoryItem>>,
+}
+
+impl Runner {
+    /// Ids of every session stored in the runtime's VFS, sorted.
+    pub async fn sessions(&self) -> Result<Vec<SessionId>, RunError> {
+        self.shared.store.list().await
+    }
+
+    /// The full stored conversation of a session, oldest first (empty for an unknown session).
+    /// This is the transcript, not what the model sees: memory may have evicted or summarized
+    /// older messages (see [`Runner::memory`]).
+    pub async fn history(&self, session_id: impl AsRef<str>) -> Result<Vec<Message>, RunError> {
+        let session = SessionId::new(session_id.as_ref())?;
+        let records = self.shared.store.records(&session).await?;
+        Ok(records.into_iter().flat_map(|r| r.messages).collect())
+    }
+
+    /// A session's memory as the next turn would see it (empty for an unknown session).
+    pub async fn memory(&self, session_id: impl AsRef<str>) -> Result<SessionMemory, RunError> {
+        let session = SessionId::new(session_id.as_ref())?;
+        let _lock = self.shared.store.lock(&session).await?;
+        let hydrated =
+            self.shared.store.load(&session, self.agent().memory(), self.shared.counter.clone()).await?;
+        Ok(hydrated.memory)
+    }
+
+    /// The whole session as JSON-ready data. `NotFound` ([`RunError::Vfs`]) for an unknown
+    /// session.
+    pub async fn export_session(&self, session_id: impl AsRef<str>) -> Result<SessionExport, RunError> {
+        let session = SessionId::new(session_id.as_ref())?;
+        let _lock = self.shared.store.lock(&session).await?;
+        let records = self.shared.store.records(&session).await?;
+        if records.is_empty() {
+            self.shared.store.vfs().stat(&SessionStore::dir(&session)?).await?;
+        }
+        let hydrated =
+            self.shared.store.load(&session, self.agent().memory(), self.shared.counter.clone()).await?;
+        Ok(SessionExport {
+            session_id: session.to_string(),
+            layout_version: SESSION_LAYOUT_VERSION,
+            turns: hydrated.memory.turn(),
+            records,
+            memory: hydrated
+                .memory
+                .sections()
+                .filter(|s| !s.items().is_empty())
+                .map(|s| (s.kind(), s.items().to_vec()))
+                .collect(),
+        })
+    }
+
+    /// Deletes a session: its log, checkpoint and files. Waits for a turn in progress on it.
+    /// `NotFound` ([`RunError::Vfs`]) for an unknown session.
+    pub async fn delete_session(&self, session_id: impl AsRef<str>) -> Result<(), RunError> {
+        let session = SessionId::new(session_id.as_ref())?;
+        let _local = self.shared.locks.lock(&session).await;
+        let lock = self.shared.store.lock(&session).await?;
+        // The lock file lives in the directory being deleted.
+        drop(lock);
+        self.shared.store.delete(&session).await
+    }
+}
