@@ -3,11 +3,13 @@
 use std::collections::BTreeMap;
 
 use kaos_agent::SectionKind;
-use kaos_providers::Message;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kaos_providers::{Message, Usage};
 use serde::Serialize;
 
-use crate::session::{MemoryItem, SESSION_LAYOUT_VERSION, SessionMemory, SessionStore, TurnRecord};
-use crate::{RunError, Runner, SessionId};
+use crate::session::{MemoryItem, NewItem, SESSION_LAYOUT_VERSION, SessionMemory, SessionStore, TurnRecord};
+use crate::{RunError, Runner, SessionId, StopReason};
 
 /// A whole session as JSON-ready data: its full log and its current memory.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,6 +74,49 @@ impl Runner {
                 .map(|s| (s.kind(), s.items().to_vec()))
                 .collect(),
         })
+    }
+
+    /// Adds items to a section of a session's memory between turns (e.g. documents for the
+    /// research pattern: `NewItem::text(body).with_metadata("name", json!("report.md"))`).
+    /// The items are persisted at once, as a record with no messages; the next turns see them
+    /// (searchable sections by relevance). Returns the new items' ids. All or nothing: if one
+    /// item is refused (e.g. a full section whose policy refuses), nothing is stored.
+    pub async fn remember(
+        &self,
+        session_id: impl AsRef<str>,
+        section: SectionKind,
+        items: impl IntoIterator<Item = NewItem>,
+    ) -> Result<Vec<u64>, RunError> {
+        let session = SessionId::new(session_id.as_ref())?;
+        let shared = &self.shared;
+        let _local = shared.locks.lock(&session).await;
+        let _lock = shared.store.lock(&session).await?;
+        let hydrated =
+            shared.store.load_for_write(&session, self.agent().memory(), shared.counter.clone()).await?;
+        let mut memory = hydrated.memory;
+        let ids = items.into_iter().map(|item| memory.add(section, item)).collect::<Result<Vec<_>, _>>()?;
+        let ops = memory.take_ops();
+        if ops.is_empty() {
+            return Ok(ids);
+        }
+        let record = TurnRecord {
+            v: SESSION_LAYOUT_VERSION,
+            turn: memory.turn(),
+            run_id: format!("remember_{}", uuid::Uuid::now_v7().simple()),
+            agent_fingerprint: shared.fingerprint.to_string(),
+            messages: Vec::new(),
+            tool_calls: Vec::new(),
+            usage: Usage::default(),
+            cost_usd: 0.0,
+            stop_reason: StopReason::Completed,
+            finished_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or_default(),
+            memory: ops,
+        };
+        shared.store.commit(&session, &memory, &record, hydrated.log_len, hydrated.since_checkpoint).await?;
+        Ok(ids)
     }
 
     /// Deletes a session: its log, checkpoint and files. Waits for a turn in progress on it.

@@ -83,7 +83,7 @@ async fn turn(shared: &Shared, session: &SessionId, message: String, emit: &Emit
         memory: memory.take_ops(),
     };
     let persisted =
-        persist(shared, session, &memory, &record, hydrated.log_len, hydrated.since_checkpoint).await;
+        shared.store.commit(session, &memory, &record, hydrated.log_len, hydrated.since_checkpoint).await;
     if let Err(error) = persisted {
         emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
         return Err(error);
@@ -95,10 +95,10 @@ async fn turn(shared: &Shared, session: &SessionId, message: String, emit: &Emit
 }
 
 async fn hydrate(shared: &Shared, session: &SessionId, emit: &Emitter) -> Result<Hydrated, RunError> {
-    let hydrated = shared.store.load(session, shared.agent.memory(), shared.counter.clone()).await?;
+    let hydrated =
+        shared.store.load_for_write(session, shared.agent.memory(), shared.counter.clone()).await?;
     if let Some(bytes) = hydrated.dropped_tail {
-        tracing::warn!(session = %session, bytes, "dropping a torn last line of the session log");
-        shared.store.repair(session, hydrated.log_len).await?;
+        tracing::warn!(session = %session, bytes, "dropped a torn last line of the session log");
         let attributes = attrs([("reason", json!("torn last line dropped")), ("bytes", json!(bytes))]);
         emit.emit(memory_event(MemoryEventKind::Warning, "messages", 0, attributes));
     }
@@ -110,25 +110,6 @@ async fn hydrate(shared: &Shared, session: &SessionId, emit: &Emitter) -> Result
     let held = hydrated.memory.section(SectionKind::Messages).items().len();
     emit.emit(memory_event(MemoryEventKind::Hydrated, "messages", held, Map::new()));
     Ok(hydrated)
-}
-
-/// Appends the turn, and writes a checkpoint when enough turns have gone by since the last.
-async fn persist(
-    shared: &Shared,
-    session: &SessionId,
-    memory: &SessionMemory,
-    record: &TurnRecord,
-    log_len: u64,
-    since_checkpoint: usize,
-) -> Result<(), RunError> {
-    let written = shared.store.append(session, record).await?;
-    if since_checkpoint + 1 >= crate::session::CHECKPOINT_EVERY {
-        // The append is the commit; a failed checkpoint only means a longer replay next time.
-        if let Err(error) = shared.store.checkpoint(session, memory, log_len + written).await {
-            tracing::warn!(session = %session, %error, "could not write a checkpoint");
-        }
-    }
-    Ok(())
 }
 
 type Outcome = (StopReason, Vec<Message>, Vec<ToolCallRecord>, Usage, f64);

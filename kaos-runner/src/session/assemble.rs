@@ -30,6 +30,8 @@ pub(crate) struct Assembly {
 /// One trimmable piece of context.
 struct Unit {
     kind: SectionKind,
+    /// Rendered in the system prompt (under its section's header), not as a message.
+    in_system: bool,
     priority: u32,
     id: u64,
     tokens: u64,
@@ -74,8 +76,15 @@ pub(crate) fn assemble(
         }
         for i in chosen {
             let item = &items[i];
-            let tokens = if item.message.is_some() { item.tokens } else { item.tokens + 1 };
-            units.push(Unit { kind: section.kind(), priority: config.priority, id: item.id, tokens });
+            let in_system = item.message.is_none();
+            let tokens = if in_system { item.tokens + 1 } else { item.tokens };
+            units.push(Unit {
+                kind: section.kind(),
+                in_system,
+                priority: config.priority,
+                id: item.id,
+                tokens,
+            });
         }
     }
 
@@ -99,7 +108,7 @@ pub(crate) fn assemble(
     let (pinned_units, mut units): (Vec<Unit>, Vec<Unit>) =
         units.into_iter().partition(|u| u.kind == SectionKind::Messages && u.id >= pinned_from);
     units.sort_by_key(|u| (u.priority, u.id));
-    let mut kinds: Vec<SectionKind> = units.iter().map(|u| u.kind).collect();
+    let mut kinds: Vec<SectionKind> = units.iter().filter(|u| u.in_system).map(|u| u.kind).collect();
     kinds.sort();
     kinds.dedup();
     let headers: u64 = kinds.into_iter().map(header_tokens).sum();
@@ -183,4 +192,127 @@ fn header(kind: SectionKind) -> String {
         _ => kind.as_str(),
     };
     format!("## {title}")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+    use std::sync::Arc;
+
+    use kaos_providers::{Estimator, TokenCounter};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::session::memory::NewItem;
+
+    fn memory_with(
+        budget: u32,
+        threshold: u32,
+        contents: &[(SectionKind, String)],
+        turns: &[(String, String)],
+    ) -> (SessionMemory, MemoryProfile) {
+        let mut profile = MemoryProfile::default();
+        profile.context_budget_tokens = NonZeroU32::new(budget).unwrap();
+        profile.retrieval_threshold = NonZeroU32::new(threshold).unwrap();
+        let mut memory = SessionMemory::new(&profile, Arc::new(Estimator));
+        for (kind, text) in contents {
+            let _ = memory.add(*kind, NewItem::text(text.clone()));
+        }
+        for (user, assistant) in turns {
+            let _ = memory.add(SectionKind::Messages, NewItem::message(Message::user(user.clone())));
+            let _ =
+                memory.add(SectionKind::Messages, NewItem::message(Message::assistant(assistant.clone())));
+        }
+        (memory, profile)
+    }
+
+    fn section() -> impl Strategy<Value = SectionKind> {
+        prop::sample::select(vec![
+            SectionKind::Documents,
+            SectionKind::Findings,
+            SectionKind::Lessons,
+            SectionKind::Actions,
+            SectionKind::Reflection,
+            SectionKind::Role,
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Assembly never exceeds the total budget, always ends with the current message, starts
+        /// the conversation at a user message, and fails only when the pinned part cannot fit.
+        #[test]
+        fn assembly_never_exceeds_the_total_budget(
+            budget in 20u32..3_000,
+            threshold in 1u32..10,
+            top_k in 1usize..8,
+            contents in prop::collection::vec((section(), "[a-z ]{1,300}"), 0..40),
+            turns in prop::collection::vec(("[a-z ]{1,200}", "[a-z ]{1,200}"), 0..15),
+            current in "[a-z ]{1,200}",
+            instructions in "[a-z ]{0,300}",
+        ) {
+            let (mut memory, profile) = memory_with(budget, threshold, &contents, &turns);
+            memory.add(SectionKind::Messages, NewItem::message(Message::user(current.clone()))).unwrap();
+            let counter = Estimator;
+            match assemble(&mut memory, &profile, top_k, &instructions, &current) {
+                Ok(assembly) => {
+                    let actual = counter.count(&assembly.system)
+                        + assembly.messages.iter().map(|m| message_tokens(&counter, m)).sum::<u64>();
+                    prop_assert_eq!(actual, assembly.tokens);
+                    prop_assert!(actual <= u64::from(budget), "{} > {}", actual, budget);
+                    prop_assert_eq!(assembly.messages.last(), Some(&Message::user(current.clone())));
+                    prop_assert!(assembly.messages[0].is_user());
+                    prop_assert!(assembly.system.starts_with(&instructions));
+                }
+                Err(MemoryError::ContextTooLarge { needed, budget: b }) => {
+                    prop_assert_eq!(b, u64::from(budget));
+                    let pinned = counter.count(&instructions) + message_tokens(&counter, &Message::user(current));
+                    prop_assert_eq!(needed, pinned);
+                    prop_assert!(pinned > b);
+                }
+                Err(other) => prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn above_the_threshold_documents_are_chosen_by_relevance_and_the_rest_get_a_handle() {
+        let docs: Vec<(SectionKind, String)> = (0..30)
+            .map(|i| (SectionKind::Documents, format!("document {i} about topic{i} and general filler text")))
+            .collect();
+        let (mut memory, profile) = memory_with(100_000, 5, &docs, &[]);
+        memory.add(SectionKind::Messages, NewItem::message(Message::user("tell me about topic17"))).unwrap();
+        let assembly = assemble(&mut memory, &profile, 3, "Be brief.", "tell me about topic17").unwrap();
+        assert!(assembly.system.contains("document 17 about topic17"));
+        assert_eq!(assembly.searched, vec![(SectionKind::Documents, 3, 30)]);
+        assert_eq!(assembly.hidden_searchable, 27);
+        assert!(assembly.system.contains("27 more item(s)"), "{}", assembly.system);
+        assert!(assembly.system.contains(MEMORY_SEARCH_TOOL));
+    }
+
+    #[test]
+    fn a_tight_budget_drops_low_priority_sections_then_old_messages() {
+        let contents =
+            vec![(SectionKind::Reflection, "r".repeat(400)), (SectionKind::Findings, "f".repeat(400))];
+        let turns: Vec<(String, String)> =
+            (0..5).map(|i| (format!("old question {i}"), format!("old answer {i}"))).collect();
+        let assembled = |budget| {
+            let (mut memory, profile) = memory_with(budget, 20, &contents, &turns);
+            memory.add(SectionKind::Messages, NewItem::message(Message::user("current"))).unwrap();
+            assemble(&mut memory, &profile, 5, "sys", "current").unwrap()
+        };
+        // Reflection (priority 30) goes first; findings (70) and every message (80) stay.
+        let roomy = assembled(200);
+        assert!(!roomy.system.contains("rrrr"));
+        assert!(roomy.system.contains("ffff"));
+        assert_eq!(roomy.messages.len(), 11);
+        // Tighter: findings go before messages, then the oldest messages.
+        let tight = assembled(60);
+        assert!(!tight.system.contains("ffff"));
+        assert!(tight.messages.len() < 11);
+        assert!(tight.messages[0].is_user());
+        assert_eq!(tight.messages.last(), Some(&Message::user("current")));
+        assert!(tight.tokens <= 60);
+    }
 }

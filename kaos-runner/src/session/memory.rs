@@ -524,3 +524,187 @@ pub(crate) fn message_tokens(counter: &dyn TokenCounter, message: &Message) -> u
     };
     MESSAGE_OVERHEAD_TOKENS + counter.count(message.content()) + calls
 }
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use kaos_agent::TokenBudget;
+    use kaos_providers::Estimator;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn profile(kind: SectionKind, budget: u32, eviction: Eviction, max_items: Option<u32>) -> MemoryProfile {
+        let mut config = SectionConfig::default_for(kind);
+        config.budget_tokens = TokenBudget::Limited(NonZeroU32::new(budget).unwrap());
+        config.eviction = eviction;
+        config.max_items = max_items.and_then(NonZeroU32::new);
+        config.summarize = false;
+        MemoryProfile::default().with_section(kind, config)
+    }
+
+    /// A reference model of one section: (id, tokens, priority, uses, last_used), oldest first.
+    #[derive(Debug, Clone, Default)]
+    struct Model {
+        items: Vec<(u64, u64, i32, u32, u32)>,
+    }
+
+    impl Model {
+        fn victim(&self, policy: Eviction) -> Option<usize> {
+            let min_by = |key: fn(&(u64, u64, i32, u32, u32)) -> i64| {
+                (0..self.items.len()).min_by_key(|&i| (key(&self.items[i]), i))
+            };
+            match policy {
+                Eviction::Fifo => (!self.items.is_empty()).then_some(0),
+                Eviction::Lifo => self.items.len().checked_sub(1),
+                Eviction::Lru => min_by(|i| i64::from(i.4)),
+                Eviction::Lfu => min_by(|i| i64::from(i.3)),
+                Eviction::Priority => min_by(|i| i64::from(i.2)),
+                _ => None,
+            }
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Add { len: usize, priority: i32 },
+        Use { picks: Vec<usize> },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (1usize..400, -3i32..3).prop_map(|(len, priority)| Step::Add { len, priority }),
+            1 => prop::collection::vec(0usize..20, 0..4).prop_map(|picks| Step::Use { picks }),
+        ]
+    }
+
+    fn policy() -> impl Strategy<Value = Eviction> {
+        prop::sample::select(vec![
+            Eviction::None,
+            Eviction::Fifo,
+            Eviction::Lifo,
+            Eviction::Lru,
+            Eviction::Lfu,
+            Eviction::Priority,
+            Eviction::Refuse,
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// After any sequence of adds, no section exceeds its budget or item cap; a policy that
+        /// gives nothing up refuses instead (leaving the section unchanged); and what is
+        /// evicted is exactly what the policy names, in order.
+        #[test]
+        fn budgets_hold_and_eviction_follows_the_policy(
+            policy in policy(),
+            budget in 50u32..600,
+            max_items in prop::option::of(1u32..6),
+            steps in prop::collection::vec(step(), 1..60),
+        ) {
+            let kind = SectionKind::Findings;
+            let mut memory = SessionMemory::new(&profile(kind, budget, policy, max_items), Arc::new(Estimator));
+            let mut model = Model::default();
+            for (turn, step) in steps.into_iter().enumerate() {
+                match step {
+                    Step::Use { picks } => {
+                        let ids: Vec<u64> = picks.iter().filter_map(|p| model.items.get(*p).map(|i| i.0)).collect();
+                        memory.turn = turn as u32;
+                        memory.mark_used(kind, ids.clone());
+                        if matches!(policy, Eviction::Lru | Eviction::Lfu) {
+                            for item in model.items.iter_mut().filter(|i| ids.contains(&i.0)) {
+                                item.3 += 1;
+                                item.4 = turn as u32 + 1;
+                            }
+                        }
+                    }
+                    Step::Add { len, priority } => {
+                        let before = memory.section(kind).clone();
+                        let tokens = Estimator.count(&"x".repeat(len));
+                        // Expected victims, from the model.
+                        let mut expected = model.clone();
+                        let mut fits = tokens <= u64::from(budget);
+                        while fits && expected.items.iter().map(|i| i.1).sum::<u64>() + tokens > u64::from(budget) {
+                            match expected.victim(policy) {
+                                Some(v) => { expected.items.remove(v); }
+                                None => fits = false,
+                            }
+                        }
+                        while fits && max_items.is_some_and(|m| expected.items.len() >= m as usize) {
+                            match expected.victim(policy) {
+                                Some(v) => { expected.items.remove(v); }
+                                None => fits = false,
+                            }
+                        }
+                        let result = memory.add(kind, NewItem::text("x".repeat(len)).with_priority(priority));
+                        match result {
+                            Ok(id) => {
+                                prop_assert!(fits, "added although the model says it cannot fit");
+                                expected.items.push((id, tokens, priority, 0, 0));
+                                model = expected;
+                            }
+                            Err(_) => {
+                                prop_assert!(!fits, "refused although the model says it fits");
+                                prop_assert_eq!(memory.section(kind), &before);
+                            }
+                        }
+                    }
+                }
+                let section = memory.section(kind);
+                prop_assert!(section.tokens() <= u64::from(budget));
+                prop_assert_eq!(section.tokens(), section.items().iter().map(|i| i.tokens).sum::<u64>());
+                if let Some(m) = max_items {
+                    prop_assert!(section.items().len() <= m as usize);
+                }
+                let ids: Vec<u64> = section.items().iter().map(|i| i.id).collect();
+                let expected: Vec<u64> = model.items.iter().map(|i| i.0).collect();
+                prop_assert_eq!(ids, expected);
+            }
+        }
+
+        /// Replaying the recorded changes rebuilds the same memory (what hydration relies on).
+        #[test]
+        fn replaying_recorded_ops_rebuilds_the_memory(
+            policy in policy(),
+            steps in prop::collection::vec(step(), 1..40),
+        ) {
+            let kind = SectionKind::Actions;
+            let profile = profile(kind, 300, policy, None);
+            let mut live = SessionMemory::new(&profile, Arc::new(Estimator));
+            for step in steps {
+                match step {
+                    Step::Add { len, priority } => { let _ = live.add(kind, NewItem::text("y".repeat(len)).with_priority(priority)); }
+                    Step::Use { picks } => {
+                        let ids = picks.iter().filter_map(|p| live.section(kind).items().get(*p).map(|i| i.id)).collect();
+                        live.mark_used(kind, ids);
+                    }
+                }
+            }
+            let mut replayed = SessionMemory::new(&profile, Arc::new(Estimator));
+            for op in live.take_ops() {
+                replayed.apply(op);
+            }
+            prop_assert_eq!(replayed.section(kind), live.section(kind));
+        }
+    }
+
+    #[test]
+    fn an_item_larger_than_the_budget_is_refused_whatever_the_policy() {
+        let mut memory =
+            SessionMemory::new(&profile(SectionKind::Lessons, 10, Eviction::Fifo, None), Arc::new(Estimator));
+        let err = memory.add(SectionKind::Lessons, NewItem::text("z".repeat(100))).unwrap_err();
+        assert_eq!(err, MemoryError::ItemTooLarge { section: SectionKind::Lessons, budget: 10, needed: 25 });
+    }
+
+    #[test]
+    fn sections_cleared_each_turn_start_empty_and_are_never_persisted() {
+        let mut memory = SessionMemory::new(&MemoryProfile::default(), Arc::new(Estimator));
+        memory.add(SectionKind::Working, NewItem::text("scratch")).unwrap();
+        assert_eq!(memory.section(SectionKind::Working).items().len(), 1);
+        memory.begin_turn();
+        assert!(memory.section(SectionKind::Working).items().is_empty());
+        assert!(memory.take_ops().is_empty());
+    }
+}

@@ -31,6 +31,9 @@ pub const SESSION_LAYOUT_VERSION: u32 = 2;
 pub const CHECKPOINT_EVERY: usize = 32;
 
 /// What one completed turn added to its session: one line of `turns.jsonl`.
+///
+/// A record with no messages only changes memory (e.g. documents loaded between turns with
+/// [`Runner::remember`](crate::Runner::remember)); its `turn` is the last completed turn.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TurnRecord {
@@ -162,6 +165,42 @@ impl SessionStore {
         })
     }
 
+    /// Loads a session to change it: as [`SessionStore::load`], and a torn last line is cut
+    /// from the log so the next append starts on a clean line. The caller holds the session's
+    /// lock.
+    pub(crate) async fn load_for_write(
+        &self,
+        id: &SessionId,
+        profile: &MemoryProfile,
+        counter: Arc<dyn TokenCounter>,
+    ) -> Result<Hydrated, RunError> {
+        let hydrated = self.load(id, profile, counter).await?;
+        if hydrated.dropped_tail.is_some() {
+            self.repair(id, hydrated.log_len).await?;
+        }
+        Ok(hydrated)
+    }
+
+    /// Commits a record: one append (the commit point), then a checkpoint when
+    /// [`CHECKPOINT_EVERY`] records have gone by since the last one. A failed checkpoint is
+    /// only logged: it means a longer replay next time, never lost data.
+    pub(crate) async fn commit(
+        &self,
+        id: &SessionId,
+        memory: &SessionMemory,
+        record: &TurnRecord,
+        hydrated_log_len: u64,
+        since_checkpoint: usize,
+    ) -> Result<(), RunError> {
+        let written = self.append(id, record).await?;
+        if since_checkpoint + 1 >= CHECKPOINT_EVERY
+            && let Err(error) = self.checkpoint(id, memory, hydrated_log_len + written).await
+        {
+            tracing::warn!(session = %id, %error, "could not write a checkpoint");
+        }
+        Ok(())
+    }
+
     /// Every record of the log (the full transcript), oldest first; a torn last line is left out.
     pub(crate) async fn records(&self, id: &SessionId) -> Result<Vec<TurnRecord>, RunError> {
         let log = Self::log_path(id)?;
@@ -174,7 +213,7 @@ impl SessionStore {
 
     /// Cuts the log back to its first `valid_len` bytes, so the next append starts on a clean
     /// line. Rewrites the log (atomically); only needed after a crash.
-    pub(crate) async fn repair(&self, id: &SessionId, valid_len: u64) -> Result<(), RunError> {
+    async fn repair(&self, id: &SessionId, valid_len: u64) -> Result<(), RunError> {
         let log = Self::log_path(id)?;
         let bytes = self.vfs.read(&log).await?;
         let keep = usize::try_from(valid_len).unwrap_or(usize::MAX).min(bytes.len());
@@ -363,6 +402,72 @@ mod tests {
         bytes.extend(log(&[record(2)]));
         let err = parse(&bytes).err().unwrap();
         assert!(matches!(err, RunError::CorruptSession { line: 1, .. }), "{err:?}");
+    }
+
+    mod save_load {
+        use kaos_agent::Persistence;
+        use kaos_providers::Estimator;
+        use kaos_vfs::MemoryVfs;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn section() -> impl Strategy<Value = SectionKind> {
+            prop::sample::select(SectionKind::ALL.to_vec())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// What a turn persists (its log line, and a checkpoint now and then) loads back as
+            /// the same memory, for every persisted section.
+            #[test]
+            fn save_then_load_is_identity(
+                turns in prop::collection::vec(
+                    (prop::collection::vec((section(), "[a-z ]{1,800}"), 0..6), any::<bool>(), any::<bool>()),
+                    1..12,
+                ),
+            ) {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                rt.block_on(async {
+                    let store = SessionStore::new(Arc::new(MemoryVfs::new()));
+                    let id = SessionId::new("p").unwrap();
+                    let profile = MemoryProfile::default();
+                    let counter: Arc<dyn TokenCounter> = Arc::new(Estimator);
+                    let mut live = SessionMemory::new(&profile, counter.clone());
+                    let mut log_len = 0;
+                    for (n, (adds, use_all, checkpoint)) in turns.into_iter().enumerate() {
+                        let turn = n as u32 + 1;
+                        live.begin_turn();
+                        for (kind, text) in adds {
+                            let _ = live.add(kind, NewItem::text(text));
+                        }
+                        if use_all {
+                            for kind in SectionKind::ALL {
+                                let ids = live.section(kind).items().iter().map(|i| i.id).collect();
+                                live.mark_used(kind, ids);
+                            }
+                        }
+                        live.end_turn(turn);
+                        let mut r = record(turn);
+                        r.memory = live.take_ops();
+                        log_len += store.append(&id, &r).await.unwrap();
+                        if checkpoint {
+                            store.checkpoint(&id, &live, log_len).await.unwrap();
+                        }
+                    }
+                    let loaded = store.load(&id, &profile, counter).await.unwrap();
+                    prop_assert_eq!(loaded.log_len, log_len);
+                    prop_assert_eq!(loaded.memory.turn(), live.turn());
+                    for kind in SectionKind::ALL {
+                        if live.section(kind).config().persistence != Persistence::None {
+                            prop_assert_eq!(loaded.memory.section(kind), live.section(kind), "{:?}", kind);
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,164 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use common::{echo_model, runner_with};
+use futures::StreamExt;
+use kaos_agent::{Agent, MemoryProfile, SectionConfig, SectionKind, TokenBudget};
+use kaos_providers::{Message, ScriptedClient, ScriptedReply};
+use kaos_runner::{CHECKPOINT_EVERY, EventKind, MemoryEventKind, NewItem, RunError, Runner};
+use kaos_runtime::Runtime;
+use serde_json::json;
+
+fn small_messages_agent(budget: u32) -> Agent {
+    let mut messages = SectionConfig::default_for(SectionKind::Messages);
+    messages.budget_tokens = TokenBudget::Limited(NonZeroU32::new(budget).unwrap());
+    Agent::builder()
+        .memory(MemoryProfile::default().with_section(SectionKind::Messages, messages))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_long_session_keeps_memory_within_budget_summarizes_and_keeps_the_full_transcript() {
+    let model = echo_model();
+    let runner = Runner::builder(small_messages_agent(200), Runtime::test_mode())
+        .model(Arc::new(model.clone()))
+        .build()
+        .unwrap();
+    let mut evicted = 0;
+    let mut summarized = 0;
+    for i in 0..40 {
+        let events: Vec<_> = runner
+            .run(format!("Fact number {i}. Remember it please."), "long")
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        for e in &events {
+            match &e.kind {
+                EventKind::Memory { kind: MemoryEventKind::Evicted, section, .. }
+                    if section == "messages" =>
+                {
+                    evicted += 1
+                }
+                EventKind::Memory { kind: MemoryEventKind::Summarized, section, .. }
+                    if section == "messages" =>
+                {
+                    summarized += 1
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(evicted > 0 && summarized > 0, "evicted {evicted}, summarized {summarized}");
+    let memory = runner.memory("long").await.unwrap();
+    let messages = memory.section(SectionKind::Messages);
+    assert!(messages.tokens() <= 200);
+    assert!(messages.items().iter().any(|i| i.summary && i.content.starts_with("[Summary of")));
+    // The model saw the summary in its system prompt, and recent messages as the conversation.
+    let last = model.requests().pop().unwrap();
+    assert!(last.system.contains("Earlier in this conversation (summary)"), "{}", last.system);
+    assert_eq!(last.messages.last(), Some(&Message::user("Fact number 39. Remember it please.")));
+    assert!(last.user_message_count() < 40);
+    // The transcript is whole.
+    assert_eq!(runner.history("long").await.unwrap().len(), 80);
+    assert_eq!(memory.turn(), 40);
+}
+
+#[tokio::test]
+async fn documents_are_retrieved_by_relevance_and_the_rest_are_searchable() {
+    let model = ScriptedClient::from_fn(|request| match request.messages.last() {
+        Some(Message::Tool { content, .. }) => ScriptedReply::text(format!("Found: {content}")),
+        _ if request.tools.iter().any(|t| t.name == "kaos-memory-search") => ScriptedReply::tool_call(
+            "kaos-memory-search",
+            json!({"query": "zebra migration", "section": "documents", "top_k": 1}),
+        ),
+        _ => ScriptedReply::text("no search tool offered"),
+    });
+    let agent = Agent::builder().retrieval_top_k(3).build().unwrap();
+    let runner = Runner::builder(agent, Runtime::test_mode()).model(Arc::new(model.clone())).build().unwrap();
+    let docs = (0..50).map(|i| {
+        let topic = if i == 42 {
+            "zebra migration across the plains".to_owned()
+        } else {
+            format!("quarterly report number {i}")
+        };
+        NewItem::text(format!("doc{i}: {topic}")).with_metadata("name", json!(format!("doc{i}.md")))
+    });
+    let ids = runner.remember("research", SectionKind::Documents, docs).await.unwrap();
+    assert_eq!(ids.len(), 50);
+
+    let response = runner.turn("What about quarterly report number 7?", "research").await.unwrap();
+    let first = &model.requests()[0];
+    assert!(first.system.contains("doc7: quarterly report number 7"));
+    assert!(!first.system.contains("zebra"));
+    assert!(first.system.contains("47 more item(s)"), "{}", first.system);
+    assert_eq!(response.text, "Found: [documents] doc42: zebra migration across the plains");
+    // Loading documents is not a turn.
+    assert_eq!(response.turn_number, 1);
+}
+
+#[tokio::test]
+async fn the_session_api_lists_exports_and_deletes() {
+    let runtime = Runtime::test_mode();
+    let runner = runner_with(runtime.clone(), echo_model());
+    runner.turn("hello", "b-session").await.unwrap();
+    runner.turn("hello", "a-session").await.unwrap();
+    runner.turn("again", "a-session").await.unwrap();
+    let ids: Vec<String> = runner.sessions().await.unwrap().into_iter().map(|s| s.to_string()).collect();
+    assert_eq!(ids, ["a-session", "b-session"]);
+
+    let export = runner.export_session("a-session").await.unwrap();
+    assert_eq!(export.turns, 2);
+    assert_eq!(export.records.len(), 2);
+    assert_eq!(export.memory[&SectionKind::Messages].len(), 4);
+    let json = serde_json::to_value(&export).unwrap();
+    assert_eq!(json["session_id"], "a-session");
+    assert_eq!(json["records"][1]["messages"][0]["content"], "again");
+
+    runner.delete_session("a-session").await.unwrap();
+    assert!(matches!(runner.export_session("a-session").await, Err(RunError::Vfs(e)) if e.is_not_found()));
+    assert!(matches!(runner.delete_session("a-session").await, Err(RunError::Vfs(e)) if e.is_not_found()));
+    let ids: Vec<String> = runner.sessions().await.unwrap().into_iter().map(|s| s.to_string()).collect();
+    assert_eq!(ids, ["b-session"]);
+    // A deleted session starts over.
+    assert_eq!(runner.turn("new start", "a-session").await.unwrap().turn_number, 1);
+}
+
+#[tokio::test]
+async fn checkpoints_bound_hydration_and_load_the_same_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let runner = runner_with(Runtime::on_disk(dir.path()).unwrap(), echo_model());
+    for i in 0..CHECKPOINT_EVERY + 3 {
+        runner.turn(format!("turn {i}"), "s").await.unwrap();
+    }
+    let checkpoint = dir.path().join("sessions/s/checkpoint.json");
+    assert!(checkpoint.exists());
+    let before = runner.memory("s").await.unwrap();
+    // A broken checkpoint is only a longer replay: the same memory, with a warning.
+    std::fs::write(&checkpoint, b"{ not json").unwrap();
+    assert_eq!(runner.memory("s").await.unwrap(), before);
+    let events: Vec<_> = runner.run("one more", "s").map(Result::unwrap).collect().await;
+    assert!(
+        events.iter().any(|e| matches!(&e.kind, EventKind::Memory { kind: MemoryEventKind::Warning, .. }))
+    );
+}
+
+#[tokio::test]
+async fn a_message_larger_than_the_whole_context_is_a_typed_error_and_stores_nothing() {
+    let agent = Agent::builder()
+        .memory({
+            let mut profile = MemoryProfile::default();
+            profile.context_budget_tokens = NonZeroU32::new(50).unwrap();
+            profile
+        })
+        .build()
+        .unwrap();
+    let runner = Runner::builder(agent, Runtime::test_mode()).model(Arc::new(echo_model())).build().unwrap();
+    let err = runner.turn("word ".repeat(100), "s").await.unwrap_err();
+    assert!(matches!(err, RunError::Memory(_)), "{err:?}");
+    assert!(runner.history("s").await.unwrap().is_empty());
+}
