@@ -38,10 +38,10 @@ mod turn;
 pub use error::RunError;
 pub use events::{Event, EventKind, MemoryEventKind, Span, SpanPhase, SpanSubject};
 pub use response::{StopReason, ToolCallRecord, TurnFold, TurnResponse, fold};
-pub use runner::{Runner, RunnerBuilder};
+pub use runner::{DEFAULT_SESSION_CACHE, Runner, RunnerBuilder};
 pub use session::{
-    CHECKPOINT_EVERY, ExtractiveSummarizer, MemoryError, MemoryItem, MemoryOp, ModelSummarizer, NewItem,
-    SESSION_LAYOUT_VERSION, Section, SessionId, SessionMemory, Summarizer, TurnRecord,
+    CHECKPOINT_MIN_TAIL_BYTES, ExtractiveSummarizer, MemoryError, MemoryItem, MemoryOp, ModelSummarizer,
+    NewItem, SESSION_LAYOUT_VERSION, Section, SessionId, SessionMemory, Summarizer, TurnRecord,
 };
 pub use sessions::SessionExport;
 pub use stream::RunStream;

@@ -9,7 +9,9 @@ use kaos_tools::{Tool, ToolSelector};
 use tokio::sync::mpsc;
 
 use crate::events::Emitter;
-use crate::session::{ExtractiveSummarizer, MEMORY_SEARCH_TOOL, SessionLocks, SessionStore, Summarizer};
+use crate::session::{
+    ExtractiveSummarizer, MEMORY_SEARCH_TOOL, SessionCache, SessionLocks, SessionStore, Summarizer,
+};
 use crate::{RunError, RunStream, SessionId, TurnResponse, fold, turn};
 
 /// The engine: drives one [`Agent`] against one [`Runtime`] for any number of sessions.
@@ -38,12 +40,23 @@ pub(crate) struct Shared {
     pub(crate) summarizer: Arc<dyn Summarizer>,
     /// Whether the agent's tool globs select the built-in memory search tool.
     pub(crate) offers_memory_search: bool,
+    pub(crate) cache: SessionCache,
 }
+
+/// Sessions whose memory a Runner keeps between turns by default.
+pub const DEFAULT_SESSION_CACHE: usize = 1024;
 
 impl Runner {
     /// A builder for a Runner of `agent` in `runtime`.
     pub fn builder(agent: Agent, runtime: Runtime) -> RunnerBuilder {
-        RunnerBuilder { agent, runtime, model: None, counter: None, summarizer: None }
+        RunnerBuilder {
+            agent,
+            runtime,
+            model: None,
+            counter: None,
+            summarizer: None,
+            cache: DEFAULT_SESSION_CACHE,
+        }
     }
 
     /// Runs one turn: `message` from the user in session `session_id`, until the model's
@@ -112,6 +125,7 @@ pub struct RunnerBuilder {
     model: Option<Arc<dyn ModelClient>>,
     counter: Option<Arc<dyn TokenCounter>>,
     summarizer: Option<Arc<dyn Summarizer>>,
+    cache: usize,
 }
 
 impl RunnerBuilder {
@@ -138,6 +152,15 @@ impl RunnerBuilder {
     /// instead of the default [`ExtractiveSummarizer`], which never calls a model.
     pub fn summarizer(mut self, summarizer: Arc<dyn Summarizer>) -> Self {
         self.summarizer = Some(summarizer);
+        self
+    }
+
+    /// Keeps the memory of up to `sessions` recently used sessions between turns
+    /// [`DEFAULT_SESSION_CACHE`], so their next turn need not re-read them. A cached session is
+    /// used only while its log is unchanged (checked with one `stat` per turn), so sessions
+    /// shared with other processes stay correct. `0` turns the cache off.
+    pub fn session_cache(mut self, sessions: usize) -> Self {
+        self.cache = sessions;
         self
     }
 
@@ -185,6 +208,7 @@ impl RunnerBuilder {
                 counter,
                 summarizer,
                 offers_memory_search,
+                cache: SessionCache::new(self.cache),
             }),
         })
     }

@@ -115,7 +115,8 @@ impl Runner {
                 .unwrap_or_default(),
             memory: ops,
         };
-        shared.store.commit(&session, &memory, &record, hydrated.log_len, hydrated.since_checkpoint).await?;
+        shared.cache.forget(&session);
+        shared.store.commit(&session, &memory, &record, hydrated.position).await?;
         Ok(ids)
     }
 
@@ -127,6 +128,7 @@ impl Runner {
         let lock = self.shared.store.lock(&session).await?;
         // The lock file lives in the directory being deleted.
         drop(lock);
+        self.shared.cache.forget(&session);
         self.shared.store.delete(&session).await
     }
 }

@@ -45,8 +45,19 @@ async fn turn(shared: &Shared, session: &SessionId, message: String, emit: &Emit
     // In-process first (cheap, fair), then the VFS lock that also excludes other processes.
     let _local = shared.locks.lock(session).await;
     let _shared = shared.store.lock(session).await?;
-    let hydrated = hydrate(shared, session, emit).await?;
-    let mut memory = hydrated.memory;
+    let stamp = shared.store.stamp(session).await?;
+    let (mut memory, position) = match shared.cache.take(session, stamp) {
+        Some((memory, position)) => {
+            let attributes = attrs([("cached", json!(true))]);
+            let held = memory.section(SectionKind::Messages).items().len();
+            emit.emit(memory_event(MemoryEventKind::Hydrated, "messages", held, attributes));
+            (memory, position)
+        }
+        None => {
+            let hydrated = hydrate(shared, session, emit).await?;
+            (hydrated.memory, hydrated.position)
+        }
+    };
     let turn_number = memory.turn() + 1;
     let turn_span = emit.start(
         SpanSubject::Turn,
@@ -82,11 +93,16 @@ async fn turn(shared: &Shared, session: &SessionId, message: String, emit: &Emit
             .unwrap_or_default(),
         memory: memory.take_ops(),
     };
-    let persisted =
-        shared.store.commit(session, &memory, &record, hydrated.log_len, hydrated.since_checkpoint).await;
-    if let Err(error) = persisted {
-        emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
-        return Err(error);
+    let committed = match shared.store.commit(session, &memory, &record, position).await {
+        Ok(position) => shared.store.stamp(session).await.map(|stamp| (position, stamp)),
+        Err(error) => Err(error),
+    };
+    match committed {
+        Ok((position, stamp)) => shared.cache.put(session.clone(), memory, position, stamp),
+        Err(error) => {
+            emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
+            return Err(error);
+        }
     }
     emit.emit(memory_event(MemoryEventKind::Persisted, "messages", record.messages.len(), Map::new()));
     emit.end(turn_span, SpanPhase::Complete, attrs([("turn_number", json!(turn_number))]));
@@ -212,10 +228,15 @@ async fn remember(
             warn_memory(emit, "actions", &error);
         }
     }
-    for (section, items) in memory.take_evicted() {
-        if items.is_empty() {
+    // One rolling summary per section: what was evicted, merged into the earlier summary.
+    for (section, evicted) in memory.take_evicted() {
+        if evicted.is_empty() {
             continue;
         }
+        let earlier: Vec<_> = memory.section(section).items().iter().filter(|i| i.summary).cloned().collect();
+        let summarized: u64 = earlier.iter().chain(&evicted).map(summarized_count).sum();
+        let mut items = earlier.clone();
+        items.extend(evicted);
         let budget = memory.section(section).config().budget_tokens.limit().unwrap_or(2_000);
         let target = (budget / 8).max(50);
         let summary = match shared.summarizer.summarize(section, &items, target).await {
@@ -225,8 +246,9 @@ async fn remember(
                 ExtractiveSummarizer::new(shared.counter.clone()).extract(&items, target)
             }
         };
-        let text = format!("[Summary of {} earlier item(s)]\n{summary}", items.len());
-        let mut item = NewItem::text(text);
+        memory.remove(section, earlier.iter().map(|i| i.id).collect());
+        let text = format!("[Summary of {summarized} earlier item(s)]\n{summary}");
+        let mut item = NewItem::text(text).with_metadata("summarized", json!(summarized));
         item.summary = true;
         match memory.add(section, item) {
             Ok(_) => emit.emit(memory_event(
@@ -252,6 +274,11 @@ async fn remember(
         let kind = if added { MemoryEventKind::Added } else { MemoryEventKind::Evicted };
         emit.emit(memory_event(kind, section.as_str(), n, Map::new()));
     }
+}
+
+/// How many original items an item stands for (a summary stands for those it summarized).
+fn summarized_count(item: &crate::session::MemoryItem) -> u64 {
+    if item.summary { item.metadata.get("summarized").and_then(Value::as_u64).unwrap_or(1) } else { 1 }
 }
 
 fn warn_memory(emit: &Emitter, section: &str, error: &crate::session::MemoryError) {
@@ -450,9 +477,9 @@ fn search_memory(memory: &SessionMemory, arguments: &Value) -> ToolResult {
     if items.is_empty() {
         return ToolResult::text("No searchable items in this session's memory.");
     }
-    let hits = bm25_top_k(query, items.iter().map(|(_, i)| i.content.as_str()), top_k);
-    let lines: Vec<String> =
-        hits.into_iter().map(|h| format!("[{}] {}", items[h].0, items[h].1.content)).collect();
+    let texts: Vec<_> = items.iter().map(|(_, i)| i.text()).collect();
+    let hits = bm25_top_k(query, texts.iter().map(|t| t.as_ref()), top_k);
+    let lines: Vec<String> = hits.into_iter().map(|h| format!("[{}] {}", items[h].0, texts[h])).collect();
     ToolResult::text(lines.join("\n\n"))
 }
 

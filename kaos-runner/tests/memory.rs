@@ -9,7 +9,7 @@ use common::{echo_model, runner_with};
 use futures::StreamExt;
 use kaos_agent::{Agent, MemoryProfile, SectionConfig, SectionKind, TokenBudget};
 use kaos_providers::{Message, ScriptedClient, ScriptedReply};
-use kaos_runner::{CHECKPOINT_EVERY, EventKind, MemoryEventKind, NewItem, RunError, Runner};
+use kaos_runner::{CHECKPOINT_MIN_TAIL_BYTES, EventKind, MemoryEventKind, NewItem, RunError, Runner};
 use kaos_runtime::Runtime;
 use serde_json::json;
 
@@ -132,8 +132,11 @@ async fn the_session_api_lists_exports_and_deletes() {
 async fn checkpoints_bound_hydration_and_load_the_same_memory() {
     let dir = tempfile::tempdir().unwrap();
     let runner = runner_with(Runtime::on_disk(dir.path()).unwrap(), echo_model());
-    for i in 0..CHECKPOINT_EVERY + 3 {
-        runner.turn(format!("turn {i}"), "s").await.unwrap();
+    let mut written = 0;
+    while written < 2 * CHECKPOINT_MIN_TAIL_BYTES {
+        let message = format!("turn {written} {}", "x".repeat(10_000));
+        written += 2 * message.len() as u64;
+        runner.turn(message, "s").await.unwrap();
     }
     let checkpoint = dir.path().join("sessions/s/checkpoint.json");
     assert!(checkpoint.exists());
@@ -141,10 +144,43 @@ async fn checkpoints_bound_hydration_and_load_the_same_memory() {
     // A broken checkpoint is only a longer replay: the same memory, with a warning.
     std::fs::write(&checkpoint, b"{ not json").unwrap();
     assert_eq!(runner.memory("s").await.unwrap(), before);
+    // A new process has no cached memory and must read the session from the disk.
+    let runner = runner_with(Runtime::on_disk(dir.path()).unwrap(), echo_model());
     let events: Vec<_> = runner.run("one more", "s").map(Result::unwrap).collect().await;
     assert!(
         events.iter().any(|e| matches!(&e.kind, EventKind::Memory { kind: MemoryEventKind::Warning, .. }))
     );
+}
+
+#[tokio::test]
+async fn a_cached_session_is_reread_when_another_runner_wrote_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = runner_with(Runtime::on_disk(dir.path()).unwrap(), echo_model());
+    let second = runner_with(Runtime::on_disk(dir.path()).unwrap(), echo_model());
+    first.turn("one", "s").await.unwrap();
+    second.turn("two", "s").await.unwrap();
+    // `first` has "one" cached; the log changed under it, so it must see "two" as well.
+    let model = echo_model();
+    let first = Runner::builder(first.agent().clone(), first.runtime().clone())
+        .model(Arc::new(model.clone()))
+        .build()
+        .unwrap();
+    first.turn("three", "s").await.unwrap();
+    let cached = runner_with(Runtime::on_disk(dir.path()).unwrap(), model.clone());
+    cached.turn("four", "s").await.unwrap();
+    second.turn("five", "s").await.unwrap();
+    let r = cached.turn("six", "s").await.unwrap();
+    assert_eq!(r.turn_number, 6);
+    let seen: Vec<String> = model
+        .requests()
+        .last()
+        .unwrap()
+        .messages
+        .iter()
+        .filter(|m| m.is_user())
+        .map(|m| m.content().to_owned())
+        .collect();
+    assert_eq!(seen, ["one", "two", "three", "four", "five", "six"]);
 }
 
 #[tokio::test]

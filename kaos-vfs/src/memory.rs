@@ -37,9 +37,41 @@ pub struct MemoryVfs {
     locks: LocalLocks,
 }
 
+/// A file as the appends made it: its pieces in order. Appends only push a piece (no copy,
+/// whatever the file's size); a read joins the pieces once and keeps the joined buffer.
 struct MemoryFile {
-    data: Bytes,
+    pieces: Vec<Bytes>,
+    len: usize,
     modified: SystemTime,
+}
+
+impl MemoryFile {
+    fn new(data: Bytes) -> Self {
+        Self { len: data.len(), pieces: vec![data], modified: SystemTime::now() }
+    }
+
+    /// The whole content, if it is in one piece already.
+    fn whole(&self) -> Option<Bytes> {
+        match self.pieces.as_slice() {
+            [] => Some(Bytes::new()),
+            [one] => Some(one.clone()),
+            _ => None,
+        }
+    }
+
+    /// Joins the pieces into one and returns it.
+    fn join(&mut self) -> Bytes {
+        if let Some(whole) = self.whole() {
+            return whole;
+        }
+        let mut joined = BytesMut::with_capacity(self.len);
+        for piece in &self.pieces {
+            joined.extend_from_slice(piece);
+        }
+        let joined = joined.freeze();
+        self.pieces = vec![joined.clone()];
+        joined
+    }
 }
 
 /// Where a path stands in the map.
@@ -53,6 +85,16 @@ impl MemoryVfs {
     /// An empty filesystem.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The error a read of a path that is not a file gives.
+    fn read_map_error(&self, map: &BTreeMap<String, MemoryFile>, path: &VfsPath) -> Result<Bytes, VfsError> {
+        match lookup(map, path) {
+            Lookup::Dir => {
+                Err(VfsError::WrongKind { path: path.clone(), expected: "file", found: "directory" })
+            }
+            _ => Err(not_found(path)),
+        }
     }
 
     fn read_map(&self) -> RwLockReadGuard<'_, BTreeMap<String, MemoryFile>> {
@@ -122,18 +164,28 @@ impl Vfs for MemoryVfs {
 
     async fn read(&self, path: &VfsPath) -> Result<Bytes, VfsError> {
         match lookup(&self.read_map(), path) {
-            Lookup::File(file) => Ok(file.data.clone()),
-            Lookup::Dir => {
-                Err(VfsError::WrongKind { path: path.clone(), expected: "file", found: "directory" })
+            Lookup::File(file) => {
+                if let Some(whole) = file.whole() {
+                    return Ok(whole);
+                }
             }
-            Lookup::Missing => Err(not_found(path)),
+            Lookup::Dir => {
+                return Err(VfsError::WrongKind { path: path.clone(), expected: "file", found: "directory" });
+            }
+            Lookup::Missing => return Err(not_found(path)),
+        }
+        // In pieces: join them under the write lock (the file may have changed meanwhile).
+        let mut map = self.write_map();
+        match map.get_mut(path.as_str()) {
+            Some(file) => Ok(file.join()),
+            None => self.read_map_error(&map, path),
         }
     }
 
     async fn write(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError> {
         let mut map = self.write_map();
         check_file_slot(&map, path)?;
-        map.insert(path.as_str().to_owned(), MemoryFile { data, modified: SystemTime::now() });
+        map.insert(path.as_str().to_owned(), MemoryFile::new(data));
         Ok(())
     }
 
@@ -141,15 +193,13 @@ impl Vfs for MemoryVfs {
         let mut map = self.write_map();
         match map.get_mut(path.as_str()) {
             Some(file) => {
-                // Reuses the buffer when no reader holds a clone of it.
-                let mut buf = BytesMut::from(std::mem::take(&mut file.data));
-                buf.extend_from_slice(&data);
-                file.data = buf.freeze();
+                file.len += data.len();
+                file.pieces.push(data);
                 file.modified = SystemTime::now();
             }
             None => {
                 check_file_slot(&map, path)?;
-                map.insert(path.as_str().to_owned(), MemoryFile { data, modified: SystemTime::now() });
+                map.insert(path.as_str().to_owned(), MemoryFile::new(data));
             }
         }
         Ok(())
@@ -161,7 +211,7 @@ impl Vfs for MemoryVfs {
 
     async fn stat(&self, path: &VfsPath) -> Result<Metadata, VfsError> {
         match lookup(&self.read_map(), path) {
-            Lookup::File(file) => Ok(Metadata::file(file.data.len() as u64, Some(file.modified))),
+            Lookup::File(file) => Ok(Metadata::file(file.len as u64, Some(file.modified))),
             Lookup::Dir => Ok(Metadata::dir(None)),
             Lookup::Missing => Err(not_found(path)),
         }
@@ -183,7 +233,7 @@ impl Vfs for MemoryVfs {
             match rest.split_once('/') {
                 None => {
                     let path = VfsPath::from_normalized(key.clone());
-                    entries.push(VfsEntry::new(path, EntryKind::File, file.data.len() as u64));
+                    entries.push(VfsEntry::new(path, EntryKind::File, file.len as u64));
                     cursor = format!("{key}\0");
                 }
                 Some((dir, _)) => {

@@ -16,7 +16,16 @@ use serde_json::Value;
 use crate::Cargo;
 
 /// The criterion bench targets to run, as (package, bench target), in order.
-const BENCHES: &[(&str, &str)] = &[("kaos-runner", "turn")];
+const BENCHES: &[(&str, &str)] = &[("kaos-runner", "turn"), ("kaos-runner", "session")];
+
+/// Ratios between two benchmarks that must stay under a limit, as (numerator, denominator,
+/// limit). Printed as `{"ratio":…,"of":…,"to":…,"value":…,"limit":…,"ok":…}` when both ran;
+/// the command fails when one is over its limit.
+const RATIOS: &[(&str, &str, f64)] = &[
+    // Persistence cost per turn must not grow with the session (append, not rewrite).
+    ("session/persist/memory/10000", "session/persist/memory/10", 1.5),
+    ("session/persist/disk/10000", "session/persist/disk/10", 1.5),
+];
 
 /// Runs every bench in [`BENCHES`], passing `args` (e.g. a filter) to criterion, then prints the
 /// estimates this run wrote.
@@ -55,6 +64,25 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
     for estimate in &estimates {
         println!("{}", estimate.json_line());
+    }
+    let mut over = Vec::new();
+    for (of, to, limit) in RATIOS {
+        let median = |id: &str| estimates.iter().find(|e| e.bench == id).map(|e| e.median_ns);
+        if let (Some(numerator), Some(denominator)) = (median(of), median(to)) {
+            let value = numerator / denominator;
+            let ok = value <= *limit;
+            println!(
+                r#"{{"ratio":"{of} / {to}","value":{},"limit":{},"ok":{ok}}}"#,
+                Value::from(value),
+                Value::from(*limit)
+            );
+            if !ok {
+                over.push(format!("{of} / {to} = {value:.2} (limit {limit})"));
+            }
+        }
+    }
+    if !over.is_empty() {
+        bail!("benchmark ratios over their limits: {}", over.join("; "));
     }
     Ok(())
 }

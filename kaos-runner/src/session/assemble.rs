@@ -64,7 +64,11 @@ pub(crate) fn assemble(
         let items = section.items();
         let chosen: Vec<usize> =
             if config.searchable && items.len() > threshold && section.kind() != SectionKind::Messages {
-                let mut picked = bm25::top_k(query, items.iter().map(|i| i.content.as_str()), top_k);
+                let mut picked = bm25::top_k(
+                    query,
+                    items.iter().map(|i| i.text()).collect::<Vec<_>>().iter().map(|t| t.as_ref()),
+                    top_k,
+                );
                 picked.sort_unstable();
                 searched.push((section.kind(), picked.len(), items.len()));
                 picked
@@ -133,7 +137,10 @@ pub(crate) fn assemble(
     let mut conversation = Vec::new();
     let mut last_kind = None;
     for unit in &kept {
-        let Some(item) = memory.section(unit.kind).items().iter().find(|i| i.id == unit.id) else { continue };
+        // Items are in id order: ids only grow, and items are appended.
+        let items = memory.section(unit.kind).items();
+        let Ok(position) = items.binary_search_by_key(&unit.id, |i| i.id) else { continue };
+        let item = &items[position];
         if let Some(message) = &item.message {
             conversation.push((item.id, message.clone()));
             continue;
@@ -144,7 +151,7 @@ pub(crate) fn assemble(
             last_kind = Some(unit.kind);
         }
         system.push_str("\n- ");
-        system.push_str(&item.content);
+        system.push_str(&item.text());
     }
     if show_handle {
         system.push_str(&format!(

@@ -8,6 +8,11 @@ use kaos_providers::{Message, TokenCounter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// What a section evicts down to once it must evict: three quarters of its budget.
+pub(crate) fn low_water(budget: u64) -> u64 {
+    budget - budget / 4
+}
+
 /// Tokens a message costs beyond its text (role and framing), as vendors charge it.
 pub(crate) const MESSAGE_OVERHEAD_TOKENS: u64 = 4;
 
@@ -17,7 +22,9 @@ pub(crate) const MESSAGE_OVERHEAD_TOKENS: u64 = 4;
 pub struct MemoryItem {
     /// Unique within the session, increasing in the order items were added.
     pub id: u64,
-    /// The text shown to the model and searched.
+    /// The text shown to the model and searched; empty for a message, whose text is
+    /// [`MemoryItem::text`] (derived from the message, so it is not stored twice).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub content: String,
     /// What the item costs in the context, in tokens.
     pub tokens: u64,
@@ -41,6 +48,16 @@ pub struct MemoryItem {
     /// Whether the item is a summary of evicted items.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub summary: bool,
+}
+
+impl MemoryItem {
+    /// The item's text: its content, or for a message, how the message reads.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match &self.message {
+            Some(message) if self.content.is_empty() => std::borrow::Cow::Owned(render_message(message)),
+            _ => std::borrow::Cow::Borrowed(&self.content),
+        }
+    }
 }
 
 fn is_zero_i32(n: &i32) -> bool {
@@ -84,7 +101,7 @@ impl NewItem {
     }
 
     pub(crate) fn message(message: Message) -> Self {
-        Self { content: render_message(&message), message: Some(message), ..Self::default() }
+        Self { message: Some(message), ..Self::default() }
     }
 }
 
@@ -213,17 +230,18 @@ impl Section {
         self.tokens
     }
 
-    /// The position of the item this section's policy gives up first.
-    fn victim(&self) -> Option<usize> {
-        let oldest_min = |key: &dyn Fn(&MemoryItem) -> i64| {
-            self.items.iter().enumerate().min_by_key(|(i, item)| (key(item), *i)).map(|(i, _)| i)
+    /// The item this section's policy gives up first, among those not yet `excluded`.
+    fn victim(&self, excluded: &BTreeSet<u64>) -> Option<&MemoryItem> {
+        let mut live = self.items.iter().enumerate().filter(|(_, item)| !excluded.contains(&item.id));
+        let mut oldest_min = |key: fn(&MemoryItem) -> i64| {
+            live.by_ref().min_by_key(|(pos, item)| (key(item), *pos)).map(|(_, i)| i)
         };
         match self.config.eviction {
-            Eviction::Fifo => (!self.items.is_empty()).then_some(0),
-            Eviction::Lifo => self.items.len().checked_sub(1),
-            Eviction::Lru => oldest_min(&|item| i64::from(item.last_used)),
-            Eviction::Lfu => oldest_min(&|item| i64::from(item.uses)),
-            Eviction::Priority => oldest_min(&|item| i64::from(item.priority)),
+            Eviction::Fifo => live.next().map(|(_, i)| i),
+            Eviction::Lifo => live.next_back().map(|(_, i)| i),
+            Eviction::Lru => oldest_min(|item| i64::from(item.last_used)),
+            Eviction::Lfu => oldest_min(|item| i64::from(item.uses)),
+            Eviction::Priority => oldest_min(|item| i64::from(item.priority)),
             // none, refuse, and policies this build does not know: give nothing up.
             _ => None,
         }
@@ -339,42 +357,34 @@ impl SessionMemory {
         };
         let section = self.section(kind);
         let config = section.config;
-        let mut victims = BTreeSet::new();
-        if let Some(budget) = config.budget_tokens.limit() {
-            if tokens > budget {
-                return Err(MemoryError::ItemTooLarge { section: kind, budget, needed: tokens });
-            }
-            let mut trial = section.clone();
-            while trial.tokens + tokens > budget {
-                let Some(i) = trial.victim() else {
-                    return Err(MemoryError::SectionFull {
-                        section: kind,
-                        used: section.tokens,
-                        budget,
-                        needed: tokens,
-                    });
-                };
-                let id = trial.items[i].id;
-                victims.insert(id);
-                trial.remove(&BTreeSet::from([id]));
-            }
+        let limit = config.budget_tokens.limit();
+        if let Some(budget) = limit
+            && tokens > budget
+        {
+            return Err(MemoryError::ItemTooLarge { section: kind, budget, needed: tokens });
         }
-        if let Some(max) = config.max_items {
-            let mut trial = section.clone();
-            trial.remove(&victims);
-            while trial.items.len() >= max.get() as usize {
-                let Some(i) = trial.victim() else {
-                    return Err(MemoryError::SectionFull {
-                        section: kind,
-                        used: section.tokens,
-                        budget: 0,
-                        needed: tokens,
-                    });
-                };
-                let id = trial.items[i].id;
-                victims.insert(id);
-                trial.remove(&BTreeSet::from([id]));
-            }
+        // Choose victims without touching the section, so a refusal changes nothing. Once a
+        // section must evict, it evicts down to its low-water mark, so evictions (and their
+        // summaries) come in batches rather than on every addition.
+        let mut victims = BTreeSet::new();
+        let (mut used, mut count) = (section.tokens, section.items.len());
+        let cap = config.max_items.map_or(usize::MAX, |m| m.get() as usize);
+        let over = |used: u64| limit.is_some_and(|budget| used + tokens > budget);
+        let target = limit.map_or(u64::MAX, low_water);
+        let evicting = over(used);
+        while (evicting && used + tokens > target) || count >= cap {
+            let Some(victim) = section.victim(&victims) else { break };
+            used -= victim.tokens;
+            count -= 1;
+            victims.insert(victim.id);
+        }
+        if over(used) || count >= cap {
+            return Err(MemoryError::SectionFull {
+                section: kind,
+                used: section.tokens,
+                budget: limit.unwrap_or(0),
+                needed: tokens,
+            });
         }
         if !victims.is_empty() {
             let gone = self
@@ -406,6 +416,13 @@ impl SessionMemory {
         self.changes.push(Change::Added(kind));
         self.record(MemoryOp::Add { section: kind, item });
         Ok(id)
+    }
+
+    /// Removes items from a section.
+    pub fn remove(&mut self, kind: SectionKind, ids: Vec<u64>) {
+        if !ids.is_empty() {
+            self.record(MemoryOp::Remove { section: kind, ids });
+        }
     }
 
     /// Marks items as put in front of the model this turn (what `lru` and `lfu` go by).
@@ -625,19 +642,20 @@ mod tests {
                         let tokens = Estimator.count(&"x".repeat(len));
                         // Expected victims, from the model.
                         let mut expected = model.clone();
-                        let mut fits = tokens <= u64::from(budget);
-                        while fits && expected.items.iter().map(|i| i.1).sum::<u64>() + tokens > u64::from(budget) {
+                        let budget = u64::from(budget);
+                        let used = |m: &Model| m.items.iter().map(|i| i.1).sum::<u64>();
+                        let cap = max_items.map_or(usize::MAX, |m| m as usize);
+                        let evicting = used(&expected) + tokens > budget;
+                        let low = budget - budget / 4;
+                        while tokens <= budget
+                            && ((evicting && used(&expected) + tokens > low) || expected.items.len() >= cap)
+                        {
                             match expected.victim(policy) {
                                 Some(v) => { expected.items.remove(v); }
-                                None => fits = false,
+                                None => break,
                             }
                         }
-                        while fits && max_items.is_some_and(|m| expected.items.len() >= m as usize) {
-                            match expected.victim(policy) {
-                                Some(v) => { expected.items.remove(v); }
-                                None => fits = false,
-                            }
-                        }
+                        let fits = tokens <= budget && used(&expected) + tokens <= budget && expected.items.len() < cap;
                         let result = memory.add(kind, NewItem::text("x".repeat(len)).with_priority(priority));
                         match result {
                             Ok(id) => {

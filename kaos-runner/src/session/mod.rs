@@ -3,6 +3,7 @@
 
 mod assemble;
 mod bm25;
+mod cache;
 mod id;
 mod locks;
 mod memory;
@@ -11,10 +12,11 @@ mod summarize;
 
 pub(crate) use assemble::{MEMORY_SEARCH_TOOL, assemble};
 pub(crate) use bm25::top_k as bm25_top_k;
+pub(crate) use cache::SessionCache;
 pub use id::SessionId;
 pub(crate) use locks::SessionLocks;
 pub(crate) use memory::Change;
 pub use memory::{MemoryError, MemoryItem, MemoryOp, NewItem, Section, SessionMemory};
-pub use store::{CHECKPOINT_EVERY, SESSION_LAYOUT_VERSION, TurnRecord};
+pub use store::{CHECKPOINT_MIN_TAIL_BYTES, SESSION_LAYOUT_VERSION, TurnRecord};
 pub(crate) use store::{Hydrated, SessionStore};
 pub use summarize::{ExtractiveSummarizer, ModelSummarizer, Summarizer};

@@ -8,6 +8,7 @@ use kaos_vfs::{Vfs, VfsLock, VfsPath};
 use serde::{Deserialize, Serialize};
 
 use super::SessionId;
+use super::cache::LogStamp;
 use super::memory::{MemoryItem, MemoryOp, NewItem, SessionMemory};
 use crate::{RunError, StopReason, ToolCallRecord};
 
@@ -18,17 +19,25 @@ use crate::{RunError, StopReason, ToolCallRecord};
 ///   messages, tool calls, usage, cost, and the memory changes of its streaming and snapshot
 ///   sections. This log is the session's source of truth and its full transcript.
 /// - `checkpoint.json` — the memory state after some turn and the log offset it covers,
-///   written atomically every [`CHECKPOINT_EVERY`] turns. Hydration reads it and replays only
-///   the log after it; a missing or unreadable checkpoint only means a longer replay.
+///   written atomically once the log has grown past it by [`CHECKPOINT_MIN_TAIL_BYTES`] and by
+///   eight times the checkpoint's own size. Hydration reads it and replays only the log after
+///   it, so a cold hydration reads at most about nine checkpoints' worth of bytes however long
+///   the session (memory budgets bound a checkpoint), and checkpoints cost at most an eighth
+///   of the appends they follow:
+///   persistence per turn stays flat. A missing or unreadable checkpoint only means a longer
+///   replay.
 /// - `.lock` — the lock file turns hold (see [`Vfs::lock`]).
 /// - `files/` — the session's tool workspace.
 ///
 /// Version 1 logs (no memory changes) are read as conversations in the messages section.
 pub const SESSION_LAYOUT_VERSION: u32 = 2;
 
-/// A checkpoint is written after this many turns since the last one, bounding hydration to a
-/// checkpoint plus at most this many log lines.
-pub const CHECKPOINT_EVERY: usize = 32;
+/// The least log growth, in bytes, after which a new checkpoint is written.
+pub const CHECKPOINT_MIN_TAIL_BYTES: u64 = 512 * 1024;
+
+/// A new checkpoint is also not written before the log has grown past the last one by this
+/// many times its size, so checkpoints cost at most an eighth of the appends they follow.
+const CHECKPOINT_TAIL_FACTOR: u64 = 8;
 
 /// What one completed turn added to its session: one line of `turns.jsonl`.
 ///
@@ -71,14 +80,23 @@ struct Checkpoint {
     sections: BTreeMap<SectionKind, Vec<MemoryItem>>,
 }
 
+/// Where a session's log and checkpoint stand after hydration.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LogPosition {
+    /// Length of the valid log (a dropped torn tail excluded).
+    pub(crate) log_len: u64,
+    /// The log offset the checkpoint covers (0 without one).
+    pub(crate) checkpoint_offset: u64,
+    /// The checkpoint's size in bytes (0 without one).
+    pub(crate) checkpoint_len: u64,
+}
+
 /// A session as read from the VFS.
 #[derive(Debug)]
 pub(crate) struct Hydrated {
     pub(crate) memory: SessionMemory,
-    /// Length of the valid log (a dropped torn tail excluded).
-    pub(crate) log_len: u64,
-    /// Log records replayed after the checkpoint.
-    pub(crate) since_checkpoint: usize,
+    /// Where the log and the checkpoint stand.
+    pub(crate) position: LogPosition,
     /// Bytes of a torn or unreadable last line that was dropped, if any.
     pub(crate) dropped_tail: Option<usize>,
     /// Whether an unreadable checkpoint was ignored.
@@ -133,12 +151,14 @@ impl SessionStore {
     ) -> Result<Hydrated, RunError> {
         let mut memory = SessionMemory::new(profile, counter);
         let mut offset = 0;
+        let mut checkpoint_len = 0;
         let mut bad_checkpoint = false;
         match self.vfs.read(&Self::checkpoint_path(id)?).await {
             Ok(bytes) => match serde_json::from_slice::<Checkpoint>(&bytes) {
                 Ok(c) if c.v <= SESSION_LAYOUT_VERSION => {
                     memory.restore(c.turn, c.sections);
                     offset = c.log_offset;
+                    checkpoint_len = bytes.len() as u64;
                 }
                 _ => bad_checkpoint = true,
             },
@@ -152,14 +172,16 @@ impl SessionStore {
             Err(e) => return Err(e.into()),
         };
         let parsed = parse_log(id, &log, &tail, offset)?;
-        let since_checkpoint = parsed.records.len();
         for record in parsed.records {
             replay(&mut memory, record);
         }
         Ok(Hydrated {
             memory,
-            log_len: offset + parsed.valid_len as u64,
-            since_checkpoint,
+            position: LogPosition {
+                log_len: offset + parsed.valid_len as u64,
+                checkpoint_offset: offset,
+                checkpoint_len,
+            },
             dropped_tail: parsed.dropped_tail,
             bad_checkpoint,
         })
@@ -176,29 +198,44 @@ impl SessionStore {
     ) -> Result<Hydrated, RunError> {
         let hydrated = self.load(id, profile, counter).await?;
         if hydrated.dropped_tail.is_some() {
-            self.repair(id, hydrated.log_len).await?;
+            self.repair(id, hydrated.position.log_len).await?;
         }
         Ok(hydrated)
     }
 
-    /// Commits a record: one append (the commit point), then a checkpoint when
-    /// [`CHECKPOINT_EVERY`] records have gone by since the last one. A failed checkpoint is
-    /// only logged: it means a longer replay next time, never lost data.
+    /// Commits a record: one append (the commit point), then a checkpoint when the log has
+    /// grown enough past the last one (see [`SESSION_LAYOUT_VERSION`]). A failed checkpoint
+    /// is only logged: it means a longer replay next time, never lost data.
     pub(crate) async fn commit(
         &self,
         id: &SessionId,
         memory: &SessionMemory,
         record: &TurnRecord,
-        hydrated_log_len: u64,
-        since_checkpoint: usize,
-    ) -> Result<(), RunError> {
+        position: LogPosition,
+    ) -> Result<LogPosition, RunError> {
         let written = self.append(id, record).await?;
-        if since_checkpoint + 1 >= CHECKPOINT_EVERY
-            && let Err(error) = self.checkpoint(id, memory, hydrated_log_len + written).await
-        {
-            tracing::warn!(session = %id, %error, "could not write a checkpoint");
+        let log_len = position.log_len + written;
+        let mut next = LogPosition { log_len, ..position };
+        let due = CHECKPOINT_MIN_TAIL_BYTES.max(CHECKPOINT_TAIL_FACTOR * position.checkpoint_len);
+        if log_len - position.checkpoint_offset >= due {
+            match self.checkpoint(id, memory, log_len).await {
+                Ok(len) => {
+                    next.checkpoint_offset = log_len;
+                    next.checkpoint_len = len;
+                }
+                Err(error) => tracing::warn!(session = %id, %error, "could not write a checkpoint"),
+            }
         }
-        Ok(())
+        Ok(next)
+    }
+
+    /// The current version of the session's log (length and modification time).
+    pub(crate) async fn stamp(&self, id: &SessionId) -> Result<LogStamp, RunError> {
+        match self.vfs.stat(&Self::log_path(id)?).await {
+            Ok(meta) => Ok((meta.len, meta.modified)),
+            Err(e) if e.is_not_found() => Ok((0, None)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Every record of the log (the full transcript), oldest first; a torn last line is left out.
@@ -238,7 +275,7 @@ impl SessionStore {
         id: &SessionId,
         memory: &SessionMemory,
         log_offset: u64,
-    ) -> Result<(), RunError> {
+    ) -> Result<u64, RunError> {
         let checkpoint = Checkpoint {
             v: SESSION_LAYOUT_VERSION,
             turn: memory.turn(),
@@ -247,8 +284,9 @@ impl SessionStore {
         };
         let bytes = serde_json::to_vec(&checkpoint)
             .map_err(|e| RunError::Config(format!("cannot encode checkpoint: {e}")))?;
+        let len = bytes.len() as u64;
         self.vfs.write(&Self::checkpoint_path(id)?, Bytes::from(bytes)).await?;
-        Ok(())
+        Ok(len)
     }
 
     /// Ids of every stored session, sorted.
@@ -457,7 +495,7 @@ mod tests {
                         }
                     }
                     let loaded = store.load(&id, &profile, counter).await.unwrap();
-                    prop_assert_eq!(loaded.log_len, log_len);
+                    prop_assert_eq!(loaded.position.log_len, log_len);
                     prop_assert_eq!(loaded.memory.turn(), live.turn());
                     for kind in SectionKind::ALL {
                         if live.section(kind).config().persistence != Persistence::None {

@@ -25,7 +25,8 @@ pub trait Summarizer: Send + Sync + Debug {
 }
 
 /// The default summarizer: deterministic, free, never calls a model. It keeps the first
-/// sentence of each item, oldest first, until the target size.
+/// sentence of each item (and the lines of an earlier summary), and when they do not all fit
+/// the target size, the most recent ones.
 #[derive(Debug, Clone)]
 pub struct ExtractiveSummarizer {
     counter: Arc<dyn TokenCounter>,
@@ -39,21 +40,32 @@ impl ExtractiveSummarizer {
 
     /// The summary, synchronously.
     pub fn extract(&self, items: &[MemoryItem], target_tokens: u64) -> String {
-        let mut out = String::new();
+        let mut lines = Vec::new();
         for item in items {
-            let text = item.content.trim();
+            let text = item.text();
+            if item.summary {
+                lines.extend(text.lines().filter(|l| l.starts_with("- ")).map(str::to_owned));
+                continue;
+            }
+            let text = text.trim();
             let end = text.find(['.', '!', '?', '\n']).map_or(text.len(), |i| i + 1);
             let mut sentence: String = text[..end].chars().take(200).collect();
             if sentence.len() < text.len() && !sentence.ends_with(['.', '!', '?']) {
                 sentence.push('…');
             }
-            let line = format!("- {sentence}\n");
-            if self.counter.count(&out) + self.counter.count(&line) > target_tokens {
+            lines.push(format!("- {sentence}"));
+        }
+        let mut used = 0;
+        let mut keep = lines.len();
+        for line in lines.iter().rev() {
+            let cost = self.counter.count(line) + 1;
+            if used + cost > target_tokens {
                 break;
             }
-            out.push_str(&line);
+            used += cost;
+            keep -= 1;
         }
-        out.trim_end().to_owned()
+        lines[keep..].join("\n")
     }
 }
 
@@ -92,7 +104,7 @@ impl Summarizer for ModelSummarizer {
         items: &[MemoryItem],
         target_tokens: u64,
     ) -> Result<String, String> {
-        let text: Vec<&str> = items.iter().map(|i| i.content.as_str()).collect();
+        let text: Vec<String> = items.iter().map(|i| i.text().into_owned()).collect();
         let mut request = ModelRequest::new(self.model_name.clone(), vec![Message::user(text.join("\n"))])
             .with_system(format!(
                 "Summarize these {} item(s) of an agent's {} memory in at most {target_tokens} tokens. \
