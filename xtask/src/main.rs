@@ -5,6 +5,7 @@
 
 mod bench;
 mod ci;
+mod codegen;
 mod tidy;
 
 use std::ffi::OsString;
@@ -22,12 +23,16 @@ commands:
                    cargo fmt --all --check
                    cargo clippy --workspace --all-targets --locked -- -D warnings
                    cargo xtask tidy
+                   cargo xtask codegen --check
                    cargo test --workspace --all-targets --locked
                    cargo test --workspace --doc --locked
                    every example, its output checked
   tidy             check the architecture invariants over `cargo metadata`: crate layering,
                    no async/IO crate under kaos-agent, HTTP clients only in kaos-providers,
                    #![deny(missing_docs)] and workspace lints everywhere
+  codegen [--check]
+                   write the generated files (schemas/agent.schema.json, the JSON Schema
+                   of agent files); with --check, fail if a checked-in copy is stale
   bench [ARGS]     run the criterion benchmarks and print one JSON line per benchmark
                    ({\"bench\",\"median_ns\",\"mean_ns\",\"unit\"}) on stdout; ARGS (e.g. a
                    filter) are passed to criterion
@@ -59,6 +64,11 @@ fn dispatch(args: &[String]) -> Result<()> {
             no_args("tidy", rest)?;
             tidy::run()
         }
+        "codegen" => match rest {
+            [] => codegen::run(false),
+            [flag] if flag == "--check" => codegen::run(true),
+            [arg, ..] => bail!("`cargo xtask codegen` takes only `--check`, got `{arg}`\n\n{USAGE}"),
+        },
         "bench" => bench::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
