@@ -28,17 +28,21 @@
 
 mod error;
 mod events;
+mod permissions;
 mod response;
 mod runner;
 mod session;
+mod sessions_api;
 mod stream;
 mod turn;
 
 pub use error::RunError;
 pub use events::{Event, EventKind, MemoryEventKind, Span, SpanPhase, SpanSubject};
+pub use permissions::{PermissionPolicy, Verdict, VerdictReason};
 pub use response::{StopReason, ToolCallRecord, TurnFold, TurnResponse, fold};
 pub use runner::{Runner, RunnerBuilder};
 pub use session::{SESSION_LAYOUT_VERSION, SessionId, TurnRecord};
+pub use sessions_api::{SessionSummary, Sessions};
 pub use stream::RunStream;
 
 /// The pages of `docs/`, compiled and run as doctests so the documentation cannot rot.
