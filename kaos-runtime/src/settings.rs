@@ -101,6 +101,7 @@ pub enum SettingSource {
         var: String,
     },
     /// A line of a `.env` file.
+    #[serde(rename = "dotenv")]
     DotEnv {
         /// The file.
         path: PathBuf,
@@ -341,7 +342,8 @@ impl SettingsLoader {
         if let Some(path) = &self.dotenv
             && let Some(vars) = read_dotenv(path)?
         {
-            figment = figment.merge(Layer::from_vars(LayerKind::DotEnv, Some(path), &|v| vars.get(v).cloned()));
+            figment =
+                figment.merge(Layer::from_vars(LayerKind::DotEnv, Some(path), &|v| vars.get(v).cloned()));
         }
         if let Some(env) = env {
             figment = figment.merge(Layer::from_vars(LayerKind::Env, None, env));
@@ -493,7 +495,9 @@ impl Provider for Layer {
             let value = match k.kind {
                 // Text that is not a number stays text and fails extraction with a typed error
                 // naming the key and the layer.
-                Kind::Number => raw.trim().parse::<f64>().map_or_else(|_| Value::from(raw.clone()), Value::from),
+                Kind::Number => {
+                    raw.trim().parse::<f64>().map_or_else(|_| Value::from(raw.clone()), Value::from)
+                }
                 Kind::Text => Value::from(raw.clone()),
             };
             insert(&mut root, k.key, value);
@@ -525,7 +529,12 @@ fn source_of(metadata: &Metadata, key: &str) -> Option<SettingSource> {
         "context" => SettingSource::Context,
         "env" => SettingSource::Env { var: var() },
         "dotenv" => SettingSource::DotEnv {
-            path: metadata.source.as_ref().and_then(|s| s.file_path()).map(Path::to_path_buf).unwrap_or_default(),
+            path: metadata
+                .source
+                .as_ref()
+                .and_then(|s| s.file_path())
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
             var: var(),
         },
         _ => return None,

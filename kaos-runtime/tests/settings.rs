@@ -34,7 +34,12 @@ fn each_layer_beats_the_ones_below_it() {
         .load()
         .unwrap();
     assert_eq!(
-        (settings.data_dir.clone(), settings.model.clone(), settings.tool_timeout, settings.providers.clone()),
+        (
+            settings.data_dir.clone(),
+            settings.model.clone(),
+            settings.tool_timeout,
+            settings.providers.clone()
+        ),
         (expected.data_dir, expected.model, expected.tool_timeout, expected.providers)
     );
     let sources: Vec<(&str, SettingSource)> =
