@@ -54,8 +54,14 @@ mod docs {
     mod agent_vs_runner {}
     #[doc = include_str!("../../docs/concepts/the-turn.md")]
     mod the_turn {}
+    #[doc = include_str!("../../docs/concepts/settings-and-agent-files.md")]
+    mod settings_and_agent_files {}
+    #[doc = include_str!("../../docs/reference/cli.md")]
+    mod cli_reference {}
     #[doc = include_str!("../../docs/tutorials/first-agent.md")]
     mod first_agent {}
+    #[doc = include_str!("../../docs/tutorials/the-kaos-command.md")]
+    mod the_kaos_command {}
 }
 
 pub use kaos_agent as agent;

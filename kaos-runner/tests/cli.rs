@@ -1,6 +1,7 @@
 //! The `kaos` command, run as a process. These are also the shell samples of
 //! `docs/reference/cli.md` and `docs/tutorials/the-kaos-command.md`.
 #![cfg(feature = "cli")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 
@@ -177,8 +178,10 @@ fn a_malformed_agent_file_is_reported_with_its_file_and_line() {
     assert!(err.starts_with("error: agent file glob.toml: invalid glob \"kaos-[\" at tools[0]"), "{err}");
 }
 
+/// `careful.toml` of docs/tutorials/the-kaos-command.md.
 const POLICY_AGENT: &str = r#"
 name = "careful"
+instructions = "You keep notes in the workspace. Be brief."
 
 [[permissions]]
 tool = "*-delete"
@@ -193,10 +196,10 @@ decision = "ask"
 #[test]
 fn policy_check_reports_the_decision_and_what_decided_it() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("agent.toml"), POLICY_AGENT).unwrap();
+    std::fs::write(dir.path().join("careful.toml"), POLICY_AGENT).unwrap();
     let check = |args: &[&str]| {
         let output = kaos(dir.path())
-            .args(["policy", "check", "--json", "--agent", "agent.toml"])
+            .args(["policy", "check", "--json", "--agent", "careful.toml"])
             .args(args)
             .output()
             .unwrap();
@@ -227,6 +230,12 @@ fn policy_check_reports_the_decision_and_what_decided_it() {
         (json!("ask"), json!("requires_confirmation"), Value::Null, json!(false))
     );
     assert_eq!(check(&["web-fetch"]), (json!("allow"), json!("default"), Value::Null, json!(false)));
+
+    let human = kaos(dir.path())
+        .args(["policy", "check", "--agent", "careful.toml", "kaos-vfs-delete"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&human.stdout), "deny\tpermissions[0] (tool = \"*-delete\")\n");
 }
 
 #[test]

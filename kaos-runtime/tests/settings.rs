@@ -1,4 +1,5 @@
 //! Settings: one precedence over five layers, each value naming its layer, secrets redacted.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -85,10 +85,13 @@ fn no_args(command: &str, rest: &[String]) -> Result<()> {
     }
 }
 
-/// The workspace root: xtask lives at `<root>/xtask`.
+/// The workspace root: xtask lives at `<root>/xtask`. `cargo run` says where at run time,
+/// which matters when several worktrees share one target directory (the binary may have
+/// been built from another worktree); the build-time path is the fallback.
 fn workspace_root() -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir.parent().map_or_else(|| manifest_dir.clone(), Path::to_path_buf)
 }
 
 /// A cargo invocation run from the workspace root with the cargo that runs xtask.

@@ -18,7 +18,13 @@ use clap::{Args, Parser, Subcommand};
 
 /// KAOS: run an agent from the command line.
 #[derive(Debug, Parser)]
-#[command(name = "kaos", version, about, long_about = None)]
+#[command(
+    name = "kaos",
+    version,
+    about = "KAOS: run an agent from the command line (offline on scripted:echo when no model is configured)",
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 budget stop, 4 approval needed.\n\
+                  Docs: docs/reference/cli.md"
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
