@@ -22,6 +22,7 @@ const MAX_NAME_LEN: usize = 64;
 /// An `AgentConfig` is not validated by itself; turn it into an [`Agent`] with
 /// [`Agent::from_config`] (or parse an `Agent` directly) to validate it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AgentConfig {
@@ -68,6 +69,7 @@ pub struct AgentConfig {
 
 /// A sub-agent offered to the model as a tool (agent-as-tool).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Delegate {

@@ -5,6 +5,7 @@ use crate::AgentError;
 /// Caps on what one turn may spend. `None` means no cap; a cap that is set must be positive
 /// (and finite, for money).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct Budget {

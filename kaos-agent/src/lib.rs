@@ -36,6 +36,8 @@ mod memory_profile;
 mod model_ref;
 mod pattern;
 mod permissions;
+#[cfg(feature = "schema")]
+mod schema;
 
 pub use agent::{Agent, AgentBuilder, AgentConfig, Delegate, Fingerprint};
 pub use budget::Budget;
@@ -45,3 +47,5 @@ pub use memory_profile::{Eviction, MemoryProfile, Persistence, SectionConfig, Se
 pub use model_ref::{ModelRef, ModelRole};
 pub use pattern::Pattern;
 pub use permissions::{Decision, PermissionRule};
+#[cfg(feature = "schema")]
+pub use schema::agent_file_schema;

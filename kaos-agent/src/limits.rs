@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// Structural limits on a turn. Every limit is a positive number: zero is rejected when the
 /// agent is built or parsed, never silently read as "unset".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct Limits {

@@ -86,6 +86,7 @@ impl fmt::Display for SectionKind {
 /// What a section gives up when an addition would exceed its budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub enum Eviction {
     /// Nothing: an addition that does not fit is refused with an error.
@@ -107,6 +108,7 @@ pub enum Eviction {
 /// How a section is kept in the VFS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[non_exhaustive]
 pub enum Persistence {
     /// Not persisted: lives for one turn.

@@ -105,6 +105,7 @@ impl From<ModelRef> for String {
 
 /// The roles a pattern may use a different model for (e.g. a cheap classifier).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum ModelRole {

@@ -8,6 +8,7 @@ use crate::AgentError;
 /// How the Runner drives a turn. Switching pattern is a config change, never a rewrite:
 /// every pattern shares the turn loop, memory, permissions, budgets and events.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Pattern {

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// What the permission policy says about one tool call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Decision {
     /// Run the tool.
@@ -27,6 +28,7 @@ pub enum Decision {
 /// assert_eq!(rule.args["path"], "secrets/**");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PermissionRule {

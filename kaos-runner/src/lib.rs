@@ -28,15 +28,18 @@
 
 mod error;
 mod events;
+mod permissions;
 mod response;
 mod runner;
 mod session;
 mod sessions;
+mod sessions_api;
 mod stream;
 mod turn;
 
 pub use error::RunError;
 pub use events::{Event, EventKind, MemoryEventKind, Span, SpanPhase, SpanSubject};
+pub use permissions::{PermissionPolicy, Verdict, VerdictReason};
 pub use response::{StopReason, ToolCallRecord, TurnFold, TurnResponse, fold};
 pub use runner::{DEFAULT_SESSION_CACHE, Runner, RunnerBuilder};
 pub use session::{
@@ -44,6 +47,7 @@ pub use session::{
     NewItem, SESSION_LAYOUT_VERSION, Section, SessionId, SessionMemory, Summarizer, TurnRecord,
 };
 pub use sessions::SessionExport;
+pub use sessions_api::{SessionSummary, Sessions};
 pub use stream::RunStream;
 
 /// The pages of `docs/`, compiled and run as doctests so the documentation cannot rot.
@@ -55,8 +59,14 @@ mod docs {
     mod agent_vs_runner {}
     #[doc = include_str!("../../docs/concepts/the-turn.md")]
     mod the_turn {}
+    #[doc = include_str!("../../docs/concepts/settings-and-agent-files.md")]
+    mod settings_and_agent_files {}
+    #[doc = include_str!("../../docs/reference/cli.md")]
+    mod cli_reference {}
     #[doc = include_str!("../../docs/tutorials/first-agent.md")]
     mod first_agent {}
+    #[doc = include_str!("../../docs/tutorials/the-kaos-command.md")]
+    mod the_kaos_command {}
 }
 
 pub use kaos_agent as agent;

@@ -28,11 +28,6 @@ pub struct SessionExport {
 }
 
 impl Runner {
-    /// Ids of every session stored in the runtime's VFS, sorted.
-    pub async fn sessions(&self) -> Result<Vec<SessionId>, RunError> {
-        self.shared.store.list().await
-    }
-
     /// The full stored conversation of a session, oldest first (empty for an unknown session).
     /// This is the transcript, not what the model sees: memory may have evicted or summarized
     /// older messages (see [`Runner::memory`]).
@@ -125,9 +120,7 @@ impl Runner {
     pub async fn delete_session(&self, session_id: impl AsRef<str>) -> Result<(), RunError> {
         let session = SessionId::new(session_id.as_ref())?;
         let _local = self.shared.locks.lock(&session).await;
-        let lock = self.shared.store.lock(&session).await?;
-        // The lock file lives in the directory being deleted.
-        drop(lock);
+        let _lock = self.shared.store.lock(&session).await?;
         self.shared.cache.forget(&session);
         self.shared.store.delete(&session).await
     }

@@ -108,7 +108,8 @@ async fn the_session_api_lists_exports_and_deletes() {
     runner.turn("hello", "b-session").await.unwrap();
     runner.turn("hello", "a-session").await.unwrap();
     runner.turn("again", "a-session").await.unwrap();
-    let ids: Vec<String> = runner.sessions().await.unwrap().into_iter().map(|s| s.to_string()).collect();
+    let ids: Vec<String> =
+        runner.sessions().ids().await.unwrap().into_iter().map(|s| s.to_string()).collect();
     assert_eq!(ids, ["a-session", "b-session"]);
 
     let export = runner.export_session("a-session").await.unwrap();
@@ -122,7 +123,8 @@ async fn the_session_api_lists_exports_and_deletes() {
     runner.delete_session("a-session").await.unwrap();
     assert!(matches!(runner.export_session("a-session").await, Err(RunError::Vfs(e)) if e.is_not_found()));
     assert!(matches!(runner.delete_session("a-session").await, Err(RunError::Vfs(e)) if e.is_not_found()));
-    let ids: Vec<String> = runner.sessions().await.unwrap().into_iter().map(|s| s.to_string()).collect();
+    let ids: Vec<String> =
+        runner.sessions().ids().await.unwrap().into_iter().map(|s| s.to_string()).collect();
     assert_eq!(ids, ["b-session"]);
     // A deleted session starts over.
     assert_eq!(runner.turn("new start", "a-session").await.unwrap().turn_number, 1);

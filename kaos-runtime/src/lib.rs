@@ -16,8 +16,10 @@
 
 mod error;
 mod runtime;
+mod secret;
 mod settings;
 
 pub use error::RuntimeError;
 pub use runtime::{Runtime, RuntimeBuilder};
-pub use settings::Settings;
+pub use secret::Secret;
+pub use settings::{ProviderSettings, SettingEntry, SettingKey, SettingSource, Settings, SettingsLoader};

@@ -1,55 +1,555 @@
-use std::path::PathBuf;
+//! Typed settings, resolved in layers with `figment`.
+//!
+//! Every layer is a `Layer` provider holding raw text per dotted key; figment merges them
+//! (later layers win), extracts the typed values and remembers, per value, which provider
+//! supplied it, which is how [`Settings::source`] can name the layer and the variable.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::RuntimeError;
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
+use crate::{RuntimeError, Secret};
+
+/// One setting KAOS knows: its dotted key, the environment variables that set it (the first
+/// one set wins) and what it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SettingKey {
+    /// The dotted key (`runtime.data_dir`), as used by [`SettingsLoader::set`] and
+    /// [`SettingsLoader::context`].
+    pub key: &'static str,
+    /// The environment variables (and `.env` names) that set it, highest priority first.
+    pub env: &'static [&'static str],
+    /// Whether the value is a secret (shown redacted everywhere).
+    pub secret: bool,
+    /// What the setting does, with its default.
+    pub doc: &'static str,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Number,
+}
+
+const fn key(key: &'static str, env: &'static [&'static str], kind: Kind, doc: &'static str) -> SettingKey {
+    SettingKey { key, env, secret: false, doc, kind }
+}
+
+const fn secret(key: &'static str, env: &'static [&'static str], doc: &'static str) -> SettingKey {
+    SettingKey { key, env, secret: true, doc, kind: Kind::Text }
+}
+
+/// Every setting, in the order `kaos config show` lists them.
+const KEYS: &[SettingKey] = &[
+    key(
+        "runtime.data_dir",
+        &["KAOS_RUNTIME_DATA_DIR"],
+        Kind::Text,
+        "Directory of a disk-backed runtime's VFS [.kaos].",
+    ),
+    key("model", &["KAOS_MODEL"], Kind::Text, "Model (`provider:model`) when an agent names none [none]."),
+    key(
+        "tools.timeout_secs",
+        &["KAOS_TOOLS_TIMEOUT_SECS"],
+        Kind::Number,
+        "Time limit in seconds for tools that set none [60].",
+    ),
+    secret(
+        "providers.openai_api_key",
+        &["KAOS_PROVIDERS_OPENAI_API_KEY", "OPENAI_API_KEY"],
+        "OpenAI API key [none].",
+    ),
+    secret(
+        "providers.anthropic_api_key",
+        &["KAOS_PROVIDERS_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"],
+        "Anthropic API key [none].",
+    ),
+    secret(
+        "providers.gemini_api_key",
+        &["KAOS_PROVIDERS_GEMINI_API_KEY", "GEMINI_API_KEY"],
+        "Google Gemini API key [none].",
+    ),
+];
+
+/// Where a setting's value came from. Layers, highest precedence first: [`Override`],
+/// [`Context`], [`Env`], [`DotEnv`], [`Default`].
+///
+/// [`Override`]: SettingSource::Override
+/// [`Context`]: SettingSource::Context
+/// [`Env`]: SettingSource::Env
+/// [`DotEnv`]: SettingSource::DotEnv
+/// [`Default`]: SettingSource::Default
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "layer", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SettingSource {
+    /// Set explicitly in code (or on the command line) with [`SettingsLoader::set`].
+    Override,
+    /// Set by the per-request context with [`SettingsLoader::context`].
+    Context,
+    /// An environment variable.
+    Env {
+        /// The variable's name.
+        var: String,
+    },
+    /// A line of a `.env` file.
+    #[serde(rename = "dotenv")]
+    DotEnv {
+        /// The file.
+        path: PathBuf,
+        /// The variable's name.
+        var: String,
+    },
+    /// The built-in default.
+    Default,
+}
+
+impl fmt::Display for SettingSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SettingSource::Override => f.write_str("override"),
+            SettingSource::Context => f.write_str("request context"),
+            SettingSource::Env { var } => write!(f, "environment variable {var}"),
+            SettingSource::DotEnv { path, var } => write!(f, "{var} in {}", path.display()),
+            SettingSource::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// One resolved setting, as `kaos config show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct SettingEntry {
+    /// The dotted key.
+    pub key: &'static str,
+    /// The value as text (`None` when unset); a secret's value is [`Secret::REDACTED`].
+    pub value: Option<String>,
+    /// Where the value came from.
+    pub source: SettingSource,
+    /// Whether the value is a secret.
+    pub secret: bool,
+}
+
+/// API keys of the model vendors. The provider clients read them; they are never printed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ProviderSettings {
+    /// `providers.openai_api_key`: `KAOS_PROVIDERS_OPENAI_API_KEY`, else `OPENAI_API_KEY`.
+    pub openai_api_key: Option<Secret>,
+    /// `providers.anthropic_api_key`: `KAOS_PROVIDERS_ANTHROPIC_API_KEY`, else `ANTHROPIC_API_KEY`.
+    pub anthropic_api_key: Option<Secret>,
+    /// `providers.gemini_api_key`: `KAOS_PROVIDERS_GEMINI_API_KEY`, else `GEMINI_API_KEY`.
+    pub gemini_api_key: Option<Secret>,
+}
 
 /// Typed runtime settings.
 ///
-/// Defaults suit a local developer; [`Settings::from_env`] applies `KAOS_*` environment
-/// variables on top of them. Explicit values set in code win over both.
+/// Resolved by a [`SettingsLoader`] from layers with one precedence, highest first:
+///
+/// 1. explicit overrides in code ([`SettingsLoader::set`]; the CLI's flags),
+/// 2. the per-request context ([`SettingsLoader::context`]),
+/// 3. environment variables (`KAOS_<MODULE>_<NAME>`, plus the vendors' own names for API keys),
+/// 4. a `.env` file (same names),
+/// 5. the defaults.
+///
+/// Every value remembers its layer ([`Settings::source`]); secrets are [`Secret`]s.
+///
+/// ```
+/// use kaos_runtime::{SettingSource, Settings};
+///
+/// let settings = Settings::loader()
+///     .env_vars([("KAOS_MODEL", "openai:gpt-4.1-mini"), ("OPENAI_API_KEY", "sk-123")])
+///     .set("tools.timeout_secs", "5")
+///     .load()?;
+/// assert_eq!(settings.model.as_deref(), Some("openai:gpt-4.1-mini"));
+/// assert_eq!(settings.tool_timeout.as_secs(), 5);
+/// assert_eq!(settings.source("tools.timeout_secs"), Some(SettingSource::Override));
+/// assert_eq!(settings.source("providers.openai_api_key"),
+///            Some(SettingSource::Env { var: "OPENAI_API_KEY".into() }));
+/// assert_eq!(settings.source("runtime.data_dir"), Some(SettingSource::Default));
+/// assert_eq!(format!("{:?}", settings.providers.openai_api_key), "Some(Secret([redacted]))");
+/// # Ok::<(), kaos_runtime::RuntimeError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Settings {
-    /// Where a disk-backed runtime keeps its VFS [`.kaos`]. `KAOS_RUNTIME_DATA_DIR`.
+    /// Where a disk-backed runtime keeps its VFS [`.kaos`]. `runtime.data_dir`,
+    /// `KAOS_RUNTIME_DATA_DIR`.
     pub data_dir: PathBuf,
-    /// The model to use when an agent does not name one explicitly. `KAOS_MODEL`.
+    /// The model to use when an agent does not name one explicitly. `model`, `KAOS_MODEL`.
     pub model: Option<String>,
-    /// Time limit for tools that set none [60 s]. `KAOS_TOOLS_TIMEOUT_SECS`.
+    /// Time limit for tools that set none [60 s]. `tools.timeout_secs`,
+    /// `KAOS_TOOLS_TIMEOUT_SECS`.
     pub tool_timeout: Duration,
+    /// The model vendors' API keys.
+    pub providers: ProviderSettings,
+    /// Key → layer, for every key not at its default.
+    sources: BTreeMap<&'static str, SettingSource>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from(".kaos"), model: None, tool_timeout: kaos_tools::DEFAULT_TOOL_TIMEOUT }
+        Self {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            model: None,
+            tool_timeout: kaos_tools::DEFAULT_TOOL_TIMEOUT,
+            providers: ProviderSettings::default(),
+            sources: BTreeMap::new(),
+        }
     }
 }
 
+const DEFAULT_DATA_DIR: &str = ".kaos";
+
 impl Settings {
-    /// Defaults overridden by the process environment.
-    pub fn from_env() -> Result<Self, RuntimeError> {
-        Self::from_lookup(|key| std::env::var(key).ok())
+    /// A loader with no layers but the defaults.
+    pub fn loader() -> SettingsLoader {
+        SettingsLoader::default()
     }
 
-    /// Defaults overridden by `lookup(key)` (an environment stand-in, for tests and embedding).
+    /// Defaults, then `./.env` (when present), then the process environment.
+    pub fn from_env() -> Result<Self, RuntimeError> {
+        Self::loader().dotenv_file(".env").process_env().load()
+    }
+
+    /// Defaults overridden by `lookup(var)` (an environment stand-in, for tests and embedding).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, RuntimeError> {
-        let mut settings = Self::default();
-        if let Some(dir) = lookup("KAOS_RUNTIME_DATA_DIR").filter(|v| !v.is_empty()) {
-            settings.data_dir = PathBuf::from(dir);
+        Self::loader().load_with(Some(&lookup))
+    }
+
+    /// Every setting KAOS knows, in display order.
+    pub fn keys() -> &'static [SettingKey] {
+        KEYS
+    }
+
+    /// Which layer the value of `key` (a dotted key such as `runtime.data_dir`) came from;
+    /// `None` for a key that is not a setting.
+    pub fn source(&self, key: &str) -> Option<SettingSource> {
+        let known = KEYS.iter().find(|k| k.key == key)?;
+        Some(self.sources.get(known.key).cloned().unwrap_or(SettingSource::Default))
+    }
+
+    /// Every setting with its value (secrets redacted) and source, in [`Settings::keys`] order.
+    pub fn entries(&self) -> Vec<SettingEntry> {
+        let redacted = |s: &Option<Secret>| s.as_ref().map(|_| Secret::REDACTED.to_owned());
+        KEYS.iter()
+            .map(|k| {
+                let value = match k.key {
+                    "runtime.data_dir" => Some(self.data_dir.display().to_string()),
+                    "model" => self.model.clone(),
+                    "tools.timeout_secs" => Some(self.tool_timeout.as_secs_f64().to_string()),
+                    "providers.openai_api_key" => redacted(&self.providers.openai_api_key),
+                    "providers.anthropic_api_key" => redacted(&self.providers.anthropic_api_key),
+                    "providers.gemini_api_key" => redacted(&self.providers.gemini_api_key),
+                    _ => None,
+                };
+                SettingEntry {
+                    key: k.key,
+                    value,
+                    source: self.sources.get(k.key).cloned().unwrap_or(SettingSource::Default),
+                    secret: k.secret,
+                }
+            })
+            .collect()
+    }
+}
+
+type Lookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+type EnvFn<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Resolves [`Settings`] from layers; see [`Settings`] for the precedence. Every method adds
+/// to one layer; nothing is read until [`SettingsLoader::load`].
+#[derive(Clone, Default)]
+pub struct SettingsLoader {
+    dotenv: Option<PathBuf>,
+    env: Option<Lookup>,
+    context: Vec<(String, String)>,
+    overrides: Vec<(String, String)>,
+}
+
+impl fmt::Debug for SettingsLoader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Values may be secrets: show keys only.
+        f.debug_struct("SettingsLoader")
+            .field("dotenv", &self.dotenv)
+            .field("env", &self.env.is_some())
+            .field("context", &self.context.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("overrides", &self.overrides.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl SettingsLoader {
+    /// Reads the `.env` file at `path` (same variable names as the environment). A missing
+    /// file is skipped; an unreadable or malformed one is an error.
+    pub fn dotenv_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.dotenv = Some(path.into());
+        self
+    }
+
+    /// Reads the process environment.
+    pub fn process_env(mut self) -> Self {
+        self.env = Some(Arc::new(|var| std::env::var(var).ok()));
+        self
+    }
+
+    /// Reads environment variables from `lookup` instead of the process.
+    pub fn env_lookup(mut self, lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.env = Some(Arc::new(lookup));
+        self
+    }
+
+    /// Reads environment variables from these pairs instead of the process.
+    pub fn env_vars<K, V>(self, vars: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars: BTreeMap<String, String> = vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self.env_lookup(move |var| vars.get(var).cloned())
+    }
+
+    /// Sets `key` (dotted, e.g. `model`) in the per-request context layer.
+    pub fn context(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.context.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets `key` (dotted, e.g. `runtime.data_dir`) as an explicit override: the highest layer.
+    pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.overrides.push((key.into(), value.into()));
+        self
+    }
+
+    /// Resolves the settings. Errors ([`RuntimeError::Setting`]) name the key or variable and
+    /// the layer: an unknown key, a malformed `.env` file, a value of the wrong type.
+    pub fn load(&self) -> Result<Settings, RuntimeError> {
+        let env = self.env.clone();
+        self.load_with(env.as_deref().map(|f| f as EnvFn<'_>))
+    }
+
+    fn load_with(&self, env: Option<EnvFn<'_>>) -> Result<Settings, RuntimeError> {
+        let mut figment = Figment::new();
+        if let Some(path) = &self.dotenv
+            && let Some(vars) = read_dotenv(path)?
+        {
+            figment =
+                figment.merge(Layer::from_vars(LayerKind::DotEnv, Some(path), &|v| vars.get(v).cloned()));
         }
-        if let Some(model) = lookup("KAOS_MODEL").filter(|v| !v.is_empty()) {
-            settings.model = Some(model);
+        if let Some(env) = env {
+            figment = figment.merge(Layer::from_vars(LayerKind::Env, None, env));
         }
-        if let Some(secs) = lookup("KAOS_TOOLS_TIMEOUT_SECS") {
-            let invalid = |message: &str| RuntimeError::Setting {
-                key: "KAOS_TOOLS_TIMEOUT_SECS".into(),
-                message: format!("{message} (got {secs:?})"),
-            };
-            let secs: f64 = secs.trim().parse().map_err(|_| invalid("expected a number of seconds"))?;
+        figment = figment.merge(Layer::from_keys(LayerKind::Context, &self.context)?);
+        figment = figment.merge(Layer::from_keys(LayerKind::Override, &self.overrides)?);
+
+        let resolved: Resolved = figment.extract().map_err(|e| setting_error(&e))?;
+        let mut sources = BTreeMap::new();
+        for k in KEYS {
+            if let Some(source) = figment.find_metadata(k.key).and_then(|md| source_of(md, k.key)) {
+                sources.insert(k.key, source);
+            }
+        }
+        let mut settings = Settings { sources, ..Settings::default() };
+        if let Some(dir) = resolved.runtime.data_dir {
+            settings.data_dir = dir;
+        }
+        settings.model = resolved.model;
+        if let Some(secs) = resolved.tools.timeout_secs {
             if !(secs.is_finite() && secs > 0.0) {
-                return Err(invalid("must be a positive number of seconds"));
+                let source = settings.source("tools.timeout_secs").unwrap_or(SettingSource::Default);
+                return Err(RuntimeError::Setting {
+                    key: "tools.timeout_secs".into(),
+                    message: format!("must be a positive number of seconds (got {secs} from {source})"),
+                });
             }
             settings.tool_timeout = Duration::from_secs_f64(secs);
         }
+        settings.providers = resolved.providers;
         Ok(settings)
     }
+}
+
+/// The `.env` file's variables; `None` when the file does not exist.
+fn read_dotenv(path: &Path) -> Result<Option<BTreeMap<String, String>>, RuntimeError> {
+    let invalid = |message: String| RuntimeError::Setting { key: path.display().to_string(), message };
+    let iter = match dotenvy::from_path_iter(path) {
+        Ok(iter) => iter,
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(invalid(e.to_string())),
+    };
+    let mut vars = BTreeMap::new();
+    for item in iter {
+        let (var, value) = item.map_err(|e| invalid(e.to_string()))?;
+        vars.insert(var, value);
+    }
+    Ok(Some(vars))
+}
+
+/// What the layers extract into; `None` leaves the default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Resolved {
+    runtime: RuntimeSection,
+    model: Option<String>,
+    tools: ToolsSection,
+    providers: ProviderSettings,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RuntimeSection {
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ToolsSection {
+    timeout_secs: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LayerKind {
+    DotEnv,
+    Env,
+    Context,
+    Override,
+}
+
+impl LayerKind {
+    /// The figment metadata name; [`source_of`] reads it back.
+    fn name(self) -> &'static str {
+        match self {
+            LayerKind::DotEnv => "dotenv",
+            LayerKind::Env => "env",
+            LayerKind::Context => "context",
+            LayerKind::Override => "override",
+        }
+    }
+}
+
+/// One layer as a figment provider: raw text per setting, and the variable that set it.
+struct Layer {
+    kind: LayerKind,
+    path: Option<PathBuf>,
+    /// (setting, variable name or key, raw value)
+    values: Vec<(&'static SettingKey, String, String)>,
+}
+
+impl Layer {
+    /// The settings set by variables: for each key, its first variable with a non-empty value.
+    fn from_vars(kind: LayerKind, path: Option<&Path>, lookup: &dyn Fn(&str) -> Option<String>) -> Self {
+        let values = KEYS
+            .iter()
+            .filter_map(|k| {
+                k.env.iter().find_map(|var| {
+                    lookup(var).filter(|v| !v.is_empty()).map(|value| (k, (*var).to_owned(), value))
+                })
+            })
+            .collect();
+        Self { kind, path: path.map(Path::to_path_buf), values }
+    }
+
+    /// The settings set by dotted keys; an unknown key is an error.
+    fn from_keys(kind: LayerKind, pairs: &[(String, String)]) -> Result<Self, RuntimeError> {
+        let mut values = Vec::new();
+        for (key, value) in pairs {
+            let known = KEYS.iter().find(|k| k.key == key).ok_or_else(|| RuntimeError::Setting {
+                key: key.clone(),
+                message: format!(
+                    "unknown setting (known: {})",
+                    KEYS.iter().map(|k| k.key).collect::<Vec<_>>().join(", ")
+                ),
+            })?;
+            values.push((known, key.clone(), value.clone()));
+        }
+        Ok(Self { kind, path: None, values })
+    }
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        let names: Arc<BTreeMap<String, String>> =
+            Arc::new(self.values.iter().map(|(k, var, _)| (k.key.to_owned(), var.clone())).collect());
+        let metadata = Metadata::named(self.kind.name()).interpolater(move |_: &Profile, path: &[&str]| {
+            let key = path.join(".");
+            names.get(&key).cloned().unwrap_or(key)
+        });
+        match &self.path {
+            Some(path) => metadata.source(path.as_path()),
+            None => metadata,
+        }
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut root = Dict::new();
+        for (k, _, raw) in &self.values {
+            let value = match k.kind {
+                // Text that is not a number stays text and fails extraction with a typed error
+                // naming the key and the layer.
+                Kind::Number => {
+                    raw.trim().parse::<f64>().map_or_else(|_| Value::from(raw.clone()), Value::from)
+                }
+                Kind::Text => Value::from(raw.clone()),
+            };
+            insert(&mut root, k.key, value);
+        }
+        Ok(Profile::Default.collect(root))
+    }
+}
+
+/// Inserts `value` at the dotted `key`, creating the dictionaries on the way.
+fn insert(dict: &mut Dict, key: &str, value: Value) {
+    match key.split_once('.') {
+        None => {
+            dict.insert(key.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let entry = dict.entry(head.to_owned()).or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert(inner, rest, value);
+            }
+        }
+    }
+}
+
+fn source_of(metadata: &Metadata, key: &str) -> Option<SettingSource> {
+    let path: Vec<&str> = key.split('.').collect();
+    let var = || metadata.interpolate(&Profile::Default, &path);
+    Some(match metadata.name.as_ref() {
+        "override" => SettingSource::Override,
+        "context" => SettingSource::Context,
+        "env" => SettingSource::Env { var: var() },
+        "dotenv" => SettingSource::DotEnv {
+            path: metadata
+                .source
+                .as_ref()
+                .and_then(|s| s.file_path())
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            var: var(),
+        },
+        _ => return None,
+    })
+}
+
+fn setting_error(error: &figment::Error) -> RuntimeError {
+    let path: Vec<&str> = error.path.iter().map(String::as_str).collect();
+    let key = path.join(".");
+    let message = match &error.metadata {
+        Some(md) => {
+            let layer = source_of(md, &key).map_or_else(|| md.name.to_string(), |s| s.to_string());
+            format!("{} (from {layer})", error.kind)
+        }
+        None => error.kind.to_string(),
+    };
+    RuntimeError::Setting { key, message }
 }

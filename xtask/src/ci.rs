@@ -2,17 +2,24 @@
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{Cargo, tidy};
+use crate::{Cargo, codegen, tidy};
 
-/// Runs format check, clippy, tidy, the whole test suite and the examples; stops at the
+/// Runs format check, clippy, tidy, the codegen check, the whole test suite and the examples; stops at the
 /// first failure.
 pub(crate) fn run() -> Result<()> {
     Cargo::new(["fmt", "--all", "--check"]).run()?;
     Cargo::new(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]).run()?;
+    // Off by default, so not in the workspace run above.
+    Cargo::new(["clippy", "-p", "kaos-agent", "--features", "schema", "--all-targets", "--locked"])
+        .args(&["--".into(), "-D".into(), "warnings".into()])
+        .run()?;
     eprintln!("$ cargo xtask tidy");
     tidy::run()?;
+    eprintln!("$ cargo xtask codegen --check");
+    codegen::run(true)?;
     Cargo::new(["test", "--workspace", "--all-targets", "--locked"]).run()?;
     Cargo::new(["test", "--workspace", "--doc", "--locked"]).run()?;
+    Cargo::new(["test", "-p", "kaos-agent", "--features", "schema", "--locked"]).run()?;
     examples()?;
     eprintln!("ci: all checks passed");
     Ok(())

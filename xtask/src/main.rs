@@ -5,6 +5,7 @@
 
 mod bench;
 mod ci;
+mod codegen;
 mod tidy;
 
 use std::ffi::OsString;
@@ -22,12 +23,16 @@ commands:
                    cargo fmt --all --check
                    cargo clippy --workspace --all-targets --locked -- -D warnings
                    cargo xtask tidy
+                   cargo xtask codegen --check
                    cargo test --workspace --all-targets --locked
                    cargo test --workspace --doc --locked
                    every example, its output checked
   tidy             check the architecture invariants over `cargo metadata`: crate layering,
                    no async/IO crate under kaos-agent, HTTP clients only in kaos-providers,
                    #![deny(missing_docs)] and workspace lints everywhere
+  codegen [--check]
+                   write the generated files (schemas/agent.schema.json, the JSON Schema
+                   of agent files); with --check, fail if a checked-in copy is stale
   bench [ARGS]     run the criterion benchmarks and print one JSON line per benchmark
                    ({\"bench\",\"median_ns\",\"mean_ns\",\"unit\"}) on stdout; ARGS (e.g. a
                    filter) are passed to criterion
@@ -59,6 +64,11 @@ fn dispatch(args: &[String]) -> Result<()> {
             no_args("tidy", rest)?;
             tidy::run()
         }
+        "codegen" => match rest {
+            [] => codegen::run(false),
+            [flag] if flag == "--check" => codegen::run(true),
+            [arg, ..] => bail!("`cargo xtask codegen` takes only `--check`, got `{arg}`\n\n{USAGE}"),
+        },
         "bench" => bench::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
@@ -75,10 +85,13 @@ fn no_args(command: &str, rest: &[String]) -> Result<()> {
     }
 }
 
-/// The workspace root: xtask lives at `<root>/xtask`.
+/// The workspace root: xtask lives at `<root>/xtask`. `cargo run` says where at run time,
+/// which matters when several worktrees share one target directory (the binary may have
+/// been built from another worktree); the build-time path is the fallback.
 fn workspace_root() -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir.parent().map_or_else(|| manifest_dir.clone(), Path::to_path_buf)
 }
 
 /// A cargo invocation run from the workspace root with the cargo that runs xtask.

@@ -26,8 +26,10 @@ use crate::{RunError, StopReason, ToolCallRecord};
 ///   of the appends they follow:
 ///   persistence per turn stays flat. A missing or unreadable checkpoint only means a longer
 ///   replay.
-/// - `.lock` — the lock file turns hold (see [`Vfs::lock`]).
 /// - `files/` — the session's tool workspace.
+///
+/// Turns hold the lock `.locks/sessions/{session_id}.lock` (see [`Vfs::lock`]), outside the
+/// session's directory so deleting a session never deletes a held lock.
 ///
 /// Version 1 logs (no memory changes) are read as conversations in the messages section.
 pub const SESSION_LAYOUT_VERSION: u32 = 2;
@@ -136,7 +138,7 @@ impl SessionStore {
 
     /// Takes the session's lock in the VFS (across processes, for a disk VFS).
     pub(crate) async fn lock(&self, id: &SessionId) -> Result<VfsLock, RunError> {
-        Ok(self.vfs.lock(&Self::dir(id)?.join(".lock")?).await?)
+        Ok(self.vfs.lock(&VfsPath::new(".locks/sessions")?.join(&format!("{id}.lock"))?).await?)
     }
 
     /// Loads a session's memory: the checkpoint, then the log after it. A torn or unreadable

@@ -1,0 +1,387 @@
+//! The commands other than `chat`.
+
+use std::io::Write as _;
+
+use anyhow::{Context as _, Result, bail};
+use clap::Subcommand;
+use futures::StreamExt as _;
+use kaos_agent::Decision;
+use kaos_runner::{
+    Event, EventKind, PermissionPolicy, Runner, SpanPhase, SpanSubject, TurnFold, TurnResponse, VerdictReason,
+};
+use kaos_tools::{ToolAnnotations, ToolSelector};
+use kaos_vfs::{EntryKind, VfsPath};
+use serde_json::{Map, Value, json};
+
+use crate::{GlobalArgs, setup};
+
+/// How a turn is shown while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Show {
+    /// Text as it streams on stdout; tool calls and the cost line on stderr.
+    Human,
+    /// Nothing while it runs; the `TurnResponse` as JSON at the end.
+    Json,
+    /// Every event as a JSON line on stdout.
+    Events,
+}
+
+/// `kaos run`.
+pub(crate) async fn run_turn(global: &GlobalArgs, message: &str, session: &str, events: bool) -> Result<()> {
+    let runner = setup::runner(global)?;
+    let show = match (events, global.json) {
+        (true, _) => Show::Events,
+        (false, true) => Show::Json,
+        (false, false) => Show::Human,
+    };
+    let response = turn(&runner, message, session, show).await?;
+    if show == Show::Json {
+        println!("{}", serde_json::to_string_pretty(&response)?);
+    }
+    Ok(())
+}
+
+/// Runs one turn, showing it as it happens, and returns its response.
+pub(crate) async fn turn(runner: &Runner, message: &str, session: &str, show: Show) -> Result<TurnResponse> {
+    let mut stream = runner.run(message, session);
+    let mut fold = TurnFold::default();
+    let mut stdout = std::io::stdout().lock();
+    while let Some(event) = stream.next().await {
+        let event = event?;
+        match show {
+            Show::Events => writeln!(stdout, "{}", serde_json::to_string(&event)?)?,
+            Show::Human => show_event(&mut stdout, &event)?,
+            Show::Json => {}
+        }
+        fold.push(&event);
+    }
+    let response = fold.finish().context("the turn ended without a summary")?;
+    if show == Show::Human {
+        writeln!(stdout)?;
+        stdout.flush()?;
+        eprintln!(
+            "[turn {} · ${:.4} · {} tokens · {} model call(s)]",
+            response.turn_number,
+            response.cost_usd,
+            response.usage.total_tokens(),
+            response.model_calls
+        );
+    }
+    Ok(response)
+}
+
+fn show_event(stdout: &mut impl std::io::Write, event: &Event) -> Result<()> {
+    match &event.kind {
+        EventKind::TextDelta { text } => {
+            write!(stdout, "{text}")?;
+            stdout.flush()?;
+        }
+        EventKind::Span(span) if span.subject == SpanSubject::ToolCall => {
+            let attr = |key: &str| span.attributes.get(key).cloned().unwrap_or(Value::Null);
+            match span.phase {
+                SpanPhase::Start => {
+                    eprintln!("  → {} {}", attr("tool_name").as_str().unwrap_or("?"), attr("arguments"))
+                }
+                SpanPhase::Complete | SpanPhase::Error => {
+                    let result = attr("result");
+                    let text = result.as_str().unwrap_or_default();
+                    let short: String = text.chars().take(120).collect();
+                    let failed = span.phase == SpanPhase::Error || attr("is_error") == Value::Bool(true);
+                    let mark = if failed { "✗" } else { "←" };
+                    let more = if short.len() < text.len() { "…" } else { "" };
+                    eprintln!("  {mark} {}{more}", short.replace('\n', " "));
+                }
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `kaos sessions …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum SessionsCommand {
+    /// List stored sessions with their turns and cost.
+    Ls,
+    /// Show a session's conversation.
+    Show {
+        /// The session.
+        id: String,
+    },
+    /// Delete a session and its files.
+    Rm {
+        /// The session.
+        id: String,
+    },
+    /// Print a whole session as one JSON document: its turn records and its memory.
+    Export {
+        /// The session.
+        id: String,
+    },
+}
+
+pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> Result<()> {
+    let settings = setup::settings(global)?;
+    let sessions = kaos_runner::Sessions::new(setup::runtime(&settings, false)?.vfs().clone());
+    match command {
+        SessionsCommand::Ls => {
+            let list = sessions.list().await?;
+            if global.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                eprintln!("no sessions in {}", settings.data_dir.display());
+            } else {
+                for s in list {
+                    println!("{}\t{} turn(s)\t${:.4}\t{} tokens", s.id, s.turns, s.cost_usd, s.total_tokens);
+                }
+            }
+        }
+        SessionsCommand::Show { id } => {
+            let turns = sessions.turns(&id).await?.with_context(|| format!("no session {id:?}"))?;
+            if global.json {
+                println!("{}", serde_json::to_string_pretty(&turns)?);
+                return Ok(());
+            }
+            for record in turns {
+                println!("── turn {} · ${:.4} · {:?}", record.turn, record.cost_usd, record.stop_reason);
+                for message in &record.messages {
+                    let value = serde_json::to_value(message)?;
+                    let role = value.get("role").and_then(Value::as_str).unwrap_or("?");
+                    let name = value
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .map(|n| format!(" {n}"))
+                        .unwrap_or_default();
+                    println!("{role}{name}: {}", message.content());
+                }
+            }
+        }
+        SessionsCommand::Rm { id } => {
+            if !sessions.delete(&id).await? {
+                bail!("no session {id:?}");
+            }
+            if global.json {
+                println!("{}", json!({"deleted": id}));
+            } else {
+                eprintln!("deleted session {id}");
+            }
+        }
+        SessionsCommand::Export { id } => {
+            // The whole session as one JSON document: its log and its memory as the agent sees it.
+            let runner = setup::runner(global)?;
+            let export = match runner.export_session(&id).await {
+                Err(kaos_runner::RunError::Vfs(e)) if e.is_not_found() => bail!("no session {id:?}"),
+                other => other?,
+            };
+            println!("{}", serde_json::to_string_pretty(&export)?);
+        }
+    }
+    Ok(())
+}
+
+/// `kaos tools …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ToolsCommand {
+    /// List the registered tools, their annotations, and whether the agent is offered them.
+    Ls,
+}
+
+pub(crate) fn tools(global: &GlobalArgs, command: ToolsCommand) -> Result<()> {
+    let ToolsCommand::Ls = command;
+    let settings = setup::settings(global)?;
+    let agent = match &global.agent {
+        Some(path) => setup::load_agent_file(path)?.agent,
+        None => kaos_agent::Agent::builder().build()?,
+    };
+    let selector = ToolSelector::new(agent.tools())?;
+    let runtime = setup::runtime(&settings, false)?;
+    let mut rows = Vec::new();
+    for tool in runtime.tools().list() {
+        let spec = tool.spec();
+        let offered = selector.matches(spec.name.as_str());
+        if global.json {
+            let mut value = serde_json::to_value(spec)?;
+            if let Some(object) = value.as_object_mut() {
+                object.insert("offered".into(), Value::Bool(offered));
+            }
+            rows.push(value);
+        } else {
+            let flags = annotation_flags(&spec.annotations);
+            let mark = if offered { "" } else { "  (not offered to this agent)" };
+            println!("{}\t{}\t{}{mark}", spec.name, flags, spec.description);
+        }
+    }
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    }
+    Ok(())
+}
+
+fn annotation_flags(a: &ToolAnnotations) -> String {
+    let flags: Vec<&str> = [
+        (a.read_only, "read-only"),
+        (a.destructive, "destructive"),
+        (a.idempotent, "idempotent"),
+        (a.requires_confirmation, "requires-confirmation"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    if flags.is_empty() { "-".to_owned() } else { flags.join(",") }
+}
+
+/// `kaos vfs …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum VfsCommand {
+    /// List a directory of the data directory's VFS (the root by default).
+    Ls {
+        /// The directory, e.g. `sessions/default`.
+        path: Option<String>,
+    },
+    /// Print a file of the VFS.
+    Cat {
+        /// The file, e.g. `sessions/default/turns.jsonl`.
+        path: String,
+    },
+}
+
+pub(crate) async fn vfs(global: &GlobalArgs, command: VfsCommand) -> Result<()> {
+    let settings = setup::settings(global)?;
+    let runtime = setup::runtime(&settings, false)?;
+    match command {
+        VfsCommand::Ls { path } => {
+            let path = match path.as_deref() {
+                None | Some("" | "." | "/") => VfsPath::root(),
+                Some(path) => VfsPath::new(path)?,
+            };
+            let entries = runtime.vfs().list(&path).await?;
+            if global.json {
+                let rows: Vec<Value> = entries
+                    .iter()
+                    .map(|e| {
+                        let kind = if e.kind == EntryKind::Dir { "dir" } else { "file" };
+                        json!({"path": e.path.as_str(), "kind": kind, "len": e.len})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for e in entries {
+                    match e.kind {
+                        EntryKind::Dir => println!("{}/", e.path),
+                        _ => println!("{}\t{} bytes", e.path, e.len),
+                    }
+                }
+            }
+        }
+        VfsCommand::Cat { path } => {
+            let bytes = runtime.vfs().read(&VfsPath::new(&path)?).await?;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&bytes)?;
+            stdout.flush()?;
+        }
+    }
+    Ok(())
+}
+
+/// `kaos config …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Every setting with its value and where it came from (secrets redacted).
+    Show,
+}
+
+pub(crate) fn config(global: &GlobalArgs, command: ConfigCommand) -> Result<()> {
+    let ConfigCommand::Show = command;
+    let settings = setup::settings(global)?;
+    let entries = settings.entries();
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    for entry in entries {
+        let value = entry.value.as_deref().unwrap_or("(unset)");
+        println!("{} = {value}\t({})", entry.key, entry.source);
+    }
+    Ok(())
+}
+
+/// `kaos policy …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// What the agent's permission policy decides for one tool call, and why.
+    ///
+    /// A registered tool's own annotations are used; the flags add to them (and describe a
+    /// tool that is not registered).
+    Check {
+        /// The tool's name.
+        tool: String,
+        /// An argument of the call, as `name=value` (repeatable).
+        #[arg(long = "arg", value_name = "NAME=VALUE", value_parser = parse_arg)]
+        args: Vec<(String, String)>,
+        /// The tool does not modify its environment.
+        #[arg(long)]
+        read_only: bool,
+        /// The tool may destroy or overwrite data.
+        #[arg(long)]
+        destructive: bool,
+        /// The tool needs a person to confirm every call.
+        #[arg(long)]
+        requires_confirmation: bool,
+    },
+}
+
+fn parse_arg(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got {text:?}"))
+}
+
+pub(crate) fn policy(global: &GlobalArgs, command: PolicyCommand) -> Result<()> {
+    let PolicyCommand::Check { tool, args, read_only, destructive, requires_confirmation } = command;
+    let settings = setup::settings(global)?;
+    let agent = match &global.agent {
+        Some(path) => setup::load_agent_file(path)?.agent,
+        None => kaos_agent::Agent::builder().build()?,
+    };
+    let runtime = setup::runtime(&settings, false)?;
+    let registered = runtime.tools().get(&tool).map(|t| t.spec().annotations);
+    let base = registered.unwrap_or_default();
+    let annotations = base
+        .with_read_only(base.read_only || read_only)
+        .with_destructive(base.destructive || destructive)
+        .with_requires_confirmation(base.requires_confirmation || requires_confirmation);
+    let arguments: Map<String, Value> = args.into_iter().map(|(k, v)| (k, Value::String(v))).collect();
+    let verdict =
+        PermissionPolicy::from_agent(&agent)?.evaluate(&tool, &Value::Object(arguments), &annotations);
+    let rule = match verdict.reason {
+        VerdictReason::Rule(i) => agent.permissions().get(i).cloned(),
+        _ => None,
+    };
+    if global.json {
+        let out = json!({
+            "tool": tool,
+            "registered": registered.is_some(),
+            "annotations": annotations,
+            "decision": verdict.decision,
+            "reason": verdict.reason,
+            "rule": rule,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let decision = match verdict.decision {
+        Decision::Allow => "allow",
+        Decision::Ask => "ask",
+        Decision::Deny => "deny",
+    };
+    let why = match (verdict.reason, &rule) {
+        (VerdictReason::Rule(i), Some(rule)) => format!("permissions[{i}] (tool = {:?})", rule.tool),
+        (VerdictReason::RequiresConfirmation, _) => "the tool requires confirmation".to_owned(),
+        (VerdictReason::ReadOnly, _) => "no rule matched; the tool is read-only".to_owned(),
+        (VerdictReason::Destructive, _) => "no rule matched; the tool is destructive".to_owned(),
+        _ => "no rule matched; the default".to_owned(),
+    };
+    println!("{decision}\t{why}");
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! `kaos`: the KAOS command line.
+//!
+//! Talk to an agent (`chat`, `run`), look at what it stored (`sessions`, `vfs`), and check
+//! what it would do (`tools`, `config`, `policy`). With no model configured it runs on the
+//! offline `scripted:echo` model, so it works without an API key.
+//!
+//! Exit codes (also in `docs/reference/cli.md`): 0 success, 1 error (message on stderr),
+//! 2 usage error (clap's), and reserved for the features that bring them: 3 a turn stopped by
+//! its budget, 4 a turn paused because a tool call needs approval.
+
+mod chat;
+mod commands;
+mod setup;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// KAOS: run an agent from the command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kaos",
+    version,
+    about = "KAOS: run an agent from the command line (offline on scripted:echo when no model is configured)",
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 budget stop, 4 approval needed.\n\
+                  Docs: docs/reference/cli.md"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// The agent file (TOML); the built-in default agent when absent.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) agent: Option<std::path::PathBuf>,
+    /// The model, as `provider:model` (beats the agent file and KAOS_MODEL).
+    #[arg(long, global = true, value_name = "PROVIDER:MODEL")]
+    pub(crate) model: Option<String>,
+    /// Where sessions are stored [settings: runtime.data_dir, default .kaos].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) data_dir: Option<std::path::PathBuf>,
+    /// Machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Talk with the agent, turn after turn (reads lines from stdin when it is not a terminal).
+    Chat {
+        /// The session to continue or start.
+        #[arg(long, short, default_value = "default")]
+        session: String,
+    },
+    /// Run one turn and print the answer.
+    Run {
+        /// What the user says.
+        message: String,
+        /// The session to continue or start.
+        #[arg(long, short, default_value = "default")]
+        session: String,
+        /// Print every event as one JSON line while the turn runs.
+        #[arg(long, conflicts_with = "json")]
+        events: bool,
+    },
+    /// Stored sessions.
+    #[command(subcommand)]
+    Sessions(commands::SessionsCommand),
+    /// The tools the runtime registers.
+    #[command(subcommand)]
+    Tools(commands::ToolsCommand),
+    /// The files in the data directory's VFS.
+    #[command(subcommand)]
+    Vfs(commands::VfsCommand),
+    /// The resolved settings.
+    #[command(subcommand)]
+    Config(commands::ConfigCommand),
+    /// The agent's permission policy.
+    #[command(subcommand)]
+    Policy(commands::PolicyCommand),
+    // Serving over MCP (`kaos serve`) is its own command, added next to these.
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let global = &cli.global;
+    match cli.command {
+        Command::Chat { session } => chat::run(global, &session, &runtime),
+        Command::Run { message, session, events } => {
+            runtime.block_on(commands::run_turn(global, &message, &session, events))
+        }
+        Command::Sessions(command) => runtime.block_on(commands::sessions(global, command)),
+        Command::Tools(command) => commands::tools(global, command),
+        Command::Vfs(command) => runtime.block_on(commands::vfs(global, command)),
+        Command::Config(command) => commands::config(global, command),
+        Command::Policy(command) => commands::policy(global, command),
+    }
+}

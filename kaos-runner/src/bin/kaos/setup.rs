@@ -1,0 +1,106 @@
+//! From command-line options to settings, an agent, a runtime and a runner.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, anyhow};
+use kaos_agent::{Agent, AgentConfig, ModelRef};
+use kaos_runner::Runner;
+use kaos_runtime::{Runtime, SettingSource, Settings};
+use kaos_vfs::{DiskVfs, MemoryVfs, Vfs};
+
+use crate::GlobalArgs;
+
+/// Settings from defaults, `./.env`, the environment and the command line's flags (the
+/// flags are explicit overrides, the highest layer).
+pub(crate) fn settings(global: &GlobalArgs) -> Result<Settings> {
+    let mut loader = Settings::loader().dotenv_file(".env").process_env();
+    if let Some(dir) = &global.data_dir {
+        loader = loader.set("runtime.data_dir", dir.display().to_string());
+    }
+    if let Some(model) = &global.model {
+        loader = loader.set("model", model.clone());
+    }
+    Ok(loader.load()?)
+}
+
+/// An agent file, parsed and validated.
+pub(crate) struct AgentFile {
+    pub(crate) agent: Agent,
+    /// Whether the file names a model itself.
+    names_model: bool,
+}
+
+/// Reads the agent file at `path`. Errors name the file, and the line, column and field
+/// where TOML reports them.
+pub(crate) fn load_agent_file(path: &Path) -> Result<AgentFile> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read agent file {shown}"))?;
+    let config: AgentConfig = toml::from_str(&text).map_err(|e| {
+        let at = e.span().map(|span| line_column(&text, span.start));
+        match at {
+            Some((line, column)) => {
+                anyhow!("agent file {shown}, line {line}, column {column}: {}", e.message().trim_end())
+            }
+            None => anyhow!("agent file {shown}: {}", e.message().trim_end()),
+        }
+    })?;
+    let names_model = text.parse::<toml::Table>().is_ok_and(|table| table.contains_key("model"));
+    let agent = Agent::from_config(config).map_err(|e| anyhow!("agent file {shown}: {e}"))?;
+    Ok(AgentFile { agent, names_model })
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The agent to run: `--agent` or the default agent, with its model chosen as
+/// `--model` → the agent file's `model` → `KAOS_MODEL` (`.env`) → the offline model.
+/// Says on stderr when it falls back to the offline model.
+pub(crate) fn agent(global: &GlobalArgs, settings: &Settings) -> Result<Agent> {
+    let file = global.agent.as_deref().map(load_agent_file).transpose()?;
+    let from_flag = settings.source("model") == Some(SettingSource::Override);
+    let (agent, names_model) = match file {
+        Some(file) => (file.agent, file.names_model),
+        None => (Agent::builder().build()?, false),
+    };
+    let model = match (&settings.model, from_flag, names_model) {
+        (Some(model), true, _) | (Some(model), false, false) => model.clone(),
+        (_, _, true) => return Ok(agent),
+        (None, _, false) => {
+            eprintln!(
+                "kaos: no model configured (--model, the agent file's `model` or KAOS_MODEL); \
+                 using the offline model {}",
+                ModelRef::OFFLINE
+            );
+            ModelRef::OFFLINE.to_owned()
+        }
+    };
+    if agent.model().as_str() == model {
+        return Ok(agent);
+    }
+    agent.to_builder().model(model).build().map_err(|e| anyhow!("invalid model: {e}"))
+}
+
+/// The runtime the CLI runs in: the data directory as a disk VFS and the built-in VFS tools.
+/// With `create` false a missing data directory is read as empty and not created.
+pub(crate) fn runtime(settings: &Settings, create: bool) -> Result<Runtime> {
+    let dir = &settings.data_dir;
+    let vfs: Arc<dyn Vfs> = if create || dir.exists() {
+        Arc::new(DiskVfs::new(dir).with_context(|| format!("cannot open data directory {}", dir.display()))?)
+    } else {
+        Arc::new(MemoryVfs::new())
+    };
+    Ok(Runtime::builder().vfs(vfs).builtin_tools()?.settings(settings.clone()).build())
+}
+
+/// Settings, agent, runtime (created on disk) and runner, for the commands that run turns.
+pub(crate) fn runner(global: &GlobalArgs) -> Result<Runner> {
+    let settings = settings(global)?;
+    let agent = agent(global, &settings)?;
+    Ok(Runner::builder(agent, runtime(&settings, true)?).build()?)
+}

@@ -1,0 +1,303 @@
+//! The `kaos` command, run as a process. These are also the shell samples of
+//! `docs/reference/cli.md` and `docs/tutorials/the-kaos-command.md`.
+#![cfg(feature = "cli")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use serde_json::{Value, json};
+
+/// `kaos` in `dir`, with an empty environment (no API keys or `KAOS_*` leak in from the
+/// machine) and `dir` as its data directory unless a test says otherwise.
+fn kaos(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kaos"));
+    command.env_clear().current_dir(dir);
+    command
+}
+
+fn stdout_json(output: &std::process::Output) -> Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A `TurnResponse` with the fields that differ per run (ids, token estimates) checked and
+/// replaced by placeholders, so the rest can be compared whole.
+fn normalized(mut response: Value) -> Value {
+    let run_id = response["run_id"].as_str().unwrap_or_default();
+    assert!(run_id.starts_with("run_"), "{run_id}");
+    let fingerprint = response["agent_fingerprint"].as_str().unwrap_or_default();
+    assert!(fingerprint.starts_with("sha256:"), "{fingerprint}");
+    assert!(response["usage"]["input_tokens"].as_u64().unwrap_or_default() > 0);
+    response["run_id"] = json!("RUN");
+    response["agent_fingerprint"] = json!("FINGERPRINT");
+    response["usage"] = json!("USAGE");
+    response
+}
+
+fn expected_response(text: &str, turn_number: u32, session: &str) -> Value {
+    json!({
+        "text": text,
+        "stop_reason": "completed",
+        "tool_calls": [],
+        "usage": "USAGE",
+        "cost_usd": 0.0,
+        "unpriced_model_calls": 0,
+        "model_calls": 1,
+        "turn_number": turn_number,
+        "run_id": "RUN",
+        "session_id": session,
+        "agent_fingerprint": "FINGERPRINT",
+    })
+}
+
+#[test]
+fn run_offline_prints_the_turn_response_and_the_next_run_continues_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+
+    let first = kaos(dir.path()).args(["run", "--json", "--data-dir", data, "Hello!"]).output().unwrap();
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(
+        normalized(stdout_json(&first)),
+        expected_response("You said: \"Hello!\". I have seen 1 user message in this session.", 1, "default")
+    );
+    assert!(stderr(&first).contains("using the offline model scripted:echo"), "{}", stderr(&first));
+
+    let second =
+        kaos(dir.path()).args(["run", "--json", "--data-dir", data, "What did I say?"]).output().unwrap();
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_eq!(
+        normalized(stdout_json(&second)),
+        expected_response(
+            "You said: \"What did I say?\". I have seen 2 user messages in this session.",
+            2,
+            "default"
+        )
+    );
+}
+
+#[test]
+fn run_prints_the_answer_as_text_by_default_and_uses_the_settings_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = kaos(dir.path())
+        .env("KAOS_RUNTIME_DATA_DIR", "from-env")
+        .args(["run", "--session", "s1", "Hi"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "You said: \"Hi\". I have seen 1 user message in this session.\n"
+    );
+    assert!(stderr(&output).contains("[turn 1 · $0.0000 · "), "{}", stderr(&output));
+    assert!(dir.path().join("from-env/sessions/s1/turns.jsonl").is_file());
+}
+
+#[test]
+fn run_events_streams_one_json_event_per_line_ending_with_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = kaos(dir.path()).args(["run", "--events", "Hi"]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let events: Vec<Value> =
+        String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (0..events.len() as u64).collect::<Vec<_>>());
+    let last = events.last().unwrap();
+    assert_eq!((&last["type"], &last["turn_number"]), (&json!("turn_summary"), &json!(1)));
+}
+
+#[test]
+fn chat_reads_turns_from_piped_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = kaos(dir.path()).arg("chat").write_stdin("Hello!\n\nWhat did I say?\n").output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "You said: \"Hello!\". I have seen 1 user message in this session.\n\
+         You said: \"What did I say?\". I have seen 2 user messages in this session.\n"
+    );
+    let err = stderr(&output);
+    assert!(err.contains("[turn 1 · ") && err.contains("[turn 2 · "), "{err}");
+}
+
+#[test]
+fn config_show_redacts_secrets_and_names_their_source() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "ANTHROPIC_API_KEY=sk-ant-from-dotenv\n").unwrap();
+    let output = kaos(dir.path())
+        .env("OPENAI_API_KEY", "sk-test-secret")
+        .args(["config", "show", "--json", "--model", "scripted:echo"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!text.contains("sk-test-secret") && !text.contains("sk-ant-from-dotenv"), "{text}");
+    assert_eq!(
+        stdout_json(&output),
+        json!([
+            {"key": "runtime.data_dir", "value": ".kaos", "source": {"layer": "default"}, "secret": false},
+            {"key": "model", "value": "scripted:echo", "source": {"layer": "override"}, "secret": false},
+            {"key": "tools.timeout_secs", "value": "60", "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_api_key", "value": "[redacted]",
+             "source": {"layer": "env", "var": "OPENAI_API_KEY"}, "secret": true},
+            {"key": "providers.anthropic_api_key", "value": "[redacted]",
+             "source": {"layer": "dotenv", "path": ".env", "var": "ANTHROPIC_API_KEY"}, "secret": true},
+            {"key": "providers.gemini_api_key", "value": null, "source": {"layer": "default"}, "secret": true},
+        ])
+    );
+
+    let human =
+        kaos(dir.path()).env("OPENAI_API_KEY", "sk-test-secret").args(["config", "show"]).output().unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("providers.openai_api_key = [redacted]\t(environment variable OPENAI_API_KEY)"),
+        "{text}"
+    );
+    assert!(!text.contains("sk-test-secret"), "{text}");
+}
+
+#[test]
+fn a_malformed_agent_file_is_reported_with_its_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "name = \"helper\"\nmodle = \"openai:gpt-4.1\"\n").unwrap();
+    let output = kaos(dir.path()).args(["run", "--agent", "bad.toml", "Hi"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.starts_with("error: agent file bad.toml, line 2, column 1: unknown field `modle`"), "{err}");
+
+    std::fs::write(dir.path().join("glob.toml"), "tools = [\"kaos-[\"]\n").unwrap();
+    let output = kaos(dir.path()).args(["run", "--agent", "glob.toml", "Hi"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.starts_with("error: agent file glob.toml: invalid glob \"kaos-[\" at tools[0]"), "{err}");
+}
+
+/// `careful.toml` of docs/tutorials/the-kaos-command.md.
+const POLICY_AGENT: &str = r#"
+name = "careful"
+instructions = "You keep notes in the workspace. Be brief."
+
+[[permissions]]
+tool = "*-delete"
+decision = "deny"
+
+[[permissions]]
+tool = "kaos-vfs-write"
+args = { path = "secrets/*" }
+decision = "ask"
+"#;
+
+#[test]
+fn policy_check_reports_the_decision_and_what_decided_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("careful.toml"), POLICY_AGENT).unwrap();
+    let check = |args: &[&str]| {
+        let output = kaos(dir.path())
+            .args(["policy", "check", "--json", "--agent", "careful.toml"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        let out = stdout_json(&output);
+        (out["decision"].clone(), out["reason"].clone(), out["rule"].clone(), out["registered"].clone())
+    };
+    assert_eq!(
+        check(&["kaos-vfs-delete"]),
+        (json!("deny"), json!({"rule": 0}), json!({"tool": "*-delete", "decision": "deny"}), json!(true))
+    );
+    assert_eq!(
+        check(&["kaos-vfs-write", "--arg", "path=secrets/key"]),
+        (
+            json!("ask"),
+            json!({"rule": 1}),
+            json!({"tool": "kaos-vfs-write", "args": {"path": "secrets/*"}, "decision": "ask"}),
+            json!(true)
+        )
+    );
+    assert_eq!(
+        check(&["kaos-vfs-write", "--arg", "path=notes.md"]),
+        (json!("ask"), json!("destructive"), Value::Null, json!(true))
+    );
+    assert_eq!(check(&["kaos-vfs-read"]), (json!("allow"), json!("read_only"), Value::Null, json!(true)));
+    assert_eq!(
+        check(&["web-fetch", "--requires-confirmation"]),
+        (json!("ask"), json!("requires_confirmation"), Value::Null, json!(false))
+    );
+    assert_eq!(check(&["web-fetch"]), (json!("allow"), json!("default"), Value::Null, json!(false)));
+
+    let human = kaos(dir.path())
+        .args(["policy", "check", "--agent", "careful.toml", "kaos-vfs-delete"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&human.stdout), "deny\tpermissions[0] (tool = \"*-delete\")\n");
+}
+
+#[test]
+fn sessions_can_be_listed_shown_exported_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    for message in ["one", "two"] {
+        kaos(dir.path()).args(["run", "--session", "notes", message]).assert().success();
+    }
+    let ls = kaos(dir.path()).args(["sessions", "ls", "--json"]).output().unwrap();
+    let mut listed = stdout_json(&ls);
+    listed[0]["total_tokens"] = json!("TOKENS");
+    listed[0]["last_turn_at_ms"] = json!("TIME");
+    assert_eq!(
+        listed,
+        json!([{"id": "notes", "turns": 2, "cost_usd": 0.0, "total_tokens": "TOKENS", "last_turn_at_ms": "TIME"}])
+    );
+
+    let export = kaos(dir.path()).args(["sessions", "export", "notes"]).output().unwrap();
+    let export = stdout_json(&export);
+    assert_eq!((&export["session_id"], &export["turns"]), (&json!("notes"), &json!(2)));
+    let turns: Vec<u64> =
+        export["records"].as_array().unwrap().iter().map(|r| r["turn"].as_u64().unwrap()).collect();
+    assert_eq!(turns, vec![1, 2]);
+    assert_eq!(export["memory"]["messages"].as_array().unwrap().len(), 4);
+
+    let show = kaos(dir.path()).args(["sessions", "show", "notes"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&show.stdout).contains("user: two\n"));
+
+    kaos(dir.path()).args(["sessions", "rm", "notes"]).assert().success();
+    let gone = kaos(dir.path()).args(["sessions", "show", "notes"]).output().unwrap();
+    assert_eq!((gone.status.code(), stderr(&gone)), (Some(1), "error: no session \"notes\"\n".to_owned()));
+}
+
+#[test]
+fn tools_and_vfs_can_be_inspected() {
+    let dir = tempfile::tempdir().unwrap();
+    kaos(dir.path()).args(["run", "Hi"]).assert().success();
+
+    let tools = kaos(dir.path()).args(["tools", "ls", "--json"]).output().unwrap();
+    let names: Vec<Value> =
+        stdout_json(&tools).as_array().unwrap().iter().map(|t| t["name"].clone()).collect();
+    assert_eq!(
+        names,
+        vec![
+            json!("kaos-vfs-read"),
+            json!("kaos-vfs-write"),
+            json!("kaos-vfs-append"),
+            json!("kaos-vfs-list"),
+            json!("kaos-vfs-delete")
+        ]
+    );
+
+    let ls = kaos(dir.path()).args(["vfs", "ls", "sessions/default"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&ls.stdout).starts_with("sessions/default/turns.jsonl\t"));
+    let cat = kaos(dir.path()).args(["vfs", "cat", "sessions/default/turns.jsonl"]).output().unwrap();
+    let record: Value = serde_json::from_slice(&cat.stdout).unwrap();
+    assert_eq!(record["turn"], json!(1));
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = kaos(dir.path()).arg("no-such-command").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}

@@ -1,0 +1,133 @@
+//! Settings: one precedence over five layers, each value naming its layer, secrets redacted.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kaos_runtime::{RuntimeError, Secret, SettingSource, Settings};
+
+fn dotenv(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".env");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn each_layer_beats_the_ones_below_it() {
+    let (_dir, path) = dotenv(
+        "KAOS_MODEL=dotenv:m\nKAOS_RUNTIME_DATA_DIR=/from/dotenv\nKAOS_TOOLS_TIMEOUT_SECS=7\nANTHROPIC_API_KEY=ak\n",
+    );
+    let settings = Settings::loader()
+        .dotenv_file(&path)
+        .env_vars([("KAOS_MODEL", "env:m"), ("KAOS_RUNTIME_DATA_DIR", "/from/env")])
+        .context("model", "context:m")
+        .context("runtime.data_dir", "/from/context")
+        .set("runtime.data_dir", "/from/override")
+        .load()
+        .unwrap();
+
+    let expected = Settings::loader()
+        .set("runtime.data_dir", "/from/override")
+        .set("model", "context:m")
+        .set("tools.timeout_secs", "7")
+        .set("providers.anthropic_api_key", "ak")
+        .load()
+        .unwrap();
+    assert_eq!(
+        (
+            settings.data_dir.clone(),
+            settings.model.clone(),
+            settings.tool_timeout,
+            settings.providers.clone()
+        ),
+        (expected.data_dir, expected.model, expected.tool_timeout, expected.providers)
+    );
+    let sources: Vec<(&str, SettingSource)> =
+        settings.entries().into_iter().map(|e| (e.key, e.source)).collect();
+    assert_eq!(
+        sources,
+        vec![
+            ("runtime.data_dir", SettingSource::Override),
+            ("model", SettingSource::Context),
+            (
+                "tools.timeout_secs",
+                SettingSource::DotEnv { path: path.clone(), var: "KAOS_TOOLS_TIMEOUT_SECS".into() }
+            ),
+            ("providers.openai_api_key", SettingSource::Default),
+            (
+                "providers.anthropic_api_key",
+                SettingSource::DotEnv { path: path.clone(), var: "ANTHROPIC_API_KEY".into() }
+            ),
+            ("providers.gemini_api_key", SettingSource::Default),
+        ]
+    );
+}
+
+#[test]
+fn defaults_when_nothing_is_set() {
+    let settings = Settings::loader().env_vars(Vec::<(String, String)>::new()).load().unwrap();
+    assert_eq!(settings, Settings::default());
+    assert_eq!(settings.data_dir, PathBuf::from(".kaos"));
+    assert_eq!(settings.tool_timeout, Duration::from_secs(60));
+    assert!(settings.entries().iter().all(|e| e.source == SettingSource::Default));
+}
+
+#[test]
+fn the_kaos_name_beats_the_vendor_name_and_empty_values_are_unset() {
+    let settings = Settings::from_lookup(|var| match var {
+        "KAOS_PROVIDERS_OPENAI_API_KEY" => Some("kaos-key".into()),
+        "OPENAI_API_KEY" => Some("vendor-key".into()),
+        "KAOS_MODEL" => Some(String::new()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(settings.providers.openai_api_key, Some(Secret::new("kaos-key")));
+    assert_eq!(settings.model, None);
+    assert_eq!(
+        settings.source("providers.openai_api_key"),
+        Some(SettingSource::Env { var: "KAOS_PROVIDERS_OPENAI_API_KEY".into() })
+    );
+    assert_eq!(settings.source("no.such.key"), None);
+}
+
+#[test]
+fn secrets_never_print() {
+    let settings = Settings::loader().env_vars([("GEMINI_API_KEY", "g-secret")]).load().unwrap();
+    let shown = format!("{settings:?} {}", serde_json::to_string(&settings.entries()).unwrap());
+    assert!(!shown.contains("g-secret"), "{shown}");
+    let entry = settings.entries().into_iter().find(|e| e.key == "providers.gemini_api_key").unwrap();
+    assert_eq!(entry.value.as_deref(), Some(Secret::REDACTED));
+}
+
+fn setting_error(result: Result<Settings, RuntimeError>) -> (String, String) {
+    match result {
+        Err(RuntimeError::Setting { key, message }) => (key, message),
+        other => panic!("expected a setting error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_bad_value_names_its_key_and_layer() {
+    let (key, message) = setting_error(Settings::from_lookup(|var| {
+        (var == "KAOS_TOOLS_TIMEOUT_SECS").then(|| "soon".to_owned())
+    }));
+    assert_eq!(key, "tools.timeout_secs");
+    assert!(message.contains("environment variable KAOS_TOOLS_TIMEOUT_SECS"), "{message}");
+
+    let (key, message) = setting_error(Settings::loader().set("tools.timeout_secs", "-1").load());
+    assert_eq!((key.as_str(), message.contains("positive")), ("tools.timeout_secs", true), "{message}");
+
+    let (key, message) = setting_error(Settings::loader().context("modle", "x").load());
+    assert_eq!((key.as_str(), message.contains("unknown setting")), ("modle", true));
+}
+
+#[test]
+fn a_missing_dotenv_file_is_skipped_and_a_malformed_one_is_an_error() {
+    let settings = Settings::loader().dotenv_file("/no/such/dir/.env").load().unwrap();
+    assert_eq!(settings, Settings::default());
+
+    let (_dir, path) = dotenv("KAOS_MODEL='unterminated\n");
+    let (key, _) = setting_error(Settings::loader().dotenv_file(&path).load());
+    assert_eq!(key, path.display().to_string());
+}
