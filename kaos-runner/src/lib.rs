@@ -28,6 +28,8 @@
 
 mod error;
 mod events;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 mod response;
 mod runner;
 mod session;
