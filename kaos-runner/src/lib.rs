@@ -54,6 +54,9 @@ mod docs {
     mod the_turn {}
     #[doc = include_str!("../../docs/tutorials/first-agent.md")]
     mod first_agent {}
+    #[cfg(feature = "mcp")]
+    #[doc = include_str!("../../docs/concepts/mcp.md")]
+    mod mcp {}
 }
 
 pub use kaos_agent as agent;
