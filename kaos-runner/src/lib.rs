@@ -28,6 +28,8 @@
 
 mod error;
 mod events;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 mod permissions;
 mod response;
 mod runner;
@@ -67,6 +69,9 @@ mod docs {
     mod first_agent {}
     #[doc = include_str!("../../docs/tutorials/the-kaos-command.md")]
     mod the_kaos_command {}
+    #[cfg(feature = "mcp")]
+    #[doc = include_str!("../../docs/concepts/mcp.md")]
+    mod mcp {}
 }
 
 pub use kaos_agent as agent;

@@ -22,4 +22,6 @@ mod settings;
 pub use error::RuntimeError;
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use secret::Secret;
-pub use settings::{ProviderSettings, SettingEntry, SettingKey, SettingSource, Settings, SettingsLoader};
+pub use settings::{
+    McpSettings, ProviderSettings, SettingEntry, SettingKey, SettingSource, Settings, SettingsLoader,
+};

@@ -77,6 +77,11 @@ const KEYS: &[SettingKey] = &[
         &["KAOS_PROVIDERS_GEMINI_API_KEY", "GEMINI_API_KEY"],
         "Google Gemini API key [none].",
     ),
+    secret(
+        "mcp.token",
+        &["KAOS_MCP_TOKEN"],
+        "Bearer token the MCP HTTP server (`kaos serve --http`) requires [none: it refuses to start].",
+    ),
 ];
 
 /// Where a setting's value came from. Layers, highest precedence first: [`Override`],
@@ -151,6 +156,15 @@ pub struct ProviderSettings {
     pub gemini_api_key: Option<Secret>,
 }
 
+/// Settings of the MCP server (`kaos serve`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct McpSettings {
+    /// `mcp.token`: `KAOS_MCP_TOKEN`. The HTTP transport refuses to start without it.
+    pub token: Option<Secret>,
+}
+
 /// Typed runtime settings.
 ///
 /// Resolved by a [`SettingsLoader`] from layers with one precedence, highest first:
@@ -192,6 +206,8 @@ pub struct Settings {
     pub tool_timeout: Duration,
     /// The model vendors' API keys.
     pub providers: ProviderSettings,
+    /// The MCP server's settings.
+    pub mcp: McpSettings,
     /// Key → layer, for every key not at its default.
     sources: BTreeMap<&'static str, SettingSource>,
 }
@@ -203,6 +219,7 @@ impl Default for Settings {
             model: None,
             tool_timeout: kaos_tools::DEFAULT_TOOL_TIMEOUT,
             providers: ProviderSettings::default(),
+            mcp: McpSettings::default(),
             sources: BTreeMap::new(),
         }
     }
@@ -250,6 +267,7 @@ impl Settings {
                     "providers.openai_api_key" => redacted(&self.providers.openai_api_key),
                     "providers.anthropic_api_key" => redacted(&self.providers.anthropic_api_key),
                     "providers.gemini_api_key" => redacted(&self.providers.gemini_api_key),
+                    "mcp.token" => redacted(&self.mcp.token),
                     _ => None,
                 };
                 SettingEntry {
@@ -374,6 +392,7 @@ impl SettingsLoader {
             settings.tool_timeout = Duration::from_secs_f64(secs);
         }
         settings.providers = resolved.providers;
+        settings.mcp = resolved.mcp;
         Ok(settings)
     }
 }
@@ -402,6 +421,7 @@ struct Resolved {
     model: Option<String>,
     tools: ToolsSection,
     providers: ProviderSettings,
+    mcp: McpSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]

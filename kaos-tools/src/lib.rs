@@ -18,10 +18,15 @@
 //! confirmation, budgets and breakers belong to the runner; annotations only inform them),
 //! does not talk to models, and keeps no session state: tools get the session's scoped VFS
 //! through their [`ToolContext`].
+//!
+//! With the `mcp` feature, [`mcp_client`] mounts the tools of external MCP servers (stdio or
+//! streamable HTTP) so they appear in a registry like any other tool.
 #![deny(missing_docs)]
 
 pub mod builtin;
 mod error;
+#[cfg(feature = "mcp")]
+pub mod mcp_client;
 mod name;
 mod registry;
 mod result;

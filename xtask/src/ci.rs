@@ -4,8 +4,8 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{Cargo, codegen, tidy};
 
-/// Runs format check, clippy, tidy, the codegen check, the whole test suite and the examples; stops at the
-/// first failure.
+/// Runs format check, clippy, tidy, the codegen check, the whole test suite, the examples and
+/// the MCP interop suite; stops at the first failure.
 pub(crate) fn run() -> Result<()> {
     Cargo::new(["fmt", "--all", "--check"]).run()?;
     Cargo::new(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]).run()?;
@@ -21,8 +21,32 @@ pub(crate) fn run() -> Result<()> {
     Cargo::new(["test", "--workspace", "--doc", "--locked"]).run()?;
     Cargo::new(["test", "-p", "kaos-agent", "--features", "schema", "--locked"]).run()?;
     examples()?;
+    mcp()?;
     eprintln!("ci: all checks passed");
     Ok(())
+}
+
+/// The `mcp` features of kaos-tools and kaos-runner: lints, unit and doc tests, then the
+/// interop tests against the pinned npm packages, installed first by the project's own script
+/// (CI starts from a fresh clone with no `node_modules`).
+fn mcp() -> Result<()> {
+    const FEATURES: &str = "kaos-tools/mcp,kaos-runner/mcp";
+    let both = ["-p", "kaos-tools", "-p", "kaos-runner", "--features", FEATURES, "--locked"];
+    let clippy: Vec<&str> =
+        ["clippy"].into_iter().chain(both).chain(["--all-targets", "--", "-D", "warnings"]).collect();
+    Cargo::new(clippy).run()?;
+    Cargo::new(["test"].into_iter().chain(both).chain(["--lib"])).run()?;
+    Cargo::new(["test"].into_iter().chain(both).chain(["--doc"])).run()?;
+    let install = crate::workspace_root().join("tests/mcp/install.sh");
+    eprintln!("$ bash {}", install.display());
+    let status = std::process::Command::new("bash").arg(&install).status().context("cannot run bash")?;
+    if !status.success() {
+        bail!("{} failed ({status}); it needs node >= 20 and npm", install.display());
+    }
+    // The stdio interop test starts the example's binary as the server.
+    Cargo::new(["build", "-p", "kaos-runner", "--features", "mcp", "--example", "mcp_serve", "--locked"])
+        .run()?;
+    Cargo::new(["test", "-p", "kaos-runner", "--features", "mcp", "--test", "mcp", "--locked"]).run()
 }
 
 /// One run of an example and lines its output must contain.

@@ -69,6 +69,12 @@ const HTTP_CLIENTS: &[&str] = &["reqwest", "ureq", "isahc", "surf", "attohttpc",
 /// The members allowed to depend directly on [`HTTP_CLIENTS`].
 const HTTP_CLIENT_USERS: &[&str] = &["kaos-providers"];
 
+/// Direct dependencies on an [`HTTP_CLIENTS`] crate that are allowed because they serve HTTP
+/// rather than call vendors: `kaos-runner` serves MCP over streamable HTTP with hyper's server
+/// half (features `server` and `http1`, not `client`). The invariant is about HTTP *clients to
+/// model vendors*; an entry here must never be used to make such calls.
+const HTTP_SERVER_USES: &[(&str, &str)] = &[("kaos-runner", "hyper")];
+
 /// Every library crate documents its whole public API: its root file carries this attribute.
 /// Every member's `Cargo.toml` opts into the workspace lints with `[lints] workspace = true`.
 const LIBRARY_ATTRIBUTE: &str = "#![deny(missing_docs)]";
@@ -348,7 +354,9 @@ fn check_http_clients(graph: &Graph) -> Vec<Violation> {
         }
         for dep in graph.deps_of(&member.id) {
             let dep_name = graph.name(dep);
-            if HTTP_CLIENTS.contains(&dep_name) {
+            if HTTP_CLIENTS.contains(&dep_name)
+                && !HTTP_SERVER_USES.contains(&(member.name.as_str(), dep_name))
+            {
                 violations.push(Violation::new(
                     Rule::HttpClients,
                     format!(
@@ -650,7 +658,12 @@ mod tests {
     #[test]
     fn only_kaos_providers_may_depend_directly_on_an_http_client() {
         let mut edges = CLEAN.to_vec();
-        edges.extend([("kaos-runner", "reqwest", None), ("kaos-tools", "hyper", None)]);
+        edges.extend([
+            ("kaos-runner", "reqwest", None),
+            ("kaos-tools", "hyper", None),
+            // Allowed: kaos-runner serves MCP over HTTP with hyper's server half.
+            ("kaos-runner", "hyper", None),
+        ]);
         assert_eq!(
             check_http_clients(&graph(WORKSPACE, &edges)),
             vec![

@@ -385,3 +385,34 @@ pub(crate) fn policy(global: &GlobalArgs, command: PolicyCommand) -> Result<()> 
     println!("{decision}\t{why}");
     Ok(())
 }
+
+/// `kaos serve`: the runner over MCP, on stdio or streamable HTTP.
+#[cfg(feature = "mcp")]
+pub(crate) async fn serve(global: &GlobalArgs, http: Option<std::net::SocketAddr>) -> Result<()> {
+    use kaos_runner::mcp::{HttpOptions, ServeOptions, serve_http, serve_stdio};
+
+    let settings = setup::settings(global)?;
+    let runner = setup::runner(global)?;
+    match http {
+        None => serve_stdio(runner, ServeOptions::default()).await?,
+        Some(addr) => {
+            let token = settings.mcp.token.as_ref().with_context(|| {
+                "the HTTP transport needs a bearer token: set mcp.token (KAOS_MCP_TOKEN)".to_owned()
+            })?;
+            let server =
+                serve_http(runner, addr, HttpOptions::new().with_token(token.expose(), "default")).await?;
+            eprintln!("listening on {}", server.url());
+            tokio::signal::ctrl_c().await?;
+            server.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+/// `kaos serve` in a build without MCP.
+#[cfg(not(feature = "mcp"))]
+pub(crate) async fn serve(_global: &GlobalArgs, _http: Option<std::net::SocketAddr>) -> Result<()> {
+    bail!(
+        "this kaos was built without MCP; rebuild it with `--features mcp` (e.g. cargo install --path kaos-runner --features mcp)"
+    )
+}

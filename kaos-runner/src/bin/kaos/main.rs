@@ -83,7 +83,16 @@ enum Command {
     /// The agent's permission policy.
     #[command(subcommand)]
     Policy(commands::PolicyCommand),
-    // Serving over MCP (`kaos serve`) is its own command, added next to these.
+    /// Serve the agent (tool `kaos-agent-turn`), the runtime's tools and the sessions over MCP.
+    ///
+    /// Needs the `mcp` feature (`cargo install --path kaos-runner --features mcp`).
+    Serve {
+        /// Serve streamable HTTP at this address (e.g. 127.0.0.1:8080) instead of stdio. It
+        /// refuses to start without the bearer token `mcp.token` (`KAOS_MCP_TOKEN`) and to bind
+        /// a non-loopback address.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -98,7 +107,8 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    // Multi-threaded: `kaos serve` runs many sessions' turns at once.
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let global = &cli.global;
     match cli.command {
         Command::Chat { session } => chat::run(global, &session, &runtime),
@@ -110,5 +120,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Vfs(command) => runtime.block_on(commands::vfs(global, command)),
         Command::Config(command) => commands::config(global, command),
         Command::Policy(command) => commands::policy(global, command),
+        Command::Serve { http } => runtime.block_on(commands::serve(global, http)),
     }
 }

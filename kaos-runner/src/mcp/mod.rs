@@ -1,0 +1,56 @@
+//! KAOS over MCP, both ways (feature `mcp`).
+//!
+//! **Serving.** [`KaosMcpServer`] exposes a [`Runner`] to any MCP client:
+//!
+//! - every tool of the runner's runtime, with its full input schema (descriptions, enums,
+//!   defaults) and its annotations as MCP `readOnlyHint`/`destructiveHint`/`idempotentHint`/
+//!   `openWorldHint`; a direct call runs in the caller's workspace session
+//!   [`DIRECT_SESSION`] (its files are under `sessions/{id}/files/` like any session's);
+//! - the agent as the tool [`AGENT_TOOL`] (`message`, `session_id`, optional `approve` globs
+//!   and `max_cost_usd`), which runs one turn and returns its text plus structured content
+//!   ([`AgentTurnOutput`]);
+//! - the caller's sessions as resources `kaos://sessions/{id}` (the stored conversation as
+//!   JSON), listed by `resources/list`.
+//!
+//! [`serve_stdio`] serves one client over stdin/stdout; [`serve_http`] serves streamable HTTP
+//! and refuses to start without a bearer token ([`HttpOptions`]).
+//!
+//! **Callers and sessions.** Each HTTP token maps to a client id ([`ClientId`]); a caller's
+//! session `s` is stored as the runner session `{client_id}.{s}`, and a caller only ever sees
+//! the sessions of its own namespace: another caller's session is the same "not found" as a
+//! missing one. Over stdio the caller is the local user: unscoped by default (it sees the
+//! runner's sessions as they are), or scoped with [`ServeOptions::client_id`].
+//!
+//! **Mounting.** [`client`] is [`kaos_tools::mcp_client`]: external servers' tools mounted into
+//! a registry under a prefix.
+//!
+//! Approvals and budgets per request (`approve`, `max_cost_usd`) are accepted and validated
+//! now, and echoed back in [`AgentTurnOutput::guardrails`] with `enforced: false`; they take
+//! effect when the runner's permission and budget machinery lands. The pause state
+//! ([`AgentTurnOutput::approval_required`]) is part of the output already and is `null` until
+//! then.
+
+mod error;
+mod http;
+mod server;
+
+pub use error::ServeError;
+pub use http::{ClientId, HttpOptions, HttpServer, serve_http};
+pub use kaos_tools::mcp_client as client;
+pub use server::{
+    AGENT_TOOL, AgentTurnOutput, ApprovalRequired, DIRECT_SESSION, Guardrails, KaosMcpServer,
+    SESSION_URI_PREFIX, ServeOptions,
+};
+
+use crate::Runner;
+
+/// Serves `runner` to one MCP client over this process's stdin and stdout until the client
+/// disconnects. Nothing else may write to stdout meanwhile (logs go to stderr).
+pub async fn serve_stdio(runner: Runner, options: ServeOptions) -> Result<(), ServeError> {
+    use rmcp::ServiceExt;
+    let server = KaosMcpServer::new(runner, options)?;
+    let running =
+        server.serve(rmcp::transport::stdio()).await.map_err(|e| ServeError::Protocol(e.to_string()))?;
+    running.waiting().await.map_err(|e| ServeError::Protocol(e.to_string()))?;
+    Ok(())
+}
