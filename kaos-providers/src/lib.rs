@@ -23,14 +23,51 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "anthropic")]
+mod anthropic;
 mod client;
+#[cfg(feature = "openai-compatible")]
+mod compatible;
 mod error;
+mod fallback;
+#[cfg(feature = "gemini")]
+mod gemini;
+// Each vendor uses a part of the shared transport; with only some vendors compiled, the rest is unused.
+#[cfg(feature = "_http")]
+#[cfg_attr(
+    not(all(feature = "openai", feature = "anthropic", feature = "gemini", feature = "openai-compatible")),
+    allow(dead_code)
+)]
+mod http;
+#[cfg(any(feature = "openai", feature = "openai-compatible"))]
+mod openai;
+mod pricing;
+mod replay;
+mod retry;
 mod scripted;
+mod secret;
+#[cfg(feature = "_http")]
+mod sse;
 mod types;
 
+#[cfg(feature = "anthropic")]
+pub use anthropic::AnthropicClient;
 pub use client::{Capabilities, ModelClient, ModelStream, StructuredOutput};
+#[cfg(feature = "openai-compatible")]
+pub use compatible::OpenAiCompatibleClient;
 pub use error::ProviderError;
+pub use fallback::FallbackClient;
+#[cfg(feature = "gemini")]
+pub use gemini::GeminiClient;
+#[cfg(feature = "openai")]
+pub use openai::OpenAiClient;
+#[cfg(any(feature = "openai", feature = "openai-compatible"))]
+pub use openai::{MaxTokensField, Quirks};
+pub use pricing::{ModelPrice, Pricing, PricingError};
+pub use replay::{DirectoryStore, MemoryStore, Recording, RecordingStore, ReplayClient, request_key};
+pub use retry::{RetryClient, RetryPolicy, Sleeper};
 pub use scripted::{ScriptedClient, ScriptedReply};
+pub use secret::SecretString;
 pub use types::{
     FinishReason, Message, ModelRequest, ModelResponse, Sampling, StreamEvent, ToolCall, ToolChoice,
     ToolDefinition, Usage, estimate_tokens,
