@@ -80,6 +80,11 @@ impl ModelClient for FallbackClient {
                         );
                         last = error;
                     }
+                    // Nothing follows an error: the failed stream is dropped, not drained.
+                    Some(Err(error)) => {
+                        let failed: ModelStream<'a> = Box::pin(stream::iter([Err(error)]));
+                        return failed;
+                    }
                     first => {
                         let rest: ModelStream<'a> = Box::pin(stream::iter(first).chain(events));
                         return rest;

@@ -108,8 +108,9 @@ impl Transport {
             return Ok(response);
         }
         let status = response.status().as_u16();
-        let retry_after = retry_after(response.headers());
+        let header = retry_after(response.headers());
         let text = response.text().await.unwrap_or_default();
+        let retry_after = header.or_else(|| google_retry_delay(&text));
         Err(ProviderError::from_http_status(status, self.error_message(status, &text), retry_after))
     }
 
@@ -181,6 +182,15 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     ms.or_else(|| read(RETRY_AFTER.as_str()))
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(Duration::from_secs_f64)
+}
+
+/// The delay of a Google-style error body: `error.details[].retryDelay` such as `"7s"`.
+fn google_retry_delay(body: &str) -> Option<Duration> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    let details = value.get("error")?.get("details")?.as_array()?;
+    let delay = details.iter().find_map(|d| d.get("retryDelay").and_then(Value::as_str))?;
+    let seconds: f64 = delay.strip_suffix('s')?.parse().ok()?;
+    (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds))
 }
 
 /// A JSON value of a vendor stream event, or a typed error saying which event was bad.

@@ -228,6 +228,11 @@ impl ModelClient for RetryClient {
                 };
                 match first {
                     Some(Err(error)) if self.backoff(retry, &error).await => retry += 1,
+                    // Nothing follows an error: the failed stream is dropped, not drained.
+                    Some(Err(error)) => {
+                        let failed: ModelStream<'a> = Box::pin(stream::iter([Err(error)]));
+                        return failed;
+                    }
                     first => {
                         let rest: ModelStream<'a> = Box::pin(stream::iter(first).chain(events));
                         return rest;
