@@ -37,7 +37,7 @@ mod turn;
 pub use error::RunError;
 pub use events::{Event, EventKind, MemoryEventKind, Span, SpanPhase, SpanSubject};
 pub use response::{StopReason, ToolCallRecord, TurnFold, TurnResponse, fold};
-pub use runner::{Runner, RunnerBuilder};
+pub use runner::{Runner, RunnerBuilder, resolve_model};
 pub use session::{SESSION_LAYOUT_VERSION, SessionId, TurnRecord};
 pub use stream::RunStream;
 
