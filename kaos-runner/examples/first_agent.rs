@@ -32,7 +32,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let real_model = std::env::var("KAOS_MODEL").ok().filter(|m| !m.trim().is_empty());
-    let mut agent = Agent::builder().name("first-agent").instructions("You are a helpful assistant. Be brief.");
+    let mut agent =
+        Agent::builder().name("first-agent").instructions("You are a helpful assistant. Be brief.");
     if let Some(model) = &real_model {
         agent = agent.model(model.clone());
     }

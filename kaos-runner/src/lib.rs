@@ -50,6 +50,8 @@ mod docs {
     mod agent_vs_runner {}
     #[doc = include_str!("../../docs/concepts/the-turn.md")]
     mod the_turn {}
+    #[doc = include_str!("../../docs/concepts/providers-and-cost.md")]
+    mod providers_and_cost {}
     #[doc = include_str!("../../docs/tutorials/first-agent.md")]
     mod first_agent {}
 }

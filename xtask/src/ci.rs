@@ -2,17 +2,30 @@
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{Cargo, tidy};
+use crate::{Cargo, features, tidy};
 
-/// Runs format check, clippy, tidy, the whole test suite and the examples; stops at the
-/// first failure.
+/// Runs format check, clippy, tidy, the feature matrix, the whole test suite (every feature
+/// on) and the examples; stops at the first failure.
 pub(crate) fn run() -> Result<()> {
     Cargo::new(["fmt", "--all", "--check"]).run()?;
-    Cargo::new(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]).run()?;
+    Cargo::new([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ])
+    .run()?;
     eprintln!("$ cargo xtask tidy");
     tidy::run()?;
-    Cargo::new(["test", "--workspace", "--all-targets", "--locked"]).run()?;
-    Cargo::new(["test", "--workspace", "--doc", "--locked"]).run()?;
+    eprintln!("$ cargo xtask features");
+    features::run()?;
+    // With every provider feature, so the wire-level tests of each vendor run.
+    Cargo::new(["test", "--workspace", "--all-targets", "--all-features", "--locked"]).run()?;
+    Cargo::new(["test", "--workspace", "--doc", "--all-features", "--locked"]).run()?;
     examples()?;
     eprintln!("ci: all checks passed");
     Ok(())

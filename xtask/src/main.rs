@@ -5,6 +5,7 @@
 
 mod bench;
 mod ci;
+mod features;
 mod tidy;
 
 use std::ffi::OsString;
@@ -22,12 +23,15 @@ commands:
                    cargo fmt --all --check
                    cargo clippy --workspace --all-targets --locked -- -D warnings
                    cargo xtask tidy
-                   cargo test --workspace --all-targets --locked
-                   cargo test --workspace --doc --locked
+                   cargo xtask features
+                   cargo test --workspace --all-targets --all-features --locked
+                   cargo test --workspace --doc --all-features --locked
                    every example, its output checked
   tidy             check the architecture invariants over `cargo metadata`: crate layering,
                    no async/IO crate under kaos-agent, HTTP clients only in kaos-providers,
                    #![deny(missing_docs)] and workspace lints everywhere
+  features         cargo check kaos-runner with no provider feature, each provider feature
+                   alone (openai, anthropic, gemini, openai-compatible), and all of them
   bench [ARGS]     run the criterion benchmarks and print one JSON line per benchmark
                    ({\"bench\",\"median_ns\",\"mean_ns\",\"unit\"}) on stdout; ARGS (e.g. a
                    filter) are passed to criterion
@@ -58,6 +62,10 @@ fn dispatch(args: &[String]) -> Result<()> {
         "tidy" => {
             no_args("tidy", rest)?;
             tidy::run()
+        }
+        "features" => {
+            no_args("features", rest)?;
+            features::run()
         }
         "bench" => bench::run(rest),
         "help" | "-h" | "--help" => {
