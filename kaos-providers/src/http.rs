@@ -15,6 +15,8 @@ use crate::{
     Usage,
 };
 
+/// The time limit of a whole non-streaming call, and of each read of a stream, unless set.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long to wait for a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -39,6 +41,7 @@ pub(crate) struct Transport {
 }
 
 impl Transport {
+    /// A transport with the default time limit ([`DEFAULT_TIMEOUT`]).
     pub(crate) fn new(base_url: &str, api_key: Option<SecretString>, key_header: KeyHeader) -> Self {
         Self {
             client: reqwest::Client::new(),
@@ -46,8 +49,9 @@ impl Transport {
             api_key: api_key.filter(|k| !k.is_empty()),
             key_header,
             headers: Vec::new(),
-            timeout: Duration::from_secs(600),
+            timeout: DEFAULT_TIMEOUT,
         }
+        .with_timeout(DEFAULT_TIMEOUT)
     }
 
     pub(crate) fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
