@@ -21,7 +21,7 @@ usage: cargo xtask <command> [args]
 commands:
   ci               everything CI runs, in order, stopping at the first failure:
                    cargo fmt --all --check
-                   cargo clippy --workspace --all-targets --locked -- -D warnings
+                   cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
                    cargo xtask tidy
                    cargo xtask features
                    cargo test --workspace --all-targets --all-features --locked
