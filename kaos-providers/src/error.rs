@@ -54,6 +54,37 @@ pub enum ProviderError {
         /// What was missing.
         message: String,
     },
+    /// A replay client has no recording for the request. The message names the closest
+    /// recording and the first field where it differs.
+    #[error("no recording for request {key}: {message}")]
+    ReplayMiss {
+        /// The request's canonical hash (`sha256:…`).
+        key: String,
+        /// The closest recording and how it differs, or why none is close.
+        message: String,
+    },
+    /// A recording store could not be read or written.
+    #[error("recording store: {message}")]
+    Recording {
+        /// What failed, with the path.
+        message: String,
+    },
+    /// A provider is named whose Cargo feature is not compiled in.
+    #[error("provider {provider:?} is not compiled in: enable the Cargo feature {feature:?}")]
+    NotCompiled {
+        /// The provider (`openai`, …).
+        provider: String,
+        /// The Cargo feature that enables it.
+        feature: String,
+    },
+    /// A setting a client needs (an API key, a base URL) is missing.
+    #[error("provider {provider:?} needs {variable} to be set")]
+    MissingSetting {
+        /// The provider (`openai`, …).
+        provider: String,
+        /// The environment variable (or setting) to set.
+        variable: String,
+    },
     /// No client is configured for the model reference.
     #[error("no model client for {model:?}: {message}")]
     UnknownModel {
@@ -76,6 +107,31 @@ impl ProviderError {
         self.is_retryable() || matches!(self, Self::ContextTooLong { .. } | Self::MalformedResponse { .. })
     }
 
+    /// Classifies an HTTP error answer: 401/403 → `Auth`, 429 → `RateLimited`, 413 or a 400
+    /// whose message says the context or prompt is too long → `ContextTooLong`, 408 →
+    /// `Transport`, other 4xx → `InvalidRequest`, 5xx (and Anthropic's 529) → `Overloaded`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kaos_providers::ProviderError;
+    /// let e = ProviderError::from_http_status(429, "slow down".into(), Some(Duration::from_secs(2)));
+    /// assert!(e.is_retryable());
+    /// assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+    /// assert!(!ProviderError::from_http_status(401, "bad key".into(), None).is_fallbackable());
+    /// assert_eq!(ProviderError::from_http_status(400, "prompt is too long".into(), None).kind(), "context_too_long");
+    /// ```
+    pub fn from_http_status(status: u16, message: String, retry_after: Option<Duration>) -> Self {
+        match status {
+            401 | 403 => Self::Auth { message },
+            429 => Self::RateLimited { message, retry_after },
+            413 => Self::ContextTooLong { message },
+            408 => Self::Transport { message },
+            400 | 422 if says_context_too_long(&message) => Self::ContextTooLong { message },
+            400..=499 => Self::InvalidRequest { message },
+            _ => Self::Overloaded { message },
+        }
+    }
+
     /// The delay the vendor asked for, if any.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -95,7 +151,26 @@ impl ProviderError {
             Self::Transport { .. } => "transport",
             Self::MalformedResponse { .. } => "malformed_response",
             Self::Script { .. } => "script",
+            Self::ReplayMiss { .. } => "replay_miss",
+            Self::Recording { .. } => "recording",
+            Self::NotCompiled { .. } => "not_compiled",
+            Self::MissingSetting { .. } => "missing_setting",
             Self::UnknownModel { .. } => "unknown_model",
         }
     }
+}
+
+/// Whether a vendor's 400 message is about the context window (each vendor words it its own way).
+fn says_context_too_long(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    [
+        "context length",
+        "context_length",
+        "context window",
+        "prompt is too long",
+        "too many tokens",
+        "maximum context",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
 }

@@ -5,12 +5,24 @@
 //! [`StreamEvent`]s ending in the same response. Responses carry normalized [`Usage`] (each
 //! token counted once) and `cost_usd`.
 //!
-//! The offline [`ScriptedClient`] is always compiled: deterministic, free, it records every
-//! request and answers from a queue or a function of the request. Every example and test in
-//! KAOS runs on it. Real vendors come behind one Cargo feature each.
+//! The cost comes from [`Pricing`], a versioned price table shipped as a data file and
+//! overridable by the user; an unknown model costs `None`, never a silent zero.
+//!
+//! Always compiled, and offline: the [`ScriptedClient`] (deterministic, free, it records every
+//! request and answers from a queue or a function of the request; every example and test in
+//! KAOS runs on it), the [`ReplayClient`] (answers from recordings keyed by the request's
+//! canonical hash, or records another client), and the wrappers [`RetryClient`] and
+//! [`FallbackClient`].
+//!
+//! Real vendors come behind one Cargo feature each: `openai` (`OpenAiClient`, Chat
+//! Completions), `anthropic` (`AnthropicClient`, Messages), `gemini` (`GeminiClient`,
+//! `generateContent`) and `openai-compatible` (`OpenAiCompatibleClient`, any server speaking
+//! the OpenAI wire format). Each streams over SSE, calls tools (several per response), asks
+//! for structured output where the vendor can, and takes its key as a [`SecretString`].
+//! Vendor clients never retry on their own: wrap them in a [`RetryClient`].
 //!
 //! This crate is the only one in KAOS that may speak HTTP to a model vendor; it knows nothing
-//! about sessions, tools' implementations or the turn loop.
+//! about sessions, tools' implementations, the turn loop, or where keys are configured.
 //!
 //! ```
 //! use kaos_providers::{Message, ModelClient, ModelRequest, ScriptedClient};
@@ -23,15 +35,52 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "anthropic")]
+mod anthropic;
 mod client;
+#[cfg(feature = "openai-compatible")]
+mod compatible;
 mod error;
+mod fallback;
+#[cfg(feature = "gemini")]
+mod gemini;
+// Each vendor uses a part of the shared transport; with only some vendors compiled, the rest is unused.
+#[cfg(feature = "_http")]
+#[cfg_attr(
+    not(all(feature = "openai", feature = "anthropic", feature = "gemini", feature = "openai-compatible")),
+    allow(dead_code)
+)]
+mod http;
+#[cfg(any(feature = "openai", feature = "openai-compatible"))]
+mod openai;
+mod pricing;
+mod replay;
+mod retry;
 mod scripted;
+mod secret;
+#[cfg(feature = "_http")]
+mod sse;
 mod tokens;
 mod types;
 
+#[cfg(feature = "anthropic")]
+pub use anthropic::AnthropicClient;
 pub use client::{Capabilities, ModelClient, ModelStream, StructuredOutput};
+#[cfg(feature = "openai-compatible")]
+pub use compatible::OpenAiCompatibleClient;
 pub use error::ProviderError;
+pub use fallback::FallbackClient;
+#[cfg(feature = "gemini")]
+pub use gemini::GeminiClient;
+#[cfg(feature = "openai")]
+pub use openai::OpenAiClient;
+#[cfg(any(feature = "openai", feature = "openai-compatible"))]
+pub use openai::{MaxTokensField, Quirks};
+pub use pricing::{ModelPrice, Pricing, PricingError};
+pub use replay::{DirectoryStore, MemoryStore, Recording, RecordingStore, ReplayClient, request_key};
+pub use retry::{RetryClient, RetryPolicy, Sleeper};
 pub use scripted::{ScriptedClient, ScriptedReply};
+pub use secret::SecretString;
 #[cfg(feature = "tiktoken")]
 pub use tokens::Tiktoken;
 pub use tokens::{Estimator, TokenCounter, counter_for};

@@ -69,10 +69,10 @@ impl TokenCounter for Tiktoken {
 /// `tiktoken` feature is on, the [`Estimator`] otherwise.
 pub fn counter_for(provider: &str, model: &str) -> Arc<dyn TokenCounter> {
     #[cfg(feature = "tiktoken")]
-    if matches!(provider, "openai" | "azure") {
-        if let Some(exact) = Tiktoken::for_model(model) {
-            return Arc::new(exact);
-        }
+    if matches!(provider, "openai" | "azure")
+        && let Some(exact) = Tiktoken::for_model(model)
+    {
+        return Arc::new(exact);
     }
     let _ = (provider, model);
     Arc::new(Estimator)

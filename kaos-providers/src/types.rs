@@ -273,6 +273,18 @@ impl Usage {
         Self { input_tokens, output_tokens, cached_input_tokens: 0, reasoning_tokens: 0 }
     }
 
+    /// With this many cached input tokens (on top of `input_tokens`).
+    pub fn with_cached_input(mut self, cached_input_tokens: u64) -> Self {
+        self.cached_input_tokens = cached_input_tokens;
+        self
+    }
+
+    /// With this many of the output tokens spent reasoning.
+    pub fn with_reasoning(mut self, reasoning_tokens: u64) -> Self {
+        self.reasoning_tokens = reasoning_tokens;
+        self
+    }
+
     /// All tokens: input (cached or not) plus output.
     pub fn total_tokens(&self) -> u64 {
         self.input_tokens + self.cached_input_tokens + self.output_tokens

@@ -146,8 +146,12 @@ fn sessions(c: &mut Criterion) {
     let mut group = c.benchmark_group("session");
     group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(20);
     let dirs = tempfile::tempdir().unwrap();
+    // `cargo test` runs benchmarks once, as a smoke test: small sessions are enough there.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let lengths: &[usize] = if benching { &[10, 1_000, 10_000] } else { &[10, 100] };
+    let documents = if benching { 10_000 } else { 100 };
     for backend in ["memory", "disk"] {
-        for messages in [10usize, 1_000, 10_000] {
+        for &messages in lengths {
             let root = dirs.path().join(format!("{messages}"));
             let (inner, disk_root): (Arc<dyn Vfs>, _) = match backend {
                 "memory" => (Arc::new(MemoryVfs::new()), None),
@@ -217,7 +221,7 @@ fn sessions(c: &mut Criterion) {
         .build()
         .unwrap();
     rt.block_on(async {
-        let docs = (0..10_000).map(|i| {
+        let docs = (0..documents).map(|i| {
             NewItem::text(format!(
                 "document {i}: notes on topic{} and subject{} with filler words",
                 i % 97,

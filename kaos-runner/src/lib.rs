@@ -43,7 +43,7 @@ pub use error::RunError;
 pub use events::{Event, EventKind, MemoryEventKind, Span, SpanPhase, SpanSubject};
 pub use permissions::{PermissionPolicy, Verdict, VerdictReason};
 pub use response::{StopReason, ToolCallRecord, TurnFold, TurnResponse, fold};
-pub use runner::{DEFAULT_SESSION_CACHE, Runner, RunnerBuilder};
+pub use runner::{DEFAULT_SESSION_CACHE, Runner, RunnerBuilder, resolve_model};
 pub use session::{
     CHECKPOINT_MIN_TAIL_BYTES, ExtractiveSummarizer, MemoryError, MemoryItem, MemoryOp, ModelSummarizer,
     NewItem, SESSION_LAYOUT_VERSION, Section, SessionId, SessionMemory, Summarizer, TurnRecord,
@@ -65,6 +65,8 @@ mod docs {
     mod settings_and_agent_files {}
     #[doc = include_str!("../../docs/reference/cli.md")]
     mod cli_reference {}
+    #[doc = include_str!("../../docs/concepts/providers-and-cost.md")]
+    mod providers_and_cost {}
     #[doc = include_str!("../../docs/tutorials/first-agent.md")]
     mod first_agent {}
     #[doc = include_str!("../../docs/tutorials/the-kaos-command.md")]

@@ -2,26 +2,34 @@
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{Cargo, codegen, tidy};
+use crate::{Cargo, codegen, features, tidy};
 
-/// Runs format check, clippy, tidy, the codegen check, the whole test suite, the examples and
-/// the MCP interop suite; stops at the first failure.
+/// Runs format check, clippy, tidy, the codegen check, the feature matrix, the install of the
+/// MCP interop packages, the whole test suite with every feature on (so each vendor's wire
+/// tests and the MCP interop tests run) and the examples; stops at the first failure.
 pub(crate) fn run() -> Result<()> {
     Cargo::new(["fmt", "--all", "--check"]).run()?;
-    Cargo::new(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]).run()?;
-    // Off by default, so not in the workspace run above.
-    Cargo::new(["clippy", "-p", "kaos-agent", "--features", "schema", "--all-targets", "--locked"])
-        .args(&["--".into(), "-D".into(), "warnings".into()])
-        .run()?;
+    Cargo::new([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ])
+    .run()?;
     eprintln!("$ cargo xtask tidy");
     tidy::run()?;
     eprintln!("$ cargo xtask codegen --check");
     codegen::run(true)?;
-    Cargo::new(["test", "--workspace", "--all-targets", "--locked"]).run()?;
-    Cargo::new(["test", "--workspace", "--doc", "--locked"]).run()?;
-    Cargo::new(["test", "-p", "kaos-agent", "--features", "schema", "--locked"]).run()?;
+    eprintln!("$ cargo xtask features");
+    features::run()?;
+    install_mcp_packages()?;
+    Cargo::new(["test", "--workspace", "--all-targets", "--all-features", "--locked"]).run()?;
+    Cargo::new(["test", "--workspace", "--doc", "--all-features", "--locked"]).run()?;
     examples()?;
-    mcp()?;
     eprintln!("ci: all checks passed");
     Ok(())
 }
@@ -29,24 +37,15 @@ pub(crate) fn run() -> Result<()> {
 /// The `mcp` features of kaos-tools and kaos-runner: lints, unit and doc tests, then the
 /// interop tests against the pinned npm packages, installed first by the project's own script
 /// (CI starts from a fresh clone with no `node_modules`).
-fn mcp() -> Result<()> {
-    const FEATURES: &str = "kaos-tools/mcp,kaos-runner/mcp";
-    let both = ["-p", "kaos-tools", "-p", "kaos-runner", "--features", FEATURES, "--locked"];
-    let clippy: Vec<&str> =
-        ["clippy"].into_iter().chain(both).chain(["--all-targets", "--", "-D", "warnings"]).collect();
-    Cargo::new(clippy).run()?;
-    Cargo::new(["test"].into_iter().chain(both).chain(["--lib"])).run()?;
-    Cargo::new(["test"].into_iter().chain(both).chain(["--doc"])).run()?;
+fn install_mcp_packages() -> Result<()> {
+    // The MCP interop tests drive pinned npm packages; CI starts from a fresh clone.
     let install = crate::workspace_root().join("tests/mcp/install.sh");
     eprintln!("$ bash {}", install.display());
     let status = std::process::Command::new("bash").arg(&install).status().context("cannot run bash")?;
     if !status.success() {
         bail!("{} failed ({status}); it needs node >= 20 and npm", install.display());
     }
-    // The stdio interop test starts the example's binary as the server.
-    Cargo::new(["build", "-p", "kaos-runner", "--features", "mcp", "--example", "mcp_serve", "--locked"])
-        .run()?;
-    Cargo::new(["test", "-p", "kaos-runner", "--features", "mcp", "--test", "mcp", "--locked"]).run()
+    Ok(())
 }
 
 /// One run of an example and lines its output must contain.

@@ -6,6 +6,7 @@
 mod bench;
 mod ci;
 mod codegen;
+mod features;
 mod tidy;
 
 use std::ffi::OsString;
@@ -21,11 +22,13 @@ usage: cargo xtask <command> [args]
 commands:
   ci               everything CI runs, in order, stopping at the first failure:
                    cargo fmt --all --check
-                   cargo clippy --workspace --all-targets --locked -- -D warnings
+                   cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
                    cargo xtask tidy
                    cargo xtask codegen --check
-                   cargo test --workspace --all-targets --locked
-                   cargo test --workspace --doc --locked
+                   cargo xtask features
+                   tests/mcp/install.sh (the pinned MCP interop packages, from npm)
+                   cargo test --workspace --all-targets --all-features --locked
+                   cargo test --workspace --doc --all-features --locked
                    every example, its output checked
   tidy             check the architecture invariants over `cargo metadata`: crate layering,
                    no async/IO crate under kaos-agent, HTTP clients only in kaos-providers,
@@ -33,6 +36,8 @@ commands:
   codegen [--check]
                    write the generated files (schemas/agent.schema.json, the JSON Schema
                    of agent files); with --check, fail if a checked-in copy is stale
+  features         cargo check kaos-runner with no provider feature, each provider feature
+                   alone (openai, anthropic, gemini, openai-compatible), and all of them
   bench [ARGS]     run the criterion benchmarks and print one JSON line per benchmark
                    ({\"bench\",\"median_ns\",\"mean_ns\",\"unit\"}) on stdout; ARGS (e.g. a
                    filter) are passed to criterion
@@ -69,6 +74,10 @@ fn dispatch(args: &[String]) -> Result<()> {
             [flag] if flag == "--check" => codegen::run(true),
             [arg, ..] => bail!("`cargo xtask codegen` takes only `--check`, got `{arg}`\n\n{USAGE}"),
         },
+        "features" => {
+            no_args("features", rest)?;
+            features::run()
+        }
         "bench" => bench::run(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");

@@ -62,6 +62,13 @@ const ASYNC_OR_IO_CRATES: &[&str] = &[
     "object_store",
 ];
 
+/// Architecture Invariant: TLS is rustls: no OpenSSL or native-tls anywhere under the engine,
+/// so a build needs no system TLS library (checked from the crate every user depends on).
+const NO_NATIVE_TLS: &[(&str, &[&str])] = &[("kaos-runner", NATIVE_TLS_CRATES)];
+
+/// Crates that bind the platform's TLS library.
+const NATIVE_TLS_CRATES: &[&str] = &["native-tls", "openssl", "openssl-sys", "hyper-tls", "tokio-native-tls"];
+
 /// Architecture Invariant: only `kaos-providers` speaks HTTP to model vendors. No other member
 /// depends directly on an HTTP client; depending on one through `kaos-providers` is fine.
 const HTTP_CLIENTS: &[&str] = &["reqwest", "ureq", "isahc", "surf", "attohttpc", "curl", "hyper"];
@@ -105,6 +112,7 @@ pub(crate) fn run() -> Result<()> {
 fn check(graph: &Graph, read: &dyn Fn(&Path) -> io::Result<String>) -> Result<Vec<Violation>> {
     let mut violations = check_layers(graph);
     violations.extend(check_no_async_or_io(graph));
+    violations.extend(check_unreachable(graph, NO_NATIVE_TLS, Rule::NativeTls, "native TLS crates"));
     violations.extend(check_http_clients(graph));
     violations.extend(check_docs_and_lints(graph, read)?);
     violations.sort();
@@ -116,6 +124,7 @@ fn check(graph: &Graph, read: &dyn Fn(&Path) -> io::Result<String>) -> Result<Ve
 enum Rule {
     Layers,
     NoAsyncOrIo,
+    NativeTls,
     HttpClients,
     MissingDocs,
     WorkspaceLints,
@@ -126,6 +135,7 @@ impl fmt::Display for Rule {
         f.write_str(match self {
             Rule::Layers => "layers",
             Rule::NoAsyncOrIo => "no-async-or-io",
+            Rule::NativeTls => "no-native-tls",
             Rule::HttpClients => "http-clients",
             Rule::MissingDocs => "missing-docs",
             Rule::WorkspaceLints => "workspace-lints",
@@ -306,8 +316,14 @@ fn check_layers(graph: &Graph) -> Vec<Violation> {
 /// [`NO_ASYNC_OR_IO`]: no forbidden crate is reachable over normal edges. Reports the shortest
 /// chain to each forbidden crate met first on its path (not what that crate pulls in itself).
 fn check_no_async_or_io(graph: &Graph) -> Vec<Violation> {
+    check_unreachable(graph, NO_ASYNC_OR_IO, Rule::NoAsyncOrIo, "async or IO crates")
+}
+
+/// For each `(crate, forbidden)` of `table`: no forbidden crate is reachable over normal edges,
+/// reported under `rule` with the shortest chain.
+fn check_unreachable(graph: &Graph, table: &[(&str, &[&str])], rule: Rule, what: &str) -> Vec<Violation> {
     let mut violations = Vec::new();
-    for (crate_name, forbidden) in NO_ASYNC_OR_IO {
+    for (crate_name, forbidden) in table {
         let Some(start) = graph.member_named(crate_name) else {
             continue; // check_layers reports a table entry that is not a member.
         };
@@ -332,9 +348,9 @@ fn check_no_async_or_io(graph: &Graph) -> Vec<Violation> {
                 }
                 chain.reverse();
                 violations.push(Violation::new(
-                    Rule::NoAsyncOrIo,
+                    rule,
                     format!(
-                        "`{crate_name}` must not depend on async or IO crates, but pulls in `{}`: {}",
+                        "`{crate_name}` must not depend on {what}, but pulls in `{}`: {}",
                         graph.name(dep),
                         chain.join(" -> ")
                     ),
@@ -603,6 +619,24 @@ mod tests {
                     "the layer table lists `xtask`, which is not a workspace member"
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn native_tls_under_the_runner_is_reported_with_its_chain() {
+        let mut edges = CLEAN.to_vec();
+        edges.extend([
+            ("kaos-providers", "reqwest", None),
+            ("reqwest", "hyper-tls", None),
+            ("hyper-tls", "native-tls", None),
+        ]);
+        assert_eq!(
+            check_unreachable(&graph(WORKSPACE, &edges), NO_NATIVE_TLS, Rule::NativeTls, "native TLS crates"),
+            vec![Violation::new(
+                Rule::NativeTls,
+                "`kaos-runner` must not depend on native TLS crates, but pulls in `hyper-tls`: \
+                 kaos-runner -> kaos-providers -> reqwest -> hyper-tls"
+            )]
         );
     }
 

@@ -1,0 +1,99 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::{StreamExt, stream};
+
+use crate::{Capabilities, ModelClient, ModelRequest, ModelResponse, ModelStream, ProviderError};
+
+/// A client that tries an ordered list of clients until one answers.
+///
+/// It moves on to the next client only when the error [is fallbackable](ProviderError::is_fallbackable)
+/// (rate limits, overload, transport, context too long, malformed answers); an auth error
+/// or an invalid request is returned at once, never routed around. When every client
+/// fails, the last error is returned. Put a [`RetryClient`](crate::RetryClient) around each
+/// entry to retry a client before falling back from it. A stream falls back only while it
+/// has produced nothing.
+///
+/// ```
+/// # use std::sync::Arc;
+/// use kaos_providers::{FallbackClient, Message, ModelClient, ModelRequest, ProviderError, ScriptedClient, ScriptedReply};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let busy = ScriptedClient::new().with_reply(ScriptedReply::Error(ProviderError::Overloaded { message: "busy".into() }));
+/// let backup = ScriptedClient::new().with_text("from the backup");
+/// let client = FallbackClient::new(vec![Arc::new(busy), Arc::new(backup)]);
+/// let response = client.complete(&ModelRequest::new("scripted:x", vec![Message::user("hi")])).await?;
+/// assert_eq!(response.text, "from the backup");
+/// # Ok::<(), ProviderError>(()) }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct FallbackClient {
+    clients: Vec<Arc<dyn ModelClient>>,
+}
+
+impl FallbackClient {
+    /// Tries `clients` in order. An empty list fails every call with
+    /// [`ProviderError::UnknownModel`].
+    pub fn new(clients: Vec<Arc<dyn ModelClient>>) -> Self {
+        Self { clients }
+    }
+
+    fn empty(request: &ModelRequest) -> ProviderError {
+        ProviderError::UnknownModel {
+            model: request.model.clone(),
+            message: "the fallback list is empty".into(),
+        }
+    }
+}
+
+#[async_trait]
+impl ModelClient for FallbackClient {
+    /// The first client's capabilities (the one used when all is well).
+    fn capabilities(&self) -> Capabilities {
+        self.clients.first().map(|c| c.capabilities()).unwrap_or_default()
+    }
+
+    async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError> {
+        let mut last = Self::empty(request);
+        for (i, client) in self.clients.iter().enumerate() {
+            match client.complete(request).await {
+                Err(error) if error.is_fallbackable() => {
+                    tracing::warn!(error.kind = error.kind(), client = i, "model call failed, falling back");
+                    last = error;
+                }
+                result => return result,
+            }
+        }
+        Err(last)
+    }
+
+    fn stream<'a>(&'a self, request: &'a ModelRequest) -> ModelStream<'a> {
+        let started = async move {
+            let mut last = Self::empty(request);
+            for (i, client) in self.clients.iter().enumerate() {
+                let mut events = client.stream(request);
+                match events.next().await {
+                    Some(Err(error)) if error.is_fallbackable() => {
+                        tracing::warn!(
+                            error.kind = error.kind(),
+                            client = i,
+                            "model stream failed, falling back"
+                        );
+                        last = error;
+                    }
+                    // Nothing follows an error: the failed stream is dropped, not drained.
+                    Some(Err(error)) => {
+                        let failed: ModelStream<'a> = Box::pin(stream::iter([Err(error)]));
+                        return failed;
+                    }
+                    first => {
+                        let rest: ModelStream<'a> = Box::pin(stream::iter(first).chain(events));
+                        return rest;
+                    }
+                }
+            }
+            let failed: ModelStream<'a> = Box::pin(stream::iter([Err(last)]));
+            failed
+        };
+        Box::pin(stream::once(started).flatten())
+    }
+}
