@@ -149,6 +149,7 @@ fn config_show_redacts_secrets_and_names_their_source() {
             {"key": "providers.anthropic_api_key", "value": "[redacted]",
              "source": {"layer": "dotenv", "path": ".env", "var": "ANTHROPIC_API_KEY"}, "secret": true},
             {"key": "providers.gemini_api_key", "value": null, "source": {"layer": "default"}, "secret": true},
+            {"key": "mcp.token", "value": null, "source": {"layer": "default"}, "secret": true},
         ])
     );
 

@@ -60,6 +60,7 @@ fn each_layer_beats_the_ones_below_it() {
                 SettingSource::DotEnv { path: path.clone(), var: "ANTHROPIC_API_KEY".into() }
             ),
             ("providers.gemini_api_key", SettingSource::Default),
+            ("mcp.token", SettingSource::Default),
         ]
     );
 }
