@@ -61,6 +61,8 @@ mod docs {
     mod agent_vs_runner {}
     #[doc = include_str!("../../docs/concepts/the-turn.md")]
     mod the_turn {}
+    #[doc = include_str!("../../docs/concepts/memory.md")]
+    mod memory {}
     #[doc = include_str!("../../docs/concepts/settings-and-agent-files.md")]
     mod settings_and_agent_files {}
     #[doc = include_str!("../../docs/reference/cli.md")]

@@ -27,6 +27,10 @@ pub(crate) fn run() -> Result<()> {
     eprintln!("$ cargo xtask features");
     features::run()?;
     install_mcp_packages()?;
+    // The stdio interop test starts the example's binary as the server; `cargo test` builds
+    // examples but does not put them at their plain path.
+    Cargo::new(["build", "-p", "kaos-runner", "--all-features", "--example", "mcp_serve", "--locked"])
+        .run()?;
     Cargo::new(["test", "--workspace", "--all-targets", "--all-features", "--locked"]).run()?;
     Cargo::new(["test", "--workspace", "--doc", "--all-features", "--locked"]).run()?;
     examples()?;
