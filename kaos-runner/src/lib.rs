@@ -28,6 +28,7 @@
 
 mod error;
 mod events;
+pub mod hooks;
 #[cfg(feature = "mcp")]
 pub mod mcp;
 mod permissions;
