@@ -407,6 +407,10 @@ impl ModelClient for AnthropicClient {
         }
     }
 
+    fn price(&self, model: &str) -> Option<crate::ModelPrice> {
+        self.pricing.price(model).copied()
+    }
+
     async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError> {
         let value = self.transport.post_json("/v1/messages", &self.body(request, false)).await?;
         parse_response(value, &request.model).map(|f| f.into_response(&self.pricing))

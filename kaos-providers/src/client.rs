@@ -65,6 +65,12 @@ pub trait ModelClient: Send + Sync + Debug {
     /// What the model can do.
     fn capabilities(&self) -> Capabilities;
 
+    /// The price of `model` as this client would charge it, if known. Budgets use it to bound
+    /// a call's cost *before* sending it; `None` means a cost cap cannot be guaranteed for it.
+    fn price(&self, _model: &str) -> Option<crate::ModelPrice> {
+        None
+    }
+
     /// Sends `request` and waits for the whole response. The request is borrowed so that
     /// retries, fallbacks and recorders never need to copy it.
     async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError>;

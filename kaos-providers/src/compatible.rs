@@ -83,6 +83,10 @@ impl ModelClient for OpenAiCompatibleClient {
         self.capabilities
     }
 
+    fn price(&self, model: &str) -> Option<crate::ModelPrice> {
+        self.chat.pricing.price(model).copied()
+    }
+
     async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError> {
         self.chat.complete(request).await
     }

@@ -52,6 +52,22 @@ impl ModelClient for FallbackClient {
         self.clients.first().map(|c| c.capabilities()).unwrap_or_default()
     }
 
+    /// The dearest of the clients' prices (any of them may serve the call); `None` if any is
+    /// unknown.
+    fn price(&self, model: &str) -> Option<crate::ModelPrice> {
+        let prices: Option<Vec<_>> = self.clients.iter().map(|c| c.price(model)).collect();
+        prices?.into_iter().reduce(|a, b| {
+            crate::ModelPrice::new(
+                a.input.max(b.input),
+                a.output.max(b.output),
+                match (a.cached_input, b.cached_input) {
+                    (Some(x), Some(y)) => Some(x.max(y)),
+                    _ => None,
+                },
+            )
+        })
+    }
+
     async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError> {
         let mut last = Self::empty(request);
         for (i, client) in self.clients.iter().enumerate() {

@@ -297,6 +297,10 @@ impl ModelClient for GeminiClient {
         }
     }
 
+    fn price(&self, model: &str) -> Option<crate::ModelPrice> {
+        self.pricing.price(model).copied()
+    }
+
     async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError> {
         let value = self
             .transport

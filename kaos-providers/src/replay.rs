@@ -322,6 +322,13 @@ impl ModelClient for ReplayClient {
         }
     }
 
+    fn price(&self, model: &str) -> Option<crate::ModelPrice> {
+        match self.mode.as_ref() {
+            Mode::Replay(_) => None,
+            Mode::Record { inner, .. } => inner.price(model),
+        }
+    }
+
     async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError> {
         match self.mode.as_ref() {
             Mode::Replay(recordings) => Self::lookup(recordings, request),

@@ -198,6 +198,10 @@ impl ModelClient for RetryClient {
         self.inner.capabilities()
     }
 
+    fn price(&self, model: &str) -> Option<crate::ModelPrice> {
+        self.inner.price(model)
+    }
+
     async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError> {
         let mut retry = 0;
         loop {

@@ -241,6 +241,11 @@ impl ModelClient for ScriptedClient {
         }
     }
 
+    /// Free: every price is zero.
+    fn price(&self, _model: &str) -> Option<crate::ModelPrice> {
+        Some(crate::ModelPrice::new(0.0, 0.0, None))
+    }
+
     async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError> {
         self.answer(request)
     }

@@ -36,6 +36,17 @@ pub enum RunError {
     /// budget, or a section that refuses evictions is full).
     #[error("memory: {0}")]
     Memory(#[from] crate::session::MemoryError),
+    /// A paused run could not be resumed.
+    #[error("cannot resume: {0}")]
+    RunState(#[from] crate::pause::RunStateError),
+    /// A hook failed under the fail-closed policy.
+    #[error("hook {hook} failed: {message}")]
+    Hook {
+        /// The hook.
+        hook: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The Runner could not be configured (e.g. an invalid tool glob).
     #[error("invalid runner configuration: {0}")]
     Config(String),
@@ -50,6 +61,8 @@ impl RunError {
             RunError::Vfs(_) => "storage",
             RunError::CorruptSession { .. } => "corrupt_session",
             RunError::Memory(_) => "memory",
+            RunError::RunState(_) => "run_state",
+            RunError::Hook { .. } => "hook",
             RunError::Config(_) => "config",
         }
     }

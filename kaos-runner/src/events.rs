@@ -96,6 +96,82 @@ pub enum EventKind {
         /// The message.
         message: String,
     },
+    /// A permission decision about a tool call (every call the model makes gets one).
+    PermissionDecided {
+        /// The call id.
+        call_id: String,
+        /// The tool.
+        tool_name: String,
+        /// allow, ask or deny.
+        decision: kaos_agent::Decision,
+        /// What decided it (a rule index, an annotation, a remembered approval, …).
+        reason: String,
+    },
+    /// The run paused: a tool call needs a person's approval. Resume it with
+    /// [`Runner::resume`](crate::Runner::resume) and the [`RunState`](crate::RunState) stored at
+    /// `run_state_ref`.
+    ToolCallApprovalRequired {
+        /// The call id.
+        call_id: String,
+        /// The tool.
+        tool_name: String,
+        /// The arguments the call would run with.
+        arguments: Value,
+        /// Why approval is needed.
+        reason: String,
+        /// Where the run state is stored in the VFS (`runs/{run_id}/state.json`).
+        run_state_ref: String,
+    },
+    /// A paused run continues (the same run id): what it had done before the pause, so the
+    /// response folds over the whole turn.
+    RunResumed {
+        /// Tool calls made before the pause (and a denied pending call).
+        tool_calls: Vec<crate::ToolCallRecord>,
+        /// Usage before the pause.
+        usage: Usage,
+        /// Cost before the pause.
+        cost_usd: f64,
+        /// Unpriced model calls before the pause.
+        unpriced_model_calls: u32,
+        /// Model calls before the pause.
+        model_calls: u32,
+        /// The approval given: `approved` or `denied`.
+        approval: String,
+    },
+    /// A budget stopped the turn before it could be exceeded.
+    BudgetExceeded {
+        /// Which budget: `cost_usd`, `tokens`, `model_calls`, `tool_calls` or `wall_clock_ms`.
+        kind: String,
+        /// The cap.
+        limit: f64,
+        /// What was spent when the turn stopped.
+        actual: f64,
+        /// What would have gone over.
+        reason: String,
+    },
+    /// A circuit breaker opened: the tool or model is withdrawn until its cool-down ends.
+    CircuitBreakerTripped {
+        /// `tool` or `model`.
+        scope: String,
+        /// The tool name or `provider:model`.
+        name: String,
+        /// Consecutive failures that opened it.
+        failures: u32,
+        /// How long it stays open, in milliseconds.
+        cooldown_ms: u64,
+    },
+    /// A hook failed (returned an error or panicked); what the Runner did about it follows
+    /// the hook failure policy.
+    HookFailed {
+        /// The hook's name.
+        hook: String,
+        /// Which callback.
+        callback: String,
+        /// The error or panic message.
+        message: String,
+        /// Whether the Runner treated it as the most restrictive answer (fail closed).
+        closed: bool,
+    },
     /// The turn finished.
     TurnSummary {
         /// The turn's number in the session, from 1.
@@ -116,6 +192,12 @@ impl EventKind {
             EventKind::UsageObserved { .. } => "usage_observed",
             EventKind::Memory { .. } => "memory",
             EventKind::RunError { .. } => "run_error",
+            EventKind::PermissionDecided { .. } => "permission_decided",
+            EventKind::ToolCallApprovalRequired { .. } => "tool_call_approval_required",
+            EventKind::RunResumed { .. } => "run_resumed",
+            EventKind::BudgetExceeded { .. } => "budget_exceeded",
+            EventKind::CircuitBreakerTripped { .. } => "circuit_breaker_tripped",
+            EventKind::HookFailed { .. } => "hook_failed",
             EventKind::TurnSummary { .. } => "turn_summary",
         }
     }
@@ -244,6 +326,18 @@ impl Emitter {
             agent,
             agent_fingerprint,
         }
+    }
+
+    /// Continues a run's numbering (sequence and span ids) after a pause.
+    pub(crate) fn continuing(self, next_seq: u64, next_span: u64) -> Self {
+        self.seq.store(next_seq, Ordering::Relaxed);
+        self.spans.store(next_span, Ordering::Relaxed);
+        self
+    }
+
+    /// The next sequence number and span counter, to continue the run after a pause.
+    pub(crate) fn position(&self) -> (u64, u64) {
+        (self.seq.load(Ordering::Relaxed), self.spans.load(Ordering::Relaxed))
     }
 
     pub(crate) fn emit(&self, kind: EventKind) {

@@ -28,9 +28,11 @@
 
 mod error;
 mod events;
+mod guard;
 pub mod hooks;
 #[cfg(feature = "mcp")]
 pub mod mcp;
+mod pause;
 mod permissions;
 mod response;
 mod runner;
@@ -42,9 +44,11 @@ mod turn;
 
 pub use error::RunError;
 pub use events::{Event, EventKind, MemoryEventKind, Span, SpanPhase, SpanSubject};
+pub use guard::BreakerConfig;
+pub use pause::{Approval, PendingApproval, RUN_STATE_VERSION, RunState, RunStateError};
 pub use permissions::{PermissionPolicy, Verdict, VerdictReason};
 pub use response::{StopReason, ToolCallRecord, TurnFold, TurnResponse, fold};
-pub use runner::{DEFAULT_SESSION_CACHE, Runner, RunnerBuilder, resolve_model};
+pub use runner::{DEFAULT_SESSION_CACHE, RunOptions, Runner, RunnerBuilder, resolve_model};
 pub use session::{
     CHECKPOINT_MIN_TAIL_BYTES, ExtractiveSummarizer, MemoryError, MemoryItem, MemoryOp, ModelSummarizer,
     NewItem, SESSION_LAYOUT_VERSION, Section, SessionId, SessionMemory, Summarizer, TurnRecord,

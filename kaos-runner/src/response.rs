@@ -6,6 +6,7 @@ use kaos_providers::Usage;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::pause::PendingApproval;
 use crate::{Event, EventKind, RunError, SpanPhase, SpanSubject};
 
 /// Why a turn stopped.
@@ -18,6 +19,13 @@ pub enum StopReason {
     /// The model still wanted tools after the agent's `limits.max_iterations` model calls.
     /// Tool calls it made in its last call were not run; the model's history says so.
     IterationLimit,
+    /// A tool call needs a person's approval: the run is paused, nothing of the turn is in
+    /// the session yet, and [`Runner::resume`](crate::Runner::resume) continues it.
+    ApprovalRequired,
+    /// A budget would have been exceeded by the next call; the turn stopped before it.
+    BudgetExceeded,
+    /// The model's circuit breaker is open (it failed repeatedly); the turn stopped.
+    ModelUnavailable,
 }
 
 /// A tool call made during a turn, with its arguments and result.
@@ -61,6 +69,10 @@ pub struct TurnResponse {
     pub session_id: Arc<str>,
     /// The agent's fingerprint.
     pub agent_fingerprint: Arc<str>,
+    /// When the turn paused for approval: the pending call (its run state is stored at
+    /// `runs/{run_id}/state.json`; see [`Runner::run_state`](crate::Runner::run_state)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_approval: Option<PendingApproval>,
 }
 
 /// Folds a run's events into its [`TurnResponse`]: the one function behind
@@ -94,6 +106,7 @@ pub struct TurnFold {
     turn_number: u32,
     summary: Option<(u32, StopReason)>,
     ids: Option<(Arc<str>, Arc<str>, Arc<str>)>,
+    pending: Option<PendingApproval>,
 }
 
 impl TurnFold {
@@ -148,6 +161,23 @@ impl TurnFold {
             EventKind::TurnSummary { turn_number, stop_reason } => {
                 self.summary = Some((*turn_number, *stop_reason))
             }
+            EventKind::RunResumed {
+                tool_calls, usage, cost_usd, unpriced_model_calls, model_calls, ..
+            } => {
+                self.tool_calls = tool_calls.clone();
+                self.usage = *usage;
+                self.cost_usd = *cost_usd;
+                self.unpriced = *unpriced_model_calls;
+                self.model_calls = *model_calls;
+            }
+            EventKind::ToolCallApprovalRequired { call_id, tool_name, arguments, reason, .. } => {
+                self.pending = Some(PendingApproval {
+                    call_id: call_id.clone(),
+                    tool_name: tool_name.clone(),
+                    arguments: arguments.clone(),
+                    reason: reason.clone(),
+                });
+            }
             _ => {}
         }
     }
@@ -156,7 +186,6 @@ impl TurnFold {
     pub fn finish(self) -> Option<TurnResponse> {
         let (turn_number, stop_reason) = self.summary?;
         let (run_id, session_id, agent_fingerprint) = self.ids?;
-        debug_assert_eq!(turn_number, self.turn_number);
         Some(TurnResponse {
             text: self.text,
             stop_reason,
@@ -169,6 +198,7 @@ impl TurnFold {
             run_id,
             session_id,
             agent_fingerprint,
+            pending_approval: self.pending,
         })
     }
 }

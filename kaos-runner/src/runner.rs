@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use kaos_agent::{Agent, ModelRef};
+use kaos_agent::{Agent, Budget, ModelRef, PermissionRule};
 use kaos_providers::{
     ModelClient, ProviderError, RetryClient, RetryPolicy, ScriptedClient, TokenCounter, ToolDefinition,
     counter_for,
@@ -12,9 +12,13 @@ use kaos_tools::{Tool, ToolSelector};
 use tokio::sync::mpsc;
 
 use crate::events::Emitter;
+use crate::guard::{BreakerConfig, Breakers};
+use crate::pause::{Approval, RunState};
+use crate::permissions::PermissionPolicy;
 use crate::session::{
     ExtractiveSummarizer, MEMORY_SEARCH_TOOL, SessionCache, SessionLocks, SessionStore, Summarizer,
 };
+use crate::turn::Start;
 use crate::{RunError, RunStream, SessionId, TurnResponse, fold, turn};
 
 /// The engine: drives one [`Agent`] against one [`Runtime`] for any number of sessions.
@@ -44,6 +48,56 @@ pub(crate) struct Shared {
     /// Whether the agent's tool globs select the built-in memory search tool.
     pub(crate) offers_memory_search: bool,
     pub(crate) cache: SessionCache,
+    /// The agent's permission rules, compiled once.
+    pub(crate) policy: PermissionPolicy,
+    /// Circuit breakers of the tools and the model, shared by every turn.
+    pub(crate) breakers: Breakers,
+}
+
+/// Options of one request, on top of the agent's configuration.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct RunOptions {
+    /// Permission rules evaluated before the agent's own (e.g. a caller's approvals).
+    pub permissions: Vec<PermissionRule>,
+    /// A cost cap for this turn; the tighter of it and the agent's applies.
+    pub max_cost_usd: Option<f64>,
+}
+
+impl RunOptions {
+    /// With an extra permission rule, evaluated before the agent's rules.
+    pub fn with_permission(mut self, rule: PermissionRule) -> Self {
+        self.permissions.push(rule);
+        self
+    }
+
+    /// With a cost cap for this turn.
+    pub fn with_max_cost_usd(mut self, usd: f64) -> Self {
+        self.max_cost_usd = Some(usd);
+        self
+    }
+
+    /// The policy of a run: the agent's, or the extra rules followed by the agent's.
+    pub(crate) fn policy(
+        &self,
+        agent_policy: &PermissionPolicy,
+        agent_rules: &[PermissionRule],
+    ) -> Result<PermissionPolicy, RunError> {
+        if self.permissions.is_empty() {
+            return Ok(agent_policy.clone());
+        }
+        let rules: Vec<PermissionRule> = self.permissions.iter().chain(agent_rules).cloned().collect();
+        PermissionPolicy::from_rules(&rules)
+    }
+
+    /// The caps of a run: the agent's, tightened by this request's.
+    pub(crate) fn budget(&self, agent: &Budget) -> Budget {
+        let mut budget = *agent;
+        if let Some(usd) = self.max_cost_usd {
+            budget.max_cost_usd = Some(budget.max_cost_usd.map_or(usd, |cap| cap.min(usd)));
+        }
+        budget
+    }
 }
 
 /// Sessions whose memory a Runner keeps between turns by default.
@@ -53,6 +107,7 @@ impl Runner {
     /// A builder for a Runner of `agent` in `runtime`.
     pub fn builder(agent: Agent, runtime: Runtime) -> RunnerBuilder {
         RunnerBuilder {
+            breakers: BreakerConfig::default(),
             agent,
             runtime,
             model: None,
@@ -63,7 +118,8 @@ impl Runner {
     }
 
     /// Runs one turn: `message` from the user in session `session_id`, until the model's
-    /// final answer (or a stop). The same as folding [`Runner::run`] with [`fold`].
+    /// final answer (or a stop, or a pause for approval). The same as folding [`Runner::run`]
+    /// with [`fold`].
     pub async fn turn(
         &self,
         message: impl Into<String>,
@@ -72,24 +128,70 @@ impl Runner {
         fold(self.run(message, session_id)).await
     }
 
+    /// [`Runner::turn`] with per-request options (extra permission rules, a tighter cost cap).
+    pub async fn turn_with(
+        &self,
+        message: impl Into<String>,
+        session_id: impl AsRef<str>,
+        options: RunOptions,
+    ) -> Result<TurnResponse, RunError> {
+        fold(self.run_with(message, session_id, options)).await
+    }
+
     /// Runs one turn as a stream of typed events. The turn progresses as the stream is polled;
     /// dropping the stream cancels the turn before it persists anything.
     pub fn run(&self, message: impl Into<String>, session_id: impl AsRef<str>) -> RunStream {
+        self.run_with(message, session_id, RunOptions::default())
+    }
+
+    /// [`Runner::run`] with per-request options.
+    pub fn run_with(
+        &self,
+        message: impl Into<String>,
+        session_id: impl AsRef<str>,
+        options: RunOptions,
+    ) -> RunStream {
+        let run_id: Arc<str> = format!("run_{}", uuid::Uuid::now_v7().simple()).into();
+        self.start(session_id.as_ref(), run_id, (0, 0), Start::Fresh { message: message.into(), options })
+    }
+
+    /// Continues a run paused for approval — the same run, from the pending call — with a
+    /// person's answer: approved, the call runs (once) and the turn goes on; denied, the model
+    /// is told so and the turn goes on. Works in another process than the one that paused,
+    /// given a Runner of the same agent over the same VFS. A stale, tampered or already
+    /// resumed state fails with [`RunError::RunState`].
+    pub fn resume(&self, state: RunState, approval: Approval) -> RunStream {
+        let run_id: Arc<str> = state.run_id.as_str().into();
+        let position = (state.next_seq, state.next_span);
+        let session = state.session_id.clone();
+        self.start(&session, run_id, position, Start::Resume { state: Box::new(state), approval })
+    }
+
+    /// [`Runner::resume`], folded into the turn's response.
+    pub async fn resume_turn(&self, state: RunState, approval: Approval) -> Result<TurnResponse, RunError> {
+        fold(self.resume(state, approval)).await
+    }
+
+    /// The stored state of a paused run (see [`RunState`]).
+    pub async fn run_state(&self, run_id: &str) -> Result<RunState, RunError> {
+        turn::load_state(&self.shared, run_id).await
+    }
+
+    fn start(&self, session_id: &str, run_id: Arc<str>, (seq, span): (u64, u64), start: Start) -> RunStream {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = self.shared.clone();
-        let message = message.into();
-        let session = SessionId::new(session_id.as_ref());
+        let session = SessionId::new(session_id);
         let run = async move {
             let session = session?;
-            let run_id: Arc<str> = format!("run_{}", uuid::Uuid::now_v7().simple()).into();
             let emit = Emitter::new(
                 tx,
                 session.as_arc().clone(),
                 run_id,
                 shared.agent_name.clone(),
                 shared.fingerprint.clone(),
-            );
-            turn::execute(&shared, &session, message, &emit).await
+            )
+            .continuing(seq, span);
+            turn::execute(&shared, &session, start, &emit).await
         };
         RunStream::new(Box::pin(run), rx)
     }
@@ -129,6 +231,7 @@ pub struct RunnerBuilder {
     counter: Option<Arc<dyn TokenCounter>>,
     summarizer: Option<Arc<dyn Summarizer>>,
     cache: usize,
+    breakers: BreakerConfig,
 }
 
 impl RunnerBuilder {
@@ -164,6 +267,12 @@ impl RunnerBuilder {
     /// shared with other processes stay correct. `0` turns the cache off.
     pub fn session_cache(mut self, sessions: usize) -> Self {
         self.cache = sessions;
+        self
+    }
+
+    /// Circuit breakers for tools and the model [5 consecutive failures, 30 s cool-down].
+    pub fn breakers(mut self, config: BreakerConfig) -> Self {
+        self.breakers = config;
         self
     }
 
@@ -211,6 +320,7 @@ impl RunnerBuilder {
         let summarizer =
             self.summarizer.unwrap_or_else(|| Arc::new(ExtractiveSummarizer::new(counter.clone())));
         let offers_memory_search = selector.matches(MEMORY_SEARCH_TOOL);
+        let policy = PermissionPolicy::from_agent(&self.agent)?;
         Ok(Runner {
             shared: Arc::new(Shared {
                 agent_name: self.agent.name().into(),
@@ -226,6 +336,8 @@ impl RunnerBuilder {
                 summarizer,
                 offers_memory_search,
                 cache: SessionCache::new(self.cache),
+                policy,
+                breakers: Breakers::new(self.breakers),
             }),
         })
     }

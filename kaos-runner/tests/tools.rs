@@ -147,10 +147,9 @@ async fn builtin_vfs_tools_work_in_the_sessions_own_workspace() {
         .with_tool_call("kaos-vfs-read", json!({"path": "notes.txt"}))
         .with_text("other");
     let rt = runtime();
-    let runner = Runner::builder(Agent::builder().build().unwrap(), rt.clone())
-        .model(Arc::new(model))
-        .build()
-        .unwrap();
+    // Writing is destructive: without this rule the policy would pause the run to ask.
+    let agent = Agent::builder().permit("kaos-vfs-write", kaos_agent::Decision::Allow).build().unwrap();
+    let runner = Runner::builder(agent, rt.clone()).model(Arc::new(model)).build().unwrap();
     runner.turn("save a note", "alice").await.unwrap();
     let read = runner.turn("read it back", "alice").await.unwrap();
     assert_eq!(read.tool_calls[0].result, "remember me");

@@ -1,0 +1,459 @@
+//! The loop of a turn: pending tool calls (permissions → breaker → budget → run), then a model
+//! call (breaker → budget → stream), until a final answer, a pause, a stop, or the limit.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::future::join_all;
+use kaos_agent::Decision;
+use kaos_providers::{Message, ModelRequest, ModelResponse, ProviderError, StreamEvent, ToolCall};
+use kaos_tools::{ToolAnnotations, ToolContext, ToolError, ToolResult, invoke_tool, tier_result};
+use kaos_vfs::{ScopedVfs, Vfs};
+use serde_json::{Value, json};
+
+use super::{Ending, attrs, memory_tool};
+use crate::events::{Emitter, OpenSpan};
+use crate::guard::{Availability, BudgetGuard, Exceeded, Tripped};
+use crate::pause::{PendingApproval, Progress};
+use crate::permissions::{PermissionPolicy, VerdictReason};
+use crate::runner::Shared;
+use crate::session::{MEMORY_SEARCH_TOOL, SessionMemory, SessionStore};
+use crate::{EventKind, RunError, SessionId, SpanPhase, SpanSubject, StopReason, ToolCallRecord};
+
+/// What the loop needs besides the progress it advances.
+pub(super) struct Cx<'a> {
+    shared: &'a Shared,
+    session: &'a SessionId,
+    emit: &'a Emitter,
+    turn_span: &'a OpenSpan,
+    policy: &'a PermissionPolicy,
+    budget: BudgetGuard,
+    workspace: Option<Arc<dyn Vfs>>,
+}
+
+impl<'a> Cx<'a> {
+    pub(super) fn new(
+        shared: &'a Shared,
+        session: &'a SessionId,
+        emit: &'a Emitter,
+        turn_span: &'a OpenSpan,
+        policy: &'a PermissionPolicy,
+        budget: BudgetGuard,
+        _turn_number: u32,
+    ) -> Self {
+        Self { shared, session, emit, turn_span, policy, budget, workspace: None }
+    }
+
+    fn stop(&self, exceeded: Exceeded) -> Ending {
+        self.emit.emit(EventKind::BudgetExceeded {
+            kind: exceeded.kind.to_owned(),
+            limit: exceeded.limit,
+            actual: exceeded.actual,
+            reason: exceeded.reason,
+        });
+        Ending::Done(StopReason::BudgetExceeded)
+    }
+
+    fn tripped(&self, scope: &str, name: &str, tripped: Option<Tripped>) {
+        if let Some(t) = tripped {
+            self.emit.emit(EventKind::CircuitBreakerTripped {
+                scope: scope.to_owned(),
+                name: name.to_owned(),
+                failures: t.failures,
+                cooldown_ms: t.cooldown.as_millis() as u64,
+            });
+        }
+    }
+}
+
+/// Runs the loop until it ends.
+pub(super) async fn drive(
+    cx: &mut Cx<'_>,
+    memory: &SessionMemory,
+    progress: &mut Progress,
+) -> Result<Ending, RunError> {
+    let max_iterations = cx.shared.agent.limits().max_iterations.get();
+    loop {
+        if let Some(ending) = run_pending(cx, memory, progress).await? {
+            return Ok(ending);
+        }
+        let model_key = format!("model:{}", progress.request.model);
+        if let Availability::Unavailable(_) = cx.shared.breakers.acquire(&model_key) {
+            return Ok(Ending::Done(StopReason::ModelUnavailable));
+        }
+        prepare_request(cx, progress);
+        let capabilities = cx.shared.model.capabilities();
+        let input = progress.request.estimated_input_tokens();
+        let price = cx.shared.model.price(&progress.request.model);
+        if let Err(exceeded) = cx.budget.before_model_call(
+            &mut progress.request,
+            input,
+            u64::from(capabilities.max_output_tokens),
+            price,
+        ) {
+            return Ok(cx.stop(exceeded));
+        }
+        let iteration = progress.model_calls + 1;
+        let call = call_model(cx, &progress.request, iteration);
+        let outcome = match cx.budget.time_left() {
+            Some(left) => match tokio::time::timeout(left, call).await {
+                Ok(outcome) => outcome,
+                Err(_) => return Ok(cx.stop(cx.budget.out_of_time())),
+            },
+            None => call.await,
+        };
+        let response = match outcome {
+            Ok(response) => {
+                cx.shared.breakers.record(&model_key, true);
+                response
+            }
+            Err(error) => {
+                let tripped = cx.shared.breakers.record(&model_key, false);
+                cx.tripped("model", &progress.request.model, tripped);
+                return Err(error);
+            }
+        };
+        cx.budget.record_model_call(&response.usage, response.cost_usd);
+        progress.model_calls += 1;
+        progress.usage += response.usage;
+        match response.cost_usd {
+            Some(cost) => progress.cost_usd += cost,
+            None => progress.unpriced_model_calls += 1,
+        }
+        progress.request.messages.push(response.to_message());
+        if response.tool_calls.is_empty() {
+            return Ok(Ending::Done(StopReason::Completed));
+        }
+        if progress.model_calls >= max_iterations {
+            // Keep the history well-formed for the next turn: every call gets a result.
+            not_run(progress, response.tool_calls, "the turn reached its iteration limit");
+            return Ok(Ending::Done(StopReason::IterationLimit));
+        }
+        progress.pending = response.tool_calls.into();
+    }
+}
+
+/// Sets the tools offered for the next call: those of the turn whose breaker is not open, and
+/// tells the model about the ones withdrawn.
+fn prepare_request(cx: &Cx<'_>, progress: &mut Progress) {
+    let (offered, withdrawn): (Vec<_>, Vec<_>) =
+        progress.offered.iter().cloned().partition(|t| !cx.shared.breakers.is_open(&t.name));
+    progress.request.tools = offered;
+    progress.request.system = if withdrawn.is_empty() {
+        progress.base_system.clone()
+    } else {
+        let names: Vec<&str> = withdrawn.iter().map(|t| t.name.as_str()).collect();
+        format!(
+            "{}\n\n[Unavailable tools (they failed repeatedly and are paused for a while): {}]",
+            progress.base_system,
+            names.join(", ")
+        )
+    };
+}
+
+/// Gives every remaining call a result saying why it was not run.
+fn not_run(progress: &mut Progress, calls: impl IntoIterator<Item = ToolCall>, why: &str) {
+    for call in calls {
+        let text = format!("Not run: {why}.");
+        progress.request.messages.push(Message::tool(&call.id, &call.name, &text, true));
+    }
+}
+
+/// What the guards say about one pending call.
+enum Gate {
+    /// Run it with these arguments.
+    Run(Value, bool),
+    /// Do not run it; this is its result.
+    Answer(ToolResult),
+    /// Pause for approval.
+    Pause(String),
+    /// A budget stops the turn.
+    Stop(Exceeded),
+}
+
+/// Handles the pending calls in order. Consecutive read-only calls run concurrently; results
+/// are always recorded in call order.
+async fn run_pending(
+    cx: &mut Cx<'_>,
+    memory: &SessionMemory,
+    progress: &mut Progress,
+) -> Result<Option<Ending>, RunError> {
+    let mut batch: Vec<(ToolCall, Value, bool, OpenSpan)> = Vec::new();
+    while let Some(call) = progress.pending.front().cloned() {
+        match gate(cx, progress, &call) {
+            Gate::Pause(reason) => {
+                flush(cx, memory, progress, &mut batch).await?;
+                let pending = PendingApproval {
+                    call_id: call.id.clone(),
+                    tool_name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                    reason,
+                };
+                return Ok(Some(Ending::Paused(pending)));
+            }
+            Gate::Stop(exceeded) => {
+                flush(cx, memory, progress, &mut batch).await?;
+                let rest = std::mem::take(&mut progress.pending);
+                not_run(progress, rest, "the turn's budget is spent");
+                return Ok(Some(cx.stop(exceeded)));
+            }
+            Gate::Answer(result) => {
+                flush(cx, memory, progress, &mut batch).await?;
+                progress.pending.pop_front();
+                let span = start_tool_span(&call, cx.emit, cx.turn_span);
+                record(cx, progress, &call, &call.arguments, result, span);
+            }
+            Gate::Run(arguments, read_only) => {
+                progress.pending.pop_front();
+                cx.budget.record_tool_call();
+                let span = start_tool_span(&call, cx.emit, cx.turn_span);
+                if !read_only {
+                    flush(cx, memory, progress, &mut batch).await?;
+                }
+                batch.push((call, arguments, read_only, span));
+                if !read_only {
+                    flush(cx, memory, progress, &mut batch).await?;
+                }
+            }
+        }
+    }
+    flush(cx, memory, progress, &mut batch).await?;
+    Ok(None)
+}
+
+/// Runs a batch of admitted calls (concurrently when there are several) and records them.
+async fn flush(
+    cx: &mut Cx<'_>,
+    memory: &SessionMemory,
+    progress: &mut Progress,
+    batch: &mut Vec<(ToolCall, Value, bool, OpenSpan)>,
+) -> Result<(), RunError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let vfs = match &cx.workspace {
+        Some(vfs) => vfs.clone(),
+        None => cx.workspace.insert(session_workspace(cx.shared, cx.session)?).clone(),
+    };
+    let context = ToolContext::new(cx.session.as_arc().clone(), cx.emit.run_id.clone(), "", vfs);
+    let shared = cx.shared;
+    let results = join_all(
+        batch
+            .iter()
+            .map(|(call, arguments, _, _)| run_tool(shared, memory, call, arguments, context.clone())),
+    )
+    .await;
+    for ((call, arguments, _, span), (result, failed)) in batch.drain(..).zip(results) {
+        if shared.tools.contains_key(&call.name) {
+            let tripped = shared.breakers.record(&call.name, !failed);
+            cx.tripped("tool", &call.name, tripped);
+        }
+        record(cx, progress, &call, &arguments, result, span);
+    }
+    Ok(())
+}
+
+/// Permission policy, then circuit breaker, then budget, for one call.
+fn gate(cx: &mut Cx<'_>, progress: &Progress, call: &ToolCall) -> Gate {
+    let shared = cx.shared;
+    if call.name == MEMORY_SEARCH_TOOL && progress.offered.iter().any(|t| t.name == MEMORY_SEARCH_TOOL) {
+        return match cx.budget.before_tool_call() {
+            Ok(()) => Gate::Run(call.arguments.clone(), true),
+            Err(exceeded) => Gate::Stop(exceeded),
+        };
+    }
+    let Some(tool) = shared.tools.get(&call.name) else {
+        return Gate::Answer(ToolError::NotFound(call.name.clone()).into_result());
+    };
+    let annotations: ToolAnnotations = tool.spec().annotations;
+    let verdict = cx.policy.evaluate(&call.name, &call.arguments, &annotations);
+    let approved = progress.approved_calls.contains(&call.id) || progress.approved_tools.contains(&call.name);
+    let (decision, reason) = match (verdict.decision, approved) {
+        (Decision::Ask, true) => (Decision::Allow, "approved by a person".to_owned()),
+        (decision, _) => (decision, reason_text(verdict.reason)),
+    };
+    cx.emit.emit(EventKind::PermissionDecided {
+        call_id: call.id.clone(),
+        tool_name: call.name.clone(),
+        decision,
+        reason: reason.clone(),
+    });
+    match decision {
+        Decision::Deny => {
+            return Gate::Answer(ToolResult::error(format!(
+                "Denied by the permission policy ({reason}); do not retry this call."
+            )));
+        }
+        Decision::Ask => return Gate::Pause(format!("the permission policy asks for approval ({reason})")),
+        _ => {}
+    }
+    if let Availability::Unavailable(wait) = shared.breakers.acquire(&call.name) {
+        return Gate::Answer(ToolResult::error(format!(
+            "`{}` is unavailable: it failed repeatedly; try again in {} s or do without it.",
+            call.name,
+            wait.as_secs().max(1)
+        )));
+    }
+    match cx.budget.before_tool_call() {
+        Ok(()) => Gate::Run(call.arguments.clone(), annotations.read_only),
+        Err(exceeded) => Gate::Stop(exceeded),
+    }
+}
+
+fn reason_text(reason: VerdictReason) -> String {
+    match reason {
+        VerdictReason::RequiresConfirmation => "the tool requires confirmation".to_owned(),
+        VerdictReason::Rule(i) => format!("permission rule {i}"),
+        VerdictReason::ReadOnly => "read-only tool".to_owned(),
+        VerdictReason::Destructive => "destructive tool".to_owned(),
+        _ => "default".to_owned(),
+    }
+}
+
+/// Records a call's result: the span, the message for the model, the record.
+fn record(
+    cx: &Cx<'_>,
+    progress: &mut Progress,
+    call: &ToolCall,
+    arguments: &Value,
+    result: ToolResult,
+    span: OpenSpan,
+) {
+    let text = result.to_model_text();
+    cx.emit.end(
+        span,
+        SpanPhase::Complete,
+        attrs([
+            ("tool_name", json!(call.name)),
+            ("call_id", json!(call.id)),
+            ("result", json!(text)),
+            ("is_error", json!(result.is_error)),
+        ]),
+    );
+    progress.request.messages.push(Message::tool(&call.id, &call.name, &text, result.is_error));
+    progress.tool_calls.push(ToolCallRecord {
+        call_id: call.id.clone(),
+        name: call.name.clone(),
+        arguments: arguments.clone(),
+        result: text,
+        is_error: result.is_error,
+    });
+}
+
+async fn call_model(cx: &Cx<'_>, request: &ModelRequest, iteration: u32) -> Result<ModelResponse, RunError> {
+    let (shared, emit) = (cx.shared, cx.emit);
+    let span = emit.start(
+        SpanSubject::LlmCall,
+        format!("llm.{}", request.model),
+        Some(cx.turn_span),
+        attrs([("model", json!(request.model)), ("iteration", json!(iteration))]),
+    );
+    let mut streamed = String::new();
+    let mut response = None;
+    let mut stream = shared.model.stream(request);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(StreamEvent::TextDelta { text }) => {
+                streamed.push_str(&text);
+                emit.emit(EventKind::TextDelta { text });
+            }
+            Ok(StreamEvent::ThinkingDelta { text }) => emit.emit(EventKind::ThinkingDelta { text }),
+            Ok(StreamEvent::ToolCallDelta { index, arguments, .. }) => {
+                emit.emit(EventKind::ToolCallArgsDelta { index, text: arguments })
+            }
+            Ok(StreamEvent::Completed { response: r }) => response = Some(r),
+            Ok(_) => {}
+            Err(error) => {
+                emit.end(span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
+                return Err(error.into());
+            }
+        }
+    }
+    let Some(response) = response else {
+        let error = ProviderError::MalformedResponse {
+            message: "the stream ended without a completed response".into(),
+        };
+        emit.end(span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
+        return Err(error.into());
+    };
+    // Events must add up to the response even for a client that streams less than it returns.
+    match response.text.strip_prefix(streamed.as_str()) {
+        Some(rest) if !rest.is_empty() => emit.emit(EventKind::TextDelta { text: rest.to_owned() }),
+        Some(_) => {}
+        None => tracing::warn!(model = %request.model, "streamed text disagrees with the completed response"),
+    }
+    emit.emit(EventKind::UsageObserved {
+        model: response.model.clone(),
+        usage: response.usage,
+        cost_usd: response.cost_usd,
+    });
+    emit.end(
+        span,
+        SpanPhase::Complete,
+        attrs([
+            ("finish_reason", json!(response.finish_reason)),
+            ("tool_calls", json!(response.tool_calls.len())),
+        ]),
+    );
+    Ok(response)
+}
+
+/// The session's tool workspace: `sessions/{id}/files/`, nothing else reachable.
+fn session_workspace(shared: &Shared, session: &SessionId) -> Result<Arc<dyn Vfs>, RunError> {
+    let root = SessionStore::dir(session)?.join("files")?;
+    Ok(Arc::new(ScopedVfs::new(shared.runtime.vfs().clone(), root)))
+}
+
+fn start_tool_span(call: &ToolCall, emit: &Emitter, turn_span: &OpenSpan) -> OpenSpan {
+    emit.start(
+        SpanSubject::ToolCall,
+        format!("tool.{}", call.name),
+        Some(turn_span),
+        attrs([
+            ("tool_name", json!(call.name)),
+            ("call_id", json!(call.id)),
+            ("arguments", call.arguments.clone()),
+        ]),
+    )
+}
+
+/// Runs one admitted call; returns its result and whether the tool itself failed (what
+/// breakers count: errors, timeouts and panics, not the model's bad arguments).
+async fn run_tool(
+    shared: &Shared,
+    memory: &SessionMemory,
+    call: &ToolCall,
+    arguments: &Value,
+    context: ToolContext,
+) -> (ToolResult, bool) {
+    if call.name == MEMORY_SEARCH_TOOL {
+        return (memory_tool::search_memory(memory, arguments), false);
+    }
+    let Some(tool) = shared.tools.get(&call.name) else {
+        return (ToolError::NotFound(call.name.clone()).into_result(), false);
+    };
+    let context = context.with_call_id(call.id.as_str());
+    let vfs = context.vfs().clone();
+    let default_timeout = shared.runtime.tools().default_timeout();
+    let result = match invoke_tool(tool.as_ref(), arguments.clone(), context.clone(), default_timeout).await {
+        Ok(result) => result,
+        Err(error) => {
+            if let Some(detail) = error.detail() {
+                tracing::warn!(tool = %call.name, %detail, "tool failed");
+            }
+            let failed = matches!(
+                error,
+                ToolError::Timeout { .. } | ToolError::Panicked { .. } | ToolError::Failed { .. }
+            );
+            return (error.into_result(), failed);
+        }
+    };
+    let artifact_id = format!("{}-{}", context.run_id(), sanitize(&call.id));
+    let failed = result.is_error;
+    (tier_result(result, vfs.as_ref(), &artifact_id).await.unwrap_or_else(ToolError::into_result), failed)
+}
+
+/// Keeps `[A-Za-z0-9_-]` of a vendor's call id so it can name an artifact.
+fn sanitize(id: &str) -> String {
+    id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').take(64).collect()
+}
