@@ -291,6 +291,9 @@ pub enum SpanPhase {
 #[derive(Debug)]
 pub(crate) struct Emitter {
     tx: UnboundedSender<Event>,
+    hooks: crate::hooks::Hooks,
+    /// A hook failure that, under the fail-closed policy, must stop the turn.
+    hook_stop: std::sync::Mutex<Option<crate::hooks::HookFault>>,
     seq: AtomicU64,
     spans: AtomicU64,
     pub(crate) session_id: Arc<str>,
@@ -319,6 +322,8 @@ impl Emitter {
     ) -> Self {
         Self {
             tx,
+            hooks: crate::hooks::Hooks::new(),
+            hook_stop: std::sync::Mutex::new(None),
             seq: AtomicU64::new(0),
             spans: AtomicU64::new(0),
             session_id,
@@ -326,6 +331,35 @@ impl Emitter {
             agent,
             agent_fingerprint,
         }
+    }
+
+    /// Calls `hooks`' `on_event` for every event from now on.
+    pub(crate) fn with_hooks(mut self, hooks: crate::hooks::Hooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// Reports hook faults as `hook_failed` events; under the fail-closed policy the first
+    /// one is kept for [`Emitter::take_hook_stop`].
+    pub(crate) fn faults(&self, faults: &[crate::hooks::HookFault], stop: Option<&crate::hooks::HookFault>) {
+        let closed = stop.is_some();
+        for fault in faults {
+            self.send(EventKind::HookFailed {
+                hook: fault.hook.clone(),
+                callback: fault.point.as_str().to_owned(),
+                message: fault.message.clone(),
+                closed,
+            });
+        }
+        if let Some(stop) = stop {
+            let mut slot = self.hook_stop.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            slot.get_or_insert_with(|| stop.clone());
+        }
+    }
+
+    /// A fail-closed hook failure that must stop the turn, if one happened.
+    pub(crate) fn take_hook_stop(&self) -> Option<crate::hooks::HookFault> {
+        self.hook_stop.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
     }
 
     /// Continues a run's numbering (sequence and span ids) after a pause.
@@ -341,6 +375,20 @@ impl Emitter {
     }
 
     pub(crate) fn emit(&self, kind: EventKind) {
+        let event = self.send(kind);
+        if let Some(event) = event
+            && !self.hooks.is_empty()
+        {
+            let dispatch = self.hooks.on_event(&event);
+            if !dispatch.faults.is_empty() {
+                // Not dispatched to `on_event` again: a failing hook cannot loop.
+                self.faults(&dispatch.faults, dispatch.stop());
+            }
+        }
+    }
+
+    /// Stamps and sends one event; returns it when hooks want to see it.
+    fn send(&self, kind: EventKind) -> Option<Event> {
         let timestamp_ms =
             SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default();
         let event = Event {
@@ -352,9 +400,11 @@ impl Emitter {
             agent_fingerprint: self.agent_fingerprint.clone(),
             kind,
         };
+        let seen = (!self.hooks.is_empty()).then(|| event.clone());
         // A dropped receiver means nobody is listening any more; the run itself goes on
         // only as long as its stream is polled, so there is nothing to do here.
         let _ = self.tx.send(event);
+        seen
     }
 
     pub(crate) fn start(

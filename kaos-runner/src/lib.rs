@@ -68,6 +68,8 @@ mod docs {
     mod the_turn {}
     #[doc = include_str!("../../docs/concepts/memory.md")]
     mod memory {}
+    #[doc = include_str!("../../docs/concepts/hooks.md")]
+    mod hooks {}
     #[doc = include_str!("../../docs/concepts/settings-and-agent-files.md")]
     mod settings_and_agent_files {}
     #[doc = include_str!("../../docs/reference/cli.md")]

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::events::Emitter;
 use crate::guard::{BreakerConfig, Breakers};
+use crate::hooks::{Hook, HookFailure, Hooks};
 use crate::pause::{Approval, RunState};
 use crate::permissions::PermissionPolicy;
 use crate::session::{
@@ -52,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) policy: PermissionPolicy,
     /// Circuit breakers of the tools and the model, shared by every turn.
     pub(crate) breakers: Breakers,
+    /// The hooks every turn calls.
+    pub(crate) hooks: Hooks,
 }
 
 /// Options of one request, on top of the agent's configuration.
@@ -108,6 +111,7 @@ impl Runner {
     pub fn builder(agent: Agent, runtime: Runtime) -> RunnerBuilder {
         RunnerBuilder {
             breakers: BreakerConfig::default(),
+            hooks: Hooks::new(),
             agent,
             runtime,
             model: None,
@@ -190,7 +194,8 @@ impl Runner {
                 shared.agent_name.clone(),
                 shared.fingerprint.clone(),
             )
-            .continuing(seq, span);
+            .continuing(seq, span)
+            .with_hooks(shared.hooks.clone());
             turn::execute(&shared, &session, start, &emit).await
         };
         RunStream::new(Box::pin(run), rx)
@@ -232,6 +237,7 @@ pub struct RunnerBuilder {
     summarizer: Option<Arc<dyn Summarizer>>,
     cache: usize,
     breakers: BreakerConfig,
+    hooks: Hooks,
 }
 
 impl RunnerBuilder {
@@ -267,6 +273,19 @@ impl RunnerBuilder {
     /// shared with other processes stay correct. `0` turns the cache off.
     pub fn session_cache(mut self, sessions: usize) -> Self {
         self.cache = sessions;
+        self
+    }
+
+    /// Adds a hook, called after those added before it (see [`crate::hooks`]).
+    pub fn hook(mut self, hook: impl Hook + 'static) -> Self {
+        self.hooks = self.hooks.with(hook);
+        self
+    }
+
+    /// What a failing hook does: report and carry on ([`HookFailure::Open`], the default), or
+    /// report and act as the most restrictive answer ([`HookFailure::Closed`]).
+    pub fn hook_failure(mut self, failure: HookFailure) -> Self {
+        self.hooks = self.hooks.with_failure(failure);
         self
     }
 
@@ -338,6 +357,7 @@ impl RunnerBuilder {
                 cache: SessionCache::new(self.cache),
                 policy,
                 breakers: Breakers::new(self.breakers),
+                hooks: self.hooks,
             }),
         })
     }

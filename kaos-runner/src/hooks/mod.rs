@@ -8,6 +8,29 @@
 //! A hook that errors or panics never fails silently: the Runner emits a `hook_failed` event
 //! and, per [`HookFailure`], carries on (fail open) or treats the failure as a denial / a
 //! stopped turn (fail closed).
+//!
+//! [`Hooks`] is the ordered set of hooks a Runner calls, with its failure policy; its dispatch
+//! methods call every hook, catch errors and panics, and return a [`Dispatch`]. The built-in
+//! hooks are [`LoggingHook`] (tracing), [`CostTracker`], [`AuditTrail`] (JSONL with secrets
+//! [`redact`]ed) and [`RateLimiter`] (token buckets per tool glob).
+
+mod audit;
+mod cost;
+mod dispatch;
+mod logging;
+mod rate_limit;
+mod redact;
+#[cfg(test)]
+mod tests;
+
+pub use audit::{AuditTrail, DEFAULT_AUDIT_PREFIX};
+pub use cost::{CostTotals, CostTracker};
+pub use dispatch::{Dispatch, HookFault, HookPoint, Hooks};
+pub use logging::LoggingHook;
+pub use rate_limit::{
+    Clock, ManualClock, RateLimit, RateLimitAction, RateLimitError, RateLimiter, SystemClock,
+};
+pub use redact::{REDACTED, is_secret_key, looks_like_secret, redact};
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -36,6 +59,27 @@ pub struct HookContext {
     pub turn_number: u32,
 }
 
+impl HookContext {
+    /// A context for turn `turn_number` of run `run_id` in session `session_id`, with an empty
+    /// agent name and fingerprint (see [`with_agent`](Self::with_agent)).
+    pub fn new(session_id: impl Into<Arc<str>>, run_id: impl Into<Arc<str>>, turn_number: u32) -> Self {
+        Self {
+            session_id: session_id.into(),
+            run_id: run_id.into(),
+            agent: Arc::from(""),
+            agent_fingerprint: Arc::from(""),
+            turn_number,
+        }
+    }
+
+    /// With this agent name and fingerprint.
+    pub fn with_agent(mut self, agent: impl Into<Arc<str>>, fingerprint: impl Into<Arc<str>>) -> Self {
+        self.agent = agent.into();
+        self.agent_fingerprint = fingerprint.into();
+        self
+    }
+}
+
 /// A tool call as a before-tool hook sees it.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -48,6 +92,24 @@ pub struct ToolCallInfo {
     pub arguments: Value,
     /// The tool's annotations (defaults for a tool the runtime does not know).
     pub annotations: ToolAnnotations,
+}
+
+impl ToolCallInfo {
+    /// A call of tool `name` with `arguments`, with default annotations.
+    pub fn new(call_id: impl Into<String>, name: impl Into<String>, arguments: Value) -> Self {
+        Self {
+            call_id: call_id.into(),
+            name: name.into(),
+            arguments,
+            annotations: ToolAnnotations::default(),
+        }
+    }
+
+    /// With these annotations.
+    pub fn with_annotations(mut self, annotations: ToolAnnotations) -> Self {
+        self.annotations = annotations;
+        self
+    }
 }
 
 /// What a before-tool hook decides about a call. Ordered from least to most restrictive.
@@ -175,5 +237,51 @@ pub trait Hook: Send + Sync + Debug {
     /// Every event of the run, in order (synchronous: keep it quick).
     fn on_event(&self, _event: &Event) -> Result<(), HookError> {
         Ok(())
+    }
+}
+
+/// A shared hook is a hook: keep an `Arc` to query it (e.g. a [`CostTracker`]) and give the
+/// [`Hooks`] a clone.
+#[async_trait]
+impl<H: Hook + ?Sized> Hook for Arc<H> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    async fn on_turn_start(&self, ctx: &HookContext) -> Result<(), HookError> {
+        (**self).on_turn_start(ctx).await
+    }
+
+    async fn on_turn_end(&self, ctx: &HookContext, response: &TurnResponse) -> Result<(), HookError> {
+        (**self).on_turn_end(ctx, response).await
+    }
+
+    async fn before_model_call(&self, ctx: &HookContext, request: &ModelRequest) -> Result<(), HookError> {
+        (**self).before_model_call(ctx, request).await
+    }
+
+    async fn after_model_call(&self, ctx: &HookContext, response: &ModelResponse) -> Result<(), HookError> {
+        (**self).after_model_call(ctx, response).await
+    }
+
+    async fn before_tool_call(
+        &self,
+        ctx: &HookContext,
+        call: &ToolCallInfo,
+    ) -> Result<ToolDecision, HookError> {
+        (**self).before_tool_call(ctx, call).await
+    }
+
+    async fn after_tool_call(
+        &self,
+        ctx: &HookContext,
+        call: &ToolCallInfo,
+        result: &ToolResult,
+    ) -> Result<(), HookError> {
+        (**self).after_tool_call(ctx, call, result).await
+    }
+
+    fn on_event(&self, event: &Event) -> Result<(), HookError> {
+        (**self).on_event(event)
     }
 }

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::events::{Emitter, OpenSpan};
 use crate::guard::BudgetGuard;
+use crate::hooks::HookContext;
 use crate::pause::{
     Approval, PendingApproval, Progress, RUN_STATE_VERSION, RunState, RunStateError, state_path,
 };
@@ -22,6 +23,7 @@ use crate::runner::{RunOptions, Shared};
 use crate::session::{Hydrated, NewItem, SESSION_LAYOUT_VERSION, SessionMemory, TurnRecord, assemble};
 use crate::{
     EventKind, MemoryEventKind, RunError, SessionId, SpanPhase, SpanSubject, StopReason, ToolCallRecord,
+    TurnResponse,
 };
 
 /// How a run begins: a new user message, or a paused run and a person's answer.
@@ -115,7 +117,15 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
         None,
         attrs([("turn_number", json!(turn_number))]),
     );
-    let mut cx = step::Cx::new(shared, session, emit, &turn_span, &policy, budget, turn_number);
+    let hook_cx = HookContext::new(session.as_arc().clone(), emit.run_id.clone(), turn_number)
+        .with_agent(shared.agent_name.clone(), shared.fingerprint.clone());
+    let started = shared.hooks.turn_start(&hook_cx).await;
+    emit.faults(&started.faults, started.stop());
+    if let Some(fault) = emit.take_hook_stop() {
+        emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(fault.to_string()))]));
+        return Err(RunError::Hook { hook: fault.hook, message: fault.message });
+    }
+    let mut cx = step::Cx::new(shared, session, emit, &turn_span, &policy, budget, &hook_cx);
     let ending = match step::drive(&mut cx, &memory, &mut progress).await {
         Ok(ending) => ending,
         Err(error) => {
@@ -142,7 +152,7 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
         run_id: emit.run_id.to_string(),
         agent_fingerprint: shared.fingerprint.to_string(),
         messages: added,
-        tool_calls: progress.tool_calls,
+        tool_calls: std::mem::take(&mut progress.tool_calls),
         usage: progress.usage,
         cost_usd: progress.cost_usd,
         stop_reason,
@@ -161,6 +171,24 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
         }
     }
     emit.emit(memory_event(MemoryEventKind::Persisted, "messages", record.messages.len(), Map::new()));
+    if !shared.hooks.is_empty() {
+        let response = TurnResponse {
+            text: record.messages.last().map(|m| m.content().to_owned()).unwrap_or_default(),
+            stop_reason,
+            tool_calls: record.tool_calls.clone(),
+            usage: record.usage,
+            cost_usd: record.cost_usd,
+            unpriced_model_calls: progress.unpriced_model_calls,
+            model_calls: progress.model_calls,
+            turn_number,
+            run_id: emit.run_id.clone(),
+            session_id: session.as_arc().clone(),
+            agent_fingerprint: shared.fingerprint.clone(),
+            pending_approval: None,
+        };
+        let ended = shared.hooks.turn_end(&hook_cx, &response).await;
+        emit.faults(&ended.faults, None);
+    }
     emit.end(turn_span, SpanPhase::Complete, attrs([("turn_number", json!(turn_number))]));
     emit.emit(EventKind::TurnSummary { turn_number, stop_reason });
     Ok(())

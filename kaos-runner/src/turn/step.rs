@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::{Ending, attrs, memory_tool};
 use crate::events::{Emitter, OpenSpan};
 use crate::guard::{Availability, BudgetGuard, Exceeded, Tripped};
+use crate::hooks::{Dispatch, HookContext, ToolCallInfo, ToolDecision};
 use crate::pause::{PendingApproval, Progress};
 use crate::permissions::{PermissionPolicy, VerdictReason};
 use crate::runner::Shared;
@@ -29,6 +30,7 @@ pub(super) struct Cx<'a> {
     policy: &'a PermissionPolicy,
     budget: BudgetGuard,
     workspace: Option<Arc<dyn Vfs>>,
+    hook_cx: &'a HookContext,
 }
 
 impl<'a> Cx<'a> {
@@ -39,9 +41,18 @@ impl<'a> Cx<'a> {
         turn_span: &'a OpenSpan,
         policy: &'a PermissionPolicy,
         budget: BudgetGuard,
-        _turn_number: u32,
+        hook_cx: &'a HookContext,
     ) -> Self {
-        Self { shared, session, emit, turn_span, policy, budget, workspace: None }
+        Self { shared, session, emit, turn_span, policy, budget, workspace: None, hook_cx }
+    }
+
+    /// Reports hook faults; a fail-closed failure stops the turn with an error.
+    fn hooks_ok<T>(&self, dispatch: &Dispatch<T>) -> Result<(), RunError> {
+        self.emit.faults(&dispatch.faults, dispatch.stop());
+        match self.emit.take_hook_stop() {
+            Some(fault) => Err(RunError::Hook { hook: fault.hook, message: fault.message }),
+            None => Ok(()),
+        }
     }
 
     fn stop(&self, exceeded: Exceeded) -> Ending {
@@ -94,6 +105,8 @@ pub(super) async fn drive(
             return Ok(cx.stop(exceeded));
         }
         let iteration = progress.model_calls + 1;
+        let before = cx.shared.hooks.before_model_call(cx.hook_cx, &progress.request).await;
+        cx.hooks_ok(&before)?;
         let call = call_model(cx, &progress.request, iteration);
         let outcome = match cx.budget.time_left() {
             Some(left) => match tokio::time::timeout(left, call).await {
@@ -113,6 +126,8 @@ pub(super) async fn drive(
                 return Err(error);
             }
         };
+        let after = cx.shared.hooks.after_model_call(cx.hook_cx, &response).await;
+        cx.hooks_ok(&after)?;
         cx.budget.record_model_call(&response.usage, response.cost_usd);
         progress.model_calls += 1;
         progress.usage += response.usage;
@@ -180,7 +195,10 @@ async fn run_pending(
 ) -> Result<Option<Ending>, RunError> {
     let mut batch: Vec<(ToolCall, Value, bool, OpenSpan)> = Vec::new();
     while let Some(call) = progress.pending.front().cloned() {
-        match gate(cx, progress, &call) {
+        if let Some(fault) = cx.emit.take_hook_stop() {
+            return Err(RunError::Hook { hook: fault.hook, message: fault.message });
+        }
+        match gate(cx, progress, &call).await {
             Gate::Pause(reason) => {
                 flush(cx, memory, progress, &mut batch).await?;
                 let pending = PendingApproval {
@@ -200,13 +218,13 @@ async fn run_pending(
             Gate::Answer(result) => {
                 flush(cx, memory, progress, &mut batch).await?;
                 progress.pending.pop_front();
-                let span = start_tool_span(&call, cx.emit, cx.turn_span);
-                record(cx, progress, &call, &call.arguments, result, span);
+                let span = start_tool_span(&call, &call.arguments, cx.emit, cx.turn_span);
+                record(cx, progress, &call, &call.arguments, result, span).await?;
             }
             Gate::Run(arguments, read_only) => {
                 progress.pending.pop_front();
                 cx.budget.record_tool_call();
-                let span = start_tool_span(&call, cx.emit, cx.turn_span);
+                let span = start_tool_span(&call, &arguments, cx.emit, cx.turn_span);
                 if !read_only {
                     flush(cx, memory, progress, &mut batch).await?;
                 }
@@ -248,13 +266,13 @@ async fn flush(
             let tripped = shared.breakers.record(&call.name, !failed);
             cx.tripped("tool", &call.name, tripped);
         }
-        record(cx, progress, &call, &arguments, result, span);
+        record(cx, progress, &call, &arguments, result, span).await?;
     }
     Ok(())
 }
 
-/// Permission policy, then circuit breaker, then budget, for one call.
-fn gate(cx: &mut Cx<'_>, progress: &Progress, call: &ToolCall) -> Gate {
+/// Permission policy, then hooks, then circuit breaker, then budget, for one call.
+async fn gate(cx: &mut Cx<'_>, progress: &Progress, call: &ToolCall) -> Gate {
     let shared = cx.shared;
     if call.name == MEMORY_SEARCH_TOOL && progress.offered.iter().any(|t| t.name == MEMORY_SEARCH_TOOL) {
         return match cx.budget.before_tool_call() {
@@ -287,6 +305,24 @@ fn gate(cx: &mut Cx<'_>, progress: &Progress, call: &ToolCall) -> Gate {
         Decision::Ask => return Gate::Pause(format!("the permission policy asks for approval ({reason})")),
         _ => {}
     }
+    let mut arguments = call.arguments.clone();
+    if !cx.shared.hooks.is_empty() {
+        let info = ToolCallInfo::new(&call.id, &call.name, arguments.clone()).with_annotations(annotations);
+        let decided = cx.shared.hooks.before_tool_call(cx.hook_cx, info).await;
+        cx.emit.faults(&decided.faults, None);
+        match decided.value {
+            ToolDecision::Continue => {}
+            ToolDecision::Rewrite { arguments: rewritten } => arguments = rewritten,
+            ToolDecision::Skip { result } => return Gate::Answer(ToolResult::text(result)),
+            ToolDecision::RequireApproval { reason } if !approved => {
+                return Gate::Pause(format!("a hook asks for approval: {reason}"));
+            }
+            ToolDecision::RequireApproval { .. } => {}
+            ToolDecision::Deny { reason } => {
+                return Gate::Answer(ToolResult::error(format!("Denied: {reason}")));
+            }
+        }
+    }
     if let Availability::Unavailable(wait) = shared.breakers.acquire(&call.name) {
         return Gate::Answer(ToolResult::error(format!(
             "`{}` is unavailable: it failed repeatedly; try again in {} s or do without it.",
@@ -295,7 +331,7 @@ fn gate(cx: &mut Cx<'_>, progress: &Progress, call: &ToolCall) -> Gate {
         )));
     }
     match cx.budget.before_tool_call() {
-        Ok(()) => Gate::Run(call.arguments.clone(), annotations.read_only),
+        Ok(()) => Gate::Run(arguments, annotations.read_only),
         Err(exceeded) => Gate::Stop(exceeded),
     }
 }
@@ -310,15 +346,21 @@ fn reason_text(reason: VerdictReason) -> String {
     }
 }
 
-/// Records a call's result: the span, the message for the model, the record.
-fn record(
+/// Records a call's result: the after-tool hooks, the span, the message for the model, the
+/// record.
+async fn record(
     cx: &Cx<'_>,
     progress: &mut Progress,
     call: &ToolCall,
     arguments: &Value,
     result: ToolResult,
     span: OpenSpan,
-) {
+) -> Result<(), RunError> {
+    if !cx.shared.hooks.is_empty() {
+        let info = ToolCallInfo::new(&call.id, &call.name, arguments.clone());
+        let after = cx.shared.hooks.after_tool_call(cx.hook_cx, &info, &result).await;
+        cx.emit.faults(&after.faults, after.stop());
+    }
     let text = result.to_model_text();
     cx.emit.end(
         span,
@@ -338,6 +380,7 @@ fn record(
         result: text,
         is_error: result.is_error,
     });
+    Ok(())
 }
 
 async fn call_model(cx: &Cx<'_>, request: &ModelRequest, iteration: u32) -> Result<ModelResponse, RunError> {
@@ -404,7 +447,7 @@ fn session_workspace(shared: &Shared, session: &SessionId) -> Result<Arc<dyn Vfs
     Ok(Arc::new(ScopedVfs::new(shared.runtime.vfs().clone(), root)))
 }
 
-fn start_tool_span(call: &ToolCall, emit: &Emitter, turn_span: &OpenSpan) -> OpenSpan {
+fn start_tool_span(call: &ToolCall, arguments: &Value, emit: &Emitter, turn_span: &OpenSpan) -> OpenSpan {
     emit.start(
         SpanSubject::ToolCall,
         format!("tool.{}", call.name),
@@ -412,7 +455,7 @@ fn start_tool_span(call: &ToolCall, emit: &Emitter, turn_span: &OpenSpan) -> Ope
         attrs([
             ("tool_name", json!(call.name)),
             ("call_id", json!(call.id)),
-            ("arguments", call.arguments.clone()),
+            ("arguments", arguments.clone()),
         ]),
     )
 }

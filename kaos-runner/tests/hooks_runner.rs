@@ -1,0 +1,102 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use kaos_agent::Agent;
+use kaos_providers::ScriptedClient;
+use kaos_runner::hooks::{
+    AuditTrail, CostTracker, Hook, HookContext, HookError, HookFailure, ToolCallInfo, ToolDecision,
+};
+use kaos_runner::{EventKind, RunError, Runner};
+use kaos_runtime::Runtime;
+use kaos_tools::{ToolAnnotations, ToolResult, tool_fn};
+use serde_json::json;
+
+#[derive(Debug)]
+struct Rewrite;
+
+#[async_trait]
+impl Hook for Rewrite {
+    fn name(&self) -> &str {
+        "rewrite"
+    }
+    async fn before_tool_call(
+        &self,
+        _ctx: &HookContext,
+        call: &ToolCallInfo,
+    ) -> Result<ToolDecision, HookError> {
+        let mut arguments = call.arguments.clone();
+        arguments["text"] = json!("rewritten");
+        Ok(ToolDecision::Rewrite { arguments })
+    }
+}
+
+#[derive(Debug)]
+struct Panicky;
+
+#[async_trait]
+impl Hook for Panicky {
+    fn name(&self) -> &str {
+        "panicky"
+    }
+    async fn before_model_call(
+        &self,
+        _ctx: &HookContext,
+        _request: &kaos_providers::ModelRequest,
+    ) -> Result<(), HookError> {
+        panic!("hook bug");
+    }
+}
+
+fn build(hooks: impl FnOnce(kaos_runner::RunnerBuilder) -> kaos_runner::RunnerBuilder) -> (Runner, Runtime) {
+    let echo = tool_fn("echo", "Echoes.", |input: serde_json::Value, _ctx| async move {
+        Ok(ToolResult::text(input["text"].as_str().unwrap_or_default().to_owned()))
+    })
+    .annotations(ToolAnnotations::read_only())
+    .build()
+    .unwrap();
+    let runtime = Runtime::builder().tool(echo).unwrap().build();
+    let model = ScriptedClient::new()
+        .with_tool_call("echo", json!({"text": "original", "api_key": "sk-live-123456789"}))
+        .with_text("done");
+    let builder = Runner::builder(Agent::builder().build().unwrap(), runtime.clone()).model(Arc::new(model));
+    (hooks(builder).build().unwrap(), runtime)
+}
+
+#[tokio::test]
+async fn hooks_rewrite_arguments_track_cost_and_audit_with_secrets_redacted() {
+    let cost = CostTracker::new();
+    let (runtime_vfs, audit) = {
+        let rt = Runtime::test_mode();
+        (rt.vfs().clone(), AuditTrail::new(rt.vfs().clone()))
+    };
+    let (runner, _) = build(|b| b.hook(Rewrite).hook(cost.clone()).hook(audit));
+    let response = runner.turn("go", "s").await.unwrap();
+    assert_eq!(response.tool_calls[0].result, "rewritten");
+    assert_eq!(response.tool_calls[0].arguments["text"], "rewritten");
+    let totals = cost.session("s").unwrap();
+    assert_eq!((totals.model_calls, totals.tool_calls), (2, 1));
+    let audit = runtime_vfs.read(&"audit/s.jsonl".parse().unwrap()).await.unwrap();
+    let text = String::from_utf8(audit.to_vec()).unwrap();
+    assert!(text.lines().count() >= 5, "{text}");
+    assert!(!text.contains("sk-live-123456789"), "{text}");
+}
+
+#[tokio::test]
+async fn a_failing_hook_is_reported_and_fails_open_or_closed_by_setting() {
+    let (runner, _) = build(|b| b.hook(Panicky));
+    let events: Vec<_> = runner.run("go", "s").map(Result::unwrap).collect().await;
+    let failed = events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::HookFailed { hook, closed: false, .. } if hook == "panicky"))
+        .count();
+    assert_eq!(failed, 2, "one per model call");
+    assert!(matches!(events.last().unwrap().kind, EventKind::TurnSummary { .. }));
+
+    let (runner, _) = build(|b| b.hook(Panicky).hook_failure(HookFailure::Closed));
+    let err = runner.turn("go", "s").await.unwrap_err();
+    assert!(matches!(&err, RunError::Hook { hook, .. } if hook == "panicky"), "{err:?}");
+    assert!(runner.history("s").await.unwrap().is_empty(), "a failed turn persists nothing");
+}
