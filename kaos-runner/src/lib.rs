@@ -40,6 +40,8 @@ mod session;
 mod sessions;
 mod sessions_api;
 mod stream;
+#[cfg(feature = "otel")]
+pub mod telemetry;
 mod turn;
 
 pub use error::RunError;

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use kaos_agent::SectionKind;
 use kaos_providers::{Message, ModelRequest, Usage};
 use serde_json::{Map, Value, json};
+use tracing::Instrument;
 
 use crate::events::{Emitter, OpenSpan};
 use crate::guard::BudgetGuard;
@@ -48,7 +49,21 @@ pub(crate) async fn execute(
     start: Start,
     emit: &Emitter,
 ) -> Result<(), RunError> {
-    let result = turn(shared, session, start, emit).await;
+    // The turn's tracing span: with a `tracing-opentelemetry` layer installed it becomes an
+    // OpenTelemetry span, the parent of the model and tool call spans.
+    let span = tracing::info_span!(
+        "kaos.turn",
+        otel.name = %format!("invoke_agent {}", shared.agent_name),
+        gen_ai.operation.name = "invoke_agent",
+        gen_ai.agent.name = %shared.agent_name,
+        kaos.session_id = %session,
+        kaos.run_id = %emit.run_id,
+        kaos.turn_number = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+        kaos.cost_usd = tracing::field::Empty,
+    );
+    let result = turn(shared, session, start, emit).instrument(span).await;
     if let Err(error) = &result {
         emit.emit(EventKind::RunError { error_type: error.kind().to_owned(), message: error.to_string() });
     }
@@ -77,6 +92,7 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
         }
     };
     let turn_number = memory.turn() + 1;
+    tracing::Span::current().record("kaos.turn_number", i64::from(turn_number));
 
     // The loop's starting point, and the permission policy of this run.
     let (mut progress, user_message, policy, budget) = match start {
@@ -143,6 +159,13 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
         Ending::Done(stop_reason) => stop_reason,
     };
 
+    let current = tracing::Span::current();
+    current.record(
+        "gen_ai.usage.input_tokens",
+        as_i64(progress.usage.input_tokens + progress.usage.cached_input_tokens),
+    );
+    current.record("gen_ai.usage.output_tokens", as_i64(progress.usage.output_tokens));
+    current.record("kaos.cost_usd", progress.cost_usd);
     let added = progress.request.messages.split_off(progress.first_new);
     remember::remember(shared, &mut memory, &added, &progress.tool_calls, emit).await;
     memory.end_turn(turn_number);
@@ -368,6 +391,11 @@ async fn hydrate(shared: &Shared, session: &SessionId, emit: &Emitter) -> Result
     let held = hydrated.memory.section(SectionKind::Messages).items().len();
     emit.emit(memory_event(MemoryEventKind::Hydrated, "messages", held, Map::new()));
     Ok(hydrated)
+}
+
+/// A count as a span attribute (OpenTelemetry integers are `i64`).
+pub(super) fn as_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn now_ms() -> u64 {

@@ -10,8 +10,9 @@ use kaos_providers::{Message, ModelRequest, ModelResponse, ProviderError, Stream
 use kaos_tools::{ToolAnnotations, ToolContext, ToolError, ToolResult, invoke_tool, tier_result};
 use kaos_vfs::{ScopedVfs, Vfs};
 use serde_json::{Value, json};
+use tracing::Instrument;
 
-use super::{Ending, attrs, memory_tool};
+use super::{Ending, as_i64, attrs, memory_tool};
 use crate::events::{Emitter, OpenSpan};
 use crate::guard::{Availability, BudgetGuard, Exceeded, Tripped};
 use crate::hooks::{Dispatch, HookContext, ToolCallInfo, ToolDecision};
@@ -107,7 +108,19 @@ pub(super) async fn drive(
         let iteration = progress.model_calls + 1;
         let before = cx.shared.hooks.before_model_call(cx.hook_cx, &progress.request).await;
         cx.hooks_ok(&before)?;
-        let call = call_model(cx, &progress.request, iteration);
+        let (provider, model) = cx.shared.agent.model().as_str().split_once(':').unwrap_or(("", ""));
+        let llm_span = tracing::info_span!(
+            "kaos.llm_call",
+            otel.name = %format!("chat {}", progress.request.model),
+            gen_ai.operation.name = "chat",
+            gen_ai.system = provider,
+            gen_ai.request.model = model,
+            gen_ai.response.model = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            kaos.iteration = i64::from(iteration),
+        );
+        let call = call_model(cx, &progress.request, iteration).instrument(llm_span.clone());
         let outcome = match cx.budget.time_left() {
             Some(left) => match tokio::time::timeout(left, call).await {
                 Ok(outcome) => outcome,
@@ -126,6 +139,12 @@ pub(super) async fn drive(
                 return Err(error);
             }
         };
+        llm_span.record("gen_ai.response.model", response.model.as_str());
+        llm_span.record(
+            "gen_ai.usage.input_tokens",
+            as_i64(response.usage.input_tokens + response.usage.cached_input_tokens),
+        );
+        llm_span.record("gen_ai.usage.output_tokens", as_i64(response.usage.output_tokens));
         let after = cx.shared.hooks.after_model_call(cx.hook_cx, &response).await;
         cx.hooks_ok(&after)?;
         cx.budget.record_model_call(&response.usage, response.cost_usd);
@@ -255,11 +274,16 @@ async fn flush(
     };
     let context = ToolContext::new(cx.session.as_arc().clone(), cx.emit.run_id.clone(), "", vfs);
     let shared = cx.shared;
-    let results = join_all(
-        batch
-            .iter()
-            .map(|(call, arguments, _, _)| run_tool(shared, memory, call, arguments, context.clone())),
-    )
+    let results = join_all(batch.iter().map(|(call, arguments, _, _)| {
+        let span = tracing::info_span!(
+            "kaos.tool_call",
+            otel.name = %format!("execute_tool {}", call.name),
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = %call.name,
+            gen_ai.tool.call.id = %call.id,
+        );
+        run_tool(shared, memory, call, arguments, context.clone()).instrument(span)
+    }))
     .await;
     for ((call, arguments, _, span), (result, failed)) in batch.drain(..).zip(results) {
         if shared.tools.contains_key(&call.name) {
