@@ -174,6 +174,7 @@ fn check_common(report: &ClientReport, session: &str) {
         report.tools,
         [
             "kaos-agent-turn",
+            "kaos-agent-resume",
             "kaos-vfs-read",
             "kaos-vfs-write",
             "kaos-vfs-append",
@@ -219,9 +220,9 @@ fn check_common(report: &ClientReport, session: &str) {
         let s = &turn.structured;
         assert!(s["run_id"].as_str().unwrap().starts_with("run_"));
         let guardrails = if n == 1 {
-            json!({"approve": [], "max_cost_usd": null, "enforced": false})
+            json!({"approve": [], "max_cost_usd": null, "enforced": true})
         } else {
-            json!({"approve": ["kaos-vfs-*"], "max_cost_usd": 0.5, "enforced": false})
+            json!({"approve": ["kaos-vfs-*"], "max_cost_usd": 0.5, "enforced": true})
         };
         let expected = json!({
             "text": text,

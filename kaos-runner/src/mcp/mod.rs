@@ -24,11 +24,11 @@
 //! **Mounting.** [`client`] is [`kaos_tools::mcp_client`]: external servers' tools mounted into
 //! a registry under a prefix.
 //!
-//! Approvals and budgets per request (`approve`, `max_cost_usd`) are accepted and validated
-//! now, and echoed back in [`AgentTurnOutput::guardrails`] with `enforced: false`; they take
-//! effect when the runner's permission and budget machinery lands. The pause state
-//! ([`AgentTurnOutput::approval_required`]) is part of the output already and is `null` until
-//! then.
+//! Approvals and budgets per request (`approve` globs become allow rules evaluated before the
+//! agent's, `max_cost_usd` tightens the turn's cost cap) are enforced by the runner and echoed
+//! in [`AgentTurnOutput::guardrails`]. A run that pauses for approval returns
+//! [`AgentTurnOutput::approval_required`] with its run id; the tool [`RESUME_TOOL`] approves or
+//! denies the pending call and continues the same run (another caller's run is not found).
 
 mod error;
 mod http;
@@ -38,7 +38,7 @@ pub use error::ServeError;
 pub use http::{ClientId, HttpOptions, HttpServer, serve_http};
 pub use kaos_tools::mcp_client as client;
 pub use server::{
-    AGENT_TOOL, AgentTurnOutput, ApprovalRequired, DIRECT_SESSION, Guardrails, KaosMcpServer,
+    AGENT_TOOL, AgentTurnOutput, ApprovalRequired, DIRECT_SESSION, Guardrails, KaosMcpServer, RESUME_TOOL,
     SESSION_URI_PREFIX, ServeOptions,
 };
 

@@ -17,10 +17,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{ClientId, ServeError};
-use crate::{Runner, SessionId, StopReason, ToolCallRecord, TurnResponse};
+use crate::{Approval, RunError, RunOptions, Runner, SessionId, StopReason, ToolCallRecord, TurnResponse};
+use kaos_agent::PermissionRule;
 
 /// Name of the tool that runs one agent turn.
 pub const AGENT_TOOL: &str = "kaos-agent-turn";
+
+/// Name of the tool that resumes a run paused for approval.
+pub const RESUME_TOOL: &str = "kaos-agent-resume";
 
 /// Session in which direct calls of the runtime's tools run (per caller, like any session).
 pub const DIRECT_SESSION: &str = "mcp-direct";
@@ -71,14 +75,33 @@ struct AgentTurnInput {
     /// The conversation to continue, or to start when it does not exist yet: 1 to 95
     /// characters of A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.'.
     session_id: String,
-    /// Tool-name globs (e.g. `kaos-vfs-*`) this request approves in advance. Validated; not yet
-    /// enforced (approvals land with the runner's permission policy).
+    /// Tool-name globs (e.g. `kaos-vfs-*`) this request approves in advance: calls of matching
+    /// tools run without pausing for approval (the agent's deny rules still apply first).
     #[serde(default)]
     approve: Vec<String>,
-    /// Most this turn may cost, in USD (positive). Validated; not yet enforced (budgets land
-    /// with the runner's budget machinery).
+    /// Most this turn may cost, in USD (positive); the tighter of it and the agent's budget
+    /// applies, checked before every model call.
     #[serde(default)]
     max_cost_usd: Option<f64>,
+}
+
+/// Input of the resume tool.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(crate = "kaos_tools::schemars")]
+#[serde(deny_unknown_fields)]
+struct ResumeInput {
+    /// The paused run's id (from `approval_required.run_id`).
+    run_id: String,
+    /// The session the run belongs to.
+    session_id: String,
+    /// Whether to run the pending tool call.
+    approve: bool,
+    /// With `approve`: also approve further calls of the same tool in this run.
+    #[serde(default)]
+    remember: bool,
+    /// Without `approve`: why, for the model.
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 /// What the agent tool returns as structured content.
@@ -131,7 +154,7 @@ pub struct Guardrails {
     pub approve: Vec<String>,
     /// Cost cap in USD.
     pub max_cost_usd: Option<f64>,
-    /// Whether the runner enforces them (false until permissions and budgets land).
+    /// Whether the runner enforces them (always, since permissions and budgets landed).
     pub enforced: bool,
 }
 
@@ -172,6 +195,13 @@ impl KaosMcpServer {
             runner.agent().name()
         );
         let mut tools = vec![mcp_tool(agent_tool.as_str(), &description, schema, ToolAnnotations::DEFAULT)];
+        tools.push(mcp_tool(
+            RESUME_TOOL,
+            "Resumes a run of the agent that paused because a tool call needs approval: approve (optionally \
+             for the rest of the run) or deny the pending call; the same run continues and returns like the agent tool.",
+            kaos_tools::input_schema_for::<ResumeInput>(),
+            ToolAnnotations::DEFAULT,
+        ));
         for tool in runner.runtime().tools().list() {
             let spec = tool.spec();
             tools.push(mcp_tool(
@@ -205,25 +235,36 @@ impl KaosMcpServer {
             return Err(ErrorData::invalid_params("max_cost_usd must be a positive number of USD", None));
         }
         let session = scoped_session(caller, &input.session_id)?;
-        let guardrails =
-            Guardrails { approve: input.approve, max_cost_usd: input.max_cost_usd, enforced: false };
-        match self.inner.runner.turn(input.message, session.as_str()).await {
-            Ok(response) => {
-                let output = turn_output(response, input.session_id, guardrails);
-                let structured = serde_json::to_value(&output)
-                    .map_err(|e| ErrorData::internal_error(format!("cannot encode the turn: {e}"), None))?;
-                let mut result = CallToolResult::success(vec![ContentBlock::text(output.text)]);
-                result.structured_content = Some(structured);
-                Ok(result)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "agent turn over MCP failed");
-                Ok(CallToolResult::error(vec![ContentBlock::text(format!(
-                    "the turn failed ({}): {e}",
-                    e.kind()
-                ))]))
-            }
+        let mut options = RunOptions::default();
+        for glob in &input.approve {
+            options = options.with_permission(PermissionRule::allow(glob.clone()));
         }
+        if let Some(cap) = input.max_cost_usd {
+            options = options.with_max_cost_usd(cap);
+        }
+        let guardrails =
+            Guardrails { approve: input.approve, max_cost_usd: input.max_cost_usd, enforced: true };
+        let outcome = self.inner.runner.turn_with(input.message, session.as_str(), options).await;
+        respond(outcome, input.session_id, guardrails)
+    }
+
+    async fn resume(&self, caller: &Caller, arguments: Value) -> Result<CallToolResult, ErrorData> {
+        let input: ResumeInput = kaos_tools::parse_arguments(RESUME_TOOL, arguments)
+            .map_err(|e| ErrorData::invalid_params(e.to_string(), None))?;
+        let session = scoped_session(caller, &input.session_id)?;
+        let state = match self.inner.runner.run_state(&input.run_id).await {
+            // Another caller's run is the same "not found" as a missing one.
+            Ok(state) if state.session_id == session.as_str() => state,
+            _ => return Err(ErrorData::resource_not_found(format!("no paused run {}", input.run_id), None)),
+        };
+        let approval = match (input.approve, input.remember) {
+            (true, false) => Approval::approve(),
+            (true, true) => Approval::approve_and_remember(),
+            (false, _) => Approval::deny(input.reason.unwrap_or_else(|| "denied by the caller".into())),
+        };
+        let outcome = self.inner.runner.resume_turn(state, approval).await;
+        let guardrails = Guardrails { approve: Vec::new(), max_cost_usd: None, enforced: true };
+        respond(outcome, input.session_id, guardrails)
     }
 
     async fn direct_call(
@@ -315,6 +356,31 @@ fn scoped_session(caller: &Caller, public: &str) -> Result<SessionId, ErrorData>
     SessionId::new(&stored).map_err(|e| ErrorData::invalid_params(e.to_string(), None))
 }
 
+/// A turn's outcome as the agent and resume tools return it.
+fn respond(
+    outcome: Result<TurnResponse, RunError>,
+    session_id: String,
+    guardrails: Guardrails,
+) -> Result<CallToolResult, ErrorData> {
+    match outcome {
+        Ok(response) => {
+            let output = turn_output(response, session_id, guardrails);
+            let structured = serde_json::to_value(&output)
+                .map_err(|e| ErrorData::internal_error(format!("cannot encode the turn: {e}"), None))?;
+            let mut result = CallToolResult::success(vec![ContentBlock::text(output.text.clone())]);
+            result.structured_content = Some(structured);
+            Ok(result)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "agent turn over MCP failed");
+            Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                "the turn failed ({}): {e}",
+                e.kind()
+            ))]))
+        }
+    }
+}
+
 fn turn_output(response: TurnResponse, session_id: String, guardrails: Guardrails) -> AgentTurnOutput {
     AgentTurnOutput {
         text: response.text,
@@ -326,7 +392,12 @@ fn turn_output(response: TurnResponse, session_id: String, guardrails: Guardrail
         usage: response.usage,
         model_calls: response.model_calls,
         tool_calls: response.tool_calls,
-        approval_required: None,
+        approval_required: response.pending_approval.map(|pending| ApprovalRequired {
+            run_id: response.run_id.to_string(),
+            tool: pending.tool_name,
+            call_id: pending.call_id,
+            arguments: pending.arguments,
+        }),
         guardrails,
     }
 }
@@ -400,6 +471,8 @@ impl ServerHandler for KaosMcpServer {
         let arguments = Value::Object(request.arguments.unwrap_or_default());
         let result = if request.name == self.inner.options.agent_tool {
             self.agent_turn(&caller, arguments).await?
+        } else if request.name == RESUME_TOOL {
+            self.resume(&caller, arguments).await?
         } else {
             self.direct_call(&caller, &request.name, arguments).await?
         };

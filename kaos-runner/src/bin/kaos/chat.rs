@@ -10,6 +10,8 @@ use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 use tokio::runtime::Runtime as Tokio;
 
+use kaos_runner::{Approval, StopReason};
+
 use crate::commands::{self, Show};
 use crate::{GlobalArgs, setup};
 
@@ -19,23 +21,48 @@ const QUIT: &[&str] = &["/exit", "/quit"];
 pub(crate) fn run(global: &GlobalArgs, session: &str, tokio: &Tokio) -> Result<()> {
     let runner = setup::runner(global)?;
     let show = if global.json { Show::Json } else { Show::Human };
-    let turn = |line: &str| -> Result<()> {
-        let response = tokio.block_on(commands::turn(&runner, line, session, show))?;
-        if show == Show::Json {
-            println!("{}", serde_json::to_string(&response)?);
+    // One turn; while it pauses for approval, asks `answer` (y: run it, a: run it and allow
+    // that tool for the rest of the run, anything else: deny) and resumes.
+    let turn = |line: &str, answer: &mut dyn FnMut(&str) -> Result<String>| -> Result<()> {
+        let mut response = tokio.block_on(commands::turn(&runner, line, session, show))?;
+        loop {
+            if show == Show::Json {
+                println!("{}", serde_json::to_string(&response)?);
+            }
+            let (StopReason::ApprovalRequired, Some(pending)) =
+                (response.stop_reason, &response.pending_approval)
+            else {
+                return Ok(());
+            };
+            let question = format!(
+                "approve {}({})? ({}) [y/a/N] ",
+                pending.tool_name, pending.arguments, pending.reason
+            );
+            let approval = match answer(&question)?.trim() {
+                "y" | "Y" | "yes" => Approval::approve(),
+                "a" | "A" | "always" => Approval::approve_and_remember(),
+                _ => Approval::deny("the user declined"),
+            };
+            response = tokio.block_on(commands::resume(&runner, &response.run_id, approval, show))?;
         }
-        Ok(())
     };
 
     if !std::io::stdin().is_terminal() {
-        for line in std::io::stdin().lock().lines() {
+        // Piped: every line is a turn, and the line after a paused turn answers it.
+        let stdin = std::io::stdin();
+        let mut lines = stdin.lock().lines();
+        while let Some(line) = lines.next() {
             let line = line?;
             let line = line.trim();
             if QUIT.contains(&line) {
                 break;
             }
             if !line.is_empty() {
-                turn(line)?;
+                let mut answer = |question: &str| -> Result<String> {
+                    eprint!("{question}");
+                    Ok(lines.next().transpose()?.unwrap_or_default())
+                };
+                turn(line, &mut answer)?;
             }
         }
         return Ok(());
@@ -59,7 +86,14 @@ pub(crate) fn run(global: &GlobalArgs, session: &str, tokio: &Tokio) -> Result<(
                 }
                 editor.add_history_entry(line)?;
                 // A failed turn is reported and the conversation goes on.
-                if let Err(error) = turn(line) {
+                let mut answer = |question: &str| -> Result<String> {
+                    match editor.readline(question) {
+                        Ok(text) => Ok(text),
+                        Err(ReadlineError::Interrupted | ReadlineError::Eof) => Ok(String::new()),
+                        Err(error) => Err(error.into()),
+                    }
+                };
+                if let Err(error) = turn(line, &mut answer) {
                     eprintln!("error: {error:#}");
                 }
             }

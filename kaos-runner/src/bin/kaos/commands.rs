@@ -7,7 +7,8 @@ use clap::Subcommand;
 use futures::StreamExt as _;
 use kaos_agent::Decision;
 use kaos_runner::{
-    Event, EventKind, PermissionPolicy, Runner, SpanPhase, SpanSubject, TurnFold, TurnResponse, VerdictReason,
+    Approval, Event, EventKind, PermissionPolicy, Runner, SpanPhase, SpanSubject, StopReason, TurnFold,
+    TurnResponse, VerdictReason,
 };
 use kaos_tools::{ToolAnnotations, ToolSelector};
 use kaos_vfs::{EntryKind, VfsPath};
@@ -26,8 +27,14 @@ pub(crate) enum Show {
     Events,
 }
 
-/// `kaos run`.
-pub(crate) async fn run_turn(global: &GlobalArgs, message: &str, session: &str, events: bool) -> Result<()> {
+/// `kaos run`: exits 3 when a budget stopped the turn, 4 when it paused for approval (the
+/// run id is in the response; `kaos chat` can answer approvals interactively).
+pub(crate) async fn run_turn(
+    global: &GlobalArgs,
+    message: &str,
+    session: &str,
+    events: bool,
+) -> Result<std::process::ExitCode> {
     let runner = setup::runner(global)?;
     let show = match (events, global.json) {
         (true, _) => Show::Events,
@@ -38,12 +45,41 @@ pub(crate) async fn run_turn(global: &GlobalArgs, message: &str, session: &str, 
     if show == Show::Json {
         println!("{}", serde_json::to_string_pretty(&response)?);
     }
-    Ok(())
+    Ok(match response.stop_reason {
+        StopReason::BudgetExceeded => std::process::ExitCode::from(3),
+        StopReason::ApprovalRequired => {
+            if show == Show::Human
+                && let Some(pending) = &response.pending_approval
+            {
+                eprintln!(
+                    "paused: {}({}) needs approval ({}); run id {}",
+                    pending.tool_name, pending.arguments, pending.reason, response.run_id
+                );
+            }
+            std::process::ExitCode::from(4)
+        }
+        _ => std::process::ExitCode::SUCCESS,
+    })
 }
 
 /// Runs one turn, showing it as it happens, and returns its response.
 pub(crate) async fn turn(runner: &Runner, message: &str, session: &str, show: Show) -> Result<TurnResponse> {
-    let mut stream = runner.run(message, session);
+    watch(runner.run(message, session), show).await
+}
+
+/// Resumes a paused run with a person's answer, showing it as it happens.
+pub(crate) async fn resume(
+    runner: &Runner,
+    run_id: &str,
+    approval: Approval,
+    show: Show,
+) -> Result<TurnResponse> {
+    let state = runner.run_state(run_id).await?;
+    watch(runner.resume(state, approval), show).await
+}
+
+/// Shows a run's events as they come and folds them into its response.
+async fn watch(mut stream: kaos_runner::RunStream, show: Show) -> Result<TurnResponse> {
     let mut fold = TurnFold::default();
     let mut stdout = std::io::stdout().lock();
     while let Some(event) = stream.next().await {

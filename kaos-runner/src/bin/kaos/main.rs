@@ -5,8 +5,8 @@
 //! offline `scripted:echo` model, so it works without an API key.
 //!
 //! Exit codes (also in `docs/reference/cli.md`): 0 success, 1 error (message on stderr),
-//! 2 usage error (clap's), and reserved for the features that bring them: 3 a turn stopped by
-//! its budget, 4 a turn paused because a tool call needs approval.
+//! 2 usage error (clap's), 3 a turn stopped by its budget, 4 a turn paused because a tool call
+//! needs approval (`kaos run`; `kaos chat` asks y/n and resumes).
 
 mod chat;
 mod commands;
@@ -98,7 +98,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
@@ -106,14 +106,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cli: Cli) -> anyhow::Result<()> {
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     // Multi-threaded: `kaos serve` runs many sessions' turns at once.
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let global = &cli.global;
-    match cli.command {
+    let done = match cli.command {
         Command::Chat { session } => chat::run(global, &session, &runtime),
         Command::Run { message, session, events } => {
-            runtime.block_on(commands::run_turn(global, &message, &session, events))
+            return runtime.block_on(commands::run_turn(global, &message, &session, events));
         }
         Command::Sessions(command) => runtime.block_on(commands::sessions(global, command)),
         Command::Tools(command) => commands::tools(global, command),
@@ -121,5 +121,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Config(command) => commands::config(global, command),
         Command::Policy(command) => commands::policy(global, command),
         Command::Serve { http } => runtime.block_on(commands::serve(global, http)),
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
