@@ -154,7 +154,11 @@ pub trait Hook: Send + Sync + Debug {
     }
 
     /// A tool call is about to run (after the permission policy allowed it).
-    async fn before_tool_call(&self, _ctx: &HookContext, _call: &ToolCallInfo) -> Result<ToolDecision, HookError> {
+    async fn before_tool_call(
+        &self,
+        _ctx: &HookContext,
+        _call: &ToolCallInfo,
+    ) -> Result<ToolDecision, HookError> {
         Ok(ToolDecision::Continue)
     }
 
