@@ -116,3 +116,37 @@ pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("{prefix}-{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
+
+impl S3Server {
+    /// The S3 requests served so far, by HTTP method (`GET`, `PUT`, `POST`, `DELETE`, `HEAD`).
+    pub fn requests(&self) -> std::collections::BTreeMap<String, u64> {
+        let body = http_body(self.port, "GET", "/_kaos/requests").unwrap();
+        parse_counts(&body)
+    }
+
+    /// Sets the request counts back to zero.
+    pub fn reset_requests(&self) {
+        http_body(self.port, "DELETE", "/_kaos/requests").unwrap();
+    }
+}
+
+fn http_body(port: u16, method: &str, path: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default())
+}
+
+/// Parses `{"GET": 3, "PUT": 2}` (flat, string keys, integer values).
+fn parse_counts(body: &str) -> std::collections::BTreeMap<String, u64> {
+    body.trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .split(',')
+        .filter_map(|pair| {
+            let (key, value) = pair.split_once(':')?;
+            Some((key.trim().trim_matches('"').to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
