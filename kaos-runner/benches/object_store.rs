@@ -54,7 +54,7 @@ fn requests_per_turn(rt: &tokio::runtime::Runtime, server: &S3Server, runners: &
         rt.block_on(runners[i % runners.len()].turn("count me", &session)).unwrap();
     }
     // Let the spawned lease deletes of the last turn land before counting.
-    rt.block_on(tokio::time::sleep(std::time::Duration::from_millis(200)));
+    rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(200)).await });
     let counts = server.requests();
     let total: u64 = counts.values().sum();
     let by_method: Vec<String> =
