@@ -72,6 +72,9 @@ mod docs {
     mod memory {}
     #[doc = include_str!("../../docs/concepts/hooks.md")]
     mod hooks {}
+    #[cfg(feature = "object-store")]
+    #[doc = include_str!("../../docs/concepts/scale-out.md")]
+    mod scale_out {}
     #[doc = include_str!("../../docs/concepts/settings-and-agent-files.md")]
     mod settings_and_agent_files {}
     #[doc = include_str!("../../docs/reference/cli.md")]

@@ -6,6 +6,8 @@
 //! - [`DiskVfs`]: rooted at a directory; atomic replace (temp file, fsync, rename, fsync dir),
 //!   newline-framed appends, and no path — hostile or not — ever reaches outside the root.
 //! - [`ScopedVfs`]: a prefix view over another VFS, used for tenant and session isolation.
+//! - `ObjectStoreVfs` (feature `object-store`): S3 or any `object_store` store, with leases
+//!   for locks, so stateless processes on several machines can share sessions.
 //!
 //! Every path is a [`VfsPath`]: relative, `/`-separated and normalized. `..`, absolute paths,
 //! NUL bytes and backslashes are rejected with a typed error before any backend sees them.
@@ -17,6 +19,8 @@
 mod disk;
 mod error;
 mod memory;
+#[cfg(feature = "object-store")]
+mod objects;
 mod path;
 mod scoped;
 mod vfs;
@@ -24,6 +28,12 @@ mod vfs;
 pub use disk::{DEFAULT_LOCK_TIMEOUT, DiskVfs};
 pub use error::VfsError;
 pub use memory::MemoryVfs;
+/// The `object_store` crate this backend is built on, so callers can build any store (such as
+/// `object_store::memory::InMemory`) without depending on it themselves.
+#[cfg(feature = "object-store")]
+pub use object_store;
+#[cfg(feature = "object-store")]
+pub use objects::{DEFAULT_LEASE_TTL, DEFAULT_OBJECT_LOCK_TIMEOUT, ObjectStoreVfs, S3Config, SecretString};
 pub use path::VfsPath;
 pub use scoped::ScopedVfs;
 pub use vfs::{EntryKind, LocalLocks, Metadata, Vfs, VfsEntry, VfsLock};

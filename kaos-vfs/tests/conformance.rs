@@ -1,5 +1,8 @@
 //! One behavioural suite, run against every backend: MemoryVfs, DiskVfs (in a tempdir) and
-//! ScopedVfs over each of them (with neighbours outside the scope that must stay invisible).
+//! ScopedVfs over each of them (with neighbours outside the scope that must stay invisible),
+//! and with the `object-store` feature ObjectStoreVfs over object_store's InMemory store and
+//! over a real S3-compatible server on loopback (tests/s3/server.py, which must be installed:
+//! without it these tests fail, they do not skip).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -52,6 +55,38 @@ async fn scoped_memory() -> Backend {
 
 async fn scoped_disk() -> Backend {
     scoped_over(disk().await).await
+}
+
+#[cfg(feature = "object-store")]
+#[path = "support/s3_server.rs"]
+mod s3_server;
+
+#[cfg(feature = "object-store")]
+async fn object_store_memory() -> Backend {
+    use kaos_vfs::{ObjectStoreVfs, object_store::memory::InMemory};
+    Backend {
+        vfs: Arc::new(ObjectStoreVfs::new(Arc::new(InMemory::new()), "some/prefix").unwrap()),
+        _tempdir: None,
+    }
+}
+
+#[cfg(feature = "object-store")]
+async fn object_store_s3() -> Backend {
+    use kaos_vfs::{ObjectStoreVfs, S3Config, SecretString};
+    let server = s3_server::S3Server::shared();
+    server.create_bucket("conformance");
+    let config = S3Config::new("conformance")
+        .with_prefix(s3_server::unique("run"))
+        .with_endpoint(&server.endpoint)
+        .with_region("us-east-1")
+        .with_credentials("test", SecretString::new("test"))
+        .with_allow_http(true);
+    Backend { vfs: Arc::new(ObjectStoreVfs::s3(config).unwrap()), _tempdir: None }
+}
+
+#[cfg(feature = "object-store")]
+async fn scoped_object_store() -> Backend {
+    scoped_over(object_store_memory().await).await
 }
 
 async fn write_read_overwrite(vfs: Arc<dyn Vfs>) {
@@ -364,6 +399,8 @@ macro_rules! conformance {
 }
 
 conformance!(memory, disk, scoped_memory, scoped_disk);
+#[cfg(feature = "object-store")]
+conformance!(object_store_memory, object_store_s3, scoped_object_store);
 
 #[tokio::test]
 async fn a_disk_lock_held_elsewhere_times_out_with_a_typed_error() {

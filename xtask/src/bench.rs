@@ -16,7 +16,11 @@ use serde_json::Value;
 use crate::Cargo;
 
 /// The criterion bench targets to run, as (package, bench target), in order.
-const BENCHES: &[(&str, &str)] = &[("kaos-runner", "turn"), ("kaos-runner", "session")];
+const BENCHES: &[(&str, &str)] =
+    &[("kaos-runner", "turn"), ("kaos-runner", "session"), ("kaos-runner", "object_store")];
+
+/// Features a bench target needs, as (package, bench target, features).
+const BENCH_FEATURES: &[(&str, &str, &str)] = &[("kaos-runner", "object_store", "object-store")];
 
 /// Ratios between two benchmarks that must stay under a limit, as (numerator, denominator,
 /// limit). Printed as `{"ratio":…,"of":…,"to":…,"value":…,"limit":…,"ok":…}` when both ran;
@@ -48,12 +52,26 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 
     let criterion_dir = target_dir.join("criterion");
     let before = snapshot(&criterion_dir)?;
+    // Benches may report measurements that are not timings (e.g. object requests per turn) as
+    // JSON lines appended to this file; they are printed after the estimates.
+    let extra = target_dir.join(format!("kaos-bench-extra-{}.jsonl", std::process::id()));
+    let _ = fs::remove_file(&extra);
     for (package, bench) in BENCHES {
-        Cargo::new(["bench", "-p", package, "--bench", bench, "--locked", "--", "--noplot"])
-            .args(args)
-            .stdout_to_stderr()
-            .run()?;
+        let features = BENCH_FEATURES
+            .iter()
+            .filter(|(p, b, _)| p == package && b == bench)
+            .map(|(_, _, features)| *features)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut command = vec!["bench", "-p", package, "--bench", bench, "--locked"];
+        if !features.is_empty() {
+            command.extend(["--features", features.as_str()]);
+        }
+        command.extend(["--", "--noplot"]);
+        Cargo::new(command).args(args).env("KAOS_BENCH_EXTRA", &extra).stdout_to_stderr().run()?;
     }
+    let extra_lines = fs::read_to_string(&extra).unwrap_or_default();
+    let _ = fs::remove_file(&extra);
 
     let estimates = updated_estimates(&criterion_dir, &before)?;
     if estimates.is_empty() {
@@ -64,6 +82,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
     for estimate in &estimates {
         println!("{}", estimate.json_line());
+    }
+    for line in extra_lines.lines().filter(|l| !l.trim().is_empty()) {
+        println!("{line}");
     }
     let mut over = Vec::new();
     for (of, to, limit) in RATIOS {

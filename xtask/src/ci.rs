@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::{Cargo, codegen, features, tidy};
 
 /// Runs format check, clippy, tidy, the codegen check, the feature matrix, the install of the
-/// MCP interop packages, the whole test suite with every feature on (so each vendor's wire
+/// MCP interop packages and of the S3 test server, the whole test suite with every feature on (so each vendor's wire
 /// tests and the MCP interop tests run) and the examples; stops at the first failure.
 pub(crate) fn run() -> Result<()> {
     Cargo::new(["fmt", "--all", "--check"]).run()?;
@@ -27,6 +27,7 @@ pub(crate) fn run() -> Result<()> {
     eprintln!("$ cargo xtask features");
     features::run()?;
     install_mcp_packages()?;
+    install_s3_server()?;
     // The stdio interop test starts the example's binary as the server; `cargo test` builds
     // examples but does not put them at their plain path.
     Cargo::new(["build", "-p", "kaos-runner", "--all-features", "--example", "mcp_serve", "--locked"])
@@ -48,6 +49,19 @@ fn install_mcp_packages() -> Result<()> {
     let status = std::process::Command::new("bash").arg(&install).status().context("cannot run bash")?;
     if !status.success() {
         bail!("{} failed ({status}); it needs node >= 20 and npm", install.display());
+    }
+    Ok(())
+}
+
+/// The S3-compatible server (moto, pinned in tests/s3/requirements.txt) that the object-store
+/// conformance tests, the multi-process scale-out test and the object_store bench start on
+/// loopback; without it those tests fail rather than skip.
+fn install_s3_server() -> Result<()> {
+    let install = crate::workspace_root().join("tests/s3/install.sh");
+    eprintln!("$ bash {}", install.display());
+    let status = std::process::Command::new("bash").arg(&install).status().context("cannot run bash")?;
+    if !status.success() {
+        bail!("{} failed ({status}); it needs python3 with pip", install.display());
     }
     Ok(())
 }

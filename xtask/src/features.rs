@@ -17,6 +17,7 @@ const FEATURE_SETS: &[(&str, Option<&str>)] = &[
     ("gemini", Some("gemini")),
     ("openai-compatible", Some("openai-compatible")),
     ("every provider", Some("openai,anthropic,gemini,openai-compatible")),
+    ("object-store", Some("object-store")),
 ];
 
 /// `cargo check`s `kaos-runner` (library, tests and examples) with each feature set.

@@ -108,6 +108,7 @@ fn workspace_root() -> PathBuf {
 struct Cargo {
     args: Vec<String>,
     stdout_to_stderr: bool,
+    envs: Vec<(String, std::ffi::OsString)>,
 }
 
 impl Cargo {
@@ -116,7 +117,13 @@ impl Cargo {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        Cargo { args: args.into_iter().map(Into::into).collect(), stdout_to_stderr: false }
+        Cargo { args: args.into_iter().map(Into::into).collect(), stdout_to_stderr: false, envs: Vec::new() }
+    }
+
+    /// Sets an environment variable for the command.
+    fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.envs.push((key.to_owned(), value.as_ref().to_owned()));
+        self
     }
 
     /// Appends more arguments.
@@ -162,6 +169,7 @@ impl Cargo {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
         let mut command = Command::new(cargo);
         command.args(&self.args).current_dir(workspace_root());
+        command.envs(self.envs.iter().map(|(k, v)| (k, v)));
         command
     }
 }

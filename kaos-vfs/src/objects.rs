@@ -1,0 +1,1018 @@
+//! [`ObjectStoreVfs`]: a [`Vfs`] on S3 or any other [`ObjectStore`], so stateless runner
+//! processes on several machines can share sessions (feature `object-store`).
+//!
+//! # Layout
+//!
+//! Under the configured prefix `P`, a VFS path `a/b/f` is stored as **segments**, immutable
+//! objects that are only ever created with a conditional put (`PutMode::Create`, i.e.
+//! `If-None-Match: *`), never overwritten:
+//!
+//! ```text
+//! P/vfs/a/b/f~/{generation:020}-{sequence:020}     the file's segments
+//! P/leases/{path}                                   the lease behind Vfs::lock(path)
+//! ```
+//!
+//! Path segments are percent-encoded the way `object_store` encodes them, which never yields a
+//! bare `~`, so the `~` that marks a file cannot collide with a user's name. Directories stay
+//! implicit: a directory exists while some file's segment exists below it.
+//!
+//! - The content of a file is the concatenation, in sequence order, of the segments of its
+//!   **newest generation**; older generations are garbage, ignored by readers.
+//! - [`append`](Vfs::append) creates segment `(g, s + 1)` after the newest `(g, s)`. Two appenders
+//!   that race for the same sequence number cannot both win (the store refuses the second
+//!   create); the loser lists again and retries with the next number. No append is ever lost
+//!   or torn, and a file's appends keep their order.
+//! - [`write`](Vfs::write) creates segment `(g + 1, 0)`: one conditional put is the commit
+//!   point, so a reader sees the old or the new content, never a mix. The older generations
+//!   are then deleted (best effort; a reader that loses a segment it listed lists again).
+//! - [`stat`](Vfs::stat) reports the newest generation's total size and, as `modified`, its
+//!   newest segment's last-modified time **plus the generation in nanoseconds**: object stores
+//!   keep whole seconds, and a rewrite of the same length within one second must still change
+//!   the `(len, modified)` pair that callers use as a version stamp. An append always grows
+//!   `len` (an empty append to an existing file changes nothing and writes nothing).
+//!
+//! Each instance remembers the segment index of the files it has seen. Listing only from the
+//! last known segment (S3 `start-after`) and checking that it is still there with the same
+//! ETag makes `stat`, `append` and `read_from` of a long log cost one small `LIST` however
+//! many segments the log has; `read_from(offset)` then fetches only the segments past
+//! `offset`. Segments are not compacted: a cold `read` of a whole file costs one `GET` per
+//! segment (run in parallel).
+//!
+//! # Locks: leases
+//!
+//! [`Vfs::lock`] takes a **lease**: an object created with `PutMode::Create` holding an owner
+//! token, a renewal counter and the lease's time to live. While the [`VfsLock`] lives, a
+//! background task renews it every third of its TTL with a conditional update
+//! (`PutMode::Update`, `If-Match` on the ETag), which changes the ETag. A waiter polls the
+//! lease with backoff; it may take over only a lease whose ETag it has seen unchanged for a
+//! whole TTL on its own clock, and only with a conditional update against that ETag, so two
+//! takers cannot both win. Dropping the guard deletes the lease (when the holder is sure its
+//! lease has not expired; otherwise expiry frees it).
+//!
+//! Failure mode: a process that dies holding a lease blocks that lock for up to one TTL
+//! ([`DEFAULT_LEASE_TTL`], 15 s) after a waiter first sees it. Like every lease, the exclusion
+//! assumes a holder is not paused for longer than a TTL (stop-the-world pauses, a suspended
+//! VM): a holder that stops renewing loses its lease, and there is no fencing token.
+//!
+//! # Consistency
+//!
+//! Everything relies on strong read-after-write and list-after-write consistency and on
+//! conditional puts, which AWS S3 provides (and the S3-compatible servers that implement
+//! `If-None-Match`/`If-Match` on `PutObject`). The existence checks of `write` and `append`
+//! (no directory at the path, no file above it) are made before the put and are not atomic
+//! with it across processes.
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt, stream};
+use object_store::path::{Path, PathPart};
+use object_store::{
+    GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    PutResult, UpdateVersion,
+};
+
+use crate::{EntryKind, LocalLocks, Metadata, Vfs, VfsEntry, VfsError, VfsLock, VfsPath};
+
+/// How long a lease lives without renewal (see the [module docs](self)).
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+
+/// How long [`Vfs::lock`] waits by default: four lease TTLs, so a lock left by a crashed
+/// holder is taken over before the waiter gives up.
+pub const DEFAULT_OBJECT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Suffix of the key segment that holds a file's segments. `object_store` percent-encodes `~`
+/// in path parts, so an encoded user name never ends with a bare one.
+const FILE_MARK: char = '~';
+/// How many times an operation lists again after losing a race before giving up.
+const MAX_CONFLICTS: usize = 1_000;
+/// How many requests one operation keeps in flight.
+const PARALLEL_REQUESTS: usize = 16;
+/// How many files' segment indexes an instance remembers.
+const INDEX_CACHE_ENTRIES: usize = 4_096;
+/// Longest pause between two polls of a held lease.
+const MAX_LOCK_BACKOFF: Duration = Duration::from_millis(200);
+
+/// A string that never shows in `Debug` output (credentials).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself; only for handing it to the client that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretString([redacted])")
+    }
+}
+
+/// Where an [`ObjectStoreVfs::s3`] keeps its objects: an S3 bucket, or a bucket of an
+/// S3-compatible server (which must support conditional puts, `If-None-Match` and `If-Match`).
+///
+/// Settings left unset are read from the standard `AWS_*` environment variables (access key,
+/// secret, session token, region, endpoint), as the AWS tools do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct S3Config {
+    /// The bucket's name (it must exist).
+    pub bucket: String,
+    /// A key prefix under which everything is stored (`""` for the whole bucket), so several
+    /// deployments can share a bucket. Validated like a [`VfsPath`].
+    pub prefix: String,
+    /// The endpoint URL of an S3-compatible server (`None` for AWS).
+    pub endpoint: Option<String>,
+    /// The region (`None`: from the environment, else `us-east-1`).
+    pub region: Option<String>,
+    /// The access key id (`None`: from the environment or the instance's role).
+    pub access_key_id: Option<String>,
+    /// The secret access key.
+    pub secret_access_key: Option<SecretString>,
+    /// A session token, for temporary credentials.
+    pub session_token: Option<SecretString>,
+    /// Whether plain `http://` endpoints are allowed (a server on loopback); off by default.
+    pub allow_http: bool,
+}
+
+impl S3Config {
+    /// A configuration for `bucket`, everything else unset.
+    pub fn new(bucket: impl Into<String>) -> Self {
+        Self {
+            bucket: bucket.into(),
+            prefix: String::new(),
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            allow_http: false,
+        }
+    }
+
+    /// Stores everything under `prefix`.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Talks to an S3-compatible server at `endpoint` (path-style requests).
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Sets the region.
+    pub fn with_region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Sets static credentials.
+    pub fn with_credentials(
+        mut self,
+        access_key_id: impl Into<String>,
+        secret_access_key: SecretString,
+    ) -> Self {
+        self.access_key_id = Some(access_key_id.into());
+        self.secret_access_key = Some(secret_access_key);
+        self
+    }
+
+    /// Allows (or not) a plain `http://` endpoint.
+    pub fn with_allow_http(mut self, allow_http: bool) -> Self {
+        self.allow_http = allow_http;
+        self
+    }
+}
+
+/// A [`Vfs`] on an object store: S3 and S3-compatible servers through
+/// [`ObjectStoreVfs::s3`], or any [`ObjectStore`] through [`ObjectStoreVfs::new`] (such as
+/// `object_store::memory::InMemory`, which supports conditional puts too).
+///
+/// Its [`lock`](Vfs::lock) excludes across every process sharing the store, with a renewed
+/// lease. See the [module docs](self) for the layout, the lease protocol and their costs.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use kaos_vfs::{ObjectStoreVfs, Vfs, VfsPath, object_store::memory::InMemory};
+///
+/// let vfs = ObjectStoreVfs::new(Arc::new(InMemory::new()), "tenant-a")?;
+/// let log = VfsPath::new("sessions/s1/turns.jsonl")?;
+/// vfs.append(&log, "{\"turn\":1}\n".into()).await?;
+/// vfs.append(&log, "{\"turn\":2}\n".into()).await?;
+/// assert_eq!(vfs.read_from(&log, 11).await?, "{\"turn\":2}\n");
+/// let _held = vfs.lock(&VfsPath::new(".locks/s1")?).await?;
+/// # Ok::<(), kaos_vfs::VfsError>(())
+/// # }).unwrap();
+/// ```
+pub struct ObjectStoreVfs {
+    store: Arc<dyn ObjectStore>,
+    files: Path,
+    leases: Path,
+    lease_ttl: Duration,
+    lock_timeout: Duration,
+    /// Serializes this process's changes to one file, so its own tasks do not race each other
+    /// for sequence numbers.
+    mutations: LocalLocks,
+    /// Serializes this process's waiters for one lock, so they queue here, not on the store.
+    local_locks: LocalLocks,
+    indexes: Mutex<HashMap<String, Arc<Index>>>,
+}
+
+impl fmt::Debug for ObjectStoreVfs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectStoreVfs")
+            .field("store", &self.store.to_string())
+            .field("files", &self.files.as_ref())
+            .field("lease_ttl", &self.lease_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One segment of a file, as listed.
+#[derive(Debug, Clone)]
+struct Segment {
+    seq: u64,
+    size: u64,
+    modified: SystemTime,
+    e_tag: Option<String>,
+    location: Path,
+}
+
+/// The newest generation of a file as last seen: its segments in order.
+#[derive(Debug, Clone, Default)]
+struct Index {
+    generation: u64,
+    segments: Vec<Segment>,
+    /// Keys of older generations seen in the same listing (garbage).
+    stale: Vec<Path>,
+}
+
+impl Index {
+    fn exists(&self) -> bool {
+        !self.segments.is_empty()
+    }
+
+    fn len(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+
+    fn modified(&self) -> Option<SystemTime> {
+        let newest = self.segments.iter().map(|s| s.modified).max()?;
+        Some(newest + Duration::from_nanos(self.generation))
+    }
+}
+
+/// Parses a segment key's last part, `{generation:020}-{sequence:020}`.
+fn parse_segment_name(name: &str) -> Option<(u64, u64)> {
+    let (generation, seq) = name.split_once('-')?;
+    Some((generation.parse().ok()?, seq.parse().ok()?))
+}
+
+fn segment_name(generation: u64, seq: u64) -> String {
+    format!("{generation:020}-{seq:020}")
+}
+
+/// Decodes one percent-encoded key part back to a name.
+fn decode_part(part: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(part).decode_utf8().ok().map(|s| s.into_owned())
+}
+
+/// `key` followed by the already encoded part `raw` (kept as it is, not encoded again).
+fn child_raw(key: &Path, raw: &str) -> Result<Path, VfsError> {
+    PathPart::parse(raw)
+        .map(|part| key.clone().join(part))
+        .map_err(|_| VfsError::InvalidPath { path: raw.to_owned(), reason: "not a valid object key part" })
+}
+
+fn not_found(path: &VfsPath) -> VfsError {
+    VfsError::NotFound(path.to_string())
+}
+
+fn is_a_directory(path: &VfsPath) -> VfsError {
+    VfsError::WrongKind { path: path.clone(), expected: "file", found: "directory" }
+}
+
+/// Maps a store error about `path` to a [`VfsError`].
+fn store_error(path: &VfsPath, error: object_store::Error) -> VfsError {
+    use std::io::ErrorKind;
+    let kind = match &error {
+        object_store::Error::NotFound { .. } => return not_found(path),
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            ErrorKind::PermissionDenied
+        }
+        object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented { .. } => {
+            ErrorKind::Unsupported
+        }
+        object_store::Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+        _ => ErrorKind::Other,
+    };
+    VfsError::Io { path: path.to_string(), source: std::io::Error::new(kind, error) }
+}
+
+fn conflict_error(path: &VfsPath, what: &str) -> VfsError {
+    VfsError::Io {
+        path: path.to_string(),
+        source: std::io::Error::other(format!("gave up after {MAX_CONFLICTS} conflicting {what}s")),
+    }
+}
+
+/// A pseudo-random number for backoff jitter (no need for a real generator).
+fn jitter() -> u64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let mut x = STATE.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed) ^ u64::from(nanos);
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
+}
+
+/// A token naming one acquisition of a lease.
+fn owner_token() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos:x}-{:x}-{:x}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), jitter())
+}
+
+fn lease_body(owner: &str, renewal: u64, ttl: Duration) -> PutPayload {
+    PutPayload::from(format!(
+        "{{\"owner\":\"{owner}\",\"renewal\":{renewal},\"ttl_ms\":{}}}\n",
+        ttl.as_millis()
+    ))
+}
+
+/// The TTL a lease body declares, if readable.
+fn lease_ttl_of(body: &[u8]) -> Option<Duration> {
+    let text = std::str::from_utf8(body).ok()?;
+    let rest = &text[text.find("\"ttl_ms\":")? + "\"ttl_ms\":".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().map(Duration::from_millis)
+}
+
+impl ObjectStoreVfs {
+    /// A VFS on `store`, with everything under the key prefix `prefix` (`""` for none; validated
+    /// like a [`VfsPath`]). The store must support conditional puts (`PutMode::Create` and
+    /// `PutMode::Update`), as S3, `InMemory` and the local filesystem store do.
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Self, VfsError> {
+        let prefix = VfsPath::new(prefix)?;
+        let mut root = Path::default();
+        for segment in prefix.segments() {
+            root = root.join(segment);
+        }
+        Ok(Self {
+            store,
+            files: root.clone().join("vfs"),
+            leases: root.join("leases"),
+            lease_ttl: DEFAULT_LEASE_TTL,
+            lock_timeout: DEFAULT_OBJECT_LOCK_TIMEOUT,
+            mutations: LocalLocks::default(),
+            local_locks: LocalLocks::default(),
+            indexes: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A VFS on an S3 (or S3-compatible) bucket. Fails with `Io` (`InvalidInput`) when the
+    /// configuration is incomplete; makes no request (a wrong bucket shows on first use).
+    pub fn s3(config: S3Config) -> Result<Self, VfsError> {
+        use object_store::aws::AmazonS3Builder;
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&config.bucket);
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let Some(region) = &config.region {
+            builder = builder.with_region(region);
+        }
+        if let Some(key) = &config.access_key_id {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &config.secret_access_key {
+            builder = builder.with_secret_access_key(secret.expose());
+        }
+        if let Some(token) = &config.session_token {
+            builder = builder.with_token(token.expose());
+        }
+        let store = builder.with_allow_http(config.allow_http).build().map_err(|e| VfsError::Io {
+            path: format!("s3://{}", config.bucket),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        })?;
+        Self::new(Arc::new(store), &config.prefix)
+    }
+
+    /// Sets the lease TTL (default [`DEFAULT_LEASE_TTL`]); every process sharing the store
+    /// should use the same. Renewals happen every third of it.
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl.max(Duration::from_millis(30));
+        self
+    }
+
+    /// How long [`Vfs::lock`] waits before giving up with [`VfsError::LockTimeout`] (default
+    /// [`DEFAULT_OBJECT_LOCK_TIMEOUT`]).
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// The key prefix of the directory `path` (its files and subdirectories lie below it).
+    fn dir_key(&self, path: &VfsPath) -> Path {
+        path.segments().fold(self.files.clone(), |key, segment| key.join(segment))
+    }
+
+    /// The key prefix of the file `path`'s segments (`path` is not the root).
+    fn file_key(&self, path: &VfsPath) -> Result<Path, VfsError> {
+        let Some(parent) = path.parent() else { return Err(is_a_directory(path)) };
+        let name = PathPart::from(path.file_name().unwrap_or_default());
+        child_raw(&self.dir_key(&parent), &format!("{}{FILE_MARK}", name.as_ref()))
+    }
+
+    fn segment_key(&self, path: &VfsPath, generation: u64, seq: u64) -> Result<Path, VfsError> {
+        child_raw(&self.file_key(path)?, &segment_name(generation, seq))
+    }
+
+    fn cached_index(&self, path: &VfsPath) -> Option<Arc<Index>> {
+        self.indexes.lock().unwrap_or_else(PoisonError::into_inner).get(path.as_str()).cloned()
+    }
+
+    fn remember(&self, path: &VfsPath, index: &Index) {
+        let mut indexes = self.indexes.lock().unwrap_or_else(PoisonError::into_inner);
+        if !index.exists() {
+            indexes.remove(path.as_str());
+            return;
+        }
+        if indexes.len() >= INDEX_CACHE_ENTRIES && !indexes.contains_key(path.as_str()) {
+            indexes.clear();
+        }
+        let kept =
+            Index { generation: index.generation, segments: index.segments.clone(), stale: Vec::new() };
+        indexes.insert(path.as_str().to_owned(), Arc::new(kept));
+    }
+
+    fn forget(&self, path: &VfsPath) {
+        self.indexes.lock().unwrap_or_else(PoisonError::into_inner).remove(path.as_str());
+    }
+
+    /// Builds an index from listed segment objects: the newest generation's segments in order,
+    /// and the keys of older ones.
+    fn index_of(metas: Vec<ObjectMeta>) -> Index {
+        let mut parsed: Vec<(u64, Segment)> = metas
+            .into_iter()
+            .filter_map(|meta| {
+                let (generation, seq) = parse_segment_name(meta.location.filename()?)?;
+                let segment = Segment {
+                    seq,
+                    size: meta.size,
+                    modified: SystemTime::from(meta.last_modified),
+                    e_tag: meta.e_tag,
+                    location: meta.location,
+                };
+                Some((generation, segment))
+            })
+            .collect();
+        parsed.sort_by_key(|(generation, s)| (*generation, s.seq));
+        let generation = parsed.last().map_or(0, |(generation, _)| *generation);
+        let (current, older): (Vec<_>, Vec<_>) = parsed.into_iter().partition(|(g, _)| *g == generation);
+        Index {
+            generation,
+            segments: current.into_iter().map(|(_, s)| s).collect(),
+            stale: older.into_iter().map(|(_, s)| s.location).collect(),
+        }
+    }
+
+    /// The file's current index: one listing of every segment.
+    async fn full_index(&self, path: &VfsPath) -> Result<Index, VfsError> {
+        let key = self.file_key(path)?;
+        let metas: Vec<ObjectMeta> =
+            self.store.list(Some(&key)).try_collect().await.map_err(|e| store_error(path, e))?;
+        let index = Self::index_of(metas);
+        self.remember(path, &index);
+        Ok(index)
+    }
+
+    /// The file's current index. With a remembered index, lists only from its last segment
+    /// on, and trusts the rest when that segment is still there unchanged (segments are
+    /// immutable; a deleted file loses them all).
+    async fn index(&self, path: &VfsPath) -> Result<Index, VfsError> {
+        let Some(known) = self.cached_index(path) else { return self.full_index(path).await };
+        let Some(last) = known.segments.last() else { return self.full_index(path).await };
+        let key = self.file_key(path)?;
+        let offset = match last.seq.checked_sub(1) {
+            Some(previous) => child_raw(&key, &segment_name(known.generation, previous))?,
+            None => child_raw(&key, &format!("{:020}", known.generation))?,
+        };
+        let metas: Vec<ObjectMeta> = self
+            .store
+            .list_with_offset(Some(&key), &offset)
+            .try_collect()
+            .await
+            .map_err(|e| store_error(path, e))?;
+        let still_there =
+            metas.iter().any(|m| m.location == last.location && m.e_tag == last.e_tag && m.size == last.size);
+        if !still_there {
+            return self.full_index(path).await;
+        }
+        let newer = Self::index_of(metas);
+        let index = if newer.generation == known.generation {
+            let mut segments = known.segments.clone();
+            segments.extend(newer.segments.into_iter().filter(|s| s.seq > last.seq));
+            Index { generation: known.generation, segments, stale: newer.stale }
+        } else {
+            newer
+        };
+        self.remember(path, &index);
+        Ok(index)
+    }
+
+    /// Whether some segment of a file at `path` exists (one short listing).
+    async fn file_exists(&self, path: &VfsPath) -> Result<bool, VfsError> {
+        let key = self.file_key(path)?;
+        let first = self.store.list(Some(&key)).next().await;
+        first.transpose().map(|m| m.is_some()).map_err(|e| store_error(path, e))
+    }
+
+    /// Whether anything lies below the directory `path` (one short listing).
+    async fn dir_exists(&self, path: &VfsPath) -> Result<bool, VfsError> {
+        if path.is_root() {
+            return Ok(true);
+        }
+        let first = self.store.list(Some(&self.dir_key(path))).next().await;
+        first.transpose().map(|m| m.is_some()).map_err(|e| store_error(path, e))
+    }
+
+    /// Checks that a new file may be created at `path`: it is not a directory and no ancestor
+    /// is a file (all checked at once).
+    async fn check_file_slot(&self, path: &VfsPath) -> Result<(), VfsError> {
+        let mut ancestors = Vec::new();
+        let mut ancestor = path.parent();
+        while let Some(dir) = ancestor {
+            if dir.is_root() {
+                break;
+            }
+            ancestor = dir.parent();
+            ancestors.push(dir);
+        }
+        let files = futures::future::try_join_all(ancestors.iter().map(|dir| self.file_exists(dir)));
+        let (is_dir, files) = futures::future::try_join(self.dir_exists(path), files).await?;
+        if is_dir {
+            return Err(is_a_directory(path));
+        }
+        if let Some((dir, _)) = ancestors.iter().zip(files).find(|(_, is_file)| *is_file) {
+            return Err(VfsError::WrongKind { path: dir.clone(), expected: "directory", found: "file" });
+        }
+        Ok(())
+    }
+
+    /// The error for a read of a path that has no file.
+    async fn missing_file(&self, path: &VfsPath) -> VfsError {
+        match self.dir_exists(path).await {
+            Ok(true) => is_a_directory(path),
+            Ok(false) => not_found(path),
+            Err(e) => e,
+        }
+    }
+
+    /// Fetches the bytes of `segments` from `offset` on; `None` when a segment changed or
+    /// vanished since it was listed (the caller lists again).
+    async fn fetch(
+        &self,
+        path: &VfsPath,
+        segments: &[Segment],
+        offset: u64,
+    ) -> Result<Option<Bytes>, VfsError> {
+        let mut requests = Vec::new();
+        let mut start = 0u64;
+        for segment in segments {
+            let end = start + segment.size;
+            if end > offset && segment.size > 0 {
+                let from = offset.saturating_sub(start);
+                let mut options = GetOptions::default();
+                options.if_match.clone_from(&segment.e_tag);
+                if from > 0 {
+                    options.range = Some(GetRange::Offset(from));
+                }
+                requests.push((segment.location.clone(), options));
+            }
+            start = end;
+        }
+        let pieces: Vec<Option<Bytes>> = stream::iter(requests)
+            .map(|(location, options)| async move {
+                let got = match self.store.get_opts(&location, options).await {
+                    Ok(got) => got.bytes().await,
+                    Err(e) => Err(e),
+                };
+                match got {
+                    Ok(bytes) => Ok(Some(bytes)),
+                    Err(object_store::Error::NotFound { .. } | object_store::Error::Precondition { .. }) => {
+                        Ok(None)
+                    }
+                    Err(e) => Err(store_error(path, e)),
+                }
+            })
+            .buffered(PARALLEL_REQUESTS)
+            .try_collect()
+            .await?;
+        let Some(pieces) = pieces.into_iter().collect::<Option<Vec<Bytes>>>() else { return Ok(None) };
+        Ok(Some(match pieces.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            _ => {
+                let mut joined = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
+                for piece in &pieces {
+                    joined.extend_from_slice(piece);
+                }
+                joined.freeze()
+            }
+        }))
+    }
+
+    /// Creates the segment `(generation, seq)` of `path`; `false` when it already exists.
+    async fn create_segment(
+        &self,
+        path: &VfsPath,
+        generation: u64,
+        seq: u64,
+        data: &Bytes,
+    ) -> Result<bool, VfsError> {
+        let key = self.segment_key(path, generation, seq)?;
+        let put =
+            self.store.put_opts(&key, PutPayload::from(data.clone()), PutOptions::from(PutMode::Create));
+        match put.await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(store_error(path, e)),
+        }
+    }
+
+    /// Deletes `keys`, ignoring the ones already gone.
+    async fn delete_keys(&self, path: &VfsPath, keys: Vec<Path>) -> Result<(), VfsError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let locations = stream::iter(keys.into_iter().map(Ok)).boxed();
+        let results: Vec<Result<Path, object_store::Error>> =
+            self.store.delete_stream(locations).collect().await;
+        for result in results {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_error(path, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every key under `prefix`.
+    async fn keys_under(&self, path: &VfsPath, prefix: &Path) -> Result<Vec<Path>, VfsError> {
+        self.store
+            .list(Some(prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| store_error(path, e))
+    }
+
+    fn lease_key(&self, path: &VfsPath) -> Path {
+        path.segments().fold(self.leases.clone(), |key, segment| key.join(segment))
+    }
+}
+
+#[async_trait]
+impl Vfs for ObjectStoreVfs {
+    async fn read(&self, path: &VfsPath) -> Result<Bytes, VfsError> {
+        self.read_from(path, 0).await
+    }
+
+    async fn write(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError> {
+        if path.is_root() {
+            return Err(is_a_directory(path));
+        }
+        let _serial = self.mutations.lock(path.as_str()).await;
+        let mut index = self.index(path).await?;
+        if !index.exists() {
+            self.check_file_slot(path).await?;
+        }
+        for _ in 0..MAX_CONFLICTS {
+            let generation = index.generation + 1;
+            if self.create_segment(path, generation, 0, &data).await? {
+                self.forget(path);
+                let mut garbage = index.stale;
+                garbage.extend(index.segments.into_iter().map(|s| s.location));
+                // Best effort: readers ignore older generations anyway.
+                let _ = self.delete_keys(path, garbage).await;
+                return Ok(());
+            }
+            index = self.full_index(path).await?;
+        }
+        Err(conflict_error(path, "write"))
+    }
+
+    async fn append(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError> {
+        if path.is_root() {
+            return Err(is_a_directory(path));
+        }
+        let _serial = self.mutations.lock(path.as_str()).await;
+        let mut index = self.index(path).await?;
+        if !index.exists() {
+            self.check_file_slot(path).await?;
+        } else if data.is_empty() {
+            return Ok(());
+        }
+        for _ in 0..MAX_CONFLICTS {
+            let (generation, seq) = match index.segments.last() {
+                Some(last) => (index.generation, last.seq + 1),
+                None => (1, 0),
+            };
+            if self.create_segment(path, generation, seq, &data).await? {
+                return Ok(());
+            }
+            // Another process appended first: list again and take the next number.
+            tokio::time::sleep(Duration::from_micros(jitter() % 2_000)).await;
+            index = self.index(path).await?;
+        }
+        Err(conflict_error(path, "append"))
+    }
+
+    async fn exists(&self, path: &VfsPath) -> Result<bool, VfsError> {
+        if path.is_root() {
+            return Ok(true);
+        }
+        let (file, dir) = futures::future::try_join(self.file_exists(path), self.dir_exists(path)).await?;
+        Ok(file || dir)
+    }
+
+    async fn stat(&self, path: &VfsPath) -> Result<Metadata, VfsError> {
+        if path.is_root() {
+            return Ok(Metadata::dir(None));
+        }
+        let index = self.index(path).await?;
+        if index.exists() {
+            return Ok(Metadata::file(index.len(), index.modified()));
+        }
+        if self.dir_exists(path).await? { Ok(Metadata::dir(None)) } else { Err(not_found(path)) }
+    }
+
+    async fn list(&self, prefix: &VfsPath) -> Result<Vec<VfsEntry>, VfsError> {
+        if !prefix.is_root() && self.file_exists(prefix).await? {
+            return Err(VfsError::WrongKind { path: prefix.clone(), expected: "directory", found: "file" });
+        }
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.dir_key(prefix)))
+            .await
+            .map_err(|e| store_error(prefix, e))?;
+        let mut files = Vec::new();
+        let mut entries = Vec::new();
+        for child in &listing.common_prefixes {
+            let Some(raw) = child.filename() else { continue };
+            let (name, is_file) = match raw.strip_suffix(FILE_MARK) {
+                Some(name) => (name, true),
+                None => (raw, false),
+            };
+            let Some(path) = decode_part(name).and_then(|name| prefix.join(&name).ok()) else { continue };
+            if is_file {
+                files.push(path);
+            } else {
+                entries.push(VfsEntry::new(path, EntryKind::Dir, 0));
+            }
+        }
+        let sized: Vec<VfsEntry> = stream::iter(files)
+            .map(|path| async move {
+                let index = self.index(&path).await?;
+                Ok::<_, VfsError>(index.exists().then(|| VfsEntry::new(path, EntryKind::File, index.len())))
+            })
+            .buffered(PARALLEL_REQUESTS)
+            .try_filter_map(|entry| async move { Ok(entry) })
+            .try_collect()
+            .await?;
+        entries.extend(sized);
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(entries)
+    }
+
+    async fn delete(&self, path: &VfsPath) -> Result<(), VfsError> {
+        let keys = if path.is_root() {
+            self.keys_under(path, &self.files).await?
+        } else {
+            let file_key = self.file_key(path)?;
+            let (mut file, dir) = futures::future::try_join(
+                self.keys_under(path, &file_key),
+                self.keys_under(path, &self.dir_key(path)),
+            )
+            .await?;
+            if file.is_empty() && dir.is_empty() {
+                return Err(not_found(path));
+            }
+            file.extend(dir);
+            file
+        };
+        self.indexes.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.delete_keys(path, keys).await
+    }
+
+    async fn read_from(&self, path: &VfsPath, offset: u64) -> Result<Bytes, VfsError> {
+        if path.is_root() {
+            return Err(is_a_directory(path));
+        }
+        for _ in 0..MAX_CONFLICTS {
+            let index = self.index(path).await?;
+            if !index.exists() {
+                return Err(self.missing_file(path).await);
+            }
+            if let Some(bytes) = self.fetch(path, &index.segments, offset).await? {
+                return Ok(bytes);
+            }
+            // A segment went away (the file was rewritten or deleted): look again.
+            self.forget(path);
+        }
+        Err(conflict_error(path, "read"))
+    }
+
+    /// Excludes across every process sharing the store, with a renewed lease (see the
+    /// [module docs](self)).
+    async fn lock(&self, path: &VfsPath) -> Result<VfsLock, VfsError> {
+        let local = self.local_locks.lock(path.as_str()).await;
+        let key = self.lease_key(path);
+        let owner = owner_token();
+        let started = Instant::now();
+        let deadline = started + self.lock_timeout;
+        // The lease's ETag as first seen, when, and the TTL it declares.
+        let mut seen: Option<(Option<String>, Instant, Duration)> = None;
+        let mut backoff = Duration::from_millis(2);
+        let mut try_create = true;
+        loop {
+            let sent = Instant::now();
+            if try_create {
+                let put = self.store.put_opts(
+                    &key,
+                    lease_body(&owner, 0, self.lease_ttl),
+                    PutOptions::from(PutMode::Create),
+                );
+                match put.await {
+                    Ok(result) => return Ok(self.hold(path, key, owner, result, sent, local)),
+                    Err(object_store::Error::AlreadyExists { .. }) => {}
+                    Err(e) => return Err(store_error(path, e)),
+                }
+            }
+            try_create = false;
+            match self.store.get(&key).await {
+                Err(object_store::Error::NotFound { .. }) => {
+                    try_create = true;
+                    continue;
+                }
+                Err(e) => return Err(store_error(path, e)),
+                Ok(got) => {
+                    let meta = got.meta.clone();
+                    let body = got.bytes().await.unwrap_or_default();
+                    match &seen {
+                        Some((e_tag, since, ttl)) if *e_tag == meta.e_tag && meta.e_tag.is_some() => {
+                            if since.elapsed() >= *ttl {
+                                // Unrenewed for a whole TTL: take it over, against that version.
+                                let version = UpdateVersion { e_tag: meta.e_tag, version: meta.version };
+                                let sent = Instant::now();
+                                let put = self.store.put_opts(
+                                    &key,
+                                    lease_body(&owner, 0, self.lease_ttl),
+                                    PutOptions::from(PutMode::Update(version)),
+                                );
+                                match put.await {
+                                    Ok(result) => return Ok(self.hold(path, key, owner, result, sent, local)),
+                                    Err(
+                                        object_store::Error::Precondition { .. }
+                                        | object_store::Error::NotFound { .. },
+                                    ) => seen = None,
+                                    Err(e) => return Err(store_error(path, e)),
+                                }
+                            }
+                        }
+                        _ => {
+                            let ttl = lease_ttl_of(&body).unwrap_or(self.lease_ttl);
+                            seen = Some((meta.e_tag, Instant::now(), ttl));
+                        }
+                    }
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(VfsError::LockTimeout { path: path.clone(), after: now - started });
+            }
+            let pause = backoff + Duration::from_micros(jitter() % (backoff.as_micros() as u64 + 1));
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            backoff = (backoff * 2).min(MAX_LOCK_BACKOFF);
+        }
+    }
+}
+
+/// What a holder knows about its lease.
+#[derive(Debug)]
+struct LeaseState {
+    version: UpdateVersion,
+    /// Until when no one else can have taken the lease over (send time of the last successful
+    /// create or renewal, plus the TTL).
+    valid_until: Instant,
+    lost: bool,
+}
+
+/// A held lease: renewed in the background, deleted on drop.
+struct Lease {
+    store: Arc<dyn ObjectStore>,
+    key: Path,
+    ttl: Duration,
+    state: Arc<Mutex<LeaseState>>,
+    renewer: Option<tokio::task::JoinHandle<()>>,
+    local: Option<VfsLock>,
+}
+
+impl ObjectStoreVfs {
+    fn hold(
+        &self,
+        _path: &VfsPath,
+        key: Path,
+        owner: String,
+        created: PutResult,
+        sent: Instant,
+        local: VfsLock,
+    ) -> VfsLock {
+        let ttl = self.lease_ttl;
+        let state = Arc::new(Mutex::new(LeaseState {
+            version: UpdateVersion { e_tag: created.e_tag, version: created.version },
+            valid_until: sent + ttl,
+            lost: false,
+        }));
+        let renewer = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+            let (store, key, state) = (Arc::clone(&self.store), key.clone(), Arc::clone(&state));
+            runtime.spawn(renew(store, key, owner, ttl, state))
+        });
+        VfsLock::new(Lease { store: Arc::clone(&self.store), key, ttl, state, renewer, local: Some(local) })
+    }
+}
+
+/// Renews a lease every third of its TTL until aborted or lost.
+async fn renew(
+    store: Arc<dyn ObjectStore>,
+    key: Path,
+    owner: String,
+    ttl: Duration,
+    state: Arc<Mutex<LeaseState>>,
+) {
+    let mut renewal = 0u64;
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        renewal += 1;
+        let version = state.lock().unwrap_or_else(PoisonError::into_inner).version.clone();
+        let sent = Instant::now();
+        let put = store.put_opts(
+            &key,
+            lease_body(&owner, renewal, ttl),
+            PutOptions::from(PutMode::Update(version)),
+        );
+        match put.await {
+            Ok(result) => {
+                let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+                state.version = UpdateVersion { e_tag: result.e_tag, version: result.version };
+                state.valid_until = sent + ttl;
+            }
+            Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => {
+                state.lock().unwrap_or_else(PoisonError::into_inner).lost = true;
+                return;
+            }
+            // A transient failure: try again at the next tick (the lease is still ours until
+            // `valid_until`).
+            Err(_) => {}
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(renewer) = self.renewer.take() {
+            renewer.abort();
+        }
+        let (valid_until, lost) = {
+            let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            (state.valid_until, state.lost)
+        };
+        // Delete only while certainly still ours, with a margin; else expiry frees it.
+        let ours = !lost && Instant::now() + self.ttl / 3 < valid_until;
+        let local = self.local.take();
+        if let (true, Ok(runtime)) = (ours, tokio::runtime::Handle::try_current()) {
+            let (store, key) = (Arc::clone(&self.store), self.key.clone());
+            // The local lock is released once the delete is done, so this process's next
+            // waiter finds the lease gone.
+            runtime.spawn(async move {
+                let _ = store.delete(&key).await;
+                drop(local);
+            });
+        }
+    }
+}
