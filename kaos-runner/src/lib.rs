@@ -72,6 +72,8 @@ mod docs {
     mod memory {}
     #[doc = include_str!("../../docs/concepts/hooks.md")]
     mod hooks {}
+    #[doc = include_str!("../../docs/concepts/guardrails.md")]
+    mod guardrails {}
     #[cfg(feature = "object-store")]
     #[doc = include_str!("../../docs/concepts/scale-out.md")]
     mod scale_out {}

@@ -108,6 +108,33 @@ impl PermissionPolicy {
         Self::from_rules(agent.permissions())
     }
 
+    /// A cautious policy for agents whose tools are not annotated carefully: asks before any
+    /// tool whose name says it deletes, removes, writes, moves, executes, runs a shell or
+    /// sends something, and otherwise follows the annotations (see
+    /// [`PermissionPolicy::default_safe_rules`] to combine them with your own).
+    ///
+    /// ```
+    /// use kaos_agent::Decision;
+    /// use kaos_runner::PermissionPolicy;
+    /// use kaos_tools::ToolAnnotations;
+    /// let policy = PermissionPolicy::default_safe();
+    /// let plain = ToolAnnotations::default();
+    /// assert_eq!(policy.evaluate("files-delete", &serde_json::json!({}), &plain).decision, Decision::Ask);
+    /// assert_eq!(policy.evaluate("search", &serde_json::json!({}), &plain).decision, Decision::Allow);
+    /// ```
+    pub fn default_safe() -> Self {
+        // The patterns are fixed and valid.
+        Self::from_rules(&Self::default_safe_rules()).unwrap_or(Self { rules: Vec::new() })
+    }
+
+    /// The rules of [`PermissionPolicy::default_safe`], to append to an agent's own.
+    pub fn default_safe_rules() -> Vec<PermissionRule> {
+        ["*delete*", "*remove*", "*write*", "*move*", "*exec*", "*shell*", "*run-command*", "*send*"]
+            .into_iter()
+            .map(PermissionRule::ask)
+            .collect()
+    }
+
     /// Compiles `rules` (evaluated in order).
     pub fn from_rules(rules: &[PermissionRule]) -> Result<Self, RunError> {
         let rules = rules
