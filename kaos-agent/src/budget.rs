@@ -24,6 +24,12 @@ pub struct Budget {
     /// Most wall-clock milliseconds a turn may take.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_wall_clock_ms: Option<u64>,
+    /// Most USD a whole session may cost, over all its turns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_max_cost_usd: Option<f64>,
+    /// Most tokens a whole session may use, over all its turns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_max_tokens: Option<u64>,
 }
 
 /// Largest integer cap accepted: agent files are also TOML, whose integers are `i64`.
@@ -59,6 +65,18 @@ impl Budget {
         self
     }
 
+    /// With a cap on the whole session's cost.
+    pub fn with_session_max_cost_usd(mut self, usd: f64) -> Self {
+        self.session_max_cost_usd = Some(usd);
+        self
+    }
+
+    /// With a cap on the whole session's tokens.
+    pub fn with_session_max_tokens(mut self, tokens: u64) -> Self {
+        self.session_max_tokens = Some(tokens);
+        self
+    }
+
     /// With a wall-clock cap in milliseconds.
     pub fn with_max_wall_clock_ms(mut self, ms: u64) -> Self {
         self.max_wall_clock_ms = Some(ms);
@@ -70,16 +88,21 @@ impl Budget {
             field: format!("{at}budget.{field}"),
             reason,
         };
-        if let Some(usd) = self.max_cost_usd
-            && !(usd.is_finite() && usd > 0.0)
+        for (field, usd) in
+            [("max_cost_usd", self.max_cost_usd), ("session_max_cost_usd", self.session_max_cost_usd)]
         {
-            return Err(bad("max_cost_usd", "must be a positive, finite number of USD"));
+            if let Some(usd) = usd
+                && !(usd.is_finite() && usd > 0.0)
+            {
+                return Err(bad(field, "must be a positive, finite number of USD"));
+            }
         }
         let ints = [
             ("max_tokens", self.max_tokens),
             ("max_model_calls", self.max_model_calls.map(u64::from)),
             ("max_tool_calls", self.max_tool_calls.map(u64::from)),
             ("max_wall_clock_ms", self.max_wall_clock_ms),
+            ("session_max_tokens", self.session_max_tokens),
         ];
         for (field, value) in ints {
             match value {

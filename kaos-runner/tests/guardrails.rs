@@ -243,3 +243,54 @@ async fn budgets_stop_the_turn_before_they_are_exceeded() {
     let history = runner.history("t").await.unwrap();
     assert!(history.last().unwrap().content().contains("budget"));
 }
+
+/// A model with a real price that honours `max_output_tokens`, as vendors do: it always wants
+/// 400 output tokens, and each call's prompt is about 50 tokens.
+#[derive(Debug)]
+struct Priced {
+    price: kaos_providers::ModelPrice,
+}
+
+#[async_trait::async_trait]
+impl kaos_providers::ModelClient for Priced {
+    fn capabilities(&self) -> kaos_providers::Capabilities {
+        kaos_providers::Capabilities::default()
+    }
+
+    fn price(&self, _model: &str) -> Option<kaos_providers::ModelPrice> {
+        Some(self.price)
+    }
+
+    async fn complete(
+        &self,
+        request: &kaos_providers::ModelRequest,
+    ) -> Result<ModelResponse, kaos_providers::ProviderError> {
+        let out = request.sampling.max_output_tokens.map_or(400, |max| u64::from(max).min(400));
+        let mut response = ModelResponse::text(request.model.clone(), "x".repeat(out as usize));
+        response.usage = Usage::new(request.estimated_input_tokens(), out);
+        response.cost_usd = Some(self.price.cost(&response.usage));
+        Ok(response)
+    }
+}
+
+#[tokio::test]
+async fn a_session_budget_holds_across_turns() {
+    // $10 per million output tokens: a full answer costs about $0.004.
+    let model = Priced { price: kaos_providers::ModelPrice::new(1.0, 10.0, None) };
+    let cap = 0.01;
+    let agent = Agent::builder().budget(Budget::unlimited().with_session_max_cost_usd(cap)).build().unwrap();
+    let runner = Runner::builder(agent, Runtime::test_mode()).model(Arc::new(model)).build().unwrap();
+    let mut spent = 0.0;
+    let mut stops = 0;
+    for i in 0..6 {
+        let response = runner.turn(format!("question {i}"), "s").await.unwrap();
+        spent += response.cost_usd;
+        if response.stop_reason == StopReason::BudgetExceeded {
+            stops += 1;
+        }
+        assert!(spent <= cap, "spent {spent} of {cap} after turn {i}");
+    }
+    assert!(stops >= 1, "the session ran out");
+    let memory = runner.memory("s").await.unwrap();
+    assert!((memory.spent().0 - spent).abs() < 1e-12);
+}

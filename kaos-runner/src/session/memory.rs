@@ -268,6 +268,8 @@ pub(crate) enum Change {
 #[derive(Clone)]
 pub struct SessionMemory {
     turn: u32,
+    /// What the session's turns spent so far: USD and tokens.
+    spent: (f64, u64),
     next_id: u64,
     sections: BTreeMap<SectionKind, Section>,
     counter: Arc<dyn TokenCounter>,
@@ -289,7 +291,10 @@ impl std::fmt::Debug for SessionMemory {
 
 impl PartialEq for SessionMemory {
     fn eq(&self, other: &Self) -> bool {
-        self.turn == other.turn && self.next_id == other.next_id && self.sections == other.sections
+        self.turn == other.turn
+            && self.spent == other.spent
+            && self.next_id == other.next_id
+            && self.sections == other.sections
     }
 }
 
@@ -300,6 +305,7 @@ impl SessionMemory {
             SectionKind::ALL.into_iter().map(|k| (k, Section::new(k, profile.section(k)))).collect();
         Self {
             turn: 0,
+            spent: (0.0, 0),
             next_id: 1,
             sections,
             counter,
@@ -313,6 +319,21 @@ impl SessionMemory {
     /// Completed turns.
     pub fn turn(&self) -> u32 {
         self.turn
+    }
+
+    /// What the session's turns spent so far: USD (priced calls) and tokens.
+    pub fn spent(&self) -> (f64, u64) {
+        self.spent
+    }
+
+    /// Adds a turn's spending.
+    pub(crate) fn add_spent(&mut self, cost_usd: f64, tokens: u64) {
+        self.spent.0 += cost_usd;
+        self.spent.1 += tokens;
+    }
+
+    pub(crate) fn set_spent(&mut self, spent: (f64, u64)) {
+        self.spent = spent;
     }
 
     /// One section.

@@ -79,6 +79,9 @@ struct Checkpoint {
     v: u32,
     turn: u32,
     log_offset: u64,
+    /// What the session spent up to the checkpoint: USD and tokens.
+    #[serde(default)]
+    spent: (f64, u64),
     sections: BTreeMap<SectionKind, Vec<MemoryItem>>,
 }
 
@@ -159,6 +162,7 @@ impl SessionStore {
             Ok(bytes) => match serde_json::from_slice::<Checkpoint>(&bytes) {
                 Ok(c) if c.v <= SESSION_LAYOUT_VERSION => {
                     memory.restore(c.turn, c.sections);
+                    memory.set_spent(c.spent);
                     offset = c.log_offset;
                     checkpoint_len = bytes.len() as u64;
                 }
@@ -282,6 +286,7 @@ impl SessionStore {
             v: SESSION_LAYOUT_VERSION,
             turn: memory.turn(),
             log_offset,
+            spent: memory.spent(),
             sections: memory.persisted_items(),
         };
         let bytes = serde_json::to_vec(&checkpoint)
@@ -327,6 +332,7 @@ fn replay(memory: &mut SessionMemory, record: TurnRecord) {
             memory.apply(op);
         }
     }
+    memory.add_spent(record.cost_usd, record.usage.total_tokens());
     memory.end_turn(record.turn);
 }
 

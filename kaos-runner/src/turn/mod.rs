@@ -99,7 +99,8 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
         Start::Fresh { message, options } => {
             let progress = begin(shared, &mut memory, &message, emit)?;
             let policy = options.policy(&shared.policy, shared.agent.permissions())?;
-            let budget = BudgetGuard::new(options.budget(shared.agent.budget()), Usage::default(), 0.0, 0, 0);
+            let caps = session_caps(options.budget(shared.agent.budget()), memory.spent());
+            let budget = BudgetGuard::new(caps, Usage::default(), 0.0, 0, 0);
             (progress, message, policy, budget)
         }
         Start::Resume { state, approval } => {
@@ -117,7 +118,7 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
                 approval: answer.to_owned(),
             });
             let budget = BudgetGuard::new(
-                *shared.agent.budget(),
+                session_caps(*shared.agent.budget(), memory.spent()),
                 progress.usage,
                 progress.cost_usd,
                 progress.model_calls,
@@ -168,6 +169,7 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
     current.record("kaos.cost_usd", progress.cost_usd);
     let added = progress.request.messages.split_off(progress.first_new);
     remember::remember(shared, &mut memory, &added, &progress.tool_calls, emit).await;
+    memory.add_spent(progress.cost_usd, progress.usage.total_tokens());
     memory.end_turn(turn_number);
     let record = TurnRecord {
         v: SESSION_LAYOUT_VERSION,
@@ -215,6 +217,20 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
     emit.end(turn_span, SpanPhase::Complete, attrs([("turn_number", json!(turn_number))]));
     emit.emit(EventKind::TurnSummary { turn_number, stop_reason });
     Ok(())
+}
+
+/// The turn's caps, tightened by what is left of the session's: a session cap becomes a turn
+/// cap of its remainder (possibly nothing left, which stops the turn before its first call).
+fn session_caps(mut caps: kaos_agent::Budget, (spent_usd, spent_tokens): (f64, u64)) -> kaos_agent::Budget {
+    if let Some(cap) = caps.session_max_cost_usd {
+        let left = cap - spent_usd;
+        caps.max_cost_usd = Some(caps.max_cost_usd.map_or(left, |turn| turn.min(left)));
+    }
+    if let Some(cap) = caps.session_max_tokens {
+        let left = cap.saturating_sub(spent_tokens);
+        caps.max_tokens = Some(caps.max_tokens.map_or(left, |turn| turn.min(left)));
+    }
+    caps
 }
 
 /// A fresh turn: the per-turn sections cleared, the user message added, the context assembled.
