@@ -6,36 +6,56 @@ use tokio::time::Instant;
 
 /// When a circuit breaker opens and for how long.
 ///
-/// A breaker counts consecutive failures of one tool (or one model); after
-/// `failures_to_open` it opens for `cooldown`: the tool is withdrawn from the tools offered to
-/// the model (and a call to it fails at once). After the cool-down it is half-open: one call is
-/// let through as a probe; success closes it, failure opens it again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A breaker watches one tool (or one model). It opens after `failures_to_open` consecutive
+/// failures, or when the failure rate over the last `window` calls reaches `failure_rate`
+/// (once the window is full); open, the tool is withdrawn from the tools offered to the model
+/// (and a call to it fails at once) for `cooldown`. Then it is half-open: one call is let
+/// through as a probe; success closes it, failure opens it again.
+#[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct BreakerConfig {
     /// Consecutive failures that open the breaker [5].
     pub failures_to_open: u32,
     /// How long it stays open before one probe is allowed [30 s].
     pub cooldown: Duration,
+    /// The failure rate (0 to 1) over the last `window` calls that opens it [0.5].
+    pub failure_rate: f64,
+    /// How many recent calls the failure rate is taken over [20].
+    pub window: u32,
 }
 
 impl Default for BreakerConfig {
     fn default() -> Self {
-        Self { failures_to_open: 5, cooldown: Duration::from_secs(30) }
+        Self { failures_to_open: 5, cooldown: Duration::from_secs(30), failure_rate: 0.5, window: 20 }
     }
 }
 
 impl BreakerConfig {
-    /// A configuration opening after `failures` consecutive failures for `cooldown`.
+    /// A configuration opening after `failures` consecutive failures for `cooldown` (and at
+    /// the default failure rate over the default window).
     pub fn new(failures: u32, cooldown: Duration) -> Self {
-        Self { failures_to_open: failures.max(1), cooldown }
+        Self { failures_to_open: failures.max(1), cooldown, ..Self::default() }
+    }
+
+    /// With a failure-rate trigger: open when `rate` of the last `window` calls failed.
+    pub fn with_failure_rate(mut self, rate: f64, window: u32) -> Self {
+        self.failure_rate = rate.clamp(0.0, 1.0);
+        self.window = window.max(1);
+        self
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant, failures: u32 },
+    /// Consecutive failures, and the outcomes of the last calls (true: failed).
+    Closed {
+        failures: u32,
+        recent: std::collections::VecDeque<bool>,
+    },
+    Open {
+        until: Instant,
+        failures: u32,
+    },
     HalfOpen,
 }
 
@@ -85,7 +105,7 @@ impl Breakers {
     pub(crate) fn acquire(&self, key: &str) -> Availability {
         let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(state) = states.get_mut(key) else { return Availability::Available };
-        match *state {
+        match state.clone() {
             State::Closed { .. } => Availability::Available,
             State::Open { until, .. } => {
                 let now = Instant::now();
@@ -103,24 +123,37 @@ impl Breakers {
     /// Records the outcome of a use of `key`; returns the trip when this failure opened it.
     pub(crate) fn record(&self, key: &str, success: bool) -> Option<Tripped> {
         let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
+        let window = self.config.window as usize;
+        let (failures, mut recent, probe) = match states.remove(key) {
+            Some(State::Closed { failures, recent }) => (failures, recent, false),
+            Some(State::Open { failures, .. }) => (failures, Default::default(), false),
+            Some(State::HalfOpen) => {
+                (self.config.failures_to_open.saturating_sub(1), Default::default(), true)
+            }
+            None => (0, Default::default(), false),
+        };
+        recent.push_back(!success);
+        while recent.len() > window {
+            recent.pop_front();
+        }
         if success {
-            states.remove(key);
+            // A successful probe closes the breaker with a clean slate.
+            let recent = if probe { Default::default() } else { recent };
+            states.insert(key.to_owned(), State::Closed { failures: 0, recent });
             return None;
         }
-        let failures = match states.get(key) {
-            Some(State::Closed { failures }) => failures + 1,
-            Some(State::Open { failures, .. }) => failures + 1,
-            Some(State::HalfOpen) => self.config.failures_to_open,
-            None => 1,
-        };
-        if failures >= self.config.failures_to_open {
+        let failures = failures + 1;
+        let failed = recent.iter().filter(|f| **f).count();
+        let rate_tripped =
+            recent.len() >= window && failed as f64 >= self.config.failure_rate * window as f64;
+        if probe || failures >= self.config.failures_to_open || rate_tripped {
             states.insert(
                 key.to_owned(),
                 State::Open { until: Instant::now() + self.config.cooldown, failures },
             );
             Some(Tripped { failures, cooldown: self.config.cooldown })
         } else {
-            states.insert(key.to_owned(), State::Closed { failures });
+            states.insert(key.to_owned(), State::Closed { failures, recent });
             None
         }
     }
@@ -157,5 +190,22 @@ mod tests {
         breakers.record("u", false);
         breakers.record("u", false);
         assert_eq!(breakers.acquire("u"), Availability::Available);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_high_failure_rate_opens_it_without_consecutive_failures() {
+        let breakers =
+            Breakers::new(BreakerConfig::new(5, Duration::from_secs(30)).with_failure_rate(0.5, 10));
+        // Fail, succeed, fail, succeed…: never two failures in a row.
+        let mut tripped = None;
+        for i in 0..10 {
+            tripped = breakers.record("t", i % 2 == 1);
+            if tripped.is_some() {
+                break;
+            }
+        }
+        assert_eq!(tripped, None, "the window was not full until the 10th call");
+        assert_eq!(breakers.record("t", false).map(|t| t.cooldown), Some(Duration::from_secs(30)));
+        assert!(breakers.is_open("t"));
     }
 }
