@@ -32,6 +32,7 @@ mod guard;
 pub mod hooks;
 #[cfg(feature = "mcp")]
 pub mod mcp;
+mod patterns;
 mod pause;
 mod permissions;
 mod response;
