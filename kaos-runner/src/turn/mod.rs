@@ -1,6 +1,7 @@
 //! The turn: take the session → hydrate → assemble (or resume) → the loop (`step.rs`) →
 //! remember (`remember.rs`) → commit, or pause for approval.
 
+mod delegate;
 mod memory_tool;
 mod remember;
 mod step;
@@ -243,6 +244,7 @@ fn begin(
         emit.emit(memory_event(MemoryEventKind::Searched, section.as_str(), *held, attributes));
     }
     let mut offered = shared.tool_definitions.clone();
+    offered.extend(delegate::definitions(shared));
     if assembly.hidden_searchable > 0 && shared.offers_memory_search {
         offered.push(memory_tool::memory_search_definition());
     }
