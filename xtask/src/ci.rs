@@ -98,6 +98,17 @@ const EXAMPLES: &[&[ExampleRun]] = &[
             "cost: $0.0020",
         ],
     }],
+    &[ExampleRun {
+        package: "kaos-runner",
+        example: "team",
+        args: &[],
+        expect: &[
+            "The writer says:",
+            "no data races",
+            "delegated: writer",
+            "cost: $0.0015 (coordinator and writer)",
+        ],
+    }],
 ];
 
 fn examples() -> Result<()> {
