@@ -73,6 +73,8 @@ mod docs {
     mod memory {}
     #[doc = include_str!("../../docs/concepts/hooks.md")]
     mod hooks {}
+    #[doc = include_str!("../../docs/concepts/patterns.md")]
+    mod patterns {}
     #[doc = include_str!("../../docs/concepts/settings-and-agent-files.md")]
     mod settings_and_agent_files {}
     #[doc = include_str!("../../docs/reference/cli.md")]
