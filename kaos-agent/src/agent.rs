@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     AgentError, Budget, Decision, Limits, MemoryProfile, ModelRef, ModelRole, Pattern, PermissionRule,
+    ResearchConfig,
 };
 
 const DEFAULT_NAME: &str = "assistant";
@@ -56,6 +57,9 @@ pub struct AgentConfig {
     /// What of the session's memory the model sees.
     #[serde(default)]
     pub memory: MemoryProfile,
+    /// Settings of the research pattern.
+    #[serde(default, skip_serializing_if = "ResearchConfig::is_default")]
+    pub research: ResearchConfig,
     /// Sub-agents the model may call like tools.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delegates: Vec<Delegate>,
@@ -109,6 +113,7 @@ impl Default for AgentConfig {
             limits: Limits::default(),
             budget: Budget::default(),
             memory: MemoryProfile::default(),
+            research: ResearchConfig::default(),
             delegates: Vec::new(),
             handoffs: Vec::new(),
             metadata: BTreeMap::new(),
@@ -361,6 +366,11 @@ impl Agent {
         &self.inner.config.memory
     }
 
+    /// Settings of the research pattern.
+    pub fn research(&self) -> &ResearchConfig {
+        &self.inner.config.research
+    }
+
     /// A builder holding this agent's configuration, to derive a changed agent.
     pub fn to_builder(&self) -> AgentBuilder {
         AgentBuilder { config: self.config().clone(), ..AgentBuilder::default() }
@@ -500,6 +510,12 @@ impl AgentBuilder {
     /// Memory profile.
     pub fn memory(mut self, memory: MemoryProfile) -> Self {
         self.config.memory = memory;
+        self
+    }
+
+    /// Settings of the research pattern.
+    pub fn research(mut self, research: ResearchConfig) -> Self {
+        self.config.research = research;
         self
     }
 

@@ -36,6 +36,7 @@ mod memory_profile;
 mod model_ref;
 mod pattern;
 mod permissions;
+mod research;
 #[cfg(feature = "schema")]
 mod schema;
 
@@ -47,5 +48,6 @@ pub use memory_profile::{Eviction, MemoryProfile, Persistence, SectionConfig, Se
 pub use model_ref::{ModelRef, ModelRole};
 pub use pattern::Pattern;
 pub use permissions::{Decision, PermissionRule};
+pub use research::ResearchConfig;
 #[cfg(feature = "schema")]
 pub use schema::agent_file_schema;

@@ -172,6 +172,27 @@ pub enum EventKind {
         /// Whether the Runner treated it as the most restrictive answer (fail closed).
         closed: bool,
     },
+    /// Research pattern: one claim of the model's answer, and whether its quote was found
+    /// verbatim (whitespace-normalized) in the cited document.
+    CitationFound {
+        /// The claim.
+        claim: String,
+        /// The document it cites (its `name` metadata).
+        source: String,
+        /// The quote supporting it.
+        quote: String,
+        /// Whether the quote is in that document. Unverified claims are dropped.
+        verified: bool,
+    },
+    /// Research pattern: too few claims were verified; the turn ends in a refusal.
+    EvidenceInsufficient {
+        /// Why.
+        reason: String,
+        /// Claims verified.
+        verified: u32,
+        /// Claims required (`research.min_verified_claims`).
+        required: u32,
+    },
     /// The turn finished.
     TurnSummary {
         /// The turn's number in the session, from 1.
@@ -198,6 +219,8 @@ impl EventKind {
             EventKind::BudgetExceeded { .. } => "budget_exceeded",
             EventKind::CircuitBreakerTripped { .. } => "circuit_breaker_tripped",
             EventKind::HookFailed { .. } => "hook_failed",
+            EventKind::CitationFound { .. } => "citation_found",
+            EventKind::EvidenceInsufficient { .. } => "evidence_insufficient",
             EventKind::TurnSummary { .. } => "turn_summary",
         }
     }

@@ -32,6 +32,7 @@ mod guard;
 pub mod hooks;
 #[cfg(feature = "mcp")]
 pub mod mcp;
+mod patterns;
 mod pause;
 mod permissions;
 mod response;
@@ -77,6 +78,8 @@ mod docs {
     #[cfg(feature = "object-store")]
     #[doc = include_str!("../../docs/concepts/scale-out.md")]
     mod scale_out {}
+    #[doc = include_str!("../../docs/concepts/patterns.md")]
+    mod patterns {}
     #[doc = include_str!("../../docs/concepts/settings-and-agent-files.md")]
     mod settings_and_agent_files {}
     #[doc = include_str!("../../docs/reference/cli.md")]

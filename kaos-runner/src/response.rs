@@ -26,6 +26,9 @@ pub enum StopReason {
     BudgetExceeded,
     /// The model's circuit breaker is open (it failed repeatedly); the turn stopped.
     ModelUnavailable,
+    /// Research pattern: too few of the model's claims were supported by a verbatim quote
+    /// from the cited document; the text is a refusal, not an unsupported answer.
+    EvidenceInsufficient,
 }
 
 /// A tool call made during a turn, with its arguments and result.
@@ -143,6 +146,13 @@ impl TurnFold {
                         record.is_error = span.phase == SpanPhase::Error
                             || attrs.get("is_error").and_then(Value::as_bool).unwrap_or(false);
                     }
+                }
+                // A step marked `final_answer` (the research pattern's verification) restates
+                // the final text.
+                (SpanSubject::Step, SpanPhase::Start)
+                    if span.attributes.get("final_answer") == Some(&Value::Bool(true)) =>
+                {
+                    self.text.clear();
                 }
                 (SpanSubject::Turn, SpanPhase::Start) => {
                     let n = span.attributes.get("turn_number").and_then(Value::as_u64).unwrap_or_default();

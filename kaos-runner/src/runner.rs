@@ -51,10 +51,15 @@ pub(crate) struct Shared {
     pub(crate) cache: SessionCache,
     /// The agent's permission rules, compiled once.
     pub(crate) policy: PermissionPolicy,
-    /// Circuit breakers of the tools and the model, shared by every turn.
-    pub(crate) breakers: Breakers,
+    /// Circuit breakers of the tools and the model, shared by every turn (and sub-agents).
+    pub(crate) breakers: Arc<Breakers>,
     /// The hooks every turn calls.
     pub(crate) hooks: Hooks,
+    /// How deep in delegation this Runner runs: 0 for a Runner built by a user, 1 for a
+    /// sub-agent, …
+    pub(crate) depth: u32,
+    /// The delegation depth limit, from the outermost agent.
+    pub(crate) max_depth: u32,
 }
 
 /// Options of one request, on top of the agent's configuration.
@@ -65,6 +70,8 @@ pub struct RunOptions {
     pub permissions: Vec<PermissionRule>,
     /// A cost cap for this turn; the tighter of it and the agent's applies.
     pub max_cost_usd: Option<f64>,
+    /// A sub-agent's turn: the parent's policy and remaining budget replace the agent's.
+    pub(crate) inherited: Option<(PermissionPolicy, Budget)>,
 }
 
 impl RunOptions {
@@ -86,6 +93,9 @@ impl RunOptions {
         agent_policy: &PermissionPolicy,
         agent_rules: &[PermissionRule],
     ) -> Result<PermissionPolicy, RunError> {
+        if let Some((policy, _)) = &self.inherited {
+            return Ok(policy.clone());
+        }
         if self.permissions.is_empty() {
             return Ok(agent_policy.clone());
         }
@@ -95,7 +105,10 @@ impl RunOptions {
 
     /// The caps of a run: the agent's, tightened by this request's.
     pub(crate) fn budget(&self, agent: &Budget) -> Budget {
-        let mut budget = *agent;
+        let mut budget = match &self.inherited {
+            Some((_, budget)) => *budget,
+            None => *agent,
+        };
         if let Some(usd) = self.max_cost_usd {
             budget.max_cost_usd = Some(budget.max_cost_usd.map_or(usd, |cap| cap.min(usd)));
         }
@@ -118,6 +131,7 @@ impl Runner {
             counter: None,
             summarizer: None,
             cache: DEFAULT_SESSION_CACHE,
+            parent: None,
         }
     }
 
@@ -238,6 +252,8 @@ pub struct RunnerBuilder {
     cache: usize,
     breakers: BreakerConfig,
     hooks: Hooks,
+    /// For a sub-agent: the parent's breakers, and the depth and depth limit.
+    parent: Option<(Arc<Breakers>, u32, u32)>,
 }
 
 impl RunnerBuilder {
@@ -295,6 +311,13 @@ impl RunnerBuilder {
         self
     }
 
+    /// A sub-agent's Runner: the parent's hooks and breakers, one level deeper.
+    pub(crate) fn sub_agent(mut self, parent: &Shared) -> Self {
+        self.hooks = parent.hooks.clone();
+        self.parent = Some((parent.breakers.clone(), parent.depth + 1, parent.max_depth));
+        self
+    }
+
     /// Selects the agent's tools from the runtime (globs, capped at `limits.max_tools`),
     /// resolves the model, and builds the Runner. Tools registered in the runtime later are
     /// not seen by this Runner.
@@ -340,6 +363,12 @@ impl RunnerBuilder {
             self.summarizer.unwrap_or_else(|| Arc::new(ExtractiveSummarizer::new(counter.clone())));
         let offers_memory_search = selector.matches(MEMORY_SEARCH_TOOL);
         let policy = PermissionPolicy::from_agent(&self.agent)?;
+        let (breakers, depth, max_depth) = match self.parent {
+            Some(parent) => parent,
+            None => {
+                (Arc::new(Breakers::new(self.breakers)), 0, self.agent.limits().max_delegation_depth.get())
+            }
+        };
         Ok(Runner {
             shared: Arc::new(Shared {
                 agent_name: self.agent.name().into(),
@@ -356,8 +385,10 @@ impl RunnerBuilder {
                 offers_memory_search,
                 cache: SessionCache::new(self.cache),
                 policy,
-                breakers: Breakers::new(self.breakers),
+                breakers,
                 hooks: self.hooks,
+                depth,
+                max_depth,
             }),
         })
     }

@@ -100,6 +100,29 @@ const EXAMPLES: &[&[ExampleRun]] = &[
             expect: &["turn 3: saw 3 user message(s)", "turn 4: saw 4 user message(s)", "cost: $0.0000"],
         },
     ],
+    &[ExampleRun {
+        package: "kaos-runner",
+        example: "research",
+        args: &[],
+        expect: &[
+            "The Harbour Bridge opened in 1932.",
+            "- \"opened in 1932 after six years of construction\" (bridge.md)",
+            "I cannot answer this from the documents:",
+            "(stop: EvidenceInsufficient)",
+            "cost: $0.0020",
+        ],
+    }],
+    &[ExampleRun {
+        package: "kaos-runner",
+        example: "team",
+        args: &[],
+        expect: &[
+            "The writer says:",
+            "no data races",
+            "delegated: writer",
+            "cost: $0.0015 (coordinator and writer)",
+        ],
+    }],
 ];
 
 fn examples() -> Result<()> {

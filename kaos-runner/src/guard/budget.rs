@@ -146,6 +146,17 @@ impl BudgetGuard {
         self.cost_usd += cost_usd.unwrap_or(0.0);
     }
 
+    /// What is left of every cap (a sub-agent runs within it).
+    pub(crate) fn remaining(&self) -> Budget {
+        let mut left = self.caps;
+        left.max_cost_usd = self.caps.max_cost_usd.map(|cap| (cap - self.cost_usd).max(0.0));
+        left.max_tokens = self.caps.max_tokens.map(|cap| cap.saturating_sub(self.tokens));
+        left.max_model_calls = self.caps.max_model_calls.map(|cap| cap.saturating_sub(self.model_calls));
+        left.max_tool_calls = self.caps.max_tool_calls.map(|cap| cap.saturating_sub(self.tool_calls));
+        left.max_wall_clock_ms = self.time_left().map(|d| d.as_millis() as u64);
+        left
+    }
+
     pub(crate) fn record_tool_call(&mut self) {
         self.tool_calls += 1;
     }

@@ -1,6 +1,7 @@
 //! The turn: take the session → hydrate → assemble (or resume) → the loop (`step.rs`) →
 //! remember (`remember.rs`) → commit, or pause for approval.
 
+mod delegate;
 mod memory_tool;
 mod remember;
 mod step;
@@ -9,7 +10,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kaos_agent::SectionKind;
+use kaos_agent::{Pattern, SectionKind};
 use kaos_providers::{Message, ModelRequest, Usage};
 use serde_json::{Map, Value, json};
 use tracing::Instrument;
@@ -17,6 +18,7 @@ use tracing::Instrument;
 use crate::events::{Emitter, OpenSpan};
 use crate::guard::BudgetGuard;
 use crate::hooks::HookContext;
+use crate::patterns::research;
 use crate::pause::{
     Approval, PendingApproval, Progress, RUN_STATE_VERSION, RunState, RunStateError, state_path,
 };
@@ -159,6 +161,13 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
         }
         Ending::Done(stop_reason) => stop_reason,
     };
+    // Research pattern: the final reply is checked before anything of the turn is kept.
+    let stop_reason = if stop_reason == StopReason::Completed && shared.agent.pattern() == Pattern::Research {
+        let required = shared.agent.research().min_verified_claims.get();
+        research::conclude(required, &mut memory, &mut progress, &turn_span, emit)
+    } else {
+        stop_reason
+    };
 
     let current = tracing::Span::current();
     current.record(
@@ -251,12 +260,20 @@ fn begin(
         emit.emit(memory_event(MemoryEventKind::Searched, section.as_str(), *held, attributes));
     }
     let mut offered = shared.tool_definitions.clone();
+    offered.extend(delegate::definitions(shared));
     if assembly.hidden_searchable > 0 && shared.offers_memory_search {
         offered.push(memory_tool::memory_search_definition());
     }
-    let base_system = assembly.system;
-    let request =
+    let mut base_system = assembly.system;
+    let research = agent.pattern() == Pattern::Research;
+    if research {
+        base_system = format!("{base_system}\n\n{}", research::INSTRUCTION);
+    }
+    let mut request =
         ModelRequest::new(agent.model().as_str(), assembly.messages).with_system(base_system.clone());
+    if research {
+        request.output_schema = Some(research::output_schema());
+    }
     Ok(Progress {
         first_new: request.messages.len() - 1,
         request,

@@ -12,7 +12,7 @@ use kaos_vfs::{ScopedVfs, Vfs};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use super::{Ending, as_i64, attrs, memory_tool};
+use super::{Ending, as_i64, attrs, delegate, memory_tool};
 use crate::events::{Emitter, OpenSpan};
 use crate::guard::{Availability, BudgetGuard, Exceeded, Tripped};
 use crate::hooks::{Dispatch, HookContext, ToolCallInfo, ToolDecision};
@@ -244,6 +244,19 @@ async fn run_pending(
                 progress.pending.pop_front();
                 cx.budget.record_tool_call();
                 let span = start_tool_span(&call, &arguments, cx.emit, cx.turn_span);
+                if is_delegate(cx.shared, progress, &call.name) {
+                    flush(cx, memory, progress, &mut batch).await?;
+                    let parent = delegate::Parent {
+                        shared: cx.shared,
+                        session: cx.session,
+                        emit: cx.emit,
+                        policy: cx.policy,
+                    };
+                    let result =
+                        delegate::run(parent, &mut cx.budget, progress, &call, &arguments, &span).await;
+                    record(cx, progress, &call, &arguments, result, span).await?;
+                    continue;
+                }
                 if !read_only {
                     flush(cx, memory, progress, &mut batch).await?;
                 }
@@ -304,10 +317,12 @@ async fn gate(cx: &mut Cx<'_>, progress: &Progress, call: &ToolCall) -> Gate {
             Err(exceeded) => Gate::Stop(exceeded),
         };
     }
-    let Some(tool) = shared.tools.get(&call.name) else {
-        return Gate::Answer(ToolError::NotFound(call.name.clone()).into_result());
+    let is_delegate = is_delegate(shared, progress, &call.name);
+    let annotations: ToolAnnotations = match shared.tools.get(&call.name) {
+        _ if is_delegate => ToolAnnotations::DEFAULT,
+        Some(tool) => tool.spec().annotations,
+        None => return Gate::Answer(ToolError::NotFound(call.name.clone()).into_result()),
     };
-    let annotations: ToolAnnotations = tool.spec().annotations;
     let verdict = cx.policy.evaluate(&call.name, &call.arguments, &annotations);
     let approved = progress.approved_calls.contains(&call.id) || progress.approved_tools.contains(&call.name);
     let (decision, reason) = match (verdict.decision, approved) {
@@ -347,6 +362,9 @@ async fn gate(cx: &mut Cx<'_>, progress: &Progress, call: &ToolCall) -> Gate {
             }
         }
     }
+    if is_delegate && let Err(result) = delegate::depth_check(shared) {
+        return Gate::Answer(result);
+    }
     if let Availability::Unavailable(wait) = shared.breakers.acquire(&call.name) {
         return Gate::Answer(ToolResult::error(format!(
             "`{}` is unavailable: it failed repeatedly; try again in {} s or do without it.",
@@ -358,6 +376,11 @@ async fn gate(cx: &mut Cx<'_>, progress: &Progress, call: &ToolCall) -> Gate {
         Ok(()) => Gate::Run(arguments, annotations.read_only),
         Err(exceeded) => Gate::Stop(exceeded),
     }
+}
+
+/// Whether `name` is a delegate offered in this turn (handled by the runner, not a tool).
+fn is_delegate(shared: &Shared, progress: &Progress, name: &str) -> bool {
+    delegate::find(shared, name).is_some() && progress.offered.iter().any(|t| t.name == name)
 }
 
 fn reason_text(reason: VerdictReason) -> String {

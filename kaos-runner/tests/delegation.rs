@@ -1,0 +1,181 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use futures::StreamExt;
+use kaos_agent::{Agent, Decision};
+use kaos_providers::{Message, ModelRequest, ModelResponse, ScriptedClient, ScriptedReply, Usage};
+use kaos_runner::{Event, EventKind, Runner, SpanPhase, SpanSubject, StopReason};
+use kaos_runtime::Runtime;
+use kaos_tools::{ToolResult, tool_fn};
+use serde_json::{Value, json};
+
+const COORDINATOR: &str = "You coordinate.";
+const HELPER: &str = "You help.";
+
+/// A reply with a price, as a real model's would have.
+fn priced(mut response: ModelResponse, cost: f64) -> ScriptedReply {
+    response.usage = Usage::new(100, 10);
+    response.cost_usd = Some(cost);
+    ScriptedReply::Response(response)
+}
+
+fn last_tool_result(request: &ModelRequest) -> Option<String> {
+    match request.messages.last() {
+        Some(Message::Tool { content, .. }) => Some(content.clone()),
+        _ => None,
+    }
+}
+
+/// The coordinator delegates `task` to `helper` once, then answers with the helper's result;
+/// the helper calls `helper_tool` once (if any), then answers with what it got.
+fn model(helper_tool: Option<&'static str>) -> ScriptedClient {
+    ScriptedClient::from_fn(move |request| {
+        let result = last_tool_result(request);
+        if request.system.starts_with(COORDINATOR) {
+            let mut response = ModelResponse::text("scripted:team", "");
+            match result {
+                Some(result) => response.text = format!("helper said: {result}"),
+                None => {
+                    response.tool_calls =
+                        vec![kaos_providers::ToolCall::new("d1", "helper", json!({"task": "summarize"}))]
+                }
+            }
+            return priced(response, 0.01);
+        }
+        let mut response = ModelResponse::text("scripted:team", "");
+        match (result, helper_tool) {
+            (Some(result), _) => response.text = format!("done ({result})"),
+            (None, Some(tool)) => {
+                response.tool_calls = vec![kaos_providers::ToolCall::new("h1", tool, json!({"arg": 1}))]
+            }
+            (None, None) => response.text = "summary".into(),
+        }
+        priced(response, 0.02)
+    })
+}
+
+fn runner(coordinator: Agent, runs: Arc<AtomicU32>, model: &ScriptedClient) -> Runner {
+    let wipe = tool_fn("wipe", "Wipes everything.", move |_: Value, _ctx| {
+        let runs = runs.clone();
+        async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok(ToolResult::text("wiped"))
+        }
+    })
+    .build()
+    .unwrap();
+    let runtime = Runtime::builder().tool(wipe).unwrap().build();
+    Runner::builder(coordinator, runtime).model(Arc::new(model.clone())).build().unwrap()
+}
+
+fn helper() -> Agent {
+    Agent::builder().name("helper").instructions(HELPER).build().unwrap()
+}
+
+async fn events(runner: &Runner, session: &str) -> Vec<Event> {
+    runner.run("go", session).map(Result::unwrap).collect().await
+}
+
+#[tokio::test]
+async fn a_sub_agent_cannot_run_a_tool_the_parent_policy_denies() {
+    let runs = Arc::new(AtomicU32::new(0));
+    let model = model(Some("wipe"));
+    let coordinator = Agent::builder()
+        .instructions(COORDINATOR)
+        .permit("wipe", Decision::Deny)
+        .delegate("helper", "Helps.", &helper())
+        .build()
+        .unwrap();
+    let runner = runner(coordinator, runs.clone(), &model);
+    let response = runner.turn("go", "p").await.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+    let denial = "Error: Denied by the permission policy (permission rule 0); do not retry this call.";
+    assert_eq!(response.text, format!("helper said: done ({denial})"));
+    assert_eq!(response.tool_calls.len(), 1);
+    assert_eq!(response.tool_calls[0].result, format!("done ({denial})"));
+    // The sub-agent ran in its derived session.
+    assert_eq!(runner.history("p.sub.helper").await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn the_sub_agent_cost_rolls_up_into_the_parent_turn_with_subagent_spans() {
+    let model = model(None);
+    let coordinator =
+        Agent::builder().instructions(COORDINATOR).delegate("helper", "Helps.", &helper()).build().unwrap();
+    let runner = runner(coordinator, Arc::new(AtomicU32::new(0)), &model);
+    let events = events(&runner, "p").await;
+    let mut fold = kaos_runner::TurnFold::default();
+    events.iter().for_each(|e| fold.push(e));
+    let response = fold.finish().unwrap();
+    assert_eq!(response.text, "helper said: summary");
+    assert_eq!(response.stop_reason, StopReason::Completed);
+    // Two coordinator calls at $0.01, one helper call at $0.02.
+    assert!((response.cost_usd - 0.04).abs() < 1e-9, "{}", response.cost_usd);
+    assert_eq!(response.usage, Usage::new(300, 30));
+    assert_eq!(response.model_calls, 2);
+    assert_eq!(model.requests_len(), 3);
+    let spans: Vec<(SpanPhase, Value)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Span(s) if s.subject == SpanSubject::Subagent => {
+                Some((s.phase, Value::Object(s.attributes.clone())))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        spans,
+        [
+            (SpanPhase::Start, json!({"subagent_name": "helper", "task": "summarize"})),
+            (
+                SpanPhase::Complete,
+                json!({"subagent_name": "helper", "task": "summarize", "result_summary": "summary"})
+            ),
+        ]
+    );
+    // The persisted turn agrees with the fold.
+    let memory = runner.export_session("p").await.unwrap();
+    assert!((memory.records[0].cost_usd - 0.04).abs() < 1e-9);
+}
+
+#[tokio::test]
+async fn at_the_depth_limit_a_delegate_call_is_an_error_result() {
+    // The helper has a delegate of its own, but depth 1 allows only one level.
+    let inner = Agent::builder().name("inner").instructions("You are inner.").build().unwrap();
+    let nested_helper = Agent::builder()
+        .name("helper")
+        .instructions(HELPER)
+        .delegate("inner", "Inner.", &inner)
+        .build()
+        .unwrap();
+    let model = model(Some("inner"));
+    let coordinator = Agent::builder()
+        .instructions(COORDINATOR)
+        .max_delegation_depth(1)
+        .delegate("helper", "Helps.", &nested_helper)
+        .build()
+        .unwrap();
+    let runner = runner(coordinator, Arc::new(AtomicU32::new(0)), &model);
+    let response = runner.turn("go", "p").await.unwrap();
+    let error = "Error: Delegation depth limit reached (1 nested sub-agent(s)); do the task yourself.";
+    assert_eq!(response.text, format!("helper said: done ({error})"));
+    // Nothing ran as `inner`: coordinator twice, helper twice.
+    assert_eq!(model.requests_len(), 4);
+    assert!(model.requests().iter().all(|r| !r.system.starts_with("You are inner.")));
+}
+
+#[tokio::test]
+async fn a_plain_chat_turn_makes_exactly_one_model_request() {
+    let model = ScriptedClient::new().with_text("hello");
+    let agent = Agent::builder().delegate("helper", "Helps.", &helper()).build().unwrap();
+    let runner = runner(agent, Arc::new(AtomicU32::new(0)), &model);
+    let response = runner.turn("hi", "c").await.unwrap();
+    assert_eq!(response.text, "hello");
+    assert_eq!(model.requests_len(), 1);
+    // The delegate is offered as a tool taking a task.
+    let offered = &model.requests()[0].tools;
+    let helper = offered.iter().find(|t| t.name == "helper").unwrap();
+    assert_eq!(helper.parameters["required"], json!(["task"]));
+}
