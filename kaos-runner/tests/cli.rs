@@ -149,6 +149,12 @@ fn config_show_redacts_secrets_and_names_their_source() {
             {"key": "providers.anthropic_api_key", "value": "[redacted]",
              "source": {"layer": "dotenv", "path": ".env", "var": "ANTHROPIC_API_KEY"}, "secret": true},
             {"key": "providers.gemini_api_key", "value": null, "source": {"layer": "default"}, "secret": true},
+            {"key": "vfs.s3_bucket", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "vfs.s3_prefix", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "vfs.s3_endpoint", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "vfs.s3_region", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "vfs.s3_access_key_id", "value": null, "source": {"layer": "default"}, "secret": true},
+            {"key": "vfs.s3_secret_access_key", "value": null, "source": {"layer": "default"}, "secret": true},
             {"key": "mcp.token", "value": null, "source": {"layer": "default"}, "secret": true},
         ])
     );

@@ -77,6 +77,30 @@ const KEYS: &[SettingKey] = &[
         &["KAOS_PROVIDERS_GEMINI_API_KEY", "GEMINI_API_KEY"],
         "Google Gemini API key [none].",
     ),
+    key(
+        "vfs.s3_bucket",
+        &["KAOS_VFS_S3_BUCKET"],
+        Kind::Text,
+        "S3 bucket holding the sessions; set, the CLI uses the object-store VFS instead of the data directory [none].",
+    ),
+    key("vfs.s3_prefix", &["KAOS_VFS_S3_PREFIX"], Kind::Text, "Key prefix inside the bucket [none]."),
+    key(
+        "vfs.s3_endpoint",
+        &["KAOS_VFS_S3_ENDPOINT", "AWS_ENDPOINT_URL"],
+        Kind::Text,
+        "S3-compatible endpoint URL (MinIO, R2, …) [AWS].",
+    ),
+    key("vfs.s3_region", &["KAOS_VFS_S3_REGION", "AWS_REGION"], Kind::Text, "Bucket region [us-east-1]."),
+    secret(
+        "vfs.s3_access_key_id",
+        &["KAOS_VFS_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"],
+        "S3 access key id [none].",
+    ),
+    secret(
+        "vfs.s3_secret_access_key",
+        &["KAOS_VFS_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"],
+        "S3 secret access key [none].",
+    ),
     secret(
         "mcp.token",
         &["KAOS_MCP_TOKEN"],
@@ -156,6 +180,25 @@ pub struct ProviderSettings {
     pub gemini_api_key: Option<Secret>,
 }
 
+/// Where sessions live when not in the data directory: S3-compatible object storage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct VfsSettings {
+    /// `vfs.s3_bucket`: `KAOS_VFS_S3_BUCKET`. Set, sessions live in this bucket.
+    pub s3_bucket: Option<String>,
+    /// `vfs.s3_prefix`: `KAOS_VFS_S3_PREFIX`.
+    pub s3_prefix: Option<String>,
+    /// `vfs.s3_endpoint`: `KAOS_VFS_S3_ENDPOINT`, else `AWS_ENDPOINT_URL`.
+    pub s3_endpoint: Option<String>,
+    /// `vfs.s3_region`: `KAOS_VFS_S3_REGION`, else `AWS_REGION`.
+    pub s3_region: Option<String>,
+    /// `vfs.s3_access_key_id`: `KAOS_VFS_S3_ACCESS_KEY_ID`, else `AWS_ACCESS_KEY_ID`.
+    pub s3_access_key_id: Option<Secret>,
+    /// `vfs.s3_secret_access_key`: `KAOS_VFS_S3_SECRET_ACCESS_KEY`, else `AWS_SECRET_ACCESS_KEY`.
+    pub s3_secret_access_key: Option<Secret>,
+}
+
 /// Settings of the MCP server (`kaos serve`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -206,6 +249,8 @@ pub struct Settings {
     pub tool_timeout: Duration,
     /// The model vendors' API keys.
     pub providers: ProviderSettings,
+    /// Object storage for sessions, if any.
+    pub vfs: VfsSettings,
     /// The MCP server's settings.
     pub mcp: McpSettings,
     /// Key → layer, for every key not at its default.
@@ -219,6 +264,7 @@ impl Default for Settings {
             model: None,
             tool_timeout: kaos_tools::DEFAULT_TOOL_TIMEOUT,
             providers: ProviderSettings::default(),
+            vfs: VfsSettings::default(),
             mcp: McpSettings::default(),
             sources: BTreeMap::new(),
         }
@@ -267,6 +313,12 @@ impl Settings {
                     "providers.openai_api_key" => redacted(&self.providers.openai_api_key),
                     "providers.anthropic_api_key" => redacted(&self.providers.anthropic_api_key),
                     "providers.gemini_api_key" => redacted(&self.providers.gemini_api_key),
+                    "vfs.s3_bucket" => self.vfs.s3_bucket.clone(),
+                    "vfs.s3_prefix" => self.vfs.s3_prefix.clone(),
+                    "vfs.s3_endpoint" => self.vfs.s3_endpoint.clone(),
+                    "vfs.s3_region" => self.vfs.s3_region.clone(),
+                    "vfs.s3_access_key_id" => redacted(&self.vfs.s3_access_key_id),
+                    "vfs.s3_secret_access_key" => redacted(&self.vfs.s3_secret_access_key),
                     "mcp.token" => redacted(&self.mcp.token),
                     _ => None,
                 };
@@ -392,6 +444,7 @@ impl SettingsLoader {
             settings.tool_timeout = Duration::from_secs_f64(secs);
         }
         settings.providers = resolved.providers;
+        settings.vfs = resolved.vfs;
         settings.mcp = resolved.mcp;
         Ok(settings)
     }
@@ -421,6 +474,7 @@ struct Resolved {
     model: Option<String>,
     tools: ToolsSection,
     providers: ProviderSettings,
+    vfs: VfsSettings,
     mcp: McpSettings,
 }
 

@@ -60,6 +60,12 @@ fn each_layer_beats_the_ones_below_it() {
                 SettingSource::DotEnv { path: path.clone(), var: "ANTHROPIC_API_KEY".into() }
             ),
             ("providers.gemini_api_key", SettingSource::Default),
+            ("vfs.s3_bucket", SettingSource::Default),
+            ("vfs.s3_prefix", SettingSource::Default),
+            ("vfs.s3_endpoint", SettingSource::Default),
+            ("vfs.s3_region", SettingSource::Default),
+            ("vfs.s3_access_key_id", SettingSource::Default),
+            ("vfs.s3_secret_access_key", SettingSource::Default),
             ("mcp.token", SettingSource::Default),
         ]
     );

@@ -90,12 +90,46 @@ pub(crate) fn agent(global: &GlobalArgs, settings: &Settings) -> Result<Agent> {
 /// With `create` false a missing data directory is read as empty and not created.
 pub(crate) fn runtime(settings: &Settings, create: bool) -> Result<Runtime> {
     let dir = &settings.data_dir;
-    let vfs: Arc<dyn Vfs> = if create || dir.exists() {
+    let vfs: Arc<dyn Vfs> = if let Some(bucket) = &settings.vfs.s3_bucket {
+        object_store_vfs(settings, bucket)?
+    } else if create || dir.exists() {
         Arc::new(DiskVfs::new(dir).with_context(|| format!("cannot open data directory {}", dir.display()))?)
     } else {
         Arc::new(MemoryVfs::new())
     };
     Ok(Runtime::builder().vfs(vfs).builtin_tools()?.settings(settings.clone()).build())
+}
+
+/// The object-store VFS the `vfs.s3_*` settings describe (sessions shared by every process
+/// pointing at the same bucket and prefix).
+#[cfg(feature = "object-store")]
+fn object_store_vfs(settings: &Settings, bucket: &str) -> Result<Arc<dyn Vfs>> {
+    use kaos_vfs::{ObjectStoreVfs, S3Config, SecretString};
+    let s3 = &settings.vfs;
+    let mut config = S3Config::new(bucket);
+    if let Some(prefix) = &s3.s3_prefix {
+        config = config.with_prefix(prefix.clone());
+    }
+    if let Some(endpoint) = &s3.s3_endpoint {
+        config = config.with_allow_http(endpoint.starts_with("http://")).with_endpoint(endpoint.clone());
+    }
+    if let Some(region) = &s3.s3_region {
+        config = config.with_region(region.clone());
+    }
+    if let (Some(id), Some(secret)) = (&s3.s3_access_key_id, &s3.s3_secret_access_key) {
+        config = config.with_credentials(id.expose(), SecretString::new(secret.expose()));
+    }
+    let vfs = ObjectStoreVfs::s3(config).with_context(|| format!("cannot open the S3 bucket {bucket}"))?;
+    Ok(Arc::new(vfs))
+}
+
+/// Without the `object-store` feature, a bucket setting is an error rather than ignored.
+#[cfg(not(feature = "object-store"))]
+fn object_store_vfs(_settings: &Settings, bucket: &str) -> Result<Arc<dyn Vfs>> {
+    anyhow::bail!(
+        "vfs.s3_bucket is set ({bucket}) but this kaos was built without the object store; \
+         rebuild with `--features object-store`"
+    )
 }
 
 /// Settings, agent, runtime (created on disk) and runner, for the commands that run turns.
