@@ -53,8 +53,13 @@ out.greet = { description: greet?.description, input_schema: greet?.inputSchema,
 const agent = tools.find((t) => t.name === "kaos-agent-turn");
 out.agent_tool = { required: agent?.inputSchema?.required, properties: Object.keys(agent?.inputSchema?.properties ?? {}).sort() };
 
-const greeting = await client.callTool({ name: "kaos-demo-greet", arguments: { name: "Ada", style: "formal" } });
-out.greeting = greeting.content.map((c) => c.text);
+// The demo tool exists only on the example server; `kaos serve` has the built-in tools only.
+if (greet) {
+  const greeting = await client.callTool({ name: "kaos-demo-greet", arguments: { name: "Ada", style: "formal" } });
+  out.greeting = greeting.content.map((c) => c.text);
+} else {
+  out.greeting = [];
+}
 
 const first = await client.callTool({ name: "kaos-agent-turn", arguments: { message: "hello", session_id: session } });
 const second = await client.callTool({
