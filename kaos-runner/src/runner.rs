@@ -16,9 +16,7 @@ use crate::guard::{BreakerConfig, Breakers};
 use crate::hooks::{Hook, HookFailure, Hooks};
 use crate::pause::{Approval, RunState};
 use crate::permissions::PermissionPolicy;
-use crate::session::{
-    ExtractiveSummarizer, MEMORY_SEARCH_TOOL, SessionCache, SessionLocks, SessionStore, Summarizer,
-};
+use crate::session::{ExtractiveSummarizer, MEMORY_SEARCH_TOOL, SessionCache, SessionStore, Summarizer};
 use crate::turn::Start;
 use crate::{RunError, RunStream, SessionId, TurnResponse, fold, turn};
 
@@ -39,7 +37,9 @@ pub(crate) struct Shared {
     /// The tools offered to the model, by name (selected once, at build time).
     pub(crate) tools: HashMap<String, Arc<dyn Tool>>,
     pub(crate) tool_definitions: Vec<ToolDefinition>,
-    pub(crate) locks: SessionLocks,
+    /// One lock per session with a turn in flight: turns of a session run one after another
+    /// in this process (in arrival order), different sessions in parallel.
+    pub(crate) locks: kaos_vfs::LocalLocks,
     pub(crate) store: SessionStore,
     pub(crate) agent_name: Arc<str>,
     pub(crate) fingerprint: Arc<str>,
@@ -378,7 +378,7 @@ impl RunnerBuilder {
                 model,
                 tools,
                 tool_definitions,
-                locks: SessionLocks::default(),
+                locks: kaos_vfs::LocalLocks::default(),
                 store,
                 counter,
                 summarizer,

@@ -84,7 +84,7 @@ impl Runner {
     ) -> Result<Vec<u64>, RunError> {
         let session = SessionId::new(session_id.as_ref())?;
         let shared = &self.shared;
-        let _local = shared.locks.lock(&session).await;
+        let _local = shared.locks.lock(session.as_str()).await;
         let _lock = shared.store.lock(&session).await?;
         let hydrated =
             shared.store.load_for_write(&session, self.agent().memory(), shared.counter.clone()).await?;
@@ -119,7 +119,7 @@ impl Runner {
     /// `NotFound` ([`RunError::Vfs`]) for an unknown session.
     pub async fn delete_session(&self, session_id: impl AsRef<str>) -> Result<(), RunError> {
         let session = SessionId::new(session_id.as_ref())?;
-        let _local = self.shared.locks.lock(&session).await;
+        let _local = self.shared.locks.lock(session.as_str()).await;
         let _lock = self.shared.store.lock(&session).await?;
         self.shared.cache.forget(&session);
         self.shared.store.delete(&session).await

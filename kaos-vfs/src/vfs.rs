@@ -140,10 +140,34 @@ impl Debug for VfsLock {
 }
 
 /// Named in-process locks: what a backend without a cross-process lock (such as
-/// [`MemoryVfs`](crate::MemoryVfs)) uses to implement [`Vfs::lock`]. Idle names are forgotten.
-#[derive(Debug, Default)]
+/// [`MemoryVfs`](crate::MemoryVfs)) uses to implement [`Vfs::lock`], and what the Runner uses to
+/// serialize turns of one session within a process. Waiters are served in arrival order. A
+/// name is forgotten when its last holder or waiter lets go, so the map holds only the locks in
+/// use and taking a lock costs the same however many there are.
+#[derive(Debug, Default, Clone)]
 pub struct LocalLocks {
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+type LockMap = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
+
+/// Holds one of [`LocalLocks`]' locks; forgets the name when nobody else wants it.
+struct LocalGuard {
+    locks: LockMap,
+    name: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for LocalGuard {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        // Only the map's own reference left: no holder, no waiter. The clone in `lock` and this
+        // check both run under the map's mutex, so a concurrent taker keeps the entry alive.
+        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
+        if locks.get(&self.name).is_some_and(|m| Arc::strong_count(m) == 1) {
+            locks.remove(&self.name);
+        }
+    }
 }
 
 impl LocalLocks {
@@ -151,11 +175,28 @@ impl LocalLocks {
     pub async fn lock(&self, name: &str) -> VfsLock {
         let mutex = {
             let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
-            // Forget names nobody holds or waits for, so the map stays as small as the set of
-            // locks in use.
-            locks.retain(|_, m| Arc::strong_count(m) > 1);
             locks.entry(name.to_owned()).or_default().clone()
         };
-        VfsLock::new(mutex.lock_owned().await)
+        let guard = mutex.lock_owned().await;
+        VfsLock::new(LocalGuard { locks: self.locks.clone(), name: name.to_owned(), guard: Some(guard) })
+    }
+
+    /// How many names are held or waited for right now.
+    pub fn in_use(&self) -> usize {
+        self.locks.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LocalLocks;
+
+    #[tokio::test]
+    async fn idle_names_are_forgotten() {
+        let locks = LocalLocks::default();
+        let first = locks.lock("a").await;
+        assert_eq!(locks.in_use(), 1);
+        drop(first);
+        assert_eq!(locks.in_use(), 0);
     }
 }

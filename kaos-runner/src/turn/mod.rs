@@ -74,7 +74,7 @@ pub(crate) async fn execute(
 
 async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter) -> Result<(), RunError> {
     // In-process first (cheap, fair), then the VFS lock that also excludes other processes.
-    let _local = shared.locks.lock(session).await;
+    let _local = shared.locks.lock(session.as_str()).await;
     let _shared = shared.store.lock(session).await?;
     let stamp = shared.store.stamp(session).await?;
     let (mut memory, position) = match shared.cache.take(session, stamp) {
