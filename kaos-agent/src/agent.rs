@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    AgentError, Budget, Decision, Limits, MemoryProfile, ModelRef, ModelRole, Pattern, PermissionRule,
-    ResearchConfig,
+    AgentError, Budget, Decision, FindingsConfig, Limits, MemoryProfile, ModelRef, ModelRole, Pattern,
+    PermissionRule, PlanConfig, ResearchConfig, RouterConfig,
 };
 
 const DEFAULT_NAME: &str = "assistant";
@@ -60,6 +60,15 @@ pub struct AgentConfig {
     /// Settings of the research pattern.
     #[serde(default, skip_serializing_if = "ResearchConfig::is_default")]
     pub research: ResearchConfig,
+    /// Settings of the plan pattern.
+    #[serde(default, skip_serializing_if = "PlanConfig::is_default")]
+    pub plan: PlanConfig,
+    /// Settings of the findings pattern.
+    #[serde(default, skip_serializing_if = "FindingsConfig::is_default")]
+    pub findings: FindingsConfig,
+    /// Settings of the router pattern.
+    #[serde(default, skip_serializing_if = "RouterConfig::is_default")]
+    pub router: RouterConfig,
     /// Sub-agents the model may call like tools.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delegates: Vec<Delegate>,
@@ -114,6 +123,9 @@ impl Default for AgentConfig {
             budget: Budget::default(),
             memory: MemoryProfile::default(),
             research: ResearchConfig::default(),
+            plan: PlanConfig::default(),
+            findings: FindingsConfig::default(),
+            router: RouterConfig::default(),
             delegates: Vec::new(),
             handoffs: Vec::new(),
             metadata: BTreeMap::new(),
@@ -144,6 +156,8 @@ impl AgentConfig {
             }
         }
         self.budget.validate(at)?;
+        self.findings.validate(at)?;
+        self.router.validate(at)?;
 
         chain.push(self.name.clone());
         let mut seen = BTreeSet::new();
@@ -371,6 +385,21 @@ impl Agent {
         &self.inner.config.research
     }
 
+    /// Settings of the plan pattern.
+    pub fn plan(&self) -> &PlanConfig {
+        &self.inner.config.plan
+    }
+
+    /// Settings of the findings pattern.
+    pub fn findings(&self) -> &FindingsConfig {
+        &self.inner.config.findings
+    }
+
+    /// Settings of the router pattern.
+    pub fn router(&self) -> &RouterConfig {
+        &self.inner.config.router
+    }
+
     /// A builder holding this agent's configuration, to derive a changed agent.
     pub fn to_builder(&self) -> AgentBuilder {
         AgentBuilder { config: self.config().clone(), ..AgentBuilder::default() }
@@ -516,6 +545,24 @@ impl AgentBuilder {
     /// Settings of the research pattern.
     pub fn research(mut self, research: ResearchConfig) -> Self {
         self.config.research = research;
+        self
+    }
+
+    /// Settings of the plan pattern.
+    pub fn plan(mut self, plan: PlanConfig) -> Self {
+        self.config.plan = plan;
+        self
+    }
+
+    /// Settings of the findings pattern.
+    pub fn findings(mut self, findings: FindingsConfig) -> Self {
+        self.config.findings = findings;
+        self
+    }
+
+    /// Settings of the router pattern.
+    pub fn router(mut self, router: RouterConfig) -> Self {
+        self.config.router = router;
         self
     }
 

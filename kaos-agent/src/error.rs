@@ -56,6 +56,15 @@ pub enum AgentError {
         reason: &'static str,
     },
 
+    /// A pattern's settings break a rule (e.g. a router routing to itself).
+    #[error("{field} {reason}")]
+    InvalidPatternConfig {
+        /// Which setting.
+        field: String,
+        /// Which rule it broke.
+        reason: String,
+    },
+
     /// Two delegates or handoff targets of one agent share a name (their tool names would clash).
     #[error("duplicate {kind} name {name:?} at {field}")]
     DuplicateName {

@@ -35,6 +35,7 @@ mod limits;
 mod memory_profile;
 mod model_ref;
 mod pattern;
+mod pattern_config;
 mod permissions;
 mod research;
 #[cfg(feature = "schema")]
@@ -47,6 +48,7 @@ pub use limits::Limits;
 pub use memory_profile::{Eviction, MemoryProfile, Persistence, SectionConfig, SectionKind, TokenBudget};
 pub use model_ref::{ModelRef, ModelRole};
 pub use pattern::Pattern;
+pub use pattern_config::{Classifier, FindingsConfig, PlanConfig, Route, RouterConfig};
 pub use permissions::{Decision, PermissionRule};
 pub use research::ResearchConfig;
 #[cfg(feature = "schema")]

@@ -193,6 +193,41 @@ pub enum EventKind {
         /// Claims required (`research.min_verified_claims`).
         required: u32,
     },
+    /// Router pattern: the message was classified and the turn goes on with `pattern`.
+    IntentClassified {
+        /// The chosen pattern (`chat`, `research`, `plan` or `findings`).
+        pattern: kaos_agent::Pattern,
+        /// `model` (one classification call) or `rules` (keywords, no model call).
+        classifier: String,
+        /// The model's confidence in `[0, 1]`, when it gave one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        confidence: Option<f64>,
+        /// Why this route: the keyword that matched, the model's reason, or why the default
+        /// was used.
+        reason: String,
+    },
+    /// Plan pattern: a plan (or a new plan for the remaining work, after a failed step).
+    PlanProposed {
+        /// 1 for the first plan, 2 for the first replan, …
+        revision: u32,
+        /// The steps, in order.
+        steps: Vec<String>,
+        /// Why a replan was made (the failed step and its error); empty for the first plan.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        reason: String,
+    },
+    /// Findings pattern: a document, or one finding of it, was not used, and why.
+    FindingRefused {
+        /// The document (its `name` metadata).
+        source: String,
+        /// The finding, when one finding was refused (not the whole document).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        finding: Option<String>,
+        /// Why.
+        reason: RefusalReason,
+        /// Details for a person.
+        detail: String,
+    },
     /// The turn finished.
     TurnSummary {
         /// The turn's number in the session, from 1.
@@ -221,9 +256,33 @@ impl EventKind {
             EventKind::HookFailed { .. } => "hook_failed",
             EventKind::CitationFound { .. } => "citation_found",
             EventKind::EvidenceInsufficient { .. } => "evidence_insufficient",
+            EventKind::IntentClassified { .. } => "intent_classified",
+            EventKind::PlanProposed { .. } => "plan_proposed",
+            EventKind::FindingRefused { .. } => "finding_refused",
             EventKind::TurnSummary { .. } => "turn_summary",
         }
     }
+}
+
+/// Why the findings pattern did not use a document or a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RefusalReason {
+    /// Beyond `findings.max_documents`: less relevant to the question than those read.
+    NotRelevantEnough,
+    /// Reading the document could cost more than `findings.max_cost_per_document_usd`.
+    DocumentCostCap,
+    /// Reading the document could use more than `findings.max_tokens_per_document`.
+    DocumentTokenCap,
+    /// The turn's budget could not pay for reading the document.
+    BudgetExhausted,
+    /// The model's extraction was not the required JSON.
+    MalformedExtraction,
+    /// The finding's quote is not in the document (verbatim, whitespace-normalized).
+    UnverifiedQuote,
+    /// The same finding was extracted before.
+    Duplicate,
 }
 
 /// What a memory event reports.

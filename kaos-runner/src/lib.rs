@@ -46,7 +46,7 @@ pub mod telemetry;
 mod turn;
 
 pub use error::RunError;
-pub use events::{Event, EventKind, MemoryEventKind, Span, SpanPhase, SpanSubject};
+pub use events::{Event, EventKind, MemoryEventKind, RefusalReason, Span, SpanPhase, SpanSubject};
 pub use guard::BreakerConfig;
 pub use pause::{Approval, PendingApproval, RUN_STATE_VERSION, RunState, RunStateError};
 pub use permissions::{PermissionPolicy, Verdict, VerdictReason};

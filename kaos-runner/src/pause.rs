@@ -171,6 +171,21 @@ pub(crate) struct Progress {
     pub(crate) approved_tools: BTreeSet<String>,
     /// Call ids approved once.
     pub(crate) approved_calls: BTreeSet<String>,
+    /// The pattern the turn runs, once chosen (the agent's, or the router's choice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) pattern: Option<kaos_agent::Pattern>,
+}
+
+impl Progress {
+    /// Adds one model call's usage and cost.
+    pub(crate) fn record_model_call(&mut self, response: &kaos_providers::ModelResponse) {
+        self.model_calls += 1;
+        self.usage += response.usage;
+        match response.cost_usd {
+            Some(cost) => self.cost_usd += cost,
+            None => self.unpriced_model_calls += 1,
+        }
+    }
 }
 
 pub(crate) fn state_path(run_id: &str) -> Result<VfsPath, RunError> {

@@ -29,6 +29,9 @@ pub enum StopReason {
     /// Research pattern: too few of the model's claims were supported by a verbatim quote
     /// from the cited document; the text is a refusal, not an unsupported answer.
     EvidenceInsufficient,
+    /// Plan pattern: a step failed with no replan left, or the plan reached
+    /// `limits.max_plan_steps`; the text reports the steps that were completed.
+    PlanIncomplete,
 }
 
 /// A tool call made during a turn, with its arguments and result.
@@ -122,7 +125,10 @@ impl TurnFold {
         match &event.kind {
             EventKind::Span(span) => match (span.subject, span.phase) {
                 (SpanSubject::LlmCall, SpanPhase::Start) => {
-                    self.text.clear();
+                    // A pattern's internal call (classify, plan, extract) streams no text.
+                    if span.attributes.get("internal") != Some(&Value::Bool(true)) {
+                        self.text.clear();
+                    }
                     self.model_calls += 1;
                 }
                 (SpanSubject::ToolCall, SpanPhase::Start) => {

@@ -118,7 +118,7 @@ pub(crate) fn verify(text: &str, memory: &SessionMemory) -> Verification {
 }
 
 /// The JSON object in a reply: the reply itself, or the inside of a Markdown code fence.
-fn json_part(text: &str) -> &str {
+pub(crate) fn json_part(text: &str) -> &str {
     let text = text.trim();
     match (text.find('{'), text.rfind('}')) {
         (Some(start), Some(end)) if start < end && text.starts_with("```") => &text[start..=end],
@@ -127,7 +127,7 @@ fn json_part(text: &str) -> &str {
 }
 
 /// Collapses runs of whitespace to one space and trims.
-fn normalize(text: &str) -> String {
+pub(crate) fn normalize(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

@@ -4,13 +4,13 @@
 mod delegate;
 mod memory_tool;
 mod remember;
-mod step;
+pub(crate) mod step;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use kaos_agent::{Pattern, SectionKind};
+use kaos_agent::SectionKind;
 use kaos_providers::{Message, ModelRequest, Usage};
 use serde_json::{Map, Value, json};
 use tracing::Instrument;
@@ -18,7 +18,7 @@ use tracing::Instrument;
 use crate::events::{Emitter, OpenSpan};
 use crate::guard::BudgetGuard;
 use crate::hooks::HookContext;
-use crate::patterns::research;
+use crate::patterns;
 use crate::pause::{
     Approval, PendingApproval, Progress, RUN_STATE_VERSION, RunState, RunStateError, state_path,
 };
@@ -145,7 +145,7 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
         return Err(RunError::Hook { hook: fault.hook, message: fault.message });
     }
     let mut cx = step::Cx::new(shared, session, emit, &turn_span, &policy, budget, &hook_cx);
-    let ending = match step::drive(&mut cx, &memory, &mut progress).await {
+    let ending = match patterns::drive(&mut cx, &mut memory, &mut progress).await {
         Ok(ending) => ending,
         Err(error) => {
             emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
@@ -160,13 +160,6 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
             return result;
         }
         Ending::Done(stop_reason) => stop_reason,
-    };
-    // Research pattern: the final reply is checked before anything of the turn is kept.
-    let stop_reason = if stop_reason == StopReason::Completed && shared.agent.pattern() == Pattern::Research {
-        let required = shared.agent.research().min_verified_claims.get();
-        research::conclude(required, &mut memory, &mut progress, &turn_span, emit)
-    } else {
-        stop_reason
     };
 
     let current = tracing::Span::current();
@@ -264,16 +257,9 @@ fn begin(
     if assembly.hidden_searchable > 0 && shared.offers_memory_search {
         offered.push(memory_tool::memory_search_definition());
     }
-    let mut base_system = assembly.system;
-    let research = agent.pattern() == Pattern::Research;
-    if research {
-        base_system = format!("{base_system}\n\n{}", research::INSTRUCTION);
-    }
-    let mut request =
+    let base_system = assembly.system;
+    let request =
         ModelRequest::new(agent.model().as_str(), assembly.messages).with_system(base_system.clone());
-    if research {
-        request.output_schema = Some(research::output_schema());
-    }
     Ok(Progress {
         first_new: request.messages.len() - 1,
         request,
@@ -287,6 +273,7 @@ fn begin(
         model_calls: 0,
         approved_tools: BTreeSet::new(),
         approved_calls: BTreeSet::new(),
+        pattern: None,
     })
 }
 
@@ -444,6 +431,6 @@ pub(super) fn memory_event(
     EventKind::Memory { kind, section: section.to_owned(), item_count, attributes }
 }
 
-pub(super) fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
+pub(crate) fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }

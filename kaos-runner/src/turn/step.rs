@@ -23,15 +23,15 @@ use crate::session::{MEMORY_SEARCH_TOOL, SessionMemory, SessionStore};
 use crate::{EventKind, RunError, SessionId, SpanPhase, SpanSubject, StopReason, ToolCallRecord};
 
 /// What the loop needs besides the progress it advances.
-pub(super) struct Cx<'a> {
-    shared: &'a Shared,
-    session: &'a SessionId,
-    emit: &'a Emitter,
-    turn_span: &'a OpenSpan,
-    policy: &'a PermissionPolicy,
-    budget: BudgetGuard,
+pub(crate) struct Cx<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) session: &'a SessionId,
+    pub(crate) emit: &'a Emitter,
+    pub(crate) turn_span: &'a OpenSpan,
+    pub(crate) policy: &'a PermissionPolicy,
+    pub(crate) budget: BudgetGuard,
     workspace: Option<Arc<dyn Vfs>>,
-    hook_cx: &'a HookContext,
+    pub(crate) hook_cx: &'a HookContext,
 }
 
 impl<'a> Cx<'a> {
@@ -47,6 +47,17 @@ impl<'a> Cx<'a> {
         Self { shared, session, emit, turn_span, policy, budget, workspace: None, hook_cx }
     }
 
+    /// The agent running the turn.
+    pub(crate) fn agent(&self) -> &kaos_agent::Agent {
+        &self.shared.agent
+    }
+
+    /// The model for `role` as a request's `model` (the agent's role model, else its main
+    /// model). Every role is served by the Runner's client.
+    pub(crate) fn model_for(&self, role: kaos_agent::ModelRole) -> String {
+        self.shared.agent.model_for(role).as_str().to_owned()
+    }
+
     /// Reports hook faults; a fail-closed failure stops the turn with an error.
     fn hooks_ok<T>(&self, dispatch: &Dispatch<T>) -> Result<(), RunError> {
         self.emit.faults(&dispatch.faults, dispatch.stop());
@@ -56,7 +67,7 @@ impl<'a> Cx<'a> {
         }
     }
 
-    fn stop(&self, exceeded: Exceeded) -> Ending {
+    pub(crate) fn stop(&self, exceeded: Exceeded) -> Ending {
         self.emit.emit(EventKind::BudgetExceeded {
             kind: exceeded.kind.to_owned(),
             limit: exceeded.limit,
@@ -79,81 +90,23 @@ impl<'a> Cx<'a> {
 }
 
 /// Runs the loop until it ends.
-pub(super) async fn drive(
+pub(crate) async fn drive(
     cx: &mut Cx<'_>,
     memory: &SessionMemory,
     progress: &mut Progress,
 ) -> Result<Ending, RunError> {
-    let max_iterations = cx.shared.agent.limits().max_iterations.get();
+    let max_iterations = cx.agent().limits().max_iterations.get();
     loop {
         if let Some(ending) = run_pending(cx, memory, progress).await? {
             return Ok(ending);
         }
-        let model_key = format!("model:{}", progress.request.model);
-        if let Availability::Unavailable(_) = cx.shared.breakers.acquire(&model_key) {
-            return Ok(Ending::Done(StopReason::ModelUnavailable));
-        }
         prepare_request(cx, progress);
-        let capabilities = cx.shared.model.capabilities();
-        let input = progress.request.estimated_input_tokens();
-        let price = cx.shared.model.price(&progress.request.model);
-        if let Err(exceeded) = cx.budget.before_model_call(
-            &mut progress.request,
-            input,
-            u64::from(capabilities.max_output_tokens),
-            price,
-        ) {
-            return Ok(cx.stop(exceeded));
-        }
         let iteration = progress.model_calls + 1;
-        let before = cx.shared.hooks.before_model_call(cx.hook_cx, &progress.request).await;
-        cx.hooks_ok(&before)?;
-        let (provider, model) = cx.shared.agent.model().as_str().split_once(':').unwrap_or(("", ""));
-        let llm_span = tracing::info_span!(
-            "kaos.llm_call",
-            otel.name = %format!("chat {}", progress.request.model),
-            gen_ai.operation.name = "chat",
-            gen_ai.system = provider,
-            gen_ai.request.model = model,
-            gen_ai.response.model = tracing::field::Empty,
-            gen_ai.usage.input_tokens = tracing::field::Empty,
-            gen_ai.usage.output_tokens = tracing::field::Empty,
-            kaos.iteration = i64::from(iteration),
-        );
-        let call = call_model(cx, &progress.request, iteration).instrument(llm_span.clone());
-        let outcome = match cx.budget.time_left() {
-            Some(left) => match tokio::time::timeout(left, call).await {
-                Ok(outcome) => outcome,
-                Err(_) => return Ok(cx.stop(cx.budget.out_of_time())),
-            },
-            None => call.await,
+        let response = match model_call(cx, &mut progress.request, iteration, Purpose::Answer).await? {
+            Called::Response(response) => response,
+            Called::Stopped(ending) => return Ok(ending),
         };
-        let response = match outcome {
-            Ok(response) => {
-                cx.shared.breakers.record(&model_key, true);
-                response
-            }
-            Err(error) => {
-                let tripped = cx.shared.breakers.record(&model_key, false);
-                cx.tripped("model", &progress.request.model, tripped);
-                return Err(error);
-            }
-        };
-        llm_span.record("gen_ai.response.model", response.model.as_str());
-        llm_span.record(
-            "gen_ai.usage.input_tokens",
-            as_i64(response.usage.input_tokens + response.usage.cached_input_tokens),
-        );
-        llm_span.record("gen_ai.usage.output_tokens", as_i64(response.usage.output_tokens));
-        let after = cx.shared.hooks.after_model_call(cx.hook_cx, &response).await;
-        cx.hooks_ok(&after)?;
-        cx.budget.record_model_call(&response.usage, response.cost_usd);
-        progress.model_calls += 1;
-        progress.usage += response.usage;
-        match response.cost_usd {
-            Some(cost) => progress.cost_usd += cost,
-            None => progress.unpriced_model_calls += 1,
-        }
+        progress.record_model_call(&response);
         progress.request.messages.push(response.to_message());
         if response.tool_calls.is_empty() {
             return Ok(Ending::Done(StopReason::Completed));
@@ -165,6 +118,93 @@ pub(super) async fn drive(
         }
         progress.pending = response.tool_calls.into();
     }
+}
+
+/// What a model call is for: its text is the turn's answer (streamed as `text_delta`s), or it
+/// is the pattern's own work — a classification, a plan, an extraction — whose text is not
+/// streamed (its `llm_call` span is marked `internal`, and the fold ignores it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    Answer,
+    Internal,
+}
+
+/// How a guarded model call went.
+pub(crate) enum Called {
+    /// The model answered (its usage is recorded in the turn's budget; add it to the progress
+    /// with [`Progress::record_model_call`]).
+    Response(ModelResponse),
+    /// A guard stopped the turn before the call: the model's breaker is open, or a budget
+    /// would be exceeded.
+    Stopped(Ending),
+}
+
+/// One model call under every guard of the turn, as each pattern makes them: the model's
+/// circuit breaker, the budget (checked against the call's worst case, output capped to fit),
+/// the model-call hooks, an `llm_call` span with streamed deltas and `usage_observed`, and the
+/// wall-clock cap. `iteration` numbers the call within the turn (from 1). A failed call is
+/// an error (and counts against the model's breaker).
+pub(crate) async fn model_call(
+    cx: &mut Cx<'_>,
+    request: &mut ModelRequest,
+    iteration: u32,
+    purpose: Purpose,
+) -> Result<Called, RunError> {
+    let model_key = format!("model:{}", request.model);
+    if let Availability::Unavailable(_) = cx.shared.breakers.acquire(&model_key) {
+        return Ok(Called::Stopped(Ending::Done(StopReason::ModelUnavailable)));
+    }
+    let capabilities = cx.shared.model.capabilities();
+    let input = request.estimated_input_tokens();
+    let price = cx.shared.model.price(&request.model);
+    if let Err(exceeded) =
+        cx.budget.before_model_call(request, input, u64::from(capabilities.max_output_tokens), price)
+    {
+        return Ok(Called::Stopped(cx.stop(exceeded)));
+    }
+    let before = cx.shared.hooks.before_model_call(cx.hook_cx, request).await;
+    cx.hooks_ok(&before)?;
+    let (provider, model) = request.model.split_once(':').unwrap_or(("", request.model.as_str()));
+    let llm_span = tracing::info_span!(
+        "kaos.llm_call",
+        otel.name = %format!("chat {}", request.model),
+        gen_ai.operation.name = "chat",
+        gen_ai.system = provider,
+        gen_ai.request.model = model,
+        gen_ai.response.model = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+        kaos.iteration = i64::from(iteration),
+    );
+    let call = call_model(cx, request, iteration, purpose).instrument(llm_span.clone());
+    let outcome = match cx.budget.time_left() {
+        Some(left) => match tokio::time::timeout(left, call).await {
+            Ok(outcome) => outcome,
+            Err(_) => return Ok(Called::Stopped(cx.stop(cx.budget.out_of_time()))),
+        },
+        None => call.await,
+    };
+    let response = match outcome {
+        Ok(response) => {
+            cx.shared.breakers.record(&model_key, true);
+            response
+        }
+        Err(error) => {
+            let tripped = cx.shared.breakers.record(&model_key, false);
+            cx.tripped("model", &request.model, tripped);
+            return Err(error);
+        }
+    };
+    llm_span.record("gen_ai.response.model", response.model.as_str());
+    llm_span.record(
+        "gen_ai.usage.input_tokens",
+        as_i64(response.usage.input_tokens + response.usage.cached_input_tokens),
+    );
+    llm_span.record("gen_ai.usage.output_tokens", as_i64(response.usage.output_tokens));
+    let after = cx.shared.hooks.after_model_call(cx.hook_cx, &response).await;
+    cx.hooks_ok(&after)?;
+    cx.budget.record_model_call(&response.usage, response.cost_usd);
+    Ok(Called::Response(response))
 }
 
 /// Sets the tools offered for the next call: those of the turn whose breaker is not open, and
@@ -430,19 +470,30 @@ async fn record(
     Ok(())
 }
 
-async fn call_model(cx: &Cx<'_>, request: &ModelRequest, iteration: u32) -> Result<ModelResponse, RunError> {
+async fn call_model(
+    cx: &Cx<'_>,
+    request: &ModelRequest,
+    iteration: u32,
+    purpose: Purpose,
+) -> Result<ModelResponse, RunError> {
     let (shared, emit) = (cx.shared, cx.emit);
-    let span = emit.start(
-        SpanSubject::LlmCall,
-        format!("llm.{}", request.model),
-        Some(cx.turn_span),
-        attrs([("model", json!(request.model)), ("iteration", json!(iteration))]),
-    );
+    let internal = purpose == Purpose::Internal;
+    let mut attributes = attrs([("model", json!(request.model)), ("iteration", json!(iteration))]);
+    if internal {
+        attributes.insert("internal".into(), json!(true));
+    }
+    let span =
+        emit.start(SpanSubject::LlmCall, format!("llm.{}", request.model), Some(cx.turn_span), attributes);
     let mut streamed = String::new();
     let mut response = None;
     let mut stream = shared.model.stream(request);
     while let Some(item) = stream.next().await {
         match item {
+            Ok(
+                StreamEvent::TextDelta { .. }
+                | StreamEvent::ThinkingDelta { .. }
+                | StreamEvent::ToolCallDelta { .. },
+            ) if internal => {}
             Ok(StreamEvent::TextDelta { text }) => {
                 streamed.push_str(&text);
                 emit.emit(EventKind::TextDelta { text });
@@ -468,6 +519,7 @@ async fn call_model(cx: &Cx<'_>, request: &ModelRequest, iteration: u32) -> Resu
     };
     // Events must add up to the response even for a client that streams less than it returns.
     match response.text.strip_prefix(streamed.as_str()) {
+        _ if internal => {}
         Some(rest) if !rest.is_empty() => emit.emit(EventKind::TextDelta { text: rest.to_owned() }),
         Some(_) => {}
         None => tracing::warn!(model = %request.model, "streamed text disagrees with the completed response"),
