@@ -380,8 +380,8 @@ pub(crate) struct Emitter {
     spans: AtomicU64,
     pub(crate) session_id: Arc<str>,
     pub(crate) run_id: Arc<str>,
-    agent: Arc<str>,
-    agent_fingerprint: Arc<str>,
+    /// The agent running the turn, and its fingerprint (a handoff changes them mid-run).
+    agent: std::sync::Mutex<(Arc<str>, Arc<str>)>,
 }
 
 /// A started span, to be completed or failed.
@@ -410,9 +410,13 @@ impl Emitter {
             spans: AtomicU64::new(0),
             session_id,
             run_id,
-            agent,
-            agent_fingerprint,
+            agent: std::sync::Mutex::new((agent, agent_fingerprint)),
         }
+    }
+
+    /// Stamps the events from now on with another agent (after a handoff).
+    pub(crate) fn set_agent(&self, agent: Arc<str>, agent_fingerprint: Arc<str>) {
+        *self.agent.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = (agent, agent_fingerprint);
     }
 
     /// Calls `hooks`' `on_event` for every event from now on.
@@ -473,13 +477,15 @@ impl Emitter {
     fn send(&self, kind: EventKind) -> Option<Event> {
         let timestamp_ms =
             SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default();
+        let (agent, agent_fingerprint) =
+            self.agent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let event = Event {
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
             timestamp_ms,
             session_id: self.session_id.clone(),
             run_id: self.run_id.clone(),
-            agent: self.agent.clone(),
-            agent_fingerprint: self.agent_fingerprint.clone(),
+            agent,
+            agent_fingerprint,
             kind,
         };
         let seen = (!self.hooks.is_empty()).then(|| event.clone());

@@ -174,6 +174,13 @@ pub(crate) struct Progress {
     /// The pattern the turn runs, once chosen (the agent's, or the router's choice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) pattern: Option<kaos_agent::Pattern>,
+    /// Handoffs made in this turn.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) handoffs: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Progress {

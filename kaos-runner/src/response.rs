@@ -73,8 +73,11 @@ pub struct TurnResponse {
     pub run_id: Arc<str>,
     /// The session.
     pub session_id: Arc<str>,
-    /// The agent's fingerprint.
+    /// The fingerprint of the agent that ended the turn.
     pub agent_fingerprint: Arc<str>,
+    /// The name of the agent that ended the turn: the Runner's agent, or the agent the
+    /// conversation was handed to.
+    pub agent: Arc<str>,
     /// When the turn paused for approval: the pending call (its run state is stored at
     /// `runs/{run_id}/state.json`; see [`Runner::run_state`](crate::Runner::run_state)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,7 +114,8 @@ pub struct TurnFold {
     model_calls: u32,
     turn_number: u32,
     summary: Option<(u32, StopReason)>,
-    ids: Option<(Arc<str>, Arc<str>, Arc<str>)>,
+    ids: Option<(Arc<str>, Arc<str>)>,
+    agent: Option<(Arc<str>, Arc<str>)>,
     pending: Option<PendingApproval>,
 }
 
@@ -119,8 +123,11 @@ impl TurnFold {
     /// Takes one event into account.
     pub fn push(&mut self, event: &Event) {
         if self.ids.is_none() {
-            self.ids =
-                Some((event.run_id.clone(), event.session_id.clone(), event.agent_fingerprint.clone()));
+            self.ids = Some((event.run_id.clone(), event.session_id.clone()));
+        }
+        // The agent that ends the turn (a handoff changes it).
+        if self.agent.as_ref().is_none_or(|(_, fingerprint)| *fingerprint != event.agent_fingerprint) {
+            self.agent = Some((event.agent.clone(), event.agent_fingerprint.clone()));
         }
         match &event.kind {
             EventKind::Span(span) => match (span.subject, span.phase) {
@@ -201,7 +208,8 @@ impl TurnFold {
     /// The response, once a `TurnSummary` was seen.
     pub fn finish(self) -> Option<TurnResponse> {
         let (turn_number, stop_reason) = self.summary?;
-        let (run_id, session_id, agent_fingerprint) = self.ids?;
+        let (run_id, session_id) = self.ids?;
+        let (agent, agent_fingerprint) = self.agent?;
         Some(TurnResponse {
             text: self.text,
             stop_reason,
@@ -214,6 +222,7 @@ impl TurnFold {
             run_id,
             session_id,
             agent_fingerprint,
+            agent,
             pending_approval: self.pending,
         })
     }

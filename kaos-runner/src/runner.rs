@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use kaos_agent::{Agent, Budget, ModelRef, PermissionRule};
+use kaos_agent::{Agent, AgentConfig, Budget, ModelRef, PermissionRule};
 use kaos_providers::{
     ModelClient, ProviderError, RetryClient, RetryPolicy, ScriptedClient, TokenCounter, ToolDefinition,
     counter_for,
@@ -60,6 +60,30 @@ pub(crate) struct Shared {
     pub(crate) depth: u32,
     /// The delegation depth limit, from the outermost agent.
     pub(crate) max_depth: u32,
+    /// The `handoff_to_<name>` tools this agent offers.
+    pub(crate) handoffs: Vec<Handoff>,
+    /// Of the Runner's own agent only: every other agent of its handoff team, by name.
+    pub(crate) team: HashMap<String, Arc<Shared>>,
+}
+
+impl Shared {
+    /// The agent of the team named `name` (this Runner's agent, or a handoff target).
+    pub(crate) fn member(self: &Arc<Self>, name: &str) -> Option<Arc<Shared>> {
+        if *self.agent_name == *name { Some(self.clone()) } else { self.team.get(name).cloned() }
+    }
+
+    /// The agent of the team whose fingerprint is `fingerprint`.
+    pub(crate) fn member_by_fingerprint(self: &Arc<Self>, fingerprint: &str) -> Option<Arc<Shared>> {
+        if *self.fingerprint == *fingerprint {
+            return Some(self.clone());
+        }
+        self.team.values().find(|m| *m.fingerprint == *fingerprint).cloned()
+    }
+
+    /// The handoff target of a tool this agent offers, if `tool` is one.
+    pub(crate) fn handoff_target(&self, tool: &str) -> Option<&str> {
+        self.handoffs.iter().find(|h| h.definition.name == tool).map(|h| h.target.as_str())
+    }
 }
 
 /// Options of one request, on top of the agent's configuration.
@@ -320,28 +344,85 @@ impl RunnerBuilder {
 
     /// Selects the agent's tools from the runtime (globs, capped at `limits.max_tools`),
     /// resolves the model, and builds the Runner. Tools registered in the runtime later are
-    /// not seen by this Runner.
+    /// not seen by this Runner. Every agent the conversation may be handed to (the agent's
+    /// `handoffs`, and theirs, transitively) is prepared too; two different agents of that
+    /// team with one name are a [`RunError::Config`].
     pub fn build(self) -> Result<Runner, RunError> {
-        let model = match self.model {
-            Some(model) => model,
+        let providers = &self.runtime.settings().providers;
+        // API keys come from the runtime's settings (overrides, context, environment, `.env`),
+        // everything else from the environment.
+        let from_settings = |name: &str| {
+            let key = match name {
+                "OPENAI_API_KEY" => &providers.openai_api_key,
+                "ANTHROPIC_API_KEY" => &providers.anthropic_api_key,
+                "GEMINI_API_KEY" | "GOOGLE_API_KEY" => &providers.gemini_api_key,
+                _ => &None,
+            };
+            key.as_ref().map(|secret| secret.expose().to_owned()).or_else(|| std::env::var(name).ok())
+        };
+        let client = |agent: &Agent| match &self.model {
+            Some(model) => Ok(model.clone()),
+            None => resolve_model_with(agent.model(), &from_settings),
+        };
+        let counter = self
+            .counter
+            .clone()
+            .unwrap_or_else(|| counter_for(self.agent.model().provider(), self.agent.model().model()));
+        let summarizer =
+            self.summarizer.clone().unwrap_or_else(|| Arc::new(ExtractiveSummarizer::new(counter.clone())));
+        let (breakers, depth, max_depth) = match &self.parent {
+            Some(parent) => parent.clone(),
             None => {
-                // API keys come from the runtime's settings (overrides, context, environment,
-                // `.env`), everything else from the environment.
-                let providers = &self.runtime.settings().providers;
-                let from_settings = |name: &str| {
-                    let key = match name {
-                        "OPENAI_API_KEY" => &providers.openai_api_key,
-                        "ANTHROPIC_API_KEY" => &providers.anthropic_api_key,
-                        "GEMINI_API_KEY" | "GOOGLE_API_KEY" => &providers.gemini_api_key,
-                        _ => &None,
-                    };
-                    key.as_ref().map(|secret| secret.expose().to_owned()).or_else(|| std::env::var(name).ok())
-                };
-                resolve_model_with(self.agent.model(), &from_settings)?
+                (Arc::new(Breakers::new(self.breakers)), 0, self.agent.limits().max_delegation_depth.get())
             }
         };
-        let selector = ToolSelector::new(self.agent.tools()).map_err(|e| RunError::Config(e.to_string()))?;
-        let max_tools = self.agent.limits().max_tools.get() as usize;
+        let common = Common {
+            runtime: &self.runtime,
+            counter,
+            summarizer,
+            breakers,
+            hooks: &self.hooks,
+            depth,
+            max_depth,
+        };
+        let root_name = self.agent.name().to_owned();
+        let mut team = HashMap::new();
+        for config in team_of(self.agent.config())? {
+            let agent = Agent::from_config(config).map_err(|e| RunError::Config(e.to_string()))?;
+            let model = client(&agent)?;
+            let member = common.shared(agent, model, Some(&root_name), 0)?;
+            team.insert(member.agent_name.to_string(), Arc::new(member));
+        }
+        let model = client(&self.agent)?;
+        let mut shared = common.shared(self.agent.clone(), model, None, self.cache)?;
+        shared.team = team;
+        Ok(Runner { shared: Arc::new(shared) })
+    }
+}
+
+/// What every agent of a Runner's team shares.
+struct Common<'a> {
+    runtime: &'a Runtime,
+    counter: Arc<dyn TokenCounter>,
+    summarizer: Arc<dyn Summarizer>,
+    breakers: Arc<Breakers>,
+    hooks: &'a Hooks,
+    depth: u32,
+    max_depth: u32,
+}
+
+impl Common<'_> {
+    /// The shared state of one agent of the team; `root` names the agent handoff targets hand
+    /// back to (none for the root itself).
+    fn shared(
+        &self,
+        agent: Agent,
+        model: Arc<dyn ModelClient>,
+        root: Option<&str>,
+        cache: usize,
+    ) -> Result<Shared, RunError> {
+        let selector = ToolSelector::new(agent.tools()).map_err(|e| RunError::Config(e.to_string()))?;
+        let max_tools = agent.limits().max_tools.get() as usize;
         let selected = self.runtime.tools().select(&selector, max_tools);
         let tool_definitions = selected
             .iter()
@@ -355,43 +436,101 @@ impl RunnerBuilder {
             })
             .collect();
         let tools = selected.into_iter().map(|tool| (tool.spec().name.to_string(), tool)).collect();
-        let store = SessionStore::new(self.runtime.vfs().clone());
-        let counter = self
-            .counter
-            .unwrap_or_else(|| counter_for(self.agent.model().provider(), self.agent.model().model()));
-        let summarizer =
-            self.summarizer.unwrap_or_else(|| Arc::new(ExtractiveSummarizer::new(counter.clone())));
-        let offers_memory_search = selector.matches(MEMORY_SEARCH_TOOL);
-        let policy = PermissionPolicy::from_agent(&self.agent)?;
-        let (breakers, depth, max_depth) = match self.parent {
-            Some(parent) => parent,
-            None => {
-                (Arc::new(Breakers::new(self.breakers)), 0, self.agent.limits().max_delegation_depth.get())
-            }
-        };
-        Ok(Runner {
-            shared: Arc::new(Shared {
-                agent_name: self.agent.name().into(),
-                fingerprint: self.agent.fingerprint().as_str().into(),
-                agent: self.agent,
-                runtime: self.runtime,
-                model,
-                tools,
-                tool_definitions,
-                locks: kaos_vfs::LocalLocks::default(),
-                store,
-                counter,
-                summarizer,
-                offers_memory_search,
-                cache: SessionCache::new(self.cache),
-                policy,
-                breakers,
-                hooks: self.hooks,
-                depth,
-                max_depth,
-            }),
+        let mut handoffs: Vec<Handoff> = agent.config().handoffs.iter().map(Handoff::to).collect();
+        if let Some(root) = root {
+            handoffs.push(Handoff::back_to(root));
+        }
+        Ok(Shared {
+            agent_name: agent.name().into(),
+            fingerprint: agent.fingerprint().as_str().into(),
+            offers_memory_search: selector.matches(MEMORY_SEARCH_TOOL),
+            policy: PermissionPolicy::from_agent(&agent)?,
+            agent,
+            runtime: self.runtime.clone(),
+            model,
+            tools,
+            tool_definitions,
+            locks: kaos_vfs::LocalLocks::default(),
+            store: SessionStore::new(self.runtime.vfs().clone()),
+            counter: self.counter.clone(),
+            summarizer: self.summarizer.clone(),
+            cache: SessionCache::new(cache),
+            breakers: self.breakers.clone(),
+            hooks: self.hooks.clone(),
+            depth: self.depth,
+            max_depth: self.max_depth,
+            handoffs,
+            team: HashMap::new(),
         })
     }
+}
+
+/// A `handoff_to_<name>` tool an agent offers.
+#[derive(Debug, Clone)]
+pub(crate) struct Handoff {
+    /// The agent it hands the conversation to.
+    pub(crate) target: String,
+    /// The tool offered to the model.
+    pub(crate) definition: ToolDefinition,
+}
+
+/// The prefix of handoff tools.
+pub(crate) const HANDOFF_PREFIX: &str = "handoff_to_";
+
+impl Handoff {
+    fn to(config: &AgentConfig) -> Self {
+        let about = config.metadata.get("description").cloned().unwrap_or_else(|| {
+            config.instructions.lines().next().unwrap_or_default().chars().take(200).collect()
+        });
+        Self::new(&config.name, &about)
+    }
+
+    fn back_to(root: &str) -> Self {
+        Self::new(root, "the agent the conversation started with")
+    }
+
+    fn new(target: &str, about: &str) -> Self {
+        let definition = ToolDefinition {
+            name: format!("{HANDOFF_PREFIX}{target}"),
+            description: format!(
+                "Hand the conversation over to the agent `{target}` ({about}). It answers from \
+                 now on, in this turn and the next ones, until it hands the conversation back."
+            ),
+            parameters: serde_json::json!({
+                "type": "object",
+                "properties": {"reason": {"type": "string", "description": "Why, for the next agent."}},
+                "additionalProperties": false
+            }),
+        };
+        Self { target: target.to_owned(), definition }
+    }
+}
+
+/// Every agent reachable from `root` through handoffs (not `root` itself), each once. Two
+/// different configurations with one name cannot both be addressed by `handoff_to_<name>`.
+fn team_of(root: &AgentConfig) -> Result<Vec<AgentConfig>, RunError> {
+    let mut seen: HashMap<String, AgentConfig> = HashMap::new();
+    let mut order = Vec::new();
+    let mut queue: Vec<&AgentConfig> = root.handoffs.iter().collect();
+    while let Some(config) = queue.pop() {
+        if config.name == root.name {
+            continue;
+        }
+        match seen.get(&config.name) {
+            Some(known) if known == config => continue,
+            Some(_) => {
+                return Err(RunError::Config(format!(
+                    "two different handoff agents are named {:?}; handoff targets need unique names",
+                    config.name
+                )));
+            }
+            None => {}
+        }
+        seen.insert(config.name.clone(), config.clone());
+        order.push(config.name.clone());
+        queue.extend(config.handoffs.iter());
+    }
+    Ok(order.into_iter().filter_map(|name| seen.remove(&name)).collect())
 }
 
 /// The client for a `provider:model` reference, configured from the environment.

@@ -99,6 +99,7 @@ impl Runner {
             turn: memory.turn(),
             run_id: format!("remember_{}", uuid::Uuid::now_v7().simple()),
             agent_fingerprint: shared.fingerprint.to_string(),
+            agent: None,
             messages: Vec::new(),
             tool_calls: Vec::new(),
             usage: Usage::default(),

@@ -458,6 +458,7 @@ async fn audit_trail_writes_one_redacted_line_per_callback() {
         turn_number: 3,
         run_id: "run-1".into(),
         session_id: "s1".into(),
+        agent: "assistant".into(),
         agent_fingerprint: "sha256:abc".into(),
         pending_approval: None,
     };

@@ -270,6 +270,8 @@ pub struct SessionMemory {
     turn: u32,
     /// What the session's turns spent so far: USD and tokens.
     spent: (f64, u64),
+    /// The agent the conversation was last handed to (none: the Runner's agent).
+    active_agent: Option<String>,
     next_id: u64,
     sections: BTreeMap<SectionKind, Section>,
     counter: Arc<dyn TokenCounter>,
@@ -293,6 +295,7 @@ impl PartialEq for SessionMemory {
     fn eq(&self, other: &Self) -> bool {
         self.turn == other.turn
             && self.spent == other.spent
+            && self.active_agent == other.active_agent
             && self.next_id == other.next_id
             && self.sections == other.sections
     }
@@ -306,6 +309,7 @@ impl SessionMemory {
         Self {
             turn: 0,
             spent: (0.0, 0),
+            active_agent: None,
             next_id: 1,
             sections,
             counter,
@@ -334,6 +338,15 @@ impl SessionMemory {
 
     pub(crate) fn set_spent(&mut self, spent: (f64, u64)) {
         self.spent = spent;
+    }
+
+    /// The agent the conversation was last handed to; `None` for the Runner's own agent.
+    pub fn active_agent(&self) -> Option<&str> {
+        self.active_agent.as_deref()
+    }
+
+    pub(crate) fn set_active_agent(&mut self, agent: Option<String>) {
+        self.active_agent = agent;
     }
 
     /// One section.

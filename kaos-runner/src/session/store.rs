@@ -54,8 +54,11 @@ pub struct TurnRecord {
     pub turn: u32,
     /// The run that produced it.
     pub run_id: String,
-    /// The fingerprint of the agent that ran it.
+    /// The fingerprint of the agent that ran it (that ended it, after a handoff).
     pub agent_fingerprint: String,
+    /// The agent holding the conversation from this turn on, when the turn handed it over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     /// Messages the turn added, in order: the user message, then the model's and tools'.
     pub messages: Vec<Message>,
     /// Tool calls with their results.
@@ -82,6 +85,9 @@ struct Checkpoint {
     /// What the session spent up to the checkpoint: USD and tokens.
     #[serde(default)]
     spent: (f64, u64),
+    /// The agent holding the conversation at the checkpoint, when handed over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    active_agent: Option<String>,
     sections: BTreeMap<SectionKind, Vec<MemoryItem>>,
 }
 
@@ -163,6 +169,7 @@ impl SessionStore {
                 Ok(c) if c.v <= SESSION_LAYOUT_VERSION => {
                     memory.restore(c.turn, c.sections);
                     memory.set_spent(c.spent);
+                    memory.set_active_agent(c.active_agent);
                     offset = c.log_offset;
                     checkpoint_len = bytes.len() as u64;
                 }
@@ -287,6 +294,7 @@ impl SessionStore {
             turn: memory.turn(),
             log_offset,
             spent: memory.spent(),
+            active_agent: memory.active_agent().map(str::to_owned),
             sections: memory.persisted_items(),
         };
         let bytes = serde_json::to_vec(&checkpoint)
@@ -333,6 +341,9 @@ fn replay(memory: &mut SessionMemory, record: TurnRecord) {
         }
     }
     memory.add_spent(record.cost_usd, record.usage.total_tokens());
+    if let Some(agent) = record.agent {
+        memory.set_active_agent(Some(agent));
+    }
     memory.end_turn(record.turn);
 }
 
@@ -396,6 +407,7 @@ mod tests {
             turn,
             run_id: format!("run-{turn}"),
             agent_fingerprint: "sha256:x".into(),
+            agent: None,
             messages: vec![Message::user(format!("m{turn}")), Message::assistant("ok")],
             tool_calls: Vec::new(),
             usage: Usage::new(1, 1),

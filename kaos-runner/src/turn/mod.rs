@@ -7,11 +7,12 @@ mod remember;
 pub(crate) mod step;
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use kaos_agent::SectionKind;
-use kaos_providers::{Message, ModelRequest, Usage};
+use kaos_providers::{Message, ModelRequest, ToolDefinition, Usage};
 use serde_json::{Map, Value, json};
 use tracing::Instrument;
 
@@ -41,12 +42,14 @@ pub(crate) enum Start {
 pub(crate) enum Ending {
     Done(StopReason),
     Paused(PendingApproval),
+    /// The model called `handoff_to_<name>`: the named agent takes the conversation over.
+    Handoff(String),
 }
 
 /// Runs one turn (or the rest of a paused one), reporting a failure as a `run_error` event
 /// before returning it.
 pub(crate) async fn execute(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     session: &SessionId,
     start: Start,
     emit: &Emitter,
@@ -72,7 +75,12 @@ pub(crate) async fn execute(
     result
 }
 
-async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter) -> Result<(), RunError> {
+async fn turn(
+    shared: &Arc<Shared>,
+    session: &SessionId,
+    start: Start,
+    emit: &Emitter,
+) -> Result<(), RunError> {
     // In-process first (cheap, fair), then the VFS lock that also excludes other processes.
     let _local = shared.locks.lock(session.as_str()).await;
     let _shared = shared.store.lock(session).await?;
@@ -96,17 +104,18 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
     let turn_number = memory.turn() + 1;
     tracing::Span::current().record("kaos.turn_number", i64::from(turn_number));
 
-    // The loop's starting point, and the permission policy of this run.
-    let (mut progress, user_message, policy, budget) = match start {
+    // The agent that holds the conversation (a handoff target of an earlier turn, or the
+    // Runner's agent), the loop's starting point, and the permission policy of this run.
+    let (mut member, mut progress, user_message, options, budget) = match start {
         Start::Fresh { message, options } => {
-            let progress = begin(shared, &mut memory, &message, emit)?;
-            let policy = options.policy(&shared.policy, shared.agent.permissions())?;
-            let caps = session_caps(options.budget(shared.agent.budget()), memory.spent());
+            let member = active_member(shared, &memory, emit);
+            let progress = begin(shared, &member, &mut memory, &message, emit)?;
+            let caps = session_caps(options.budget(member.agent.budget()), memory.spent());
             let budget = BudgetGuard::new(caps, Usage::default(), 0.0, 0, 0);
-            (progress, message, policy, budget)
+            (member, progress, message, options, budget)
         }
         Start::Resume { state, approval } => {
-            check_resumable(shared, &state, turn_number).await?;
+            let member = check_resumable(shared, &state, turn_number).await?;
             memory.begin_turn();
             memory.add(SectionKind::Messages, NewItem::message(Message::user(state.user_message.clone())))?;
             let mut progress = state.progress.clone();
@@ -120,15 +129,17 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
                 approval: answer.to_owned(),
             });
             let budget = BudgetGuard::new(
-                session_caps(*shared.agent.budget(), memory.spent()),
+                session_caps(*member.agent.budget(), memory.spent()),
                 progress.usage,
                 progress.cost_usd,
                 progress.model_calls,
                 progress.tool_calls.len() as u32,
             );
-            (progress, state.user_message.clone(), shared.policy.clone(), budget)
+            (member, progress, state.user_message.clone(), RunOptions::default(), budget)
         }
     };
+    let first_agent = member.agent_name.clone();
+    emit.set_agent(member.agent_name.clone(), member.fingerprint.clone());
 
     let turn_span = emit.start(
         SpanSubject::Turn,
@@ -136,16 +147,55 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
         None,
         attrs([("turn_number", json!(turn_number))]),
     );
-    let hook_cx = HookContext::new(session.as_arc().clone(), emit.run_id.clone(), turn_number)
-        .with_agent(shared.agent_name.clone(), shared.fingerprint.clone());
-    let started = shared.hooks.turn_start(&hook_cx).await;
+    let hook_cx = |member: &Shared| {
+        HookContext::new(session.as_arc().clone(), emit.run_id.clone(), turn_number)
+            .with_agent(member.agent_name.clone(), member.fingerprint.clone())
+    };
+    let started = shared.hooks.turn_start(&hook_cx(&member)).await;
     emit.faults(&started.faults, started.stop());
     if let Some(fault) = emit.take_hook_stop() {
         emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(fault.to_string()))]));
         return Err(RunError::Hook { hook: fault.hook, message: fault.message });
     }
-    let mut cx = step::Cx::new(shared, session, emit, &turn_span, &policy, budget, &hook_cx);
-    let ending = match patterns::drive(&mut cx, &mut memory, &mut progress).await {
+    // The loop, under the agent holding the conversation; a handoff passes the conversation,
+    // the budget and the turn's progress to the next agent, inside a `handoff` span.
+    let mut budget = budget;
+    let mut handoff_span: Option<OpenSpan> = None;
+    let ending = loop {
+        let policy = options.policy(&member.policy, member.agent.permissions())?;
+        let hooks = hook_cx(&member);
+        let mut cx = step::Cx::new(&member, session, emit, &turn_span, &policy, budget, &hooks);
+        let driven = patterns::drive(&mut cx, &mut memory, &mut progress).await;
+        budget = cx.into_budget();
+        match driven {
+            Ok(Ending::Done(stop_reason)) => break Ok(Ok(stop_reason)),
+            Ok(Ending::Paused(pending)) => break Ok(Err(pending)),
+            Err(error) => break Err(error),
+            Ok(Ending::Handoff(target)) => {
+                let Some(next) = shared.member(&target) else {
+                    break Err(RunError::Config(format!("no agent {target:?} to hand the conversation to")));
+                };
+                if let Some(span) = handoff_span.take() {
+                    emit.end(span, SpanPhase::Complete, Map::new());
+                }
+                let attributes = attrs([("from", json!(member.agent_name)), ("to", json!(target))]);
+                handoff_span = Some(emit.start(
+                    SpanSubject::Handoff,
+                    format!("handoff.{target}"),
+                    Some(&turn_span),
+                    attributes,
+                ));
+                emit.set_agent(next.agent_name.clone(), next.fingerprint.clone());
+                rebase(shared, &next, &mut memory, &user_message, &mut progress)?;
+                member = next;
+            }
+        }
+    };
+    if let Some(span) = handoff_span.take() {
+        let phase = if ending.is_ok() { SpanPhase::Complete } else { SpanPhase::Error };
+        emit.end(span, phase, Map::new());
+    }
+    let ending = match ending {
         Ok(ending) => ending,
         Err(error) => {
             emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
@@ -153,13 +203,13 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
         }
     };
     let stop_reason = match ending {
-        Ending::Paused(pending) => {
+        Err(pending) => {
             // Nothing of the turn enters the session yet: the memory is dropped, not cached.
             let result =
-                pause(shared, session, turn_number, user_message, pending, progress, turn_span, emit).await;
+                pause(&member, session, turn_number, user_message, pending, progress, turn_span, emit).await;
             return result;
         }
-        Ending::Done(stop_reason) => stop_reason,
+        Ok(stop_reason) => stop_reason,
     };
 
     let current = tracing::Span::current();
@@ -172,12 +222,17 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
     let added = progress.request.messages.split_off(progress.first_new);
     remember::remember(shared, &mut memory, &added, &progress.tool_calls, emit).await;
     memory.add_spent(progress.cost_usd, progress.usage.total_tokens());
+    let handed_to = (member.agent_name != first_agent).then(|| member.agent_name.to_string());
+    if let Some(name) = &handed_to {
+        memory.set_active_agent(Some(name.clone()));
+    }
     memory.end_turn(turn_number);
     let record = TurnRecord {
         v: SESSION_LAYOUT_VERSION,
         turn: turn_number,
         run_id: emit.run_id.to_string(),
-        agent_fingerprint: shared.fingerprint.to_string(),
+        agent_fingerprint: member.fingerprint.to_string(),
+        agent: handed_to,
         messages: added,
         tool_calls: std::mem::take(&mut progress.tool_calls),
         usage: progress.usage,
@@ -210,10 +265,11 @@ async fn turn(shared: &Shared, session: &SessionId, start: Start, emit: &Emitter
             turn_number,
             run_id: emit.run_id.clone(),
             session_id: session.as_arc().clone(),
-            agent_fingerprint: shared.fingerprint.clone(),
+            agent_fingerprint: member.fingerprint.clone(),
+            agent: member.agent_name.clone(),
             pending_approval: None,
         };
-        let ended = shared.hooks.turn_end(&hook_cx, &response).await;
+        let ended = shared.hooks.turn_end(&hook_cx(&member), &response).await;
         emit.faults(&ended.faults, None);
     }
     emit.end(turn_span, SpanPhase::Complete, attrs([("turn_number", json!(turn_number))]));
@@ -235,36 +291,33 @@ fn session_caps(mut caps: kaos_agent::Budget, (spent_usd, spent_tokens): (f64, u
     caps
 }
 
-/// A fresh turn: the per-turn sections cleared, the user message added, the context assembled.
+/// A fresh turn: the per-turn sections cleared, the user message added, the context assembled
+/// for `member`, the agent holding the conversation.
 fn begin(
     shared: &Shared,
+    member: &Shared,
     memory: &mut SessionMemory,
     message: &str,
     emit: &Emitter,
 ) -> Result<Progress, RunError> {
-    let agent = &shared.agent;
     memory.begin_turn();
     memory.add(SectionKind::Messages, NewItem::message(Message::user(message)))?;
-    let top_k = agent.limits().retrieval_top_k.get() as usize;
-    let assembly = assemble(memory, agent.memory(), top_k, agent.instructions(), message)?;
+    let top_k = member.agent.limits().retrieval_top_k.get() as usize;
+    // The session's memory follows the Runner's agent's profile, whoever holds the conversation.
+    let assembly = assemble(memory, shared.agent.memory(), top_k, member.agent.instructions(), message)?;
     for (section, shown, held) in &assembly.searched {
         let attributes =
             attrs([("shown", json!(shown)), ("query_tokens", json!(shared.counter.count(message)))]);
         emit.emit(memory_event(MemoryEventKind::Searched, section.as_str(), *held, attributes));
     }
-    let mut offered = shared.tool_definitions.clone();
-    offered.extend(delegate::definitions(shared));
-    if assembly.hidden_searchable > 0 && shared.offers_memory_search {
-        offered.push(memory_tool::memory_search_definition());
-    }
     let base_system = assembly.system;
     let request =
-        ModelRequest::new(agent.model().as_str(), assembly.messages).with_system(base_system.clone());
+        ModelRequest::new(member.agent.model().as_str(), assembly.messages).with_system(base_system.clone());
     Ok(Progress {
         first_new: request.messages.len() - 1,
         request,
         base_system,
-        offered,
+        offered: offered_tools(member, assembly.hidden_searchable > 0),
         pending: VecDeque::new(),
         tool_calls: Vec::new(),
         usage: Usage::default(),
@@ -274,7 +327,64 @@ fn begin(
         approved_tools: BTreeSet::new(),
         approved_calls: BTreeSet::new(),
         pattern: None,
+        handoffs: 0,
     })
+}
+
+/// The tools `member` offers the model: its own, its delegates, its handoffs, and the memory
+/// search tool when memory holds more than is shown.
+fn offered_tools(member: &Shared, hidden_memory: bool) -> Vec<ToolDefinition> {
+    let mut offered = member.tool_definitions.clone();
+    offered.extend(delegate::definitions(member));
+    offered.extend(member.handoffs.iter().map(|h| h.definition.clone()));
+    if hidden_memory && member.offers_memory_search {
+        offered.push(memory_tool::memory_search_definition());
+    }
+    offered
+}
+
+/// After a handoff: the conversation so far goes on under `next` — its instructions (with the
+/// session's memory), tools, model and pattern.
+fn rebase(
+    shared: &Shared,
+    next: &Shared,
+    memory: &mut SessionMemory,
+    message: &str,
+    progress: &mut Progress,
+) -> Result<(), RunError> {
+    let top_k = next.agent.limits().retrieval_top_k.get() as usize;
+    let assembly = assemble(memory, shared.agent.memory(), top_k, next.agent.instructions(), message)?;
+    progress.base_system = assembly.system;
+    progress.request.system = progress.base_system.clone();
+    progress.request.model = next.agent.model().as_str().to_owned();
+    progress.request.output_schema = None;
+    progress.offered = offered_tools(next, assembly.hidden_searchable > 0);
+    progress.pattern = None;
+    Ok(())
+}
+
+/// The agent holding the session's conversation: the one it was last handed to, else the
+/// Runner's own. A handoff target this Runner does not know (its agent changed) gives the
+/// conversation back to the Runner's agent, with a warning.
+fn active_member(shared: &Arc<Shared>, memory: &SessionMemory, emit: &Emitter) -> Arc<Shared> {
+    let Some(name) = memory.active_agent() else { return shared.clone() };
+    match shared.member(name) {
+        Some(member) => member,
+        None => {
+            tracing::warn!(agent = name, "the session was handed to an agent this Runner does not know");
+            let reason = format!(
+                "the session was handed to {name:?}, not an agent of this Runner; {} continues",
+                shared.agent_name
+            );
+            emit.emit(memory_event(
+                MemoryEventKind::Warning,
+                "messages",
+                0,
+                attrs([("reason", json!(reason))]),
+            ));
+            shared.clone()
+        }
+    }
 }
 
 /// Applies a person's answer to the pending call; returns `approved` or `denied`.
@@ -303,16 +413,21 @@ fn apply_approval(progress: &mut Progress, pending: &PendingApproval, approval: 
     }
 }
 
-/// Rejects a run state that cannot be resumed: unknown version, another agent, not the stored
-/// one, already resumed, or a session that moved on. Marks the stored state resumed.
-async fn check_resumable(shared: &Shared, state: &RunState, next_turn: u32) -> Result<(), RunError> {
+/// Rejects a run state that cannot be resumed: unknown version, an agent not of this Runner's
+/// team, not the stored one, already resumed, or a session that moved on. Marks the stored
+/// state resumed; returns the agent that paused.
+async fn check_resumable(
+    shared: &Arc<Shared>,
+    state: &RunState,
+    next_turn: u32,
+) -> Result<Arc<Shared>, RunError> {
     if state.v != RUN_STATE_VERSION {
         return Err(RunStateError::UnknownVersion { found: state.v }.into());
     }
-    if state.agent_fingerprint != *shared.fingerprint {
+    let Some(member) = shared.member_by_fingerprint(&state.agent_fingerprint) else {
         let (expected, found) = (shared.fingerprint.to_string(), state.agent_fingerprint.clone());
         return Err(RunStateError::AgentMismatch { expected, found }.into());
-    }
+    };
     let mut stored = load_state(shared, &state.run_id).await?;
     if stored.resumed {
         return Err(RunStateError::AlreadyResumed { run_id: state.run_id.clone() }.into());
@@ -325,7 +440,8 @@ async fn check_resumable(shared: &Shared, state: &RunState, next_turn: u32) -> R
         return Err(RunStateError::Stale { session_id: state.session_id.clone(), expected, found }.into());
     }
     stored.resumed = true;
-    save_state(shared, &stored).await
+    save_state(shared, &stored).await?;
+    Ok(member)
 }
 
 pub(crate) async fn load_state(shared: &Shared, run_id: &str) -> Result<RunState, RunError> {

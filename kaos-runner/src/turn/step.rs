@@ -47,6 +47,11 @@ impl<'a> Cx<'a> {
         Self { shared, session, emit, turn_span, policy, budget, workspace: None, hook_cx }
     }
 
+    /// The turn's budget, to carry over to the next agent after a handoff.
+    pub(crate) fn into_budget(self) -> BudgetGuard {
+        self.budget
+    }
+
     /// The agent running the turn.
     pub(crate) fn agent(&self) -> &kaos_agent::Agent {
         &self.shared.agent
@@ -284,6 +289,16 @@ async fn run_pending(
                 progress.pending.pop_front();
                 cx.budget.record_tool_call();
                 let span = start_tool_span(&call, &arguments, cx.emit, cx.turn_span);
+                if let Some(target) = handoff_target(cx.shared, progress, &call.name) {
+                    flush(cx, memory, progress, &mut batch).await?;
+                    let target = target.to_owned();
+                    let result = ToolResult::text(format!("Handed the conversation to `{target}`."));
+                    record(cx, progress, &call, &arguments, result, span).await?;
+                    let rest = std::mem::take(&mut progress.pending);
+                    not_run(progress, rest, "the conversation was handed to another agent");
+                    progress.handoffs += 1;
+                    return Ok(Some(Ending::Handoff(target)));
+                }
                 if is_delegate(cx.shared, progress, &call.name) {
                     flush(cx, memory, progress, &mut batch).await?;
                     let parent = delegate::Parent {
@@ -358,8 +373,9 @@ async fn gate(cx: &mut Cx<'_>, progress: &Progress, call: &ToolCall) -> Gate {
         };
     }
     let is_delegate = is_delegate(shared, progress, &call.name);
+    let is_handoff = handoff_target(shared, progress, &call.name).is_some();
     let annotations: ToolAnnotations = match shared.tools.get(&call.name) {
-        _ if is_delegate => ToolAnnotations::DEFAULT,
+        _ if is_delegate || is_handoff => ToolAnnotations::DEFAULT,
         Some(tool) => tool.spec().annotations,
         None => return Gate::Answer(ToolError::NotFound(call.name.clone()).into_result()),
     };
@@ -405,6 +421,12 @@ async fn gate(cx: &mut Cx<'_>, progress: &Progress, call: &ToolCall) -> Gate {
     if is_delegate && let Err(result) = delegate::depth_check(shared) {
         return Gate::Answer(result);
     }
+    if is_handoff && progress.handoffs >= shared.max_depth {
+        return Gate::Answer(ToolResult::error(format!(
+            "This turn already handed the conversation over {} time(s), the limit; answer yourself.",
+            progress.handoffs
+        )));
+    }
     if let Availability::Unavailable(wait) = shared.breakers.acquire(&call.name) {
         return Gate::Answer(ToolResult::error(format!(
             "`{}` is unavailable: it failed repeatedly; try again in {} s or do without it.",
@@ -416,6 +438,11 @@ async fn gate(cx: &mut Cx<'_>, progress: &Progress, call: &ToolCall) -> Gate {
         Ok(()) => Gate::Run(arguments, annotations.read_only),
         Err(exceeded) => Gate::Stop(exceeded),
     }
+}
+
+/// The agent a `handoff_to_<name>` tool offered in this turn hands the conversation to.
+fn handoff_target<'s>(shared: &'s Shared, progress: &Progress, name: &str) -> Option<&'s str> {
+    shared.handoff_target(name).filter(|_| progress.offered.iter().any(|t| t.name == name))
 }
 
 /// Whether `name` is a delegate offered in this turn (handled by the runner, not a tool).
