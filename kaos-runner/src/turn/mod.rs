@@ -104,6 +104,9 @@ async fn turn(
     let turn_number = memory.turn() + 1;
     tracing::Span::current().record("kaos.turn_number", i64::from(turn_number));
 
+    // Who held the conversation when the turn began (a paused run may have handed it over
+    // before its pause).
+    let first_agent: Arc<str> = memory.active_agent().map_or_else(|| shared.agent_name.clone(), Into::into);
     // The agent that holds the conversation (a handoff target of an earlier turn, or the
     // Runner's agent), the loop's starting point, and the permission policy of this run.
     let (mut member, mut progress, user_message, options, budget) = match start {
@@ -138,7 +141,6 @@ async fn turn(
             (member, progress, state.user_message.clone(), RunOptions::default(), budget)
         }
     };
-    let first_agent = member.agent_name.clone();
     emit.set_agent(member.agent_name.clone(), member.fingerprint.clone());
 
     let turn_span = emit.start(
