@@ -123,6 +123,30 @@ const EXAMPLES: &[&[ExampleRun]] = &[
             "cost: $0.0015 (coordinator and writer)",
         ],
     }],
+    &[ExampleRun {
+        package: "kaos-runner",
+        example: "router",
+        args: &[],
+        expect: &[
+            "routed to chat (no keyword matched)",
+            "routed to research (keyword \"bridge\")",
+            "routed to research (scripted)",
+            "- \"opened in 1932\" (bridge.md)",
+            "cost: $0.0062",
+        ],
+    }],
+    &[ExampleRun {
+        package: "kaos-runner",
+        example: "handoff",
+        args: &[],
+        expect: &[
+            "(handoff_to_billing)",
+            "[billing] Billing here: invoice #42 is paid, nothing is due.",
+            "(handoff_to_triage)",
+            "[triage] Triage here.",
+            "cost: $0.0025",
+        ],
+    }],
 ];
 
 fn examples() -> Result<()> {
