@@ -228,6 +228,15 @@ pub enum EventKind {
         /// Details for a person.
         detail: String,
     },
+    /// An event of a sub-agent's run (delegation), forwarded into the parent's stream inside
+    /// the `subagent` span. It does not count towards the parent's response: the sub-agent's
+    /// cost reaches the parent as one `usage_observed` event when it finishes.
+    Subagent {
+        /// The delegate's name.
+        subagent: String,
+        /// The sub-agent's event, as its own run emitted it (its own session, run and numbering).
+        event: Box<Event>,
+    },
     /// The turn finished.
     TurnSummary {
         /// The turn's number in the session, from 1.
@@ -259,6 +268,7 @@ impl EventKind {
             EventKind::IntentClassified { .. } => "intent_classified",
             EventKind::PlanProposed { .. } => "plan_proposed",
             EventKind::FindingRefused { .. } => "finding_refused",
+            EventKind::Subagent { .. } => "subagent",
             EventKind::TurnSummary { .. } => "turn_summary",
         }
     }

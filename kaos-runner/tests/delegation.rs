@@ -135,6 +135,33 @@ async fn the_sub_agent_cost_rolls_up_into_the_parent_turn_with_subagent_spans() 
             ),
         ]
     );
+    // The sub-agent's own events are forwarded inside the subagent span, wrapped (so they do
+    // not count twice in the parent's response).
+    let position = |phase: SpanPhase| {
+        events
+            .iter()
+            .position(|e| matches!(&e.kind, EventKind::Span(s) if s.subject == SpanSubject::Subagent && s.phase == phase))
+            .unwrap()
+    };
+    let (start, end) = (position(SpanPhase::Start), position(SpanPhase::Complete));
+    let forwarded: Vec<(usize, &Event)> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match &e.kind {
+            EventKind::Subagent { subagent, event } if subagent == "helper" => Some((i, event.as_ref())),
+            _ => None,
+        })
+        .collect();
+    assert!(forwarded.iter().all(|(i, e)| start < *i && *i < end && &*e.session_id == "p.sub.helper"));
+    let inner: String = forwarded
+        .iter()
+        .filter_map(|(_, e)| match &e.kind {
+            EventKind::TextDelta { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(inner, "summary");
+    assert!(matches!(forwarded.last().unwrap().1.kind, EventKind::TurnSummary { .. }));
     // The persisted turn agrees with the fold.
     let memory = runner.export_session("p").await.unwrap();
     assert!((memory.records[0].cost_usd - 0.04).abs() < 1e-9);

@@ -5,7 +5,8 @@
 //! permission policy, hooks, circuit breakers and remaining budget, in the derived session
 //! `{parent_session}.sub.{delegate_name}`, one level deeper (at the depth limit the call is
 //! an error result). Its usage and cost are added to the parent's turn. A tool call of the
-//! sub-agent that asks for approval is denied (the sub-agent is told so and goes on).
+//! sub-agent that asks for approval is denied (the sub-agent is told so and goes on). The
+//! sub-agent's events are forwarded into the parent's stream, wrapped in `subagent` events.
 
 use kaos_agent::{Agent, Delegate};
 use kaos_providers::{ToolCall, ToolDefinition};
@@ -19,8 +20,10 @@ use crate::pause::Progress;
 use crate::permissions::PermissionPolicy;
 use crate::runner::{RunOptions, Shared};
 use crate::{
-    Approval, EventKind, RunError, Runner, SessionId, SpanPhase, SpanSubject, StopReason, TurnResponse,
+    Approval, EventKind, RunError, RunStream, Runner, SessionId, SpanPhase, SpanSubject, StopReason,
+    TurnFold, TurnResponse,
 };
+use futures::StreamExt;
 
 /// Most characters of the sub-agent's answer in the span's `result_summary`.
 const SUMMARY_CHARS: usize = 200;
@@ -141,12 +144,23 @@ async fn sub_turn(
     let session = format!("{}.sub.{}", parent.session, delegate.name);
     let options =
         RunOptions { inherited: Some((parent.policy.clone(), budget.remaining())), ..RunOptions::default() };
-    let mut response = runner.turn_with(task, &session, options).await?;
+    let mut response = forward(parent, &delegate.name, runner.run_with(task, &session, options)).await?;
     // Approval cannot be asked from inside a sub-agent: the pending call is denied.
     while let (StopReason::ApprovalRequired, Some(_)) = (response.stop_reason, &response.pending_approval) {
         let state = runner.run_state(&response.run_id).await?;
         let reason = "approval is not available inside a sub-agent".to_owned();
-        response = runner.resume_turn(state, Approval::Deny { reason }).await?;
+        response = forward(parent, &delegate.name, runner.resume(state, Approval::Deny { reason })).await?;
     }
     Ok(response)
+}
+
+/// Folds a sub-agent's run while forwarding each of its events into the parent's stream.
+async fn forward(parent: &Parent<'_>, name: &str, mut run: RunStream) -> Result<TurnResponse, RunError> {
+    let mut fold = TurnFold::default();
+    while let Some(event) = run.next().await {
+        let event = event?;
+        fold.push(&event);
+        parent.emit.emit(EventKind::Subagent { subagent: name.to_owned(), event: Box::new(event) });
+    }
+    fold.finish().ok_or_else(|| RunError::Config("the sub-agent's run ended without a turn summary".into()))
 }
