@@ -392,6 +392,9 @@ pub(crate) struct Emitter {
     pub(crate) run_id: Arc<str>,
     /// The agent running the turn, and its fingerprint (a handoff changes them mid-run).
     agent: std::sync::Mutex<(Arc<str>, Arc<str>)>,
+    /// With hooks: the fold of the events so far, for the `turn_end` hook's response (the same
+    /// fold a caller of `Runner::turn` gets, so the two agree).
+    fold: Option<std::sync::Mutex<crate::TurnFold>>,
 }
 
 /// A started span, to be completed or failed.
@@ -421,7 +424,19 @@ impl Emitter {
             session_id,
             run_id,
             agent: std::sync::Mutex::new((agent, agent_fingerprint)),
+            fold: None,
         }
+    }
+
+    /// The turn's response as its events so far fold, ending with `stop_reason` (kept only
+    /// when there are hooks to show it to).
+    pub(crate) fn response_so_far(
+        &self,
+        turn_number: u32,
+        stop_reason: StopReason,
+    ) -> Option<crate::TurnResponse> {
+        let fold = self.fold.as_ref()?.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        fold.clone().finish_as(turn_number, stop_reason)
     }
 
     /// Stamps the events from now on with another agent (after a handoff).
@@ -431,6 +446,9 @@ impl Emitter {
 
     /// Calls `hooks`' `on_event` for every event from now on.
     pub(crate) fn with_hooks(mut self, hooks: crate::hooks::Hooks) -> Self {
+        if !hooks.is_empty() {
+            self.fold = Some(std::sync::Mutex::new(crate::TurnFold::default()));
+        }
         self.hooks = hooks;
         self
     }
@@ -498,6 +516,9 @@ impl Emitter {
             agent_fingerprint,
             kind,
         };
+        if let Some(fold) = &self.fold {
+            fold.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(&event);
+        }
         let seen = (!self.hooks.is_empty()).then(|| event.clone());
         // A dropped receiver means nobody is listening any more; the run itself goes on
         // only as long as its stream is polled, so there is nothing to do here.

@@ -103,7 +103,7 @@ where
 
 /// The incremental form of [`fold`], for callers that also act on each event (e.g. print
 /// text as it streams).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct TurnFold {
     text: String,
     tool_calls: Vec<ToolCallRecord>,
@@ -203,6 +203,12 @@ impl TurnFold {
             }
             _ => {}
         }
+    }
+
+    /// The response as if the turn ended now with `stop_reason`.
+    pub(crate) fn finish_as(mut self, turn_number: u32, stop_reason: StopReason) -> Option<TurnResponse> {
+        self.summary = Some((turn_number, stop_reason));
+        self.finish()
     }
 
     /// The response, once a `TurnSummary` was seen.

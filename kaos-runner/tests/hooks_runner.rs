@@ -100,3 +100,31 @@ async fn a_failing_hook_is_reported_and_fails_open_or_closed_by_setting() {
     assert!(matches!(&err, RunError::Hook { hook, .. } if hook == "panicky"), "{err:?}");
     assert!(runner.history("s").await.unwrap().is_empty(), "a failed turn persists nothing");
 }
+
+/// Keeps the response the `turn_end` hook is shown.
+#[derive(Debug, Default, Clone)]
+struct LastTurn(Arc<std::sync::Mutex<Option<kaos_runner::TurnResponse>>>);
+
+#[async_trait]
+impl Hook for LastTurn {
+    fn name(&self) -> &str {
+        "last-turn"
+    }
+    async fn on_turn_end(
+        &self,
+        _ctx: &HookContext,
+        response: &kaos_runner::TurnResponse,
+    ) -> Result<(), HookError> {
+        *self.0.lock().unwrap() = Some(response.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_turn_end_hook_sees_the_response_the_caller_gets() {
+    let seen = LastTurn::default();
+    let (runner, _) = build(|b| b.hook(Rewrite).hook(seen.clone()));
+    let response = runner.turn("go", "s").await.unwrap();
+    assert_eq!(response.tool_calls.len(), 1);
+    assert_eq!(seen.0.lock().unwrap().clone(), Some(response));
+}

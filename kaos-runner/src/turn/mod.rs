@@ -27,7 +27,6 @@ use crate::runner::{RunOptions, Shared};
 use crate::session::{Hydrated, NewItem, SESSION_LAYOUT_VERSION, SessionMemory, TurnRecord, assemble};
 use crate::{
     EventKind, MemoryEventKind, RunError, SessionId, SpanPhase, SpanSubject, StopReason, ToolCallRecord,
-    TurnResponse,
 };
 
 /// How a run begins: a new user message, or a paused run and a person's answer.
@@ -255,22 +254,7 @@ async fn turn(
         }
     }
     emit.emit(memory_event(MemoryEventKind::Persisted, "messages", record.messages.len(), Map::new()));
-    if !shared.hooks.is_empty() {
-        let response = TurnResponse {
-            text: record.messages.last().map(|m| m.content().to_owned()).unwrap_or_default(),
-            stop_reason,
-            tool_calls: record.tool_calls.clone(),
-            usage: record.usage,
-            cost_usd: record.cost_usd,
-            unpriced_model_calls: progress.unpriced_model_calls,
-            model_calls: progress.model_calls,
-            turn_number,
-            run_id: emit.run_id.clone(),
-            session_id: session.as_arc().clone(),
-            agent_fingerprint: member.fingerprint.clone(),
-            agent: member.agent_name.clone(),
-            pending_approval: None,
-        };
+    if let Some(response) = emit.response_so_far(turn_number, stop_reason) {
         let ended = shared.hooks.turn_end(&hook_cx(&member), &response).await;
         emit.faults(&ended.faults, None);
     }
