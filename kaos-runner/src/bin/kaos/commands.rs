@@ -130,6 +130,25 @@ fn show_event(stdout: &mut impl std::io::Write, event: &Event) -> Result<()> {
                 _ => {}
             }
         }
+        EventKind::Span(span) if span.subject == SpanSubject::Handoff && span.phase == SpanPhase::Start => {
+            let to = span.attributes.get("to").and_then(Value::as_str).unwrap_or("?");
+            eprintln!("  ⇢ handed to {to}");
+        }
+        EventKind::IntentClassified { pattern, reason, .. } => eprintln!("  ⤷ {pattern} ({reason})"),
+        EventKind::PlanProposed { revision, steps, reason } => {
+            let title = if *revision > 1 { format!("plan, revision {revision}") } else { "plan".to_owned() };
+            let why = if reason.is_empty() { String::new() } else { format!(" — {reason}") };
+            eprintln!("  {title}{why}:");
+            for (i, step) in steps.iter().enumerate() {
+                eprintln!("    {}. {step}", i + 1);
+            }
+        }
+        EventKind::FindingRefused { source, reason, detail, .. } => {
+            let reason = serde_json::to_value(reason)?;
+            eprintln!("  ✗ {source}: {} ({detail})", reason.as_str().unwrap_or("refused"));
+        }
+        EventKind::EvidenceInsufficient { reason, .. } => eprintln!("  ✗ evidence insufficient: {reason}"),
+        EventKind::BudgetExceeded { reason, .. } => eprintln!("  ✗ budget: {reason}"),
         _ => {}
     }
     Ok(())
