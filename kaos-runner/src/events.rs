@@ -293,6 +293,8 @@ pub enum RefusalReason {
     UnverifiedQuote,
     /// The same finding was extracted before.
     Duplicate,
+    /// The model could not be called to read the document: its circuit breaker is open.
+    ModelUnavailable,
 }
 
 /// What a memory event reports.

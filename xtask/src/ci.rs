@@ -114,6 +114,23 @@ const EXAMPLES: &[&[ExampleRun]] = &[
     }],
     &[ExampleRun {
         package: "kaos-runner",
+        example: "findings",
+        args: &[],
+        expect: &[
+            "cats.md: refused the document (not_relevant_enough)",
+            "tolls.md: kept \"Tolls paid for the bridge.\"",
+            "bridge.md: kept \"The bridge opened in 1932.\"",
+            "bridge.md: refused \"Tolls paid for the bridge.\" (duplicate)",
+            "bridge.md: refused \"It was painted pink.\" (unverified_quote)",
+            "archive.md: refused the document (document_token_cap)",
+            "The Harbour Bridge opened in 1932; tolls introduced that year paid for it.",
+            "- \"opened in 1932 after six years of construction\" (bridge.md)",
+            "(stop: Completed)",
+            "cost: $0.0040",
+        ],
+    }],
+    &[ExampleRun {
+        package: "kaos-runner",
         example: "team",
         args: &[],
         expect: &[

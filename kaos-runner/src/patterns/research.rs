@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use crate::events::{Emitter, OpenSpan};
 use crate::pause::Progress;
 use crate::session::{NewItem, SessionMemory};
+use crate::turn::attrs;
 use crate::{EventKind, MemoryEventKind, SpanPhase, SpanSubject, StopReason};
 
 /// Added to the system prompt of a research agent.
@@ -133,9 +134,39 @@ pub(crate) fn normalize(text: &str) -> String {
 
 /// The answer with its sources, as the turn's final text.
 pub(crate) fn answer_text(verification: &Verification) -> String {
+    format!("{}\n\n{}", verification.answer.trim(), sources_text(verification.verified()))
+}
+
+/// A `Sources:` list, one line per claim: `- "quote" (source)`.
+pub(crate) fn sources_text<'a>(claims: impl IntoIterator<Item = &'a Claim>) -> String {
     let sources: Vec<String> =
-        verification.verified().map(|c| format!("- \"{}\" ({})", c.quote, c.source)).collect();
-    format!("{}\n\nSources:\n{}", verification.answer.trim(), sources.join("\n"))
+        claims.into_iter().map(|c| format!("- \"{}\" ({})", c.quote, c.source)).collect();
+    format!("Sources:\n{}", sources.join("\n"))
+}
+
+/// Adds verified claims to the `findings` section (as [`finding_text`]) and reports them with
+/// one `memory` event; returns how many were stored.
+pub(crate) fn store_findings<'a>(
+    memory: &mut SessionMemory,
+    claims: impl IntoIterator<Item = &'a Claim>,
+    emit: &Emitter,
+) -> usize {
+    let mut stored = 0;
+    for claim in claims {
+        match memory.add(SectionKind::Findings, NewItem::text(finding_text(claim))) {
+            Ok(_) => stored += 1,
+            Err(error) => tracing::warn!(%error, "a verified claim could not be stored as a finding"),
+        }
+    }
+    if stored > 0 {
+        emit.emit(EventKind::Memory {
+            kind: MemoryEventKind::Added,
+            section: SectionKind::Findings.as_str().to_owned(),
+            item_count: stored,
+            attributes: Map::new(),
+        });
+    }
+    stored
 }
 
 /// A verified claim as a finding.
@@ -173,21 +204,7 @@ pub(crate) fn conclude(
     }
     let verified = verification.verified_count();
     let (text, stop_reason) = if verified >= required {
-        let mut stored = 0;
-        for claim in verification.verified() {
-            match memory.add(SectionKind::Findings, NewItem::text(finding_text(claim))) {
-                Ok(_) => stored += 1,
-                Err(error) => tracing::warn!(%error, "a verified claim could not be stored as a finding"),
-            }
-        }
-        if stored > 0 {
-            emit.emit(EventKind::Memory {
-                kind: MemoryEventKind::Added,
-                section: SectionKind::Findings.as_str().to_owned(),
-                item_count: stored,
-                attributes: Map::new(),
-            });
-        }
+        store_findings(memory, verification.verified(), emit);
         (answer_text(&verification), StopReason::Completed)
     } else {
         let reason = match &verification.malformed {
@@ -210,10 +227,6 @@ pub(crate) fn conclude(
         attrs([("verified", json!(verified)), ("required", json!(required))]),
     );
     stop_reason
-}
-
-fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
 #[cfg(test)]
