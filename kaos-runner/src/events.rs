@@ -297,6 +297,34 @@ pub enum RefusalReason {
     ModelUnavailable,
 }
 
+impl RefusalReason {
+    /// Every reason.
+    pub const ALL: [RefusalReason; 8] = [
+        RefusalReason::NotRelevantEnough,
+        RefusalReason::DocumentCostCap,
+        RefusalReason::DocumentTokenCap,
+        RefusalReason::BudgetExhausted,
+        RefusalReason::MalformedExtraction,
+        RefusalReason::UnverifiedQuote,
+        RefusalReason::Duplicate,
+        RefusalReason::ModelUnavailable,
+    ];
+
+    /// The snake_case name it serializes as.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalReason::NotRelevantEnough => "not_relevant_enough",
+            RefusalReason::DocumentCostCap => "document_cost_cap",
+            RefusalReason::DocumentTokenCap => "document_token_cap",
+            RefusalReason::BudgetExhausted => "budget_exhausted",
+            RefusalReason::MalformedExtraction => "malformed_extraction",
+            RefusalReason::UnverifiedQuote => "unverified_quote",
+            RefusalReason::Duplicate => "duplicate",
+            RefusalReason::ModelUnavailable => "model_unavailable",
+        }
+    }
+}
+
 /// What a memory event reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -564,4 +592,18 @@ impl Emitter {
 
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn refusal_reasons_name_themselves_as_they_serialize() {
+        for reason in RefusalReason::ALL {
+            assert_eq!(Value::from(reason.as_str()), serde_json::to_value(reason).unwrap());
+        }
+    }
 }

@@ -179,7 +179,7 @@ impl Tally {
                     None => counts.push((*reason, 1)),
                 }
             }
-            let parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {}", label(*r))).collect();
+            let parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {}", r.as_str())).collect();
             parts.join(", ")
         };
         let mut parts = Vec::new();
@@ -190,20 +190,6 @@ impl Tally {
             parts.push(format!("refused findings: {}", count(&self.findings)));
         }
         if parts.is_empty() { "nothing was refused".to_owned() } else { parts.join("; ") }
-    }
-}
-
-/// A reason's name as it serializes.
-fn label(reason: RefusalReason) -> &'static str {
-    match reason {
-        RefusalReason::NotRelevantEnough => "not_relevant_enough",
-        RefusalReason::DocumentCostCap => "document_cost_cap",
-        RefusalReason::DocumentTokenCap => "document_token_cap",
-        RefusalReason::BudgetExhausted => "budget_exhausted",
-        RefusalReason::MalformedExtraction => "malformed_extraction",
-        RefusalReason::UnverifiedQuote => "unverified_quote",
-        RefusalReason::Duplicate => "duplicate",
-        RefusalReason::ModelUnavailable => "model_unavailable",
     }
 }
 
@@ -305,7 +291,7 @@ async fn extract(
     request.output_schema = Some(extraction_schema());
     if let Err((reason, detail)) = check_document(cx, config, &mut request) {
         run.refuse(&document.name, None, reason, detail);
-        cx.emit.end(span, SpanPhase::Complete, attrs([("refused", json!(label(reason)))]));
+        cx.emit.end(span, SpanPhase::Complete, attrs([("refused", json!(reason.as_str()))]));
         return Ok(None);
     }
     let response = match model_call(cx, &mut request, progress.model_calls + 1, Purpose::Internal).await {
@@ -330,7 +316,7 @@ async fn extract(
         Ok(filtered) => filtered,
         Err(why) => {
             run.refuse(&document.name, None, RefusalReason::MalformedExtraction, why);
-            let attributes = attrs([("refused", json!(label(RefusalReason::MalformedExtraction)))]);
+            let attributes = attrs([("refused", json!(RefusalReason::MalformedExtraction.as_str()))]);
             cx.emit.end(span, SpanPhase::Complete, attributes);
             return Ok(None);
         }
@@ -547,23 +533,6 @@ mod tests {
         assert!(docs[3].name.starts_with("document "), "{}", docs[3].name);
         assert_eq!(select("bridge tolls", &docs, 2), (vec![2, 1], vec![0, 3]));
         assert_eq!(select("bridge", &docs, 10).1, Vec::<usize>::new());
-    }
-
-    #[test]
-    fn labels_are_the_serialized_names() {
-        use RefusalReason::*;
-        for reason in [
-            NotRelevantEnough,
-            DocumentCostCap,
-            DocumentTokenCap,
-            BudgetExhausted,
-            MalformedExtraction,
-            UnverifiedQuote,
-            Duplicate,
-            ModelUnavailable,
-        ] {
-            assert_eq!(json!(label(reason)), serde_json::to_value(reason).unwrap());
-        }
     }
 
     #[test]

@@ -144,8 +144,7 @@ fn show_event(stdout: &mut impl std::io::Write, event: &Event) -> Result<()> {
             }
         }
         EventKind::FindingRefused { source, reason, detail, .. } => {
-            let reason = serde_json::to_value(reason)?;
-            eprintln!("  ✗ {source}: {} ({detail})", reason.as_str().unwrap_or("refused"));
+            eprintln!("  ✗ {source}: {} ({detail})", reason.as_str());
         }
         EventKind::EvidenceInsufficient { reason, .. } => eprintln!("  ✗ evidence insufficient: {reason}"),
         EventKind::BudgetExceeded { reason, .. } => eprintln!("  ✗ budget: {reason}"),
