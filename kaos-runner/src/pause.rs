@@ -174,6 +174,9 @@ pub(crate) struct Progress {
     /// The pattern the turn runs, once chosen (the agent's, or the router's choice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) pattern: Option<kaos_agent::Pattern>,
+    /// The plan pattern's state: the plan, the step running, the results so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) plan: Option<crate::patterns::plan::PlanState>,
 }
 
 impl Progress {

@@ -6,6 +6,7 @@
 //! turn runs is fixed once (the agent's, or the router's choice) and kept in the turn's
 //! [`Progress`], so a paused run resumes in the same pattern.
 
+pub(crate) mod plan;
 pub(crate) mod research;
 pub(crate) mod router;
 
@@ -47,6 +48,7 @@ pub(crate) async fn drive(
             let required = cx.agent().research().min_verified_claims.get();
             Ok(Ending::Done(research::conclude(required, memory, progress, cx.turn_span, cx.emit)))
         }
+        Pattern::Plan => plan::drive(cx, memory, progress).await,
         _ => step::drive(cx, memory, progress).await,
     }
 }

@@ -274,6 +274,7 @@ fn begin(
         approved_tools: BTreeSet::new(),
         approved_calls: BTreeSet::new(),
         pattern: None,
+        plan: None,
     })
 }
 
