@@ -177,6 +177,9 @@ pub(crate) struct Progress {
     /// Handoffs made in this turn.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(crate) handoffs: u32,
+    /// The plan pattern's state: the plan, the step running, the results so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) plan: Option<crate::patterns::plan::PlanState>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -131,6 +131,22 @@ const EXAMPLES: &[&[ExampleRun]] = &[
     }],
     &[ExampleRun {
         package: "kaos-runner",
+        example: "plan",
+        args: &[],
+        expect: &[
+            "plan (revision 1):",
+            "  2. Count their words with word_count",
+            "plan.step.2 [done]: 10 words",
+            "plan.step.3 [failed]: the previous notes are not available",
+            "replan (revision 2, step 3 failed: the previous notes are not available):",
+            "plan.step.4 [done]:",
+            "answer: This release (10 words of notes) brings faster startup",
+            "(stop: Completed, model calls: 8)",
+            "cost: $0.0080",
+        ],
+    }],
+    &[ExampleRun {
+        package: "kaos-runner",
         example: "team",
         args: &[],
         expect: &[

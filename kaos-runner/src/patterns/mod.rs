@@ -7,6 +7,7 @@
 //! [`Progress`], so a paused run resumes in the same pattern.
 
 pub(crate) mod findings;
+pub(crate) mod plan;
 pub(crate) mod research;
 pub(crate) mod router;
 
@@ -49,6 +50,7 @@ pub(crate) async fn drive(
             Ok(Ending::Done(research::conclude(required, memory, progress, cx.turn_span, cx.emit)))
         }
         Pattern::Findings => findings::drive(cx, memory, progress).await,
+        Pattern::Plan => plan::drive(cx, memory, progress).await,
         _ => step::drive(cx, memory, progress).await,
     }
 }

@@ -314,6 +314,7 @@ fn begin(
         approved_calls: BTreeSet::new(),
         pattern: None,
         handoffs: 0,
+        plan: None,
     })
 }
 
@@ -345,7 +346,9 @@ fn rebase(
     progress.request.model = next.agent.model().as_str().to_owned();
     progress.request.output_schema = None;
     progress.offered = offered_tools(next, assembly.hidden_searchable > 0);
+    // The next agent runs its own pattern from here.
     progress.pattern = None;
+    progress.plan = None;
     Ok(())
 }
 

@@ -100,6 +100,19 @@ pub(crate) async fn drive(
     memory: &SessionMemory,
     progress: &mut Progress,
 ) -> Result<Ending, RunError> {
+    drive_from(cx, memory, progress, 0).await
+}
+
+/// Runs the loop until it ends, counting `limits.max_iterations` from the turn's model call
+/// number `first_call` (0: the whole turn). A pattern that runs the loop several times in one
+/// turn (a plan, step by step) bounds each run on its own this way; the budget still spans the
+/// whole turn.
+pub(crate) async fn drive_from(
+    cx: &mut Cx<'_>,
+    memory: &SessionMemory,
+    progress: &mut Progress,
+    first_call: u32,
+) -> Result<Ending, RunError> {
     let max_iterations = cx.agent().limits().max_iterations.get();
     loop {
         if let Some(ending) = run_pending(cx, memory, progress).await? {
@@ -116,7 +129,7 @@ pub(crate) async fn drive(
         if response.tool_calls.is_empty() {
             return Ok(Ending::Done(StopReason::Completed));
         }
-        if progress.model_calls >= max_iterations {
+        if progress.model_calls.saturating_sub(first_call) >= max_iterations {
             // Keep the history well-formed for the next turn: every call gets a result.
             not_run(progress, response.tool_calls, "the turn reached its iteration limit");
             return Ok(Ending::Done(StopReason::IterationLimit));
