@@ -52,6 +52,7 @@ fn expected_response(text: &str, turn_number: u32, session: &str) -> Value {
         "run_id": "RUN",
         "session_id": session,
         "agent_fingerprint": "FINGERPRINT",
+        "agent": "assistant",
     })
 }
 
