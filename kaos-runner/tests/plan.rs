@@ -185,6 +185,15 @@ async fn a_plan_runs_its_steps_in_spans_and_answers_from_their_results() {
 
     assert_eq!(response.stop_reason, StopReason::Completed);
     assert_eq!(response.text, FINAL);
+    // Only the answer streams: the plan and the steps' status replies are the pattern's own.
+    let streamed: String = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::TextDelta { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(streamed, FINAL);
     // plan, gather, fetch (tool call), fetch (result), write, final answer.
     assert_eq!(response.model_calls, 6);
     assert_eq!(model.requests().len(), 6);

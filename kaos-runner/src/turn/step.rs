@@ -100,18 +100,20 @@ pub(crate) async fn drive(
     memory: &SessionMemory,
     progress: &mut Progress,
 ) -> Result<Ending, RunError> {
-    drive_from(cx, memory, progress, 0).await
+    drive_from(cx, memory, progress, 0, Purpose::Answer).await
 }
 
 /// Runs the loop until it ends, counting `limits.max_iterations` from the turn's model call
 /// number `first_call` (0: the whole turn). A pattern that runs the loop several times in one
 /// turn (a plan, step by step) bounds each run on its own this way; the budget still spans the
-/// whole turn.
+/// whole turn. With [`Purpose::Internal`] the loop's replies are the pattern's own work (a
+/// plan step's status), not the turn's answer, and are not streamed.
 pub(crate) async fn drive_from(
     cx: &mut Cx<'_>,
     memory: &SessionMemory,
     progress: &mut Progress,
     first_call: u32,
+    purpose: Purpose,
 ) -> Result<Ending, RunError> {
     let max_iterations = cx.agent().limits().max_iterations.get();
     loop {
@@ -120,7 +122,7 @@ pub(crate) async fn drive_from(
         }
         prepare_request(cx, progress);
         let iteration = progress.model_calls + 1;
-        let response = match model_call(cx, &mut progress.request, iteration, Purpose::Answer).await? {
+        let response = match model_call(cx, &mut progress.request, iteration, purpose).await? {
             Called::Response(response) => response,
             Called::Stopped(ending) => return Ok(ending),
         };

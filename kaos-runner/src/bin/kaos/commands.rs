@@ -135,6 +135,14 @@ fn show_event(stdout: &mut impl std::io::Write, event: &Event) -> Result<()> {
             eprintln!("  ⇢ handed to {to}");
         }
         EventKind::IntentClassified { pattern, reason, .. } => eprintln!("  ⤷ {pattern} ({reason})"),
+        EventKind::Span(span) if span.subject == SpanSubject::Step && span.phase == SpanPhase::Complete => {
+            let attr = |key: &str| span.attributes.get(key).and_then(Value::as_str).unwrap_or_default();
+            if let status @ ("done" | "failed") = attr("status") {
+                let mark = if status == "done" { "✓" } else { "✗" };
+                let result: String = attr("result").chars().take(120).collect();
+                eprintln!("  {mark} {}: {}", span.name, result.replace('\n', " "));
+            }
+        }
         EventKind::PlanProposed { revision, steps, reason } => {
             let title = if *revision > 1 { format!("plan, revision {revision}") } else { "plan".to_owned() };
             let why = if reason.is_empty() { String::new() } else { format!(" — {reason}") };
