@@ -34,6 +34,10 @@ pub(crate) struct Shared {
     pub(crate) agent: Agent,
     pub(crate) runtime: Runtime,
     pub(crate) model: Arc<dyn ModelClient>,
+    /// Clients of role models whose provider is not the main model's, by provider.
+    pub(crate) role_clients: HashMap<String, Arc<dyn ModelClient>>,
+    /// The client given to the builder, if any: sub-agents use it too.
+    pub(crate) custom_model: Option<Arc<dyn ModelClient>>,
     /// The tools offered to the model, by name (selected once, at build time).
     pub(crate) tools: HashMap<String, Arc<dyn Tool>>,
     pub(crate) tool_definitions: Vec<ToolDefinition>,
@@ -78,6 +82,11 @@ impl Shared {
             return Some(self.clone());
         }
         self.team.values().find(|m| *m.fingerprint == *fingerprint).cloned()
+    }
+
+    /// The client serving a request for `model` (`provider:model`): the one of its provider.
+    pub(crate) fn client_for(&self, model: &str) -> &Arc<dyn ModelClient> {
+        model.split_once(':').and_then(|(provider, _)| self.role_clients.get(provider)).unwrap_or(&self.model)
     }
 
     /// The handoff target of a tool this agent offers, if `tool` is one.
@@ -360,9 +369,21 @@ impl RunnerBuilder {
             };
             key.as_ref().map(|secret| secret.expose().to_owned()).or_else(|| std::env::var(name).ok())
         };
-        let client = |agent: &Agent| match &self.model {
-            Some(model) => Ok(model.clone()),
-            None => resolve_model_with(agent.model(), &from_settings),
+        // The agent's client, and one per other provider its role models name. A client given
+        // to the builder serves every model of every role.
+        let clients = |agent: &Agent| -> Result<Clients, RunError> {
+            if let Some(model) = &self.model {
+                return Ok((model.clone(), HashMap::new()));
+            }
+            let main = resolve_model_with(agent.model(), &from_settings)?;
+            let mut others = HashMap::new();
+            for role_model in agent.config().role_models.values() {
+                let provider = role_model.provider();
+                if provider != agent.model().provider() && !others.contains_key(provider) {
+                    others.insert(provider.to_owned(), resolve_model_with(role_model, &from_settings)?);
+                }
+            }
+            Ok((main, others))
         };
         let counter = self
             .counter
@@ -389,16 +410,21 @@ impl RunnerBuilder {
         let mut team = HashMap::new();
         for config in team_of(self.agent.config())? {
             let agent = Agent::from_config(config).map_err(|e| RunError::Config(e.to_string()))?;
-            let model = client(&agent)?;
-            let member = common.shared(agent, model, Some(&root_name), 0)?;
+            let agent_clients = clients(&agent)?;
+            let mut member = common.shared(agent, agent_clients, Some(&root_name), 0)?;
+            member.custom_model = self.model.clone();
             team.insert(member.agent_name.to_string(), Arc::new(member));
         }
-        let model = client(&self.agent)?;
-        let mut shared = common.shared(self.agent.clone(), model, None, self.cache)?;
+        let root_clients = clients(&self.agent)?;
+        let mut shared = common.shared(self.agent.clone(), root_clients, None, self.cache)?;
+        shared.custom_model = self.model.clone();
         shared.team = team;
         Ok(Runner { shared: Arc::new(shared) })
     }
 }
+
+/// An agent's model client, and clients by provider for role models of other providers.
+type Clients = (Arc<dyn ModelClient>, HashMap<String, Arc<dyn ModelClient>>);
 
 /// What every agent of a Runner's team shares.
 struct Common<'a> {
@@ -417,7 +443,7 @@ impl Common<'_> {
     fn shared(
         &self,
         agent: Agent,
-        model: Arc<dyn ModelClient>,
+        (model, role_clients): Clients,
         root: Option<&str>,
         cache: usize,
     ) -> Result<Shared, RunError> {
@@ -448,6 +474,8 @@ impl Common<'_> {
             agent,
             runtime: self.runtime.clone(),
             model,
+            role_clients,
+            custom_model: None,
             tools,
             tool_definitions,
             locks: kaos_vfs::LocalLocks::default(),

@@ -164,3 +164,31 @@ async fn a_router_cannot_route_to_itself() {
     let error = Agent::builder().pattern(Pattern::Router).router(router).build().unwrap_err();
     assert_eq!(error.to_string(), "router.routes[0].pattern a router cannot route to the router pattern");
 }
+
+#[tokio::test]
+async fn a_role_model_of_another_provider_is_resolved_with_its_own_client() {
+    // The main model is offline; the classifier is a vendor's, so building resolves it (and,
+    // without its key, says which setting is missing instead of failing at the first call).
+    let agent = Agent::builder()
+        .pattern(Pattern::Router)
+        .role_model(ModelRole::Classify, "openai:gpt-4.1-nano")
+        .build()
+        .unwrap();
+    match Runner::builder(agent, Runtime::test_mode()).build() {
+        Err(kaos_runner::RunError::Provider(kaos_providers::ProviderError::MissingSetting {
+            variable,
+            ..
+        })) => {
+            assert!(cfg!(feature = "openai"));
+            assert_eq!(variable, "OPENAI_API_KEY");
+        }
+        Err(kaos_runner::RunError::Provider(kaos_providers::ProviderError::NotCompiled {
+            feature, ..
+        })) => {
+            assert!(!cfg!(feature = "openai"));
+            assert_eq!(feature, "openai");
+        }
+        Ok(_) => assert!(std::env::var("OPENAI_API_KEY").is_ok_and(|k| !k.trim().is_empty())),
+        Err(other) => panic!("{other:?}"),
+    }
+}

@@ -354,8 +354,9 @@ fn check_document(
     caps.max_tokens = config.max_tokens_per_document.map(|n| u64::from(n.get()));
     let guard = BudgetGuard::new(caps, Default::default(), 0.0, 0, 0);
     let input = request.estimated_input_tokens();
-    let max_output = u64::from(cx.shared.model.capabilities().max_output_tokens);
-    let price = cx.shared.model.price(&request.model);
+    let client = cx.shared.client_for(&request.model);
+    let max_output = u64::from(client.capabilities().max_output_tokens);
+    let price = client.price(&request.model);
     guard.before_model_call(request, input, max_output, price).map_err(|exceeded| {
         let reason = match exceeded.kind {
             "tokens" => RefusalReason::DocumentTokenCap,

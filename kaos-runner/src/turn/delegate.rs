@@ -137,10 +137,13 @@ async fn sub_turn(
 ) -> Result<TurnResponse, RunError> {
     let shared = parent.shared;
     let agent = Agent::from_config(delegate.agent.clone()).map_err(|e| RunError::Config(e.to_string()))?;
-    let runner = Runner::builder(agent, shared.runtime.clone())
-        .model(shared.model.clone())
-        .sub_agent(shared)
-        .build()?;
+    // The sub-agent's own model: the client the parent's Runner was given, else resolved from
+    // the sub-agent's `provider:model` like any Runner's.
+    let mut builder = Runner::builder(agent, shared.runtime.clone());
+    if let Some(model) = &shared.custom_model {
+        builder = builder.model(model.clone());
+    }
+    let runner = builder.sub_agent(shared).build()?;
     let session = format!("{}.sub.{}", parent.session, delegate.name);
     let options =
         RunOptions { inherited: Some((parent.policy.clone(), budget.remaining())), ..RunOptions::default() };

@@ -174,9 +174,10 @@ pub(crate) async fn model_call(
     if let Availability::Unavailable(_) = cx.shared.breakers.acquire(&model_key) {
         return Ok(Called::Stopped(Ending::Done(StopReason::ModelUnavailable)));
     }
-    let capabilities = cx.shared.model.capabilities();
+    let client = cx.shared.client_for(&request.model);
+    let capabilities = client.capabilities();
     let input = request.estimated_input_tokens();
-    let price = cx.shared.model.price(&request.model);
+    let price = client.price(&request.model);
     if let Err(exceeded) =
         cx.budget.before_model_call(request, input, u64::from(capabilities.max_output_tokens), price)
     {
@@ -528,7 +529,7 @@ async fn call_model(
         emit.start(SpanSubject::LlmCall, format!("llm.{}", request.model), Some(cx.turn_span), attributes);
     let mut streamed = String::new();
     let mut response = None;
-    let mut stream = shared.model.stream(request);
+    let mut stream = shared.client_for(&request.model).stream(request);
     while let Some(item) = stream.next().await {
         match item {
             Ok(
