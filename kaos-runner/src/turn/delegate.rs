@@ -1,10 +1,10 @@
 //! Delegation (agent-as-tool): the agent's delegates are offered to the model as tools taking
 //! `{"task": string}`; calling one runs the sub-agent's turn and returns its final text.
 //!
-//! The sub-agent runs with the same runtime and model client, under the parent run's
-//! permission policy, hooks, circuit breakers and remaining budget, in the derived session
-//! `{parent_session}.sub.{delegate_name}`, one level deeper (at the depth limit the call is
-//! an error result). Its usage and cost are added to the parent's turn. A tool call of the
+//! The sub-agent runs with the same runtime (its own model, or the client the parent's Runner
+//! was given), under the parent run's permission policy, hooks, circuit breakers and remaining
+//! budget, in the derived session `{parent_session}.sub.{delegate_name}`, one level deeper (at
+//! the depth limit the call is an error result). Its usage and cost are added to the parent's turn. A tool call of the
 //! sub-agent that asks for approval is denied (the sub-agent is told so and goes on). The
 //! sub-agent's events are forwarded into the parent's stream, wrapped in `subagent` events.
 
