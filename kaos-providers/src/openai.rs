@@ -195,7 +195,13 @@ impl ChatCompletions {
         if let Some(schema) = &request.output_schema {
             let format = match self.quirks.structured_output {
                 StructuredOutput::JsonSchema => {
-                    json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema}})
+                    let mut spec = json!({"name": "output", "schema": schema});
+                    // Strict mode makes the server hold the answer to the schema; it accepts only
+                    // schemas in its subset, so others are sent as they are.
+                    if strict_compatible(schema) {
+                        spec["strict"] = json!(true);
+                    }
+                    json!({"type": "json_schema", "json_schema": spec})
                 }
                 StructuredOutput::JsonMode => json!({"type": "json_object"}),
                 _ => {
@@ -229,6 +235,49 @@ impl ChatCompletions {
         };
         http::decode_stream(connect, decoder)
     }
+}
+
+/// Whether OpenAI's strict structured outputs accept `schema` as it is: every object lists all
+/// of its properties as required and allows no others, and only keywords of the strict subset
+/// appear.
+pub(crate) fn strict_compatible(schema: &Value) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "enum",
+        "const",
+        "description",
+        "title",
+        "anyOf",
+        "$defs",
+        "$ref",
+    ];
+    let Value::Object(map) = schema else { return false };
+    if !map.keys().all(|k| KEYWORDS.contains(&k.as_str())) {
+        return false;
+    }
+    let is_object = map.get("type") == Some(&json!("object")) || map.contains_key("properties");
+    if is_object {
+        let properties = map.get("properties").and_then(Value::as_object);
+        let required: Option<Vec<&str>> = map
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect());
+        let names: Vec<&str> = properties.map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
+        let all_required =
+            required.is_some_and(|r| r.len() == names.len() && names.iter().all(|n| r.contains(n)));
+        if map.get("additionalProperties") != Some(&Value::Bool(false)) || !all_required {
+            return false;
+        }
+    }
+    let nested = map.get("properties").and_then(Value::as_object).into_iter().flat_map(|p| p.values());
+    let defs = map.get("$defs").and_then(Value::as_object).into_iter().flat_map(|d| d.values());
+    let any_of = map.get("anyOf").and_then(Value::as_array).into_iter().flatten();
+    let mut children = nested.chain(defs).chain(any_of).chain(map.get("items"));
+    children.all(strict_compatible)
 }
 
 fn finish_reason(reason: &str) -> FinishReason {
@@ -527,5 +576,39 @@ impl ModelClient for OpenAiClient {
 
     fn stream<'a>(&'a self, request: &'a ModelRequest) -> ModelStream<'a> {
         self.chat.stream(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_closed_fully_required_schemas_of_the_strict_subset_are_strict() {
+        let closed = json!({
+            "type": "object",
+            "properties": {
+                "answer": {"type": "string"},
+                "claims": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {"quote": {"type": "string"}, "source": {"type": ["string", "null"]}},
+                    "required": ["quote", "source"],
+                    "additionalProperties": false
+                }}
+            },
+            "required": ["answer", "claims"],
+            "additionalProperties": false
+        });
+        assert!(strict_compatible(&closed));
+        let mut open_inner = closed.clone();
+        open_inner["properties"]["claims"]["items"]["additionalProperties"] = json!(true);
+        let mut optional = closed.clone();
+        optional["required"] = json!(["answer"]);
+        let mut unsupported = closed.clone();
+        unsupported["properties"]["answer"]["minLength"] = json!(1);
+        for schema in [open_inner, optional, unsupported, json!(true), json!({"type": "object"})] {
+            assert!(!strict_compatible(&schema), "{schema}");
+        }
+        assert!(strict_compatible(&json!({"type": "string", "enum": ["a", "b"]})));
     }
 }

@@ -165,6 +165,33 @@ async fn request_maps_tools_tool_results_tool_choice_and_structured_output() {
 }
 
 #[tokio::test]
+async fn a_closed_output_schema_is_sent_strict() {
+    let (server, client) = server().await;
+    let usage = json!({"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13});
+    completions()
+        .respond_with(ResponseTemplate::new(200).set_body_json(completion(
+            json!({"role": "assistant", "content": "{\"answer\": \"yes\"}"}),
+            "stop",
+            usage,
+        )))
+        .mount(&server)
+        .await;
+    let schema = json!({
+        "type": "object",
+        "properties": {"answer": {"type": "string"}},
+        "required": ["answer"],
+        "additionalProperties": false
+    });
+    let mut request = ModelRequest::new("openai:gpt-4.1-mini", vec![Message::user("Is it?")]);
+    request.output_schema = Some(schema.clone());
+    client.complete(&request).await.unwrap();
+    assert_eq!(
+        only_body(&server).await["response_format"],
+        json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}})
+    );
+}
+
+#[tokio::test]
 async fn parallel_tool_calls_in_one_response() {
     let (server, client) = server().await;
     let body = completion(
