@@ -39,6 +39,11 @@ pub struct AgentConfig {
     /// Models for specific roles (e.g. a cheap classifier); the main model otherwise.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub role_models: BTreeMap<ModelRole, ModelRef>,
+    /// Models tried in order when a call's model is unavailable — its circuit breaker is open,
+    /// or it failed in a way another model may not (rate limit, overload, server or network
+    /// error, context too long, garbage) — for every role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallback_models: Vec<ModelRef>,
     /// How turns are driven [chat].
     #[serde(default)]
     pub pattern: Pattern,
@@ -116,6 +121,7 @@ impl Default for AgentConfig {
             instructions: default_instructions(),
             model: ModelRef::default(),
             role_models: BTreeMap::new(),
+            fallback_models: Vec::new(),
             pattern: Pattern::default(),
             tools: Vec::new(),
             permissions: Vec::new(),
@@ -350,6 +356,11 @@ impl Agent {
         self.inner.config.role_models.get(&role).unwrap_or(&self.inner.config.model)
     }
 
+    /// Models tried in order when a call's model is unavailable.
+    pub fn fallback_models(&self) -> &[ModelRef] {
+        &self.inner.config.fallback_models
+    }
+
     /// The pattern.
     pub fn pattern(&self) -> Pattern {
         self.inner.config.pattern
@@ -437,6 +448,7 @@ pub struct AgentBuilder {
     config: AgentConfig,
     model: Option<String>,
     role_models: Vec<(ModelRole, String)>,
+    fallback_models: Vec<String>,
     limits: Vec<(&'static str, u32, LimitSlot)>,
 }
 
@@ -464,6 +476,13 @@ impl AgentBuilder {
     /// A model for one role.
     pub fn role_model(mut self, role: ModelRole, model: impl Into<String>) -> Self {
         self.role_models.push((role, model.into()));
+        self
+    }
+
+    /// Appends a fallback model (`provider:model`), tried when the ones before it are
+    /// unavailable.
+    pub fn fallback_model(mut self, model: impl Into<String>) -> Self {
+        self.fallback_models.push(model.into());
         self
     }
 
@@ -597,6 +616,9 @@ impl AgentBuilder {
         }
         for (role, model) in self.role_models {
             config.role_models.insert(role, ModelRef::new(&model)?);
+        }
+        for model in self.fallback_models {
+            config.fallback_models.push(ModelRef::new(&model)?);
         }
         for (field, n, slot) in self.limits {
             *slot(&mut config.limits) =

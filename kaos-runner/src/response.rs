@@ -131,13 +131,14 @@ impl TurnFold {
         }
         match &event.kind {
             EventKind::Span(span) => match (span.subject, span.phase) {
-                (SpanSubject::LlmCall, SpanPhase::Start) => {
-                    // A pattern's internal call (classify, plan, extract) streams no text.
-                    if span.attributes.get("internal") != Some(&Value::Bool(true)) {
-                        self.text.clear();
-                    }
-                    self.model_calls += 1;
+                // A pattern's internal call (classify, plan, extract) streams no text.
+                (SpanSubject::LlmCall, SpanPhase::Start)
+                    if span.attributes.get("internal") != Some(&Value::Bool(true)) =>
+                {
+                    self.text.clear();
                 }
+                // A call that failed (and fell back to another model) is not a model call made.
+                (SpanSubject::LlmCall, SpanPhase::Complete) => self.model_calls += 1,
                 (SpanSubject::ToolCall, SpanPhase::Start) => {
                     let attr = |k: &str| span.attributes.get(k).cloned().unwrap_or(Value::Null);
                     self.open_calls.insert(span.span_id.clone(), self.tool_calls.len());

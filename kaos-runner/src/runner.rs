@@ -34,7 +34,7 @@ pub(crate) struct Shared {
     pub(crate) agent: Agent,
     pub(crate) runtime: Runtime,
     pub(crate) model: Arc<dyn ModelClient>,
-    /// Clients of role models whose provider is not the main model's, by provider.
+    /// Clients of role and fallback models whose provider is not the main model's, by provider.
     pub(crate) role_clients: HashMap<String, Arc<dyn ModelClient>>,
     /// The client given to the builder, if any: sub-agents use it too.
     pub(crate) custom_model: Option<Arc<dyn ModelClient>>,
@@ -377,7 +377,7 @@ impl RunnerBuilder {
             }
             let main = resolve_model_with(agent.model(), &from_settings)?;
             let mut others = HashMap::new();
-            for role_model in agent.config().role_models.values() {
+            for role_model in agent.config().role_models.values().chain(agent.fallback_models()) {
                 let provider = role_model.provider();
                 if provider != agent.model().provider() && !others.contains_key(provider) {
                     others.insert(provider.to_owned(), resolve_model_with(role_model, &from_settings)?);

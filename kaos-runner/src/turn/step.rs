@@ -162,17 +162,61 @@ pub(crate) enum Called {
 /// One model call under every guard of the turn, as each pattern makes them: the model's
 /// circuit breaker, the budget (checked against the call's worst case, output capped to fit),
 /// the model-call hooks, an `llm_call` span with streamed deltas and `usage_observed`, and the
-/// wall-clock cap. `iteration` numbers the call within the turn (from 1). A failed call is
-/// an error (and counts against the model's breaker).
+/// wall-clock cap. `iteration` numbers the call within the turn (from 1).
+///
+/// When the request's model is unavailable — its breaker is open, or the call failed in a way
+/// another model may not ([`ProviderError::is_fallbackable`]) — the agent's `fallback_models`
+/// are tried in order (each under the same guards, its `llm_call` span marked `fallback_for`).
+/// The request's model is left as it was, so the next call tries the first model again. With
+/// no model left, an open breaker stops the turn (`ModelUnavailable`) and a failure is the
+/// error (every failure counts against its model's breaker).
 pub(crate) async fn model_call(
     cx: &mut Cx<'_>,
     request: &mut ModelRequest,
     iteration: u32,
     purpose: Purpose,
 ) -> Result<Called, RunError> {
+    let first = request.model.clone();
+    let fallbacks: Vec<String> =
+        cx.agent().fallback_models().iter().map(|m| m.as_str().to_owned()).filter(|m| *m != first).collect();
+    let mut outcome = Attempt::Unavailable(None);
+    for (i, model) in std::iter::once(first.clone()).chain(fallbacks).enumerate() {
+        request.model = model;
+        let fallback_for = (i > 0).then_some(first.as_str());
+        outcome = attempt(cx, request, iteration, purpose, fallback_for).await;
+        if !matches!(outcome, Attempt::Unavailable(_)) {
+            break;
+        }
+    }
+    request.model = first;
+    match outcome {
+        Attempt::Done(called) => Ok(called),
+        Attempt::Failed(error) | Attempt::Unavailable(Some(error)) => Err(error),
+        Attempt::Unavailable(None) => Ok(Called::Stopped(Ending::Done(StopReason::ModelUnavailable))),
+    }
+}
+
+/// How one model's attempt at a call went.
+enum Attempt {
+    /// Answered, or stopped by a guard that another model would not pass either (a budget).
+    Done(Called),
+    /// Failed in a way another model would not mend (or a hook failed closed).
+    Failed(RunError),
+    /// The model is unavailable: its breaker is open (`None`) or it failed in a way another
+    /// model may not.
+    Unavailable(Option<RunError>),
+}
+
+async fn attempt(
+    cx: &mut Cx<'_>,
+    request: &mut ModelRequest,
+    iteration: u32,
+    purpose: Purpose,
+    fallback_for: Option<&str>,
+) -> Attempt {
     let model_key = format!("model:{}", request.model);
     if let Availability::Unavailable(_) = cx.shared.breakers.acquire(&model_key) {
-        return Ok(Called::Stopped(Ending::Done(StopReason::ModelUnavailable)));
+        return Attempt::Unavailable(None);
     }
     let client = cx.shared.client_for(&request.model);
     let capabilities = client.capabilities();
@@ -181,10 +225,12 @@ pub(crate) async fn model_call(
     if let Err(exceeded) =
         cx.budget.before_model_call(request, input, u64::from(capabilities.max_output_tokens), price)
     {
-        return Ok(Called::Stopped(cx.stop(exceeded)));
+        return Attempt::Done(Called::Stopped(cx.stop(exceeded)));
     }
     let before = cx.shared.hooks.before_model_call(cx.hook_cx, request).await;
-    cx.hooks_ok(&before)?;
+    if let Err(error) = cx.hooks_ok(&before) {
+        return Attempt::Failed(error);
+    }
     let (provider, model) = request.model.split_once(':').unwrap_or(("", request.model.as_str()));
     let llm_span = tracing::info_span!(
         "kaos.llm_call",
@@ -197,11 +243,11 @@ pub(crate) async fn model_call(
         gen_ai.usage.output_tokens = tracing::field::Empty,
         kaos.iteration = i64::from(iteration),
     );
-    let call = call_model(cx, request, iteration, purpose).instrument(llm_span.clone());
+    let call = call_model(cx, request, iteration, purpose, fallback_for).instrument(llm_span.clone());
     let outcome = match cx.budget.time_left() {
         Some(left) => match tokio::time::timeout(left, call).await {
             Ok(outcome) => outcome,
-            Err(_) => return Ok(Called::Stopped(cx.stop(cx.budget.out_of_time()))),
+            Err(_) => return Attempt::Done(Called::Stopped(cx.stop(cx.budget.out_of_time()))),
         },
         None => call.await,
     };
@@ -213,7 +259,10 @@ pub(crate) async fn model_call(
         Err(error) => {
             let tripped = cx.shared.breakers.record(&model_key, false);
             cx.tripped("model", &request.model, tripped);
-            return Err(error);
+            return match &error {
+                RunError::Provider(e) if e.is_fallbackable() => Attempt::Unavailable(Some(error)),
+                _ => Attempt::Failed(error),
+            };
         }
     };
     llm_span.record("gen_ai.response.model", response.model.as_str());
@@ -223,9 +272,11 @@ pub(crate) async fn model_call(
     );
     llm_span.record("gen_ai.usage.output_tokens", as_i64(response.usage.output_tokens));
     let after = cx.shared.hooks.after_model_call(cx.hook_cx, &response).await;
-    cx.hooks_ok(&after)?;
+    if let Err(error) = cx.hooks_ok(&after) {
+        return Attempt::Failed(error);
+    }
     cx.budget.record_model_call(&response.usage, response.cost_usd);
-    Ok(Called::Response(response))
+    Attempt::Done(Called::Response(response))
 }
 
 /// Sets the tools offered for the next call: those of the turn whose breaker is not open, and
@@ -518,12 +569,16 @@ async fn call_model(
     request: &ModelRequest,
     iteration: u32,
     purpose: Purpose,
+    fallback_for: Option<&str>,
 ) -> Result<ModelResponse, RunError> {
     let (shared, emit) = (cx.shared, cx.emit);
     let internal = purpose == Purpose::Internal;
     let mut attributes = attrs([("model", json!(request.model)), ("iteration", json!(iteration))]);
     if internal {
         attributes.insert("internal".into(), json!(true));
+    }
+    if let Some(first) = fallback_for {
+        attributes.insert("fallback_for".into(), json!(first));
     }
     let span =
         emit.start(SpanSubject::LlmCall, format!("llm.{}", request.model), Some(cx.turn_span), attributes);
