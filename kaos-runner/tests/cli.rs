@@ -309,3 +309,76 @@ fn usage_errors_exit_with_2() {
     let output = kaos(dir.path()).arg("no-such-command").output().unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// One streamed Chat Completions answer (SSE), as an OpenAI-compatible server sends it.
+#[cfg(feature = "openai-compatible")]
+fn sse(delta: Value, finish_reason: &str) -> String {
+    let chunk = |delta: Value, finish: Value| {
+        json!({
+            "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "tiny",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+        })
+    };
+    format!(
+        "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+        chunk(delta, Value::Null),
+        chunk(json!({}), json!(finish_reason))
+    )
+}
+
+/// `kaos chat` against a local OpenAI-compatible server whose model writes a note with the
+/// destructive `kaos-vfs-write` tool: the default policy asks, and the piped line after the
+/// question answers it — `y` runs the tool, anything else denies it.
+#[cfg(feature = "openai-compatible")]
+#[tokio::test]
+async fn chat_asks_before_a_destructive_tool_and_follows_the_answer() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(|request: &Request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap();
+            let last = body["messages"].as_array().unwrap().last().unwrap().clone();
+            let stream = if last["role"] == "tool" {
+                sse(json!({"role": "assistant", "content": format!("tool said: {}", last["content"])}), "stop")
+            } else {
+                let note = last["content"].as_str().unwrap().to_owned();
+                let arguments = json!({"path": "note.txt", "content": note}).to_string();
+                sse(
+                    json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                        "function": {"name": "kaos-vfs-write", "arguments": arguments}}]}),
+                    "tool_calls",
+                )
+            };
+            ResponseTemplate::new(200).insert_header("content-type", "text/event-stream").set_body_string(stream)
+        })
+        .mount(&server)
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let base_url = format!("{}/v1", server.uri());
+    let (cwd, data_dir) = (dir.path().to_owned(), data.to_str().unwrap().to_owned());
+    let output = tokio::task::spawn_blocking(move || {
+        kaos(&cwd)
+            .env("KAOS_OPENAI_COMPATIBLE_BASE_URL", base_url)
+            .args(["chat", "--model", "openai-compatible:tiny", "--data-dir", &data_dir])
+            .write_stdin("first note\ny\nsecond note\nn\n")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let err = stderr(&output);
+    let asked = err.matches("approve kaos-vfs-write(").count();
+    assert_eq!(asked, 2, "{err}");
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(out.contains("tool said: \"wrote 10 bytes to note.txt\""), "{out}");
+    assert!(out.contains("tool said: \"Denied by a person: the user declined\""), "{out}");
+    // The approved write happened, the denied one did not.
+    let note = std::fs::read_to_string(data.join("sessions/default/files/note.txt")).unwrap();
+    assert_eq!(note, "first note");
+}
