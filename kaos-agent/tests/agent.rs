@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use kaos_agent::{
-    Agent, AgentConfig, AgentError, Budget, Decision, Limits, ModelRef, ModelRole, Pattern, PermissionRule,
+    Agent, AgentConfig, AgentError, Budget, Classifier, Decision, FindingsConfig, Limits, ModelRef,
+    ModelRole, Pattern, PermissionRule, PlanConfig, Route, RouterConfig,
 };
 use proptest::prelude::*;
 
@@ -194,6 +195,72 @@ team = "care"
     assert_eq!(agent.limits(), &limits);
     assert_eq!(agent.budget().max_cost_usd, Some(0.25));
     assert_eq!(Agent::from_toml(&agent.to_toml().unwrap()).unwrap(), agent);
+}
+
+#[test]
+fn pattern_settings_and_fallback_models_parse_round_trip_and_validate() {
+    let text = r#"
+name = "desk"
+model = "openai:gpt-4.1-mini"
+fallback_models = ["anthropic:claude-haiku-4-5", "gemini:gemini-2.5-flash"]
+pattern = "router"
+
+[plan]
+max_replans = 0
+
+[findings]
+max_documents = 5
+max_cost_per_document_usd = 0.01
+min_findings = 2
+
+[router]
+classifier = "rules"
+default_pattern = "research"
+
+[[router.routes]]
+pattern = "plan"
+description = "multi-step tasks"
+keywords = ["plan", "steps"]
+"#;
+    let agent = Agent::from_toml(text).unwrap();
+    let fallbacks: Vec<&str> = agent.fallback_models().iter().map(ModelRef::as_str).collect();
+    assert_eq!(fallbacks, ["anthropic:claude-haiku-4-5", "gemini:gemini-2.5-flash"]);
+    assert_eq!(agent.plan(), &PlanConfig::default().with_max_replans(0));
+    assert_eq!(
+        agent.findings(),
+        &FindingsConfig::default()
+            .with_max_documents(5.try_into().unwrap())
+            .with_max_cost_per_document_usd(0.01)
+            .with_min_findings(2.try_into().unwrap())
+    );
+    assert_eq!(
+        agent.router(),
+        &RouterConfig::default()
+            .with_classifier(Classifier::Rules)
+            .with_default_pattern(Pattern::Research)
+            .with_route(Route::new(Pattern::Plan, "multi-step tasks").with_keywords(["plan", "steps"]))
+    );
+    assert_eq!(Agent::from_toml(&agent.to_toml().unwrap()).unwrap(), agent);
+    assert_eq!(Agent::from_json(&agent.to_json().unwrap()).unwrap(), agent);
+
+    let bad = |toml: &str| Agent::from_toml(toml).unwrap_err().to_string();
+    assert_eq!(
+        bad("[router]\ndefault_pattern = \"router\""),
+        "router.default_pattern a router cannot route to the router pattern"
+    );
+    assert_eq!(
+        bad("[findings]\nmax_cost_per_document_usd = -1.0"),
+        "findings.max_cost_per_document_usd must be a positive, finite number of USD"
+    );
+    assert!(
+        bad("[findings]\nmax_documents = 0").contains("max_documents"),
+        "{}",
+        bad("[findings]\nmax_documents = 0")
+    );
+    assert!(bad("fallback_models = [\"nocolon\"]").contains("nocolon"));
+    // A handoff target's settings are validated where they are.
+    let nested = "[[handoffs]]\nname = \"b\"\n[handoffs.router]\ndefault_pattern = \"router\"";
+    assert_eq!(bad(nested), "handoffs[0].router.default_pattern a router cannot route to the router pattern");
 }
 
 fn name() -> impl Strategy<Value = String> {
