@@ -10,6 +10,11 @@
 //! [`Runner::run`] is the event stream; [`Runner::turn`] folds that same stream into a
 //! [`TurnResponse`] with [`fold`], so the two can never disagree.
 //!
+//! What a turn does beyond the chat loop is the agent's `pattern` (research with verified
+//! citations, plan-execute, findings, a router choosing among them), all on the same loop,
+//! memory and guards; agents work together by delegation (a sub-agent as a tool) and handoff
+//! (`handoff_to_<name>`). See `docs/concepts/patterns.md`.
+//!
 //! ```
 //! use kaos_agent::Agent;
 //! use kaos_runner::Runner;
