@@ -382,3 +382,43 @@ async fn chat_asks_before_a_destructive_tool_and_follows_the_answer() {
     let note = std::fs::read_to_string(data.join("sessions/default/files/note.txt")).unwrap();
     assert_eq!(note, "first note");
 }
+
+/// `kaos run` with a research agent whose model answers without a verifiable quote: the turn
+/// is a typed refusal, and the exit code says the turn stopped short of an answer.
+#[cfg(feature = "openai-compatible")]
+#[tokio::test]
+async fn run_exits_5_when_the_turn_stops_short_of_an_answer() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let server = MockServer::start().await;
+    let reply = json!({"answer": "Surely 1999.", "claims": [{"claim": "c", "quote": "made up", "source": "none.md"}]});
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/event-stream")
+                .set_body_string(sse(json!({"role": "assistant", "content": reply.to_string()}), "stop")),
+        )
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("researcher.toml"), "name = \"researcher\"\npattern = \"research\"\n")
+        .unwrap();
+    let base_url = format!("{}/v1", server.uri());
+    let cwd = dir.path().to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        kaos(&cwd)
+            .env("KAOS_OPENAI_COMPATIBLE_BASE_URL", base_url)
+            .args(["run", "--json", "--agent", "researcher.toml", "--model", "openai-compatible:tiny"])
+            .arg("When did it open?")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    let response = stdout_json(&output);
+    assert_eq!(response["stop_reason"], "evidence_insufficient");
+    assert!(response["text"].as_str().unwrap().starts_with("I cannot answer this from the documents"));
+}

@@ -58,7 +58,10 @@ pub(crate) async fn run_turn(
             }
             std::process::ExitCode::from(4)
         }
-        _ => std::process::ExitCode::SUCCESS,
+        StopReason::Completed => std::process::ExitCode::SUCCESS,
+        // Stopped short of an answer: iteration limit, model unavailable, a refusal for lack of
+        // evidence, an incomplete plan (and whatever reasons come later).
+        _ => std::process::ExitCode::from(5),
     })
 }
 
