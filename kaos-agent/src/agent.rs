@@ -15,6 +15,7 @@ use crate::{
 const DEFAULT_NAME: &str = "assistant";
 const DEFAULT_INSTRUCTIONS: &str = "You are a helpful assistant.";
 const MAX_NAME_LEN: usize = 64;
+const MAX_HANDOFF_NAME_LEN: usize = MAX_NAME_LEN - "handoff_to_".len();
 
 /// The plain data behind an [`Agent`]: what agent files (JSON or TOML) contain.
 ///
@@ -27,7 +28,8 @@ const MAX_NAME_LEN: usize = 64;
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AgentConfig {
-    /// Name, `[A-Za-z0-9_-]{1,64}`: used in handoff tool names, spans and session scoping.
+    /// Name, `[A-Za-z0-9_-]{1,64}` (at most 53 characters in a handoff team, whose tool names
+    /// are `handoff_to_<name>`): used in handoff tool names, spans and session scoping.
     #[serde(default = "default_name")]
     pub name: String,
     /// The system prompt.
@@ -176,8 +178,26 @@ impl AgentConfig {
             d.agent.validate_at(&format!("{field}.agent."), chain)?;
         }
         let mut seen = BTreeSet::new();
+        // Agents of a handoff team are named in tools `handoff_to_<name>`, which vendors cap at
+        // 64 characters (the team's root is handed back to, so it counts too).
+        let too_long = |field: String, name: &str| {
+            (name.len() > MAX_HANDOFF_NAME_LEN).then(|| AgentError::InvalidName {
+                field,
+                name: name.to_owned(),
+                reason: "must be at most 53 characters in a handoff team (tool names handoff_to_<name> are limited to 64)",
+            })
+        };
+        if at.is_empty()
+            && !self.handoffs.is_empty()
+            && let Some(error) = too_long("name".to_owned(), &self.name)
+        {
+            return Err(error);
+        }
         for (i, h) in self.handoffs.iter().enumerate() {
             let field = format!("{at}handoffs[{i}]");
+            if let Some(error) = too_long(format!("{field}.name"), &h.name) {
+                return Err(error);
+            }
             if !seen.insert(h.name.as_str()) {
                 return Err(AgentError::DuplicateName { kind: "handoff", name: h.name.clone(), field });
             }

@@ -99,6 +99,17 @@ fn handoff_cycles_and_duplicate_names_are_rejected() {
     assert!(matches!(err, AgentError::DuplicateName { kind: "handoff", .. }));
     let err = Agent::builder().name("a").delegate("x", "d", &b).delegate("x", "d", &b).build().unwrap_err();
     assert!(matches!(err, AgentError::DuplicateName { kind: "delegate", .. }));
+
+    // Names in a handoff team become tool names `handoff_to_<name>` (at most 64 characters).
+    let long = Agent::builder().name("n".repeat(54)).build().unwrap();
+    let err = Agent::builder().name("a").handoff(&long).build().unwrap_err();
+    assert!(matches!(&err, AgentError::InvalidName { field, .. } if field == "handoffs[0].name"), "{err}");
+    let err = Agent::builder().name("n".repeat(54)).handoff(&b).build().unwrap_err();
+    assert!(matches!(&err, AgentError::InvalidName { field, .. } if field == "name"), "{err}");
+    let fits = Agent::builder().name("n".repeat(53)).build().unwrap();
+    assert!(Agent::builder().name("m".repeat(53)).handoff(&fits).build().is_ok());
+    // Outside a handoff team a name may use all 64 characters.
+    assert!(Agent::builder().name("n".repeat(64)).delegate("x", "d", &long).build().is_ok());
 }
 
 #[test]
