@@ -427,8 +427,9 @@ pub(crate) struct Emitter {
     fold: Option<std::sync::Mutex<crate::TurnFold>>,
 }
 
-/// A started span, to be completed or failed.
-#[derive(Debug)]
+/// A started span, to be completed or failed. A clone serves as a parent for spans started
+/// inside it (only its id is used); only the original is ended.
+#[derive(Debug, Clone)]
 pub(crate) struct OpenSpan {
     subject: SpanSubject,
     pub(crate) id: String,

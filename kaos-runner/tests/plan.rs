@@ -183,6 +183,29 @@ async fn a_plan_runs_its_steps_in_spans_and_answers_from_their_results() {
         "{proposed} {one} {two} {three} {last_call}"
     );
 
+    // A step's model and tool calls are spans inside the step's span; the planning call and the
+    // answer are inside the turn's.
+    let span_id = |name: &str| {
+        events.iter().find_map(|e| match &e.kind {
+            EventKind::Span(s) if s.name == name && s.phase == SpanPhase::Start => Some(s.span_id.clone()),
+            _ => None,
+        })
+    };
+    let parents = |subject: SpanSubject| -> Vec<Option<String>> {
+        events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Span(s) if s.subject == subject && s.phase == SpanPhase::Start => {
+                    Some(s.parent_span_id.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let (turn, step_1, step_2, step_3) =
+        (span_id("turn.1"), span_id("plan.step.1"), span_id("plan.step.2"), span_id("plan.step.3"));
+    assert_eq!(parents(SpanSubject::ToolCall), [step_2.clone()]);
+    assert_eq!(parents(SpanSubject::LlmCall), [turn.clone(), step_1, step_2.clone(), step_2, step_3, turn]);
     assert_eq!(response.stop_reason, StopReason::Completed);
     assert_eq!(response.text, FINAL);
     // Only the answer streams: the plan and the steps' status replies are the pattern's own.

@@ -294,7 +294,10 @@ async fn extract(
         cx.emit.end(span, SpanPhase::Complete, attrs([("refused", json!(reason.as_str()))]));
         return Ok(None);
     }
-    let response = match model_call(cx, &mut request, progress.model_calls + 1, Purpose::Internal).await {
+    cx.enter(&span);
+    let called = model_call(cx, &mut request, progress.model_calls + 1, Purpose::Internal).await;
+    cx.leave();
+    let response = match called {
         Ok(Called::Response(response)) => response,
         Ok(Called::Stopped(Ending::Done(reason))) => {
             run.stopped = Some(reason);

@@ -312,7 +312,10 @@ async fn run(cx: &mut Cx<'_>, memory: &SessionMemory, progress: &mut Progress) -
         }
         let span =
             cx.emit.start(SpanSubject::Step, format!("plan.step.{number}"), Some(cx.turn_span), attributes);
-        let ending = match step::drive_from(cx, memory, progress, first_call, Purpose::Internal).await {
+        cx.enter(&span);
+        let driven = step::drive_from(cx, memory, progress, first_call, Purpose::Internal).await;
+        cx.leave();
+        let ending = match driven {
             Ok(ending) => ending,
             Err(error) => {
                 cx.emit.end(span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));

@@ -32,6 +32,8 @@ pub(crate) struct Cx<'a> {
     pub(crate) budget: BudgetGuard,
     workspace: Option<Arc<dyn Vfs>>,
     pub(crate) hook_cx: &'a HookContext,
+    /// A pattern's span the turn is inside (a plan step), parent of model and tool call spans.
+    scope: Option<OpenSpan>,
 }
 
 impl<'a> Cx<'a> {
@@ -44,7 +46,22 @@ impl<'a> Cx<'a> {
         budget: BudgetGuard,
         hook_cx: &'a HookContext,
     ) -> Self {
-        Self { shared, session, emit, turn_span, policy, budget, workspace: None, hook_cx }
+        Self { shared, session, emit, turn_span, policy, budget, workspace: None, hook_cx, scope: None }
+    }
+
+    /// The span model and tool call spans start in: the pattern's current one, else the turn.
+    pub(crate) fn parent(&self) -> &OpenSpan {
+        self.scope.as_ref().unwrap_or(self.turn_span)
+    }
+
+    /// Starts model and tool call spans inside `span` until [`Cx::leave`].
+    pub(crate) fn enter(&mut self, span: &OpenSpan) {
+        self.scope = Some(span.clone());
+    }
+
+    /// Back to the turn span.
+    pub(crate) fn leave(&mut self) {
+        self.scope = None;
     }
 
     /// The turn's budget, to carry over to the next agent after a handoff.
@@ -349,13 +366,13 @@ async fn run_pending(
             Gate::Answer(result) => {
                 flush(cx, memory, progress, &mut batch).await?;
                 progress.pending.pop_front();
-                let span = start_tool_span(&call, &call.arguments, cx.emit, cx.turn_span);
+                let span = start_tool_span(&call, &call.arguments, cx.emit, cx.parent());
                 record(cx, progress, &call, &call.arguments, result, span).await?;
             }
             Gate::Run(arguments, read_only) => {
                 progress.pending.pop_front();
                 cx.budget.record_tool_call();
-                let span = start_tool_span(&call, &arguments, cx.emit, cx.turn_span);
+                let span = start_tool_span(&call, &arguments, cx.emit, cx.parent());
                 if let Some(target) = handoff_target(cx.shared, progress, &call.name) {
                     flush(cx, memory, progress, &mut batch).await?;
                     let target = target.to_owned();
@@ -581,7 +598,7 @@ async fn call_model(
         attributes.insert("fallback_for".into(), json!(first));
     }
     let span =
-        emit.start(SpanSubject::LlmCall, format!("llm.{}", request.model), Some(cx.turn_span), attributes);
+        emit.start(SpanSubject::LlmCall, format!("llm.{}", request.model), Some(cx.parent()), attributes);
     let mut streamed = String::new();
     let mut response = None;
     let mut stream = shared.client_for(&request.model).stream(request);
@@ -644,11 +661,11 @@ fn session_workspace(shared: &Shared, session: &SessionId) -> Result<Arc<dyn Vfs
     Ok(Arc::new(ScopedVfs::new(shared.runtime.vfs().clone(), root)))
 }
 
-fn start_tool_span(call: &ToolCall, arguments: &Value, emit: &Emitter, turn_span: &OpenSpan) -> OpenSpan {
+fn start_tool_span(call: &ToolCall, arguments: &Value, emit: &Emitter, parent: &OpenSpan) -> OpenSpan {
     emit.start(
         SpanSubject::ToolCall,
         format!("tool.{}", call.name),
-        Some(turn_span),
+        Some(parent),
         attrs([
             ("tool_name", json!(call.name)),
             ("call_id", json!(call.id)),
