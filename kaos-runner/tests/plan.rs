@@ -204,7 +204,7 @@ async fn a_plan_runs_its_steps_in_spans_and_answers_from_their_results() {
     };
     let (turn, step_1, step_2, step_3) =
         (span_id("turn.1"), span_id("plan.step.1"), span_id("plan.step.2"), span_id("plan.step.3"));
-    assert_eq!(parents(SpanSubject::ToolCall), [step_2.clone()]);
+    assert_eq!(parents(SpanSubject::ToolCall), std::slice::from_ref(&step_2));
     assert_eq!(parents(SpanSubject::LlmCall), [turn.clone(), step_1, step_2.clone(), step_2, step_3, turn]);
     assert_eq!(response.stop_reason, StopReason::Completed);
     assert_eq!(response.text, FINAL);
