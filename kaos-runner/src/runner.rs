@@ -537,14 +537,13 @@ impl Handoff {
 /// Every agent reachable from `root` through handoffs (not `root` itself), each once. Two
 /// different configurations with one name cannot both be addressed by `handoff_to_<name>`.
 fn team_of(root: &AgentConfig) -> Result<Vec<AgentConfig>, RunError> {
-    let mut seen: HashMap<String, AgentConfig> = HashMap::new();
-    let mut order = Vec::new();
+    let mut team: Vec<AgentConfig> = Vec::new();
     let mut queue: Vec<&AgentConfig> = root.handoffs.iter().collect();
     while let Some(config) = queue.pop() {
         if config.name == root.name {
             continue;
         }
-        match seen.get(&config.name) {
+        match team.iter().find(|known| known.name == config.name) {
             Some(known) if known == config => continue,
             Some(_) => {
                 return Err(RunError::Config(format!(
@@ -554,11 +553,10 @@ fn team_of(root: &AgentConfig) -> Result<Vec<AgentConfig>, RunError> {
             }
             None => {}
         }
-        seen.insert(config.name.clone(), config.clone());
-        order.push(config.name.clone());
+        team.push(config.clone());
         queue.extend(config.handoffs.iter());
     }
-    Ok(order.into_iter().filter_map(|name| seen.remove(&name)).collect())
+    Ok(team)
 }
 
 /// The client for a `provider:model` reference, configured from the environment.

@@ -9,7 +9,7 @@ mod memory;
 mod store;
 mod summarize;
 
-pub(crate) use assemble::{MEMORY_SEARCH_TOOL, assemble};
+pub(crate) use assemble::{Assembly, MEMORY_SEARCH_TOOL, assemble};
 pub(crate) use bm25::top_k as bm25_top_k;
 pub(crate) use cache::SessionCache;
 pub use id::SessionId;

@@ -24,7 +24,9 @@ use crate::pause::{
     Approval, PendingApproval, Progress, RUN_STATE_VERSION, RunState, RunStateError, state_path,
 };
 use crate::runner::{RunOptions, Shared};
-use crate::session::{Hydrated, NewItem, SESSION_LAYOUT_VERSION, SessionMemory, TurnRecord, assemble};
+use crate::session::{
+    Assembly, Hydrated, NewItem, SESSION_LAYOUT_VERSION, SessionMemory, TurnRecord, assemble,
+};
 use crate::{
     EventKind, MemoryEventKind, RunError, SessionId, SpanPhase, SpanSubject, StopReason, ToolCallRecord,
 };
@@ -288,9 +290,7 @@ fn begin(
 ) -> Result<Progress, RunError> {
     memory.begin_turn();
     memory.add(SectionKind::Messages, NewItem::message(Message::user(message)))?;
-    let top_k = member.agent.limits().retrieval_top_k.get() as usize;
-    // The session's memory follows the Runner's agent's profile, whoever holds the conversation.
-    let assembly = assemble(memory, shared.agent.memory(), top_k, member.agent.instructions(), message)?;
+    let assembly = context(shared, member, memory, message)?;
     for (section, shown, held) in &assembly.searched {
         let attributes =
             attrs([("shown", json!(shown)), ("query_tokens", json!(shared.counter.count(message)))]);
@@ -318,6 +318,18 @@ fn begin(
     })
 }
 
+/// The context `member` sees: its instructions with the session's memory, and the conversation.
+/// The session's memory follows the Runner's agent's profile, whoever holds the conversation.
+fn context(
+    shared: &Shared,
+    member: &Shared,
+    memory: &mut SessionMemory,
+    message: &str,
+) -> Result<Assembly, RunError> {
+    let top_k = member.agent.limits().retrieval_top_k.get() as usize;
+    Ok(assemble(memory, shared.agent.memory(), top_k, member.agent.instructions(), message)?)
+}
+
 /// The tools `member` offers the model: its own, its delegates, its handoffs, and the memory
 /// search tool when memory holds more than is shown.
 fn offered_tools(member: &Shared, hidden_memory: bool) -> Vec<ToolDefinition> {
@@ -339,8 +351,7 @@ fn rebase(
     message: &str,
     progress: &mut Progress,
 ) -> Result<(), RunError> {
-    let top_k = next.agent.limits().retrieval_top_k.get() as usize;
-    let assembly = assemble(memory, shared.agent.memory(), top_k, next.agent.instructions(), message)?;
+    let assembly = context(shared, next, memory, message)?;
     progress.base_system = assembly.system;
     progress.request.system = progress.base_system.clone();
     progress.request.model = next.agent.model().as_str().to_owned();
