@@ -132,33 +132,3 @@ fn four_processes_share_twenty_sessions_and_keep_every_turn_once_in_order() {
         assert_eq!(sorted, wanted, "{session}");
     }
 }
-
-/// Two `kaos` processes configured only by the `vfs.s3_*` settings share one session.
-#[cfg(feature = "cli")]
-#[test]
-fn kaos_processes_configured_by_settings_share_sessions_in_the_bucket() {
-    let server = S3Server::start().unwrap_or_else(|why| panic!("{why}"));
-    server.create_bucket("cli-bucket");
-    let prefix = s3_server::unique("cli");
-    let kaos = |message: &str| {
-        let dir = tempfile::tempdir().unwrap(); // a fresh working directory each time: no local state
-        let output = Command::new(env!("CARGO_BIN_EXE_kaos"))
-            .current_dir(dir.path())
-            .args(["run", "--json", "--session", "shared", message])
-            .env("KAOS_VFS_S3_BUCKET", "cli-bucket")
-            .env("KAOS_VFS_S3_PREFIX", &prefix)
-            .env("KAOS_VFS_S3_ENDPOINT", &server.endpoint)
-            .env("KAOS_VFS_S3_REGION", "us-east-1")
-            .env("KAOS_VFS_S3_ACCESS_KEY_ID", "test")
-            .env("KAOS_VFS_S3_SECRET_ACCESS_KEY", "test")
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        assert!(!dir.path().join(".kaos").exists(), "nothing was written to the local data directory");
-        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
-    };
-    assert_eq!(kaos("first")["turn_number"], 1);
-    let second = kaos("second");
-    assert_eq!(second["turn_number"], 2);
-    assert!(second["text"].as_str().unwrap().contains("2 user messages"), "{second}");
-}
