@@ -15,6 +15,7 @@
 //!
 //! This crate deliberately knows nothing about agents, sessions or tools: it stores bytes.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod disk;
 mod error;
@@ -37,3 +38,8 @@ pub use objects::{DEFAULT_LEASE_TTL, DEFAULT_OBJECT_LOCK_TIMEOUT, ObjectStoreVfs
 pub use path::VfsPath;
 pub use scoped::ScopedVfs;
 pub use vfs::{EntryKind, LocalLocks, Metadata, Vfs, VfsEntry, VfsLock};
+
+/// This crate's README, compiled and run as a doctest (it ships in the package).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -58,6 +58,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "kaos-server",
         ],
     ),
+    // The documentation's doctests; it uses every crate, but only as dev-dependencies.
+    ("kaos-docs", &[]),
     ("xtask", &[]),
 ];
 
