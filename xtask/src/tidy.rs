@@ -29,12 +29,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("kaos-providers", &["kaos-agent"]),
     ("kaos-runtime", &["kaos-vfs", "kaos-tools"]),
     ("kaos-runner", &["kaos-agent", "kaos-vfs", "kaos-tools", "kaos-providers", "kaos-runtime"]),
+    ("kaos-ingest", &[]),
     ("xtask", &[]),
 ];
 
 /// Architecture Invariant: `kaos-agent` has no async or IO dependency, not even transitively.
-/// It is pure data and validation, usable from any context.
-const NO_ASYNC_OR_IO: &[(&str, &[&str])] = &[("kaos-agent", ASYNC_OR_IO_CRATES)];
+/// It is pure data and validation, usable from any context. `kaos-ingest` (bytes to document
+/// chunks) is synchronous parsing only, so any engine or tool can call it.
+const NO_ASYNC_OR_IO: &[(&str, &[&str])] =
+    &[("kaos-agent", ASYNC_OR_IO_CRATES), ("kaos-ingest", ASYNC_OR_IO_CRATES)];
 
 /// Crates that bring an async runtime, async plumbing, sockets or HTTP.
 const ASYNC_OR_IO_CRATES: &[&str] = &[
