@@ -76,11 +76,12 @@ fn utf8<'a>(name: &str, bytes: &'a [u8]) -> Result<&'a str, IngestError> {
         .map_err(|e| IngestError::NotUtf8 { name: name.to_owned(), offset: e.valid_up_to() })
 }
 
-/// Readable text: block elements become paragraphs, links keep their text only, scripts,
-/// styles and other non-rendered elements are dropped. Lines are wrapped at 200 columns.
+/// Readable text: block elements become paragraphs, links and emphasis keep their text only
+/// (no Markdown-like markers, so quotes match the page as read), scripts, styles and other
+/// non-rendered elements are dropped. Lines are wrapped at 200 columns.
 fn html(text: &str) -> Result<String, String> {
     guarded(|| {
-        html2text::config::plain_no_decorate()
+        html2text::config::with_decorator(html2text::render::TrivialDecorator::new())
             .no_table_borders()
             .no_link_wrapping()
             .allow_width_overflow()

@@ -104,6 +104,10 @@ pub fn sniff(name: &str, bytes: &[u8], limits: &IngestLimits) -> Result<Format, 
     {
         return Err(unsupported(name, kind.mime_type()));
     }
+    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+        // A UTF-16 byte order mark: text, in an encoding this crate does not read.
+        return Err(IngestError::NotUtf8 { name: name.to_owned(), offset: 0 });
+    }
     let text = match std::str::from_utf8(strip_bom(bytes)) {
         Ok(text) => text,
         Err(error) => {
@@ -303,10 +307,12 @@ mod tests {
     }
 
     #[test]
-    fn latin1_is_not_utf8_and_utf16_is_binary() {
+    fn latin1_and_utf16_are_not_utf8_and_utf16_without_a_bom_is_binary() {
         assert!(matches!(sniffed("l.txt", b"caf\xe9 au lait"), Err(IngestError::NotUtf8 { offset: 3, .. })));
         let utf16: Vec<u8> = "hello".encode_utf16().flat_map(u16::to_le_bytes).collect();
         assert!(matches!(sniffed("u.txt", &utf16), Err(IngestError::Unsupported { .. })));
+        let with_bom = [&b"\xFF\xFE"[..], &utf16].concat();
+        assert!(matches!(sniffed("u.txt", &with_bom), Err(IngestError::NotUtf8 { offset: 0, .. })));
     }
 
     #[test]

@@ -1,0 +1,71 @@
+//! Integration tests of `kaos-ingest`, through its public API only: every format on files from
+//! real writers (`tests/data/`) or generated here, every bad-input case, and the chunks'
+//! metadata.
+
+mod bad_input;
+mod chunks;
+mod formats;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use kaos_ingest::{Document, IngestError, IngestLimits, IngestOptions, ingest};
+use zip::write::SimpleFileOptions;
+
+/// A checked-in test document.
+pub fn data(file: &str) -> Vec<u8> {
+    std::fs::read(data_path(file)).unwrap()
+}
+
+pub fn data_path(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(file)
+}
+
+pub fn options() -> IngestOptions {
+    IngestOptions::default()
+}
+
+pub fn with_limits(limits: IngestLimits) -> IngestOptions {
+    IngestOptions { limits, ..IngestOptions::default() }
+}
+
+/// Ingests with the default options; panics with the error if it fails.
+pub fn ok(name: &str, bytes: &[u8]) -> Document {
+    ingest(name, &format!("test/{name}"), bytes, &options()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Ingests with `options`, expecting an error, and checks that its message names the file.
+pub fn err(name: &str, bytes: &[u8], options: &IngestOptions) -> IngestError {
+    let error = ingest(name, name, bytes, options).expect_err("ingest should fail");
+    assert_eq!(error.name(), name);
+    assert!(error.to_string().starts_with(&format!("{name}: ")), "{error}");
+    error
+}
+
+/// All chunks' text, joined by blank lines.
+pub fn text(doc: &Document) -> String {
+    doc.chunks.iter().map(|c| c.text.as_str()).collect::<Vec<_>>().join("\n\n")
+}
+
+/// A ZIP archive of `entries`, deflated.
+pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in entries {
+        writer.start_file(*name, options).unwrap();
+        writer.write_all(bytes).unwrap();
+    }
+    writer.finish().unwrap().into_inner()
+}
+
+pub const DOCX_TYPES: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="xml" ContentType="application/xml"/><Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>"#;
+
+pub const XLSX_TYPES: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/></Types>"#;
+
+/// A minimal DOCX whose body is `body` (WordprocessingML inside `<w:body>`).
+pub fn docx_with_body(body: &str) -> Vec<u8> {
+    let document = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>{body}</w:body></w:document>"#
+    );
+    zip_of(&[("[Content_Types].xml", DOCX_TYPES.as_bytes()), ("word/document.xml", document.as_bytes())])
+}
