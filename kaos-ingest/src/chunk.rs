@@ -24,8 +24,8 @@ pub fn estimate_tokens(text: &str) -> u64 {
 /// for others); a chunk then lies within one page. Whitespace-only text gives no chunk.
 pub fn chunk_ranges(text: &str, pages: &[Range<usize>], max_tokens: u64) -> Vec<Range<usize>> {
     let max_bytes = usize::try_from(max_tokens.max(1).saturating_mul(4)).unwrap_or(usize::MAX);
-    let whole = [0..text.len()];
-    let segments = if pages.is_empty() { &whole[..] } else { pages };
+    let whole = 0..text.len();
+    let segments = if pages.is_empty() { std::slice::from_ref(&whole) } else { pages };
     let mut chunks = Vec::new();
     for segment in segments {
         let mut current: Option<Range<usize>> = None;
@@ -132,7 +132,7 @@ mod tests {
 
     use super::*;
 
-    fn chunks<'a>(text: &'a str, max_tokens: u64) -> Vec<&'a str> {
+    fn chunks(text: &str, max_tokens: u64) -> Vec<&str> {
         chunk_ranges(text, &[], max_tokens).into_iter().map(|r| &text[r]).collect()
     }
 

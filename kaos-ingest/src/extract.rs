@@ -268,11 +268,8 @@ fn wordprocessing_text(xml: &str) -> Result<String, String> {
             }
             Event::End(e) => match e.local_name().as_ref() {
                 "t" => in_text = false,
-                "p" if tables > 0 => {
-                    if !cell.is_empty() && !cell.ends_with(' ') {
-                        cell.push(' ');
-                    }
-                }
+                "p" if tables > 0 && !cell.is_empty() && !cell.ends_with(' ') => cell.push(' '),
+                "p" if tables > 0 => {}
                 "p" => {
                     let trimmed = out.trim_end_matches([' ', '\t']).len();
                     out.truncate(trimmed);

@@ -257,7 +257,7 @@ pub fn ingest(
         format,
         size: bytes.len() as u64,
         sha256: file_sha256,
-        pages: (!extracted.pages.is_empty()).then(|| extracted.pages.len() as u32),
+        pages: (!extracted.pages.is_empty()).then_some(extracted.pages.len() as u32),
         text_bytes: extracted.text.len(),
         tokens: chunks.iter().map(|c| c.tokens).sum(),
         chunks,
@@ -309,7 +309,7 @@ fn page_range(pages: &[Range<usize>], range: &Range<usize>) -> Option<PageRange>
         .filter(|(_, page)| page.start < range.end && range.start < page.end)
         .map(|(index, _)| index as u32 + 1);
     let first = on.next()?;
-    Some(PageRange { first, last: on.last().unwrap_or(first) })
+    Some(PageRange { first, last: on.next_back().unwrap_or(first) })
 }
 
 /// The pages of `docs/concepts/documents.md`, compiled and run as doctests.

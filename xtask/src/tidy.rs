@@ -482,8 +482,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const WORKSPACE: &[&str] =
-        &["kaos-agent", "kaos-vfs", "kaos-tools", "kaos-providers", "kaos-runtime", "kaos-runner", "xtask"];
+    const WORKSPACE: &[&str] = &[
+        "kaos-agent",
+        "kaos-vfs",
+        "kaos-tools",
+        "kaos-providers",
+        "kaos-runtime",
+        "kaos-runner",
+        "kaos-ingest",
+        "xtask",
+    ];
 
     /// A dependency edge: (from, to, kind), kind `None` for normal, else "dev" or "build".
     type Edge<'a> = (&'a str, &'a str, Option<&'a str>);
@@ -583,6 +591,8 @@ mod tests {
         ("kaos-runner", "tokio", None),
         ("kaos-runner", "criterion", Some("dev")),
         ("kaos-runner", "reqwest", Some("dev")),
+        ("kaos-ingest", "pdf-extract", None),
+        ("kaos-ingest", "kaos-providers", Some("dev")),
         ("xtask", "serde_json", None),
     ];
 
@@ -703,6 +713,20 @@ mod tests {
             vec![Violation::new(
                 Rule::Layers,
                 "`kaos-agent` -> `kaos-vfs` breaks the hierarchy: `kaos-agent` may depend on no workspace crate"
+            )]
+        );
+    }
+
+    #[test]
+    fn kaos_ingest_reaching_tokio_through_a_parser_breaks_the_no_async_rule() {
+        let mut edges = CLEAN.to_vec();
+        edges.push(("pdf-extract", "tokio", None));
+        assert_eq!(
+            check_no_async_or_io(&graph(WORKSPACE, &edges)),
+            vec![Violation::new(
+                Rule::NoAsyncOrIo,
+                "`kaos-ingest` must not depend on async or IO crates, but pulls in `tokio`: \
+                 kaos-ingest -> pdf-extract -> tokio"
             )]
         );
     }

@@ -1,6 +1,7 @@
 //! Integration tests of `kaos-ingest`, through its public API only: every format on files from
 //! real writers (`tests/data/`) or generated here, every bad-input case, and the chunks'
 //! metadata.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bad_input;
 mod chunks;
