@@ -1,6 +1,7 @@
 //! Text extraction, one function per [`Format`]. Each returns the document's text and, for
 //! PDF, the byte range of every page in it.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Cursor;
 use std::ops::Range;
@@ -303,31 +304,52 @@ fn wordprocessing_text(xml: &str) -> Result<String, String> {
 
 /// Every sheet: its name on a line, then one line per row with cells separated by ` | `
 /// (dates as `YYYY-MM-DD[ HH:MM:SS]`); sheets separated by blank lines.
+///
+/// Cells are streamed (calamine's cell reader) rather than read as a `Range`: a range is
+/// allocated from the sheet's extent, so two cells at `A1` and `XFD1048576` in a 1 KiB file
+/// would ask for hundreds of gigabytes. Empty cells between two cells of a row are kept as
+/// empty fields when there are at most [`MAX_GAP`] of them, so columns stay aligned.
 fn xlsx(name: &str, bytes: &[u8], limits: &IngestLimits) -> Result<String, IngestError> {
     let corrupt =
         |reason: String| IngestError::Corrupt { name: name.to_owned(), format: Format::Xlsx, reason };
     let mut archive = zipguard::open(bytes).map_err(|e| corrupt(e.to_string()))?;
     zipguard::check(name, Format::Xlsx, &mut archive, limits)?;
+    check_shared_strings(name, &mut archive, limits)?;
     guarded(|| {
         let mut workbook = Xlsx::new(Cursor::new(bytes)).map_err(|e| e.to_string())?;
         let mut out = String::new();
         for sheet in workbook.sheet_names() {
-            let range = workbook.worksheet_range(&sheet).map_err(|e| format!("sheet {sheet}: {e}"))?;
-            let mut rows = String::new();
-            for row in range.rows() {
-                let cells: Vec<String> = row.iter().map(cell).collect();
-                let cells = &cells[..cells.iter().rposition(|c| !c.is_empty()).map_or(0, |last| last + 1)];
-                if !cells.is_empty() {
-                    rows.push_str(&cells.join(" | "));
-                    rows.push('\n');
+            let mut rows: BTreeMap<u32, Vec<(u32, String)>> = BTreeMap::new();
+            let mut reader =
+                workbook.worksheet_cells_reader(&sheet).map_err(|e| format!("sheet {sheet}: {e}"))?;
+            while let Some(cell) = reader.next_cell().map_err(|e| format!("sheet {sheet}: {e}"))? {
+                let (row, column) = cell.get_position();
+                let value = cell_text(&Data::from(cell.get_value().clone()));
+                if !value.is_empty() {
+                    rows.entry(row).or_default().push((column, value));
                 }
             }
-            if !rows.is_empty() {
-                if !out.is_empty() {
-                    out.push('\n');
+            let Some(first_column) = rows.values().flatten().map(|(column, _)| *column).min() else {
+                continue;
+            };
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            let _ = writeln!(out, "Sheet: {sheet}");
+            for cells in rows.values_mut() {
+                cells.sort_by_key(|(column, _)| *column);
+                let mut fields: Vec<&str> = Vec::new();
+                let mut next = first_column;
+                for (column, value) in cells.iter() {
+                    let gap = column.saturating_sub(next) as usize;
+                    if gap <= MAX_GAP {
+                        fields.extend(std::iter::repeat_n("", gap));
+                    }
+                    fields.push(value);
+                    next = column.saturating_add(1);
                 }
-                let _ = writeln!(out, "Sheet: {sheet}");
-                out.push_str(&rows);
+                out.push_str(&fields.join(" | "));
+                out.push('\n');
             }
         }
         Ok(out)
@@ -335,7 +357,56 @@ fn xlsx(name: &str, bytes: &[u8], limits: &IngestLimits) -> Result<String, Inges
     .map_err(corrupt)
 }
 
-fn cell(data: &Data) -> String {
+/// Most empty fields written between two cells of a row.
+const MAX_GAP: usize = 26;
+
+/// calamine reserves room for as many shared strings as the `<sst uniqueCount>` attribute
+/// declares, before reading any: a 1 KiB file declaring ten billion would abort the process
+/// on the allocation. A shared string takes at least 5 bytes (`<si/>`), so a count above the
+/// part's size / 5 is a lie.
+fn check_shared_strings(
+    name: &str,
+    archive: &mut zipguard::Archive<'_>,
+    limits: &IngestLimits,
+) -> Result<(), IngestError> {
+    let parts: Vec<String> = archive
+        .file_names()
+        .filter_map(Result::ok)
+        .filter(|n| n.to_ascii_lowercase().ends_with("sharedstrings.xml"))
+        .map(std::borrow::Cow::into_owned)
+        .collect();
+    for part in parts {
+        let Some(xml) = zipguard::read(name, Format::Xlsx, archive, &part, limits)? else { continue };
+        let mut reader = Reader::from_reader(xml.as_slice());
+        let mut buf = Vec::new();
+        let declared = loop {
+            match reader.read_event_into(&mut buf) {
+                Ok(Event::Start(e) | Event::Empty(e)) if e.local_name().as_ref() == "sst" => {
+                    let mut most = 0u64;
+                    for attr in e.attributes().flatten() {
+                        if matches!(attr.key.local_name().as_ref(), "count" | "uniqueCount") {
+                            most = most.max(attr.value.trim().parse::<u64>().unwrap_or(u64::MAX));
+                        }
+                    }
+                    break most;
+                }
+                Ok(Event::Eof) | Err(_) => break 0,
+                Ok(_) => buf.clear(),
+            }
+        };
+        let possible = xml.len() as u64 / 5 + 1;
+        if declared > possible {
+            return Err(IngestError::Corrupt {
+                name: name.to_owned(),
+                format: Format::Xlsx,
+                reason: format!("{part} declares {declared} shared strings in {} bytes", xml.len()),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn cell_text(data: &Data) -> String {
     match data {
         Data::DateTime(date) if date.is_datetime() => {
             let (y, mo, d, h, mi, s, _) = date.to_ymd_hms_milli();

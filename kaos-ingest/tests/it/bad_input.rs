@@ -5,7 +5,9 @@ use std::fs::File;
 use kaos_ingest::{Format, IngestError, IngestLimits, IngestOptions, ingest, ingest_file};
 use proptest::prelude::*;
 
-use crate::{DOCX_TYPES, XLSX_TYPES, data, docx_with_body, err, options, with_limits, zip_of};
+use crate::{
+    DOCX_TYPES, XLSX_TYPES, data, docx_with_body, err, options, with_limits, xlsx_with_sheet, zip_of,
+};
 
 #[test]
 fn binary_data_is_unsupported() {
@@ -102,6 +104,17 @@ fn a_corrupt_xlsx() {
     let xlsx = zip_of(&[("[Content_Types].xml", XLSX_TYPES.as_bytes()), ("xl/workbook.xml", b"<workbook")]);
     let error = err("bad.xlsx", &xlsx, &options());
     assert!(matches!(error, IngestError::Corrupt { format: Format::Xlsx, .. }), "{error}");
+}
+
+#[test]
+fn an_xlsx_declaring_billions_of_shared_strings_is_corrupt_not_an_abort() {
+    // calamine reserves room for `uniqueCount` strings up front: 10^10 of them would be a
+    // 240 GB allocation, which aborts the process rather than panicking.
+    let strings = r#"<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" uniqueCount="10000000000"><si><t>x</t></si></sst>"#;
+    let file = xlsx_with_sheet("A1", r#"<row r="1"><c r="A1" t="s"><v>0</v></c></row>"#, Some(strings));
+    let error = err("lying.xlsx", &file, &options());
+    assert!(matches!(error, IngestError::Corrupt { format: Format::Xlsx, .. }), "{error}");
+    assert!(error.to_string().contains("declares 10000000000 shared strings"), "{error}");
 }
 
 #[test]

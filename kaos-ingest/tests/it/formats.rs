@@ -2,7 +2,7 @@
 
 use kaos_ingest::{Format, PageRange};
 
-use crate::{data, docx_with_body, ok, text};
+use crate::{data, docx_with_body, ok, text, xlsx_with_sheet};
 
 #[test]
 fn plain_text_is_kept_verbatim_and_byte_ranges_point_into_the_file() {
@@ -101,6 +101,25 @@ fn xlsx_from_a_real_writer_as_tables_of_text() {
     assert!(text.contains("Old Bridge | 1932 | 310.5 | 1932-05-14\n"), "{text}");
     assert!(text.contains("New Bridge | 1998 | 420 | 1998-09-01 10:30:00"), "{text}");
     assert!(text.contains("Sheet: Tolls\nBridge | Abolished\nOld Bridge | 1990"), "{text}");
+}
+
+#[test]
+fn xlsx_rows_keep_their_columns_and_shared_strings() {
+    let strings = r#"<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="2" uniqueCount="2"><si><t>Name</t></si><si><t>Old Bridge</t></si></sst>"#;
+    let rows = r#"<row r="2"><c r="B2" t="s"><v>0</v></c><c r="D2"><v>1932</v></c></row>
+        <row r="3"><c r="B3" t="s"><v>1</v></c><c r="C3" t="inlineStr"><is><t>stone</t></is></c><c r="D3"><v>310.5</v></c></row>"#;
+    let doc = ok("t.xlsx", &xlsx_with_sheet("B2:D3", rows, Some(strings)));
+    assert_eq!(text(&doc), "Sheet: S\nName |  | 1932\nOld Bridge | stone | 310.5");
+}
+
+#[test]
+fn a_sparse_xlsx_spanning_the_whole_sheet_is_read_cell_by_cell() {
+    // A range over A1:XFD1048576 would be 17 billion cells; the file is under 1 KiB.
+    let rows = r#"<row r="1"><c r="A1" t="inlineStr"><is><t>first</t></is></c></row>
+        <row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>last</t></is></c></row>"#;
+    let file = xlsx_with_sheet("A1:XFD1048576", rows, None);
+    assert!(file.len() < 2048, "{}", file.len());
+    assert_eq!(text(&ok("sparse.xlsx", &file)), "Sheet: S\nfirst\nlast");
 }
 
 #[test]
