@@ -60,14 +60,15 @@ pub enum IngestError {
         /// Its number of pages.
         pages: u32,
     },
-    /// A DOCX or XLSX archive over the archive limits: too many entries, or more
-    /// uncompressed bytes than allowed (a zip bomb). Checked by decompressing with a bound,
-    /// not by trusting the sizes the archive declares.
-    #[error("{name}: {format} archive over the limit: {reason}")]
-    ArchiveLimit {
+    /// Compressed content over the limits: a DOCX or XLSX archive with too many entries or
+    /// more uncompressed bytes than allowed (a zip bomb), or a PDF whose Flate streams inflate
+    /// to more than allowed. Checked by decompressing with a bound before any parser sees the
+    /// file, not by trusting the sizes the file declares.
+    #[error("{name}: {format} over the decompression limit: {reason}")]
+    DecompressionLimit {
         /// The file.
         name: String,
-        /// DOCX or XLSX.
+        /// DOCX, XLSX or PDF.
         format: Format,
         /// Which limit, and its value.
         reason: String,
@@ -110,7 +111,7 @@ impl IngestError {
             | Self::NotUtf8 { name, .. }
             | Self::Corrupt { name, .. }
             | Self::NoTextLayer { name, .. }
-            | Self::ArchiveLimit { name, .. }
+            | Self::DecompressionLimit { name, .. }
             | Self::Empty { name, .. }
             | Self::TooManyChunks { name, .. }
             | Self::Io { name, .. } => name,

@@ -14,7 +14,7 @@ use quick_xml::events::Event;
 
 use crate::error::IngestError;
 use crate::sniff::{DOCX_MAIN, extension, strip_bom};
-use crate::{Format, IngestLimits, zipguard};
+use crate::{Format, IngestLimits, pdfguard, zipguard};
 
 /// A document's text.
 #[derive(Debug, Default)]
@@ -48,7 +48,10 @@ pub(crate) fn extract(
             csv(utf8(name, bytes)?, tab).map(Extracted::text).map_err(corrupt)?
         }
         Format::Eml => guarded(|| eml(bytes)).map(Extracted::text).map_err(corrupt)?,
-        Format::Pdf => pdf(name, bytes)?,
+        Format::Pdf => {
+            pdfguard::check(name, bytes, limits)?;
+            pdf(name, bytes)?
+        }
         Format::Docx => Extracted::text(docx(name, bytes, limits)?),
         Format::Xlsx => Extracted::text(xlsx(name, bytes, limits)?),
     };

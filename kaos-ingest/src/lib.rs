@@ -12,9 +12,9 @@
 //!
 //! Bad input is a typed [`IngestError`] naming the file, never a panic: an unknown or binary
 //! format, text that is not UTF-8, a corrupt PDF, DOCX or XLSX, a PDF without a text layer, a
-//! file over the size limit (checked before parsing), a zip bomb inside a DOCX or XLSX (the
-//! entries are decompressed with a bound before any parser sees them). The limits are an
-//! [`IngestLimits`].
+//! file over the size limit (checked before parsing), a zip bomb inside a DOCX or XLSX or a
+//! Flate bomb inside a PDF (compressed content is inflated with a bound before any parser
+//! sees it). The limits are an [`IngestLimits`].
 //!
 //! ```
 //! use kaos_ingest::{Format, IngestOptions, ingest};
@@ -39,6 +39,7 @@
 mod chunk;
 mod error;
 mod extract;
+mod pdfguard;
 mod sniff;
 mod zipguard;
 
@@ -68,8 +69,8 @@ pub struct IngestLimits {
     /// Largest file accepted, in bytes (default 64 MiB). Checked before parsing, and for a
     /// path before reading.
     pub max_file_bytes: u64,
-    /// Most bytes decompressed from a DOCX or XLSX archive, all entries together (default
-    /// 256 MiB).
+    /// Most bytes decompressed from a DOCX or XLSX archive, all entries together, or from a
+    /// PDF's Flate streams, all streams together (default 256 MiB).
     pub max_uncompressed_bytes: u64,
     /// Most entries in a DOCX or XLSX archive (default 10 000).
     pub max_archive_entries: usize,

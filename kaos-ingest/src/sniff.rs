@@ -88,7 +88,7 @@ const CONTENT_TYPES_MAX: u64 = 1 << 20;
 /// # Errors
 /// [`IngestError::TooLarge`], [`IngestError::Unsupported`] (binary or unknown content),
 /// [`IngestError::NotUtf8`] (text in another encoding), [`IngestError::Corrupt`] (a broken
-/// PDF header or a `.json` file that does not parse), [`IngestError::ArchiveLimit`].
+/// PDF header or a `.json` file that does not parse), [`IngestError::DecompressionLimit`].
 pub fn sniff(name: &str, bytes: &[u8], limits: &IngestLimits) -> Result<Format, IngestError> {
     limits.check_size(name, bytes.len() as u64)?;
     let extension = extension(name);
@@ -175,7 +175,7 @@ fn sniff_zip(
     };
     let mut archive = zipguard::open(bytes).map_err(|e| corrupt(e.to_string()))?;
     if archive.len() > limits.max_archive_entries {
-        return Err(IngestError::ArchiveLimit {
+        return Err(IngestError::DecompressionLimit {
             name: name.to_owned(),
             format: office.unwrap_or(Format::Docx),
             reason: format!("{} entries, limit {}", archive.len(), limits.max_archive_entries),

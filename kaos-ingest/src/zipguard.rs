@@ -28,7 +28,7 @@ pub(crate) fn check(
     archive: &mut Archive<'_>,
     limits: &IngestLimits,
 ) -> Result<(), IngestError> {
-    let over = |reason: String| IngestError::ArchiveLimit { name: name.to_owned(), format, reason };
+    let over = |reason: String| IngestError::DecompressionLimit { name: name.to_owned(), format, reason };
     if archive.len() > limits.max_archive_entries {
         return Err(over(format!("{} entries, limit {}", archive.len(), limits.max_archive_entries)));
     }

@@ -167,7 +167,7 @@ fn a_zip_bomb_inside_a_docx_is_stopped_at_the_uncompressed_limit() {
     ]);
     assert!(bomb.len() < 64 << 10, "the bomb is small: {} bytes", bomb.len());
     let error = err("bomb.docx", &bomb, &with_limits(limits));
-    assert!(matches!(error, IngestError::ArchiveLimit { format: Format::Docx, .. }), "{error}");
+    assert!(matches!(error, IngestError::DecompressionLimit { format: Format::Docx, .. }), "{error}");
     assert!(error.to_string().contains("more than 1048576 bytes uncompressed"), "{error}");
     // Under the default limits the same file is fine.
     assert_eq!(crate::ok("bomb.docx", &bomb).chunks[0].text, "Hi");
@@ -181,7 +181,29 @@ fn a_zip_bomb_inside_an_xlsx_is_stopped_before_the_parser_sees_it() {
         ("xl/worksheets/sheet1.xml", &zeros(4 << 20)),
     ]);
     let error = err("bomb.xlsx", &bomb, &with_limits(limits));
-    assert!(matches!(error, IngestError::ArchiveLimit { format: Format::Xlsx, .. }), "{error}");
+    assert!(matches!(error, IngestError::DecompressionLimit { format: Format::Xlsx, .. }), "{error}");
+}
+
+#[test]
+fn a_pdf_whose_streams_inflate_over_the_limit_is_stopped_before_the_parser() {
+    // groff's PDF: its page and font streams inflate to some KiB.
+    let limits = IngestLimits { max_uncompressed_bytes: 1024, ..IngestLimits::default() };
+    let error = err("bridge.pdf", &data("bridge.pdf"), &with_limits(limits));
+    assert!(matches!(error, IngestError::DecompressionLimit { format: Format::Pdf, .. }), "{error}");
+    assert!(error.to_string().contains("inflate to more than 1024 bytes"), "{error}");
+    // A Flate bomb: 16 MiB of zeros in a 16 KiB stream, against a 1 MiB limit (the default,
+    // 256 MiB, would take a minute to build in a debug test).
+    let limits = IngestLimits { max_uncompressed_bytes: 1 << 20, ..IngestLimits::default() };
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut encoder, &zeros(16 << 20)).unwrap();
+    let stream = encoder.finish().unwrap();
+    let mut bomb = format!("%PDF-1.4\n1 0 obj << /Length {} /Filter /FlateDecode >>\nstream\n", stream.len())
+        .into_bytes();
+    bomb.extend_from_slice(&stream);
+    bomb.extend_from_slice(b"\nendstream\nendobj\n%%EOF\n");
+    assert!(bomb.len() < 64 << 10, "{}", bomb.len());
+    let error = err("bomb.pdf", &bomb, &with_limits(limits));
+    assert!(matches!(error, IngestError::DecompressionLimit { format: Format::Pdf, .. }), "{error}");
 }
 
 #[test]
@@ -191,7 +213,7 @@ fn too_many_archive_entries() {
     let mut entries: Vec<(&str, &[u8])> = vec![("[Content_Types].xml", DOCX_TYPES.as_bytes())];
     entries.extend(names.iter().map(|n| (n.as_str(), &b"<x/>"[..])));
     let error = err("many.docx", &zip_of(&entries), &with_limits(limits));
-    assert!(matches!(error, IngestError::ArchiveLimit { .. }), "{error}");
+    assert!(matches!(error, IngestError::DecompressionLimit { .. }), "{error}");
     assert!(error.to_string().contains("21 entries, limit 10"), "{error}");
 }
 
