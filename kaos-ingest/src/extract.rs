@@ -14,7 +14,7 @@ use quick_xml::events::Event;
 
 use crate::error::IngestError;
 use crate::sniff::{DOCX_MAIN, extension, strip_bom};
-use crate::{Format, IngestLimits, pdfguard, zipguard};
+use crate::{Format, IngestLimits, htmlguard, pdfguard, zipguard};
 
 /// A document's text.
 #[derive(Debug, Default)]
@@ -41,7 +41,17 @@ pub(crate) fn extract(
     let corrupt = |reason: String| IngestError::Corrupt { name: name.to_owned(), format, reason };
     let extracted = match format {
         Format::Text | Format::Markdown => Extracted::text(utf8(name, bytes)?.to_owned()),
-        Format::Html => html(utf8(name, bytes)?).map(Extracted::text).map_err(corrupt)?,
+        Format::Html => {
+            let text = utf8(name, bytes)?;
+            let depth = htmlguard::max_depth(text);
+            if depth > limits.max_html_depth {
+                return Err(corrupt(format!(
+                    "elements nested {depth} deep, over the limit of {}",
+                    limits.max_html_depth
+                )));
+            }
+            html(text).map(Extracted::text).map_err(corrupt)?
+        }
         Format::Json => json(utf8(name, bytes)?).map(Extracted::text).map_err(corrupt)?,
         Format::Csv => {
             let tab = extension(name).as_deref() == Some("tsv");

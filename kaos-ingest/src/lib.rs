@@ -39,6 +39,7 @@
 mod chunk;
 mod error;
 mod extract;
+mod htmlguard;
 mod pdfguard;
 mod sniff;
 mod zipguard;
@@ -76,6 +77,9 @@ pub struct IngestLimits {
     pub max_archive_entries: usize,
     /// Most chunks one document may split into (default 10 000).
     pub max_chunks: usize,
+    /// Deepest element nesting accepted in HTML (default 512, Chromium's parser cap): the HTML
+    /// parser's time grows with tags times depth, so deeper documents are refused as corrupt.
+    pub max_html_depth: usize,
 }
 
 impl Default for IngestLimits {
@@ -85,6 +89,7 @@ impl Default for IngestLimits {
             max_uncompressed_bytes: 256 << 20,
             max_archive_entries: 10_000,
             max_chunks: 10_000,
+            max_html_depth: 512,
         }
     }
 }
