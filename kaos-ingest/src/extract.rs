@@ -60,6 +60,7 @@ pub(crate) fn extract(
         Format::Eml => guarded(|| eml(bytes)).map(Extracted::text).map_err(corrupt)?,
         Format::Pdf => {
             pdfguard::check(name, bytes, limits)?;
+            pdfguard::check_forms(name, bytes)?;
             pdf(name, bytes)?
         }
         Format::Docx => Extracted::text(docx(name, bytes, limits)?),

@@ -76,6 +76,17 @@ fn a_truncated_pdf() {
 }
 
 #[test]
+fn a_pdf_whose_form_draws_itself_is_corrupt_not_a_stack_overflow() {
+    // A 700-byte file that aborted the whole process before the check.
+    let error = err("loop.pdf", &crate::pdf_with_form("/X1 Do"), &options());
+    assert!(matches!(error, IngestError::Corrupt { format: Format::Pdf, .. }), "{error}");
+    assert!(error.to_string().contains("form XObjects draw one another in a cycle"), "{error}");
+    // The same through inherited resources: the form has none of its own.
+    let error = err("inherit.pdf", &crate::pdf_with_form_resources("/X1 Do", ""), &options());
+    assert!(matches!(error, IngestError::Corrupt { format: Format::Pdf, .. }), "{error}");
+}
+
+#[test]
 fn a_scanned_pdf_has_no_text_layer() {
     let error = err("scan.pdf", &data("scanned.pdf"), &options());
     assert!(matches!(error, IngestError::NoTextLayer { pages: 1, .. }), "{error}");

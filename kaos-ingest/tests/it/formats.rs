@@ -2,7 +2,7 @@
 
 use kaos_ingest::{Format, PageRange};
 
-use crate::{data, docx_with_body, ok, text, xlsx_with_sheet};
+use crate::{data, docx_with_body, ok, pdf_with_form, text, xlsx_with_sheet};
 
 #[test]
 fn plain_text_is_kept_verbatim_and_byte_ranges_point_into_the_file() {
@@ -67,6 +67,14 @@ fn pdf_text_layer_with_page_numbers() {
     let tolls = doc.chunks.iter().find(|c| c.text.contains("abolished in 1990")).expect("page 2 text");
     assert_eq!(tolls.pages, Some(PageRange { first: 2, last: 2 }));
     assert_eq!(tolls.metadata()["page_first"], 2);
+}
+
+#[test]
+fn pdf_text_in_a_form_xobject_is_read() {
+    let doc = ok("form.pdf", &pdf_with_form("BT /F1 12 Tf 72 700 Td (Hello from the form.) Tj ET"));
+    let text = text(&doc);
+    assert!(text.contains("Hello from the page."), "{text}");
+    assert!(text.contains("Hello from the form."), "{text}");
 }
 
 #[test]

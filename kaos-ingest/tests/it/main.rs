@@ -92,3 +92,47 @@ pub fn xlsx_with_sheet(dimension: &str, sheet_data: &str, shared_strings: Option
     }
     zip_of(&entries)
 }
+
+/// A one-page PDF with a correct cross-reference table: `objects[i]` is object `i + 1`'s body
+/// (catalog first).
+pub fn pdf_of(objects: &[&str]) -> Vec<u8> {
+    let mut pdf = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (index, body) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", index + 1).as_bytes());
+    }
+    let xref = pdf.len();
+    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for offset in offsets {
+        pdf.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend_from_slice(
+        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1)
+            .as_bytes(),
+    );
+    pdf
+}
+
+/// A PDF page drawing the form XObject 4, whose content is `form` and whose resources name
+/// itself `/X1`.
+pub fn pdf_with_form(form: &str) -> Vec<u8> {
+    pdf_with_form_resources(form, "/Resources << /Font << /F1 6 0 R >> /XObject << /X1 4 0 R >> >>")
+}
+
+/// As [`pdf_with_form`], with the form's `/Resources` entry given (empty: it inherits the
+/// page's, where `/X1` is the form itself).
+pub fn pdf_with_form_resources(form: &str, resources: &str) -> Vec<u8> {
+    let page = "BT /F1 12 Tf 72 720 Td (Hello from the page.) Tj ET /X1 Do";
+    pdf_of(&[
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 6 0 R >> /XObject << /X1 4 0 R >> >> /Contents 5 0 R >>",
+        &format!(
+            "<< /Type /XObject /Subtype /Form /BBox [0 0 10 10] {resources} /Length {} >>\nstream\n{form}\nendstream",
+            form.len()
+        ),
+        &format!("<< /Length {} >>\nstream\n{page}\nendstream", page.len()),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ])
+}
