@@ -28,6 +28,8 @@ mod pages {
     mod providers_and_cost {}
     #[doc = include_str!("concepts/mcp.md")]
     mod mcp {}
+    #[doc = include_str!("concepts/documents.md")]
+    mod documents {}
     #[doc = include_str!("reference/cli.md")]
     mod cli_reference {}
     #[doc = include_str!("tutorials/first-agent.md")]

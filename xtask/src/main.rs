@@ -31,8 +31,8 @@ commands:
                    cargo test --workspace --doc --all-features --locked
                    every example, its output checked
   tidy             check the architecture invariants over `cargo metadata`: crate layering,
-                   no async/IO crate under kaos-agent, HTTP clients only in kaos-providers,
-                   #![deny(missing_docs)] and workspace lints everywhere
+                   no async/IO crate under kaos-agent or kaos-ingest, HTTP clients only in
+                   kaos-providers, #![deny(missing_docs)] and workspace lints everywhere
   codegen [--check]
                    write the generated files (schemas/agent.schema.json, the JSON Schema
                    of agent files); with --check, fail if a checked-in copy is stale
