@@ -23,8 +23,8 @@ use kaos_tools::{ToolAnnotations, ToolResult, tool_fn};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 /// How the server answers one call.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -93,8 +93,61 @@ impl Liar {
         self.script.lock().unwrap().served.clone()
     }
 
-    async fn mount(self, server: &MockServer) {
-        Mock::given(method("POST")).and(path("/v1/chat/completions")).respond_with(self).mount(server).await;
+    /// Serves Chat Completions on a loopback port (HTTP/1.1, keep-alive, `TCP_NODELAY` so that
+    /// thousands of calls take seconds); returns the base URL.
+    async fn serve(self) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                stream.set_nodelay(true).unwrap();
+                let liar = self.clone();
+                tokio::spawn(async move {
+                    // A client that stops reading a stream closes the connection: that ends it.
+                    let _ = liar.connection(stream).await;
+                });
+            }
+        });
+        format!("http://{addr}/v1")
+    }
+
+    async fn connection(&self, mut stream: TcpStream) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let head_end = loop {
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            };
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+            assert!(head.starts_with("post /v1/chat/completions "), "{head}");
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap();
+            while buf.len() < head_end + length {
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body: Value = serde_json::from_slice(&buf[head_end..head_end + length]).unwrap();
+            buf.drain(..head_end + length);
+            let answer = self.answer(&body);
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n{answer}",
+                answer.len()
+            );
+            stream.write_all(response.as_bytes()).await?;
+        }
     }
 }
 
@@ -142,12 +195,12 @@ fn estimate_of(body: &Value) -> u64 {
     ModelRequest::new("x", messages).with_system(system).with_tools(tools).estimated_input_tokens()
 }
 
-impl Respond for Liar {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let body: Value = serde_json::from_slice(&request.body).unwrap();
+impl Liar {
+    /// The event stream answering `body`, as the next plan says.
+    fn answer(&self, body: &Value) -> String {
         let mut script = self.script.lock().unwrap();
         let plan = script.plans.pop_front().unwrap_or(Plan::answer(5));
-        let prompt = (estimate_of(&body) as f64 * plan.prompt_factor).floor() as u64;
+        let prompt = (estimate_of(body) as f64 * plan.prompt_factor).floor() as u64;
         let limit = ["max_completion_tokens", "max_tokens"].iter().find_map(|f| body[*f].as_u64());
         let sent = match (plan.lie, limit) {
             (Lie::PastLimit, Some(limit)) => limit + plan.output.max(1),
@@ -177,7 +230,10 @@ impl Respond for Liar {
             pieces.extend((0..sent - 3).map(|i| ["x", "yz", "abc", " wxyz"][i as usize % 4].to_owned()));
             pieces.push("\"}".to_owned());
             for piece in pieces {
-                chunks.push(chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}), Value::Null));
+                chunks.push(chunk(
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+                    Value::Null,
+                ));
             }
             "tool_calls"
         } else {
@@ -198,20 +254,16 @@ impl Respond for Liar {
             chunks.push(usage);
         }
         script.served.push(Served { prompt, limit, sent, body: body.clone() });
-        let text: String = chunks
-            .iter()
-            .map(|c| format!("data: {c}\n\n"))
-            .chain(["data: [DONE]\n\n".to_owned()])
-            .collect();
-        ResponseTemplate::new(200).set_body_raw(text, "text/event-stream")
+        chunks.iter().map(|c| format!("data: {c}\n\n")).chain(["data: [DONE]\n\n".to_owned()]).collect()
     }
 }
 
 fn runtime() -> Runtime {
-    let noop = tool_fn("noop", "Does nothing.", |_input: Value, _ctx| async move { Ok(ToolResult::text("ok")) })
-        .annotations(ToolAnnotations::read_only())
-        .build()
-        .unwrap();
+    let noop =
+        tool_fn("noop", "Does nothing.", |_input: Value, _ctx| async move { Ok(ToolResult::text("ok")) })
+            .annotations(ToolAnnotations::read_only())
+            .build()
+            .unwrap();
     Runtime::test_mode().to_builder().tool(noop).unwrap().build()
 }
 
@@ -220,12 +272,12 @@ fn runner(model: &str, budget: Budget, client: Arc<dyn ModelClient>, runtime: &R
     Runner::builder(agent, runtime.clone()).model(client).build().unwrap()
 }
 
-fn openai(server: &MockServer) -> Arc<dyn ModelClient> {
-    Arc::new(OpenAiClient::new(SecretString::new("sk-test")).with_base_url(&format!("{}/v1", server.uri())))
+fn openai(base_url: &str) -> Arc<dyn ModelClient> {
+    Arc::new(OpenAiClient::new(SecretString::new("sk-test")).with_base_url(base_url))
 }
 
-fn compatible(server: &MockServer) -> Arc<dyn ModelClient> {
-    Arc::new(OpenAiCompatibleClient::new(&format!("{}/v1", server.uri()), None))
+fn compatible(base_url: &str) -> Arc<dyn ModelClient> {
+    Arc::new(OpenAiCompatibleClient::new(base_url, None))
 }
 
 fn shipped_price() -> ModelPrice {
@@ -255,9 +307,8 @@ async fn run(runner: &Runner, session: &str) -> (TurnResponse, Vec<Value>, u64) 
 /// name them; and a response that names no model is priced by the model asked for.
 #[tokio::test]
 async fn a_cost_cap_admits_priced_vendor_models_and_prices_a_response_naming_none() {
-    let server = MockServer::start().await;
     let liar = Liar::default();
-    liar.clone().mount(&server).await;
+    let server = liar.clone().serve().await;
     let runtime = runtime();
     let price = shipped_price();
     for (model, client) in
@@ -274,7 +325,11 @@ async fn a_cost_cap_admits_priced_vendor_models_and_prices_a_response_naming_non
             );
             let served = liar.served();
             let expected = (served[0].prompt as f64 * price.input + delivered as f64 * price.output) / 1e6;
-            assert!((response.cost_usd - expected).abs() < 1e-12, "{model}: {} != {expected}", response.cost_usd);
+            assert!(
+                (response.cost_usd - expected).abs() < 1e-12,
+                "{model}: {} != {expected}",
+                response.cost_usd
+            );
             assert!(served[0].limit.is_some(), "a capped call carries an output limit");
         }
     }
@@ -284,14 +339,15 @@ async fn a_cost_cap_admits_priced_vendor_models_and_prices_a_response_naming_non
 /// the token cap holds (today: a cap of 2,000 was spent several times over, counted as 0).
 #[tokio::test]
 async fn a_token_cap_holds_when_the_server_reports_no_usage() {
-    let server = MockServer::start().await;
     let liar = Liar::default();
-    liar.clone().mount(&server).await;
+    let server = liar.clone().serve().await;
     let runtime = runtime();
     let cap = 2_000;
-    let plan = Plan { lie: Lie::NoUsage, prompt_factor: 1.5, output: 400, tool_call: true, names_model: true };
+    let plan =
+        Plan { lie: Lie::NoUsage, prompt_factor: 1.5, output: 400, tool_call: true, names_model: true };
     liar.load(std::iter::repeat_n(plan, 20));
-    let runner = runner("openai:gpt-4.1-mini", Budget::unlimited().with_max_tokens(cap), openai(&server), &runtime);
+    let runner =
+        runner("openai:gpt-4.1-mini", Budget::unlimited().with_max_tokens(cap), openai(&server), &runtime);
     let (response, usage_events, delivered) = run(&runner, "s").await;
     let served = liar.served();
     let spent: u64 = served.iter().map(|s| s.prompt).sum::<u64>() + delivered;
@@ -307,13 +363,13 @@ async fn a_token_cap_holds_when_the_server_reports_no_usage() {
 /// Finding 2: every OpenAI-format server is asked for streamed usage.
 #[tokio::test]
 async fn every_openai_format_server_is_asked_for_streamed_usage() {
-    let server = MockServer::start().await;
     let liar = Liar::default();
-    liar.clone().mount(&server).await;
+    let server = liar.clone().serve().await;
     let runtime = runtime();
     for client in [openai(&server), compatible(&server)] {
         liar.load([Plan::answer(3)]);
-        let (response, ..) = run(&runner("openai:gpt-4.1-mini", Budget::unlimited(), client, &runtime), "s").await;
+        let (response, ..) =
+            run(&runner("openai:gpt-4.1-mini", Budget::unlimited(), client, &runtime), "s").await;
         assert_eq!(response.stop_reason, StopReason::Completed);
         assert_eq!(liar.served()[0].body["stream_options"], json!({"include_usage": true}));
     }
@@ -322,11 +378,16 @@ async fn every_openai_format_server_is_asked_for_streamed_usage() {
 /// Finding 2: a server that streams past the limit it was sent is cut off at the limit.
 #[tokio::test]
 async fn output_past_the_limit_is_not_read() {
-    let server = MockServer::start().await;
     let liar = Liar::default();
-    liar.clone().mount(&server).await;
+    let server = liar.clone().serve().await;
     let runtime = runtime();
-    liar.load([Plan { lie: Lie::PastLimit, prompt_factor: 1.0, output: 500, tool_call: false, names_model: true }]);
+    liar.load([Plan {
+        lie: Lie::PastLimit,
+        prompt_factor: 1.0,
+        output: 500,
+        tool_call: false,
+        names_model: true,
+    }]);
     let runner =
         runner("openai:gpt-4.1-mini", Budget::unlimited().with_max_tokens(300), openai(&server), &runtime);
     let (response, _, delivered) = run(&runner, "s").await;
@@ -340,9 +401,9 @@ async fn output_past_the_limit_is_not_read() {
 
 fn plan() -> impl Strategy<Value = Plan> {
     (
-        prop_oneof![Just(Lie::None), Just(Lie::NoUsage), Just(Lie::PastLimit)],
+        prop_oneof![2 => Just(Lie::None), 1 => Just(Lie::NoUsage), 1 => Just(Lie::PastLimit)],
         prop_oneof![Just(1.0), Just(1.5), 1.0f64..=1.5],
-        1u64..600,
+        1u64..300,
         prop::bool::weighted(0.7),
         any::<bool>(),
     )
@@ -360,21 +421,18 @@ fn plan() -> impl Strategy<Value = Plan> {
 #[test]
 fn caps_hold_against_a_lying_server_in_10_000_trials() {
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let (server, liar) = tokio.block_on(async {
-        let server = MockServer::start().await;
-        let liar = Liar::default();
-        liar.clone().mount(&server).await;
-        (server, liar)
-    });
+    let liar = Liar::default();
+    let server = tokio.block_on(liar.clone().serve());
     let runtime = runtime();
     let clients = [openai(&server), compatible(&server)];
     let price = shipped_price();
     let cases = std::env::var("KAOS_BUDGET_TRIALS").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000);
     let mut proptest = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let trial = std::sync::atomic::AtomicU64::new(0);
     let stats = Mutex::new([0u64; 5]); // trials, calls, stopped by the budget, unreported usage, cut streams
     let strategy = (
-        prop::option::of(50u64..6_000),
-        prop::option::of(0.00002f64..0.004),
+        prop::option::of(50u64..1_500),
+        prop::option::of(0.00002f64..0.001),
         prop::collection::vec(plan(), 1..8),
         any::<bool>(),
     );
@@ -385,7 +443,8 @@ fn caps_hold_against_a_lying_server_in_10_000_trials() {
         let model = if compat { "openai-compatible:gpt-4.1-mini" } else { "openai:gpt-4.1-mini" };
         let runner = runner(model, budget, clients[usize::from(compat)].clone(), &runtime);
         liar.load(plans);
-        let (response, usage_events, delivered) = tokio.block_on(run(&runner, "s"));
+        let session = format!("trial-{}", trial.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let (response, usage_events, delivered) = tokio.block_on(run(&runner, &session));
         let served = liar.served();
         let prompt: u64 = served.iter().map(|s| s.prompt).sum();
         let spent_tokens = prompt + delivered;
@@ -396,7 +455,12 @@ fn caps_hold_against_a_lying_server_in_10_000_trials() {
         if let Some(cap) = budget.max_cost_usd {
             prop_assert!(spent_usd <= cap + 1e-12, "spent ${} of ${}: {:?}", spent_usd, cap, served);
         }
-        prop_assert!(response.usage.total_tokens() >= spent_tokens, "charged {:?} for {}", response.usage, spent_tokens);
+        prop_assert!(
+            response.usage.total_tokens() >= spent_tokens,
+            "charged {:?} for {}",
+            response.usage,
+            spent_tokens
+        );
         let mut stats = stats.lock().map_err(|e| TestCaseError::fail(e.to_string()))?;
         stats[0] += 1;
         stats[1] += served.len() as u64;
@@ -413,5 +477,11 @@ fn caps_hold_against_a_lying_server_in_10_000_trials() {
     result.unwrap();
     assert_eq!(stats[0], u64::from(cases));
     // Not vacuous: calls were made, budgets stopped turns, and the lies were told.
-    assert!(stats[1] >= stats[0] && stats[2] > stats[0] / 10 && stats[3] > stats[0] / 10 && stats[4] > stats[0] / 20, "{stats:?}");
+    assert!(
+        stats[1] >= stats[0]
+            && stats[2] > stats[0] / 10
+            && stats[3] > stats[0] / 10
+            && stats[4] > stats[0] / 20,
+        "{stats:?}"
+    );
 }
