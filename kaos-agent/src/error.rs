@@ -85,12 +85,15 @@ pub enum AgentError {
         path: Vec<String>,
     },
 
-    /// An agent file could not be parsed (syntax, unknown field, wrong type). The message
-    /// names the line and column, and the field where the format reports it.
-    #[error("invalid agent {format}: {message}")]
+    /// An agent file could not be parsed (syntax, unknown field, wrong type). `field` names
+    /// where (`budget.max_cost_usd`, `tools[1]`, `(top level)` outside every field); the
+    /// message names the line and column.
+    #[error("invalid agent {format} in `{field}`: {message}")]
     Parse {
         /// `JSON` or `TOML`.
         format: &'static str,
+        /// The field the error is in, as a path.
+        field: String,
         /// The parser's message, with location.
         message: String,
     },

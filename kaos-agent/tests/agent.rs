@@ -37,7 +37,7 @@ fn zero_limits_are_errors_not_unset() {
     assert_eq!(err, AgentError::ZeroLimit { field: "limits.max_iterations".into() });
 
     let err = Agent::from_toml("[limits]\nmax_iterations = 0\n").unwrap_err();
-    let AgentError::Parse { format: "TOML", message } = err else { panic!("{err:?}") };
+    let AgentError::Parse { format: "TOML", message, .. } = err else { panic!("{err:?}") };
     assert!(message.contains("max_iterations"), "{message}");
     assert!(message.contains("line 2"), "{message}");
 }

@@ -155,7 +155,10 @@ async fn a_server_that_rejects_stream_options_is_asked_again_without_it_once_per
         .await;
     for _ in 0..2 {
         let got = events(&client, &hello()).await;
-        assert!(matches!(got.last(), Some(StreamEvent::Completed { response }) if response.text == "ok"), "{got:?}");
+        assert!(
+            matches!(got.last(), Some(StreamEvent::Completed { response }) if response.text == "ok"),
+            "{got:?}"
+        );
     }
     let sent: Vec<bool> = bodies(&server).await.iter().map(|b| b.get("stream_options").is_some()).collect();
     assert_eq!(sent, [true, false, false]);
