@@ -142,6 +142,62 @@ impl Default for AgentConfig {
 }
 
 impl AgentConfig {
+    /// Parses (without validating) a configuration from JSON. A parse error names the field
+    /// it is in, and the line and column ([`AgentError::Parse`]).
+    pub fn from_json(text: &str) -> Result<Self, AgentError> {
+        let parse = |field: String, e: serde_json::Error| {
+            let message = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            AgentError::Parse {
+                format: "JSON",
+                field,
+                line: Some(e.line()).filter(|l| *l > 0),
+                column: Some(e.column()).filter(|_| e.line() > 0),
+                message: message.strip_suffix(&suffix).unwrap_or(&message).to_owned(),
+            }
+        };
+        // Where the path has a part serde cannot name (a syntax error between fields, a map
+        // key of an enum type), the field is read from the text at the error's position.
+        let at = |e: &serde_json::Error| json_field_at(text, e.line(), e.column());
+        let mut de = serde_json::Deserializer::from_str(text);
+        let config: AgentConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let field = Some(field_name(e.path()))
+                .filter(|f| f != TOP_LEVEL && !f.contains('?'))
+                .unwrap_or_else(|| at(e.inner()));
+            parse(field, e.into_inner())
+        })?;
+        de.end().map_err(|e| parse(TOP_LEVEL.to_owned(), e))?;
+        Ok(config)
+    }
+
+    /// Parses (without validating) a configuration from TOML, the agent-file format. A parse
+    /// error names the field it is in, and the line and column ([`AgentError::Parse`]).
+    pub fn from_toml(text: &str) -> Result<Self, AgentError> {
+        let parse = |field: String, e: toml::de::Error| {
+            let (line, column) = e.span().map(|span| line_column(text, span.start)).unzip();
+            AgentError::Parse {
+                format: "TOML",
+                field,
+                line,
+                column,
+                message: e.message().trim_end().to_owned(),
+            }
+        };
+        // A syntax error stops the parser before any field is read: its field is the key on
+        // the line the error is on, inside the table above it.
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| parse(toml_field_at(text, e.span().map_or(0, |s| s.start)), e))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = match field_name(e.path()) {
+                unnamed if unnamed == TOP_LEVEL || unnamed.contains('?') => {
+                    e.inner().span().map_or(unnamed, |span| toml_field_at(text, span.start))
+                }
+                field => field,
+            };
+            parse(field, e.into_inner())
+        })
+    }
+
     /// Checks every rule an agent must satisfy; the first violation is returned.
     pub fn validate(&self) -> Result<(), AgentError> {
         self.validate_at("", &mut Vec::new())
@@ -323,47 +379,13 @@ impl Agent {
     /// Parses and validates an agent from JSON. A parse error names the field it is in
     /// ([`AgentError::Parse`]).
     pub fn from_json(text: &str) -> Result<Self, AgentError> {
-        let parse = |field: String, e: serde_json::Error| AgentError::Parse {
-            format: "JSON",
-            field,
-            message: e.to_string(),
-        };
-        // Where the path has a part serde cannot name (a syntax error between fields, a map
-        // key of an enum type), the field is read from the text at the error's position.
-        let at = |e: &serde_json::Error| json_field_at(text, e.line(), e.column());
-        let mut de = serde_json::Deserializer::from_str(text);
-        let config: AgentConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let field = Some(field_name(e.path()))
-                .filter(|f| f != TOP_LEVEL && !f.contains('?'))
-                .unwrap_or_else(|| at(e.inner()));
-            parse(field, e.into_inner())
-        })?;
-        de.end().map_err(|e| parse(TOP_LEVEL.to_owned(), e))?;
-        Self::from_config(config)
+        Self::from_config(AgentConfig::from_json(text)?)
     }
 
     /// Parses and validates an agent from TOML (the agent-file format). A parse error names
-    /// the field it is in ([`AgentError::Parse`]).
+    /// the field it is in, and the line and column ([`AgentError::Parse`]).
     pub fn from_toml(text: &str) -> Result<Self, AgentError> {
-        let parse = |field: String, e: toml::de::Error| AgentError::Parse {
-            format: "TOML",
-            field,
-            message: e.to_string(),
-        };
-        // A syntax error stops the parser before any field is read: its field is the key on
-        // the line the error is on, inside the table above it.
-        let de = toml::Deserializer::parse(text)
-            .map_err(|e| parse(toml_field_at(text, e.span().map_or(0, |s| s.start)), e))?;
-        let config: AgentConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = match field_name(e.path()) {
-                unnamed if unnamed == TOP_LEVEL || unnamed.contains('?') => {
-                    e.inner().span().map_or(unnamed, |span| toml_field_at(text, span.start))
-                }
-                field => field,
-            };
-            parse(field, e.into_inner())
-        })?;
-        Self::from_config(config)
+        Self::from_config(AgentConfig::from_toml(text)?)
     }
 
     /// Pretty JSON.
@@ -678,6 +700,14 @@ impl AgentBuilder {
         }
         Agent::from_config(config)
     }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
 }
 
 /// How a parse error outside every field names where it is.
