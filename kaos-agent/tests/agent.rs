@@ -37,9 +37,9 @@ fn zero_limits_are_errors_not_unset() {
     assert_eq!(err, AgentError::ZeroLimit { field: "limits.max_iterations".into() });
 
     let err = Agent::from_toml("[limits]\nmax_iterations = 0\n").unwrap_err();
-    let AgentError::Parse { format: "TOML", message } = err else { panic!("{err:?}") };
-    assert!(message.contains("max_iterations"), "{message}");
-    assert!(message.contains("line 2"), "{message}");
+    let AgentError::Parse { format: "TOML", ref field, line, .. } = err else { panic!("{err:?}") };
+    assert_eq!((field.as_str(), line), ("limits.max_iterations", Some(2)));
+    assert!(err.to_string().contains("line 2"), "{err}");
 }
 
 #[test]

@@ -87,7 +87,7 @@ pub use tokens::Tiktoken;
 pub use tokens::{Estimator, TokenCounter, counter_for};
 pub use types::{
     FinishReason, Message, ModelRequest, ModelResponse, Sampling, StreamEvent, ToolCall, ToolChoice,
-    ToolDefinition, Usage, estimate_tokens,
+    ToolDefinition, Usage, estimate_tokens, prompt_token_bound,
 };
 
 /// This crate's README, compiled and run as a doctest (it ships in the package).

@@ -434,14 +434,20 @@ impl SettingsLoader {
         }
         settings.model = resolved.model;
         if let Some(secs) = resolved.tools.timeout_secs {
-            if !(secs.is_finite() && secs > 0.0) {
-                let source = settings.source("tools.timeout_secs").unwrap_or(SettingSource::Default);
-                return Err(RuntimeError::Setting {
-                    key: "tools.timeout_secs".into(),
-                    message: format!("must be a positive number of seconds (got {secs} from {source})"),
-                });
+            // Positive, and small enough to be a `Duration` (about 584 billion years).
+            match Duration::try_from_secs_f64(secs) {
+                Ok(timeout) if !timeout.is_zero() => settings.tool_timeout = timeout,
+                _ => {
+                    let source = settings.source("tools.timeout_secs").unwrap_or(SettingSource::Default);
+                    return Err(RuntimeError::Setting {
+                        key: "tools.timeout_secs".into(),
+                        message: format!(
+                            "must be a positive number of seconds no greater than {} (got {secs} from {source})",
+                            u64::MAX
+                        ),
+                    });
+                }
             }
-            settings.tool_timeout = Duration::from_secs_f64(secs);
         }
         settings.providers = resolved.providers;
         settings.vfs = resolved.vfs;
