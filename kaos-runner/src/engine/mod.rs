@@ -1,52 +1,104 @@
-//! The loop of a turn: pending tool calls (permissions → breaker → budget → run), then a model
-//! call (breaker → budget → stream), until a final answer, a pause, a stop, or the limit.
+//! The core loop every pattern drives: pending tool calls (each admitted by `admit.rs`, run by
+//! `tools.rs`), then one guarded model call (`model_call.rs`), until a final answer, a pause, a
+//! stop, or the iteration limit. It never names a pattern, and never starts a run: delegation
+//! goes through the [`Delegator`] the run provides.
+
+pub(crate) mod admit;
+pub(crate) mod memory_tool;
+pub(crate) mod model_call;
+pub(crate) mod state;
+pub(crate) mod tools;
 
 use std::sync::Arc;
 
-use futures::StreamExt;
-use futures::future::join_all;
-use kaos_agent::Decision;
-use kaos_providers::{Message, ModelRequest, ModelResponse, ProviderError, StreamEvent, ToolCall};
-use kaos_tools::{ToolAnnotations, ToolContext, ToolError, ToolResult, invoke_tool, tier_result};
-use kaos_vfs::{ScopedVfs, Vfs};
-use serde_json::{Value, json};
-use tracing::Instrument;
+use kaos_agent::Delegate;
+use kaos_providers::{Message, ToolCall};
+use kaos_tools::ToolResult;
+use kaos_vfs::Vfs;
+use serde_json::Value;
 
-use super::{Ending, as_i64, attrs, delegate, memory_tool};
-use crate::events::{Emitter, OpenSpan};
-use crate::guard::{Availability, BudgetGuard, Exceeded, Tripped};
-use crate::hooks::{Dispatch, HookContext, ToolCallInfo, ToolDecision};
-use crate::pause::{PendingApproval, Progress};
-use crate::permissions::{PermissionPolicy, VerdictReason};
-use crate::runner::Shared;
-use crate::{EventKind, RunError, SessionId, SpanPhase, SpanSubject, StopReason, ToolCallRecord};
-use kaos_session::{MEMORY_SEARCH_TOOL, SessionMemory};
+use crate::approval::PendingApproval;
+use crate::context::RunContext;
+use crate::emit::{Emitter, OpenSpan};
+use crate::error::RunError;
+use crate::events::EventKind;
+use crate::guard::{BudgetGuard, Exceeded, PermissionPolicy, Tripped};
+use crate::hooks::{Dispatch, HookContext};
+use crate::member::Member;
+use kaos_session::{SessionId, SessionMemory, StopReason};
+pub(crate) use model_call::{Called, Purpose, model_call};
+use state::Progress;
+
+/// How the loop (or a pattern) ended.
+#[derive(Debug)]
+pub(crate) enum Ending {
+    Done(StopReason),
+    Paused(PendingApproval),
+    /// The model called `handoff_to_<name>`: the named agent takes the conversation over.
+    Handoff(String),
+}
+
+/// Runs a delegate's sub-agent for one call, within the calling run's policy and budget.
+#[async_trait::async_trait]
+pub(crate) trait Delegator: Send + Sync {
+    /// Runs `delegate` with `arguments` (`{"task": …}`) inside `tool_span`; its usage and
+    /// cost join `cx`'s budget and `progress`.
+    async fn delegate(
+        &self,
+        cx: &mut Cx<'_>,
+        progress: &mut Progress,
+        delegate: &Delegate,
+        arguments: &Value,
+        tool_span: &OpenSpan,
+    ) -> ToolResult;
+}
 
 /// What the loop needs besides the progress it advances.
 pub(crate) struct Cx<'a> {
-    pub(crate) shared: &'a Shared,
+    /// The agent holding the conversation.
+    pub(crate) member: &'a Member,
     pub(crate) session: &'a SessionId,
     pub(crate) emit: &'a Emitter,
     pub(crate) turn_span: &'a OpenSpan,
+    /// The run's bounds (depth, caps as the run began).
+    pub(crate) context: &'a RunContext,
+    /// The run's policy under `member`.
     pub(crate) policy: &'a PermissionPolicy,
     pub(crate) budget: BudgetGuard,
     workspace: Option<Arc<dyn Vfs>>,
     pub(crate) hook_cx: &'a HookContext,
+    /// Runs a delegate's sub-agent (provided by the run, which knows how to start one).
+    pub(crate) delegator: &'a dyn Delegator,
     /// A pattern's span the turn is inside (a plan step), parent of model and tool call spans.
     scope: Option<OpenSpan>,
 }
 
 impl<'a> Cx<'a> {
-    pub(super) fn new(
-        shared: &'a Shared,
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        member: &'a Member,
         session: &'a SessionId,
         emit: &'a Emitter,
         turn_span: &'a OpenSpan,
+        context: &'a RunContext,
         policy: &'a PermissionPolicy,
         budget: BudgetGuard,
         hook_cx: &'a HookContext,
+        delegator: &'a dyn Delegator,
     ) -> Self {
-        Self { shared, session, emit, turn_span, policy, budget, workspace: None, hook_cx, scope: None }
+        Self {
+            member,
+            session,
+            emit,
+            turn_span,
+            context,
+            policy,
+            budget,
+            workspace: None,
+            hook_cx,
+            delegator,
+            scope: None,
+        }
     }
 
     /// The span model and tool call spans start in: the pattern's current one, else the turn.
@@ -71,17 +123,17 @@ impl<'a> Cx<'a> {
 
     /// The agent running the turn.
     pub(crate) fn agent(&self) -> &kaos_agent::Agent {
-        &self.shared.agent
+        &self.member.agent
     }
 
     /// The model for `role` as a request's `model` (the agent's role model, else its main
     /// model). Every role is served by the Runner's client.
     pub(crate) fn model_for(&self, role: kaos_agent::ModelRole) -> String {
-        self.shared.agent.model_for(role).as_str().to_owned()
+        self.member.agent.model_for(role).as_str().to_owned()
     }
 
     /// Reports hook faults; a fail-closed failure stops the turn with an error.
-    fn hooks_ok<T>(&self, dispatch: &Dispatch<T>) -> Result<(), RunError> {
+    pub(crate) fn hooks_ok<T>(&self, dispatch: &Dispatch<T>) -> Result<(), RunError> {
         self.emit.faults(&dispatch.faults, dispatch.stop());
         match self.emit.take_hook_stop() {
             Some(fault) => Err(RunError::Hook { hook: fault.hook, message: fault.message }),
@@ -99,7 +151,7 @@ impl<'a> Cx<'a> {
         Ending::Done(StopReason::BudgetExceeded)
     }
 
-    fn tripped(&self, scope: &str, name: &str, tripped: Option<Tripped>) {
+    pub(crate) fn tripped(&self, scope: &str, name: &str, tripped: Option<Tripped>) {
         if let Some(t) = tripped {
             self.emit.emit(EventKind::CircuitBreakerTripped {
                 scope: scope.to_owned(),
@@ -134,7 +186,7 @@ pub(crate) async fn drive_from(
 ) -> Result<Ending, RunError> {
     let max_iterations = cx.agent().limits().max_iterations.get();
     loop {
-        if let Some(ending) = run_pending(cx, memory, progress).await? {
+        if let Some(ending) = tools::run_pending(cx, memory, progress).await? {
             return Ok(ending);
         }
         prepare_request(cx, progress);
@@ -157,150 +209,11 @@ pub(crate) async fn drive_from(
     }
 }
 
-/// What a model call is for: its text is the turn's answer (streamed as `text_delta`s), or it
-/// is the pattern's own work — a classification, a plan, an extraction — whose text is not
-/// streamed (its `llm_call` span is marked `internal`, and the fold ignores it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Purpose {
-    Answer,
-    Internal,
-}
-
-/// How a guarded model call went.
-pub(crate) enum Called {
-    /// The model answered (its usage is recorded in the turn's budget; add it to the progress
-    /// with [`Progress::record_model_call`]).
-    Response(ModelResponse),
-    /// A guard stopped the turn before the call: the model's breaker is open, or a budget
-    /// would be exceeded.
-    Stopped(Ending),
-}
-
-/// One model call under every guard of the turn, as each pattern makes them: the model's
-/// circuit breaker, the budget (checked against the call's worst case, output capped to fit),
-/// the model-call hooks, an `llm_call` span with streamed deltas and `usage_observed`, and the
-/// wall-clock cap. `iteration` numbers the call within the turn (from 1).
-///
-/// When the request's model is unavailable — its breaker is open, or the call failed in a way
-/// another model may not ([`ProviderError::is_fallbackable`]) — the agent's `fallback_models`
-/// are tried in order (each under the same guards, its `llm_call` span marked `fallback_for`).
-/// The request's model is left as it was, so the next call tries the first model again. With
-/// no model left, an open breaker stops the turn (`ModelUnavailable`) and a failure is the
-/// error (every failure counts against its model's breaker).
-pub(crate) async fn model_call(
-    cx: &mut Cx<'_>,
-    request: &mut ModelRequest,
-    iteration: u32,
-    purpose: Purpose,
-) -> Result<Called, RunError> {
-    let first = request.model.clone();
-    let fallbacks: Vec<String> =
-        cx.agent().fallback_models().iter().map(|m| m.as_str().to_owned()).filter(|m| *m != first).collect();
-    let mut outcome = Attempt::Unavailable(None);
-    for (i, model) in std::iter::once(first.clone()).chain(fallbacks).enumerate() {
-        request.model = model;
-        let fallback_for = (i > 0).then_some(first.as_str());
-        outcome = attempt(cx, request, iteration, purpose, fallback_for).await;
-        if !matches!(outcome, Attempt::Unavailable(_)) {
-            break;
-        }
-    }
-    request.model = first;
-    match outcome {
-        Attempt::Done(called) => Ok(called),
-        Attempt::Failed(error) | Attempt::Unavailable(Some(error)) => Err(error),
-        Attempt::Unavailable(None) => Ok(Called::Stopped(Ending::Done(StopReason::ModelUnavailable))),
-    }
-}
-
-/// How one model's attempt at a call went.
-enum Attempt {
-    /// Answered, or stopped by a guard that another model would not pass either (a budget).
-    Done(Called),
-    /// Failed in a way another model would not mend (or a hook failed closed).
-    Failed(RunError),
-    /// The model is unavailable: its breaker is open (`None`) or it failed in a way another
-    /// model may not.
-    Unavailable(Option<RunError>),
-}
-
-async fn attempt(
-    cx: &mut Cx<'_>,
-    request: &mut ModelRequest,
-    iteration: u32,
-    purpose: Purpose,
-    fallback_for: Option<&str>,
-) -> Attempt {
-    let model_key = format!("model:{}", request.model);
-    if let Availability::Unavailable(_) = cx.shared.breakers.acquire(&model_key) {
-        return Attempt::Unavailable(None);
-    }
-    let client = cx.shared.client_for(&request.model);
-    let capabilities = client.capabilities();
-    let input = request.estimated_input_tokens();
-    let price = client.price(&request.model);
-    if let Err(exceeded) =
-        cx.budget.before_model_call(request, input, u64::from(capabilities.max_output_tokens), price)
-    {
-        return Attempt::Done(Called::Stopped(cx.stop(exceeded)));
-    }
-    let before = cx.shared.hooks.before_model_call(cx.hook_cx, request).await;
-    if let Err(error) = cx.hooks_ok(&before) {
-        return Attempt::Failed(error);
-    }
-    let (provider, model) = request.model.split_once(':').unwrap_or(("", request.model.as_str()));
-    let llm_span = tracing::info_span!(
-        "kaos.llm_call",
-        otel.name = %format!("chat {}", request.model),
-        gen_ai.operation.name = "chat",
-        gen_ai.system = provider,
-        gen_ai.request.model = model,
-        gen_ai.response.model = tracing::field::Empty,
-        gen_ai.usage.input_tokens = tracing::field::Empty,
-        gen_ai.usage.output_tokens = tracing::field::Empty,
-        kaos.iteration = i64::from(iteration),
-    );
-    let call = call_model(cx, request, iteration, purpose, fallback_for).instrument(llm_span.clone());
-    let outcome = match cx.budget.time_left() {
-        Some(left) => match tokio::time::timeout(left, call).await {
-            Ok(outcome) => outcome,
-            Err(_) => return Attempt::Done(Called::Stopped(cx.stop(cx.budget.out_of_time()))),
-        },
-        None => call.await,
-    };
-    let response = match outcome {
-        Ok(response) => {
-            cx.shared.breakers.record(&model_key, true);
-            response
-        }
-        Err(error) => {
-            let tripped = cx.shared.breakers.record(&model_key, false);
-            cx.tripped("model", &request.model, tripped);
-            return match &error {
-                RunError::Provider(e) if e.is_fallbackable() => Attempt::Unavailable(Some(error)),
-                _ => Attempt::Failed(error),
-            };
-        }
-    };
-    llm_span.record("gen_ai.response.model", response.model.as_str());
-    llm_span.record(
-        "gen_ai.usage.input_tokens",
-        as_i64(response.usage.input_tokens + response.usage.cached_input_tokens),
-    );
-    llm_span.record("gen_ai.usage.output_tokens", as_i64(response.usage.output_tokens));
-    let after = cx.shared.hooks.after_model_call(cx.hook_cx, &response).await;
-    if let Err(error) = cx.hooks_ok(&after) {
-        return Attempt::Failed(error);
-    }
-    cx.budget.record_model_call(&response.usage, response.cost_usd);
-    Attempt::Done(Called::Response(response))
-}
-
 /// Sets the tools offered for the next call: those of the turn whose breaker is not open, and
 /// tells the model about the ones withdrawn.
-fn prepare_request(cx: &Cx<'_>, progress: &mut Progress) {
+pub(crate) fn prepare_request(cx: &Cx<'_>, progress: &mut Progress) {
     let (offered, withdrawn): (Vec<_>, Vec<_>) =
-        progress.offered.iter().cloned().partition(|t| !cx.shared.breakers.is_open(&t.name));
+        progress.offered.iter().cloned().partition(|t| !cx.member.breakers.is_open(&t.name));
     progress.request.tools = offered;
     progress.request.system = if withdrawn.is_empty() {
         progress.base_system.clone()
@@ -315,402 +228,110 @@ fn prepare_request(cx: &Cx<'_>, progress: &mut Progress) {
 }
 
 /// Gives every remaining call a result saying why it was not run.
-fn not_run(progress: &mut Progress, calls: impl IntoIterator<Item = ToolCall>, why: &str) {
+pub(crate) fn not_run(progress: &mut Progress, calls: impl IntoIterator<Item = ToolCall>, why: &str) {
     for call in calls {
         let text = format!("Not run: {why}.");
         progress.request.messages.push(Message::tool(&call.id, &call.name, &text, true));
     }
 }
 
-/// What the guards say about one pending call.
-enum Gate {
-    /// Run it with these arguments.
-    Run(Value, bool),
-    /// Do not run it; this is its result.
-    Answer(ToolResult),
-    /// Pause for approval.
-    Pause(String),
-    /// A budget stops the turn.
-    Stop(Exceeded),
-}
+/// Fakes for unit tests of the loop's parts: a member prepared from an agent and a runtime, an
+/// emitter whose events are collected, a context, and a turn's progress — no Runner, no session.
+#[cfg(test)]
+pub(crate) mod fixture {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-/// Handles the pending calls in order. Consecutive read-only calls run concurrently; results
-/// are always recorded in call order.
-async fn run_pending(
-    cx: &mut Cx<'_>,
-    memory: &SessionMemory,
-    progress: &mut Progress,
-) -> Result<Option<Ending>, RunError> {
-    let mut batch: Vec<(ToolCall, Value, bool, OpenSpan)> = Vec::new();
-    while let Some(call) = progress.pending.front().cloned() {
-        if let Some(fault) = cx.emit.take_hook_stop() {
-            return Err(RunError::Hook { hook: fault.hook, message: fault.message });
-        }
-        match gate(cx, progress, &call).await {
-            Gate::Pause(reason) => {
-                flush(cx, memory, progress, &mut batch).await?;
-                let pending = PendingApproval {
-                    call_id: call.id.clone(),
-                    tool_name: call.name.clone(),
-                    arguments: call.arguments.clone(),
-                    reason,
-                };
-                return Ok(Some(Ending::Paused(pending)));
-            }
-            Gate::Stop(exceeded) => {
-                flush(cx, memory, progress, &mut batch).await?;
-                let rest = std::mem::take(&mut progress.pending);
-                not_run(progress, rest, "the turn's budget is spent");
-                return Ok(Some(cx.stop(exceeded)));
-            }
-            Gate::Answer(result) => {
-                flush(cx, memory, progress, &mut batch).await?;
-                progress.pending.pop_front();
-                let span = start_tool_span(&call, &call.arguments, cx.emit, cx.parent());
-                record(cx, progress, &call, &call.arguments, result, span).await?;
-            }
-            Gate::Run(arguments, read_only) => {
-                progress.pending.pop_front();
-                cx.budget.record_tool_call();
-                let span = start_tool_span(&call, &arguments, cx.emit, cx.parent());
-                if let Some(target) = handoff_target(cx.shared, progress, &call.name) {
-                    flush(cx, memory, progress, &mut batch).await?;
-                    let target = target.to_owned();
-                    let result = ToolResult::text(format!("Handed the conversation to `{target}`."));
-                    record(cx, progress, &call, &arguments, result, span).await?;
-                    let rest = std::mem::take(&mut progress.pending);
-                    not_run(progress, rest, "the conversation was handed to another agent");
-                    progress.handoffs += 1;
-                    return Ok(Some(Ending::Handoff(target)));
-                }
-                if is_delegate(cx.shared, progress, &call.name) {
-                    flush(cx, memory, progress, &mut batch).await?;
-                    let parent = delegate::Parent {
-                        shared: cx.shared,
-                        session: cx.session,
-                        emit: cx.emit,
-                        policy: cx.policy,
-                    };
-                    let result =
-                        delegate::run(parent, &mut cx.budget, progress, &call, &arguments, &span).await;
-                    record(cx, progress, &call, &arguments, result, span).await?;
-                    continue;
-                }
-                if !read_only {
-                    flush(cx, memory, progress, &mut batch).await?;
-                }
-                batch.push((call, arguments, read_only, span));
-                if !read_only {
-                    flush(cx, memory, progress, &mut batch).await?;
-                }
-            }
-        }
-    }
-    flush(cx, memory, progress, &mut batch).await?;
-    Ok(None)
-}
+    use std::collections::{BTreeSet, VecDeque};
+    use std::sync::Arc;
 
-/// Runs a batch of admitted calls (concurrently when there are several) and records them.
-async fn flush(
-    cx: &mut Cx<'_>,
-    memory: &SessionMemory,
-    progress: &mut Progress,
-    batch: &mut Vec<(ToolCall, Value, bool, OpenSpan)>,
-) -> Result<(), RunError> {
-    if batch.is_empty() {
-        return Ok(());
-    }
-    let vfs = match &cx.workspace {
-        Some(vfs) => vfs.clone(),
-        None => cx.workspace.insert(session_workspace(cx.shared, cx.session)?).clone(),
-    };
-    let context = ToolContext::new(cx.session.as_arc().clone(), cx.emit.run_id.clone(), "", vfs);
-    let shared = cx.shared;
-    let results = join_all(batch.iter().map(|(call, arguments, _, _)| {
-        let span = tracing::info_span!(
-            "kaos.tool_call",
-            otel.name = %format!("execute_tool {}", call.name),
-            gen_ai.operation.name = "execute_tool",
-            gen_ai.tool.name = %call.name,
-            gen_ai.tool.call.id = %call.id,
-        );
-        run_tool(shared, memory, call, arguments, context.clone()).instrument(span)
-    }))
-    .await;
-    for ((call, arguments, _, span), (result, failed)) in batch.drain(..).zip(results) {
-        if shared.tools.contains_key(&call.name) {
-            let tripped = shared.breakers.record(&call.name, !failed);
-            cx.tripped("tool", &call.name, tripped);
-        }
-        record(cx, progress, &call, &arguments, result, span).await?;
-    }
-    Ok(())
-}
+    use kaos_agent::Agent;
+    use kaos_providers::{ModelClient, ModelRequest, Usage};
+    use kaos_runtime::Runtime;
+    use tokio::sync::mpsc;
 
-/// Permission policy, then hooks, then circuit breaker, then budget, for one call.
-async fn gate(cx: &mut Cx<'_>, progress: &Progress, call: &ToolCall) -> Gate {
-    let shared = cx.shared;
-    if call.name == MEMORY_SEARCH_TOOL && progress.offered.iter().any(|t| t.name == MEMORY_SEARCH_TOOL) {
-        return match cx.budget.before_tool_call() {
-            Ok(()) => Gate::Run(call.arguments.clone(), true),
-            Err(exceeded) => Gate::Stop(exceeded),
-        };
-    }
-    let is_delegate = is_delegate(shared, progress, &call.name);
-    let is_handoff = handoff_target(shared, progress, &call.name).is_some();
-    let annotations: ToolAnnotations = match shared.tools.get(&call.name) {
-        _ if is_delegate || is_handoff => ToolAnnotations::DEFAULT,
-        Some(tool) => tool.spec().annotations,
-        None => return Gate::Answer(ToolError::NotFound(call.name.clone()).into_result()),
-    };
-    let verdict = cx.policy.evaluate(&call.name, &call.arguments, &annotations);
-    let approved = progress.approved_calls.contains(&call.id) || progress.approved_tools.contains(&call.name);
-    let (decision, reason) = match (verdict.decision, approved) {
-        (Decision::Ask, true) => (Decision::Allow, "approved by a person".to_owned()),
-        (decision, _) => (decision, reason_text(verdict.reason)),
-    };
-    cx.emit.emit(EventKind::PermissionDecided {
-        call_id: call.id.clone(),
-        tool_name: call.name.clone(),
-        decision,
-        reason: reason.clone(),
-    });
-    match decision {
-        Decision::Deny => {
-            return Gate::Answer(ToolResult::error(format!(
-                "Denied by the permission policy ({reason}); do not retry this call."
-            )));
-        }
-        Decision::Ask => return Gate::Pause(format!("the permission policy asks for approval ({reason})")),
-        _ => {}
-    }
-    let mut arguments = call.arguments.clone();
-    if !cx.shared.hooks.is_empty() {
-        let info = ToolCallInfo::new(&call.id, &call.name, arguments.clone()).with_annotations(annotations);
-        let decided = cx.shared.hooks.before_tool_call(cx.hook_cx, info).await;
-        cx.emit.faults(&decided.faults, None);
-        match decided.value {
-            ToolDecision::Continue => {}
-            ToolDecision::Rewrite { arguments: rewritten } => arguments = rewritten,
-            ToolDecision::Skip { result } => return Gate::Answer(ToolResult::text(result)),
-            ToolDecision::RequireApproval { reason } if !approved => {
-                return Gate::Pause(format!("a hook asks for approval: {reason}"));
-            }
-            ToolDecision::RequireApproval { .. } => {}
-            ToolDecision::Deny { reason } => {
-                return Gate::Answer(ToolResult::error(format!("Denied: {reason}")));
-            }
-        }
-    }
-    if is_delegate && let Err(result) = delegate::depth_check(shared) {
-        return Gate::Answer(result);
-    }
-    if is_handoff && progress.handoffs >= shared.max_depth {
-        return Gate::Answer(ToolResult::error(format!(
-            "This turn already handed the conversation over {} time(s), the limit; answer yourself.",
-            progress.handoffs
-        )));
-    }
-    if let Availability::Unavailable(wait) = shared.breakers.acquire(&call.name) {
-        return Gate::Answer(ToolResult::error(format!(
-            "`{}` is unavailable: it failed repeatedly; try again in {} s or do without it.",
-            call.name,
-            wait.as_secs().max(1)
-        )));
-    }
-    match cx.budget.before_tool_call() {
-        Ok(()) => Gate::Run(arguments, annotations.read_only),
-        Err(exceeded) => Gate::Stop(exceeded),
-    }
-}
+    use super::state::Progress;
+    use crate::context::{RunContext, RunOptions};
+    use crate::emit::Emitter;
+    use crate::events::{Event, EventKind};
+    use crate::guard::{BreakerConfig, Breakers};
+    use crate::hooks::{HookContext, Hooks};
+    use crate::member::{self, Member, Preparation};
 
-/// The agent a `handoff_to_<name>` tool offered in this turn hands the conversation to.
-fn handoff_target<'s>(shared: &'s Shared, progress: &Progress, name: &str) -> Option<&'s str> {
-    shared.handoff_target(name).filter(|_| progress.offered.iter().any(|t| t.name == name))
-}
-
-/// Whether `name` is a delegate offered in this turn (handled by the runner, not a tool).
-fn is_delegate(shared: &Shared, progress: &Progress, name: &str) -> bool {
-    delegate::find(shared, name).is_some() && progress.offered.iter().any(|t| t.name == name)
-}
-
-fn reason_text(reason: VerdictReason) -> String {
-    match reason {
-        VerdictReason::RequiresConfirmation => "the tool requires confirmation".to_owned(),
-        VerdictReason::Rule(i) => format!("permission rule {i}"),
-        VerdictReason::ReadOnly => "read-only tool".to_owned(),
-        VerdictReason::Destructive => "destructive tool".to_owned(),
-        _ => "default".to_owned(),
+    /// What a unit test of the loop drives.
+    pub(crate) struct Fixture {
+        pub(crate) member: Arc<Member>,
+        pub(crate) emit: Emitter,
+        pub(crate) events: mpsc::UnboundedReceiver<Event>,
+        pub(crate) context: RunContext,
+        pub(crate) hook_cx: HookContext,
+        pub(crate) session: kaos_session::SessionId,
     }
-}
 
-/// Records a call's result: the after-tool hooks, the span, the message for the model, the
-/// record.
-async fn record(
-    cx: &Cx<'_>,
-    progress: &mut Progress,
-    call: &ToolCall,
-    arguments: &Value,
-    result: ToolResult,
-    span: OpenSpan,
-) -> Result<(), RunError> {
-    if !cx.shared.hooks.is_empty() {
-        let info = ToolCallInfo::new(&call.id, &call.name, arguments.clone());
-        let after = cx.shared.hooks.after_tool_call(cx.hook_cx, &info, &result).await;
-        cx.emit.faults(&after.faults, after.stop());
-    }
-    let text = result.to_model_text();
-    cx.emit.end(
-        span,
-        SpanPhase::Complete,
-        attrs([
-            ("tool_name", json!(call.name)),
-            ("call_id", json!(call.id)),
-            ("result", json!(text)),
-            ("is_error", json!(result.is_error)),
-        ]),
-    );
-    progress.request.messages.push(Message::tool(&call.id, &call.name, &text, result.is_error));
-    progress.tool_calls.push(ToolCallRecord {
-        call_id: call.id.clone(),
-        name: call.name.clone(),
-        arguments: arguments.clone(),
-        result: text,
-        is_error: result.is_error,
-    });
-    Ok(())
-}
-
-async fn call_model(
-    cx: &Cx<'_>,
-    request: &ModelRequest,
-    iteration: u32,
-    purpose: Purpose,
-    fallback_for: Option<&str>,
-) -> Result<ModelResponse, RunError> {
-    let (shared, emit) = (cx.shared, cx.emit);
-    let internal = purpose == Purpose::Internal;
-    let mut attributes = attrs([("model", json!(request.model)), ("iteration", json!(iteration))]);
-    if internal {
-        attributes.insert("internal".into(), json!(true));
-    }
-    if let Some(first) = fallback_for {
-        attributes.insert("fallback_for".into(), json!(first));
-    }
-    let span =
-        emit.start(SpanSubject::LlmCall, format!("llm.{}", request.model), Some(cx.parent()), attributes);
-    let mut streamed = String::new();
-    let mut response = None;
-    let mut stream = shared.client_for(&request.model).stream(request);
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(
-                StreamEvent::TextDelta { .. }
-                | StreamEvent::ThinkingDelta { .. }
-                | StreamEvent::ToolCallDelta { .. },
-            ) if internal => {}
-            Ok(StreamEvent::TextDelta { text }) => {
-                streamed.push_str(&text);
-                emit.emit(EventKind::TextDelta { text });
-            }
-            Ok(StreamEvent::ThinkingDelta { text }) => emit.emit(EventKind::ThinkingDelta { text }),
-            Ok(StreamEvent::ToolCallDelta { index, arguments, .. }) => {
-                emit.emit(EventKind::ToolCallArgsDelta { index, text: arguments })
-            }
-            Ok(StreamEvent::Completed { response: r }) => response = Some(r),
-            Ok(_) => {}
-            Err(error) => {
-                emit.end(span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
-                return Err(error.into());
-            }
-        }
-    }
-    let Some(response) = response else {
-        let error = ProviderError::MalformedResponse {
-            message: "the stream ended without a completed response".into(),
-        };
-        emit.end(span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
-        return Err(error.into());
-    };
-    // Events must add up to the response even for a client that streams less than it returns.
-    match response.text.strip_prefix(streamed.as_str()) {
-        _ if internal => {}
-        Some(rest) if !rest.is_empty() => emit.emit(EventKind::TextDelta { text: rest.to_owned() }),
-        Some(_) => {}
-        None => tracing::warn!(model = %request.model, "streamed text disagrees with the completed response"),
-    }
-    emit.emit(EventKind::UsageObserved {
-        model: response.model.clone(),
-        usage: response.usage,
-        cost_usd: response.cost_usd,
-    });
-    emit.end(
-        span,
-        SpanPhase::Complete,
-        attrs([
-            ("finish_reason", json!(response.finish_reason)),
-            ("tool_calls", json!(response.tool_calls.len())),
-        ]),
-    );
-    Ok(response)
-}
-
-/// The session's tool workspace: `sessions/{id}/files/`, nothing else reachable.
-fn session_workspace(shared: &Shared, session: &SessionId) -> Result<Arc<dyn Vfs>, RunError> {
-    let root = kaos_session::files_dir(session)?;
-    Ok(Arc::new(ScopedVfs::new(shared.runtime.vfs().clone(), root)))
-}
-
-fn start_tool_span(call: &ToolCall, arguments: &Value, emit: &Emitter, parent: &OpenSpan) -> OpenSpan {
-    emit.start(
-        SpanSubject::ToolCall,
-        format!("tool.{}", call.name),
-        Some(parent),
-        attrs([
-            ("tool_name", json!(call.name)),
-            ("call_id", json!(call.id)),
-            ("arguments", arguments.clone()),
-        ]),
-    )
-}
-
-/// Runs one admitted call; returns its result and whether the tool itself failed (what
-/// breakers count: errors, timeouts and panics, not the model's bad arguments).
-async fn run_tool(
-    shared: &Shared,
-    memory: &SessionMemory,
-    call: &ToolCall,
-    arguments: &Value,
-    context: ToolContext,
-) -> (ToolResult, bool) {
-    if call.name == MEMORY_SEARCH_TOOL {
-        return (memory_tool::search_memory(memory, arguments), false);
-    }
-    let Some(tool) = shared.tools.get(&call.name) else {
-        return (ToolError::NotFound(call.name.clone()).into_result(), false);
-    };
-    let context = context.with_call_id(call.id.as_str());
-    let vfs = context.vfs().clone();
-    let default_timeout = shared.runtime.tools().default_timeout();
-    let result = match invoke_tool(tool.as_ref(), arguments.clone(), context.clone(), default_timeout).await {
-        Ok(result) => result,
-        Err(error) => {
-            if let Some(detail) = error.detail() {
-                tracing::warn!(tool = %call.name, %detail, "tool failed");
-            }
-            let failed = matches!(
-                error,
-                ToolError::Timeout { .. } | ToolError::Panicked { .. } | ToolError::Failed { .. }
+    impl Fixture {
+        pub(crate) fn new(agent: Agent, runtime: Runtime, model: Arc<dyn ModelClient>, hooks: Hooks) -> Self {
+            let member = member::prepare(
+                &agent,
+                Preparation {
+                    runtime: &runtime,
+                    model: Some(model),
+                    counter: None,
+                    summarizer: None,
+                    cache: 0,
+                    breakers: Arc::new(Breakers::new(BreakerConfig::new(
+                        1,
+                        std::time::Duration::from_secs(60),
+                    ))),
+                    hooks: &hooks,
+                },
+            )
+            .unwrap();
+            let (tx, events) = mpsc::unbounded_channel();
+            let session = kaos_session::SessionId::new("unit").unwrap();
+            let emit = Emitter::new(
+                tx,
+                session.as_arc().clone(),
+                "run_unit".into(),
+                member.agent_name.clone(),
+                member.fingerprint.clone(),
             );
-            return (error.into_result(), failed);
+            let context = RunContext::new(*agent.budget(), member.max_depth, RunOptions::default());
+            let hook_cx = HookContext::new(session.as_arc().clone(), "run_unit", 1);
+            Self { member, emit, events, context, hook_cx, session }
         }
-    };
-    let artifact_id = format!("{}-{}", context.run_id(), sanitize(&call.id));
-    let failed = result.is_error;
-    (tier_result(result, vfs.as_ref(), &artifact_id).await.unwrap_or_else(ToolError::into_result), failed)
-}
 
-/// Keeps `[A-Za-z0-9_-]` of a vendor's call id so it can name an artifact.
-fn sanitize(id: &str) -> String {
-    id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').take(64).collect()
+        /// The kinds of the events emitted so far.
+        pub(crate) fn drain(&mut self) -> Vec<EventKind> {
+            let mut kinds = Vec::new();
+            while let Ok(event) = self.events.try_recv() {
+                kinds.push(event.kind);
+            }
+            kinds
+        }
+    }
+
+    /// A turn's progress offering `offered` (names of the member's tools, delegates, …).
+    pub(crate) fn progress(member: &Member, offered: &[&str]) -> Progress {
+        let mut definitions = member.tool_definitions.clone();
+        definitions.extend(member.delegate_definitions());
+        definitions.extend(member.handoffs.iter().map(|h| h.definition.clone()));
+        definitions.push(super::memory_tool::memory_search_definition());
+        definitions.retain(|d| offered.contains(&d.name.as_str()));
+        Progress {
+            request: ModelRequest::new(member.agent.model().as_str(), Vec::new()),
+            base_system: String::new(),
+            offered: definitions,
+            first_new: 0,
+            pending: VecDeque::new(),
+            tool_calls: Vec::new(),
+            usage: Usage::default(),
+            cost_usd: 0.0,
+            unpriced_model_calls: 0,
+            model_calls: 0,
+            approved_tools: BTreeSet::new(),
+            approved_calls: BTreeSet::new(),
+            pattern: None,
+            handoffs: 0,
+            plan: None,
+        }
+    }
 }

@@ -7,11 +7,10 @@ use kaos_agent::SectionKind;
 use kaos_providers::Message;
 use serde_json::{Map, Value, json};
 
-use super::{attrs, memory_event};
-use crate::events::Emitter;
-use crate::runner::Shared;
-use crate::{MemoryEventKind, ToolCallRecord};
-use kaos_session::{Change, ExtractiveSummarizer, NewItem, SessionMemory};
+use crate::emit::{Emitter, attrs, memory_event};
+use crate::events::MemoryEventKind;
+use crate::member::Member;
+use kaos_session::{Change, ExtractiveSummarizer, NewItem, SessionMemory, ToolCallRecord};
 
 /// Most characters of a tool result kept in the actions section.
 const ACTION_RESULT_CHARS: usize = 500;
@@ -19,7 +18,7 @@ const ACTION_RESULT_CHARS: usize = 500;
 /// Adds what the turn produced to memory (the user message is already there), summarizes
 /// what overflowing sections evicted, and reports the changes as events.
 pub(super) async fn remember(
-    shared: &Shared,
+    shared: &Member,
     memory: &mut SessionMemory,
     added: &[Message],
     calls: &[ToolCallRecord],

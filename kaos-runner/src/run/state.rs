@@ -1,17 +1,15 @@
-//! Pausing a run for a person's approval, and resuming the same run later.
+//! A run paused for a person's approval: [`RunState`], everything needed to continue it, and
+//! where it is stored (`runs/{run_id}/state.json`).
 
-use std::collections::{BTreeSet, VecDeque};
-
+use bytes::Bytes;
 use kaos_agent::AgentConfig;
-use kaos_providers::{ModelRequest, ToolCall, ToolDefinition, Usage};
-use kaos_vfs::VfsPath;
+use kaos_vfs::{Vfs, VfsPath};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::{RunError, ToolCallRecord};
-
-/// Version of the [`RunState`] format.
-pub const RUN_STATE_VERSION: u32 = 1;
+use crate::approval::PendingApproval;
+use crate::context::RunContext;
+use crate::engine::state::Progress;
+use crate::error::{RUN_STATE_VERSION, RunError, RunStateError};
 
 /// A run paused for approval: everything needed to continue it — in this process or another,
 /// now or after a restart — from the pending tool call, without redoing anything.
@@ -46,162 +44,53 @@ pub struct RunState {
     pub paused_at_ms: u64,
     /// The run's progress (opaque).
     pub(crate) progress: Progress,
+    /// The bounds the run started with (policy, caps, delegation depth); the resumed run keeps
+    /// them (opaque).
+    pub(crate) context: RunContext,
     /// Where the run's event numbering continues.
     pub(crate) next_seq: u64,
     pub(crate) next_span: u64,
 }
 
-/// The tool call a paused run waits on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct PendingApproval {
-    /// The call id.
-    pub call_id: String,
-    /// The tool.
-    pub tool_name: String,
-    /// The arguments it would run with.
-    pub arguments: Value,
-    /// Why approval is needed.
-    pub reason: String,
-}
-
-/// A person's answer to a pending tool call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "answer", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Approval {
-    /// Run the call. With `remember`, calls to the same tool in the rest of this run are
-    /// approved too.
-    Approve {
-        /// Approve this tool for the rest of the run.
-        remember: bool,
-    },
-    /// Do not run it; the model gets a tool result saying so, with the reason.
-    Deny {
-        /// Why, for the model.
-        reason: String,
-    },
-}
-
-impl Approval {
-    /// Approves this call only.
-    pub fn approve() -> Self {
-        Approval::Approve { remember: false }
-    }
-
-    /// Approves this call and further calls of the same tool in this run.
-    pub fn approve_and_remember() -> Self {
-        Approval::Approve { remember: true }
-    }
-
-    /// Denies the call.
-    pub fn deny(reason: impl Into<String>) -> Self {
-        Approval::Deny { reason: reason.into() }
-    }
-}
-
-/// Why a run state cannot be resumed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RunStateError {
-    /// No run state is stored for this run.
-    #[error("no paused run {run_id}")]
-    NotFound {
-        /// The run.
-        run_id: String,
-    },
-    /// The state was written by a format this build does not know.
-    #[error("run state version {found} is not supported (this build reads {RUN_STATE_VERSION})")]
-    UnknownVersion {
-        /// The version found.
-        found: u32,
-    },
-    /// The state belongs to another agent configuration than this Runner's.
-    #[error("run state is for agent {found}, this runner runs {expected}")]
-    AgentMismatch {
-        /// This Runner's agent fingerprint.
-        expected: String,
-        /// The state's.
-        found: String,
-    },
-    /// The run was resumed already.
-    #[error("run {run_id} was resumed already")]
-    AlreadyResumed {
-        /// The run.
-        run_id: String,
-    },
-    /// The state differs from the stored one (changed by hand, or superseded by a later pause).
-    #[error("run state {run_id} does not match the stored state (tampered with, or superseded)")]
-    Tampered {
-        /// The run.
-        run_id: String,
-    },
-    /// The session moved on since the pause (another turn ran), so the run cannot continue.
-    #[error("session {session_id} is at turn {found}, the paused run was turn {expected}")]
-    Stale {
-        /// The session.
-        session_id: String,
-        /// The paused turn's number.
-        expected: u32,
-        /// The turn the session would run next.
-        found: u32,
-    },
-}
-
-/// What a turn has done so far; what a paused run resumes from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Progress {
-    /// The conversation as sent to the model, with what the turn added so far.
-    pub(crate) request: ModelRequest,
-    /// The system prompt as assembled (notes about withdrawn tools are added per call).
-    pub(crate) base_system: String,
-    /// The tools offered this turn (less any whose breaker is open, per call).
-    pub(crate) offered: Vec<ToolDefinition>,
-    /// Where the turn's own messages start in `request.messages` (the user message).
-    pub(crate) first_new: usize,
-    /// Tool calls of the last model response not handled yet (the first may await approval).
-    pub(crate) pending: VecDeque<ToolCall>,
-    /// Tool calls made so far.
-    pub(crate) tool_calls: Vec<ToolCallRecord>,
-    pub(crate) usage: Usage,
-    pub(crate) cost_usd: f64,
-    pub(crate) unpriced_model_calls: u32,
-    pub(crate) model_calls: u32,
-    /// Tools approved for the rest of the run.
-    pub(crate) approved_tools: BTreeSet<String>,
-    /// Call ids approved once.
-    pub(crate) approved_calls: BTreeSet<String>,
-    /// The pattern the turn runs, once chosen (the agent's, or the router's choice).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) pattern: Option<kaos_agent::Pattern>,
-    /// Handoffs made in this turn.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub(crate) handoffs: u32,
-    /// The plan pattern's state: the plan, the step running, the results so far.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) plan: Option<crate::patterns::plan::PlanState>,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-impl Progress {
-    /// Adds one model call's usage and cost.
-    pub(crate) fn record_model_call(&mut self, response: &kaos_providers::ModelResponse) {
-        self.model_calls += 1;
-        self.usage += response.usage;
-        match response.cost_usd {
-            Some(cost) => self.cost_usd += cost,
-            None => self.unpriced_model_calls += 1,
-        }
-    }
-}
-
+/// Where a run's state is stored.
 pub(crate) fn state_path(run_id: &str) -> Result<VfsPath, RunError> {
     let id: String = run_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
     if id.is_empty() || id.len() != run_id.len() {
         return Err(RunStateError::NotFound { run_id: run_id.to_owned() }.into());
     }
     Ok(VfsPath::new("runs")?.join(&id)?.join("state.json")?)
+}
+
+/// The stored state of run `run_id`. A state of another format version is
+/// [`RunStateError::UnknownVersion`] (read before the rest, so an older state whose fields
+/// differ gets that error, not [`RunStateError::Tampered`]).
+pub(crate) async fn load(vfs: &dyn Vfs, run_id: &str) -> Result<RunState, RunError> {
+    let path = state_path(run_id)?;
+    let bytes = match vfs.read(&path).await {
+        Ok(bytes) => bytes,
+        Err(e) if e.is_not_found() => {
+            return Err(RunStateError::NotFound { run_id: run_id.to_owned() }.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let tampered = || RunError::from(RunStateError::Tampered { run_id: run_id.to_owned() });
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| tampered())?;
+    match value.get("v").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(RUN_STATE_VERSION) => {}
+        Some(found) => {
+            return Err(
+                RunStateError::UnknownVersion { found: u32::try_from(found).unwrap_or(u32::MAX) }.into()
+            );
+        }
+        None => return Err(tampered()),
+    }
+    serde_json::from_value(value).map_err(|_| tampered())
+}
+
+/// Stores `state` (replacing an earlier one of the run).
+pub(crate) async fn save(vfs: &dyn Vfs, state: &RunState) -> Result<(), RunError> {
+    let bytes =
+        serde_json::to_vec(state).map_err(|source| RunError::Encode { what: "a run state", source })?;
+    vfs.write(&state_path(&state.run_id)?, Bytes::from(bytes)).await?;
+    Ok(())
 }
