@@ -7,6 +7,7 @@ mod bench;
 mod ci;
 mod codegen;
 mod features;
+mod modules;
 mod tidy;
 
 use std::ffi::OsString;
@@ -32,7 +33,8 @@ commands:
                    every example, its output checked
   tidy             check the architecture invariants over `cargo metadata`: crate layering,
                    no async/IO crate under kaos-agent, HTTP clients only in kaos-providers,
-                   #![deny(missing_docs)] and workspace lints everywhere
+                   #![deny(missing_docs)] and workspace lints everywhere, and the
+                   module layers inside kaos-runner (no upward import, no cycle)
   codegen [--check]
                    write the generated files (schemas/agent.schema.json, the JSON Schema
                    of agent files); with --check, fail if a checked-in copy is stale
