@@ -56,7 +56,7 @@ pub(crate) struct Member {
 
 impl Member {
     /// The agent of the team named `name` (this Runner's agent, or a handoff target).
-    pub(crate) fn member(self: &Arc<Self>, name: &str) -> Option<Arc<Member>> {
+    pub(crate) fn named(self: &Arc<Self>, name: &str) -> Option<Arc<Member>> {
         if *self.agent_name == *name { Some(self.clone()) } else { self.team.get(name).cloned() }
     }
 

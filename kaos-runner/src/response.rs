@@ -64,7 +64,7 @@ where
     while let Some(event) = events.next().await {
         folder.push(&event?);
     }
-    folder.finish().ok_or_else(|| RunError::IncompleteRun)
+    folder.finish().ok_or(RunError::IncompleteRun)
 }
 
 /// The incremental form of [`fold`], for callers that also act on each event (e.g. print

@@ -242,7 +242,7 @@ async fn run(cx: &mut Cx<'_>, memory: &SessionMemory, progress: &mut Progress) -
         });
     }
     loop {
-        let plan = progress.plan.as_mut().ok_or_else(|| RunError::Internal("the plan is missing"))?;
+        let plan = progress.plan.as_mut().ok_or(RunError::Internal("the plan is missing"))?;
         let Some(description) = plan.steps.get(plan.next).cloned() else {
             if !plan.cut.is_empty() {
                 let why = format!(
@@ -309,7 +309,7 @@ async fn run(cx: &mut Cx<'_>, memory: &SessionMemory, progress: &mut Progress) -
         };
         let status = if done { "done" } else { "failed" };
         cx.emit.end(span, SpanPhase::Complete, attrs([("status", json!(status)), ("result", json!(result))]));
-        let plan = progress.plan.as_mut().ok_or_else(|| RunError::Internal("the plan is missing"))?;
+        let plan = progress.plan.as_mut().ok_or(RunError::Internal("the plan is missing"))?;
         plan.running = None;
         plan.next += 1;
         plan.executed.push(StepResult { description: description.clone(), done, result: result.clone() });
@@ -335,7 +335,7 @@ async fn run(cx: &mut Cx<'_>, memory: &SessionMemory, progress: &mut Progress) -
             Ok(text) => text,
             Err(ending) => return Ok(stopped(ending)),
         };
-        let plan = progress.plan.as_mut().ok_or_else(|| RunError::Internal("the plan is missing"))?;
+        let plan = progress.plan.as_mut().ok_or(RunError::Internal("the plan is missing"))?;
         plan.replans += 1;
         let mut proposal = next_plan(&text, &description, room);
         proposal.notes.insert(0, failure.clone());

@@ -200,7 +200,7 @@ async fn turn(
             Ok(Ending::Paused(pending)) => break Ok(Err(pending)),
             Err(error) => break Err(error),
             Ok(Ending::Handoff(target)) => {
-                let Some(next) = shared.member(&target) else {
+                let Some(next) = shared.named(&target) else {
                     break Err(RunError::Internal("a handoff target is not of this Runner's team"));
                 };
                 if let Some(span) = handoff_span.take() {
@@ -386,7 +386,7 @@ fn rebase(
 /// conversation back to the Runner's agent, with a warning.
 fn active_member(shared: &Arc<Member>, memory: &SessionMemory, emit: &Emitter) -> Arc<Member> {
     let Some(name) = memory.active_agent() else { return shared.clone() };
-    match shared.member(name) {
+    match shared.named(name) {
         Some(member) => member,
         None => {
             tracing::warn!(agent = name, "the session was handed to an agent this Runner does not know");

@@ -52,6 +52,21 @@ pub struct RunState {
     pub(crate) next_span: u64,
 }
 
+impl RunState {
+    /// The permission rules the run was started with on top of its agent's (a request's extra
+    /// rules), or, for a sub-agent's run, the parent's rules that replace its own. The resumed
+    /// run keeps them.
+    pub fn permissions(&self) -> &[kaos_agent::PermissionRule] {
+        &self.context.rules
+    }
+
+    /// The run's cost cap in USD (the agent's, tightened by the request's or bounded by a
+    /// parent's remaining budget), if it has one. The resumed run keeps it.
+    pub fn max_cost_usd(&self) -> Option<f64> {
+        self.context.caps.max_cost_usd
+    }
+}
+
 /// Where a run's state is stored.
 pub(crate) fn state_path(run_id: &str) -> Result<VfsPath, RunError> {
     let id: String = run_id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect();
