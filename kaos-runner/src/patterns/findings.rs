@@ -311,7 +311,7 @@ async fn extract(
             return Ok(Some(paused));
         }
         Err(error) => {
-            cx.emit.end(span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
+            cx.emit.end(span, SpanPhase::Error, attrs([("error", json!(error.report()))]));
             return Err(error);
         }
     };

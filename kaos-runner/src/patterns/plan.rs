@@ -281,7 +281,7 @@ async fn run(cx: &mut Cx<'_>, memory: &SessionMemory, progress: &mut Progress) -
         let ending = match driven {
             Ok(ending) => ending,
             Err(error) => {
-                cx.emit.end(span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
+                cx.emit.end(span, SpanPhase::Error, attrs([("error", json!(error.report()))]));
                 return Err(error);
             }
         };

@@ -150,7 +150,7 @@ pub(crate) async fn route(
                     return Ok(Err(ending));
                 }
                 Err(error) => {
-                    cx.emit.end(span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
+                    cx.emit.end(span, SpanPhase::Error, attrs([("error", json!(error.report()))]));
                     return Err(error);
                 }
             }

@@ -5,6 +5,7 @@
 
 pub(crate) mod commit;
 pub(crate) mod delegate;
+pub(crate) mod handoff;
 pub(crate) mod state;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -12,16 +13,16 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kaos_agent::SectionKind;
-use kaos_providers::{Message, ModelRequest, ToolDefinition, Usage};
+use kaos_providers::{Message, ModelRequest, Usage};
 use serde_json::{Map, json};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::approval::{Approval, PendingApproval};
 use crate::context::{RunContext, RunOptions};
-use crate::emit::{Emitter, OpenSpan, as_i64, attrs, memory_event};
+use crate::emit::{Emitter, OpenSpan, attrs, memory_event};
 use crate::engine::state::Progress;
-use crate::engine::{Cx, Ending, memory_tool};
+use crate::engine::{Cx, Ending};
 use crate::error::{RUN_STATE_VERSION, RunError, RunStateError};
 use crate::events::{EventKind, MemoryEventKind, SpanPhase, SpanSubject};
 use crate::guard::BudgetGuard;
@@ -29,10 +30,9 @@ use crate::hooks::HookContext;
 use crate::member::Member;
 use crate::patterns;
 use crate::stream::RunStream;
-use kaos_session::{
-    Assembly, Hydration, NewItem, SESSION_LAYOUT_VERSION, SessionId, SessionMemory, StopReason, TakenSession,
-    ToolCallRecord, TurnRecord, assemble,
-};
+use commit::Finished;
+use handoff::{active_member, context, offered_tools, rebase};
+use kaos_session::{Hydration, NewItem, SessionId, SessionMemory, StopReason, TakenSession, ToolCallRecord};
 use state::{RunState, state_path};
 
 /// How a run begins: a new user message (under the request's options, or a parent's
@@ -226,7 +226,7 @@ async fn turn(
     let ending = match ending {
         Ok(ending) => ending,
         Err(error) => {
-            emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
+            emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(error.report()))]));
             return Err(error);
         }
     };
@@ -239,41 +239,11 @@ async fn turn(
         Ok(stop_reason) => stop_reason,
     };
 
-    let current = tracing::Span::current();
-    current.record(
-        "gen_ai.usage.input_tokens",
-        as_i64(progress.usage.input_tokens + progress.usage.cached_input_tokens),
-    );
-    current.record("gen_ai.usage.output_tokens", as_i64(progress.usage.output_tokens));
-    current.record("kaos.cost_usd", progress.cost_usd);
-    let added = progress.request.messages.split_off(progress.first_new);
-    commit::remember(shared, memory, &added, &progress.tool_calls, emit).await;
-    memory.add_spent(progress.cost_usd, progress.usage.total_tokens());
-    let handed_to = (member.agent_name != first_agent).then(|| member.agent_name.to_string());
-    if let Some(name) = &handed_to {
-        memory.set_active_agent(Some(name.clone()));
-    }
-    memory.end_turn(turn_number);
-    let record = TurnRecord {
-        v: SESSION_LAYOUT_VERSION,
-        turn: turn_number,
-        run_id: emit.run_id.to_string(),
-        agent_fingerprint: member.fingerprint.to_string(),
-        agent: handed_to,
-        messages: added,
-        tool_calls: std::mem::take(&mut progress.tool_calls),
-        usage: progress.usage,
-        cost_usd: progress.cost_usd,
-        stop_reason,
-        finished_at_ms: now_ms(),
-        memory: memory.take_ops(),
-    };
-    if let Err(error) = taken.commit(&record).await {
-        let error = RunError::from(error);
-        emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
+    let finished = Finished { member: &member, first_agent, turn_number, stop_reason, progress };
+    if let Err(error) = commit::commit(shared, taken, finished, emit).await {
+        emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(error.report()))]));
         return Err(error);
     }
-    emit.emit(memory_event(MemoryEventKind::Persisted, "messages", record.messages.len(), Map::new()));
     if let Some(response) = emit.response_so_far(turn_number, stop_reason) {
         let ended = shared.hooks.turn_end(&hook_cx(&member), &response).await;
         emit.faults(&ended.faults, None);
@@ -334,75 +304,6 @@ fn begin(
         handoffs: 0,
         plan: None,
     })
-}
-
-/// The context `member` sees: its instructions with the session's memory, and the conversation.
-/// The session's memory follows the Runner's agent's profile, whoever holds the conversation.
-fn context(
-    shared: &Member,
-    member: &Member,
-    memory: &mut SessionMemory,
-    message: &str,
-) -> Result<Assembly, RunError> {
-    let top_k = member.agent.limits().retrieval_top_k.get() as usize;
-    Ok(assemble(memory, shared.agent.memory(), top_k, member.agent.instructions(), message)?)
-}
-
-/// The tools `member` offers the model: its own, its delegates, its handoffs, and the memory
-/// search tool when memory holds more than is shown.
-fn offered_tools(member: &Member, hidden_memory: bool) -> Vec<ToolDefinition> {
-    let mut offered = member.tool_definitions.clone();
-    offered.extend(member.delegate_definitions());
-    offered.extend(member.handoffs.iter().map(|h| h.definition.clone()));
-    if hidden_memory && member.offers_memory_search {
-        offered.push(memory_tool::memory_search_definition());
-    }
-    offered
-}
-
-/// After a handoff: the conversation so far goes on under `next` — its instructions (with the
-/// session's memory), tools, model and pattern.
-fn rebase(
-    shared: &Member,
-    next: &Member,
-    memory: &mut SessionMemory,
-    message: &str,
-    progress: &mut Progress,
-) -> Result<(), RunError> {
-    let assembly = context(shared, next, memory, message)?;
-    progress.base_system = assembly.system;
-    progress.request.system = progress.base_system.clone();
-    progress.request.model = next.agent.model().as_str().to_owned();
-    progress.request.output_schema = None;
-    progress.offered = offered_tools(next, assembly.hidden_searchable > 0);
-    // The next agent runs its own pattern from here.
-    progress.pattern = None;
-    progress.plan = None;
-    Ok(())
-}
-
-/// The agent holding the session's conversation: the one it was last handed to, else the
-/// Runner's own. A handoff target this Runner does not know (its agent changed) gives the
-/// conversation back to the Runner's agent, with a warning.
-fn active_member(shared: &Arc<Member>, memory: &SessionMemory, emit: &Emitter) -> Arc<Member> {
-    let Some(name) = memory.active_agent() else { return shared.clone() };
-    match shared.named(name) {
-        Some(member) => member,
-        None => {
-            tracing::warn!(agent = name, "the session was handed to an agent this Runner does not know");
-            let reason = format!(
-                "the session was handed to {name:?}, not an agent of this Runner; {} continues",
-                shared.agent_name
-            );
-            emit.emit(memory_event(
-                MemoryEventKind::Warning,
-                "messages",
-                0,
-                attrs([("reason", json!(reason))]),
-            ));
-            shared.clone()
-        }
-    }
 }
 
 /// Applies a person's answer to the pending call; returns `approved` or `denied`.
