@@ -409,7 +409,7 @@ impl ModelClient for AnthropicClient {
     }
 
     fn price(&self, model: &str) -> Option<crate::ModelPrice> {
-        self.pricing.price(model).copied()
+        self.pricing.price(http::vendor_model(model, "anthropic")).copied()
     }
 
     async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError> {

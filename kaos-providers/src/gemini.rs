@@ -300,7 +300,7 @@ impl ModelClient for GeminiClient {
     }
 
     fn price(&self, model: &str) -> Option<crate::ModelPrice> {
-        self.pricing.price(model).copied()
+        self.pricing.price(http::vendor_model(model, "gemini")).copied()
     }
 
     async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError> {

@@ -613,7 +613,7 @@ impl ModelClient for OpenAiClient {
     }
 
     fn price(&self, model: &str) -> Option<crate::ModelPrice> {
-        self.chat.pricing.price(model).copied()
+        self.chat.pricing.price(http::vendor_model(model, self.chat.provider)).copied()
     }
 
     async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError> {

@@ -32,33 +32,45 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The modules form layers, bottom first (checked by `cargo xtask tidy`, see ARCHITECTURE.md):
+// protocol (error, events, approval, response, stream) → guards and hooks (guard, hooks,
+// resolve) → emit → member → context → engine (the core loop, tool admission, the guarded
+// model call) → patterns → run (one run: take, start or resume, drive, commit or pause) →
+// the facade (runner, sessions).
+mod approval;
+mod context;
+mod emit;
+mod engine;
 mod error;
 mod events;
 mod guard;
 pub mod hooks;
+mod member;
 mod patterns;
-mod pause;
-mod permissions;
+mod resolve;
 mod response;
+mod run;
 mod runner;
 mod sessions;
 mod stream;
 #[cfg(feature = "otel")]
 pub mod telemetry;
-mod turn;
 
-pub use error::RunError;
+pub use approval::{Approval, PendingApproval};
+pub use context::RunOptions;
+pub use error::{RUN_STATE_VERSION, RunError, RunStateError};
 pub use events::{Event, EventKind, MemoryEventKind, RefusalReason, Span, SpanPhase, SpanSubject};
-pub use guard::BreakerConfig;
+pub use guard::{BreakerConfig, PermissionPolicy, Verdict, VerdictReason};
 pub use kaos_session::{
     CHECKPOINT_MIN_TAIL_BYTES, ExtractiveSummarizer, MemoryError, MemoryItem, MemoryOp, ModelSummarizer,
     NewItem, SESSION_LAYOUT_VERSION, Section, SessionError, SessionExport, SessionId, SessionMemory,
     SessionSummary, Sessions, Summarizer, TurnRecord,
 };
-pub use pause::{Approval, PendingApproval, RUN_STATE_VERSION, RunState, RunStateError};
-pub use permissions::{PermissionPolicy, Verdict, VerdictReason};
+pub use member::DEFAULT_SESSION_CACHE;
+pub use resolve::resolve_model;
 pub use response::{StopReason, ToolCallRecord, TurnFold, TurnResponse, fold};
-pub use runner::{DEFAULT_SESSION_CACHE, RunOptions, Runner, RunnerBuilder, resolve_model};
+pub use run::state::RunState;
+pub use runner::{Runner, RunnerBuilder};
 pub use stream::RunStream;
 
 pub use kaos_agent as agent;

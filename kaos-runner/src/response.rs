@@ -1,3 +1,6 @@
+//! [`TurnResponse`], what a turn produced, and [`fold`]: the response computed from a run's
+//! events and nothing else (`Runner::turn` is `fold(Runner::run)`).
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -6,8 +9,9 @@ use kaos_providers::Usage;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::pause::PendingApproval;
-use crate::{Event, EventKind, RunError, SpanPhase, SpanSubject};
+use crate::approval::PendingApproval;
+use crate::error::RunError;
+use crate::events::{Event, EventKind, SpanPhase, SpanSubject};
 
 pub use kaos_session::{StopReason, ToolCallRecord};
 
@@ -49,7 +53,7 @@ pub struct TurnResponse {
 /// Folds a run's events into its [`TurnResponse`]: the one function behind
 /// [`Runner::turn`](crate::Runner::turn), so the response and the events never disagree.
 ///
-/// Returns the run's error if the stream ends with one, and [`RunError::Config`] if it ends
+/// Returns the run's error if the stream ends with one, and [`RunError::IncompleteRun`] if it ends
 /// without a `TurnSummary` (a stream that was not a whole run).
 pub async fn fold<S>(events: S) -> Result<TurnResponse, RunError>
 where
@@ -60,7 +64,7 @@ where
     while let Some(event) = events.next().await {
         folder.push(&event?);
     }
-    folder.finish().ok_or_else(|| RunError::Config("the event stream ended without a turn summary".into()))
+    folder.finish().ok_or(RunError::IncompleteRun)
 }
 
 /// The incremental form of [`fold`], for callers that also act on each event (e.g. print

@@ -7,13 +7,15 @@ use kaos_agent::SectionKind;
 use kaos_providers::{Message, Usage};
 use kaos_session::{NewItem, SESSION_LAYOUT_VERSION, SessionExport, SessionMemory, Sessions, TurnRecord};
 
-use crate::{RunError, Runner, SessionId, StopReason};
+use crate::error::RunError;
+use crate::runner::Runner;
+use kaos_session::{SessionId, StopReason};
 
 impl Runner {
     /// The sessions stored in this Runner's VFS, sharing its locks and cache: a delete through
     /// it waits for a turn in progress on that session.
     pub fn sessions(&self) -> Sessions {
-        self.shared.sessions.clone()
+        self.member.sessions.clone()
     }
 
     /// The full stored conversation of a session, oldest first (empty for an unknown session).
@@ -21,20 +23,20 @@ impl Runner {
     /// older messages (see [`Runner::memory`]).
     pub async fn history(&self, session_id: impl AsRef<str>) -> Result<Vec<Message>, RunError> {
         let session = SessionId::new(session_id.as_ref())?;
-        Ok(self.shared.sessions.history(&session).await?)
+        Ok(self.member.sessions.history(&session).await?)
     }
 
     /// A session's memory as the next turn would see it (empty for an unknown session).
     pub async fn memory(&self, session_id: impl AsRef<str>) -> Result<SessionMemory, RunError> {
         let session = SessionId::new(session_id.as_ref())?;
-        Ok(self.shared.sessions.memory(&session, self.agent().memory(), self.shared.counter.clone()).await?)
+        Ok(self.member.sessions.memory(&session, self.agent().memory(), self.member.counter.clone()).await?)
     }
 
     /// The whole session as JSON-ready data. `NotFound` ([`RunError::Vfs`]) for an unknown
     /// session.
     pub async fn export_session(&self, session_id: impl AsRef<str>) -> Result<SessionExport, RunError> {
         let session = SessionId::new(session_id.as_ref())?;
-        Ok(self.shared.sessions.export(&session, self.agent().memory(), self.shared.counter.clone()).await?)
+        Ok(self.member.sessions.export(&session, self.agent().memory(), self.member.counter.clone()).await?)
     }
 
     /// Adds items to a section of a session's memory between turns (e.g. documents for the
@@ -49,7 +51,7 @@ impl Runner {
         items: impl IntoIterator<Item = NewItem>,
     ) -> Result<Vec<u64>, RunError> {
         let session = SessionId::new(session_id.as_ref())?;
-        let shared = &self.shared;
+        let shared = &self.member;
         let mut taken = shared.sessions.take(&session, self.agent().memory(), shared.counter.clone()).await?;
         // A refused item drops the taken session uncommitted: nothing is stored or cached.
         let ids =
@@ -83,7 +85,7 @@ impl Runner {
     /// `NotFound` ([`RunError::Vfs`]) for an unknown session.
     pub async fn delete_session(&self, session_id: impl AsRef<str>) -> Result<(), RunError> {
         let session = SessionId::new(session_id.as_ref())?;
-        if self.shared.sessions.delete(session.as_str()).await? {
+        if self.member.sessions.delete(session.as_str()).await? {
             Ok(())
         } else {
             Err(RunError::Vfs(kaos_vfs::VfsError::NotFound(format!("sessions/{session}"))))

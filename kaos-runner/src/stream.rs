@@ -1,3 +1,5 @@
+//! [`RunStream`], the events of a run as a stream; polling it drives the run.
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -6,7 +8,8 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::{Event, RunError};
+use crate::error::RunError;
+use crate::events::Event;
 
 type RunFuture = Pin<Box<dyn Future<Output = Result<(), RunError>> + Send>>;
 

@@ -206,3 +206,137 @@ async fn a_plain_chat_turn_makes_exactly_one_model_request() {
     let helper = offered.iter().find(|t| t.name == "helper").unwrap();
     assert_eq!(helper.parameters["required"], json!(["task"]));
 }
+
+/// A scripted model priced by the shipped table for the request's model, that honours
+/// `max_output_tokens` as vendors do: each reply wants 2,000 output tokens.
+#[derive(Debug)]
+struct PricedScript {
+    script: ScriptedClient,
+    pricing: kaos_providers::Pricing,
+}
+
+impl PricedScript {
+    fn new(script: ScriptedClient) -> Self {
+        Self { script, pricing: kaos_providers::Pricing::default() }
+    }
+
+    fn vendor_model(model: &str) -> &str {
+        model.split_once(':').map_or(model, |(_, name)| name)
+    }
+}
+
+#[async_trait::async_trait]
+impl kaos_providers::ModelClient for PricedScript {
+    fn capabilities(&self) -> kaos_providers::Capabilities {
+        kaos_providers::Capabilities::default()
+    }
+
+    fn price(&self, model: &str) -> Option<kaos_providers::ModelPrice> {
+        self.pricing.price(Self::vendor_model(model)).copied()
+    }
+
+    async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, kaos_providers::ProviderError> {
+        let mut response = self.script.complete(request).await?;
+        let out = request.sampling.max_output_tokens.map_or(2_000, |max| u64::from(max).min(2_000));
+        response.usage = Usage::new(request.estimated_input_tokens(), out);
+        response.cost_usd = self.pricing.cost(Self::vendor_model(&request.model), &response.usage);
+        Ok(response)
+    }
+}
+
+/// The coordinator delegates once, then answers; the helper calls `confirm`, then `wipe`,
+/// then answers.
+fn confirm_then_wipe() -> ScriptedClient {
+    ScriptedClient::from_fn(move |request| {
+        let result = last_tool_result(request);
+        let mut response = ModelResponse::text("gpt-4.1-mini", "");
+        if request.system.starts_with(COORDINATOR) {
+            match result {
+                Some(result) => response.text = format!("helper said: {result}"),
+                None => {
+                    response.tool_calls =
+                        vec![kaos_providers::ToolCall::new("d1", "helper", json!({"task": "clean up"}))]
+                }
+            }
+            return ScriptedReply::Response(response);
+        }
+        let calls = request.messages.iter().filter(|m| matches!(m, Message::Tool { .. })).count();
+        match calls {
+            0 => response.tool_calls = vec![kaos_providers::ToolCall::new("h1", "confirm", json!({}))],
+            1 => response.tool_calls = vec![kaos_providers::ToolCall::new("h2", "wipe", json!({}))],
+            _ => response.text = format!("done ({})", result.unwrap_or_default()),
+        }
+        ScriptedReply::Response(response)
+    })
+}
+
+fn confirm_and_wipe_runtime(wipes: Arc<AtomicU32>) -> Runtime {
+    let wipe = tool_fn("wipe", "Wipes everything.", move |_: Value, _ctx| {
+        let wipes = wipes.clone();
+        async move {
+            wipes.fetch_add(1, Ordering::SeqCst);
+            Ok(ToolResult::text("wiped"))
+        }
+    })
+    .build()
+    .unwrap();
+    let confirm =
+        tool_fn("confirm", "Confirms.", |_: Value, _ctx| async move { Ok(ToolResult::text("confirmed")) })
+            .build()
+            .unwrap();
+    Runtime::builder().tool(wipe).unwrap().tool(confirm).unwrap().build()
+}
+
+fn openai_helper() -> Agent {
+    Agent::builder().name("helper").model("openai:gpt-4.1-mini").instructions(HELPER).build().unwrap()
+}
+
+/// Issue 13, defect 2: a sub-agent's call that needs approval does not let the rest of its
+/// run escape the parent's policy.
+#[tokio::test]
+async fn a_paused_sub_agent_stays_under_the_parent_policy() {
+    let wipes = Arc::new(AtomicU32::new(0));
+    let coordinator = Agent::builder()
+        .model("openai:gpt-4.1-mini")
+        .instructions(COORDINATOR)
+        .permit("confirm", Decision::Ask)
+        .permit("wipe", Decision::Deny)
+        .delegate("helper", "Helps.", &openai_helper())
+        .build()
+        .unwrap();
+    let model = PricedScript::new(confirm_then_wipe());
+    let runner = Runner::builder(coordinator, confirm_and_wipe_runtime(wipes.clone()))
+        .model(Arc::new(model))
+        .build()
+        .unwrap();
+    let response = runner.turn("go", "p").await.unwrap();
+    assert_eq!(wipes.load(Ordering::SeqCst), 0, "the sub-agent ran a tool the parent denies");
+    assert_eq!(response.stop_reason, StopReason::Completed);
+    let denial = "Error: Denied by the permission policy (permission rule 1); do not retry this call.";
+    assert_eq!(response.text, format!("helper said: done ({denial})"));
+}
+
+/// Issue 13, defect 2: … nor the parent's remaining budget.
+#[tokio::test]
+async fn a_paused_sub_agent_stays_within_the_parent_budget() {
+    let wipes = Arc::new(AtomicU32::new(0));
+    // A reply costs about $0.0032 (2,000 output tokens at $1.60 per million); the cap allows
+    // the coordinator's first call and part of one of the helper's.
+    let cap = 0.006;
+    let coordinator = Agent::builder()
+        .model("openai:gpt-4.1-mini")
+        .instructions(COORDINATOR)
+        .permit("confirm", Decision::Ask)
+        .delegate("helper", "Helps.", &openai_helper())
+        .budget(kaos_agent::Budget::unlimited().with_max_cost_usd(cap))
+        .build()
+        .unwrap();
+    let model = PricedScript::new(confirm_then_wipe());
+    let runner = Runner::builder(coordinator, confirm_and_wipe_runtime(wipes.clone()))
+        .model(Arc::new(model))
+        .build()
+        .unwrap();
+    let response = runner.turn("go", "p").await.unwrap();
+    assert!(response.cost_usd <= cap, "spent {} of {cap}", response.cost_usd);
+    assert_eq!(wipes.load(Ordering::SeqCst), 0);
+}

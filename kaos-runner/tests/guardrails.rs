@@ -294,3 +294,25 @@ async fn a_session_budget_holds_across_turns() {
     let memory = runner.memory("s").await.unwrap();
     assert!((memory.spent().0 - spent).abs() < 1e-12);
 }
+
+/// A state stored by the format before a run's context was part of it (version 1) is a typed
+/// error naming the version, not a "tampered" state.
+#[tokio::test]
+async fn a_run_state_of_the_previous_format_is_an_unknown_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (runner, _) = setup(dir.path(), Arc::new(AtomicU32::new(0)));
+    let paused = runner.turn("clean up", "s").await.unwrap();
+    let state = runner.run_state(&paused.run_id).await.unwrap();
+    assert_eq!(state.v, kaos_runner::RUN_STATE_VERSION);
+    assert_eq!(kaos_runner::RUN_STATE_VERSION, 2);
+    // The same state as version 1 wrote it: no context.
+    let mut old = serde_json::to_value(&state).unwrap();
+    old["v"] = json!(1);
+    old.as_object_mut().unwrap().remove("context");
+    let path = dir.path().join("runs").join(paused.run_id.as_ref()).join("state.json");
+    std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
+    let err = runner.run_state(&paused.run_id).await.unwrap_err();
+    assert!(matches!(err, RunError::RunState(RunStateError::UnknownVersion { found: 1 })), "{err:?}");
+    assert_eq!(err.kind(), "run_state");
+    assert_eq!(err.report(), "cannot resume: run state version 1 is not supported (this build reads 2)");
+}

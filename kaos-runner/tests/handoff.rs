@@ -230,13 +230,17 @@ async fn a_handoff_target_pauses_and_the_root_runner_resumes_it() {
 }
 
 #[tokio::test]
-async fn two_different_handoff_agents_with_one_name_are_a_config_error() {
+async fn two_different_handoff_agents_with_one_name_are_a_team_error() {
     let a = Agent::builder().name("billing").instructions("A").build().unwrap();
     let b = Agent::builder().name("billing").instructions("B").build().unwrap();
     let middle = Agent::builder().name("middle").handoff(&b).build().unwrap();
     let root = Agent::builder().name("root").handoff(&a).handoff(&middle).build().unwrap();
     match Runner::builder(root, Runtime::test_mode()).build() {
-        Err(RunError::Config(message)) => assert!(message.contains("\"billing\""), "{message}"),
+        Err(error @ RunError::Team { .. }) => {
+            assert!(matches!(&error, RunError::Team { name } if name == "billing"));
+            assert_eq!(error.kind(), "team");
+            assert!(error.to_string().contains("\"billing\""), "{error}");
+        }
         other => panic!("{other:?}"),
     }
 }

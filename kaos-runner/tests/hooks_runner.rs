@@ -128,3 +128,119 @@ async fn the_turn_end_hook_sees_the_response_the_caller_gets() {
     assert_eq!(response.tool_calls.len(), 1);
     assert_eq!(seen.0.lock().unwrap().clone(), Some(response));
 }
+
+/// Records the name of every call the before-tool hooks are asked about.
+#[derive(Debug, Default, Clone)]
+struct SeenCalls(Arc<std::sync::Mutex<Vec<String>>>);
+
+#[async_trait]
+impl Hook for SeenCalls {
+    fn name(&self) -> &str {
+        "seen-calls"
+    }
+    async fn before_tool_call(
+        &self,
+        _ctx: &HookContext,
+        call: &ToolCallInfo,
+    ) -> Result<ToolDecision, HookError> {
+        self.0.lock().unwrap().push(call.name.clone());
+        Ok(ToolDecision::Continue)
+    }
+}
+
+/// A model that calls `tool` when it is offered (or, for a name never offered, always once),
+/// then answers with the result it got.
+fn calls_then_answers(tool: &'static str) -> ScriptedClient {
+    ScriptedClient::from_fn(move |request| match request.messages.last() {
+        Some(kaos_providers::Message::Tool { content, .. }) => {
+            kaos_providers::ScriptedReply::text(format!("got: {content}"))
+        }
+        _ => {
+            kaos_providers::ScriptedReply::tool_call(tool, json!({"query": "zebra", "section": "documents"}))
+        }
+    })
+}
+
+/// The permission decisions of a run, by tool name.
+fn decisions(events: &[kaos_runner::Event]) -> Vec<(String, kaos_agent::Decision)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::PermissionDecided { tool_name, decision, .. } => Some((tool_name.clone(), *decision)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A Runner whose memory holds more documents than it shows, so memory search is offered.
+async fn with_hidden_documents(agent: Agent, model: ScriptedClient, seen: &SeenCalls) -> Runner {
+    let runner = Runner::builder(agent, Runtime::test_mode())
+        .model(Arc::new(model))
+        .hook(seen.clone())
+        .build()
+        .unwrap();
+    let docs = (0..50).map(|i| kaos_runner::NewItem::text(format!("doc{i}: quarterly report number {i}")));
+    runner.remember("m", kaos_agent::SectionKind::Documents, docs).await.unwrap();
+    runner
+}
+
+/// Issue 13, defect 3: memory search goes through the policy and the before-tool hooks.
+#[tokio::test]
+async fn memory_search_is_permission_checked_and_seen_by_hooks() {
+    use kaos_agent::Decision;
+    let seen = SeenCalls::default();
+    let agent = Agent::builder().retrieval_top_k(3).build().unwrap();
+    let runner = with_hidden_documents(agent, calls_then_answers("kaos-memory-search"), &seen).await;
+    let events: Vec<_> = runner.run("What about report 7?", "m").map(Result::unwrap).collect().await;
+    assert_eq!(decisions(&events), [("kaos-memory-search".to_owned(), Decision::Allow)]);
+    assert_eq!(*seen.0.lock().unwrap(), ["kaos-memory-search"]);
+
+    let seen = SeenCalls::default();
+    let agent =
+        Agent::builder().retrieval_top_k(3).permit("kaos-memory-search", Decision::Deny).build().unwrap();
+    let runner = with_hidden_documents(agent, calls_then_answers("kaos-memory-search"), &seen).await;
+    let events: Vec<_> = runner.run("What about report 7?", "m").map(Result::unwrap).collect().await;
+    assert_eq!(decisions(&events), [("kaos-memory-search".to_owned(), Decision::Deny)]);
+    assert!(seen.0.lock().unwrap().is_empty(), "a denied call reaches no hook");
+    let response = kaos_runner::fold(futures::stream::iter(events.into_iter().map(Ok))).await.unwrap();
+    assert_eq!(
+        response.text,
+        "got: Error: Denied by the permission policy (permission rule 0); do not retry this call."
+    );
+}
+
+/// Issue 13, defect 3: a call to a tool nobody offers is decided by the policy and seen by the
+/// hooks, and only then answered with an error result.
+#[tokio::test]
+async fn an_unknown_tool_is_permission_checked_before_its_error_result() {
+    use kaos_agent::Decision;
+    let seen = SeenCalls::default();
+    let runner = Runner::builder(Agent::builder().build().unwrap(), Runtime::test_mode())
+        .model(Arc::new(calls_then_answers("no-such-tool")))
+        .hook(seen.clone())
+        .build()
+        .unwrap();
+    let events: Vec<_> = runner.run("go", "u").map(Result::unwrap).collect().await;
+    assert_eq!(decisions(&events), [("no-such-tool".to_owned(), Decision::Allow)]);
+    assert_eq!(*seen.0.lock().unwrap(), ["no-such-tool"]);
+    let response = kaos_runner::fold(futures::stream::iter(events.into_iter().map(Ok))).await.unwrap();
+    assert!(
+        response.text.starts_with("got: Error:") && response.text.contains("no-such-tool"),
+        "{}",
+        response.text
+    );
+
+    let seen = SeenCalls::default();
+    let agent = Agent::builder().permit("no-such-*", Decision::Deny).build().unwrap();
+    let runner = Runner::builder(agent, Runtime::test_mode())
+        .model(Arc::new(calls_then_answers("no-such-tool")))
+        .hook(seen.clone())
+        .build()
+        .unwrap();
+    let response = runner.turn("go", "u").await.unwrap();
+    assert_eq!(
+        response.text,
+        "got: Error: Denied by the permission policy (permission rule 0); do not retry this call."
+    );
+    assert!(seen.0.lock().unwrap().is_empty());
+}

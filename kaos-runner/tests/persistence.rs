@@ -104,3 +104,59 @@ async fn the_default_model_is_offline_and_an_unknown_provider_is_a_typed_error()
     let err = Runner::builder(agent, Runtime::test_mode()).build().unwrap_err();
     assert!(matches!(err, RunError::Provider(ProviderError::UnknownModel { .. })), "{err:?}");
 }
+
+/// A VFS that knows no modification times, as the `Vfs` trait allows.
+#[derive(Debug)]
+struct NoModificationTimes(kaos_vfs::MemoryVfs);
+
+#[async_trait::async_trait]
+impl kaos_vfs::Vfs for NoModificationTimes {
+    async fn read(&self, path: &VfsPath) -> Result<Bytes, kaos_vfs::VfsError> {
+        self.0.read(path).await
+    }
+    async fn write(&self, path: &VfsPath, data: Bytes) -> Result<(), kaos_vfs::VfsError> {
+        self.0.write(path, data).await
+    }
+    async fn append(&self, path: &VfsPath, data: Bytes) -> Result<(), kaos_vfs::VfsError> {
+        self.0.append(path, data).await
+    }
+    async fn exists(&self, path: &VfsPath) -> Result<bool, kaos_vfs::VfsError> {
+        self.0.exists(path).await
+    }
+    async fn stat(&self, path: &VfsPath) -> Result<kaos_vfs::Metadata, kaos_vfs::VfsError> {
+        let meta = self.0.stat(path).await?;
+        Ok(match meta.kind {
+            kaos_vfs::EntryKind::Dir => kaos_vfs::Metadata::dir(None),
+            _ => kaos_vfs::Metadata::file(meta.len, None),
+        })
+    }
+    async fn list(&self, prefix: &VfsPath) -> Result<Vec<kaos_vfs::VfsEntry>, kaos_vfs::VfsError> {
+        self.0.list(prefix).await
+    }
+    async fn delete(&self, path: &VfsPath) -> Result<(), kaos_vfs::VfsError> {
+        self.0.delete(path).await
+    }
+    async fn lock(&self, path: &VfsPath) -> Result<kaos_vfs::VfsLock, kaos_vfs::VfsError> {
+        self.0.lock(path).await
+    }
+}
+
+/// Issue 13, defect 4: on a VFS without modification times, a Runner never shows its model a
+/// conversation another Runner deleted and re-created with the same log length.
+#[tokio::test]
+async fn a_session_recreated_at_the_same_length_is_not_served_stale_without_modification_times() {
+    let vfs: std::sync::Arc<dyn kaos_vfs::Vfs> =
+        std::sync::Arc::new(NoModificationTimes(kaos_vfs::MemoryVfs::new()));
+    let runtime = Runtime::builder().vfs(vfs.clone()).build();
+    let first_model = echo_model();
+    let first = runner_with(runtime.clone(), first_model.clone());
+    let second = runner_with(runtime.clone(), echo_model());
+    first.turn("secret-one", "s").await.unwrap();
+    let length = vfs.stat(&log_path("s")).await.unwrap().len;
+    second.delete_session("s").await.unwrap();
+    second.turn("secret-two", "s").await.unwrap();
+    assert_eq!(vfs.stat(&log_path("s")).await.unwrap().len, length, "the re-created log has the same length");
+    first.turn("third", "s").await.unwrap();
+    let seen = first_model.requests().pop().unwrap();
+    assert_eq!(user_texts(&seen.messages), ["secret-two", "third"]);
+}

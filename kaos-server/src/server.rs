@@ -264,8 +264,15 @@ impl KaosMcpServer {
             (true, true) => Approval::approve_and_remember(),
             (false, _) => Approval::deny(input.reason.unwrap_or_else(|| "denied by the caller".into())),
         };
+        // The resumed run keeps the rules and the cap it started with (its stored context).
+        let approve = state
+            .permissions()
+            .iter()
+            .filter(|rule| rule.decision == kaos_agent::Decision::Allow && rule.args.is_empty())
+            .map(|rule| rule.tool.clone())
+            .collect();
+        let guardrails = Guardrails { approve, max_cost_usd: state.max_cost_usd(), enforced: true };
         let outcome = self.inner.runner.resume_turn(state, approval).await;
-        let guardrails = Guardrails { approve: Vec::new(), max_cost_usd: None, enforced: true };
         respond(outcome, input.session_id, guardrails)
     }
 
@@ -358,10 +365,11 @@ fn respond(
             Ok(result)
         }
         Err(e) => {
-            tracing::warn!(error = %e, "agent turn over MCP failed");
+            tracing::warn!(error = %e.report(), "agent turn over MCP failed");
             Ok(CallToolResult::error(vec![ContentBlock::text(format!(
-                "the turn failed ({}): {e}",
-                e.kind()
+                "the turn failed ({}): {}",
+                e.kind(),
+                e.report()
             ))]))
         }
     }

@@ -395,3 +395,75 @@ async fn the_http_server_refuses_to_start_unsafely() {
     let exposed = serve_http(runner(), public, HttpOptions::new().with_token(ALICE, "alice")).await;
     assert!(matches!(exposed, Err(ServeError::NonLoopback(addr)) if addr == public));
 }
+
+/// A scripted model priced by the shipped table (`gpt-4.1-mini`), honouring
+/// `max_output_tokens`: each reply wants 2,000 output tokens ($0.0032).
+#[derive(Debug)]
+struct PricedScript(ScriptedClient);
+
+#[async_trait::async_trait]
+impl kaos_providers::ModelClient for PricedScript {
+    fn capabilities(&self) -> kaos_providers::Capabilities {
+        kaos_providers::Capabilities::default()
+    }
+
+    fn price(&self, _model: &str) -> Option<kaos_providers::ModelPrice> {
+        kaos_providers::Pricing::default().price("gpt-4.1-mini").copied()
+    }
+
+    async fn complete(
+        &self,
+        request: &kaos_providers::ModelRequest,
+    ) -> Result<kaos_providers::ModelResponse, kaos_providers::ProviderError> {
+        let mut response = self.0.complete(request).await?;
+        let out = request.sampling.max_output_tokens.map_or(2_000, |max| u64::from(max).min(2_000));
+        response.usage = kaos_providers::Usage::new(request.estimated_input_tokens(), out);
+        response.cost_usd = Some(self.price(&request.model).unwrap().cost(&response.usage));
+        Ok(response)
+    }
+}
+
+/// Issue 13, defect 1, the way an MCP caller meets it: the cost cap of `kaos-agent-turn` still
+/// holds after `kaos-agent-resume`, and the resumed turn says so in its guardrails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_turn_keeps_the_callers_cost_cap() {
+    let confirm = tool_fn("confirm", "Confirms.", |_: Value, _ctx| async move { Ok(ToolResult::text("ok")) })
+        .build()
+        .unwrap();
+    let runtime = Runtime::builder().tool(confirm).unwrap().build();
+    // Calls `confirm` (which pauses), then answers.
+    let script = ScriptedClient::from_fn(|request| {
+        let results = request.messages.iter().filter(|m| matches!(m, Message::Tool { .. })).count();
+        match results {
+            0 => ScriptedReply::tool_call("confirm", json!({})),
+            _ => ScriptedReply::text("done"),
+        }
+    });
+    let agent = Agent::builder()
+        .name("capped")
+        .tools(["confirm"])
+        .permit("confirm", kaos_agent::Decision::Ask)
+        .build()
+        .unwrap();
+    let runner = Runner::builder(agent, runtime).model(Arc::new(PricedScript(script))).build().unwrap();
+    let server = serve_http(runner, loopback(), HttpOptions::new().with_token(ALICE, "alice")).await.unwrap();
+    let client = McpClient::connect(McpServerConfig::http("kaos", server.url()).with_bearer_token(ALICE))
+        .await
+        .unwrap();
+    let tool = |name: &str| client.tools().iter().find(|t| t.spec().name == name).unwrap().clone();
+    let context = kaos_tools::ToolContext::for_tests;
+
+    // A full reply costs $0.0032: the first fits the $0.004 cap, the second only if its output
+    // is capped to what is left — which happens only while the cap applies.
+    let turn = json!({"message": "go", "session_id": "capped", "max_cost_usd": 0.004});
+    let paused = tool("kaos-kaos-agent-turn").call(turn, context()).await.unwrap();
+    let paused = paused.structured_content.unwrap();
+    assert_eq!(paused["stop_reason"], "approval_required", "{paused}");
+    let resume = json!({"run_id": paused["run_id"], "session_id": "capped", "approve": true});
+    let done = tool("kaos-kaos-agent-resume").call(resume, context()).await.unwrap();
+    let done = done.structured_content.unwrap();
+    assert_eq!(done["guardrails"], json!({"approve": [], "max_cost_usd": 0.004, "enforced": true}));
+    assert!(done["cost_usd"].as_f64().unwrap() <= 0.004, "{done}");
+    assert_eq!((done["stop_reason"].as_str(), done["model_calls"].as_u64()), (Some("completed"), Some(2)));
+    server.shutdown().await;
+}

@@ -7,6 +7,7 @@ mod bench;
 mod ci;
 mod codegen;
 mod features;
+mod modules;
 mod package;
 mod tidy;
 
@@ -34,7 +35,8 @@ commands:
                    cargo xtask package
   tidy             check the architecture invariants over `cargo metadata`: crate layering,
                    no async/IO crate under kaos-agent or kaos-ingest, HTTP clients only in
-                   kaos-providers, #![deny(missing_docs)] and workspace lints everywhere
+                   kaos-providers, #![deny(missing_docs)] and workspace lints everywhere, and
+                   the module layers inside kaos-runner (no upward import, no cycle)
   codegen [--check]
                    write the generated files (schemas/agent.schema.json, the JSON Schema
                    of agent files); with --check, fail if a checked-in copy is stale

@@ -154,7 +154,8 @@ pub(crate) fn run() -> Result<()> {
             .stdout()?;
     let metadata: Value = serde_json::from_slice(&json).context("`cargo metadata` printed invalid JSON")?;
     let graph = Graph::from_metadata(&metadata)?;
-    let violations = check(&graph, &|path| std::fs::read_to_string(path))?;
+    let mut violations = check(&graph, &|path| std::fs::read_to_string(path))?;
+    violations.extend(check_module_layers(&graph.root)?);
     if violations.is_empty() {
         eprintln!("tidy: {} workspace crates, every invariant holds", graph.members.len());
         return Ok(());
@@ -190,6 +191,7 @@ enum Rule {
     FrontEnd,
     MissingDocs,
     WorkspaceLints,
+    ModuleLayers,
 }
 
 impl fmt::Display for Rule {
@@ -202,6 +204,7 @@ impl fmt::Display for Rule {
             Rule::FrontEnd => "no-front-end",
             Rule::MissingDocs => "missing-docs",
             Rule::WorkspaceLints => "workspace-lints",
+            Rule::ModuleLayers => "module-layers",
         })
     }
 }
@@ -322,6 +325,21 @@ impl Graph {
     fn display_path<'a>(&self, path: &'a Path) -> std::path::Display<'a> {
         path.strip_prefix(&self.root).unwrap_or(path).display()
     }
+}
+
+/// [`MODULE_LAYERS`](crate::modules::MODULE_LAYERS): inside each crate listed, no module
+/// imports from a layer above its own, and no modules import each other in a cycle.
+fn check_module_layers(root: &Path) -> Result<Vec<Violation>> {
+    let mut violations = Vec::new();
+    for (krate, layers) in crate::modules::MODULE_LAYERS {
+        let sources = crate::modules::read_sources(&root.join(krate).join("src"))?;
+        violations.extend(
+            crate::modules::check(krate, layers, &sources)
+                .into_iter()
+                .map(|finding| Violation::new(Rule::ModuleLayers, finding.0)),
+        );
+    }
+    Ok(violations)
 }
 
 /// Whether a resolve edge is a normal dependency (on any platform), as opposed to dev or build only.

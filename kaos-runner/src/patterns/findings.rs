@@ -28,12 +28,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::research::{Claim, json_part, normalize, sources_text, store_findings};
-use crate::events::Emitter;
+use crate::emit::{Emitter, attrs};
+use crate::engine::state::Progress;
+use crate::engine::{Called, Cx, Ending, Purpose, model_call};
+use crate::error::RunError;
+use crate::events::{EventKind, RefusalReason, SpanPhase, SpanSubject};
 use crate::guard::BudgetGuard;
-use crate::pause::Progress;
-use crate::turn::step::{Called, Cx, Purpose, model_call};
-use crate::turn::{Ending, attrs};
-use crate::{EventKind, RefusalReason, RunError, SpanPhase, SpanSubject, StopReason};
+use kaos_session::StopReason;
 use kaos_session::{SessionMemory, bm25_top_k};
 
 /// The system prompt of an extraction call.
@@ -310,7 +311,7 @@ async fn extract(
             return Ok(Some(paused));
         }
         Err(error) => {
-            cx.emit.end(span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
+            cx.emit.end(span, SpanPhase::Error, attrs([("error", json!(error.report()))]));
             return Err(error);
         }
     };
@@ -357,7 +358,7 @@ fn check_document(
     caps.max_tokens = config.max_tokens_per_document.map(|n| u64::from(n.get()));
     let mut guard = BudgetGuard::new(caps, Default::default(), 0.0, 0, 0);
     let input = request.estimated_input_tokens();
-    let client = cx.shared.client_for(&request.model);
+    let client = cx.member.client_for(&request.model);
     let max_output = u64::from(client.capabilities().max_output_tokens);
     let price = client.price(&request.model);
     guard.before_model_call(request, input, max_output, price).map_err(|exceeded| {

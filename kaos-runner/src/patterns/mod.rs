@@ -1,10 +1,10 @@
 //! What a turn does beyond the plain chat loop, per [`Pattern`](kaos_agent::Pattern).
 //!
-//! Every pattern drives the same machinery: [`step::drive`](crate::turn::step::drive) (the
+//! Every pattern drives the same machinery: [`engine::drive`](crate::engine::drive) (the
 //! ReAct loop with permissions, hooks, breakers and budgets) and
-//! [`step::model_call`](crate::turn::step::model_call) (one guarded model call). The pattern a
+//! [`engine::model_call`](crate::engine::model_call) (one guarded model call). The pattern a
 //! turn runs is fixed once (the agent's, or the router's choice) and kept in the turn's
-//! [`Progress`], so a paused run resumes in the same pattern.
+//! [`Progress`](crate::engine::state::Progress), so a paused run resumes in the same pattern.
 
 pub(crate) mod findings;
 pub(crate) mod plan;
@@ -13,11 +13,11 @@ pub(crate) mod router;
 
 use kaos_agent::Pattern;
 
-use crate::pause::Progress;
-use crate::turn::Ending;
-use crate::turn::step::{self, Cx};
-use crate::{RunError, StopReason};
+use crate::engine::state::Progress;
+use crate::engine::{self, Cx, Ending};
+use crate::error::RunError;
 use kaos_session::SessionMemory;
+use kaos_session::StopReason;
 
 /// Runs the turn's pattern to its end (or a pause).
 pub(crate) async fn drive(
@@ -42,7 +42,7 @@ pub(crate) async fn drive(
     };
     match pattern {
         Pattern::Research => {
-            let ending = step::drive(cx, memory, progress).await?;
+            let ending = engine::drive(cx, memory, progress).await?;
             if !matches!(ending, Ending::Done(StopReason::Completed)) {
                 return Ok(ending);
             }
@@ -51,7 +51,7 @@ pub(crate) async fn drive(
         }
         Pattern::Findings => findings::drive(cx, memory, progress).await,
         Pattern::Plan => plan::drive(cx, memory, progress).await,
-        _ => step::drive(cx, memory, progress).await,
+        _ => engine::drive(cx, memory, progress).await,
     }
 }
 

@@ -10,14 +10,16 @@
 
 use kaos_agent::{ModelRole, SectionKind};
 use kaos_providers::{Message, ModelRequest};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::research::json_part;
-use crate::pause::Progress;
-use crate::turn::step::{self, Called, Cx, Purpose, model_call};
-use crate::turn::{Ending, attrs};
-use crate::{EventKind, MemoryEventKind, RunError, SpanPhase, SpanSubject, StopReason};
+use crate::emit::attrs;
+use crate::engine::state::{PlanState, Progress, Running, StepResult};
+use crate::engine::{self, Called, Cx, Ending, Purpose, model_call};
+use crate::error::RunError;
+use crate::events::{EventKind, MemoryEventKind, SpanPhase, SpanSubject};
+use kaos_session::StopReason;
 use kaos_session::{NewItem, SessionMemory};
 
 /// Added to the system prompt of the planning call.
@@ -34,45 +36,6 @@ pub(crate) fn output_schema() -> Value {
         "required": ["steps"],
         "additionalProperties": false
     })
-}
-
-/// The plan of a turn and how far it got; kept in the run's progress.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct PlanState {
-    /// The current plan's revision (1 for the first plan).
-    pub(crate) revision: u32,
-    /// The current plan's steps.
-    pub(crate) steps: Vec<String>,
-    /// The next step of `steps` to run (or the one running).
-    pub(crate) next: usize,
-    /// Steps cut from the current plan by `limits.max_plan_steps`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) cut: Vec<String>,
-    /// Steps executed so far in this turn, over every revision.
-    pub(crate) executed: Vec<StepResult>,
-    /// Replans made so far.
-    pub(crate) replans: u32,
-    /// The step running now, if one is (it paused for approval).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) running: Option<Running>,
-    /// Said to the model with the next step: the plan changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) note: Option<String>,
-}
-
-/// A step under way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Running {
-    /// The turn's model calls when the step began: the step's iterations are counted from it.
-    pub(crate) first_call: u32,
-}
-
-/// One executed step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct StepResult {
-    pub(crate) description: String,
-    pub(crate) done: bool,
-    pub(crate) result: String,
 }
 
 /// A proposed plan, read from the planning call's answer.
@@ -279,7 +242,7 @@ async fn run(cx: &mut Cx<'_>, memory: &SessionMemory, progress: &mut Progress) -
         });
     }
     loop {
-        let plan = progress.plan.as_mut().ok_or_else(|| RunError::Config("the plan is missing".into()))?;
+        let plan = progress.plan.as_mut().ok_or(RunError::Internal("the plan is missing"))?;
         let Some(description) = plan.steps.get(plan.next).cloned() else {
             if !plan.cut.is_empty() {
                 let why = format!(
@@ -313,12 +276,12 @@ async fn run(cx: &mut Cx<'_>, memory: &SessionMemory, progress: &mut Progress) -
         let span =
             cx.emit.start(SpanSubject::Step, format!("plan.step.{number}"), Some(cx.turn_span), attributes);
         cx.enter(&span);
-        let driven = step::drive_from(cx, memory, progress, first_call, Purpose::Internal).await;
+        let driven = engine::drive_from(cx, memory, progress, first_call, Purpose::Internal).await;
         cx.leave();
         let ending = match driven {
             Ok(ending) => ending,
             Err(error) => {
-                cx.emit.end(span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
+                cx.emit.end(span, SpanPhase::Error, attrs([("error", json!(error.report()))]));
                 return Err(error);
             }
         };
@@ -346,7 +309,7 @@ async fn run(cx: &mut Cx<'_>, memory: &SessionMemory, progress: &mut Progress) -
         };
         let status = if done { "done" } else { "failed" };
         cx.emit.end(span, SpanPhase::Complete, attrs([("status", json!(status)), ("result", json!(result))]));
-        let plan = progress.plan.as_mut().ok_or_else(|| RunError::Config("the plan is missing".into()))?;
+        let plan = progress.plan.as_mut().ok_or(RunError::Internal("the plan is missing"))?;
         plan.running = None;
         plan.next += 1;
         plan.executed.push(StepResult { description: description.clone(), done, result: result.clone() });
@@ -372,7 +335,7 @@ async fn run(cx: &mut Cx<'_>, memory: &SessionMemory, progress: &mut Progress) -
             Ok(text) => text,
             Err(ending) => return Ok(stopped(ending)),
         };
-        let plan = progress.plan.as_mut().ok_or_else(|| RunError::Config("the plan is missing".into()))?;
+        let plan = progress.plan.as_mut().ok_or(RunError::Internal("the plan is missing"))?;
         plan.replans += 1;
         let mut proposal = next_plan(&text, &description, room);
         proposal.notes.insert(0, failure.clone());

@@ -8,10 +8,10 @@ use kaos_providers::Message;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::events::{Emitter, OpenSpan};
-use crate::pause::Progress;
-use crate::turn::attrs;
-use crate::{EventKind, MemoryEventKind, SpanPhase, SpanSubject, StopReason};
+use crate::emit::{Emitter, OpenSpan, attrs};
+use crate::engine::state::Progress;
+use crate::events::{EventKind, MemoryEventKind, SpanPhase, SpanSubject};
+use kaos_session::StopReason;
 use kaos_session::{NewItem, SessionMemory};
 
 /// Added to the system prompt of a research agent.

@@ -9,10 +9,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::research::json_part;
-use crate::pause::Progress;
-use crate::turn::step::{Called, Cx, Purpose, model_call};
-use crate::turn::{Ending, attrs};
-use crate::{EventKind, RunError, SpanPhase, SpanSubject};
+use crate::emit::attrs;
+use crate::engine::state::Progress;
+use crate::engine::{Called, Cx, Ending, Purpose, model_call};
+use crate::error::RunError;
+use crate::events::{EventKind, SpanPhase, SpanSubject};
 
 /// The classification answer is short; this bounds what it may cost.
 const CLASSIFY_MAX_OUTPUT_TOKENS: u32 = 256;
@@ -149,7 +150,7 @@ pub(crate) async fn route(
                     return Ok(Err(ending));
                 }
                 Err(error) => {
-                    cx.emit.end(span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
+                    cx.emit.end(span, SpanPhase::Error, attrs([("error", json!(error.report()))]));
                     return Err(error);
                 }
             }

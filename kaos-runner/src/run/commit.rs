@@ -1,5 +1,6 @@
-//! What a finished turn leaves in memory: its messages, its tool actions, and rolling
-//! summaries of what sections evicted.
+//! Committing a finished turn: what it leaves in memory (its messages, its tool actions, and
+//! rolling summaries of what sections evicted), then one append of its record to the session
+//! log, and the memory cached for the log's new stamp.
 
 use std::collections::BTreeMap;
 
@@ -7,11 +8,77 @@ use kaos_agent::SectionKind;
 use kaos_providers::Message;
 use serde_json::{Map, Value, json};
 
-use super::{attrs, memory_event};
-use crate::events::Emitter;
-use crate::runner::Shared;
-use crate::{MemoryEventKind, ToolCallRecord};
-use kaos_session::{Change, ExtractiveSummarizer, NewItem, SessionMemory};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::emit::{Emitter, as_i64, attrs, memory_event};
+use crate::engine::state::Progress;
+use crate::error::RunError;
+use crate::events::MemoryEventKind;
+use crate::member::Member;
+use kaos_session::{
+    Change, ExtractiveSummarizer, NewItem, SESSION_LAYOUT_VERSION, SessionMemory, StopReason, TakenSession,
+    ToolCallRecord, TurnRecord,
+};
+
+/// A finished turn, to commit.
+pub(super) struct Finished<'a> {
+    /// The agent holding the conversation at the end.
+    pub(super) member: &'a Member,
+    /// The agent that held it when the turn began.
+    pub(super) first_agent: Arc<str>,
+    pub(super) turn_number: u32,
+    pub(super) stop_reason: StopReason,
+    pub(super) progress: Progress,
+}
+
+/// Commits `finished` into the taken session: memory, then one append of the turn's record
+/// (the session is released when this returns).
+pub(super) async fn commit(
+    shared: &Member,
+    mut taken: TakenSession,
+    finished: Finished<'_>,
+    emit: &Emitter,
+) -> Result<(), RunError> {
+    let Finished { member, first_agent, turn_number, stop_reason, mut progress } = finished;
+    let memory = &mut taken.memory;
+    let current = tracing::Span::current();
+    current.record(
+        "gen_ai.usage.input_tokens",
+        as_i64(progress.usage.input_tokens + progress.usage.cached_input_tokens),
+    );
+    current.record("gen_ai.usage.output_tokens", as_i64(progress.usage.output_tokens));
+    current.record("kaos.cost_usd", progress.cost_usd);
+    let added = progress.request.messages.split_off(progress.first_new);
+    remember(shared, memory, &added, &progress.tool_calls, emit).await;
+    memory.add_spent(progress.cost_usd, progress.usage.total_tokens());
+    let handed_to = (member.agent_name != first_agent).then(|| member.agent_name.to_string());
+    if let Some(name) = &handed_to {
+        memory.set_active_agent(Some(name.clone()));
+    }
+    memory.end_turn(turn_number);
+    let record = TurnRecord {
+        v: SESSION_LAYOUT_VERSION,
+        turn: turn_number,
+        run_id: emit.run_id.to_string(),
+        agent_fingerprint: member.fingerprint.to_string(),
+        agent: handed_to,
+        messages: added,
+        tool_calls: std::mem::take(&mut progress.tool_calls),
+        usage: progress.usage,
+        cost_usd: progress.cost_usd,
+        stop_reason,
+        finished_at_ms: now_ms(),
+        memory: memory.take_ops(),
+    };
+    taken.commit(&record).await?;
+    emit.emit(memory_event(MemoryEventKind::Persisted, "messages", record.messages.len(), Map::new()));
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default()
+}
 
 /// Most characters of a tool result kept in the actions section.
 const ACTION_RESULT_CHARS: usize = 500;
@@ -19,7 +86,7 @@ const ACTION_RESULT_CHARS: usize = 500;
 /// Adds what the turn produced to memory (the user message is already there), summarizes
 /// what overflowing sections evicted, and reports the changes as events.
 pub(super) async fn remember(
-    shared: &Shared,
+    shared: &Member,
     memory: &mut SessionMemory,
     added: &[Message],
     calls: &[ToolCallRecord],

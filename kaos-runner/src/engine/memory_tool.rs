@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use kaos_session::{MEMORY_SEARCH_TOOL, SessionMemory, bm25_top_k};
 
 /// The built-in memory search: BM25 over the session's searchable sections.
-pub(super) fn memory_search_definition() -> ToolDefinition {
+pub(crate) fn memory_search_definition() -> ToolDefinition {
     ToolDefinition {
         name: MEMORY_SEARCH_TOOL.to_owned(),
         description: "Searches this session's memory (documents, findings, lessons, past tool actions) \
@@ -29,7 +29,7 @@ pub(super) fn memory_search_definition() -> ToolDefinition {
     }
 }
 
-pub(super) fn search_memory(memory: &SessionMemory, arguments: &Value) -> ToolResult {
+pub(crate) fn search_memory(memory: &SessionMemory, arguments: &Value) -> ToolResult {
     let Some(query) = arguments.get("query").and_then(Value::as_str) else {
         return ToolResult::error("`query` (a string) is required");
     };

@@ -1,56 +1,87 @@
-//! The turn: take the session → hydrate → assemble (or resume) → the loop (`step.rs`) →
-//! remember (`remember.rs`) → commit, or pause for approval.
+//! One run, from start to commit: take the session → hydrate → begin (a fresh turn) or resume
+//! (a paused one) under one [`RunContext`] → the turn's pattern under the agent holding the
+//! conversation (handoffs swap it) → commit (`commit.rs`), or pause (`state.rs`).
+//! Sub-agents are runs too (`delegate.rs`), started under a child context.
 
-mod delegate;
-mod memory_tool;
-mod remember;
-pub(crate) mod step;
+pub(crate) mod commit;
+pub(crate) mod delegate;
+pub(crate) mod handoff;
+pub(crate) mod state;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use kaos_agent::SectionKind;
-use kaos_providers::{Message, ModelRequest, ToolDefinition, Usage};
-use serde_json::{Map, Value, json};
+use kaos_providers::{Message, ModelRequest, Usage};
+use serde_json::{Map, json};
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::events::{Emitter, OpenSpan};
+use crate::approval::{Approval, PendingApproval};
+use crate::context::{RunContext, RunOptions};
+use crate::emit::{Emitter, OpenSpan, attrs, memory_event};
+use crate::engine::state::Progress;
+use crate::engine::{Cx, Ending};
+use crate::error::{RUN_STATE_VERSION, RunError, RunStateError};
+use crate::events::{EventKind, MemoryEventKind, SpanPhase, SpanSubject};
 use crate::guard::BudgetGuard;
 use crate::hooks::HookContext;
+use crate::member::Member;
 use crate::patterns;
-use crate::pause::{
-    Approval, PendingApproval, Progress, RUN_STATE_VERSION, RunState, RunStateError, state_path,
-};
-use crate::runner::{RunOptions, Shared};
-use crate::{
-    EventKind, MemoryEventKind, RunError, SessionId, SpanPhase, SpanSubject, StopReason, ToolCallRecord,
-};
-use kaos_session::{
-    Assembly, Hydration, NewItem, SESSION_LAYOUT_VERSION, SessionMemory, TakenSession, TurnRecord, assemble,
-};
+use crate::stream::RunStream;
+use commit::Finished;
+use handoff::{active_member, context, offered_tools, rebase};
+use kaos_session::{Hydration, NewItem, SessionId, SessionMemory, StopReason, TakenSession, ToolCallRecord};
+use state::{RunState, state_path};
 
-/// How a run begins: a new user message, or a paused run and a person's answer.
+/// How a run begins: a new user message (under the request's options, or a parent's
+/// context), or a paused run and a person's answer.
 #[derive(Debug)]
 pub(crate) enum Start {
-    Fresh { message: String, options: RunOptions },
+    Fresh { message: String, bounds: Bounds },
     Resume { state: Box<RunState>, approval: Approval },
 }
 
-/// How the loop ended.
+/// What bounds a fresh run besides its agent.
 #[derive(Debug)]
-pub(crate) enum Ending {
-    Done(StopReason),
-    Paused(PendingApproval),
-    /// The model called `handoff_to_<name>`: the named agent takes the conversation over.
-    Handoff(String),
+pub(crate) enum Bounds {
+    /// A user's request.
+    Request(RunOptions),
+    /// A sub-agent's run: the parent's policy, remaining budget and depth.
+    Parent(RunContext),
+}
+
+/// Starts a run of `member` as a stream of events; the run progresses as the stream is polled.
+pub(crate) fn stream(
+    member: Arc<Member>,
+    session_id: &str,
+    run_id: Arc<str>,
+    (seq, span): (u64, u64),
+    start: Start,
+) -> RunStream {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let session = SessionId::new(session_id);
+    let run = async move {
+        let session = session?;
+        let emit = Emitter::new(
+            tx,
+            session.as_arc().clone(),
+            run_id,
+            member.agent_name.clone(),
+            member.fingerprint.clone(),
+        )
+        .continuing(seq, span)
+        .with_hooks(member.hooks.clone());
+        execute(&member, &session, start, &emit).await
+    };
+    RunStream::new(Box::pin(run), rx)
 }
 
 /// Runs one turn (or the rest of a paused one), reporting a failure as a `run_error` event
 /// before returning it.
-pub(crate) async fn execute(
-    shared: &Arc<Shared>,
+async fn execute(
+    shared: &Arc<Member>,
     session: &SessionId,
     start: Start,
     emit: &Emitter,
@@ -71,13 +102,13 @@ pub(crate) async fn execute(
     );
     let result = turn(shared, session, start, emit).instrument(span).await;
     if let Err(error) = &result {
-        emit.emit(EventKind::RunError { error_type: error.kind().to_owned(), message: error.to_string() });
+        emit.emit(EventKind::RunError { error_type: error.kind().to_owned(), message: error.report() });
     }
     result
 }
 
 async fn turn(
-    shared: &Arc<Shared>,
+    shared: &Arc<Member>,
     session: &SessionId,
     start: Start,
     emit: &Emitter,
@@ -94,14 +125,19 @@ async fn turn(
     // before its pause).
     let first_agent: Arc<str> = memory.active_agent().map_or_else(|| shared.agent_name.clone(), Into::into);
     // The agent that holds the conversation (a handoff target of an earlier turn, or the
-    // Runner's agent), the loop's starting point, and the permission policy of this run.
-    let (mut member, mut progress, user_message, options, budget) = match start {
-        Start::Fresh { message, options } => {
+    // Runner's agent), the loop's starting point, and the run's context: built here for a
+    // fresh run, read back from the paused state for a resumed one.
+    let (mut member, mut progress, user_message, context) = match start {
+        Start::Fresh { message, bounds } => {
             let member = active_member(shared, memory, emit);
             let progress = begin(shared, &member, memory, &message, emit)?;
-            let caps = session_caps(options.budget(member.agent.budget()), memory.spent());
-            let budget = BudgetGuard::new(caps, Usage::default(), 0.0, 0, 0);
-            (member, progress, message, options, budget)
+            let context = match bounds {
+                Bounds::Request(options) => {
+                    RunContext::new(*member.agent.budget(), shared.max_depth, options)
+                }
+                Bounds::Parent(context) => context,
+            };
+            (member, progress, message, context)
         }
         Start::Resume { state, approval } => {
             let member = check_resumable(shared, &state, turn_number).await?;
@@ -117,16 +153,18 @@ async fn turn(
                 model_calls: progress.model_calls,
                 approval: answer.to_owned(),
             });
-            let budget = BudgetGuard::new(
-                session_caps(*member.agent.budget(), memory.spent()),
-                progress.usage,
-                progress.cost_usd,
-                progress.model_calls,
-                progress.tool_calls.len() as u32,
-            );
-            (member, progress, state.user_message.clone(), RunOptions::default(), budget)
+            (member, progress, state.user_message.clone(), state.context.clone())
         }
     };
+    // The budget: the context's caps, tightened by what is left of the session's, with what
+    // the run spent before a pause.
+    let budget = BudgetGuard::new(
+        session_caps(context.caps, memory.spent()),
+        progress.usage,
+        progress.cost_usd,
+        progress.model_calls,
+        progress.tool_calls.len() as u32,
+    );
     emit.set_agent(member.agent_name.clone(), member.fingerprint.clone());
 
     let turn_span = emit.start(
@@ -135,7 +173,7 @@ async fn turn(
         None,
         attrs([("turn_number", json!(turn_number))]),
     );
-    let hook_cx = |member: &Shared| {
+    let hook_cx = |member: &Member| {
         HookContext::new(session.as_arc().clone(), emit.run_id.clone(), turn_number)
             .with_agent(member.agent_name.clone(), member.fingerprint.clone())
     };
@@ -150,9 +188,11 @@ async fn turn(
     let mut budget = budget;
     let mut handoff_span: Option<OpenSpan> = None;
     let ending = loop {
-        let policy = options.policy(&member.policy, member.agent.permissions())?;
+        let policy = context.policy(&member)?;
         let hooks = hook_cx(&member);
-        let mut cx = step::Cx::new(&member, session, emit, &turn_span, &policy, budget, &hooks);
+        let delegator = delegate::SubAgents;
+        let mut cx =
+            Cx::new(&member, session, emit, &turn_span, &context, &policy, budget, &hooks, &delegator);
         let driven = patterns::drive(&mut cx, memory, &mut progress).await;
         budget = cx.into_budget();
         match driven {
@@ -160,8 +200,8 @@ async fn turn(
             Ok(Ending::Paused(pending)) => break Ok(Err(pending)),
             Err(error) => break Err(error),
             Ok(Ending::Handoff(target)) => {
-                let Some(next) = shared.member(&target) else {
-                    break Err(RunError::Config(format!("no agent {target:?} to hand the conversation to")));
+                let Some(next) = shared.named(&target) else {
+                    break Err(RunError::Internal("a handoff target is not of this Runner's team"));
                 };
                 if let Some(span) = handoff_span.take() {
                     emit.end(span, SpanPhase::Complete, Map::new());
@@ -186,55 +226,24 @@ async fn turn(
     let ending = match ending {
         Ok(ending) => ending,
         Err(error) => {
-            emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
+            emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(error.report()))]));
             return Err(error);
         }
     };
     let stop_reason = match ending {
         Err(pending) => {
             // Nothing of the turn enters the session yet: the memory is dropped, not cached.
-            let result =
-                pause(&member, session, turn_number, user_message, pending, progress, turn_span, emit).await;
-            return result;
+            let paused = Paused { session, turn_number, user_message, pending, progress, context };
+            return pause(&member, paused, turn_span, emit).await;
         }
         Ok(stop_reason) => stop_reason,
     };
 
-    let current = tracing::Span::current();
-    current.record(
-        "gen_ai.usage.input_tokens",
-        as_i64(progress.usage.input_tokens + progress.usage.cached_input_tokens),
-    );
-    current.record("gen_ai.usage.output_tokens", as_i64(progress.usage.output_tokens));
-    current.record("kaos.cost_usd", progress.cost_usd);
-    let added = progress.request.messages.split_off(progress.first_new);
-    remember::remember(shared, memory, &added, &progress.tool_calls, emit).await;
-    memory.add_spent(progress.cost_usd, progress.usage.total_tokens());
-    let handed_to = (member.agent_name != first_agent).then(|| member.agent_name.to_string());
-    if let Some(name) = &handed_to {
-        memory.set_active_agent(Some(name.clone()));
-    }
-    memory.end_turn(turn_number);
-    let record = TurnRecord {
-        v: SESSION_LAYOUT_VERSION,
-        turn: turn_number,
-        run_id: emit.run_id.to_string(),
-        agent_fingerprint: member.fingerprint.to_string(),
-        agent: handed_to,
-        messages: added,
-        tool_calls: std::mem::take(&mut progress.tool_calls),
-        usage: progress.usage,
-        cost_usd: progress.cost_usd,
-        stop_reason,
-        finished_at_ms: now_ms(),
-        memory: memory.take_ops(),
-    };
-    if let Err(error) = taken.commit(&record).await {
-        let error = RunError::from(error);
-        emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
+    let finished = Finished { member: &member, first_agent, turn_number, stop_reason, progress };
+    if let Err(error) = commit::commit(shared, taken, finished, emit).await {
+        emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(error.report()))]));
         return Err(error);
     }
-    emit.emit(memory_event(MemoryEventKind::Persisted, "messages", record.messages.len(), Map::new()));
     if let Some(response) = emit.response_so_far(turn_number, stop_reason) {
         let ended = shared.hooks.turn_end(&hook_cx(&member), &response).await;
         emit.faults(&ended.faults, None);
@@ -261,8 +270,8 @@ fn session_caps(mut caps: kaos_agent::Budget, (spent_usd, spent_tokens): (f64, u
 /// A fresh turn: the per-turn sections cleared, the user message added, the context assembled
 /// for `member`, the agent holding the conversation.
 fn begin(
-    shared: &Shared,
-    member: &Shared,
+    shared: &Member,
+    member: &Member,
     memory: &mut SessionMemory,
     message: &str,
     emit: &Emitter,
@@ -297,75 +306,6 @@ fn begin(
     })
 }
 
-/// The context `member` sees: its instructions with the session's memory, and the conversation.
-/// The session's memory follows the Runner's agent's profile, whoever holds the conversation.
-fn context(
-    shared: &Shared,
-    member: &Shared,
-    memory: &mut SessionMemory,
-    message: &str,
-) -> Result<Assembly, RunError> {
-    let top_k = member.agent.limits().retrieval_top_k.get() as usize;
-    Ok(assemble(memory, shared.agent.memory(), top_k, member.agent.instructions(), message)?)
-}
-
-/// The tools `member` offers the model: its own, its delegates, its handoffs, and the memory
-/// search tool when memory holds more than is shown.
-fn offered_tools(member: &Shared, hidden_memory: bool) -> Vec<ToolDefinition> {
-    let mut offered = member.tool_definitions.clone();
-    offered.extend(delegate::definitions(member));
-    offered.extend(member.handoffs.iter().map(|h| h.definition.clone()));
-    if hidden_memory && member.offers_memory_search {
-        offered.push(memory_tool::memory_search_definition());
-    }
-    offered
-}
-
-/// After a handoff: the conversation so far goes on under `next` — its instructions (with the
-/// session's memory), tools, model and pattern.
-fn rebase(
-    shared: &Shared,
-    next: &Shared,
-    memory: &mut SessionMemory,
-    message: &str,
-    progress: &mut Progress,
-) -> Result<(), RunError> {
-    let assembly = context(shared, next, memory, message)?;
-    progress.base_system = assembly.system;
-    progress.request.system = progress.base_system.clone();
-    progress.request.model = next.agent.model().as_str().to_owned();
-    progress.request.output_schema = None;
-    progress.offered = offered_tools(next, assembly.hidden_searchable > 0);
-    // The next agent runs its own pattern from here.
-    progress.pattern = None;
-    progress.plan = None;
-    Ok(())
-}
-
-/// The agent holding the session's conversation: the one it was last handed to, else the
-/// Runner's own. A handoff target this Runner does not know (its agent changed) gives the
-/// conversation back to the Runner's agent, with a warning.
-fn active_member(shared: &Arc<Shared>, memory: &SessionMemory, emit: &Emitter) -> Arc<Shared> {
-    let Some(name) = memory.active_agent() else { return shared.clone() };
-    match shared.member(name) {
-        Some(member) => member,
-        None => {
-            tracing::warn!(agent = name, "the session was handed to an agent this Runner does not know");
-            let reason = format!(
-                "the session was handed to {name:?}, not an agent of this Runner; {} continues",
-                shared.agent_name
-            );
-            emit.emit(memory_event(
-                MemoryEventKind::Warning,
-                "messages",
-                0,
-                attrs([("reason", json!(reason))]),
-            ));
-            shared.clone()
-        }
-    }
-}
-
 /// Applies a person's answer to the pending call; returns `approved` or `denied`.
 fn apply_approval(progress: &mut Progress, pending: &PendingApproval, approval: &Approval) -> &'static str {
     match approval {
@@ -396,10 +336,10 @@ fn apply_approval(progress: &mut Progress, pending: &PendingApproval, approval: 
 /// team, not the stored one, already resumed, or a session that moved on. Marks the stored
 /// state resumed; returns the agent that paused.
 async fn check_resumable(
-    shared: &Arc<Shared>,
+    shared: &Arc<Member>,
     state: &RunState,
     next_turn: u32,
-) -> Result<Arc<Shared>, RunError> {
+) -> Result<Arc<Member>, RunError> {
     if state.v != RUN_STATE_VERSION {
         return Err(RunStateError::UnknownVersion { found: state.v }.into());
     }
@@ -407,7 +347,7 @@ async fn check_resumable(
         let (expected, found) = (shared.fingerprint.to_string(), state.agent_fingerprint.clone());
         return Err(RunStateError::AgentMismatch { expected, found }.into());
     };
-    let mut stored = load_state(shared, &state.run_id).await?;
+    let mut stored = state::load(shared.runtime.vfs().as_ref(), &state.run_id).await?;
     if stored.resumed {
         return Err(RunStateError::AlreadyResumed { run_id: state.run_id.clone() }.into());
     }
@@ -419,41 +359,28 @@ async fn check_resumable(
         return Err(RunStateError::Stale { session_id: state.session_id.clone(), expected, found }.into());
     }
     stored.resumed = true;
-    save_state(shared, &stored).await?;
+    state::save(shared.runtime.vfs().as_ref(), &stored).await?;
     Ok(member)
 }
 
-pub(crate) async fn load_state(shared: &Shared, run_id: &str) -> Result<RunState, RunError> {
-    let path = state_path(run_id)?;
-    let bytes = match shared.runtime.vfs().read(&path).await {
-        Ok(bytes) => bytes,
-        Err(e) if e.is_not_found() => {
-            return Err(RunStateError::NotFound { run_id: run_id.to_owned() }.into());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    serde_json::from_slice(&bytes).map_err(|_| RunStateError::Tampered { run_id: run_id.to_owned() }.into())
-}
-
-async fn save_state(shared: &Shared, state: &RunState) -> Result<(), RunError> {
-    let bytes =
-        serde_json::to_vec(state).map_err(|e| RunError::Config(format!("cannot encode run state: {e}")))?;
-    shared.runtime.vfs().write(&state_path(&state.run_id)?, Bytes::from(bytes)).await?;
-    Ok(())
-}
-
-/// Stores the run state, then reports the pause.
-#[allow(clippy::too_many_arguments)]
-async fn pause(
-    shared: &Shared,
-    session: &SessionId,
+/// A run stopped at a call that needs a person's approval.
+struct Paused<'a> {
+    session: &'a SessionId,
     turn_number: u32,
     user_message: String,
     pending: PendingApproval,
     progress: Progress,
+    context: RunContext,
+}
+
+/// Stores the run state, then reports the pause.
+async fn pause(
+    member: &Member,
+    paused: Paused<'_>,
     turn_span: OpenSpan,
     emit: &Emitter,
 ) -> Result<(), RunError> {
+    let Paused { session, turn_number, user_message, pending, progress, context } = paused;
     let run_id = emit.run_id.to_string();
     let run_state_ref = state_path(&run_id)?.to_string();
     // Numbering continues after the three events below.
@@ -463,17 +390,18 @@ async fn pause(
         run_id,
         session_id: session.to_string(),
         turn_number,
-        agent_fingerprint: shared.fingerprint.to_string(),
-        agent: shared.agent.config().clone(),
+        agent_fingerprint: member.fingerprint.to_string(),
+        agent: member.agent.config().clone(),
         user_message,
         pending: pending.clone(),
         resumed: false,
         paused_at_ms: now_ms(),
         progress,
+        context,
         next_seq: seq + 3,
         next_span: span,
     };
-    save_state(shared, &state).await?;
+    state::save(member.runtime.vfs().as_ref(), &state).await?;
     emit.emit(EventKind::ToolCallApprovalRequired {
         call_id: pending.call_id,
         tool_name: pending.tool_name,
@@ -516,24 +444,6 @@ fn report_hydration(taken: &TakenSession, session: &SessionId, emit: &Emitter) {
     emit.emit(memory_event(MemoryEventKind::Hydrated, "messages", held, Map::new()));
 }
 
-/// A count as a span attribute (OpenTelemetry integers are `i64`).
-pub(super) fn as_i64(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default()
-}
-
-pub(super) fn memory_event(
-    kind: MemoryEventKind,
-    section: &str,
-    item_count: usize,
-    attributes: Map<String, Value>,
-) -> EventKind {
-    EventKind::Memory { kind, section: section.to_owned(), item_count, attributes }
-}
-
-pub(crate) fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }

@@ -6,7 +6,7 @@ use kaos_tools::ToolAnnotations;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::RunError;
+use crate::error::RunError;
 
 /// An agent's permission rules, compiled once, evaluated per tool call.
 ///
@@ -47,6 +47,8 @@ use crate::RunError;
 #[derive(Debug, Clone)]
 pub struct PermissionPolicy {
     rules: Vec<CompiledRule>,
+    /// The rules as written, in order (a sub-agent's run inherits them).
+    source: Vec<PermissionRule>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,7 +104,7 @@ pub enum VerdictReason {
 impl PermissionPolicy {
     /// Compiles `agent`'s permission rules.
     ///
-    /// Errors with [`RunError::Config`] when a glob does not compile, which a validated
+    /// Errors with [`RunError::InvalidToolGlob`] when a glob does not compile, which a validated
     /// agent rules out.
     pub fn from_agent(agent: &Agent) -> Result<Self, RunError> {
         Self::from_rules(agent.permissions())
@@ -124,7 +126,8 @@ impl PermissionPolicy {
     /// ```
     pub fn default_safe() -> Self {
         // The patterns are fixed and valid.
-        Self::from_rules(&Self::default_safe_rules()).unwrap_or(Self { rules: Vec::new() })
+        Self::from_rules(&Self::default_safe_rules())
+            .unwrap_or(Self { rules: Vec::new(), source: Vec::new() })
     }
 
     /// The rules of [`PermissionPolicy::default_safe`], to append to an agent's own.
@@ -137,6 +140,7 @@ impl PermissionPolicy {
 
     /// Compiles `rules` (evaluated in order).
     pub fn from_rules(rules: &[PermissionRule]) -> Result<Self, RunError> {
+        let source = rules.to_vec();
         let rules = rules
             .iter()
             .enumerate()
@@ -155,7 +159,12 @@ impl PermissionPolicy {
                 })
             })
             .collect::<Result<_, RunError>>()?;
-        Ok(Self { rules })
+        Ok(Self { rules, source })
+    }
+
+    /// The rules, as written, in the order they are evaluated.
+    pub fn rules(&self) -> &[PermissionRule] {
+        &self.source
     }
 
     /// The decision for calling `tool_name` with `arguments` (a JSON object; anything else has
@@ -195,5 +204,9 @@ fn compile(glob: &str, field: &str) -> Result<GlobMatcher, RunError> {
         .case_insensitive(false)
         .build()
         .map(|g| g.compile_matcher())
-        .map_err(|e| RunError::Config(format!("invalid glob {glob:?} at {field}: {}", e.kind())))
+        .map_err(|e| RunError::InvalidToolGlob {
+            glob: glob.to_owned(),
+            field: field.to_owned(),
+            message: e.kind().to_string(),
+        })
 }

@@ -1,0 +1,247 @@
+//! Runs admitted tool calls and records them: the pending calls of a model response in order
+//! (each through [`admit`](super::admit)), consecutive read-only calls concurrently, a
+//! delegate through the run's [`Delegator`](super::Delegator), a handoff as the loop's end;
+//! every result goes through the after-tool hooks into a `tool_call` span, the conversation
+//! and the turn's records.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use kaos_providers::{Message, ToolCall};
+use kaos_tools::{ToolContext, ToolError, ToolResult, invoke_tool, tier_result};
+use kaos_vfs::{ScopedVfs, Vfs};
+use serde_json::{Value, json};
+use tracing::Instrument;
+
+use super::admit::{Callee, Gate, admit};
+use super::state::Progress;
+use super::{Cx, Ending, memory_tool, not_run};
+use crate::approval::PendingApproval;
+use crate::emit::{Emitter, OpenSpan, attrs};
+use crate::error::RunError;
+use crate::events::{SpanPhase, SpanSubject};
+use crate::hooks::ToolCallInfo;
+use crate::member::Member;
+use kaos_session::{SessionId, SessionMemory, ToolCallRecord};
+
+/// A call admitted to run in a batch.
+struct Admitted<'m> {
+    call: ToolCall,
+    callee: Callee<'m>,
+    arguments: Value,
+    span: OpenSpan,
+}
+
+/// Handles the pending calls in order. Consecutive read-only calls run concurrently; results
+/// are always recorded in call order.
+pub(crate) async fn run_pending(
+    cx: &mut Cx<'_>,
+    memory: &SessionMemory,
+    progress: &mut Progress,
+) -> Result<Option<Ending>, RunError> {
+    let member = cx.member;
+    let mut batch: Vec<Admitted<'_>> = Vec::new();
+    while let Some(call) = progress.pending.front().cloned() {
+        if let Some(fault) = cx.emit.take_hook_stop() {
+            return Err(RunError::Hook { hook: fault.hook, message: fault.message });
+        }
+        let callee = Callee::resolve(member, progress, &call.name);
+        match admit(cx, progress, &call, &callee).await {
+            Gate::Pause(reason) => {
+                flush(cx, memory, progress, &mut batch).await?;
+                let pending = PendingApproval {
+                    call_id: call.id.clone(),
+                    tool_name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                    reason,
+                };
+                return Ok(Some(Ending::Paused(pending)));
+            }
+            Gate::Stop(exceeded) => {
+                flush(cx, memory, progress, &mut batch).await?;
+                let rest = std::mem::take(&mut progress.pending);
+                not_run(progress, rest, "the turn's budget is spent");
+                return Ok(Some(cx.stop(exceeded)));
+            }
+            Gate::Answer(result) => {
+                flush(cx, memory, progress, &mut batch).await?;
+                progress.pending.pop_front();
+                let span = start_tool_span(&call, &call.arguments, cx.emit, cx.parent());
+                record(cx, progress, &call, &call.arguments, result, span).await?;
+            }
+            Gate::Run { arguments, read_only } => {
+                progress.pending.pop_front();
+                cx.budget.record_tool_call();
+                let span = start_tool_span(&call, &arguments, cx.emit, cx.parent());
+                match callee {
+                    Callee::Handoff(target) => {
+                        flush(cx, memory, progress, &mut batch).await?;
+                        let result = ToolResult::text(format!("Handed the conversation to `{target}`."));
+                        record(cx, progress, &call, &arguments, result, span).await?;
+                        let rest = std::mem::take(&mut progress.pending);
+                        not_run(progress, rest, "the conversation was handed to another agent");
+                        progress.handoffs += 1;
+                        return Ok(Some(Ending::Handoff(target.to_owned())));
+                    }
+                    Callee::Delegate(delegate) => {
+                        flush(cx, memory, progress, &mut batch).await?;
+                        let delegator = cx.delegator;
+                        let result = delegator.delegate(cx, progress, delegate, &arguments, &span).await;
+                        record(cx, progress, &call, &arguments, result, span).await?;
+                    }
+                    Callee::Tool(_) | Callee::MemorySearch | Callee::Unknown => {
+                        if !read_only {
+                            flush(cx, memory, progress, &mut batch).await?;
+                        }
+                        batch.push(Admitted { call, callee, arguments, span });
+                        if !read_only {
+                            flush(cx, memory, progress, &mut batch).await?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    flush(cx, memory, progress, &mut batch).await?;
+    Ok(None)
+}
+
+/// Runs a batch of admitted calls (concurrently when there are several) and records them.
+async fn flush(
+    cx: &mut Cx<'_>,
+    memory: &SessionMemory,
+    progress: &mut Progress,
+    batch: &mut Vec<Admitted<'_>>,
+) -> Result<(), RunError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let vfs = match &cx.workspace {
+        Some(vfs) => vfs.clone(),
+        None => cx.workspace.insert(session_workspace(cx.member, cx.session)?).clone(),
+    };
+    let context = ToolContext::new(cx.session.as_arc().clone(), cx.emit.run_id.clone(), "", vfs);
+    let member = cx.member;
+    let results = join_all(batch.iter().map(|admitted| {
+        let call = &admitted.call;
+        let span = tracing::info_span!(
+            "kaos.tool_call",
+            otel.name = %format!("execute_tool {}", call.name),
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = %call.name,
+            gen_ai.tool.call.id = %call.id,
+        );
+        run_tool(member, memory, call, &admitted.callee, &admitted.arguments, context.clone())
+            .instrument(span)
+    }))
+    .await;
+    for (admitted, (result, failed)) in batch.drain(..).zip(results) {
+        let Admitted { call, callee, arguments, span } = admitted;
+        if let Callee::Tool(_) = callee {
+            let tripped = member.breakers.record(&call.name, !failed);
+            cx.tripped("tool", &call.name, tripped);
+        }
+        record(cx, progress, &call, &arguments, result, span).await?;
+    }
+    Ok(())
+}
+
+/// Records a call's result: the after-tool hooks, the span, the message for the model, the
+/// record.
+async fn record(
+    cx: &Cx<'_>,
+    progress: &mut Progress,
+    call: &ToolCall,
+    arguments: &Value,
+    result: ToolResult,
+    span: OpenSpan,
+) -> Result<(), RunError> {
+    if !cx.member.hooks.is_empty() {
+        let info = ToolCallInfo::new(&call.id, &call.name, arguments.clone());
+        let after = cx.member.hooks.after_tool_call(cx.hook_cx, &info, &result).await;
+        cx.emit.faults(&after.faults, after.stop());
+    }
+    let text = result.to_model_text();
+    cx.emit.end(
+        span,
+        SpanPhase::Complete,
+        attrs([
+            ("tool_name", json!(call.name)),
+            ("call_id", json!(call.id)),
+            ("result", json!(text)),
+            ("is_error", json!(result.is_error)),
+        ]),
+    );
+    progress.request.messages.push(Message::tool(&call.id, &call.name, &text, result.is_error));
+    progress.tool_calls.push(ToolCallRecord {
+        call_id: call.id.clone(),
+        name: call.name.clone(),
+        arguments: arguments.clone(),
+        result: text,
+        is_error: result.is_error,
+    });
+    Ok(())
+}
+
+/// The session's tool workspace: `sessions/{id}/files/`, nothing else reachable.
+fn session_workspace(member: &Member, session: &SessionId) -> Result<Arc<dyn Vfs>, RunError> {
+    let root = kaos_session::files_dir(session)?;
+    Ok(Arc::new(ScopedVfs::new(member.runtime.vfs().clone(), root)))
+}
+
+fn start_tool_span(call: &ToolCall, arguments: &Value, emit: &Emitter, parent: &OpenSpan) -> OpenSpan {
+    emit.start(
+        SpanSubject::ToolCall,
+        format!("tool.{}", call.name),
+        Some(parent),
+        attrs([
+            ("tool_name", json!(call.name)),
+            ("call_id", json!(call.id)),
+            ("arguments", arguments.clone()),
+        ]),
+    )
+}
+
+/// Runs one admitted call; returns its result and whether the tool itself failed (what
+/// breakers count: errors, timeouts and panics, not the model's bad arguments).
+async fn run_tool(
+    member: &Member,
+    memory: &SessionMemory,
+    call: &ToolCall,
+    callee: &Callee<'_>,
+    arguments: &Value,
+    context: ToolContext,
+) -> (ToolResult, bool) {
+    let tool = match callee {
+        Callee::Tool(tool) => tool,
+        Callee::MemorySearch => return (memory_tool::search_memory(memory, arguments), false),
+        // Admission answers the others itself; they never reach a batch.
+        Callee::Delegate(_) | Callee::Handoff(_) | Callee::Unknown => {
+            return (ToolError::NotFound(call.name.clone()).into_result(), false);
+        }
+    };
+    let context = context.with_call_id(call.id.as_str());
+    let vfs = context.vfs().clone();
+    let default_timeout = member.runtime.tools().default_timeout();
+    let result = match invoke_tool(tool.as_ref(), arguments.clone(), context.clone(), default_timeout).await {
+        Ok(result) => result,
+        Err(error) => {
+            if let Some(detail) = error.detail() {
+                tracing::warn!(tool = %call.name, %detail, "tool failed");
+            }
+            let failed = matches!(
+                error,
+                ToolError::Timeout { .. } | ToolError::Panicked { .. } | ToolError::Failed { .. }
+            );
+            return (error.into_result(), failed);
+        }
+    };
+    let artifact_id = format!("{}-{}", context.run_id(), sanitize(&call.id));
+    let failed = result.is_error;
+    (tier_result(result, vfs.as_ref(), &artifact_id).await.unwrap_or_else(ToolError::into_result), failed)
+}
+
+/// Keeps `[A-Za-z0-9_-]` of a vendor's call id so it can name an artifact.
+fn sanitize(id: &str) -> String {
+    id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').take(64).collect()
+}

@@ -1,0 +1,311 @@
+//! [`Member`]: one agent's prepared state — its tools, policy, clients, handoffs — shared by
+//! every turn under that agent, and [`prepare`], which builds a Runner's agent and its handoff
+//! team (the Runner's builder and a delegation both use it).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use kaos_agent::{Agent, AgentConfig, Delegate};
+use kaos_providers::{ModelClient, TokenCounter, ToolDefinition, counter_for};
+use kaos_runtime::Runtime;
+use kaos_session::{ExtractiveSummarizer, MEMORY_SEARCH_TOOL, Sessions, Summarizer};
+use kaos_tools::{Tool, ToolError, ToolSelector};
+
+use crate::error::RunError;
+use crate::guard::{Breakers, PermissionPolicy};
+use crate::hooks::Hooks;
+use crate::resolve::resolve_model_with;
+
+/// One agent's prepared state, fixed when the Runner is built: what every turn under that
+/// agent reads.
+pub(crate) struct Member {
+    pub(crate) agent: Agent,
+    pub(crate) runtime: Runtime,
+    pub(crate) model: Arc<dyn ModelClient>,
+    /// Clients of role and fallback models whose provider is not the main model's, by provider.
+    pub(crate) role_clients: HashMap<String, Arc<dyn ModelClient>>,
+    /// The client given to the builder, if any: sub-agents use it too.
+    pub(crate) custom_model: Option<Arc<dyn ModelClient>>,
+    /// The tools offered to the model, by name (selected once, at build time).
+    pub(crate) tools: HashMap<String, Arc<dyn Tool>>,
+    pub(crate) tool_definitions: Vec<ToolDefinition>,
+    /// The stored sessions: turns take a session through it (in-process lock, VFS lock,
+    /// hydration from its cache or the log), so turns of a session run one after another in
+    /// this process (in arrival order) and across processes, different sessions in parallel.
+    pub(crate) sessions: Sessions,
+    pub(crate) agent_name: Arc<str>,
+    pub(crate) fingerprint: Arc<str>,
+    /// Counts tokens for every memory and context budget decision.
+    pub(crate) counter: Arc<dyn TokenCounter>,
+    pub(crate) summarizer: Arc<dyn Summarizer>,
+    /// Whether the agent's tool globs select the built-in memory search tool.
+    pub(crate) offers_memory_search: bool,
+    /// The agent's permission rules, compiled once.
+    pub(crate) policy: PermissionPolicy,
+    /// Circuit breakers of the tools and the model, shared by every turn (and sub-agents).
+    pub(crate) breakers: Arc<Breakers>,
+    /// The hooks every turn calls.
+    pub(crate) hooks: Hooks,
+    /// The delegation depth limit of runs this member starts (the outermost agent's).
+    pub(crate) max_depth: u32,
+    /// The `handoff_to_<name>` tools this agent offers.
+    pub(crate) handoffs: Vec<Handoff>,
+    /// Of the Runner's own agent only: every other agent of its handoff team, by name.
+    pub(crate) team: HashMap<String, Arc<Member>>,
+}
+
+impl Member {
+    /// The agent of the team named `name` (this Runner's agent, or a handoff target).
+    pub(crate) fn named(self: &Arc<Self>, name: &str) -> Option<Arc<Member>> {
+        if *self.agent_name == *name { Some(self.clone()) } else { self.team.get(name).cloned() }
+    }
+
+    /// The agent of the team whose fingerprint is `fingerprint`.
+    pub(crate) fn member_by_fingerprint(self: &Arc<Self>, fingerprint: &str) -> Option<Arc<Member>> {
+        if *self.fingerprint == *fingerprint {
+            return Some(self.clone());
+        }
+        self.team.values().find(|m| *m.fingerprint == *fingerprint).cloned()
+    }
+
+    /// The client serving a request for `model` (`provider:model`): the one of its provider.
+    pub(crate) fn client_for(&self, model: &str) -> &Arc<dyn ModelClient> {
+        model.split_once(':').and_then(|(provider, _)| self.role_clients.get(provider)).unwrap_or(&self.model)
+    }
+
+    /// The handoff target of a tool this agent offers, if `tool` is one.
+    pub(crate) fn handoff_target(&self, tool: &str) -> Option<&str> {
+        self.handoffs.iter().find(|h| h.definition.name == tool).map(|h| h.target.as_str())
+    }
+
+    /// The delegate the model calls by `name`, if any.
+    pub(crate) fn delegate(&self, name: &str) -> Option<&Delegate> {
+        self.agent.config().delegates.iter().find(|d| d.name == name)
+    }
+
+    /// The tools the model calls the agent's delegates with (`{"task": string}`).
+    pub(crate) fn delegate_definitions(&self) -> impl Iterator<Item = ToolDefinition> + '_ {
+        self.agent.config().delegates.iter().map(|d| ToolDefinition {
+            name: d.name.clone(),
+            description: d.description.clone(),
+            parameters: serde_json::json!({
+                "type": "object",
+                "properties": {"task": {"type": "string", "description": "What the sub-agent should do."}},
+                "required": ["task"],
+                "additionalProperties": false
+            }),
+        })
+    }
+}
+
+/// Sessions whose memory a Runner keeps between turns by default.
+pub const DEFAULT_SESSION_CACHE: usize = 1024;
+
+/// What a Runner's team of members is prepared from.
+pub(crate) struct Preparation<'a> {
+    pub(crate) runtime: &'a Runtime,
+    /// A client for every model (else each is resolved from its `provider:model`).
+    pub(crate) model: Option<Arc<dyn ModelClient>>,
+    pub(crate) counter: Option<Arc<dyn TokenCounter>>,
+    pub(crate) summarizer: Option<Arc<dyn Summarizer>>,
+    /// Sessions kept in the cache between turns.
+    pub(crate) cache: usize,
+    pub(crate) breakers: Arc<Breakers>,
+    pub(crate) hooks: &'a Hooks,
+}
+
+/// Prepares `agent` and every agent reachable from it by handoff: tools selected, policies
+/// compiled, clients resolved (API keys from the runtime's settings first, then the
+/// environment). Two different agents of the team with one name are [`RunError::Team`].
+pub(crate) fn prepare(agent: &Agent, prep: Preparation<'_>) -> Result<Arc<Member>, RunError> {
+    let providers = &prep.runtime.settings().providers;
+    let from_settings = |name: &str| {
+        let key = match name {
+            "OPENAI_API_KEY" => &providers.openai_api_key,
+            "ANTHROPIC_API_KEY" => &providers.anthropic_api_key,
+            "GEMINI_API_KEY" | "GOOGLE_API_KEY" => &providers.gemini_api_key,
+            _ => &None,
+        };
+        key.as_ref().map(|secret| secret.expose().to_owned()).or_else(|| std::env::var(name).ok())
+    };
+    // The agent's client, and one per other provider its role models name. A client given
+    // to the builder serves every model of every role.
+    let clients = |agent: &Agent| -> Result<Clients, RunError> {
+        if let Some(model) = &prep.model {
+            return Ok((model.clone(), HashMap::new()));
+        }
+        let main = resolve_model_with(agent.model(), &from_settings)?;
+        let mut others = HashMap::new();
+        for role_model in agent.config().role_models.values().chain(agent.fallback_models()) {
+            let provider = role_model.provider();
+            if provider != agent.model().provider() && !others.contains_key(provider) {
+                others.insert(provider.to_owned(), resolve_model_with(role_model, &from_settings)?);
+            }
+        }
+        Ok((main, others))
+    };
+    let counter =
+        prep.counter.clone().unwrap_or_else(|| counter_for(agent.model().provider(), agent.model().model()));
+    let summarizer =
+        prep.summarizer.clone().unwrap_or_else(|| Arc::new(ExtractiveSummarizer::new(counter.clone())));
+    let common = Common {
+        runtime: prep.runtime,
+        counter,
+        summarizer,
+        breakers: prep.breakers.clone(),
+        hooks: prep.hooks,
+        max_depth: agent.limits().max_delegation_depth.get(),
+    };
+    let root_name = agent.name().to_owned();
+    let mut team = HashMap::new();
+    for config in team_of(agent.config())? {
+        let agent = Agent::from_config(config)?;
+        let agent_clients = clients(&agent)?;
+        let mut member = common.member(agent, agent_clients, Some(&root_name), 0)?;
+        member.custom_model = prep.model.clone();
+        team.insert(member.agent_name.to_string(), Arc::new(member));
+    }
+    let root_clients = clients(agent)?;
+    let mut member = common.member(agent.clone(), root_clients, None, prep.cache)?;
+    member.custom_model = prep.model.clone();
+    member.team = team;
+    Ok(Arc::new(member))
+}
+
+/// An agent's model client, and clients by provider for role models of other providers.
+type Clients = (Arc<dyn ModelClient>, HashMap<String, Arc<dyn ModelClient>>);
+
+/// What every agent of a Runner's team shares.
+struct Common<'a> {
+    runtime: &'a Runtime,
+    counter: Arc<dyn TokenCounter>,
+    summarizer: Arc<dyn Summarizer>,
+    breakers: Arc<Breakers>,
+    hooks: &'a Hooks,
+    max_depth: u32,
+}
+
+impl Common<'_> {
+    /// The shared state of one agent of the team; `root` names the agent handoff targets hand
+    /// back to (none for the root itself).
+    fn member(
+        &self,
+        agent: Agent,
+        (model, role_clients): Clients,
+        root: Option<&str>,
+        cache: usize,
+    ) -> Result<Member, RunError> {
+        let selector = ToolSelector::new(agent.tools()).map_err(|e| match e {
+            ToolError::InvalidGlob { pattern, message } => RunError::InvalidToolGlob {
+                field: agent
+                    .tools()
+                    .iter()
+                    .position(|g| *g == pattern)
+                    .map_or_else(|| "tools".to_owned(), |i| format!("tools[{i}]")),
+                glob: pattern,
+                message,
+            },
+            _ => RunError::Internal("selecting tools failed other than by a glob"),
+        })?;
+        let max_tools = agent.limits().max_tools.get() as usize;
+        let selected = self.runtime.tools().select(&selector, max_tools);
+        let tool_definitions = selected
+            .iter()
+            .map(|tool| {
+                let spec = tool.spec();
+                ToolDefinition {
+                    name: spec.name.to_string(),
+                    description: spec.description.clone(),
+                    parameters: spec.input_schema.clone(),
+                }
+            })
+            .collect();
+        let tools = selected.into_iter().map(|tool| (tool.spec().name.to_string(), tool)).collect();
+        let mut handoffs: Vec<Handoff> = agent.config().handoffs.iter().map(Handoff::to).collect();
+        if let Some(root) = root {
+            handoffs.push(Handoff::back_to(root));
+        }
+        Ok(Member {
+            agent_name: agent.name().into(),
+            fingerprint: agent.fingerprint().as_str().into(),
+            offers_memory_search: selector.matches(MEMORY_SEARCH_TOOL),
+            policy: PermissionPolicy::from_agent(&agent)?,
+            agent,
+            runtime: self.runtime.clone(),
+            model,
+            role_clients,
+            custom_model: None,
+            tools,
+            tool_definitions,
+            sessions: Sessions::with_cache(self.runtime.vfs().clone(), cache),
+            counter: self.counter.clone(),
+            summarizer: self.summarizer.clone(),
+            breakers: self.breakers.clone(),
+            hooks: self.hooks.clone(),
+            max_depth: self.max_depth,
+            handoffs,
+            team: HashMap::new(),
+        })
+    }
+}
+
+/// A `handoff_to_<name>` tool an agent offers.
+#[derive(Debug, Clone)]
+pub(crate) struct Handoff {
+    /// The agent it hands the conversation to.
+    pub(crate) target: String,
+    /// The tool offered to the model.
+    pub(crate) definition: ToolDefinition,
+}
+
+/// The prefix of handoff tools.
+pub(crate) const HANDOFF_PREFIX: &str = "handoff_to_";
+
+impl Handoff {
+    fn to(config: &AgentConfig) -> Self {
+        let about = config.metadata.get("description").cloned().unwrap_or_else(|| {
+            config.instructions.lines().next().unwrap_or_default().chars().take(200).collect()
+        });
+        Self::new(&config.name, &about)
+    }
+
+    fn back_to(root: &str) -> Self {
+        Self::new(root, "the agent the conversation started with")
+    }
+
+    fn new(target: &str, about: &str) -> Self {
+        let definition = ToolDefinition {
+            name: format!("{HANDOFF_PREFIX}{target}"),
+            description: format!(
+                "Hand the conversation over to the agent `{target}` ({about}). It answers from \
+                 now on, in this turn and the next ones, until it hands the conversation back."
+            ),
+            parameters: serde_json::json!({
+                "type": "object",
+                "properties": {"reason": {"type": "string", "description": "Why, for the next agent."}},
+                "additionalProperties": false
+            }),
+        };
+        Self { target: target.to_owned(), definition }
+    }
+}
+
+/// Every agent reachable from `root` through handoffs (not `root` itself), each once. Two
+/// different configurations with one name cannot both be addressed by `handoff_to_<name>`.
+fn team_of(root: &AgentConfig) -> Result<Vec<AgentConfig>, RunError> {
+    let mut team: Vec<AgentConfig> = Vec::new();
+    let mut queue: Vec<&AgentConfig> = root.handoffs.iter().collect();
+    while let Some(config) = queue.pop() {
+        if config.name == root.name {
+            continue;
+        }
+        match team.iter().find(|known| known.name == config.name) {
+            Some(known) if known == config => continue,
+            Some(_) => return Err(RunError::Team { name: config.name.clone() }),
+            None => {}
+        }
+        team.push(config.clone());
+        queue.extend(config.handoffs.iter());
+    }
+    Ok(team)
+}
