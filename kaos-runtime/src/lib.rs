@@ -24,5 +24,5 @@ pub use runtime::{Runtime, RuntimeBuilder};
 pub use secret::Secret;
 pub use settings::{
     McpSettings, ProviderSettings, SettingEntry, SettingKey, SettingSource, Settings, SettingsLoader,
-    VfsSettings,
+    VfsSettings, VfsSync,
 };
