@@ -275,7 +275,21 @@ impl SessionStore {
                 (0, 0, tail, 0)
             }
         };
-        let parsed = parse_log(id, &log, &tail, offset, base_turn)?;
+        let parsed = match parse_log(id, &log, &tail, offset, base_turn) {
+            Ok(parsed) => parsed,
+            // Line numbers count from the checkpoint: report the error as the whole log has it.
+            Err(SessionError::Corrupt { .. }) if offset > 0 => {
+                let whole = self.read_log_from(&log, 0).await?;
+                parse_log(id, &log, &whole, 0, 0)?;
+                return Err(SessionError::Corrupt {
+                    session: id.to_string(),
+                    path: log.to_string(),
+                    line: 0,
+                    message: "the log after the checkpoint is corrupt".to_owned(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
         if let Some(bytes) = parsed.dropped_tail {
             repairs.push(format!(
                 "dropped a torn last line of the log ({bytes} bytes without a newline: an interrupted append)"
