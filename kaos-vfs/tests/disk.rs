@@ -385,7 +385,8 @@ mod fair_lock {
                 let start = Instant::now();
                 let held = vfs.lock(&p(LOCK)).await.unwrap();
                 let waited = start.elapsed().as_micros();
-                let mut order = fs::OpenOptions::new().append(true).create(true).open(root.join("order")).unwrap();
+                let mut order =
+                    fs::OpenOptions::new().append(true).create(true).open(root.join("order")).unwrap();
                 writeln!(order, "{id} {waited}").unwrap();
                 drop(order);
                 tokio::time::sleep(Duration::from_millis(hold)).await;
