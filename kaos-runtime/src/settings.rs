@@ -78,16 +78,16 @@ const KEYS: &[SettingKey] = &[
         "Google Gemini API key [none].",
     ),
     key(
-        "vfs.s3_bucket",
-        &["KAOS_VFS_S3_BUCKET"],
-        Kind::Text,
-        "S3 bucket holding the sessions; set, the CLI uses the object-store VFS instead of the data directory [none].",
-    ),
-    key(
         "vfs.sync",
         &["KAOS_VFS_SYNC"],
         Kind::Text,
         "Whether every session append is fsynced before the turn is acknowledged: `always` (acknowledged turns survive a machine crash) or `never` (they survive a process crash; a machine crash may lose the last turns) [never].",
+    ),
+    key(
+        "vfs.s3_bucket",
+        &["KAOS_VFS_S3_BUCKET"],
+        Kind::Text,
+        "S3 bucket holding the sessions; set, the CLI uses the object-store VFS instead of the data directory [none].",
     ),
     key("vfs.s3_prefix", &["KAOS_VFS_S3_PREFIX"], Kind::Text, "Key prefix inside the bucket [none]."),
     key(

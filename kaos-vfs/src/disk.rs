@@ -44,8 +44,9 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 ///   The checks walk the path before each operation; they do not defend against a process
 ///   that swaps directories for symlinks inside the root *during* an operation.
 /// - [`truncate`](Vfs::truncate) cuts the file in place (`ftruncate`, then `fsync`); it and
-///   `write` remove temp files a dead process left next to the file they change (a temp name
-///   carries its writer's pid; a live pid's temp files are kept).
+///   `write` remove the temp files a dead process left in the directory of the file they
+///   change (a temp name carries its writer's pid; on Linux a pid with no `/proc` entry is
+///   dead; a live pid's temp files, and any elsewhere, are kept).
 /// - [`lock`](Vfs::lock) is fair across processes: waiters queue on disk and are served in
 ///   arrival order (see [`Vfs::lock`] below).
 /// - Every blocking call runs on tokio's blocking pool (`spawn_blocking`), so a tokio runtime
@@ -167,20 +168,24 @@ fn process_alive(pid: u32) -> bool {
     if cfg!(target_os = "linux") { Path::new("/proc").join(pid.to_string()).exists() } else { true }
 }
 
-/// Removes the temp files of dead writers next to `target` (`.{name}.kaos-tmp-{pid}-{n}`
+/// Removes the temp files of dead writers in `target`'s directory (`.{name}.kaos-tmp-{pid}-{n}`
 /// whose pid is no running process): what a writer killed between creating its temp file and
 /// renaming it leaves. Best effort: a failure only leaves the stray file.
 fn remove_stray_temps(target: &Path) {
-    let (Some(dir), Some(name)) = (target.parent(), target.file_name().and_then(|n| n.to_str())) else {
-        return;
-    };
-    let prefix = temp_prefix(name);
+    let Some(dir) = target.parent() else { return };
     let Ok(entries) = fs::read_dir(dir) else { return };
     let me = std::process::id();
     for entry in entries.flatten() {
         let file_name = entry.file_name();
-        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else { continue };
-        let Some(pid) = rest.split_once('-').and_then(|(pid, _)| pid.parse::<u32>().ok()) else { continue };
+        let Some(name) = file_name.to_str() else { continue };
+        if !name.starts_with('.') {
+            continue;
+        }
+        let Some((_, rest)) = name.rsplit_once(TEMP_MARKER) else { continue };
+        let Some((pid, counter)) = rest.split_once('-') else { continue };
+        let (Ok(pid), true) = (pid.parse::<u32>(), counter.bytes().all(|b| b.is_ascii_digit())) else {
+            continue;
+        };
         if pid != me && !process_alive(pid) && entry.file_type().is_ok_and(|t| t.is_file()) {
             let _ = fs::remove_file(entry.path());
         }

@@ -546,6 +546,8 @@ fn corruption_matrix_over_log_and_checkpoint() {
         copy_dir(&base.path().join("data"), &dir.path().join("data"));
         let output = run(dir.path(), "s", "next");
         assert!(output.status.success(), "{}", stderr(&output));
+        // An undamaged checkpoint is used: nothing is ignored or repaired.
+        assert!(!stderr(&output).contains("kaos: session s:"), "{}", stderr(&output));
         seen(&output)
     };
     for (name, damage, expect) in cases {
@@ -557,6 +559,9 @@ fn corruption_matrix_over_log_and_checkpoint() {
         match expect {
             Expect::Turn(turn, says) => {
                 assert!(output.status.success(), "{name}: {}", stderr(&output));
+                if says.is_empty() {
+                    assert!(!stderr(&output).contains("kaos: session s:"), "{name}: {}", stderr(&output));
+                }
                 assert!(stderr(&output).contains(says), "{name}: {}", stderr(&output));
                 assert_eq!(stdout_json(&output)["turn_number"].as_u64(), Some(turn), "{name}");
                 if turn == 5 {
