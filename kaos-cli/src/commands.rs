@@ -7,8 +7,8 @@ use clap::Subcommand;
 use futures::StreamExt as _;
 use kaos_agent::Decision;
 use kaos_runner::{
-    Approval, Event, EventKind, PermissionPolicy, Runner, SpanPhase, SpanSubject, StopReason, TurnFold,
-    TurnResponse, VerdictReason,
+    Approval, Event, EventKind, MemoryEventKind, PermissionPolicy, Runner, SpanPhase, SpanSubject,
+    StopReason, TurnFold, TurnResponse, VerdictReason,
 };
 use kaos_tools::{ToolAnnotations, ToolSelector};
 use kaos_vfs::{EntryKind, VfsPath};
@@ -87,6 +87,11 @@ async fn watch(mut stream: kaos_runner::RunStream, show: Show) -> Result<TurnRes
     let mut stdout = std::io::stdout().lock();
     while let Some(event) = stream.next().await {
         let event = event?;
+        // Repairs of the session log and ignored checkpoints are said in every mode.
+        if let EventKind::Memory { kind: MemoryEventKind::Warning, attributes, .. } = &event.kind {
+            let reason = attributes.get("reason").and_then(Value::as_str).unwrap_or("memory warning");
+            eprintln!("kaos: session {}: {reason}", event.session_id);
+        }
         match show {
             Show::Events => writeln!(stdout, "{}", serde_json::to_string(&event)?)?,
             Show::Human => show_event(&mut stdout, &event)?,
@@ -173,6 +178,9 @@ pub(crate) enum SessionsCommand {
     Show {
         /// The session.
         id: String,
+        /// Read a corrupt log's intact turns (lines left out are listed on stderr).
+        #[arg(long)]
+        salvage: bool,
     },
     /// Delete a session and its files.
     Rm {
@@ -183,6 +191,10 @@ pub(crate) enum SessionsCommand {
     Export {
         /// The session.
         id: String,
+        /// Export a corrupt log's intact turns and the memory they rebuild (lines left out
+        /// are listed on stderr).
+        #[arg(long)]
+        salvage: bool,
     },
 }
 
@@ -202,8 +214,15 @@ pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> R
                 }
             }
         }
-        SessionsCommand::Show { id } => {
-            let turns = sessions.turns(&id).await?.with_context(|| format!("no session {id:?}"))?;
+        SessionsCommand::Show { id, salvage } => {
+            let turns = if salvage {
+                let salvaged = sessions.salvage(&id).await?;
+                report_skipped(&id, &salvaged.skipped);
+                Some(salvaged.records).filter(|r| !r.is_empty())
+            } else {
+                sessions.turns(&id).await?
+            };
+            let turns = turns.with_context(|| format!("no session {id:?}"))?;
             if global.json {
                 println!("{}", serde_json::to_string_pretty(&turns)?);
                 return Ok(());
@@ -232,7 +251,20 @@ pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> R
                 eprintln!("deleted session {id}");
             }
         }
-        SessionsCommand::Export { id } => {
+        SessionsCommand::Export { id, salvage: true } => {
+            let runner = setup::runner(global)?;
+            let session = kaos_runner::SessionId::new(&id)?;
+            let model = runner.agent().model();
+            let counter = kaos_runner::providers::counter_for(model.provider(), model.model());
+            let (export, skipped) =
+                match sessions.export_salvaged(&session, runner.agent().memory(), counter).await {
+                    Err(kaos_runner::SessionError::Vfs(e)) if e.is_not_found() => bail!("no session {id:?}"),
+                    other => other?,
+                };
+            report_skipped(&id, &skipped);
+            println!("{}", serde_json::to_string_pretty(&export)?);
+        }
+        SessionsCommand::Export { id, salvage: false } => {
             // The whole session as one JSON document: its log and its memory as the agent sees it.
             let runner = setup::runner(global)?;
             let export = match runner.export_session(&id).await {
@@ -243,6 +275,13 @@ pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> R
         }
     }
     Ok(())
+}
+
+/// Lists on stderr the log lines `--salvage` left out.
+fn report_skipped(id: &str, skipped: &[(usize, String)]) {
+    for (line, why) in skipped {
+        eprintln!("kaos: session {id}: left out line {line} of the log: {why}");
+    }
 }
 
 /// `kaos tools …`

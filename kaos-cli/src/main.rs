@@ -47,6 +47,10 @@ pub(crate) struct GlobalArgs {
     /// Machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Whether each session append is fsynced before a turn is acknowledged: `always`
+    /// survives a machine crash, `never` a process crash [settings: vfs.sync, default never].
+    #[arg(long, global = true, value_name = "WHEN", value_parser = ["always", "never"])]
+    pub(crate) sync: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

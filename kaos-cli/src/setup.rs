@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result, anyhow};
 use kaos_agent::{Agent, AgentConfig, AgentError, ModelRef};
 use kaos_runner::Runner;
 use kaos_runtime::{Runtime, SettingSource, Settings};
-use kaos_vfs::{DiskVfs, MemoryVfs, Vfs};
+use kaos_vfs::{MemoryVfs, Vfs};
 
 use crate::GlobalArgs;
 
@@ -20,6 +20,9 @@ pub(crate) fn settings(global: &GlobalArgs) -> Result<Settings> {
     }
     if let Some(model) = &global.model {
         loader = loader.set("model", model.clone());
+    }
+    if let Some(sync) = &global.sync {
+        loader = loader.set("vfs.sync", sync.clone());
     }
     Ok(loader.load()?)
 }
@@ -85,7 +88,9 @@ pub(crate) fn runtime(settings: &Settings, create: bool) -> Result<Runtime> {
     let vfs: Arc<dyn Vfs> = if let Some(bucket) = &settings.vfs.s3_bucket {
         object_store_vfs(settings, bucket)?
     } else if create || dir.exists() {
-        Arc::new(DiskVfs::new(dir).with_context(|| format!("cannot open data directory {}", dir.display()))?)
+        Arc::new(
+            settings.disk_vfs().with_context(|| format!("cannot open data directory {}", dir.display()))?,
+        )
     } else {
         Arc::new(MemoryVfs::new())
     };

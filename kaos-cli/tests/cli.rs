@@ -149,6 +149,7 @@ fn config_show_redacts_secrets_and_names_their_source() {
             {"key": "providers.anthropic_api_key", "value": "[redacted]",
              "source": {"layer": "dotenv", "path": ".env", "var": "ANTHROPIC_API_KEY"}, "secret": true},
             {"key": "providers.gemini_api_key", "value": null, "source": {"layer": "default"}, "secret": true},
+            {"key": "vfs.sync", "value": "never", "source": {"layer": "default"}, "secret": false},
             {"key": "vfs.s3_bucket", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "vfs.s3_prefix", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "vfs.s3_endpoint", "value": null, "source": {"layer": "default"}, "secret": false},
@@ -184,6 +185,10 @@ fn a_malformed_agent_file_is_reported_with_its_file_and_line() {
     let err = stderr(&output);
     assert!(err.starts_with("error: agent file glob.toml: invalid glob \"kaos-[\" at tools[0]"), "{err}");
 }
+
+/// Issue 14's reliability suite: the session log under kills, corruption and concurrency.
+#[path = "cli/reliability.rs"]
+mod reliability;
 
 /// `careful.toml` of docs/tutorials/the-kaos-command.md.
 const POLICY_AGENT: &str = r#"

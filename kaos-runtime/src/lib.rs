@@ -25,7 +25,7 @@ pub use runtime::{Runtime, RuntimeBuilder};
 pub use secret::Secret;
 pub use settings::{
     McpSettings, ProviderSettings, SettingEntry, SettingKey, SettingSource, Settings, SettingsLoader,
-    VfsSettings,
+    VfsSettings, VfsSync,
 };
 
 /// This crate's README, compiled and run as a doctest (it ships in the package).

@@ -78,6 +78,12 @@ const KEYS: &[SettingKey] = &[
         "Google Gemini API key [none].",
     ),
     key(
+        "vfs.sync",
+        &["KAOS_VFS_SYNC"],
+        Kind::Text,
+        "Whether every session append is fsynced before the turn is acknowledged: `always` (acknowledged turns survive a machine crash) or `never` (they survive a process crash; a machine crash may lose the last turns) [never].",
+    ),
+    key(
         "vfs.s3_bucket",
         &["KAOS_VFS_S3_BUCKET"],
         Kind::Text,
@@ -180,11 +186,39 @@ pub struct ProviderSettings {
     pub gemini_api_key: Option<Secret>,
 }
 
-/// Where sessions live when not in the data directory: S3-compatible object storage.
+/// When a disk VFS makes appends durable (`vfs.sync`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum VfsSync {
+    /// Every append is fsynced before it returns: an acknowledged turn survives a machine
+    /// crash (one fsync per turn).
+    Always,
+    /// Appends reach the OS, not the disk, when they return: an acknowledged turn survives
+    /// the process's crash but a machine crash may lose the last turns (never the ones before
+    /// a checkpoint, which is written only after the log is fsynced). The default.
+    #[default]
+    Never,
+}
+
+impl VfsSync {
+    /// The setting's text, `always` or `never`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VfsSync::Always => "always",
+            VfsSync::Never => "never",
+        }
+    }
+}
+
+/// Where and how sessions are stored: the disk VFS's durability, or S3-compatible object
+/// storage instead of the data directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct VfsSettings {
+    /// `vfs.sync`: `KAOS_VFS_SYNC`, `always` or `never` [never].
+    pub sync: VfsSync,
     /// `vfs.s3_bucket`: `KAOS_VFS_S3_BUCKET`. Set, sessions live in this bucket.
     pub s3_bucket: Option<String>,
     /// `vfs.s3_prefix`: `KAOS_VFS_S3_PREFIX`.
@@ -289,6 +323,12 @@ impl Settings {
         Self::loader().load_with(Some(&lookup))
     }
 
+    /// The data directory as a disk VFS (created when missing), fsyncing appends when
+    /// `vfs.sync` is `always`.
+    pub fn disk_vfs(&self) -> Result<kaos_vfs::DiskVfs, RuntimeError> {
+        Ok(kaos_vfs::DiskVfs::new(&self.data_dir)?.with_synced_appends(self.vfs.sync == VfsSync::Always))
+    }
+
     /// Every setting KAOS knows, in display order.
     pub fn keys() -> &'static [SettingKey] {
         KEYS
@@ -313,6 +353,7 @@ impl Settings {
                     "providers.openai_api_key" => redacted(&self.providers.openai_api_key),
                     "providers.anthropic_api_key" => redacted(&self.providers.anthropic_api_key),
                     "providers.gemini_api_key" => redacted(&self.providers.gemini_api_key),
+                    "vfs.sync" => Some(self.vfs.sync.as_str().to_owned()),
                     "vfs.s3_bucket" => self.vfs.s3_bucket.clone(),
                     "vfs.s3_prefix" => self.vfs.s3_prefix.clone(),
                     "vfs.s3_endpoint" => self.vfs.s3_endpoint.clone(),

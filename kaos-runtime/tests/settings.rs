@@ -60,6 +60,7 @@ fn each_layer_beats_the_ones_below_it() {
                 SettingSource::DotEnv { path: path.clone(), var: "ANTHROPIC_API_KEY".into() }
             ),
             ("providers.gemini_api_key", SettingSource::Default),
+            ("vfs.sync", SettingSource::Default),
             ("vfs.s3_bucket", SettingSource::Default),
             ("vfs.s3_prefix", SettingSource::Default),
             ("vfs.s3_endpoint", SettingSource::Default),
@@ -137,4 +138,20 @@ fn a_missing_dotenv_file_is_skipped_and_a_malformed_one_is_an_error() {
     let (_dir, path) = dotenv("KAOS_MODEL='unterminated\n");
     let (key, _) = setting_error(Settings::loader().dotenv_file(&path).load());
     assert_eq!(key, path.display().to_string());
+}
+
+/// `vfs.sync` from the environment and code; a value other than `always` or `never` is an
+/// error naming the setting.
+#[test]
+fn vfs_sync_is_read_and_checked() {
+    use kaos_runtime::VfsSync;
+    assert_eq!(Settings::loader().load().unwrap().vfs.sync, VfsSync::Never);
+    let settings = Settings::loader().env_vars([("KAOS_VFS_SYNC", "always")]).load().unwrap();
+    assert_eq!(settings.vfs.sync, VfsSync::Always);
+    assert_eq!(settings.source("vfs.sync"), Some(SettingSource::Env { var: "KAOS_VFS_SYNC".into() }));
+    let settings =
+        Settings::loader().env_vars([("KAOS_VFS_SYNC", "always")]).set("vfs.sync", "never").load().unwrap();
+    assert_eq!(settings.vfs.sync, VfsSync::Never);
+    let err = Settings::loader().env_vars([("KAOS_VFS_SYNC", "sometimes")]).load().unwrap_err();
+    assert!(err.to_string().contains("vfs.sync") || err.to_string().contains("KAOS_VFS_SYNC"), "{err}");
 }

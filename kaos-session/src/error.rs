@@ -29,6 +29,19 @@ pub enum SessionError {
         /// What is wrong.
         message: String,
     },
+    /// The session's log cannot be written where it belongs (found before a turn spends
+    /// anything): its directory is a symlink (never followed by a disk VFS) or a file is in
+    /// the way.
+    #[error(
+        "session {session} cannot be stored: sessions/{session} is not a writable directory in the data directory (a symlink or a file in the way?)"
+    )]
+    Unwritable {
+        /// The session.
+        session: String,
+        /// What the VFS said.
+        #[source]
+        source: VfsError,
+    },
     /// Session memory refused the change (e.g. a section that refuses evictions is full).
     #[error("memory refused the change")]
     Memory(#[from] MemoryError),

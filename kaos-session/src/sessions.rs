@@ -11,7 +11,7 @@ use kaos_vfs::{LocalLocks, Vfs, VfsLock};
 use serde::Serialize;
 
 use crate::cache::SessionCache;
-use crate::store::{Hydrated, LogPosition, SessionStore};
+use crate::store::{Hydrated, LogPosition, Salvaged, SessionStore};
 use crate::{MemoryItem, SESSION_LAYOUT_VERSION, SessionError, SessionId, SessionMemory, TurnRecord};
 
 /// The sessions stored in a VFS (`sessions/{id}/turns.jsonl`): list them, read their turns and
@@ -99,6 +99,10 @@ pub struct TakenSession {
     pub memory: SessionMemory,
     /// How the memory was found.
     pub hydration: Hydration,
+    /// What loading it repaired or ignored, one sentence each (empty when cached or clean):
+    /// a dropped torn last line, an ignored checkpoint. Already logged with `tracing`; a
+    /// front end shows them.
+    pub repairs: Vec<String>,
     position: LogPosition,
     store: SessionStore,
     cache: Arc<SessionCache>,
@@ -142,8 +146,11 @@ impl Sessions {
     }
 
     /// Takes `id` for a change: the in-process lock (fair, in arrival order), then the VFS
-    /// lock (across processes), then its memory — cached when the log is exactly as this
-    /// process left it, else loaded (a torn last line is cut from the log first).
+    /// lock (across processes; in arrival order on a disk VFS), then its memory — cached when
+    /// the log is exactly as this process left it, else loaded (a torn last line is cut from
+    /// the log first; an inconsistent checkpoint is ignored; both are listed in
+    /// [`TakenSession::repairs`]). A new session's log is created first, so a session that
+    /// cannot be stored fails here ([`SessionError::Unwritable`]), before any model call.
     pub async fn take(
         &self,
         id: &SessionId,
@@ -153,18 +160,24 @@ impl Sessions {
         let local = self.locks.lock(id.as_str()).await;
         let vfs = self.store.lock(id).await?;
         let stamp = self.store.stamp(id).await?;
-        let (memory, position, hydration) = match self.cache.take(id, stamp) {
-            Some((memory, position)) => (memory, position, Hydration::Cached),
+        if stamp.len == 0 {
+            // A new (or empty) session: fail now, before the turn spends anything, if its log
+            // cannot be written (e.g. its directory is a symlink).
+            self.store.ensure_writable(id).await?;
+        }
+        let (memory, position, hydration, repairs) = match self.cache.take(id, stamp) {
+            Some((memory, position)) => (memory, position, Hydration::Cached, Vec::new()),
             None => {
-                let Hydrated { memory, position, dropped_tail, bad_checkpoint } =
+                let Hydrated { memory, position, dropped_tail, bad_checkpoint, repairs } =
                     self.store.load_for_write(id, profile, counter).await?;
-                (memory, position, Hydration::Loaded { dropped_tail, bad_checkpoint })
+                (memory, position, Hydration::Loaded { dropped_tail, bad_checkpoint }, repairs)
             }
         };
         Ok(TakenSession {
             id: id.clone(),
             memory,
             hydration,
+            repairs,
             position,
             store: self.store.clone(),
             cache: self.cache.clone(),
@@ -205,6 +218,46 @@ impl Sessions {
         let id = SessionId::new(session_id)?;
         let records = self.store.records(&id).await?;
         Ok(if records.is_empty() { None } else { Some(records) })
+    }
+
+    /// What can still be read of a session whose log is corrupt (see
+    /// [`SessionStore`](crate::Salvaged)): its intact records, and the lines left out. Changes
+    /// nothing.
+    pub async fn salvage(&self, session_id: &str) -> Result<Salvaged, SessionError> {
+        let id = SessionId::new(session_id)?;
+        self.store.salvage(&id).await
+    }
+
+    /// [`Sessions::export`] of a damaged session: its intact records (see
+    /// [`Sessions::salvage`]) and the memory they rebuild (the checkpoint is not used), with
+    /// the lines left out.
+    pub async fn export_salvaged(
+        &self,
+        id: &SessionId,
+        profile: &MemoryProfile,
+        counter: Arc<dyn TokenCounter>,
+    ) -> Result<(SessionExport, Vec<(usize, String)>), SessionError> {
+        let _lock = self.store.lock(id).await?;
+        let Salvaged { records, skipped } = self.store.salvage(id).await?;
+        if records.is_empty() {
+            self.store.vfs().stat(&SessionStore::dir(id)?).await?;
+        }
+        let mut memory = SessionMemory::new(profile, counter);
+        for record in records.iter().cloned() {
+            crate::store::replay(&mut memory, record);
+        }
+        let export = SessionExport {
+            session_id: id.to_string(),
+            layout_version: SESSION_LAYOUT_VERSION,
+            turns: memory.turn(),
+            records,
+            memory: memory
+                .sections()
+                .filter(|s| !s.items().is_empty())
+                .map(|s| (s.kind(), s.items().to_vec()))
+                .collect(),
+        };
+        Ok((export, skipped))
     }
 
     /// The full stored conversation of a session, oldest first (empty for an unknown session).

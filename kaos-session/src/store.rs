@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kaos_agent::{MemoryProfile, SectionKind};
 use kaos_providers::{Message, TokenCounter, Usage};
-use kaos_vfs::{Vfs, VfsLock, VfsPath};
+use kaos_vfs::{Vfs, VfsError, VfsLock, VfsPath};
 use serde::{Deserialize, Serialize};
 
 use crate::memory::{MemoryItem, MemoryOp, NewItem, SessionMemory};
@@ -95,6 +95,13 @@ struct Checkpoint {
     v: u32,
     turn: u32,
     log_offset: u64,
+    /// The session it was written for (a checkpoint copied from another session is ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session: Option<String>,
+    /// The last record it covers, the line ending at `log_offset`: its length in bytes and
+    /// its run id (checked on load, so a checkpoint over another log is ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last: Option<(u64, String)>,
     /// What the session spent up to the checkpoint: USD and tokens.
     #[serde(default)]
     spent: (f64, u64),
@@ -141,10 +148,22 @@ pub struct Hydrated {
     pub memory: SessionMemory,
     /// Where the log and the checkpoint stand.
     pub position: LogPosition,
-    /// Bytes of a torn or unreadable last line that was dropped, if any.
+    /// Bytes of a torn last line (one without its `\n`) that was dropped, if any.
     pub dropped_tail: Option<usize>,
-    /// Whether an unreadable checkpoint was ignored.
+    /// Whether the checkpoint was ignored (unreadable, or inconsistent with the log).
     pub bad_checkpoint: bool,
+    /// What was repaired or ignored, one sentence each (also logged with `tracing`).
+    pub repairs: Vec<String>,
+}
+
+/// What [`SessionStore::salvage`] could read from a damaged log.
+#[derive(Debug, Clone, Default)]
+pub struct Salvaged {
+    /// Every intact record, in log order (unreadable lines and repeats of the record before
+    /// left out).
+    pub records: Vec<TurnRecord>,
+    /// What was left out: the 1-based line and why.
+    pub skipped: Vec<(usize, String)>,
 }
 
 /// Reads and writes sessions in a VFS.
@@ -183,41 +202,102 @@ impl SessionStore {
         Ok(self.vfs.lock(&VfsPath::new(".locks/sessions")?.join(&format!("{id}.lock"))?).await?)
     }
 
-    /// Loads a session's memory: the checkpoint, then the log after it. A torn or unreadable
-    /// **last** line is dropped and reported in `dropped_tail` (the caller repairs the log
-    /// with [`SessionStore::repair`] before appending); an unreadable line anywhere else is
-    /// [`SessionError::Corrupt`].
+    /// Loads a session's memory: the checkpoint, then the log after it.
+    ///
+    /// The checkpoint is used only when it is consistent with the log: written for this
+    /// session, covering no more than the log holds, ending on a line boundary after the record
+    /// it names, and followed by the next turn's record (or the end of the log). Otherwise it is
+    /// ignored (reported in `repairs`) and the whole log replayed. A last line without its `\n`
+    /// (an interrupted append) is dropped and reported in `dropped_tail` (the caller cuts it with
+    /// [`SessionStore::load_for_write`] before appending). Anything else that is wrong — an
+    /// unreadable line, even the complete last one; a turn number repeated or skipped — is
+    /// [`SessionError::Corrupt`], and nothing is changed.
     pub async fn load(
         &self,
         id: &SessionId,
         profile: &MemoryProfile,
         counter: Arc<dyn TokenCounter>,
     ) -> Result<Hydrated, SessionError> {
-        let mut memory = SessionMemory::new(profile, counter);
-        let mut offset = 0;
-        let mut checkpoint_len = 0;
-        let mut bad_checkpoint = false;
-        match self.vfs.read(&Self::checkpoint_path(id)?).await {
-            Ok(bytes) => match serde_json::from_slice::<Checkpoint>(&bytes) {
-                Ok(c) if c.v <= SESSION_LAYOUT_VERSION => {
-                    memory.restore(c.turn, c.sections);
-                    memory.set_spent(c.spent);
-                    memory.set_active_agent(c.active_agent);
-                    offset = c.log_offset;
-                    checkpoint_len = bytes.len() as u64;
-                }
-                _ => bad_checkpoint = true,
-            },
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
-        }
         let log = Self::log_path(id)?;
-        let tail = match self.vfs.read_from(&log, offset).await {
-            Ok(bytes) => bytes,
-            Err(e) if e.is_not_found() => Bytes::new(),
+        let log_len = match self.vfs.stat(&log).await {
+            Ok(meta) => meta.len,
+            Err(e) if e.is_not_found() => 0,
             Err(e) => return Err(e.into()),
         };
-        let parsed = parse_log(id, &log, &tail, offset)?;
+        let mut repairs = Vec::new();
+        let mut bad_checkpoint = false;
+        let checkpoint = match self.vfs.read(&Self::checkpoint_path(id)?).await {
+            Ok(bytes) => match serde_json::from_slice::<Checkpoint>(&bytes) {
+                Ok(c) if c.v <= SESSION_LAYOUT_VERSION => Some((c, bytes.len() as u64)),
+                Ok(c) => {
+                    bad_checkpoint = true;
+                    repairs.push(format!(
+                        "ignored the checkpoint: written by a newer layout version {}; replayed the whole log",
+                        c.v
+                    ));
+                    None
+                }
+                Err(e) => {
+                    bad_checkpoint = true;
+                    repairs.push(format!("ignored an unreadable checkpoint ({e}); replayed the whole log"));
+                    None
+                }
+            },
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.into()),
+        };
+        let mut start = None;
+        if let Some((c, len)) = checkpoint {
+            match self.check_checkpoint(id, &log, &c, log_len).await? {
+                Ok(tail) => start = Some((c, len, tail)),
+                Err(why) => {
+                    bad_checkpoint = true;
+                    repairs.push(format!("ignored the checkpoint: {why}; replayed the whole log"));
+                }
+            }
+        }
+        let mut memory = SessionMemory::new(profile, counter);
+        let (offset, checkpoint_len, tail, base_turn) = match start {
+            Some((c, len, tail)) => {
+                let turn = c.turn;
+                let offset = c.log_offset;
+                memory.restore(c.turn, c.sections);
+                memory.set_spent(c.spent);
+                memory.set_active_agent(c.active_agent);
+                (offset, len, tail, turn)
+            }
+            None => {
+                let tail = match self.vfs.read(&log).await {
+                    Ok(bytes) => bytes,
+                    Err(e) if e.is_not_found() => Bytes::new(),
+                    Err(e) => return Err(e.into()),
+                };
+                (0, 0, tail, 0)
+            }
+        };
+        let parsed = match parse_log(id, &log, &tail, offset, base_turn) {
+            Ok(parsed) => parsed,
+            // Line numbers count from the checkpoint: report the error as the whole log has it.
+            Err(SessionError::Corrupt { .. }) if offset > 0 => {
+                let whole = self.read_log_from(&log, 0).await?;
+                parse_log(id, &log, &whole, 0, 0)?;
+                return Err(SessionError::Corrupt {
+                    session: id.to_string(),
+                    path: log.to_string(),
+                    line: 0,
+                    message: "the log after the checkpoint is corrupt".to_owned(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(bytes) = parsed.dropped_tail {
+            repairs.push(format!(
+                "dropped a torn last line of the log ({bytes} bytes without a newline: an interrupted append)"
+            ));
+        }
+        for repair in &repairs {
+            tracing::warn!(session = %id, "{repair}");
+        }
         for record in parsed.records {
             replay(&mut memory, record);
         }
@@ -230,12 +310,82 @@ impl SessionStore {
             },
             dropped_tail: parsed.dropped_tail,
             bad_checkpoint,
+            repairs,
         })
     }
 
+    /// Whether checkpoint `c` is consistent with the log of `log_len` bytes: `Ok(Ok(tail))`
+    /// with the log after it, `Ok(Err(why))` when it must be ignored.
+    async fn check_checkpoint(
+        &self,
+        id: &SessionId,
+        log: &VfsPath,
+        c: &Checkpoint,
+        log_len: u64,
+    ) -> Result<Result<Bytes, String>, SessionError> {
+        if let Some(session) = &c.session
+            && session != id.as_str()
+        {
+            return Ok(Err(format!("it was written for session {session:?}")));
+        }
+        let offset = c.log_offset;
+        if offset > log_len {
+            return Ok(Err(format!("it covers {offset} bytes of the log but the log has {log_len}")));
+        }
+        if offset == 0 {
+            if c.turn != 0 {
+                return Ok(Err(format!("it names turn {} at the start of the log", c.turn)));
+            }
+            return self.read_log_from(log, 0).await.map(Ok);
+        }
+        // The line ending at the offset (its length when the checkpoint names it, else one
+        // byte for the boundary), then what follows.
+        let back = match &c.last {
+            Some((len, _)) if *len > 0 && *len <= offset => *len,
+            _ => 1,
+        };
+        let bytes = self.read_log_from(log, offset - back).await?;
+        let back = usize::try_from(back).unwrap_or(usize::MAX);
+        if bytes.len() < back || bytes[back - 1] != b'\n' {
+            return Ok(Err(format!("its offset {offset} is not at the end of a line")));
+        }
+        if let Some((len, run_id)) = &c.last {
+            let line = &bytes[..back];
+            let record = serde_json::from_slice::<TurnRecord>(line).ok();
+            let matches = line[..back - 1].iter().all(|b| *b != b'\n')
+                && record.is_some_and(|r| &r.run_id == run_id && r.turn == c.turn);
+            if back as u64 != *len || !matches {
+                return Ok(Err(format!(
+                    "the record before its offset {offset} is not turn {} of run {run_id}",
+                    c.turn
+                )));
+            }
+        }
+        let tail = bytes.slice(back..);
+        // The record right after it must continue the numbering (or be torn, or absent).
+        if let Some(end) = tail.iter().position(|b| *b == b'\n')
+            && let Ok(next) = serde_json::from_slice::<TurnRecord>(&tail[..end])
+            && !follows(c.turn, &next)
+        {
+            return Ok(Err(format!(
+                "it covers up to turn {} but the log goes on with turn {}",
+                c.turn, next.turn
+            )));
+        }
+        Ok(Ok(tail))
+    }
+
+    async fn read_log_from(&self, log: &VfsPath, offset: u64) -> Result<Bytes, SessionError> {
+        match self.vfs.read_from(log, offset).await {
+            Ok(bytes) => Ok(bytes),
+            Err(e) if e.is_not_found() => Ok(Bytes::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Loads a session to change it: as [`SessionStore::load`], and a torn last line is cut
-    /// from the log so the next append starts on a clean line. The caller holds the session's
-    /// lock.
+    /// from the log in place ([`Vfs::truncate`]) so the next append starts on a clean line.
+    /// The caller holds the session's lock.
     pub async fn load_for_write(
         &self,
         id: &SessionId,
@@ -244,14 +394,16 @@ impl SessionStore {
     ) -> Result<Hydrated, SessionError> {
         let hydrated = self.load(id, profile, counter).await?;
         if hydrated.dropped_tail.is_some() {
-            self.repair(id, hydrated.position.log_len).await?;
+            self.vfs.truncate(&Self::log_path(id)?, hydrated.position.log_len).await?;
         }
         Ok(hydrated)
     }
 
     /// Commits a record: one append (the commit point), then a checkpoint when the log has
-    /// grown enough past the last one (see [`SESSION_LAYOUT_VERSION`]). A failed checkpoint
-    /// is only logged: it means a longer replay next time, never lost data.
+    /// grown enough past the last one (see [`SESSION_LAYOUT_VERSION`]). The log is made
+    /// durable ([`Vfs::sync`]) before a checkpoint covering it is written, so a checkpoint never
+    /// claims more than the log kept after a machine crash. A failed checkpoint is only logged:
+    /// it means a longer replay next time, never lost data.
     pub async fn commit(
         &self,
         id: &SessionId,
@@ -264,7 +416,7 @@ impl SessionStore {
         let mut next = LogPosition { log_len, ..position };
         let due = CHECKPOINT_MIN_TAIL_BYTES.max(CHECKPOINT_TAIL_FACTOR * position.checkpoint_len);
         if log_len - position.checkpoint_offset >= due {
-            match self.checkpoint(id, memory, log_len).await {
+            match self.checkpoint_after(id, memory, log_len, Some((written, record.run_id.clone()))).await {
                 Ok(len) => {
                     next.checkpoint_offset = log_len;
                     next.checkpoint_len = len;
@@ -284,24 +436,60 @@ impl SessionStore {
         }
     }
 
-    /// Every record of the log (the full transcript), oldest first; a torn last line is left out.
+    /// Every record of the log (the full transcript), oldest first; a torn last line is left
+    /// out. [`SessionError::Corrupt`] as for [`SessionStore::load`].
     pub async fn records(&self, id: &SessionId) -> Result<Vec<TurnRecord>, SessionError> {
         let log = Self::log_path(id)?;
         match self.vfs.read(&log).await {
-            Ok(bytes) => Ok(parse_log(id, &log, &bytes, 0)?.records),
+            Ok(bytes) => Ok(parse_log(id, &log, &bytes, 0, 0)?.records),
             Err(e) if e.is_not_found() => Ok(Vec::new()),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Cuts the log back to its first `valid_len` bytes, so the next append starts on a clean
-    /// line. Rewrites the log (atomically); only needed after a crash.
-    async fn repair(&self, id: &SessionId, valid_len: u64) -> Result<(), SessionError> {
-        let log = Self::log_path(id)?;
-        let bytes = self.vfs.read(&log).await?;
-        let keep = usize::try_from(valid_len).unwrap_or(usize::MAX).min(bytes.len());
-        self.vfs.write(&log, bytes.slice(..keep)).await?;
-        Ok(())
+    /// The intact records of a damaged log, for reading what can be read: every complete line
+    /// that parses as a record, in order, leaving out unreadable lines, a torn last line and a
+    /// record repeating the one before it. Changes nothing.
+    pub async fn salvage(&self, id: &SessionId) -> Result<Salvaged, SessionError> {
+        let bytes = match self.vfs.read(&Self::log_path(id)?).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.is_not_found() => return Ok(Salvaged::default()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut out = Salvaged::default();
+        for (i, line) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
+            let Some(text) = line.strip_suffix(b"\n") else {
+                out.skipped.push((i + 1, "torn last line (no newline)".to_owned()));
+                continue;
+            };
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<TurnRecord>(text) {
+                Ok(r) if r.v > SESSION_LAYOUT_VERSION => {
+                    out.skipped.push((i + 1, format!("written by a newer layout version {}", r.v)));
+                }
+                Ok(r) if out.records.last().is_some_and(|p| p.run_id == r.run_id && p.turn == r.turn) => {
+                    out.skipped.push((i + 1, format!("repeats turn {} of run {}", r.turn, r.run_id)));
+                }
+                Ok(r) => out.records.push(r),
+                Err(e) => out.skipped.push((i + 1, e.to_string())),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes sure the session's log can be written before a turn spends anything: creates an
+    /// empty log for a new session. [`SessionError::Unwritable`] when the VFS refuses (e.g. the
+    /// session's directory is a symlink, which a disk VFS never follows).
+    pub async fn ensure_writable(&self, id: &SessionId) -> Result<(), SessionError> {
+        match self.vfs.append(&Self::log_path(id)?, Bytes::new()).await {
+            Ok(()) => Ok(()),
+            Err(source @ (VfsError::NotFound(_) | VfsError::WrongKind { .. })) => {
+                Err(SessionError::Unwritable { session: id.to_string(), source })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Appends one turn's record in a single append; returns the bytes written.
@@ -314,17 +502,36 @@ impl SessionStore {
         Ok(len)
     }
 
-    /// Writes a checkpoint of `memory`, covering the log up to `log_offset`.
+    /// Writes a checkpoint of `memory`, covering the log up to `log_offset`, after making
+    /// the log durable up to there ([`Vfs::sync`]).
+    #[cfg(test)]
     pub async fn checkpoint(
         &self,
         id: &SessionId,
         memory: &SessionMemory,
         log_offset: u64,
     ) -> Result<u64, SessionError> {
+        self.checkpoint_after(id, memory, log_offset, None).await
+    }
+
+    /// [`SessionStore::checkpoint`], naming the last record it covers (its line's length and
+    /// run id) when known.
+    async fn checkpoint_after(
+        &self,
+        id: &SessionId,
+        memory: &SessionMemory,
+        log_offset: u64,
+        last: Option<(u64, String)>,
+    ) -> Result<u64, SessionError> {
+        if log_offset > 0 {
+            self.vfs.sync(&Self::log_path(id)?).await?;
+        }
         let checkpoint = Checkpoint {
             v: SESSION_LAYOUT_VERSION,
             turn: memory.turn(),
             log_offset,
+            session: Some(id.to_string()),
+            last,
             spent: memory.spent(),
             active_agent: memory.active_agent().map(str::to_owned),
             sections: memory.persisted_items(),
@@ -357,7 +564,7 @@ impl SessionStore {
 
 /// Rebuilds memory from one record: its memory changes, or, for a version 1 record, its
 /// messages added to the messages section.
-fn replay(memory: &mut SessionMemory, record: TurnRecord) {
+pub(crate) fn replay(memory: &mut SessionMemory, record: TurnRecord) {
     if record.v == 1 && record.memory.is_empty() {
         for message in record.messages {
             // A message that can no longer fit is skipped, as it would be today.
@@ -384,8 +591,23 @@ struct ParsedLog {
     dropped_tail: Option<usize>,
 }
 
-fn parse_log(id: &SessionId, path: &VfsPath, bytes: &[u8], offset: u64) -> Result<ParsedLog, SessionError> {
-    let mut records = Vec::new();
+/// Whether `record` may follow a log whose last turn is `last`: the next turn, or a record
+/// without messages (memory changes between turns) that keeps the last turn's number.
+fn follows(last: u32, record: &TurnRecord) -> bool {
+    record.turn == last.saturating_add(1) || (record.turn == last && record.messages.is_empty())
+}
+
+/// Parses log bytes read from `offset`, after turn `base_turn`. Only a last piece without its
+/// `\n` is a torn tail (an append never finishes a line it did not finish writing); every
+/// complete line must be a record continuing the numbering.
+fn parse_log(
+    id: &SessionId,
+    path: &VfsPath,
+    bytes: &[u8],
+    offset: u64,
+    base_turn: u32,
+) -> Result<ParsedLog, SessionError> {
+    let mut records: Vec<TurnRecord> = Vec::new();
     let mut lines: Vec<&[u8]> = bytes.split_inclusive(|b| *b == b'\n').collect();
     let mut dropped_tail = None;
     // A last piece without its newline never finished being written.
@@ -395,8 +617,8 @@ fn parse_log(id: &SessionId, path: &VfsPath, bytes: &[u8], offset: u64) -> Resul
         dropped_tail = Some(last.len());
         lines.pop();
     }
-    let count = lines.len();
     let mut valid_len = 0;
+    let mut last_turn = base_turn;
     for (i, line) in lines.into_iter().enumerate() {
         let text = line.strip_suffix(b"\n").unwrap_or(line);
         if text.iter().all(u8::is_ascii_whitespace) {
@@ -416,12 +638,25 @@ fn parse_log(id: &SessionId, path: &VfsPath, bytes: &[u8], offset: u64) -> Resul
                     record.v
                 )));
             }
+            Ok(record)
+                if records.last().is_some_and(|p| p.run_id == record.run_id && p.turn == record.turn) =>
+            {
+                return Err(corrupt(format!(
+                    "turn {} of run {} is recorded twice (a repeated record)",
+                    record.turn, record.run_id
+                )));
+            }
+            Ok(record) if !follows(last_turn, &record) => {
+                return Err(corrupt(format!(
+                    "turn {} follows turn {last_turn} (turn numbers must go up by one: a record is missing or repeated)",
+                    record.turn
+                )));
+            }
             Ok(record) => {
                 valid_len += line.len();
+                last_turn = record.turn;
                 records.push(record);
             }
-            // A complete but unreadable last line is also what an interrupted write can leave.
-            Err(_) if i + 1 == count && dropped_tail.is_none() => dropped_tail = Some(line.len()),
             Err(e) => return Err(corrupt(e.to_string())),
         }
     }
@@ -460,7 +695,7 @@ mod tests {
 
     fn parse(bytes: &[u8]) -> Result<ParsedLog, SessionError> {
         let id = SessionId::new("s").unwrap();
-        parse_log(&id, &SessionStore::log_path(&id).unwrap(), bytes, 0)
+        parse_log(&id, &SessionStore::log_path(&id).unwrap(), bytes, 0, 0)
     }
 
     #[test]

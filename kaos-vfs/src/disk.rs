@@ -43,6 +43,12 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 ///   are left out of listings. The error is the same as for a path that does not exist.
 ///   The checks walk the path before each operation; they do not defend against a process
 ///   that swaps directories for symlinks inside the root *during* an operation.
+/// - [`truncate`](Vfs::truncate) cuts the file in place (`ftruncate`, then `fsync`); it and
+///   `write` remove the temp files a dead process left in the directory of the file they
+///   change (a temp name carries its writer's pid; on Linux a pid with no `/proc` entry is
+///   dead; a live pid's temp files, and any elsewhere, are kept).
+/// - [`lock`](Vfs::lock) is fair across processes: waiters queue on disk and are served in
+///   arrival order (see [`Vfs::lock`] below).
 /// - Every blocking call runs on tokio's blocking pool (`spawn_blocking`), so a tokio runtime
 ///   must be running. Errors carry VFS paths, never host paths.
 ///
@@ -144,6 +150,46 @@ fn temp_name(target: &str) -> String {
     }
     let counter = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     format!(".{}{TEMP_MARKER}{}-{counter}", &target[..keep], std::process::id())
+}
+
+/// The start of the temp names `temp_name(target)` gives, without the pid and counter.
+fn temp_prefix(target: &str) -> String {
+    let mut keep = target.len().min(TEMP_NAME_KEEP);
+    while !target.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!(".{}{TEMP_MARKER}", &target[..keep])
+}
+
+/// Whether the process `pid` may be alive on this machine: on Linux, whether `/proc/{pid}`
+/// exists; elsewhere always (so a temp file is only ever removed when its writer is surely
+/// gone).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") { Path::new("/proc").join(pid.to_string()).exists() } else { true }
+}
+
+/// Removes the temp files of dead writers in `target`'s directory (`.{name}.kaos-tmp-{pid}-{n}`
+/// whose pid is no running process): what a writer killed between creating its temp file and
+/// renaming it leaves. Best effort: a failure only leaves the stray file.
+fn remove_stray_temps(target: &Path) {
+    let Some(dir) = target.parent() else { return };
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let me = std::process::id();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(name) = file_name.to_str() else { continue };
+        if !name.starts_with('.') {
+            continue;
+        }
+        let Some((_, rest)) = name.rsplit_once(TEMP_MARKER) else { continue };
+        let Some((pid, counter)) = rest.split_once('-') else { continue };
+        let (Ok(pid), true) = (pid.parse::<u32>(), counter.bytes().all(|b| b.is_ascii_digit())) else {
+            continue;
+        };
+        if pid != me && !process_alive(pid) && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn not_found(path: &VfsPath) -> VfsError {
@@ -327,6 +373,8 @@ fn replace_atomically(target: &Path, data: &[u8]) -> io::Result<()> {
     if result.is_err() {
         // Best effort: after a successful rename there is nothing left to remove.
         let _ = fs::remove_file(&temp);
+    } else {
+        remove_stray_temps(target);
     }
     result
 }
@@ -344,8 +392,138 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// One attempt at taking an OS lock on the file at `path`: `Some(file)` holds the lock.
-fn try_lock(shared: &Shared, path: &VfsPath) -> Result<Option<File>, VfsError> {
+/// The directory a lock's waiters queue in, next to the lock file: `.{name}.kaos-tmp-queue`
+/// (a reserved name, so no VFS path reaches it and listings leave it out).
+fn queue_dir(lock_file: &Path) -> Option<PathBuf> {
+    let name = lock_file.file_name()?.to_str()?;
+    Some(lock_file.with_file_name(format!("{}queue", temp_prefix(name))))
+}
+
+/// A place in a lock's queue: the entry file `{number:020}` in the queue directory, holding
+/// an OS lock for as long as its owner waits or holds the lock, so a dead owner's entry is
+/// recognised (its OS lock is gone) and removed by the waiter behind it.
+#[derive(Debug)]
+struct Ticket {
+    number: u64,
+    entry: PathBuf,
+    dir: PathBuf,
+    file: File,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        // Removed before the OS lock is released (when `file` closes right after).
+        let _ = fs::remove_file(&self.entry);
+    }
+}
+
+/// What a held disk lock keeps: the OS lock on the lock file, released before the queue
+/// entry, so the next in line finds the lock file free.
+struct DiskLockHeld {
+    _lock_file: File,
+    _ticket: Ticket,
+}
+
+/// How long one step of taking a lock sleeps between attempts at most.
+const LOCK_POLL_MAX: Duration = Duration::from_millis(10);
+
+fn lock_io(path: &VfsPath) -> impl Fn(io::Error) -> VfsError + '_ {
+    move |e| io_error(path, e)
+}
+
+/// Takes a ticket: the next number after every entry in the queue, under the queue's own
+/// short OS lock (`mutex`), so numbers follow arrival order. `None` when the deadline passes.
+fn enqueue(
+    shared: &Shared,
+    path: &VfsPath,
+    deadline: std::time::Instant,
+) -> Result<Option<Ticket>, VfsError> {
+    let target = shared.prepare_file(path)?;
+    let dir = queue_dir(&target).ok_or_else(|| not_found(path))?;
+    match fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if !fs::symlink_metadata(&dir).map_err(lock_io(path))?.is_dir() {
+                return Err(not_found(path));
+            }
+        }
+        Err(e) => return Err(io_error(path, e)),
+    }
+    let mutex = open_options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join("mutex"))
+        .map_err(lock_io(path))?;
+    let mut pause = Duration::from_micros(100);
+    loop {
+        match mutex.try_lock() {
+            Ok(()) => break,
+            Err(fs::TryLockError::WouldBlock) => {
+                if std::time::Instant::now() + pause > deadline {
+                    return Ok(None);
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(LOCK_POLL_MAX);
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_error(path, e)),
+        }
+    }
+    let last = queue_entries(&dir, path)?.into_iter().max().unwrap_or(0);
+    let number = last + 1;
+    let entry = dir.join(format!("{number:020}"));
+    let file = open_options().write(true).create_new(true).open(&entry).map_err(lock_io(path))?;
+    // A fresh file: nobody else has it open yet.
+    let ticket = Ticket { number, entry, dir, file };
+    ticket.file.try_lock().map_err(|e| io_error(path, io::Error::other(e.to_string())))?;
+    drop(mutex);
+    Ok(Some(ticket))
+}
+
+/// The numbers of the entries in a queue directory.
+fn queue_entries(dir: &Path, path: &VfsPath) -> Result<Vec<u64>, VfsError> {
+    let mut numbers = Vec::new();
+    for entry in fs::read_dir(dir).map_err(lock_io(path))? {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if is_missing(&e) => continue,
+            Err(e) => return Err(io_error(path, e)),
+        };
+        if let Some(n) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) {
+            numbers.push(n);
+        }
+    }
+    Ok(numbers)
+}
+
+/// Whether `ticket` is at the front of its queue: every entry before it is gone. Entries
+/// whose owner died (their OS lock is free) are removed on the way.
+fn at_front(ticket: &Ticket, path: &VfsPath) -> Result<bool, VfsError> {
+    loop {
+        let ahead = queue_entries(&ticket.dir, path)?.into_iter().filter(|n| *n < ticket.number).max();
+        let Some(number) = ahead else { return Ok(true) };
+        let entry = ticket.dir.join(format!("{number:020}"));
+        let file = match open_options().read(true).open(&entry) {
+            Ok(file) => file,
+            Err(e) if is_missing(&e) => continue,
+            Err(e) => return Err(io_error(path, e)),
+        };
+        match file.try_lock() {
+            // Its owner is gone (died, or released and is removing it): clear it away.
+            Ok(()) => match fs::remove_file(&entry) {
+                Ok(()) => {}
+                Err(e) if is_missing(&e) => {}
+                Err(e) => return Err(io_error(path, e)),
+            },
+            Err(fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(fs::TryLockError::Error(e)) => return Err(io_error(path, e)),
+        }
+    }
+}
+
+/// One attempt at taking the OS lock on the lock file itself (held by the queue's front, and
+/// by processes of older versions that do not queue): `Some(file)` holds it.
+fn try_lock_file(shared: &Shared, path: &VfsPath) -> Result<Option<File>, VfsError> {
     let target = shared.prepare_file(path)?;
     let file = open_options()
         .write(true)
@@ -362,25 +540,83 @@ fn try_lock(shared: &Shared, path: &VfsPath) -> Result<Option<File>, VfsError> {
 
 #[async_trait]
 impl Vfs for DiskVfs {
-    /// An exclusive OS file lock (`flock`) on the file at `path`, created when missing. It
-    /// excludes other processes and other `DiskVfs` handles alike, and the kernel releases it
-    /// when the holding process dies, so a crash never leaves a session locked. Waiting polls
-    /// with a growing pause (1 ms to 50 ms) for at most the lock timeout.
+    /// An exclusive OS file lock (`flock`) on the file at `path`, created when missing, taken
+    /// in arrival order. It excludes other processes and other `DiskVfs` handles alike.
+    ///
+    /// Waiters queue in a directory next to the lock file: each takes the next number (under
+    /// a short OS lock on the queue) and an OS lock on its numbered entry, and waits until
+    /// every entry before its own is gone, so no later arrival overtakes it, in this process
+    /// or another. The kernel releases a dead process's OS locks, so a crash never leaves a
+    /// session locked: the waiter behind a dead entry removes it. Waiting polls (0.1 ms to
+    /// 10 ms) for at most the lock timeout; a waiter that gives up leaves the queue.
     async fn lock(&self, path: &VfsPath) -> Result<VfsLock, VfsError> {
-        let deadline = tokio::time::Instant::now() + self.lock_timeout;
-        let mut pause = Duration::from_millis(1);
+        let timeout = self.lock_timeout;
+        let deadline = std::time::Instant::now() + timeout;
+        let timed_out = || VfsError::LockTimeout { path: path.clone(), after: timeout };
+        let Some(ticket) = self
+            .run(path, move |shared, path| shared.retry_pruned(|| enqueue(shared, path, deadline)))
+            .await?
+        else {
+            return Err(timed_out());
+        };
+        let mut ticket = Some(ticket);
+        let mut pause = Duration::from_micros(100);
         loop {
-            if let Some(file) =
-                self.run(path, |shared, path| shared.retry_pruned(|| try_lock(shared, path))).await?
-            {
-                return Ok(VfsLock::new(file));
+            let mine = ticket.take().ok_or_else(timed_out)?;
+            let (mine, held) = self
+                .run(path, move |shared, path| {
+                    if !at_front(&mine, path)? {
+                        return Ok((mine, None));
+                    }
+                    let file = shared.retry_pruned(|| try_lock_file(shared, path))?;
+                    Ok((mine, file))
+                })
+                .await?;
+            if let Some(file) = held {
+                return Ok(VfsLock::new(DiskLockHeld { _lock_file: file, _ticket: mine }));
             }
-            if tokio::time::Instant::now() + pause > deadline {
-                return Err(VfsError::LockTimeout { path: path.clone(), after: self.lock_timeout });
+            ticket = Some(mine);
+            if std::time::Instant::now() + pause > deadline {
+                return Err(timed_out());
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
+            pause = (pause * 2).min(LOCK_POLL_MAX);
         }
+    }
+
+    async fn truncate(&self, path: &VfsPath, len: u64) -> Result<(), VfsError> {
+        self.run(path, move |shared, path| match shared.walk(path)? {
+            Walk::Found(meta) if meta.is_dir() => {
+                Err(VfsError::WrongKind { path: path.clone(), expected: "file", found: "directory" })
+            }
+            Walk::Found(meta) => {
+                let target = shared.host_path(path);
+                if len < meta.len() {
+                    let file = open_options().write(true).open(&target).map_err(|e| io_error(path, e))?;
+                    file.set_len(len).map_err(|e| io_error(path, e))?;
+                    file.sync_all().map_err(|e| io_error(path, e))?;
+                }
+                remove_stray_temps(&target);
+                Ok(())
+            }
+            Walk::Missing { .. } | Walk::FileInTheWay { .. } | Walk::Hidden => Err(not_found(path)),
+        })
+        .await
+    }
+
+    async fn sync(&self, path: &VfsPath) -> Result<(), VfsError> {
+        self.run(path, |shared, path| match shared.walk(path)? {
+            Walk::Found(meta) if meta.is_dir() => {
+                Err(VfsError::WrongKind { path: path.clone(), expected: "file", found: "directory" })
+            }
+            Walk::Found(_) => {
+                let file =
+                    open_options().read(true).open(shared.host_path(path)).map_err(|e| io_error(path, e))?;
+                file.sync_data().map_err(|e| io_error(path, e))
+            }
+            Walk::Missing { .. } | Walk::FileInTheWay { .. } | Walk::Hidden => Err(not_found(path)),
+        })
+        .await
     }
 
     async fn read_from(&self, path: &VfsPath, offset: u64) -> Result<Bytes, VfsError> {

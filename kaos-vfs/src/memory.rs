@@ -205,6 +205,21 @@ impl Vfs for MemoryVfs {
         Ok(())
     }
 
+    async fn truncate(&self, path: &VfsPath, len: u64) -> Result<(), VfsError> {
+        let mut map = self.write_map();
+        match map.get_mut(path.as_str()) {
+            Some(file) => {
+                let keep = usize::try_from(len).unwrap_or(usize::MAX);
+                if keep < file.len {
+                    let cut = file.join().slice(..keep);
+                    *file = MemoryFile::new(cut);
+                }
+                Ok(())
+            }
+            None => self.read_map_error(&map, path).map(drop),
+        }
+    }
+
     async fn exists(&self, path: &VfsPath) -> Result<bool, VfsError> {
         Ok(!matches!(lookup(&self.read_map(), path), Lookup::Missing))
     }

@@ -743,6 +743,18 @@ impl Vfs for ObjectStoreVfs {
         Err(conflict_error(path, "append"))
     }
 
+    /// Objects cannot be cut in place: a longer file is replaced by its prefix (one new
+    /// generation, as [`write`](Vfs::write) makes). Puts are durable, so [`Vfs::sync`] does
+    /// nothing.
+    async fn truncate(&self, path: &VfsPath, len: u64) -> Result<(), VfsError> {
+        let bytes = self.read(path).await?;
+        let keep = usize::try_from(len).unwrap_or(usize::MAX);
+        if keep < bytes.len() {
+            self.write(path, bytes.slice(..keep)).await?;
+        }
+        Ok(())
+    }
+
     async fn exists(&self, path: &VfsPath) -> Result<bool, VfsError> {
         if path.is_root() {
             return Ok(true);

@@ -91,6 +91,14 @@ impl Vfs for ScopedVfs {
         self.inner.append(&self.inner_path(path), data).await.map_err(|e| self.outer_error(path, e))
     }
 
+    async fn truncate(&self, path: &VfsPath, len: u64) -> Result<(), VfsError> {
+        self.inner.truncate(&self.inner_path(path), len).await.map_err(|e| self.outer_error(path, e))
+    }
+
+    async fn sync(&self, path: &VfsPath) -> Result<(), VfsError> {
+        self.inner.sync(&self.inner_path(path)).await.map_err(|e| self.outer_error(path, e))
+    }
+
     async fn exists(&self, path: &VfsPath) -> Result<bool, VfsError> {
         if path.is_root() {
             return Ok(true);

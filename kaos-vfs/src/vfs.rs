@@ -109,6 +109,34 @@ pub trait Vfs: Send + Sync + Debug {
         Ok(bytes.slice(start..))
     }
 
+    /// Cuts a file to its first `len` bytes; a file not longer than `len` is left as it is.
+    /// `NotFound` for a missing file, `WrongKind` for a directory.
+    ///
+    /// This is how a log drops a torn last line without rewriting what comes before it:
+    /// [`DiskVfs`](crate::DiskVfs) and [`MemoryVfs`](crate::MemoryVfs) cut the file in place;
+    /// a backend that cannot (an object store) replaces the file with its prefix, atomically.
+    /// The caller excludes concurrent appends (e.g. by holding a [`lock`](Vfs::lock)). The
+    /// default replaces the file with its prefix through [`read`](Vfs::read) and
+    /// [`write`](Vfs::write).
+    async fn truncate(&self, path: &VfsPath, len: u64) -> Result<(), VfsError> {
+        let bytes = self.read(path).await?;
+        let keep = usize::try_from(len).unwrap_or(usize::MAX);
+        if keep < bytes.len() {
+            self.write(path, bytes.slice(..keep)).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes the bytes already appended to a file durable: after it returns they survive a
+    /// machine crash ([`DiskVfs`](crate::DiskVfs): `fsync`). `NotFound` for a missing file.
+    /// Backends whose writes are durable (or never durable, like
+    /// [`MemoryVfs`](crate::MemoryVfs)) when they return do nothing, which is the default; a
+    /// wrapper around a disk backend must forward it.
+    async fn sync(&self, path: &VfsPath) -> Result<(), VfsError> {
+        let _ = path;
+        Ok(())
+    }
+
     /// Takes the exclusive lock named by `path`, waiting while another holder has it; the lock
     /// is released when the returned [`VfsLock`] is dropped.
     ///

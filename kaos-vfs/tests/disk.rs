@@ -345,3 +345,135 @@ proptest! {
         prop_assert_eq!(siblings, vec!["outside", "root"]);
     }
 }
+
+/// `DiskVfs::lock` across processes: waiters are served in arrival order. The test binary
+/// re-runs itself as the waiting processes (`child` does nothing unless `KAOS_VFS_LOCK_CHILD`
+/// is set).
+mod fair_lock {
+    use std::io::Write as _;
+    use std::process::{Child, Command};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    const LOCK: &str = ".locks/sessions/shared.lock";
+
+    fn spawn(root: &Path, id: usize, rounds: usize, hold_ms: u64) -> Child {
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "fair_lock::child", "--nocapture", "--test-threads", "1"])
+            .env("KAOS_VFS_LOCK_CHILD", id.to_string())
+            .env("KAOS_VFS_LOCK_ROOT", root)
+            .env("KAOS_VFS_LOCK_ROUNDS", rounds.to_string())
+            .env("KAOS_VFS_LOCK_HOLD_MS", hold_ms.to_string())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// One waiting process: `rounds` times, takes the lock and appends `{id} {waited µs}` to
+    /// `order` (under the lock, so the file's order is the order of acquisition).
+    #[test]
+    fn child() {
+        let Ok(id) = std::env::var("KAOS_VFS_LOCK_CHILD") else { return };
+        let root = PathBuf::from(std::env::var("KAOS_VFS_LOCK_ROOT").unwrap());
+        let rounds: usize = std::env::var("KAOS_VFS_LOCK_ROUNDS").unwrap().parse().unwrap();
+        let hold: u64 = std::env::var("KAOS_VFS_LOCK_HOLD_MS").unwrap().parse().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let vfs = DiskVfs::new(root.join("root")).unwrap().with_lock_timeout(Duration::from_secs(120));
+            for _ in 0..rounds {
+                let start = Instant::now();
+                let held = vfs.lock(&p(LOCK)).await.unwrap();
+                let waited = start.elapsed().as_micros();
+                let mut order =
+                    fs::OpenOptions::new().append(true).create(true).open(root.join("order")).unwrap();
+                writeln!(order, "{id} {waited}").unwrap();
+                drop(order);
+                tokio::time::sleep(Duration::from_millis(hold)).await;
+                drop(held);
+            }
+        });
+    }
+
+    fn queue_len(root: &Path) -> usize {
+        fs::read_dir(root.join("root/.locks/sessions/.shared.lock.kaos-tmp-queue"))
+            .map(|d| d.flatten().filter(|e| e.file_name() != "mutex").count())
+            .unwrap_or(0)
+    }
+
+    /// While one process holds the lock, eight more arrive one after another; they get it in
+    /// the order they arrived.
+    #[test]
+    fn waiters_are_served_in_arrival_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let vfs = DiskVfs::new(dir.path().join("root")).unwrap();
+        let held = rt.block_on(vfs.lock(&p(LOCK))).unwrap();
+        let mut children = Vec::new();
+        for id in 0..8 {
+            children.push(spawn(dir.path(), id, 1, 0));
+            // Arrived: its ticket is in the queue (the holder's is the first).
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while queue_len(dir.path()) < id + 2 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        drop(held);
+        for mut child in children {
+            assert!(child.wait().unwrap().success());
+        }
+        let order: Vec<usize> = fs::read_to_string(dir.path().join("order"))
+            .unwrap()
+            .lines()
+            .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(order, (0..8).collect::<Vec<_>>());
+        assert_eq!(queue_len(dir.path()), 0, "queue entries were left behind");
+    }
+
+    /// Sixteen processes taking the lock in turn: between two acquisitions of one writer, no
+    /// other writer acquires it more than twice (once from ahead of it in the queue, once more
+    /// only if it queued again before this writer did). Prints the longest and median waits.
+    #[test]
+    fn sixteen_writers_are_not_overtaken() {
+        const WRITERS: usize = 16;
+        const ROUNDS: usize = 12;
+        let dir = tempfile::tempdir().unwrap();
+        let children: Vec<Child> = (0..WRITERS).map(|id| spawn(dir.path(), id, ROUNDS, 2)).collect();
+        for mut child in children {
+            assert!(child.wait().unwrap().success());
+        }
+        let lines: Vec<(usize, u64)> = fs::read_to_string(dir.path().join("order"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (id, waited) = l.split_once(' ').unwrap();
+                (id.parse().unwrap(), waited.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(lines.len(), WRITERS * ROUNDS);
+        let mut overtaken = 0;
+        let mut worst = 0;
+        for w in 0..WRITERS {
+            let mine: Vec<usize> = (0..lines.len()).filter(|i| lines[*i].0 == w).collect();
+            for pair in mine.windows(2) {
+                let mut counts = [0usize; WRITERS];
+                for (other, _) in &lines[pair[0] + 1..pair[1]] {
+                    counts[*other] += 1;
+                }
+                let most = counts.iter().copied().max().unwrap_or(0);
+                worst = worst.max(most);
+                overtaken += counts.iter().map(|c| c.saturating_sub(2)).sum::<usize>();
+            }
+        }
+        let mut waits: Vec<u64> = lines.iter().map(|(_, w)| *w).collect();
+        waits.sort_unstable();
+        eprintln!(
+            "16 writers × {ROUNDS} rounds (2 ms held): longest wait {:.1} ms, median {:.1} ms; \
+             most acquisitions by one writer between two of another's: {worst}; overtakes: {overtaken}",
+            *waits.last().unwrap() as f64 / 1000.0,
+            waits[waits.len() / 2] as f64 / 1000.0,
+        );
+        assert_eq!(overtaken, 0, "later arrivals overtook waiters");
+    }
+}

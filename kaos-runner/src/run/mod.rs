@@ -420,7 +420,7 @@ async fn pause(
 
 /// Reports how the taken session's memory was found: from the cache, or read (with a warning
 /// for a dropped torn tail or an ignored checkpoint).
-fn report_hydration(taken: &TakenSession, session: &SessionId, emit: &Emitter) {
+fn report_hydration(taken: &TakenSession, _session: &SessionId, emit: &Emitter) {
     let held = taken.memory.section(SectionKind::Messages).items().len();
     let Hydration::Loaded { dropped_tail, bad_checkpoint } = taken.hydration else {
         emit.emit(memory_event(
@@ -431,14 +431,13 @@ fn report_hydration(taken: &TakenSession, session: &SessionId, emit: &Emitter) {
         ));
         return;
     };
-    if let Some(bytes) = dropped_tail {
-        tracing::warn!(session = %session, bytes, "dropped a torn last line of the session log");
-        let attributes = attrs([("reason", json!("torn last line dropped")), ("bytes", json!(bytes))]);
-        emit.emit(memory_event(MemoryEventKind::Warning, "messages", 0, attributes));
-    }
-    if bad_checkpoint {
-        tracing::warn!(session = %session, "ignoring an unreadable checkpoint; replaying the whole log");
-        let attributes = attrs([("reason", json!("unreadable checkpoint ignored"))]);
+    // Each repair is logged by kaos-session; here it becomes an event front ends show.
+    for repair in &taken.repairs {
+        let mut attributes = attrs([("reason", json!(repair))]);
+        if let Some(bytes) = dropped_tail {
+            attributes.insert("bytes".to_owned(), json!(bytes));
+        }
+        attributes.insert("checkpoint_ignored".to_owned(), json!(bad_checkpoint));
         emit.emit(memory_event(MemoryEventKind::Warning, "messages", 0, attributes));
     }
     emit.emit(memory_event(MemoryEventKind::Hydrated, "messages", held, Map::new()));
