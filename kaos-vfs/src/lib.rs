@@ -36,4 +36,4 @@ pub use object_store;
 pub use objects::{DEFAULT_LEASE_TTL, DEFAULT_OBJECT_LOCK_TIMEOUT, ObjectStoreVfs, S3Config, SecretString};
 pub use path::VfsPath;
 pub use scoped::ScopedVfs;
-pub use vfs::{EntryKind, LocalLocks, Metadata, Vfs, VfsEntry, VfsLock};
+pub use vfs::{EntryKind, HeldLock, LocalLocks, Metadata, Vfs, VfsEntry, VfsLock};
