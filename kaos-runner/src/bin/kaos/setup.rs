@@ -119,6 +119,13 @@ fn object_store_vfs(settings: &Settings, bucket: &str) -> Result<Arc<dyn Vfs>> {
     if let (Some(id), Some(secret)) = (&s3.s3_access_key_id, &s3.s3_secret_access_key) {
         config = config.with_credentials(id.expose(), SecretString::new(secret.expose()));
     }
+    if let Some(ttl) = s3.s3_lease_ttl {
+        config = config.with_lease_ttl(ttl);
+    }
+    if let Some(timeout) = s3.s3_lock_timeout {
+        config = config.with_lock_timeout(timeout);
+    }
+    config = config.with_single_writer(s3.s3_single_writer);
     let vfs = ObjectStoreVfs::s3(config).with_context(|| format!("cannot open the S3 bucket {bucket}"))?;
     Ok(Arc::new(vfs))
 }
