@@ -88,6 +88,11 @@ pub const DEFAULT_OBJECT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Suffix of the key segment that holds a file's segments. `object_store` percent-encodes `~`
 /// in path parts, so an encoded user name never ends with a bare one.
 const FILE_MARK: char = '~';
+/// Prefix of a compaction's key part: `c-{generation:020}-{sequence:020}`, the concatenation
+/// of the generation's segments up to that sequence number. Sorts after every segment.
+const COMPACTION_MARK: &str = "c-";
+/// A file's segments are compacted once this many lie past its last compaction.
+const COMPACT_AFTER: usize = 16;
 /// How many times an operation lists again after losing a race before giving up.
 const MAX_CONFLICTS: usize = 1_000;
 /// How many requests one operation keeps in flight.
@@ -522,32 +527,94 @@ impl ObjectStoreVfs {
         self.indexes.lock().unwrap_or_else(PoisonError::into_inner).remove(path.as_str());
     }
 
-    /// Builds an index from listed segment objects: the newest generation's segments in order,
-    /// and the keys of older ones.
+    /// Builds an index from listed segment objects: the newest generation's segments in order
+    /// (those a compaction covers replaced by the compaction), and the keys of older ones.
     fn index_of(metas: Vec<ObjectMeta>) -> Index {
-        let mut parsed: Vec<(u64, Segment)> = metas
-            .into_iter()
-            .filter_map(|meta| {
-                let (generation, seq) = parse_segment_name(meta.location.filename()?)?;
-                let segment = Segment {
-                    seq,
-                    size: meta.size,
-                    modified: SystemTime::from(meta.last_modified),
-                    e_tag: meta.e_tag,
-                    location: meta.location,
-                };
-                Some((generation, segment))
-            })
-            .collect();
+        let mut parsed: Vec<(u64, Segment)> = Vec::new();
+        let mut compactions: Vec<(u64, Segment)> = Vec::new();
+        for meta in metas {
+            let Some(name) = meta.location.filename() else { continue };
+            let (list, (generation, seq)) = match name.strip_prefix(COMPACTION_MARK) {
+                Some(rest) => match parse_segment_name(rest) {
+                    Some(parsed_name) => (&mut compactions, parsed_name),
+                    None => continue,
+                },
+                None => match parse_segment_name(name) {
+                    Some(parsed_name) => (&mut parsed, parsed_name),
+                    None => continue,
+                },
+            };
+            let segment = Segment {
+                seq,
+                size: meta.size,
+                modified: SystemTime::from(meta.last_modified),
+                e_tag: meta.e_tag,
+                location: meta.location,
+            };
+            list.push((generation, segment));
+        }
         parsed.sort_by_key(|(generation, s)| (*generation, s.seq));
         let generation = parsed.last().map_or(0, |(generation, _)| *generation);
         let (current, older): (Vec<_>, Vec<_>) = parsed.into_iter().partition(|(g, _)| *g == generation);
-        Index {
-            generation,
-            segments: current.into_iter().map(|(_, s)| s).collect(),
-            stale: older.into_iter().map(|(_, s)| s.location).collect(),
-            listed_at: None,
+        let mut segments: Vec<Segment> = current.into_iter().map(|(_, s)| s).collect();
+        let mut stale: Vec<Path> = older.into_iter().map(|(_, s)| s.location).collect();
+        // The newest compaction of this generation whose segments are all listed, unbroken
+        // from 0, and add up to its size.
+        compactions.sort_by_key(|(g, c)| (*g, c.seq));
+        let mut usable = None;
+        for (g, compaction) in compactions {
+            let covered = segments.iter().take_while(|s| s.seq <= compaction.seq).collect::<Vec<_>>();
+            let whole = g == generation
+                && covered.len() as u64 == compaction.seq + 1
+                && covered.iter().enumerate().all(|(i, s)| s.seq == i as u64)
+                && covered.iter().map(|s| s.size).sum::<u64>() == compaction.size;
+            if whole {
+                let modified = covered.iter().map(|s| s.modified).max().unwrap_or(compaction.modified);
+                if let Some(Segment { location, .. }) = usable.replace(Segment { modified, ..compaction }) {
+                    stale.push(location);
+                }
+            } else if g < generation {
+                stale.push(compaction.location);
+            }
         }
+        if let Some(compaction) = usable {
+            segments.retain(|s| s.seq > compaction.seq);
+            segments.insert(0, compaction);
+        }
+        Index { generation, segments, stale, listed_at: None }
+    }
+
+    /// Writes a compaction of `index` (the segments of `path` as this process just appended
+    /// them): one object holding the concatenation of every segment, which readers fetch
+    /// instead of the segments it covers, so a cold read costs the same however many appends
+    /// the file has had. Best effort: a reader without it reads the segments.
+    async fn compact(&self, path: &VfsPath, index: &Index) -> Result<(), VfsError> {
+        let Some(last) = index.segments.last() else { return Ok(()) };
+        let Some(bytes) = self.fetch(path, &index.segments, 0).await? else { return Ok(()) };
+        let name = format!("{COMPACTION_MARK}{}", segment_name(index.generation, last.seq));
+        let key = child_raw(&self.file_key(path)?, &name)?;
+        let size = bytes.len() as u64;
+        let e_tag = match self.store.put_opts(&key, PutPayload::from(bytes), PutOptions::from(PutMode::Create)).await {
+            Ok(result) => result.e_tag,
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                self.forget(path);
+                return Ok(());
+            }
+            Err(e) => return Err(store_error(path, e)),
+        };
+        // The compaction this one supersedes.
+        let superseded: Vec<Path> = index
+            .segments
+            .first()
+            .filter(|first| first.location.filename().is_some_and(|n| n.starts_with(COMPACTION_MARK)))
+            .map(|first| first.location.clone())
+            .into_iter()
+            .collect();
+        // From now on this process reads the compaction, not the segments it covers.
+        let modified = index.segments.iter().map(|s| s.modified).max().unwrap_or_else(SystemTime::now);
+        let compaction = Segment { seq: last.seq, size, modified, e_tag, location: key };
+        self.remember(path, &Index { segments: vec![compaction], stale: Vec::new(), ..index.clone() });
+        self.delete_keys(path, superseded).await
     }
 
     /// The file's current index: one listing of every segment.
@@ -587,7 +654,12 @@ impl ObjectStoreVfs {
         let newer = Self::index_of(metas);
         let index = if newer.generation == known.generation {
             let mut segments = known.segments.clone();
-            segments.extend(newer.segments.into_iter().filter(|s| s.seq > last.seq));
+            // The last segment as listed (this process may have recorded its own append with
+            // its own clock), unless it is a compaction, which the listing does not rebuild.
+            let compaction = last.location.filename().is_some_and(|n| n.starts_with(COMPACTION_MARK));
+            let from = if compaction { last.seq + 1 } else { last.seq };
+            segments.retain(|s| s.seq < from);
+            segments.extend(newer.segments.into_iter().filter(|s| s.seq >= from));
             Index { generation: known.generation, segments, stale: newer.stale, listed_at: Some(sent) }
         } else {
             Index { listed_at: Some(sent), ..newer }
@@ -833,6 +905,10 @@ impl Vfs for ObjectStoreVfs {
                 index.segments.push(segment);
                 index.stale.clear();
                 self.remember(path, &index);
+                if index.segments.len() > COMPACT_AFTER {
+                    // Best effort: the append itself is done.
+                    let _ = self.compact(path, &index).await;
+                }
                 return Ok(());
             }
             self.lost_race(path, &index, leased).await?;

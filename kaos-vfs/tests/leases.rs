@@ -11,6 +11,7 @@
 #[path = "support/s3_server.rs"]
 mod s3_server;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
@@ -384,4 +385,43 @@ fn a_conforming_store_passes_the_probe() {
     runtime().block_on(vfs.probe()).unwrap();
     let memory = ObjectStoreVfs::new(Arc::new(kaos_vfs::object_store::memory::InMemory::new()), "p").unwrap();
     runtime().block_on(memory.probe()).unwrap();
+}
+
+#[test]
+fn a_cold_reader_of_a_long_log_makes_as_few_requests_as_of_a_short_one() {
+    // Its own server, so the request counts are this test's alone.
+    let server = S3Server::start().unwrap_or_else(|why| panic!("{why}"));
+    server.create_bucket(BUCKET);
+    let prefix = s3_server::unique("compaction");
+    let rt = runtime();
+    let writer = vfs(&server.endpoint, &prefix, kaos_vfs::DEFAULT_LEASE_TTL, Duration::from_secs(5));
+    let mut expected = String::new();
+    let mut cold_gets = BTreeMap::new();
+    for n in 1..=200u32 {
+        let line = format!("turn {n} writer\n");
+        expected.push_str(&line);
+        rt.block_on(writer.append(&log_path(), line.into())).unwrap();
+        if [1, 10, 50, 200].contains(&n) {
+            // A new process reads the whole log, then from the middle.
+            let reader = vfs(&server.endpoint, &prefix, kaos_vfs::DEFAULT_LEASE_TTL, Duration::from_secs(5));
+            server.reset_requests();
+            let read = rt.block_on(reader.read(&log_path())).unwrap();
+            let counts = server.requests();
+            assert_eq!(read, expected.as_bytes(), "after {n} appends");
+            cold_gets.insert(n, counts.get("GET").copied().unwrap_or(0));
+            let middle = expected.len() as u64 / 2;
+            let tail = rt.block_on(reader.read_from(&log_path(), middle)).unwrap();
+            assert_eq!(tail, expected.as_bytes()[middle as usize..]);
+        }
+    }
+    eprintln!("GET requests of a cold whole read after n appends: {cold_gets:?}");
+    // One listing and at most a compaction plus the segments appended since (16) per read.
+    for (n, gets) in &cold_gets {
+        assert!(*gets <= 1 + 1 + 17, "{gets} GETs for a cold read after {n} appends");
+    }
+    // A rewrite replaces a compacted file whole.
+    rt.block_on(writer.write(&log_path(), "turn 1 again\n".into())).unwrap();
+    let reader = vfs(&server.endpoint, &prefix, kaos_vfs::DEFAULT_LEASE_TTL, Duration::from_secs(5));
+    assert_eq!(rt.block_on(reader.read(&log_path())).unwrap(), "turn 1 again\n");
+    assert_eq!(rt.block_on(reader.stat(&log_path())).unwrap().len, 13);
 }
