@@ -38,19 +38,19 @@ impl Runner {
     }
 
     /// A session's memory as the next turn would see it (empty for an unknown session).
+    /// Reads without the session's lock, so it never waits for a turn in progress.
     pub async fn memory(&self, session_id: impl AsRef<str>) -> Result<SessionMemory, RunError> {
         let session = SessionId::new(session_id.as_ref())?;
-        let _lock = self.shared.store.lock(&session).await?;
         let hydrated =
             self.shared.store.load(&session, self.agent().memory(), self.shared.counter.clone()).await?;
         Ok(hydrated.memory)
     }
 
     /// The whole session as JSON-ready data. `NotFound` ([`RunError::Vfs`]) for an unknown
-    /// session.
+    /// session. Reads without the session's lock (the log is append-only and every write is
+    /// atomic), so it never waits for a turn in progress or a lease held by another process.
     pub async fn export_session(&self, session_id: impl AsRef<str>) -> Result<SessionExport, RunError> {
         let session = SessionId::new(session_id.as_ref())?;
-        let _lock = self.shared.store.lock(&session).await?;
         let records = self.shared.store.records(&session).await?;
         if records.is_empty() {
             self.shared.store.vfs().stat(&SessionStore::dir(&session)?).await?;

@@ -31,17 +31,20 @@ fn runner(endpoint: &str, bucket: &str, prefix: &str) -> Runner {
         ScriptedReply::text(format!("echo {}", r.last_user_message().unwrap_or_default()))
     })
     .without_recording();
-    let config = S3Config::new(bucket)
-        .with_prefix(prefix)
-        .with_endpoint(endpoint)
-        .with_region("us-east-1")
-        .with_credentials("test", SecretString::new("test"))
-        .with_allow_http(true);
-    let vfs = Arc::new(ObjectStoreVfs::s3(config).unwrap());
+    let vfs = Arc::new(ObjectStoreVfs::s3(s3_config(endpoint, bucket, prefix)).unwrap());
     Runner::builder(Agent::builder().name("scale-out").build().unwrap(), Runtime::builder().vfs(vfs).build())
         .model(Arc::new(model))
         .build()
         .unwrap()
+}
+
+fn s3_config(endpoint: &str, bucket: &str, prefix: &str) -> S3Config {
+    S3Config::new(bucket)
+        .with_prefix(prefix)
+        .with_endpoint(endpoint)
+        .with_region("us-east-1")
+        .with_credentials("test", SecretString::new("test"))
+        .with_allow_http(true)
 }
 
 /// The session a process's `i`-th turn goes to: every process walks all sessions, starting at
@@ -157,8 +160,62 @@ fn kaos_processes_configured_by_settings_share_sessions_in_the_bucket() {
         assert!(!dir.path().join(".kaos").exists(), "nothing was written to the local data directory");
         serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
     };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let lease = format!("{prefix}/leases/.locks/sessions/shared.lock");
     assert_eq!(kaos("first")["turn_number"], 1);
+    // The process released its lease before it exited: the next one takes it at once.
+    let body = rt.block_on(object(&server.endpoint, "cli-bucket", &lease)).expect("the turn took a lease");
+    assert!(body.contains("\"released\":true"), "kaos exited holding its lease: {body}");
     let second = kaos("second");
     assert_eq!(second["turn_number"], 2);
     assert!(second["text"].as_str().unwrap().contains("2 user messages"), "{second}");
+    let body = rt.block_on(object(&server.endpoint, "cli-bucket", &lease)).unwrap();
+    assert!(body.contains("\"released\":true"), "kaos exited holding its lease: {body}");
+}
+
+/// An object's body as a plain S3 client reads it; `None` when missing.
+async fn object(endpoint: &str, bucket: &str, key: &str) -> Option<String> {
+    use kaos_vfs::object_store::{ObjectStoreExt, aws::AmazonS3Builder, path::Path};
+    let store = AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_endpoint(endpoint)
+        .with_region("us-east-1")
+        .with_access_key_id("test")
+        .with_secret_access_key("test")
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    match store.get(&Path::parse(key).unwrap()).await {
+        Ok(got) => Some(String::from_utf8(got.bytes().await.unwrap().to_vec()).unwrap()),
+        Err(kaos_vfs::object_store::Error::NotFound { .. }) => None,
+        Err(e) => panic!("reading {key}: {e}"),
+    }
+}
+
+/// Exporting a session, or reading its memory, never waits for the lease of a turn in
+/// progress in another process.
+#[tokio::test]
+async fn reading_a_session_never_waits_for_its_lease() {
+    use kaos_vfs::{Vfs, VfsPath};
+    let server = S3Server::shared();
+    server.create_bucket("readers");
+    let prefix = s3_server::unique("read");
+    let writer = runner(&server.endpoint, "readers", &prefix);
+    writer.turn("hello", "busy").await.unwrap();
+    // Another process is in the middle of a turn on the session: it holds the lease.
+    let other = ObjectStoreVfs::s3(s3_config(&server.endpoint, "readers", &prefix)).unwrap();
+    let held = other.lock(&VfsPath::new(".locks/sessions/busy.lock").unwrap()).await.unwrap();
+    // A reader whose lock wait would give up after 300 ms.
+    let config = s3_config(&server.endpoint, "readers", &prefix).with_lock_timeout(std::time::Duration::from_millis(300));
+    let reader = Runner::builder(
+        Agent::builder().name("scale-out").build().unwrap(),
+        Runtime::builder().vfs(Arc::new(ObjectStoreVfs::s3(config).unwrap())).build(),
+    )
+    .model(Arc::new(ScriptedClient::from_fn(|_| ScriptedReply::text("unused")).without_recording()))
+    .build()
+    .unwrap();
+    let export = reader.export_session("busy").await.unwrap();
+    assert_eq!(export.records.len(), 1);
+    assert_eq!(reader.memory("busy").await.unwrap().turn(), 1);
+    held.release().await.unwrap();
 }
