@@ -100,7 +100,12 @@ const PARALLEL_REQUESTS: usize = 16;
 /// How many files' segment indexes an instance remembers.
 const INDEX_CACHE_ENTRIES: usize = 4_096;
 /// Longest pause between two polls of a held lease.
-const MAX_LOCK_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_LOCK_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a released lease stays reserved for the waiter its release names (the oldest in
+/// the queue), so newcomers and faster pollers cannot keep overtaking it.
+const HANDOVER_GRACE: Duration = Duration::from_millis(500);
+/// How long past its last refresh a waiter's ticket still counts (beyond the lease TTL).
+const TICKET_SLACK: Duration = Duration::from_secs(2);
 
 /// A string that never shows in `Debug` output (credentials).
 #[derive(Clone, PartialEq, Eq)]
@@ -397,6 +402,16 @@ fn owner_token() -> String {
 fn lease_body(owner: &str, renewal: u64, ttl: Duration, released: bool) -> PutPayload {
     PutPayload::from(format!(
         "{{\"owner\":\"{owner}\",\"renewal\":{renewal},\"ttl_ms\":{},\"renewed_at_ms\":{},\"released\":{released}}}\n",
+        ttl.as_millis(),
+        wall_ms()
+    ))
+}
+
+/// A released lease's body, naming the waiter it is handed to (if any).
+fn released_body(owner: &str, ttl: Duration, next: Option<&str>) -> PutPayload {
+    let next = next.map(|next| format!(",\"next\":\"{next}\"")).unwrap_or_default();
+    PutPayload::from(format!(
+        "{{\"owner\":\"{owner}\",\"ttl_ms\":{},\"renewed_at_ms\":{},\"released\":true{next}}}\n",
         ttl.as_millis(),
         wall_ms()
     ))
@@ -838,6 +853,15 @@ impl ObjectStoreVfs {
     fn lease_key(&self, path: &VfsPath) -> Path {
         path.segments().fold(self.leases.clone(), |key, segment| key.join(segment))
     }
+
+    /// The prefix of the waiters' tickets for the lease of `path`: a sibling of the lease
+    /// object whose name ends in `~q` (a bare `~` never ends an encoded name).
+    fn queue_key(&self, path: &VfsPath) -> Result<Path, VfsError> {
+        let Some(parent) = path.parent() else { return Err(is_a_directory(path)) };
+        let parent = parent.segments().fold(self.leases.clone(), |key, segment| key.join(segment));
+        let name = PathPart::from(path.file_name().unwrap_or_default());
+        child_raw(&parent, &format!("{}{FILE_MARK}q", name.as_ref()))
+    }
 }
 
 #[async_trait]
@@ -1023,26 +1047,49 @@ impl Vfs for ObjectStoreVfs {
             return Ok(local);
         }
         let key = self.lease_key(path);
+        let queue = self.queue_key(path)?;
         let owner = owner_token();
+        let mut ticket = None;
+        let taken = self.acquire(path, &key, &queue, &owner, &mut ticket).await;
+        if let Some(ticket) = ticket {
+            // Best effort: a ticket left behind stops counting after a TTL.
+            let _ = self.store.delete(&ticket).await;
+        }
+        Ok(self.hold(path, key, queue, owner, taken?, local))
+    }
+}
+
+impl ObjectStoreVfs {
+    /// Waits for the lease at `key` and takes it. While it waits, it holds a ticket in the
+    /// lease's queue (left in `ticket` for the caller to delete), so a release hands the lease
+    /// to the oldest waiter.
+    async fn acquire(
+        &self,
+        path: &VfsPath,
+        key: &Path,
+        queue: &Path,
+        owner: &str,
+        ticket: &mut Option<Path>,
+    ) -> Result<Taken, VfsError> {
         let started = Instant::now();
         let deadline = started + self.lock_timeout;
+        let mut ticket_written = started;
         // Fast path: this process released the lease last; take it back against that version.
         let remembered = self.released.lock().unwrap_or_else(PoisonError::into_inner).remove(key.as_ref());
-        if let Some(version) = remembered {
-            match self.take_lease(path, &key, &owner, PutMode::Update(version)).await? {
-                Some(taken) => return Ok(self.hold(path, key, owner, taken, local)),
-                None => {}
-            }
+        if let Some(version) = remembered
+            && let Some(taken) = self.take_lease(path, key, owner, PutMode::Update(version)).await?
+        {
+            return Ok(taken);
         }
         // The lease's ETag as first seen, and when (for a holder whose clock is off).
         let mut seen: Option<(Option<String>, Instant)> = None;
         let mut backoff = Duration::from_millis(2);
         loop {
             let mut pause_cap = MAX_LOCK_BACKOFF;
-            match self.store.get(&key).await {
+            match self.store.get(key).await {
                 Err(object_store::Error::NotFound { .. }) => {
-                    match self.take_lease(path, &key, &owner, PutMode::Create).await? {
-                        Some(taken) => return Ok(self.hold(path, key, owner, taken, local)),
+                    match self.take_lease(path, key, owner, PutMode::Create).await? {
+                        Some(taken) => return Ok(taken),
                         None => continue,
                     }
                 }
@@ -1062,18 +1109,35 @@ impl Vfs for ObjectStoreVfs {
                     let left = record.time_left(ttl);
                     // Free: released by its holder, not renewed for a TTL by the holder's own
                     // record, or (whatever the clocks say) seen unchanged for a whole TTL here.
-                    if record.released || left.is_zero() || unchanged_for >= ttl {
+                    let free = record.released || left.is_zero() || unchanged_for >= ttl;
+                    // A release names the oldest waiter; for a moment the lease is theirs.
+                    let reserved = record.released
+                        && record.next.as_deref().is_some_and(|next| next != owner)
+                        && record.released_for() < HANDOVER_GRACE;
+                    if free && !reserved {
                         let version = UpdateVersion { e_tag: meta.e_tag, version: meta.version };
-                        match self.take_lease(path, &key, &owner, PutMode::Update(version)).await? {
-                            Some(taken) => return Ok(self.hold(path, key, owner, taken, local)),
+                        match self.take_lease(path, key, owner, PutMode::Update(version)).await? {
+                            Some(taken) => return Ok(taken),
                             None => {
                                 seen = None;
                                 continue;
                             }
                         }
                     }
-                    // Look again when the holder's record says it expires, if that is sooner.
-                    pause_cap = pause_cap.min(left + Duration::from_millis(1));
+                    if reserved {
+                        pause_cap = pause_cap.min(HANDOVER_GRACE.saturating_sub(record.released_for()));
+                    } else {
+                        // Look again when the holder's record says it expires, if sooner.
+                        pause_cap = pause_cap.min(left + Duration::from_millis(1));
+                    }
+                    // Queue up (and keep the ticket fresh) while someone else holds it.
+                    if ticket.is_none() || ticket_written.elapsed() >= self.lease_ttl / 3 {
+                        let name = ticket.get_or_insert(child_raw(queue, &format!("{:020}-{owner}", wall_ms()))?);
+                        match self.store.put(name, PutPayload::from_static(b"waiting\n")).await {
+                            Ok(_) => ticket_written = Instant::now(),
+                            Err(e) => return Err(store_error(path, e)),
+                        }
+                    }
                 }
             }
             let now = Instant::now();
@@ -1093,6 +1157,8 @@ struct LeaseRecord {
     ttl: Option<Duration>,
     renewed_at_ms: Option<u64>,
     released: bool,
+    /// The waiter a release hands the lease to.
+    next: Option<String>,
 }
 
 impl LeaseRecord {
@@ -1102,7 +1168,14 @@ impl LeaseRecord {
             ttl: number_field(text, "ttl_ms").map(Duration::from_millis),
             renewed_at_ms: number_field(text, "renewed_at_ms"),
             released: text.contains("\"released\":true"),
+            next: text_field(text, "next"),
         }
+    }
+
+    /// How long ago the lease was written (released, for a released one) by its holder's
+    /// record.
+    fn released_for(&self) -> Duration {
+        self.renewed_at_ms.map_or(Duration::MAX, |at| Duration::from_millis(wall_ms().saturating_sub(at)))
     }
 
     /// How long until the lease expires by its holder's own renewal record (zero: expired);
@@ -1124,6 +1197,13 @@ fn number_field(text: &str, name: &str) -> Option<u64> {
     let rest = &text[text.find(&tag)? + tag.len()..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
+}
+
+/// The string after `"name":"` in a flat JSON object (no escapes: owner tokens have none).
+fn text_field(text: &str, name: &str) -> Option<String> {
+    let tag = format!("\"{name}\":\"");
+    let rest = &text[text.find(&tag)? + tag.len()..];
+    Some(rest[..rest.find('"')?].to_owned())
 }
 
 /// Milliseconds since the Unix epoch on this machine's clock.
@@ -1155,6 +1235,8 @@ struct LeaseState {
 struct LeaseShared {
     path: VfsPath,
     key: Path,
+    /// The prefix of the waiters' tickets.
+    queue: Path,
     ttl: Duration,
     acquired: Instant,
     state: Mutex<LeaseState>,
@@ -1208,11 +1290,12 @@ impl ObjectStoreVfs {
         }
     }
 
-    fn hold(&self, path: &VfsPath, key: Path, owner: String, taken: Taken, local: VfsLock) -> VfsLock {
+    fn hold(&self, path: &VfsPath, key: Path, queue: Path, owner: String, taken: Taken, local: VfsLock) -> VfsLock {
         let ttl = self.lease_ttl;
         let shared = Arc::new(LeaseShared {
             path: path.clone(),
             key,
+            queue,
             ttl,
             acquired: taken.sent,
             state: Mutex::new(LeaseState {
@@ -1386,9 +1469,26 @@ async fn renew(store: Arc<dyn ObjectStore>, shared: Arc<LeaseShared>, owner: Str
     }
 }
 
+/// The oldest waiter in a lease's queue whose ticket is still fresh.
+async fn oldest_waiter(store: &Arc<dyn ObjectStore>, shared: &LeaseShared) -> Result<Option<String>, VfsError> {
+    let tickets: Vec<ObjectMeta> =
+        store.list(Some(&shared.queue)).try_collect().await.map_err(|e| store_error(&shared.path, e))?;
+    let now = SystemTime::now();
+    let fresh = |meta: &ObjectMeta| {
+        now.duration_since(SystemTime::from(meta.last_modified)).map_or(true, |age| age < shared.ttl + TICKET_SLACK)
+    };
+    Ok(tickets
+        .iter()
+        .filter(|meta| fresh(meta))
+        .filter_map(|meta| meta.location.filename().map(str::to_owned))
+        .min()
+        .and_then(|name| name.split_once('-').map(|(_, owner)| owner.to_owned())))
+}
+
 /// Marks a lease released, against the holder's own version: a holder that lost its lease
-/// can never release someone else's. `Ok(Some(version))` once stored; `Ok(None)` when the
-/// lease was no longer ours to release.
+/// can never release someone else's. The release names the oldest waiter, who has it for a
+/// moment before anyone else may take it. `Ok(Some((version, waiters)))` once stored;
+/// `Ok(None)` when the lease was no longer ours to release.
 async fn release_lease(
     store: &Arc<dyn ObjectStore>,
     shared: &LeaseShared,
@@ -1405,12 +1505,15 @@ async fn release_lease(
         }
         state.version.clone()
     };
+    let next = oldest_waiter(store, shared).await.unwrap_or_default();
     let put = store.put_opts(
         &shared.key,
-        lease_body(owner, u64::MAX, shared.ttl, true),
+        released_body(owner, shared.ttl, next.as_deref()),
         PutOptions::from(PutMode::Update(version)),
     );
     match put.await {
+        // With a waiter, this process must not take the lease back by its fast path.
+        Ok(_) if next.is_some() => Ok(None),
         Ok(result) => Ok(Some(UpdateVersion { e_tag: result.e_tag, version: result.version })),
         Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(store_error(&shared.path, e)),
