@@ -206,7 +206,8 @@ async fn reading_a_session_never_waits_for_its_lease() {
     let other = ObjectStoreVfs::s3(s3_config(&server.endpoint, "readers", &prefix)).unwrap();
     let held = other.lock(&VfsPath::new(".locks/sessions/busy.lock").unwrap()).await.unwrap();
     // A reader whose lock wait would give up after 300 ms.
-    let config = s3_config(&server.endpoint, "readers", &prefix).with_lock_timeout(std::time::Duration::from_millis(300));
+    let config = s3_config(&server.endpoint, "readers", &prefix)
+        .with_lock_timeout(std::time::Duration::from_millis(300));
     let reader = Runner::builder(
         Agent::builder().name("scale-out").build().unwrap(),
         Runtime::builder().vfs(Arc::new(ObjectStoreVfs::s3(config).unwrap())).build(),

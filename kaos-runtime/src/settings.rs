@@ -362,7 +362,9 @@ impl Settings {
                     "vfs.s3_access_key_id" => redacted(&self.vfs.s3_access_key_id),
                     "vfs.s3_secret_access_key" => redacted(&self.vfs.s3_secret_access_key),
                     "vfs.s3_lease_ttl_secs" => self.vfs.s3_lease_ttl.map(|d| d.as_secs_f64().to_string()),
-                    "vfs.s3_lock_timeout_secs" => self.vfs.s3_lock_timeout.map(|d| d.as_secs_f64().to_string()),
+                    "vfs.s3_lock_timeout_secs" => {
+                        self.vfs.s3_lock_timeout.map(|d| d.as_secs_f64().to_string())
+                    }
                     "vfs.s3_single_writer" => Some(self.vfs.s3_single_writer.to_string()),
                     "mcp.token" => redacted(&self.mcp.token),
                     _ => None,

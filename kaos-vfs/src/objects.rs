@@ -9,7 +9,10 @@
 //!
 //! ```text
 //! P/vfs/a/b/f~/{generation:020}-{sequence:020}     the file's segments
+//! P/vfs/a/b/f~/c-{generation:020}-{sequence:020}   a compaction of them
 //! P/leases/{path}                                   the lease behind Vfs::lock(path)
+//! P/leases/{path}~q/{time:020}-{owner}              the tickets of its waiters
+//! P/probe/{token}                                   the conditional-write probe (deleted)
 //! ```
 //!
 //! Path segments are percent-encoded the way `object_store` encodes them, which never yields a
@@ -35,24 +38,52 @@
 //! last known segment (S3 `start-after`) and checking that it is still there with the same
 //! ETag makes `stat`, `append` and `read_from` of a long log cost one small `LIST` however
 //! many segments the log has; `read_from(offset)` then fetches only the segments past
-//! `offset`. Segments are not compacted: a cold `read` of a whole file costs one `GET` per
-//! segment (run in parallel).
+//! `offset`.
+//!
+//! **Compaction.** Once more than 16 segments lie past a file's last compaction, the appender
+//! writes `c-{g}-{s}`: the concatenation of generation `g`'s segments `0..=s`. A reader whose
+//! listing holds a compaction whose covered segments are all listed and add up to its size
+//! fetches it instead of them, so a cold read of a long log costs one listing, one compaction
+//! and at most 16 segment `GET`s however many appends it has had. Segments are kept (a listing
+//! costs one request per 1,000 of them); the superseded compaction is deleted.
 //!
 //! # Locks: leases
 //!
 //! [`Vfs::lock`] takes a **lease**: an object created with `PutMode::Create` holding an owner
-//! token, a renewal counter and the lease's time to live. While the [`VfsLock`] lives, a
-//! background task renews it every third of its TTL with a conditional update
-//! (`PutMode::Update`, `If-Match` on the ETag), which changes the ETag. A waiter polls the
-//! lease with backoff; it may take over only a lease whose ETag it has seen unchanged for a
-//! whole TTL on its own clock, and only with a conditional update against that ETag, so two
-//! takers cannot both win. Dropping the guard deletes the lease (when the holder is sure its
-//! lease has not expired; otherwise expiry frees it).
+//! token, its TTL and the holder's clock time. While the [`VfsLock`] lives, a background task
+//! renews it every third of its TTL with a conditional update (`PutMode::Update`, `If-Match`
+//! on the ETag), rewriting that time.
 //!
-//! Failure mode: a process that dies holding a lease blocks that lock for up to one TTL
-//! ([`DEFAULT_LEASE_TTL`], 15 s) after a waiter first sees it. Like every lease, the exclusion
-//! assumes a holder is not paused for longer than a TTL (stop-the-world pauses, a suspended
-//! VM): a holder that stops renewing loses its lease, and there is no fencing token.
+//! - **Release** is a conditional update too, marking the lease released: a holder whose lease
+//!   was taken over can never release (or delete) the new holder's. [`VfsLock::release`]
+//!   awaits it; dropping the lock awaits it as well on tokio's multi-thread runtime (and
+//!   spawns it on a current-thread runtime), so a process that exits after its turn leaves
+//!   no lease behind. The process remembers the released version and takes the lease back
+//!   with one request when nobody else is waiting.
+//! - **Expiry** is judged from the lease's own record: a waiter takes over (by a conditional
+//!   update, so two takers cannot both win) a released lease, or one whose holder's renewal
+//!   time is more than a TTL ago by the waiter's clock, at once; whatever the clocks say, also
+//!   a lease whose ETag it has seen unchanged for a whole TTL on its own clock.
+//! - **Fairness**: a waiter holds a ticket in the lease's queue, refreshed while it waits; a
+//!   release names the oldest live ticket's owner, and for half a second only that waiter may
+//!   take it, so newcomers and faster pollers cannot keep overtaking a waiter.
+//! - **Fencing**: while a lease this instance holds is lost (a renewal was refused) or past its
+//!   TTL by its own clock less a quarter (it was paused), every write and append of the
+//!   instance fails with [`VfsError::LockLost`]. Under a lease, an append uses the segment index
+//!   listed since the lease was taken, and losing the race for its slot is an error
+//!   (`LockLost` when the lease is gone, else [`VfsError::Conflict`]), never a retry into a
+//!   later slot, so the late write of a paused ex-holder cannot make one turn number appear
+//!   twice.
+//! - **Probe**: before its first lock or write, an instance checks that the store refuses a
+//!   second create-if-absent of one key and an update against a wrong ETag, and accepts one
+//!   against the right ETag; otherwise every lock and write fails with
+//!   [`VfsError::ConditionalWritesUnsupported`]. In **single-writer mode**
+//!   ([`ObjectStoreVfs::with_single_writer`]) there is no probe and no lease: locks exclude
+//!   within the process only.
+//!
+//! Failure mode: a process that dies holding a lease blocks that lock until a TTL
+//! ([`DEFAULT_LEASE_TTL`], 15 s) after its last renewal. Expiry by the holder's record assumes
+//! clocks that agree to well within a quarter of the TTL (NTP).
 //!
 //! # Consistency
 //!
@@ -609,14 +640,16 @@ impl ObjectStoreVfs {
         let name = format!("{COMPACTION_MARK}{}", segment_name(index.generation, last.seq));
         let key = child_raw(&self.file_key(path)?, &name)?;
         let size = bytes.len() as u64;
-        let e_tag = match self.store.put_opts(&key, PutPayload::from(bytes), PutOptions::from(PutMode::Create)).await {
-            Ok(result) => result.e_tag,
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-                self.forget(path);
-                return Ok(());
-            }
-            Err(e) => return Err(store_error(path, e)),
-        };
+        let e_tag =
+            match self.store.put_opts(&key, PutPayload::from(bytes), PutOptions::from(PutMode::Create)).await
+            {
+                Ok(result) => result.e_tag,
+                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                    self.forget(path);
+                    return Ok(());
+                }
+                Err(e) => return Err(store_error(path, e)),
+            };
         // The compaction this one supersedes.
         let superseded: Vec<Path> = index
             .segments
@@ -806,7 +839,9 @@ impl ObjectStoreVfs {
                 e_tag: result.e_tag,
                 location: key,
             })),
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Ok(None),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                Ok(None)
+            }
             Err(e) => Err(store_error(path, e)),
         }
     }
@@ -814,7 +849,12 @@ impl ObjectStoreVfs {
     /// After losing the race for a segment: under a lease, with an index listed after the
     /// lease was taken, nobody else may have written, so the race is an error (`LockLost` if
     /// the lease is gone, else `Conflict`) rather than something to retry.
-    async fn lost_race(&self, path: &VfsPath, index: &Index, leased: Option<Instant>) -> Result<(), VfsError> {
+    async fn lost_race(
+        &self,
+        path: &VfsPath,
+        index: &Index,
+        leased: Option<Instant>,
+    ) -> Result<(), VfsError> {
         let fresh = matches!((leased, index.listed_at), (Some(acquired), Some(listed)) if listed >= acquired);
         if fresh {
             self.verify_leases().await?;
@@ -1100,7 +1140,9 @@ impl ObjectStoreVfs {
                     let record = LeaseRecord::parse(&body);
                     let ttl = record.ttl.unwrap_or(self.lease_ttl);
                     let unchanged_for = match &seen {
-                        Some((e_tag, since)) if *e_tag == meta.e_tag && meta.e_tag.is_some() => since.elapsed(),
+                        Some((e_tag, since)) if *e_tag == meta.e_tag && meta.e_tag.is_some() => {
+                            since.elapsed()
+                        }
                         _ => {
                             seen = Some((meta.e_tag.clone(), Instant::now()));
                             Duration::ZERO
@@ -1132,7 +1174,8 @@ impl ObjectStoreVfs {
                     }
                     // Queue up (and keep the ticket fresh) while someone else holds it.
                     if ticket.is_none() || ticket_written.elapsed() >= self.lease_ttl / 3 {
-                        let name = ticket.get_or_insert(child_raw(queue, &format!("{:020}-{owner}", wall_ms()))?);
+                        let name =
+                            ticket.get_or_insert(child_raw(queue, &format!("{:020}-{owner}", wall_ms()))?);
                         match self.store.put(name, PutPayload::from_static(b"waiting\n")).await {
                             Ok(_) => ticket_written = Instant::now(),
                             Err(e) => return Err(store_error(path, e)),
@@ -1278,9 +1321,13 @@ impl ObjectStoreVfs {
         mode: PutMode,
     ) -> Result<Option<Taken>, VfsError> {
         let sent = Instant::now();
-        let put = self.store.put_opts(key, lease_body(owner, 0, self.lease_ttl, false), PutOptions::from(mode));
+        let put =
+            self.store.put_opts(key, lease_body(owner, 0, self.lease_ttl, false), PutOptions::from(mode));
         match put.await {
-            Ok(result) => Ok(Some(Taken { version: UpdateVersion { e_tag: result.e_tag, version: result.version }, sent })),
+            Ok(result) => Ok(Some(Taken {
+                version: UpdateVersion { e_tag: result.e_tag, version: result.version },
+                sent,
+            })),
             Err(
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. }
@@ -1290,7 +1337,15 @@ impl ObjectStoreVfs {
         }
     }
 
-    fn hold(&self, path: &VfsPath, key: Path, queue: Path, owner: String, taken: Taken, local: VfsLock) -> VfsLock {
+    fn hold(
+        &self,
+        path: &VfsPath,
+        key: Path,
+        queue: Path,
+        owner: String,
+        taken: Taken,
+        local: VfsLock,
+    ) -> VfsLock {
         let ttl = self.lease_ttl;
         let shared = Arc::new(LeaseShared {
             path: path.clone(),
@@ -1394,21 +1449,45 @@ impl ObjectStoreVfs {
             .await
             .map_err(failed)?;
         let outcome = async {
-            match self.store.put_opts(&key, PutPayload::from_static(b"2"), PutOptions::from(PutMode::Create)).await {
-                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {}
-                Ok(_) => return Err(Probe::Unsupported("a create-if-absent (If-None-Match: *) overwrote an existing object".to_owned())),
+            match self
+                .store
+                .put_opts(&key, PutPayload::from_static(b"2"), PutOptions::from(PutMode::Create))
+                .await
+            {
+                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                }
+                Ok(_) => {
+                    return Err(Probe::Unsupported(
+                        "a create-if-absent (If-None-Match: *) overwrote an existing object".to_owned(),
+                    ));
+                }
                 Err(e) => return Err(failed(e)),
             }
-            let wrong = UpdateVersion { e_tag: Some("\"kaos-probe-not-the-etag\"".to_owned()), version: None };
-            match self.store.put_opts(&key, PutPayload::from_static(b"3"), PutOptions::from(PutMode::Update(wrong))).await {
+            let wrong =
+                UpdateVersion { e_tag: Some("\"kaos-probe-not-the-etag\"".to_owned()), version: None };
+            match self
+                .store
+                .put_opts(&key, PutPayload::from_static(b"3"), PutOptions::from(PutMode::Update(wrong)))
+                .await
+            {
                 Err(object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. }) => {}
-                Ok(_) => return Err(Probe::Unsupported("an update against a wrong ETag (If-Match) was applied".to_owned())),
+                Ok(_) => {
+                    return Err(Probe::Unsupported(
+                        "an update against a wrong ETag (If-Match) was applied".to_owned(),
+                    ));
+                }
                 Err(e) => return Err(failed(e)),
             }
             let right = UpdateVersion { e_tag: created.e_tag, version: created.version };
-            match self.store.put_opts(&key, PutPayload::from_static(b"4"), PutOptions::from(PutMode::Update(right))).await {
+            match self
+                .store
+                .put_opts(&key, PutPayload::from_static(b"4"), PutOptions::from(PutMode::Update(right)))
+                .await
+            {
                 Ok(_) => Ok(()),
-                Err(object_store::Error::Precondition { .. }) => Err(Probe::Unsupported("an update against the current ETag (If-Match) was refused".to_owned())),
+                Err(object_store::Error::Precondition { .. }) => Err(Probe::Unsupported(
+                    "an update against the current ETag (If-Match) was refused".to_owned(),
+                )),
                 Err(e) => Err(failed(e)),
             }
         }
@@ -1450,8 +1529,11 @@ async fn renew(store: Arc<dyn ObjectStore>, shared: Arc<LeaseShared>, owner: Str
             state.version.clone()
         };
         let sent = Instant::now();
-        let put =
-            store.put_opts(&shared.key, lease_body(&owner, renewal, ttl, false), PutOptions::from(PutMode::Update(version)));
+        let put = store.put_opts(
+            &shared.key,
+            lease_body(&owner, renewal, ttl, false),
+            PutOptions::from(PutMode::Update(version)),
+        );
         match put.await {
             Ok(result) => {
                 let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -1470,12 +1552,16 @@ async fn renew(store: Arc<dyn ObjectStore>, shared: Arc<LeaseShared>, owner: Str
 }
 
 /// The oldest waiter in a lease's queue whose ticket is still fresh.
-async fn oldest_waiter(store: &Arc<dyn ObjectStore>, shared: &LeaseShared) -> Result<Option<String>, VfsError> {
+async fn oldest_waiter(
+    store: &Arc<dyn ObjectStore>,
+    shared: &LeaseShared,
+) -> Result<Option<String>, VfsError> {
     let tickets: Vec<ObjectMeta> =
         store.list(Some(&shared.queue)).try_collect().await.map_err(|e| store_error(&shared.path, e))?;
     let now = SystemTime::now();
     let fresh = |meta: &ObjectMeta| {
-        now.duration_since(SystemTime::from(meta.last_modified)).map_or(true, |age| age < shared.ttl + TICKET_SLACK)
+        now.duration_since(SystemTime::from(meta.last_modified))
+            .map_or(true, |age| age < shared.ttl + TICKET_SLACK)
     };
     Ok(tickets
         .iter()
@@ -1573,7 +1659,8 @@ impl Drop for Lease {
         };
         let (store, shared, owner) = (Arc::clone(&self.store), Arc::clone(&self.shared), self.owner.clone());
         let deadline = self.shared.ttl;
-        let release = async move { tokio::time::timeout(deadline, release_lease(&store, &shared, &owner)).await };
+        let release =
+            async move { tokio::time::timeout(deadline, release_lease(&store, &shared, &owner)).await };
         if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
             // Wait for the release here, so a process that exits right after the guard is
             // dropped leaves no lease behind.

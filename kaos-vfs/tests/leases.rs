@@ -209,7 +209,9 @@ fn four_processes_take_turns_on_one_lock_with_exit_between_turns() {
         .map(|_| {
             let (endpoint, prefix) = (endpoint.clone(), prefix.clone());
             std::thread::spawn(move || {
-                (0..TURNS).map(|_| run_child(&endpoint, &prefix, kaos_vfs::DEFAULT_LEASE_TTL)).collect::<Vec<_>>()
+                (0..TURNS)
+                    .map(|_| run_child(&endpoint, &prefix, kaos_vfs::DEFAULT_LEASE_TTL))
+                    .collect::<Vec<_>>()
             })
         })
         .collect();
@@ -219,7 +221,12 @@ fn four_processes_take_turns_on_one_lock_with_exit_between_turns() {
     let numbers: Vec<u32> = results.iter().map(|(turn, _)| *turn).collect();
     let all = (PROCESSES * TURNS) as u32;
     assert_eq!(numbers, (1..=all).collect::<Vec<_>>(), "every turn number told exactly once");
-    let stored = runtime().block_on(turns(&vfs(&endpoint, &prefix, kaos_vfs::DEFAULT_LEASE_TTL, Duration::from_secs(1))));
+    let stored = runtime().block_on(turns(&vfs(
+        &endpoint,
+        &prefix,
+        kaos_vfs::DEFAULT_LEASE_TTL,
+        Duration::from_secs(1),
+    )));
     assert_eq!(stored, (1..=all).collect::<Vec<_>>(), "the log holds each turn once, in order");
     let mut waits: Vec<Duration> = results.iter().map(|(_, waited)| *waited).collect();
     waits.sort();
@@ -345,7 +352,10 @@ fn a_write_by_someone_else_under_a_held_lock_is_refused_not_interleaved() {
         assert_eq!(turn, 2);
         // A paused ex-holder's late write lands in the next slot while we hold the lock.
         let zombie = format!("{prefix}/vfs/log~/{:020}-{:020}", 1, 1);
-        raw(&server.endpoint).put(&Path::parse(zombie).unwrap(), PutPayload::from_static(b"turn 2 zombie\n")).await.unwrap();
+        raw(&server.endpoint)
+            .put(&Path::parse(zombie).unwrap(), PutPayload::from_static(b"turn 2 zombie\n"))
+            .await
+            .unwrap();
         let appended = vfs.append(&log_path(), "turn 2 holder\n".into()).await;
         assert!(matches!(appended, Err(VfsError::Conflict { .. })), "{appended:?}");
         lock.release().await.unwrap();
@@ -381,7 +391,12 @@ fn a_store_that_ignores_conditional_writes_is_refused_unless_single_writer() {
 fn a_conforming_store_passes_the_probe() {
     let server = S3Server::shared();
     server.create_bucket(BUCKET);
-    let vfs = vfs(&server.endpoint, &s3_server::unique("probe"), kaos_vfs::DEFAULT_LEASE_TTL, Duration::from_secs(5));
+    let vfs = vfs(
+        &server.endpoint,
+        &s3_server::unique("probe"),
+        kaos_vfs::DEFAULT_LEASE_TTL,
+        Duration::from_secs(5),
+    );
     runtime().block_on(vfs.probe()).unwrap();
     let memory = ObjectStoreVfs::new(Arc::new(kaos_vfs::object_store::memory::InMemory::new()), "p").unwrap();
     runtime().block_on(memory.probe()).unwrap();
