@@ -1,6 +1,8 @@
 use kaos_providers::ProviderError;
 use kaos_vfs::VfsError;
 
+use kaos_session::SessionError;
+
 /// Why a turn (or building a Runner) failed. A failed turn persists nothing: the session is
 /// left exactly as it was before the turn.
 #[derive(Debug, thiserror::Error)]
@@ -35,10 +37,19 @@ pub enum RunError {
     /// Session memory refused the turn (e.g. the current message alone exceeds the context
     /// budget, or a section that refuses evictions is full).
     #[error("memory: {0}")]
-    Memory(#[from] crate::session::MemoryError),
+    Memory(#[from] kaos_session::MemoryError),
     /// A paused run could not be resumed.
     #[error("cannot resume: {0}")]
     RunState(#[from] crate::pause::RunStateError),
+    /// A record, checkpoint or run state could not be encoded as JSON.
+    #[error("cannot encode {what}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// The encoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A hook failed under the fail-closed policy.
     #[error("hook {hook} failed: {message}")]
     Hook {
@@ -63,7 +74,24 @@ impl RunError {
             RunError::Memory(_) => "memory",
             RunError::RunState(_) => "run_state",
             RunError::Hook { .. } => "hook",
+            RunError::Encode { .. } => "encode",
             RunError::Config(_) => "config",
+        }
+    }
+}
+
+impl From<SessionError> for RunError {
+    fn from(error: SessionError) -> Self {
+        match error {
+            SessionError::InvalidId { id, reason } => RunError::InvalidSession { id, reason },
+            SessionError::Corrupt { session, path, line, message } => {
+                RunError::CorruptSession { session, path, line, message }
+            }
+            SessionError::Memory(e) => RunError::Memory(e),
+            SessionError::Vfs(e) => RunError::Vfs(e),
+            SessionError::Encode(source) => RunError::Encode { what: "a session record", source },
+            // `SessionError` is non-exhaustive; a new kind is still a storage-side failure.
+            other => RunError::Config(other.to_string()),
         }
     }
 }

@@ -35,16 +35,12 @@ mod error;
 mod events;
 mod guard;
 pub mod hooks;
-#[cfg(feature = "mcp")]
-pub mod mcp;
 mod patterns;
 mod pause;
 mod permissions;
 mod response;
 mod runner;
-mod session;
 mod sessions;
-mod sessions_api;
 mod stream;
 #[cfg(feature = "otel")]
 pub mod telemetry;
@@ -53,16 +49,15 @@ mod turn;
 pub use error::RunError;
 pub use events::{Event, EventKind, MemoryEventKind, RefusalReason, Span, SpanPhase, SpanSubject};
 pub use guard::BreakerConfig;
+pub use kaos_session::{
+    CHECKPOINT_MIN_TAIL_BYTES, ExtractiveSummarizer, MemoryError, MemoryItem, MemoryOp, ModelSummarizer,
+    NewItem, SESSION_LAYOUT_VERSION, Section, SessionError, SessionExport, SessionId, SessionMemory,
+    SessionSummary, Sessions, Summarizer, TurnRecord,
+};
 pub use pause::{Approval, PendingApproval, RUN_STATE_VERSION, RunState, RunStateError};
 pub use permissions::{PermissionPolicy, Verdict, VerdictReason};
 pub use response::{StopReason, ToolCallRecord, TurnFold, TurnResponse, fold};
 pub use runner::{DEFAULT_SESSION_CACHE, RunOptions, Runner, RunnerBuilder, resolve_model};
-pub use session::{
-    CHECKPOINT_MIN_TAIL_BYTES, ExtractiveSummarizer, MemoryError, MemoryItem, MemoryOp, ModelSummarizer,
-    NewItem, SESSION_LAYOUT_VERSION, Section, SessionId, SessionMemory, Summarizer, TurnRecord,
-};
-pub use sessions::SessionExport;
-pub use sessions_api::{SessionSummary, Sessions};
 pub use stream::RunStream;
 
 /// The pages of `docs/`, compiled and run as doctests so the documentation cannot rot.
@@ -95,13 +90,11 @@ mod docs {
     mod first_agent {}
     #[doc = include_str!("../../docs/tutorials/the-kaos-command.md")]
     mod the_kaos_command {}
-    #[cfg(feature = "mcp")]
-    #[doc = include_str!("../../docs/concepts/mcp.md")]
-    mod mcp {}
 }
 
 pub use kaos_agent as agent;
 pub use kaos_providers as providers;
 pub use kaos_runtime as runtime;
+pub use kaos_session as session;
 pub use kaos_tools as tools;
 pub use kaos_vfs as vfs;

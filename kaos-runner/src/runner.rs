@@ -16,9 +16,9 @@ use crate::guard::{BreakerConfig, Breakers};
 use crate::hooks::{Hook, HookFailure, Hooks};
 use crate::pause::{Approval, RunState};
 use crate::permissions::PermissionPolicy;
-use crate::session::{ExtractiveSummarizer, MEMORY_SEARCH_TOOL, SessionCache, SessionStore, Summarizer};
 use crate::turn::Start;
 use crate::{RunError, RunStream, SessionId, TurnResponse, fold, turn};
+use kaos_session::{ExtractiveSummarizer, MEMORY_SEARCH_TOOL, Sessions, Summarizer};
 
 /// The engine: drives one [`Agent`] against one [`Runtime`] for any number of sessions.
 ///
@@ -41,10 +41,10 @@ pub(crate) struct Shared {
     /// The tools offered to the model, by name (selected once, at build time).
     pub(crate) tools: HashMap<String, Arc<dyn Tool>>,
     pub(crate) tool_definitions: Vec<ToolDefinition>,
-    /// One lock per session with a turn in flight: turns of a session run one after another
-    /// in this process (in arrival order), different sessions in parallel.
-    pub(crate) locks: kaos_vfs::LocalLocks,
-    pub(crate) store: SessionStore,
+    /// The stored sessions: turns take a session through it (in-process lock, VFS lock,
+    /// hydration from its cache or the log), so turns of a session run one after another in
+    /// this process (in arrival order) and across processes, different sessions in parallel.
+    pub(crate) sessions: Sessions,
     pub(crate) agent_name: Arc<str>,
     pub(crate) fingerprint: Arc<str>,
     /// Counts tokens for every memory and context budget decision.
@@ -52,7 +52,6 @@ pub(crate) struct Shared {
     pub(crate) summarizer: Arc<dyn Summarizer>,
     /// Whether the agent's tool globs select the built-in memory search tool.
     pub(crate) offers_memory_search: bool,
-    pub(crate) cache: SessionCache,
     /// The agent's permission rules, compiled once.
     pub(crate) policy: PermissionPolicy,
     /// Circuit breakers of the tools and the model, shared by every turn (and sub-agents).
@@ -478,11 +477,9 @@ impl Common<'_> {
             custom_model: None,
             tools,
             tool_definitions,
-            locks: kaos_vfs::LocalLocks::default(),
-            store: SessionStore::new(self.runtime.vfs().clone()),
+            sessions: Sessions::with_cache(self.runtime.vfs().clone(), cache),
             counter: self.counter.clone(),
             summarizer: self.summarizer.clone(),
-            cache: SessionCache::new(cache),
             breakers: self.breakers.clone(),
             hooks: self.hooks.clone(),
             depth: self.depth,

@@ -136,62 +136,6 @@ fn four_processes_share_twenty_sessions_and_keep_every_turn_once_in_order() {
     }
 }
 
-/// Two `kaos` processes configured only by the `vfs.s3_*` settings share one session.
-#[cfg(feature = "cli")]
-#[test]
-fn kaos_processes_configured_by_settings_share_sessions_in_the_bucket() {
-    let server = S3Server::start().unwrap_or_else(|why| panic!("{why}"));
-    server.create_bucket("cli-bucket");
-    let prefix = s3_server::unique("cli");
-    let kaos = |message: &str| {
-        let dir = tempfile::tempdir().unwrap(); // a fresh working directory each time: no local state
-        let output = Command::new(env!("CARGO_BIN_EXE_kaos"))
-            .current_dir(dir.path())
-            .args(["run", "--json", "--session", "shared", message])
-            .env("KAOS_VFS_S3_BUCKET", "cli-bucket")
-            .env("KAOS_VFS_S3_PREFIX", &prefix)
-            .env("KAOS_VFS_S3_ENDPOINT", &server.endpoint)
-            .env("KAOS_VFS_S3_REGION", "us-east-1")
-            .env("KAOS_VFS_S3_ACCESS_KEY_ID", "test")
-            .env("KAOS_VFS_S3_SECRET_ACCESS_KEY", "test")
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        assert!(!dir.path().join(".kaos").exists(), "nothing was written to the local data directory");
-        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
-    };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let lease = format!("{prefix}/leases/.locks/sessions/shared.lock");
-    assert_eq!(kaos("first")["turn_number"], 1);
-    // The process released its lease before it exited: the next one takes it at once.
-    let body = rt.block_on(object(&server.endpoint, "cli-bucket", &lease)).expect("the turn took a lease");
-    assert!(body.contains("\"released\":true"), "kaos exited holding its lease: {body}");
-    let second = kaos("second");
-    assert_eq!(second["turn_number"], 2);
-    assert!(second["text"].as_str().unwrap().contains("2 user messages"), "{second}");
-    let body = rt.block_on(object(&server.endpoint, "cli-bucket", &lease)).unwrap();
-    assert!(body.contains("\"released\":true"), "kaos exited holding its lease: {body}");
-}
-
-/// An object's body as a plain S3 client reads it; `None` when missing.
-async fn object(endpoint: &str, bucket: &str, key: &str) -> Option<String> {
-    use kaos_vfs::object_store::{ObjectStoreExt, aws::AmazonS3Builder, path::Path};
-    let store = AmazonS3Builder::new()
-        .with_bucket_name(bucket)
-        .with_endpoint(endpoint)
-        .with_region("us-east-1")
-        .with_access_key_id("test")
-        .with_secret_access_key("test")
-        .with_allow_http(true)
-        .build()
-        .unwrap();
-    match store.get(&Path::parse(key).unwrap()).await {
-        Ok(got) => Some(String::from_utf8(got.bytes().await.unwrap().to_vec()).unwrap()),
-        Err(kaos_vfs::object_store::Error::NotFound { .. }) => None,
-        Err(e) => panic!("reading {key}: {e}"),
-    }
-}
-
 /// Exporting a session, or reading its memory, never waits for the lease of a turn in
 /// progress in another process.
 #[tokio::test]

@@ -30,7 +30,7 @@ pub(crate) fn run() -> Result<()> {
     install_s3_server()?;
     // The stdio interop test starts the example's binary as the server; `cargo test` builds
     // examples but does not put them at their plain path.
-    Cargo::new(["build", "-p", "kaos-runner", "--all-features", "--example", "mcp_serve", "--locked"])
+    Cargo::new(["build", "-p", "kaos-server", "--all-features", "--example", "mcp_serve", "--locked"])
         .run()?;
     Cargo::new(["test", "--workspace", "--all-targets", "--all-features", "--locked"]).run()?;
     Cargo::new(["test", "--workspace", "--doc", "--all-features", "--locked"]).run()?;
@@ -39,7 +39,7 @@ pub(crate) fn run() -> Result<()> {
     Ok(())
 }
 
-/// The `mcp` features of kaos-tools and kaos-runner: lints, unit and doc tests, then the
+/// The MCP side (kaos-tools' `mcp` feature, kaos-server, `kaos serve`): lints, unit and doc tests, then the
 /// interop tests against the pinned npm packages, installed first by the project's own script
 /// (CI starts from a fresh clone with no `node_modules`).
 fn install_mcp_packages() -> Result<()> {

@@ -1,31 +1,30 @@
 //! `cargo xtask features`: every provider feature of `kaos-runner` builds alone, none, and all
-//! together (a feature that only compiles next to another one is a bug users find first).
+//! together (a feature that only compiles next to another one is a bug users find first); the
+//! `kaos` binary builds with no default feature (no provider, no MCP server).
 
 use anyhow::Result;
 
 use crate::Cargo;
 
-/// The crate whose features are checked.
-const PACKAGE: &str = "kaos-runner";
-
-/// The feature sets checked, in order: (name shown, `--features` value). `None` is
+/// The feature sets checked, in order: (package, name shown, `--features` value). `None` is
 /// `--no-default-features` alone.
-const FEATURE_SETS: &[(&str, Option<&str>)] = &[
-    ("no provider", None),
-    ("openai", Some("openai")),
-    ("anthropic", Some("anthropic")),
-    ("gemini", Some("gemini")),
-    ("openai-compatible", Some("openai-compatible")),
-    ("every provider", Some("openai,anthropic,gemini,openai-compatible")),
-    ("object-store", Some("object-store")),
+const FEATURE_SETS: &[(&str, &str, Option<&str>)] = &[
+    ("kaos-runner", "no provider", None),
+    ("kaos-runner", "openai", Some("openai")),
+    ("kaos-runner", "anthropic", Some("anthropic")),
+    ("kaos-runner", "gemini", Some("gemini")),
+    ("kaos-runner", "openai-compatible", Some("openai-compatible")),
+    ("kaos-runner", "every provider", Some("openai,anthropic,gemini,openai-compatible")),
+    ("kaos-runner", "object-store", Some("object-store")),
+    ("kaos-cli", "no default feature", None),
 ];
 
-/// `cargo check`s `kaos-runner` (library, tests and examples) with each feature set.
+/// `cargo check`s each package (library or binary, tests and examples) with each feature set.
 pub(crate) fn run() -> Result<()> {
-    for (name, features) in FEATURE_SETS {
-        eprintln!("features: {PACKAGE} with {name}");
+    for (package, name, features) in FEATURE_SETS {
+        eprintln!("features: {package} with {name}");
         let mut args =
-            vec!["check", "--quiet", "--locked", "-p", PACKAGE, "--all-targets", "--no-default-features"];
+            vec!["check", "--quiet", "--locked", "-p", package, "--all-targets", "--no-default-features"];
         if let Some(features) = features {
             args.extend(["--features", features]);
         }

@@ -37,7 +37,8 @@ commands:
                    write the generated files (schemas/agent.schema.json, the JSON Schema
                    of agent files); with --check, fail if a checked-in copy is stale
   features         cargo check kaos-runner with no provider feature, each provider feature
-                   alone (openai, anthropic, gemini, openai-compatible), and all of them
+                   alone (openai, anthropic, gemini, openai-compatible), and all of them;
+                   kaos-cli with no default feature
   bench [ARGS]     run the criterion benchmarks and print one JSON line per benchmark
                    ({\"bench\",\"median_ns\",\"mean_ns\",\"unit\"}) on stdout; ARGS (e.g. a
                    filter) are passed to criterion

@@ -26,11 +26,50 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("kaos-agent", &[]),
     ("kaos-vfs", &[]),
     ("kaos-tools", &["kaos-vfs"]),
-    ("kaos-providers", &["kaos-agent"]),
+    ("kaos-providers", &[]),
     ("kaos-runtime", &["kaos-vfs", "kaos-tools"]),
-    ("kaos-runner", &["kaos-agent", "kaos-vfs", "kaos-tools", "kaos-providers", "kaos-runtime"]),
+    ("kaos-session", &["kaos-agent", "kaos-vfs", "kaos-providers"]),
+    (
+        "kaos-runner",
+        &["kaos-agent", "kaos-vfs", "kaos-tools", "kaos-providers", "kaos-runtime", "kaos-session"],
+    ),
+    (
+        "kaos-server",
+        &[
+            "kaos-agent",
+            "kaos-vfs",
+            "kaos-tools",
+            "kaos-providers",
+            "kaos-runtime",
+            "kaos-session",
+            "kaos-runner",
+        ],
+    ),
+    (
+        "kaos-cli",
+        &[
+            "kaos-agent",
+            "kaos-vfs",
+            "kaos-tools",
+            "kaos-providers",
+            "kaos-runtime",
+            "kaos-session",
+            "kaos-runner",
+            "kaos-server",
+        ],
+    ),
     ("xtask", &[]),
 ];
+
+/// Architecture Invariant: the engine is a library. `kaos-runner` and `kaos-session` depend
+/// directly on no command-line, REPL or server crate (those live in `kaos-cli` and
+/// `kaos-server`), so a library user compiles none of them.
+const NO_FRONT_END: &[(&str, &[&str])] =
+    &[("kaos-runner", FRONT_END_CRATES), ("kaos-session", FRONT_END_CRATES)];
+
+/// Crates of a command line, a REPL, or an HTTP/MCP server.
+const FRONT_END_CRATES: &[&str] =
+    &["clap", "rustyline", "anyhow", "rmcp", "hyper", "hyper-util", "axum", "tower-http", "indicatif"];
 
 /// Architecture Invariant: `kaos-agent` has no async or IO dependency, not even transitively.
 /// It is pure data and validation, usable from any context.
@@ -64,7 +103,8 @@ const ASYNC_OR_IO_CRATES: &[&str] = &[
 
 /// Architecture Invariant: TLS is rustls: no OpenSSL or native-tls anywhere under the engine,
 /// so a build needs no system TLS library (checked from the crate every user depends on).
-const NO_NATIVE_TLS: &[(&str, &[&str])] = &[("kaos-runner", NATIVE_TLS_CRATES)];
+const NO_NATIVE_TLS: &[(&str, &[&str])] =
+    &[("kaos-runner", NATIVE_TLS_CRATES), ("kaos-cli", NATIVE_TLS_CRATES)];
 
 /// Crates that bind the platform's TLS library.
 const NATIVE_TLS_CRATES: &[&str] = &["native-tls", "openssl", "openssl-sys", "hyper-tls", "tokio-native-tls"];
@@ -77,10 +117,10 @@ const HTTP_CLIENTS: &[&str] = &["reqwest", "ureq", "isahc", "surf", "attohttpc",
 const HTTP_CLIENT_USERS: &[&str] = &["kaos-providers"];
 
 /// Direct dependencies on an [`HTTP_CLIENTS`] crate that are allowed because they serve HTTP
-/// rather than call vendors: `kaos-runner` serves MCP over streamable HTTP with hyper's server
+/// rather than call vendors: `kaos-server` serves MCP over streamable HTTP with hyper's server
 /// half (features `server` and `http1`, not `client`). The invariant is about HTTP *clients to
 /// model vendors*; an entry here must never be used to make such calls.
-const HTTP_SERVER_USES: &[(&str, &str)] = &[("kaos-runner", "hyper")];
+const HTTP_SERVER_USES: &[(&str, &str)] = &[("kaos-server", "hyper")];
 
 /// Every library crate documents its whole public API: its root file carries this attribute.
 /// Every member's `Cargo.toml` opts into the workspace lints with `[lints] workspace = true`.
@@ -129,6 +169,7 @@ fn check(graph: &Graph, read: &dyn Fn(&Path) -> io::Result<String>) -> Result<Ve
     violations.extend(check_no_async_or_io(graph));
     violations.extend(check_unreachable(graph, NO_NATIVE_TLS, Rule::NativeTls, "native TLS crates"));
     violations.extend(check_http_clients(graph));
+    violations.extend(check_front_end(graph));
     violations.extend(check_docs_and_lints(graph, read)?);
     violations.sort();
     Ok(violations)
@@ -141,6 +182,7 @@ enum Rule {
     NoAsyncOrIo,
     NativeTls,
     HttpClients,
+    FrontEnd,
     MissingDocs,
     WorkspaceLints,
 }
@@ -152,6 +194,7 @@ impl fmt::Display for Rule {
             Rule::NoAsyncOrIo => "no-async-or-io",
             Rule::NativeTls => "no-native-tls",
             Rule::HttpClients => "http-clients",
+            Rule::FrontEnd => "no-front-end",
             Rule::MissingDocs => "missing-docs",
             Rule::WorkspaceLints => "workspace-lints",
         })
@@ -403,6 +446,27 @@ fn check_http_clients(graph: &Graph) -> Vec<Violation> {
     violations
 }
 
+/// [`NO_FRONT_END`]: the listed members depend directly on none of the listed crates.
+fn check_front_end(graph: &Graph) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    for (name, forbidden) in NO_FRONT_END {
+        let Some(member) = graph.member_named(name) else { continue };
+        for dep in graph.deps_of(&member.id) {
+            let dep_name = graph.name(dep);
+            if forbidden.contains(&dep_name) {
+                violations.push(Violation::new(
+                    Rule::FrontEnd,
+                    format!(
+                        "`{name}` depends directly on `{dep_name}`; command-line and server crates belong \
+                         in kaos-cli and kaos-server"
+                    ),
+                ));
+            }
+        }
+    }
+    violations
+}
+
 /// [`LIBRARY_ATTRIBUTE`] in every library root, `[lints] workspace = true` in every manifest.
 fn check_docs_and_lints(graph: &Graph, read: &dyn Fn(&Path) -> io::Result<String>) -> Result<Vec<Violation>> {
     let mut violations = Vec::new();
@@ -479,8 +543,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const WORKSPACE: &[&str] =
-        &["kaos-agent", "kaos-vfs", "kaos-tools", "kaos-providers", "kaos-runtime", "kaos-runner", "xtask"];
+    const WORKSPACE: &[&str] = &[
+        "kaos-agent",
+        "kaos-vfs",
+        "kaos-tools",
+        "kaos-providers",
+        "kaos-runtime",
+        "kaos-session",
+        "kaos-runner",
+        "kaos-server",
+        "kaos-cli",
+        "xtask",
+    ];
 
     /// A dependency edge: (from, to, kind), kind `None` for normal, else "dev" or "build".
     type Edge<'a> = (&'a str, &'a str, Option<&'a str>);
@@ -567,7 +641,6 @@ mod tests {
         ("kaos-tools", "kaos-vfs", None),
         ("kaos-tools", "rmcp", None),
         ("rmcp", "reqwest", None),
-        ("kaos-providers", "kaos-agent", None),
         ("kaos-providers", "reqwest", None),
         ("reqwest", "hyper", None),
         ("kaos-runtime", "kaos-vfs", None),
@@ -578,8 +651,21 @@ mod tests {
         ("kaos-runner", "kaos-providers", None),
         ("kaos-runner", "kaos-runtime", None),
         ("kaos-runner", "tokio", None),
+        ("kaos-runner", "kaos-session", None),
         ("kaos-runner", "criterion", Some("dev")),
         ("kaos-runner", "reqwest", Some("dev")),
+        ("kaos-runner", "clap", Some("dev")),
+        ("kaos-session", "kaos-agent", None),
+        ("kaos-session", "kaos-vfs", None),
+        ("kaos-session", "kaos-providers", None),
+        ("kaos-server", "kaos-runner", None),
+        ("kaos-server", "kaos-session", None),
+        ("kaos-server", "rmcp", None),
+        ("kaos-server", "hyper", None),
+        ("kaos-cli", "kaos-runner", None),
+        ("kaos-cli", "kaos-server", None),
+        ("kaos-cli", "clap", None),
+        ("kaos-cli", "anyhow", None),
         ("xtask", "serde_json", None),
     ];
 
@@ -589,6 +675,28 @@ mod tests {
         assert_eq!(check_layers(&graph), vec![]);
         assert_eq!(check_no_async_or_io(&graph), vec![]);
         assert_eq!(check_http_clients(&graph), vec![]);
+        assert_eq!(check_front_end(&graph), vec![]);
+    }
+
+    #[test]
+    fn a_front_end_crate_in_the_engine_is_reported() {
+        let mut edges = CLEAN.to_vec();
+        edges.extend([("kaos-runner", "clap", None), ("kaos-session", "anyhow", None)]);
+        assert_eq!(
+            check_front_end(&graph(WORKSPACE, &edges)),
+            vec![
+                Violation::new(
+                    Rule::FrontEnd,
+                    "`kaos-runner` depends directly on `clap`; command-line and server crates belong in \
+                     kaos-cli and kaos-server"
+                ),
+                Violation::new(
+                    Rule::FrontEnd,
+                    "`kaos-session` depends directly on `anyhow`; command-line and server crates belong in \
+                     kaos-cli and kaos-server"
+                ),
+            ]
+        );
     }
 
     #[test]
@@ -647,11 +755,18 @@ mod tests {
         ]);
         assert_eq!(
             check_unreachable(&graph(WORKSPACE, &edges), NO_NATIVE_TLS, Rule::NativeTls, "native TLS crates"),
-            vec![Violation::new(
-                Rule::NativeTls,
-                "`kaos-runner` must not depend on native TLS crates, but pulls in `hyper-tls`: \
-                 kaos-runner -> kaos-providers -> reqwest -> hyper-tls"
-            )]
+            vec![
+                Violation::new(
+                    Rule::NativeTls,
+                    "`kaos-runner` must not depend on native TLS crates, but pulls in `hyper-tls`: \
+                     kaos-runner -> kaos-providers -> reqwest -> hyper-tls"
+                ),
+                Violation::new(
+                    Rule::NativeTls,
+                    "`kaos-cli` must not depend on native TLS crates, but pulls in `hyper-tls`: \
+                     kaos-cli -> kaos-runner -> kaos-providers -> reqwest -> hyper-tls"
+                ),
+            ]
         );
     }
 
@@ -710,8 +825,8 @@ mod tests {
         edges.extend([
             ("kaos-runner", "reqwest", None),
             ("kaos-tools", "hyper", None),
-            // Allowed: kaos-runner serves MCP over HTTP with hyper's server half.
-            ("kaos-runner", "hyper", None),
+            // Allowed: kaos-server serves MCP over HTTP with hyper's server half.
+            ("kaos-server", "hyper", None),
         ]);
         assert_eq!(
             check_http_clients(&graph(WORKSPACE, &edges)),

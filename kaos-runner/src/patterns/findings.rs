@@ -31,10 +31,10 @@ use super::research::{Claim, json_part, normalize, sources_text, store_findings}
 use crate::events::Emitter;
 use crate::guard::BudgetGuard;
 use crate::pause::Progress;
-use crate::session::{SessionMemory, bm25_top_k};
 use crate::turn::step::{Called, Cx, Purpose, model_call};
 use crate::turn::{Ending, attrs};
 use crate::{EventKind, RefusalReason, RunError, SpanPhase, SpanSubject, StopReason};
+use kaos_session::{SessionMemory, bm25_top_k};
 
 /// The system prompt of an extraction call.
 pub(crate) const EXTRACT_INSTRUCTION: &str = "You read one document and extract the facts in it that \
@@ -462,7 +462,7 @@ mod tests {
     use kaos_providers::counter_for;
 
     use super::*;
-    use crate::session::NewItem;
+    use kaos_session::NewItem;
 
     fn doc(name: &str, text: &str) -> Document {
         Document { name: name.into(), text: text.into() }

@@ -14,10 +14,10 @@ pub(crate) mod router;
 use kaos_agent::Pattern;
 
 use crate::pause::Progress;
-use crate::session::SessionMemory;
 use crate::turn::Ending;
 use crate::turn::step::{self, Cx};
 use crate::{RunError, StopReason};
+use kaos_session::SessionMemory;
 
 /// Runs the turn's pattern to its end (or a pause).
 pub(crate) async fn drive(

@@ -15,10 +15,10 @@ use serde_json::{Map, Value, json};
 
 use super::research::json_part;
 use crate::pause::Progress;
-use crate::session::{NewItem, SessionMemory};
 use crate::turn::step::{self, Called, Cx, Purpose, model_call};
 use crate::turn::{Ending, attrs};
 use crate::{EventKind, MemoryEventKind, RunError, SpanPhase, SpanSubject, StopReason};
+use kaos_session::{NewItem, SessionMemory};
 
 /// Added to the system prompt of the planning call.
 pub(crate) const INSTRUCTION: &str = "Before acting, break the user's request into a short plan: \

@@ -10,9 +10,9 @@ use serde_json::{Map, Value, json};
 
 use crate::events::{Emitter, OpenSpan};
 use crate::pause::Progress;
-use crate::session::{NewItem, SessionMemory};
 use crate::turn::attrs;
 use crate::{EventKind, MemoryEventKind, SpanPhase, SpanSubject, StopReason};
+use kaos_session::{NewItem, SessionMemory};
 
 /// Added to the system prompt of a research agent.
 pub(crate) const INSTRUCTION: &str = "Answer only from the documents above. Reply with JSON only, \

@@ -4,7 +4,7 @@ use kaos_providers::ToolDefinition;
 use kaos_tools::ToolResult;
 use serde_json::{Value, json};
 
-use crate::session::{MEMORY_SEARCH_TOOL, SessionMemory, bm25_top_k};
+use kaos_session::{MEMORY_SEARCH_TOOL, SessionMemory, bm25_top_k};
 
 /// The built-in memory search: BM25 over the session's searchable sections.
 pub(super) fn memory_search_definition() -> ToolDefinition {
@@ -35,7 +35,7 @@ pub(super) fn search_memory(memory: &SessionMemory, arguments: &Value) -> ToolRe
     };
     let section = arguments.get("section").and_then(Value::as_str);
     let top_k = arguments.get("top_k").and_then(Value::as_u64).unwrap_or(5).clamp(1, 50) as usize;
-    let items: Vec<(&str, &crate::session::MemoryItem)> = memory
+    let items: Vec<(&str, &kaos_session::MemoryItem)> = memory
         .sections()
         .filter(|s| s.config().searchable && section.is_none_or(|name| name == s.kind().as_str()))
         .flat_map(|s| s.items().iter().map(move |i| (s.kind().as_str(), i)))

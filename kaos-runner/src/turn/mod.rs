@@ -24,11 +24,11 @@ use crate::pause::{
     Approval, PendingApproval, Progress, RUN_STATE_VERSION, RunState, RunStateError, state_path,
 };
 use crate::runner::{RunOptions, Shared};
-use crate::session::{
-    Assembly, Hydrated, NewItem, SESSION_LAYOUT_VERSION, SessionMemory, TurnRecord, assemble,
-};
 use crate::{
     EventKind, MemoryEventKind, RunError, SessionId, SpanPhase, SpanSubject, StopReason, ToolCallRecord,
+};
+use kaos_session::{
+    Assembly, Hydration, NewItem, SESSION_LAYOUT_VERSION, SessionMemory, TakenSession, TurnRecord, assemble,
 };
 
 /// How a run begins: a new user message, or a paused run and a person's answer.
@@ -82,26 +82,11 @@ async fn turn(
     start: Start,
     emit: &Emitter,
 ) -> Result<(), RunError> {
-    // In-process first (cheap, fair), then the VFS lock that also excludes other processes.
-    let _local = shared.locks.lock(session.as_str()).await;
-    let _shared = shared.store.lock(session).await?;
-    let stamp = shared.store.stamp(session).await?;
-    let (mut memory, position) = match shared.cache.take(session, stamp) {
-        Some((memory, position)) => {
-            let held = memory.section(SectionKind::Messages).items().len();
-            emit.emit(memory_event(
-                MemoryEventKind::Hydrated,
-                "messages",
-                held,
-                attrs([("cached", json!(true))]),
-            ));
-            (memory, position)
-        }
-        None => {
-            let hydrated = hydrate(shared, session, emit).await?;
-            (hydrated.memory, hydrated.position)
-        }
-    };
+    // In-process first (cheap, fair), then the VFS lock that also excludes other processes,
+    // then the memory (cached, or read from the store).
+    let mut taken = shared.sessions.take(session, shared.agent.memory(), shared.counter.clone()).await?;
+    report_hydration(&taken, session, emit);
+    let memory = &mut taken.memory;
     let turn_number = memory.turn() + 1;
     tracing::Span::current().record("kaos.turn_number", i64::from(turn_number));
 
@@ -112,8 +97,8 @@ async fn turn(
     // Runner's agent), the loop's starting point, and the permission policy of this run.
     let (mut member, mut progress, user_message, options, budget) = match start {
         Start::Fresh { message, options } => {
-            let member = active_member(shared, &memory, emit);
-            let progress = begin(shared, &member, &mut memory, &message, emit)?;
+            let member = active_member(shared, memory, emit);
+            let progress = begin(shared, &member, memory, &message, emit)?;
             let caps = session_caps(options.budget(member.agent.budget()), memory.spent());
             let budget = BudgetGuard::new(caps, Usage::default(), 0.0, 0, 0);
             (member, progress, message, options, budget)
@@ -168,7 +153,7 @@ async fn turn(
         let policy = options.policy(&member.policy, member.agent.permissions())?;
         let hooks = hook_cx(&member);
         let mut cx = step::Cx::new(&member, session, emit, &turn_span, &policy, budget, &hooks);
-        let driven = patterns::drive(&mut cx, &mut memory, &mut progress).await;
+        let driven = patterns::drive(&mut cx, memory, &mut progress).await;
         budget = cx.into_budget();
         match driven {
             Ok(Ending::Done(stop_reason)) => break Ok(Ok(stop_reason)),
@@ -189,7 +174,7 @@ async fn turn(
                     attributes,
                 ));
                 emit.set_agent(next.agent_name.clone(), next.fingerprint.clone());
-                rebase(shared, &next, &mut memory, &user_message, &mut progress)?;
+                rebase(shared, &next, memory, &user_message, &mut progress)?;
                 member = next;
             }
         }
@@ -223,7 +208,7 @@ async fn turn(
     current.record("gen_ai.usage.output_tokens", as_i64(progress.usage.output_tokens));
     current.record("kaos.cost_usd", progress.cost_usd);
     let added = progress.request.messages.split_off(progress.first_new);
-    remember::remember(shared, &mut memory, &added, &progress.tool_calls, emit).await;
+    remember::remember(shared, memory, &added, &progress.tool_calls, emit).await;
     memory.add_spent(progress.cost_usd, progress.usage.total_tokens());
     let handed_to = (member.agent_name != first_agent).then(|| member.agent_name.to_string());
     if let Some(name) = &handed_to {
@@ -244,16 +229,10 @@ async fn turn(
         finished_at_ms: now_ms(),
         memory: memory.take_ops(),
     };
-    let committed = match shared.store.commit(session, &memory, &record, position).await {
-        Ok(position) => shared.store.stamp(session).await.map(|stamp| (position, stamp)),
-        Err(error) => Err(error),
-    };
-    match committed {
-        Ok((position, stamp)) => shared.cache.put(session.clone(), memory, position, stamp),
-        Err(error) => {
-            emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
-            return Err(error);
-        }
+    if let Err(error) = taken.commit(&record).await {
+        let error = RunError::from(error);
+        emit.end(turn_span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));
+        return Err(error);
     }
     emit.emit(memory_event(MemoryEventKind::Persisted, "messages", record.messages.len(), Map::new()));
     if let Some(response) = emit.response_so_far(turn_number, stop_reason) {
@@ -511,22 +490,30 @@ async fn pause(
     Ok(())
 }
 
-async fn hydrate(shared: &Shared, session: &SessionId, emit: &Emitter) -> Result<Hydrated, RunError> {
-    let hydrated =
-        shared.store.load_for_write(session, shared.agent.memory(), shared.counter.clone()).await?;
-    if let Some(bytes) = hydrated.dropped_tail {
+/// Reports how the taken session's memory was found: from the cache, or read (with a warning
+/// for a dropped torn tail or an ignored checkpoint).
+fn report_hydration(taken: &TakenSession, session: &SessionId, emit: &Emitter) {
+    let held = taken.memory.section(SectionKind::Messages).items().len();
+    let Hydration::Loaded { dropped_tail, bad_checkpoint } = taken.hydration else {
+        emit.emit(memory_event(
+            MemoryEventKind::Hydrated,
+            "messages",
+            held,
+            attrs([("cached", json!(true))]),
+        ));
+        return;
+    };
+    if let Some(bytes) = dropped_tail {
         tracing::warn!(session = %session, bytes, "dropped a torn last line of the session log");
         let attributes = attrs([("reason", json!("torn last line dropped")), ("bytes", json!(bytes))]);
         emit.emit(memory_event(MemoryEventKind::Warning, "messages", 0, attributes));
     }
-    if hydrated.bad_checkpoint {
+    if bad_checkpoint {
         tracing::warn!(session = %session, "ignoring an unreadable checkpoint; replaying the whole log");
         let attributes = attrs([("reason", json!("unreadable checkpoint ignored"))]);
         emit.emit(memory_event(MemoryEventKind::Warning, "messages", 0, attributes));
     }
-    let held = hydrated.memory.section(SectionKind::Messages).items().len();
     emit.emit(memory_event(MemoryEventKind::Hydrated, "messages", held, Map::new()));
-    Ok(hydrated)
 }
 
 /// A count as a span attribute (OpenTelemetry integers are `i64`).

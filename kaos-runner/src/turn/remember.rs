@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 use super::{attrs, memory_event};
 use crate::events::Emitter;
 use crate::runner::Shared;
-use crate::session::{Change, ExtractiveSummarizer, NewItem, SessionMemory};
 use crate::{MemoryEventKind, ToolCallRecord};
+use kaos_session::{Change, ExtractiveSummarizer, NewItem, SessionMemory};
 
 /// Most characters of a tool result kept in the actions section.
 const ACTION_RESULT_CHARS: usize = 500;
@@ -92,11 +92,11 @@ pub(super) async fn remember(
 }
 
 /// How many original items an item stands for (a summary stands for those it summarized).
-fn summarized_count(item: &crate::session::MemoryItem) -> u64 {
+fn summarized_count(item: &kaos_session::MemoryItem) -> u64 {
     if item.summary { item.metadata.get("summarized").and_then(Value::as_u64).unwrap_or(1) } else { 1 }
 }
 
-fn warn_memory(emit: &Emitter, section: &str, error: &crate::session::MemoryError) {
+fn warn_memory(emit: &Emitter, section: &str, error: &kaos_session::MemoryError) {
     tracing::warn!(section, %error, "memory refused an item");
     emit.emit(memory_event(
         MemoryEventKind::Warning,

@@ -19,8 +19,8 @@ use crate::hooks::{Dispatch, HookContext, ToolCallInfo, ToolDecision};
 use crate::pause::{PendingApproval, Progress};
 use crate::permissions::{PermissionPolicy, VerdictReason};
 use crate::runner::Shared;
-use crate::session::{MEMORY_SEARCH_TOOL, SessionMemory, SessionStore};
 use crate::{EventKind, RunError, SessionId, SpanPhase, SpanSubject, StopReason, ToolCallRecord};
+use kaos_session::{MEMORY_SEARCH_TOOL, SessionMemory};
 
 /// What the loop needs besides the progress it advances.
 pub(crate) struct Cx<'a> {
@@ -657,7 +657,7 @@ async fn call_model(
 
 /// The session's tool workspace: `sessions/{id}/files/`, nothing else reachable.
 fn session_workspace(shared: &Shared, session: &SessionId) -> Result<Arc<dyn Vfs>, RunError> {
-    let root = SessionStore::dir(session)?.join("files")?;
+    let root = kaos_session::files_dir(session)?;
     Ok(Arc::new(ScopedVfs::new(shared.runtime.vfs().clone(), root)))
 }
 

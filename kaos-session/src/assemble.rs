@@ -7,24 +7,24 @@ use super::bm25;
 use super::memory::{MemoryError, SessionMemory, message_tokens};
 
 /// The tool the model is pointed at for content left out of the context.
-pub(crate) const MEMORY_SEARCH_TOOL: &str = "kaos-memory-search";
+pub const MEMORY_SEARCH_TOOL: &str = "kaos-memory-search";
 
 /// Room kept for the note about items left out (it is about 40 tokens).
 const HANDLE_RESERVE_TOKENS: u64 = 64;
 
 /// The context of one model request.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Assembly {
+pub struct Assembly {
     /// Instructions followed by the rendered sections.
-    pub(crate) system: String,
+    pub system: String,
     /// The conversation, starting at a user message and ending with the current one.
-    pub(crate) messages: Vec<Message>,
+    pub messages: Vec<Message>,
     /// Sections chosen by relevance: (section, items shown, items held).
-    pub(crate) searched: Vec<(SectionKind, usize, usize)>,
+    pub searched: Vec<(SectionKind, usize, usize)>,
     /// Items of searchable sections that are held but not shown.
-    pub(crate) hidden_searchable: usize,
+    pub hidden_searchable: usize,
     /// Tokens of the whole context, as counted.
-    pub(crate) tokens: u64,
+    pub tokens: u64,
 }
 
 /// One trimmable piece of context.
@@ -41,7 +41,7 @@ struct Unit {
 /// message of the messages section. Guarantees `tokens <= profile.context_budget_tokens`, or
 /// fails with [`MemoryError::ContextTooLarge`] when the instructions and the current message
 /// alone do not fit. Marks what it shows as used (for `lru`/`lfu` sections).
-pub(crate) fn assemble(
+pub fn assemble(
     memory: &mut SessionMemory,
     profile: &MemoryProfile,
     top_k: usize,
@@ -210,7 +210,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::session::memory::NewItem;
+    use crate::memory::NewItem;
 
     fn memory_with(
         budget: u32,

@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use kaos_agent::Agent;
 use kaos_providers::{Message, ScriptedClient, ScriptedReply};
-use kaos_runner::mcp::client::{McpClient, McpError, McpServerConfig};
-use kaos_runner::mcp::{HttpOptions, ServeError, serve_http};
 use kaos_runner::{Runner, StopReason, ToolCallRecord};
 use kaos_runtime::Runtime;
+use kaos_server::client::{McpClient, McpError, McpServerConfig};
+use kaos_server::{HttpOptions, ServeError, serve_http};
 use kaos_tools::{ToolAnnotations, ToolRegistry, ToolResult, tool_fn};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -267,7 +267,7 @@ fn example_binary() -> PathBuf {
     let path = exe.parent().and_then(Path::parent).unwrap().join("examples").join("mcp_serve");
     assert!(
         path.is_file(),
-        "{} is missing: build it with `cargo build -p kaos-runner --features mcp --example mcp_serve`",
+        "{} is missing: build it with `cargo build -p kaos-server --example mcp_serve`",
         path.display()
     );
     path
@@ -394,38 +394,4 @@ async fn the_http_server_refuses_to_start_unsafely() {
     let public: SocketAddr = "0.0.0.0:0".parse().unwrap();
     let exposed = serve_http(runner(), public, HttpOptions::new().with_token(ALICE, "alice")).await;
     assert!(matches!(exposed, Err(ServeError::NonLoopback(addr)) if addr == public));
-}
-
-/// The official TypeScript SDK drives `kaos serve` itself, over stdio.
-#[cfg(feature = "cli")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_typescript_sdk_uses_kaos_serve_over_stdio() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap();
-    let report = run_client(&["stdio", env!("CARGO_BIN_EXE_kaos"), "serve", "--data-dir", data], &[]).await;
-    assert_eq!(report.server, "kaos");
-    assert_eq!(
-        report.tools,
-        [
-            "kaos-agent-turn",
-            "kaos-agent-resume",
-            "kaos-vfs-read",
-            "kaos-vfs-write",
-            "kaos-vfs-append",
-            "kaos-vfs-list",
-            "kaos-vfs-delete"
-        ]
-    );
-    let texts: Vec<&str> = report.turns.iter().map(|t| t.text.as_str()).collect();
-    assert_eq!(
-        texts,
-        [
-            "You said: \"hello\". I have seen 1 user message in this session.",
-            "You said: \"again\". I have seen 2 user messages in this session."
-        ]
-    );
-    assert!(report.turns.iter().all(|t| !t.is_error));
-    assert_eq!(report.resources, ["kaos://sessions/interop"]);
-    // The session is on disk, where `kaos sessions` finds it.
-    assert!(dir.path().join("sessions/interop/turns.jsonl").exists());
 }

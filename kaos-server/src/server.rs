@@ -4,7 +4,7 @@ use kaos_providers::Usage;
 use kaos_tools::{
     Content, ToolAnnotations, ToolContext, ToolError, ToolName, ToolResult, ToolSelector, schemars,
 };
-use kaos_vfs::{EntryKind, ScopedVfs, VfsPath};
+use kaos_vfs::ScopedVfs;
 use rmcp::ServerHandler;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData, Implementation,
@@ -17,8 +17,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{ClientId, ServeError};
-use crate::{Approval, RunError, RunOptions, Runner, SessionId, StopReason, ToolCallRecord, TurnResponse};
 use kaos_agent::PermissionRule;
+use kaos_runner::{
+    Approval, RunError, RunOptions, Runner, SessionId, StopReason, ToolCallRecord, TurnResponse,
+};
 
 /// Name of the tool that runs one agent turn.
 pub const AGENT_TOOL: &str = "kaos-agent-turn";
@@ -278,10 +280,8 @@ impl KaosMcpServer {
             return Err(ErrorData::invalid_params(format!("no tool named `{name}`"), None));
         }
         let session = scoped_session(caller, DIRECT_SESSION)?;
-        let root = VfsPath::new("sessions")
-            .and_then(|p| p.join(session.as_str()))
-            .and_then(|p| p.join("files"))
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let root =
+            kaos_session::files_dir(&session).map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
         let vfs = Arc::new(ScopedVfs::new(runtime.vfs().clone(), root));
         let run_id = format!("mcp_{}", uuid::Uuid::now_v7().simple());
         let context = ToolContext::new(session.as_str(), run_id, "mcp", vfs);
@@ -291,20 +291,16 @@ impl KaosMcpServer {
     }
 
     async fn session_ids(&self, caller: &Caller) -> Result<Vec<String>, ErrorData> {
-        let sessions =
-            VfsPath::new("sessions").map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-        let entries = self
+        let stored = self
             .inner
             .runner
-            .runtime()
-            .vfs()
-            .list(&sessions)
+            .sessions()
+            .ids()
             .await
             .map_err(|e| ErrorData::internal_error(format!("cannot list sessions: {e}"), None))?;
-        let ids = entries
+        let ids = stored
             .into_iter()
-            .filter(|e| e.kind == EntryKind::Dir)
-            .filter_map(|e| e.path.file_name().map(str::to_owned))
+            .map(|id| id.as_str().to_owned())
             .filter_map(|stored| match &caller.0 {
                 None => Some(stored),
                 Some(client) => stored.strip_prefix(&format!("{client}.")).map(str::to_owned),
@@ -317,24 +313,14 @@ impl KaosMcpServer {
         let not_found = || ErrorData::resource_not_found(format!("no resource {uri}"), None);
         let public = uri.strip_prefix(SESSION_URI_PREFIX).ok_or_else(not_found)?;
         let session = scoped_session(caller, public).map_err(|_| not_found())?;
-        let log = VfsPath::new("sessions")
-            .and_then(|p| p.join(session.as_str()))
-            .and_then(|p| p.join("turns.jsonl"))
-            .map_err(|_| not_found())?;
-        let runner = &self.inner.runner;
-        let exists = runner
-            .runtime()
-            .vfs()
-            .exists(&log)
+        let turns = self
+            .inner
+            .runner
+            .sessions()
+            .turns(session.as_str())
             .await
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
-        if !exists {
-            return Err(not_found());
-        }
-        let messages = runner
-            .history(session.as_str())
-            .await
-            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let messages: Vec<_> = turns.ok_or_else(not_found)?.into_iter().flat_map(|r| r.messages).collect();
         let body = json!({ "session_id": public, "messages": messages });
         let text = serde_json::to_string_pretty(&body)
             .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;

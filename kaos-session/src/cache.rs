@@ -2,15 +2,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
-use std::time::SystemTime;
 
-use super::SessionId;
-use super::memory::SessionMemory;
-use super::store::LogPosition;
-
-/// What identifies a version of a session's log: its length and modification time. Appends
-/// only grow a log, and any rewrite changes its modification time.
-pub(crate) type LogStamp = (u64, Option<SystemTime>);
+use crate::SessionId;
+use crate::memory::SessionMemory;
+use crate::store::{LogPosition, LogStamp};
 
 #[derive(Debug)]
 struct Entry {
@@ -26,27 +21,29 @@ struct Entry {
 /// behind) and puts it back after committing. An entry whose stamp no longer matches the log
 /// — another process or runner wrote to the session — is dropped and the session re-read.
 #[derive(Debug)]
-pub(crate) struct SessionCache {
+pub struct SessionCache {
     capacity: usize,
     entries: Mutex<HashMap<SessionId, Entry>>,
     clock: std::sync::atomic::AtomicU64,
 }
 
 impl SessionCache {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         Self { capacity, entries: Mutex::new(HashMap::new()), clock: std::sync::atomic::AtomicU64::new(0) }
     }
 
-    /// The cached memory of `id` if it was cached for exactly this version of the log.
-    pub(crate) fn take(&self, id: &SessionId, stamp: LogStamp) -> Option<(SessionMemory, LogPosition)> {
+    /// The cached memory of `id` if it was cached for exactly this version of the log. A log
+    /// whose backend reports no modification time is never a hit: its length alone cannot tell
+    /// a grown log from one deleted and re-created at the same length.
+    pub fn take(&self, id: &SessionId, stamp: LogStamp) -> Option<(SessionMemory, LogPosition)> {
         let entry = self.entries.lock().unwrap_or_else(PoisonError::into_inner).remove(id)?;
-        (entry.stamp == stamp).then_some((entry.memory, entry.position))
+        (stamp.identifies_version() && entry.stamp == stamp).then_some((entry.memory, entry.position))
     }
 
     /// Keeps `memory` for the log version `stamp`, evicting the least recently used session
     /// when full.
-    pub(crate) fn put(&self, id: SessionId, memory: SessionMemory, position: LogPosition, stamp: LogStamp) {
-        if self.capacity == 0 {
+    pub fn put(&self, id: SessionId, memory: SessionMemory, position: LogPosition, stamp: LogStamp) {
+        if self.capacity == 0 || !stamp.identifies_version() {
             return;
         }
         let used = self.clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -61,7 +58,7 @@ impl SessionCache {
     }
 
     /// Forgets `id` (after a delete, or a change made outside a turn).
-    pub(crate) fn forget(&self, id: &SessionId) {
+    pub fn forget(&self, id: &SessionId) {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
     }
 }

@@ -1,9 +1,11 @@
+//! [`SessionId`]: the validated name of a session.
+
 use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::RunError;
+use crate::SessionError;
 
 const MAX_LEN: usize = 128;
 
@@ -13,7 +15,7 @@ const MAX_LEN: usize = 128;
 /// files), so two different ids never share storage.
 ///
 /// ```
-/// use kaos_runner::SessionId;
+/// use kaos_session::SessionId;
 /// assert!(SessionId::new("user-42.chat_1").is_ok());
 /// assert!(SessionId::new("../other").is_err());
 /// ```
@@ -23,8 +25,8 @@ pub struct SessionId(Arc<str>);
 
 impl SessionId {
     /// Validates `id`.
-    pub fn new(id: &str) -> Result<Self, RunError> {
-        let invalid = |reason| RunError::InvalidSession { id: id.to_owned(), reason };
+    pub fn new(id: &str) -> Result<Self, SessionError> {
+        let invalid = |reason| SessionError::InvalidId { id: id.to_owned(), reason };
         if id.is_empty() {
             return Err(invalid("must not be empty"));
         }
@@ -45,7 +47,8 @@ impl SessionId {
         &self.0
     }
 
-    pub(crate) fn as_arc(&self) -> &Arc<str> {
+    /// The id as a shared string.
+    pub fn as_arc(&self) -> &Arc<str> {
         &self.0
     }
 }
@@ -63,7 +66,7 @@ impl fmt::Debug for SessionId {
 }
 
 impl TryFrom<String> for SessionId {
-    type Error = RunError;
+    type Error = SessionError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
         Self::new(&s)
     }

@@ -1,8 +1,8 @@
 //! Serves a KAOS agent over MCP, until `kaos serve` lands in the CLI.
 //!
 //! ```text
-//! cargo run -p kaos-runner --features mcp --example mcp_serve -- --stdio [--data-dir DIR]
-//! KAOS_MCP_TOKEN=… cargo run -p kaos-runner --features mcp --example mcp_serve -- --http 127.0.0.1:8080
+//! cargo run -p kaos-server --example mcp_serve -- --stdio [--data-dir DIR]
+//! KAOS_MCP_TOKEN=… cargo run -p kaos-server --example mcp_serve -- --http 127.0.0.1:8080
 //! ```
 //!
 //! The agent runs on the offline model `scripted:echo` (it reports what it saw), with the
@@ -17,8 +17,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use kaos_agent::Agent;
 use kaos_runner::Runner;
-use kaos_runner::mcp::{HttpOptions, ServeOptions, serve_http, serve_stdio};
 use kaos_runtime::Runtime;
+use kaos_server::{HttpOptions, ServeOptions, serve_http, serve_stdio};
 use kaos_tools::{Tool, ToolAnnotations, ToolResult, schemars, tool_fn};
 use serde::{Deserialize, Serialize};
 

@@ -454,7 +454,7 @@ pub(crate) fn policy(global: &GlobalArgs, command: PolicyCommand) -> Result<()> 
 /// `kaos serve`: the runner over MCP, on stdio or streamable HTTP.
 #[cfg(feature = "mcp")]
 pub(crate) async fn serve(global: &GlobalArgs, http: Option<std::net::SocketAddr>) -> Result<()> {
-    use kaos_runner::mcp::{HttpOptions, ServeOptions, serve_http, serve_stdio};
+    use kaos_server::{HttpOptions, ServeOptions, serve_http, serve_stdio};
 
     let settings = setup::settings(global)?;
     let runner = setup::runner(global)?;
@@ -478,6 +478,6 @@ pub(crate) async fn serve(global: &GlobalArgs, http: Option<std::net::SocketAddr
 #[cfg(not(feature = "mcp"))]
 pub(crate) async fn serve(_global: &GlobalArgs, _http: Option<std::net::SocketAddr>) -> Result<()> {
     bail!(
-        "this kaos was built without MCP; rebuild it with `--features mcp` (e.g. cargo install --path kaos-runner --features mcp)"
+        "this kaos was built without MCP; rebuild it with `--features mcp` (e.g. cargo install --path kaos-cli --features mcp)"
     )
 }

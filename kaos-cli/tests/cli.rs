@@ -1,6 +1,5 @@
 //! The `kaos` command, run as a process. These are also the shell samples of
 //! `docs/reference/cli.md` and `docs/tutorials/the-kaos-command.md`.
-#![cfg(feature = "cli")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -421,4 +420,126 @@ async fn run_exits_5_when_the_turn_stops_short_of_an_answer() {
     let response = stdout_json(&output);
     assert_eq!(response["stop_reason"], "evidence_insufficient");
     assert!(response["text"].as_str().unwrap().starts_with("I cannot answer this from the documents"));
+}
+
+/// The official TypeScript MCP SDK (pinned in `tests/mcp/`, installed by `tests/mcp/install.sh`)
+/// drives `kaos serve` over stdio.
+#[cfg(feature = "mcp")]
+mod mcp_interop {
+    use std::path::{Path, PathBuf};
+
+    use serde::Deserialize;
+
+    fn repo_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct ClientReport {
+        server: String,
+        tools: Vec<String>,
+        turns: Vec<Turn>,
+        resources: Vec<String>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Turn {
+        text: String,
+        is_error: bool,
+    }
+
+    async fn run_client(args: &[&str], env: &[(&str, &str)]) -> ClientReport {
+        let modules = repo_root().join("tests/mcp/node_modules");
+        assert!(
+            modules.join("@modelcontextprotocol/sdk").is_dir(),
+            "the MCP interop packages are not installed: run tests/mcp/install.sh (needs node >= 20 and npm)"
+        );
+        let output = tokio::process::Command::new("node")
+            .arg(repo_root().join("tests/mcp/client.mjs"))
+            .args(args)
+            .envs(env.iter().copied())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .await
+            .expect("node is not installed (the MCP interop tests need node >= 20)");
+        assert!(output.status.success(), "client.mjs failed: {}", String::from_utf8_lossy(&output.stdout));
+        serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("bad report ({e}): {}", String::from_utf8_lossy(&output.stdout)))
+    }
+
+    /// The official TypeScript SDK drives `kaos serve` itself, over stdio.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_typescript_sdk_uses_kaos_serve_over_stdio() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let report =
+            run_client(&["stdio", env!("CARGO_BIN_EXE_kaos"), "serve", "--data-dir", data], &[]).await;
+        assert_eq!(report.server, "kaos");
+        assert_eq!(
+            report.tools,
+            [
+                "kaos-agent-turn",
+                "kaos-agent-resume",
+                "kaos-vfs-read",
+                "kaos-vfs-write",
+                "kaos-vfs-append",
+                "kaos-vfs-list",
+                "kaos-vfs-delete"
+            ]
+        );
+        let texts: Vec<&str> = report.turns.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "You said: \"hello\". I have seen 1 user message in this session.",
+                "You said: \"again\". I have seen 2 user messages in this session."
+            ]
+        );
+        assert!(report.turns.iter().all(|t| !t.is_error));
+        assert_eq!(report.resources, ["kaos://sessions/interop"]);
+        // The session is on disk, where `kaos sessions` finds it.
+        assert!(dir.path().join("sessions/interop/turns.jsonl").exists());
+    }
+}
+
+/// Two `kaos` processes configured only by the `vfs.s3_*` settings share one session in an
+/// S3-compatible bucket (moto on loopback, installed by `tests/s3/install.sh`).
+#[cfg(feature = "object-store")]
+#[path = "../../kaos-vfs/tests/support/s3_server.rs"]
+mod s3_server;
+
+#[cfg(feature = "object-store")]
+mod s3 {
+    use std::process::Command;
+
+    use super::s3_server::{self, S3Server};
+
+    /// Two `kaos` processes configured only by the `vfs.s3_*` settings share one session.
+    #[test]
+    fn kaos_processes_configured_by_settings_share_sessions_in_the_bucket() {
+        let server = S3Server::start().unwrap_or_else(|why| panic!("{why}"));
+        server.create_bucket("cli-bucket");
+        let prefix = s3_server::unique("cli");
+        let kaos = |message: &str| {
+            let dir = tempfile::tempdir().unwrap(); // a fresh working directory each time: no local state
+            let output = Command::new(env!("CARGO_BIN_EXE_kaos"))
+                .current_dir(dir.path())
+                .args(["run", "--json", "--session", "shared", message])
+                .env("KAOS_VFS_S3_BUCKET", "cli-bucket")
+                .env("KAOS_VFS_S3_PREFIX", &prefix)
+                .env("KAOS_VFS_S3_ENDPOINT", &server.endpoint)
+                .env("KAOS_VFS_S3_REGION", "us-east-1")
+                .env("KAOS_VFS_S3_ACCESS_KEY_ID", "test")
+                .env("KAOS_VFS_S3_SECRET_ACCESS_KEY", "test")
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            assert!(!dir.path().join(".kaos").exists(), "nothing was written to the local data directory");
+            serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+        };
+        assert_eq!(kaos("first")["turn_number"], 1);
+        let second = kaos("second");
+        assert_eq!(second["turn_number"], 2);
+        assert!(second["text"].as_str().unwrap().contains("2 user messages"), "{second}");
+    }
 }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::server::Caller;
 use super::{KaosMcpServer, ServeError, ServeOptions};
-use crate::Runner;
+use kaos_runner::Runner;
 
 const MAX_CLIENT_ID_LEN: usize = 32;
 
@@ -28,7 +28,7 @@ const MAX_CLIENT_ID_LEN: usize = 32;
 /// `[a-z0-9_-]` starting with a letter (no `.`, so `{client_id}.{session}` splits one way).
 ///
 /// ```
-/// use kaos_runner::mcp::ClientId;
+/// use kaos_server::ClientId;
 /// assert!(ClientId::new("alice").is_ok());
 /// assert!(ClientId::new("a.b").is_err());
 /// ```
@@ -75,7 +75,7 @@ impl fmt::Debug for ClientId {
 /// namespace its requests use. Tokens never appear in `Debug` output.
 ///
 /// ```
-/// use kaos_runner::mcp::HttpOptions;
+/// use kaos_server::HttpOptions;
 /// let options = HttpOptions::new().with_token("s3cret-token", "alice");
 /// assert!(!format!("{options:?}").contains("s3cret"));
 /// ```

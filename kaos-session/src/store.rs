@@ -1,3 +1,5 @@
+//! How sessions are stored in a VFS: the `turns.jsonl` log, the checkpoint, and reading them back.
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -7,10 +9,8 @@ use kaos_providers::{Message, TokenCounter, Usage};
 use kaos_vfs::{Vfs, VfsLock, VfsPath};
 use serde::{Deserialize, Serialize};
 
-use super::SessionId;
-use super::cache::LogStamp;
-use super::memory::{MemoryItem, MemoryOp, NewItem, SessionMemory};
-use crate::{RunError, StopReason, ToolCallRecord};
+use crate::memory::{MemoryItem, MemoryOp, NewItem, SessionMemory};
+use crate::{SessionError, SessionId, StopReason, ToolCallRecord};
 
 /// Version of the session layout in the VFS, written into every record and checkpoint.
 ///
@@ -41,12 +41,25 @@ pub const CHECKPOINT_MIN_TAIL_BYTES: u64 = 512 * 1024;
 /// many times its size, so checkpoints cost at most an eighth of the appends they follow.
 const CHECKPOINT_TAIL_FACTOR: u64 = 8;
 
+/// The directory of a session's tool workspace, `sessions/{id}/files` (deleted with the
+/// session).
+pub fn files_dir(id: &SessionId) -> Result<VfsPath, SessionError> {
+    Ok(SessionStore::dir(id)?.join("files")?)
+}
+
+/// The directory all sessions are stored under, `sessions`.
+pub fn sessions_root() -> Result<VfsPath, SessionError> {
+    SessionStore::root()
+}
+
 /// What one completed turn added to its session: one line of `turns.jsonl`.
 ///
 /// A record with no messages only changes memory (e.g. documents loaded between turns with
-/// [`Runner::remember`](crate::Runner::remember)); its `turn` is the last completed turn.
+/// `Runner::remember`); its `turn` is the last completed turn.
+///
+/// Its fields are the stored layout (see [`SESSION_LAYOUT_VERSION`]): a new field comes with a
+/// new layout version, so the engine can build records directly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct TurnRecord {
     /// Layout version ([`SESSION_LAYOUT_VERSION`]).
     pub v: u32,
@@ -91,75 +104,95 @@ struct Checkpoint {
     sections: BTreeMap<SectionKind, Vec<MemoryItem>>,
 }
 
+/// What identifies a version of a session's log: its length and modification time. Appends
+/// only grow a log, and any rewrite changes its modification time. A backend that reports no
+/// modification time (allowed by [`kaos_vfs::Metadata`]) gives stamps that identify nothing,
+/// and the session cache is not used for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogStamp {
+    /// The log's length in bytes.
+    pub len: u64,
+    /// Its modification time, when the backend reports one.
+    pub modified: Option<std::time::SystemTime>,
+}
+
+impl LogStamp {
+    /// Whether two equal stamps mean the same version of the log (an existing log with a
+    /// modification time; a missing log is always the same empty version).
+    pub fn identifies_version(&self) -> bool {
+        self.modified.is_some() || self.len == 0
+    }
+}
+
 /// Where a session's log and checkpoint stand after hydration.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct LogPosition {
+pub struct LogPosition {
     /// Length of the valid log (a dropped torn tail excluded).
-    pub(crate) log_len: u64,
+    pub log_len: u64,
     /// The log offset the checkpoint covers (0 without one).
-    pub(crate) checkpoint_offset: u64,
+    pub checkpoint_offset: u64,
     /// The checkpoint's size in bytes (0 without one).
-    pub(crate) checkpoint_len: u64,
+    pub checkpoint_len: u64,
 }
 
 /// A session as read from the VFS.
 #[derive(Debug)]
-pub(crate) struct Hydrated {
-    pub(crate) memory: SessionMemory,
+pub struct Hydrated {
+    pub memory: SessionMemory,
     /// Where the log and the checkpoint stand.
-    pub(crate) position: LogPosition,
+    pub position: LogPosition,
     /// Bytes of a torn or unreadable last line that was dropped, if any.
-    pub(crate) dropped_tail: Option<usize>,
+    pub dropped_tail: Option<usize>,
     /// Whether an unreadable checkpoint was ignored.
-    pub(crate) bad_checkpoint: bool,
+    pub bad_checkpoint: bool,
 }
 
 /// Reads and writes sessions in a VFS.
 #[derive(Debug, Clone)]
-pub(crate) struct SessionStore {
+pub struct SessionStore {
     vfs: Arc<dyn Vfs>,
 }
 
 impl SessionStore {
-    pub(crate) fn new(vfs: Arc<dyn Vfs>) -> Self {
+    pub fn new(vfs: Arc<dyn Vfs>) -> Self {
         Self { vfs }
     }
 
-    pub(crate) fn vfs(&self) -> &Arc<dyn Vfs> {
+    pub fn vfs(&self) -> &Arc<dyn Vfs> {
         &self.vfs
     }
 
-    pub(crate) fn root() -> Result<VfsPath, RunError> {
+    pub fn root() -> Result<VfsPath, SessionError> {
         Ok(VfsPath::new("sessions")?)
     }
 
-    pub(crate) fn dir(id: &SessionId) -> Result<VfsPath, RunError> {
+    pub fn dir(id: &SessionId) -> Result<VfsPath, SessionError> {
         Ok(Self::root()?.join(id.as_str())?)
     }
 
-    fn log_path(id: &SessionId) -> Result<VfsPath, RunError> {
+    fn log_path(id: &SessionId) -> Result<VfsPath, SessionError> {
         Ok(Self::dir(id)?.join("turns.jsonl")?)
     }
 
-    fn checkpoint_path(id: &SessionId) -> Result<VfsPath, RunError> {
+    fn checkpoint_path(id: &SessionId) -> Result<VfsPath, SessionError> {
         Ok(Self::dir(id)?.join("checkpoint.json")?)
     }
 
     /// Takes the session's lock in the VFS (across processes, for a disk VFS).
-    pub(crate) async fn lock(&self, id: &SessionId) -> Result<VfsLock, RunError> {
+    pub async fn lock(&self, id: &SessionId) -> Result<VfsLock, SessionError> {
         Ok(self.vfs.lock(&VfsPath::new(".locks/sessions")?.join(&format!("{id}.lock"))?).await?)
     }
 
     /// Loads a session's memory: the checkpoint, then the log after it. A torn or unreadable
     /// **last** line is dropped and reported in `dropped_tail` (the caller repairs the log
     /// with [`SessionStore::repair`] before appending); an unreadable line anywhere else is
-    /// [`RunError::CorruptSession`].
-    pub(crate) async fn load(
+    /// [`SessionError::Corrupt`].
+    pub async fn load(
         &self,
         id: &SessionId,
         profile: &MemoryProfile,
         counter: Arc<dyn TokenCounter>,
-    ) -> Result<Hydrated, RunError> {
+    ) -> Result<Hydrated, SessionError> {
         let mut memory = SessionMemory::new(profile, counter);
         let mut offset = 0;
         let mut checkpoint_len = 0;
@@ -203,12 +236,12 @@ impl SessionStore {
     /// Loads a session to change it: as [`SessionStore::load`], and a torn last line is cut
     /// from the log so the next append starts on a clean line. The caller holds the session's
     /// lock.
-    pub(crate) async fn load_for_write(
+    pub async fn load_for_write(
         &self,
         id: &SessionId,
         profile: &MemoryProfile,
         counter: Arc<dyn TokenCounter>,
-    ) -> Result<Hydrated, RunError> {
+    ) -> Result<Hydrated, SessionError> {
         let hydrated = self.load(id, profile, counter).await?;
         if hydrated.dropped_tail.is_some() {
             self.repair(id, hydrated.position.log_len).await?;
@@ -219,13 +252,13 @@ impl SessionStore {
     /// Commits a record: one append (the commit point), then a checkpoint when the log has
     /// grown enough past the last one (see [`SESSION_LAYOUT_VERSION`]). A failed checkpoint
     /// is only logged: it means a longer replay next time, never lost data.
-    pub(crate) async fn commit(
+    pub async fn commit(
         &self,
         id: &SessionId,
         memory: &SessionMemory,
         record: &TurnRecord,
         position: LogPosition,
-    ) -> Result<LogPosition, RunError> {
+    ) -> Result<LogPosition, SessionError> {
         let written = self.append(id, record).await?;
         let log_len = position.log_len + written;
         let mut next = LogPosition { log_len, ..position };
@@ -243,16 +276,16 @@ impl SessionStore {
     }
 
     /// The current version of the session's log (length and modification time).
-    pub(crate) async fn stamp(&self, id: &SessionId) -> Result<LogStamp, RunError> {
+    pub async fn stamp(&self, id: &SessionId) -> Result<LogStamp, SessionError> {
         match self.vfs.stat(&Self::log_path(id)?).await {
-            Ok(meta) => Ok((meta.len, meta.modified)),
-            Err(e) if e.is_not_found() => Ok((0, None)),
+            Ok(meta) => Ok(LogStamp { len: meta.len, modified: meta.modified }),
+            Err(e) if e.is_not_found() => Ok(LogStamp { len: 0, modified: None }),
             Err(e) => Err(e.into()),
         }
     }
 
     /// Every record of the log (the full transcript), oldest first; a torn last line is left out.
-    pub(crate) async fn records(&self, id: &SessionId) -> Result<Vec<TurnRecord>, RunError> {
+    pub async fn records(&self, id: &SessionId) -> Result<Vec<TurnRecord>, SessionError> {
         let log = Self::log_path(id)?;
         match self.vfs.read(&log).await {
             Ok(bytes) => Ok(parse_log(id, &log, &bytes, 0)?.records),
@@ -263,7 +296,7 @@ impl SessionStore {
 
     /// Cuts the log back to its first `valid_len` bytes, so the next append starts on a clean
     /// line. Rewrites the log (atomically); only needed after a crash.
-    async fn repair(&self, id: &SessionId, valid_len: u64) -> Result<(), RunError> {
+    async fn repair(&self, id: &SessionId, valid_len: u64) -> Result<(), SessionError> {
         let log = Self::log_path(id)?;
         let bytes = self.vfs.read(&log).await?;
         let keep = usize::try_from(valid_len).unwrap_or(usize::MAX).min(bytes.len());
@@ -272,10 +305,9 @@ impl SessionStore {
     }
 
     /// Appends one turn's record in a single append; returns the bytes written.
-    pub(crate) async fn append(&self, id: &SessionId, record: &TurnRecord) -> Result<u64, RunError> {
+    pub async fn append(&self, id: &SessionId, record: &TurnRecord) -> Result<u64, SessionError> {
         let mut line = Vec::with_capacity(1024);
-        serde_json::to_writer(&mut line, record)
-            .map_err(|e| RunError::Config(format!("cannot encode turn record: {e}")))?;
+        serde_json::to_writer(&mut line, record)?;
         line.push(b'\n');
         let len = line.len() as u64;
         self.vfs.append(&Self::log_path(id)?, Bytes::from(line)).await?;
@@ -283,12 +315,12 @@ impl SessionStore {
     }
 
     /// Writes a checkpoint of `memory`, covering the log up to `log_offset`.
-    pub(crate) async fn checkpoint(
+    pub async fn checkpoint(
         &self,
         id: &SessionId,
         memory: &SessionMemory,
         log_offset: u64,
-    ) -> Result<u64, RunError> {
+    ) -> Result<u64, SessionError> {
         let checkpoint = Checkpoint {
             v: SESSION_LAYOUT_VERSION,
             turn: memory.turn(),
@@ -297,15 +329,14 @@ impl SessionStore {
             active_agent: memory.active_agent().map(str::to_owned),
             sections: memory.persisted_items(),
         };
-        let bytes = serde_json::to_vec(&checkpoint)
-            .map_err(|e| RunError::Config(format!("cannot encode checkpoint: {e}")))?;
+        let bytes = serde_json::to_vec(&checkpoint)?;
         let len = bytes.len() as u64;
         self.vfs.write(&Self::checkpoint_path(id)?, Bytes::from(bytes)).await?;
         Ok(len)
     }
 
     /// Ids of every stored session, sorted.
-    pub(crate) async fn list(&self) -> Result<Vec<SessionId>, RunError> {
+    pub async fn list(&self) -> Result<Vec<SessionId>, SessionError> {
         let entries = match self.vfs.list(&Self::root()?).await {
             Ok(entries) => entries,
             Err(e) if e.is_not_found() => return Ok(Vec::new()),
@@ -319,7 +350,7 @@ impl SessionStore {
     }
 
     /// Deletes a session and everything under its directory. `NotFound` when missing.
-    pub(crate) async fn delete(&self, id: &SessionId) -> Result<(), RunError> {
+    pub async fn delete(&self, id: &SessionId) -> Result<(), SessionError> {
         Ok(self.vfs.delete(&Self::dir(id)?).await?)
     }
 }
@@ -353,7 +384,7 @@ struct ParsedLog {
     dropped_tail: Option<usize>,
 }
 
-fn parse_log(id: &SessionId, path: &VfsPath, bytes: &[u8], offset: u64) -> Result<ParsedLog, RunError> {
+fn parse_log(id: &SessionId, path: &VfsPath, bytes: &[u8], offset: u64) -> Result<ParsedLog, SessionError> {
     let mut records = Vec::new();
     let mut lines: Vec<&[u8]> = bytes.split_inclusive(|b| *b == b'\n').collect();
     let mut dropped_tail = None;
@@ -372,7 +403,7 @@ fn parse_log(id: &SessionId, path: &VfsPath, bytes: &[u8], offset: u64) -> Resul
             valid_len += line.len();
             continue;
         }
-        let corrupt = |message: String| RunError::CorruptSession {
+        let corrupt = |message: String| SessionError::Corrupt {
             session: id.to_string(),
             path: path.to_string(),
             line: i + 1,
@@ -427,7 +458,7 @@ mod tests {
         out
     }
 
-    fn parse(bytes: &[u8]) -> Result<ParsedLog, RunError> {
+    fn parse(bytes: &[u8]) -> Result<ParsedLog, SessionError> {
         let id = SessionId::new("s").unwrap();
         parse_log(&id, &SessionStore::log_path(&id).unwrap(), bytes, 0)
     }
@@ -459,7 +490,7 @@ mod tests {
         let mut bytes = b"{not json}\n".to_vec();
         bytes.extend(log(&[record(2)]));
         let err = parse(&bytes).err().unwrap();
-        assert!(matches!(err, RunError::CorruptSession { line: 1, .. }), "{err:?}");
+        assert!(matches!(err, SessionError::Corrupt { line: 1, .. }), "{err:?}");
     }
 
     mod save_load {
@@ -532,6 +563,6 @@ mod tests {
     fn newer_layouts_are_refused() {
         let mut r = record(1);
         r.v = SESSION_LAYOUT_VERSION + 1;
-        assert!(matches!(parse(&log(&[r])), Err(RunError::CorruptSession { .. })));
+        assert!(matches!(parse(&log(&[r])), Err(SessionError::Corrupt { .. })));
     }
 }

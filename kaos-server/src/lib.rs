@@ -1,4 +1,4 @@
-//! KAOS over MCP, both ways (feature `mcp`).
+//! Serve a KAOS [`Runner`] to other programs: MCP over stdio and streamable HTTP.
 //!
 //! **Serving.** [`KaosMcpServer`] exposes a [`Runner`] to any MCP client:
 //!
@@ -30,6 +30,8 @@
 //! [`AgentTurnOutput::approval_required`] with its run id; the tool [`RESUME_TOOL`] approves or
 //! denies the pending call and continues the same run (another caller's run is not found).
 
+#![deny(missing_docs)]
+
 mod error;
 mod http;
 mod server;
@@ -42,7 +44,7 @@ pub use server::{
     SESSION_URI_PREFIX, ServeOptions,
 };
 
-use crate::Runner;
+use kaos_runner::Runner;
 
 /// Serves `runner` to one MCP client over this process's stdin and stdout until the client
 /// disconnects. Nothing else may write to stdout meanwhile (logs go to stderr).
@@ -54,3 +56,8 @@ pub async fn serve_stdio(runner: Runner, options: ServeOptions) -> Result<(), Se
     running.waiting().await.map_err(|e| ServeError::Protocol(e.to_string()))?;
     Ok(())
 }
+
+/// `docs/concepts/mcp.md`, compiled and run as doctests so the page cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/concepts/mcp.md")]
+mod mcp_doc {}

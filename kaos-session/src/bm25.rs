@@ -6,18 +6,14 @@ const K1: f64 = 1.2;
 const B: f64 = 0.75;
 
 /// Lowercased alphanumeric words (Unicode-aware), the unit of matching.
-pub(crate) fn terms(text: &str) -> impl Iterator<Item = String> + '_ {
+pub fn terms(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase)
 }
 
 /// The positions of the `k` documents most relevant to `query`, best first (ties: earlier
 /// document first). Documents with no query term score 0 and come last, in order, so a query
 /// with no matching term degrades to "oldest first".
-pub(crate) fn top_k<'a>(
-    query: &str,
-    documents: impl ExactSizeIterator<Item = &'a str>,
-    k: usize,
-) -> Vec<usize> {
+pub fn top_k<'a>(query: &str, documents: impl ExactSizeIterator<Item = &'a str>, k: usize) -> Vec<usize> {
     let n = documents.len();
     let mut query_terms: Vec<String> = terms(query).collect();
     query_terms.sort();

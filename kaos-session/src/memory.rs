@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// What a section evicts down to once it must evict: three quarters of its budget.
-pub(crate) fn low_water(budget: u64) -> u64 {
+pub fn low_water(budget: u64) -> u64 {
     budget - budget / 4
 }
 
 /// Tokens a message costs beyond its text (role and framing), as vendors charge it.
-pub(crate) const MESSAGE_OVERHEAD_TOKENS: u64 = 4;
+pub const MESSAGE_OVERHEAD_TOKENS: u64 = 4;
 
 /// One item of a section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,8 +78,10 @@ pub struct NewItem {
     pub priority: i32,
     /// Free-form details.
     pub metadata: BTreeMap<String, Value>,
-    pub(crate) message: Option<Message>,
-    pub(crate) summary: bool,
+    /// The message, for an item of the messages section.
+    pub message: Option<Message>,
+    /// Whether the item is a rolling summary of evicted items.
+    pub summary: bool,
 }
 
 impl NewItem {
@@ -100,13 +102,14 @@ impl NewItem {
         self
     }
 
-    pub(crate) fn message(message: Message) -> Self {
+    /// An item holding one message of the conversation.
+    pub fn message(message: Message) -> Self {
         Self { message: Some(message), ..Self::default() }
     }
 }
 
 /// How a message reads as section text (for search and summaries).
-pub(crate) fn render_message(message: &Message) -> String {
+pub fn render_message(message: &Message) -> String {
     match message {
         Message::User { content } => format!("user: {content}"),
         Message::Assistant { content, tool_calls } if tool_calls.is_empty() => {
@@ -258,8 +261,10 @@ impl Section {
 
 /// What changed in memory, for events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Change {
+pub enum Change {
+    /// An item was added to the section.
     Added(SectionKind),
+    /// Items were evicted from the section.
     Evicted(SectionKind),
 }
 
@@ -331,12 +336,13 @@ impl SessionMemory {
     }
 
     /// Adds a turn's spending.
-    pub(crate) fn add_spent(&mut self, cost_usd: f64, tokens: u64) {
+    pub fn add_spent(&mut self, cost_usd: f64, tokens: u64) {
         self.spent.0 += cost_usd;
         self.spent.1 += tokens;
     }
 
-    pub(crate) fn set_spent(&mut self, spent: (f64, u64)) {
+    /// Sets what the session has spent so far: USD and tokens.
+    pub fn set_spent(&mut self, spent: (f64, u64)) {
         self.spent = spent;
     }
 
@@ -345,7 +351,8 @@ impl SessionMemory {
         self.active_agent.as_deref()
     }
 
-    pub(crate) fn set_active_agent(&mut self, agent: Option<String>) {
+    /// Sets the agent holding the conversation (`None`: the Runner's own).
+    pub fn set_active_agent(&mut self, agent: Option<String>) {
         self.active_agent = agent;
     }
 
@@ -360,12 +367,13 @@ impl SessionMemory {
         self.sections.values()
     }
 
-    pub(crate) fn counter(&self) -> &Arc<dyn TokenCounter> {
+    /// The token counter the budgets are measured with.
+    pub fn counter(&self) -> &Arc<dyn TokenCounter> {
         &self.counter
     }
 
     /// Begins a turn: empties the sections cleared each turn.
-    pub(crate) fn begin_turn(&mut self) {
+    pub fn begin_turn(&mut self) {
         let cleared: Vec<SectionKind> = self
             .sections
             .values()
@@ -379,7 +387,7 @@ impl SessionMemory {
     }
 
     /// Ends the current turn.
-    pub(crate) fn end_turn(&mut self, turn: u32) {
+    pub fn end_turn(&mut self, turn: u32) {
         self.turn = turn;
     }
 
@@ -460,7 +468,7 @@ impl SessionMemory {
     }
 
     /// Marks items as put in front of the model this turn (what `lru` and `lfu` go by).
-    pub(crate) fn mark_used(&mut self, kind: SectionKind, ids: Vec<u64>) {
+    pub fn mark_used(&mut self, kind: SectionKind, ids: Vec<u64>) {
         let policy = self.section(kind).config.eviction;
         if !ids.is_empty() && matches!(policy, Eviction::Lru | Eviction::Lfu) {
             let turn = self.turn + 1;
@@ -482,7 +490,7 @@ impl SessionMemory {
     }
 
     /// Applies a change without recording it (hydration replays the log with this).
-    pub(crate) fn apply(&mut self, op: MemoryOp) {
+    pub fn apply(&mut self, op: MemoryOp) {
         match op {
             MemoryOp::Add { section, item } => {
                 self.next_id = self.next_id.max(item.id + 1);
@@ -517,7 +525,7 @@ impl SessionMemory {
 
     /// The changes to persist for this turn: streaming sections' operations, then a whole
     /// `Replace` for every snapshot section that changed. Clears the pending changes.
-    pub(crate) fn take_ops(&mut self) -> Vec<MemoryOp> {
+    pub fn take_ops(&mut self) -> Vec<MemoryOp> {
         let mut ops = std::mem::take(&mut self.ops);
         for kind in std::mem::take(&mut self.dirty) {
             ops.push(MemoryOp::Replace { section: kind, items: self.section(kind).items.clone() });
@@ -525,16 +533,18 @@ impl SessionMemory {
         ops
     }
 
-    pub(crate) fn take_changes(&mut self) -> Vec<Change> {
+    /// Takes the section changes since the last call (for memory events).
+    pub fn take_changes(&mut self) -> Vec<Change> {
         std::mem::take(&mut self.changes)
     }
 
-    pub(crate) fn take_evicted(&mut self) -> BTreeMap<SectionKind, Vec<MemoryItem>> {
+    /// Takes the items evicted since the last call, by section (for summaries).
+    pub fn take_evicted(&mut self) -> BTreeMap<SectionKind, Vec<MemoryItem>> {
         std::mem::take(&mut self.evicted)
     }
 
     /// The items of every persisted section, for a checkpoint.
-    pub(crate) fn persisted_items(&self) -> BTreeMap<SectionKind, Vec<MemoryItem>> {
+    pub fn persisted_items(&self) -> BTreeMap<SectionKind, Vec<MemoryItem>> {
         self.sections
             .values()
             .filter(|s| s.config.persistence != Persistence::None && !s.items.is_empty())
@@ -543,7 +553,7 @@ impl SessionMemory {
     }
 
     /// Restores a checkpoint (see [`SessionMemory::persisted_items`]).
-    pub(crate) fn restore(&mut self, turn: u32, items: BTreeMap<SectionKind, Vec<MemoryItem>>) {
+    pub fn restore(&mut self, turn: u32, items: BTreeMap<SectionKind, Vec<MemoryItem>>) {
         self.turn = turn;
         for (section, items) in items {
             self.apply(MemoryOp::Replace { section, items });
@@ -566,7 +576,7 @@ fn op_section(op: &MemoryOp) -> SectionKind {
 }
 
 /// Tokens a message costs in a request.
-pub(crate) fn message_tokens(counter: &dyn TokenCounter, message: &Message) -> u64 {
+pub fn message_tokens(counter: &dyn TokenCounter, message: &Message) -> u64 {
     let calls = match message {
         Message::Assistant { tool_calls, .. } => {
             tool_calls.iter().map(|c| counter.count(&c.name) + counter.count(&c.arguments.to_string())).sum()

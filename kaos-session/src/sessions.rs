@@ -1,0 +1,279 @@
+//! [`Sessions`]: the sessions stored in a VFS — list, read, export, delete — and
+//! [`Sessions::take`], the one place that takes a session for a change (in-process lock, then
+//! the VFS lock, then hydration from the cache or the store).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kaos_agent::{MemoryProfile, SectionKind};
+use kaos_providers::{Message, TokenCounter};
+use kaos_vfs::{LocalLocks, Vfs, VfsLock};
+use serde::Serialize;
+
+use crate::cache::SessionCache;
+use crate::store::{Hydrated, LogPosition, SessionStore};
+use crate::{MemoryItem, SESSION_LAYOUT_VERSION, SessionError, SessionId, SessionMemory, TurnRecord};
+
+/// The sessions stored in a VFS (`sessions/{id}/turns.jsonl`): list them, read their turns and
+/// memory, export and delete them, and take one for a turn.
+///
+/// A `Sessions` is cheap to clone; clones share the in-process locks and the cache of hydrated
+/// sessions, so a delete through one waits for a turn taken through another. A Runner's
+/// `sessions()` is such a clone. [`Sessions::new`] over a VFS needs no agent and caches nothing.
+///
+/// ```
+/// use std::sync::Arc;
+/// use kaos_session::Sessions;
+/// use kaos_vfs::MemoryVfs;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let sessions = Sessions::new(Arc::new(MemoryVfs::new()));
+/// assert!(sessions.list().await?.is_empty());
+/// assert_eq!(sessions.turns("demo").await?, None);
+/// assert!(!sessions.delete("demo").await?);
+/// # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    store: SessionStore,
+    locks: LocalLocks,
+    cache: Arc<SessionCache>,
+}
+
+/// What [`Sessions::list`] reports about one session.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct SessionSummary {
+    /// The session.
+    pub id: SessionId,
+    /// Completed turns.
+    pub turns: u32,
+    /// Cost of all its turns in USD.
+    pub cost_usd: f64,
+    /// Tokens used by all its turns.
+    pub total_tokens: u64,
+    /// When its last turn finished, in milliseconds since the Unix epoch (`None`: no turns).
+    pub last_turn_at_ms: Option<u64>,
+}
+
+/// A whole session as JSON-ready data: its full log and its current memory.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct SessionExport {
+    /// The session.
+    pub session_id: String,
+    /// The layout version this build writes.
+    pub layout_version: u32,
+    /// Completed turns.
+    pub turns: u32,
+    /// Every turn's record, oldest first (the full transcript).
+    pub records: Vec<TurnRecord>,
+    /// The current memory, by section (empty sections left out).
+    pub memory: BTreeMap<SectionKind, Vec<MemoryItem>>,
+}
+
+/// How a taken session's memory was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Hydration {
+    /// From the cache: the log had not changed since this process's last turn on it.
+    Cached,
+    /// Read from the store (checkpoint, then the log after it).
+    Loaded {
+        /// Bytes of a torn last line that were dropped and cut from the log.
+        dropped_tail: Option<usize>,
+        /// Whether an unreadable checkpoint was ignored (the whole log was replayed).
+        bad_checkpoint: bool,
+    },
+}
+
+/// A session taken for a change: its in-process and VFS locks are held and its memory is
+/// hydrated. [`TakenSession::commit`] appends a record and keeps the memory for the next turn;
+/// dropping it without committing changes nothing and releases the locks.
+#[derive(Debug)]
+#[must_use = "the session is released as soon as this is dropped"]
+pub struct TakenSession {
+    /// The session.
+    pub id: SessionId,
+    /// Its memory, to change.
+    pub memory: SessionMemory,
+    /// How the memory was found.
+    pub hydration: Hydration,
+    position: LogPosition,
+    store: SessionStore,
+    cache: Arc<SessionCache>,
+    // Released in this order: the VFS lock, then the in-process one.
+    _vfs: VfsLock,
+    _local: VfsLock,
+}
+
+impl TakenSession {
+    /// Commits `record` (one append: the commit point; a checkpoint when due) and keeps the
+    /// memory in the cache for the log version it just wrote. On error nothing is cached and the
+    /// stored session is as it was (a failed append writes nothing a reader would take).
+    ///
+    /// The VFS lock is then released and the release awaited (for a lease on object storage:
+    /// stored), so a process that exits right after the turn leaves no lock behind.
+    pub async fn commit(self, record: &TurnRecord) -> Result<(), SessionError> {
+        let position = self.store.commit(&self.id, &self.memory, record, self.position).await?;
+        let stamp = self.store.stamp(&self.id).await?;
+        self.cache.put(self.id.clone(), self.memory, position, stamp);
+        // The turn is stored: a failed release only delays the next holder (expiry frees it).
+        if let Err(error) = self._vfs.release().await {
+            tracing::warn!(session = %self.id, %error, "could not release the session lock");
+        }
+        Ok(())
+    }
+}
+
+impl Sessions {
+    /// The sessions stored in `vfs`, with no cache of hydrated sessions.
+    pub fn new(vfs: Arc<dyn Vfs>) -> Self {
+        Self::with_cache(vfs, 0)
+    }
+
+    /// The sessions stored in `vfs`, keeping up to `capacity` hydrated sessions between turns
+    /// (validated against the log on every take, so sessions shared with other processes stay
+    /// correct).
+    pub fn with_cache(vfs: Arc<dyn Vfs>, capacity: usize) -> Self {
+        Self {
+            store: SessionStore::new(vfs),
+            locks: LocalLocks::default(),
+            cache: Arc::new(SessionCache::new(capacity)),
+        }
+    }
+
+    /// The VFS the sessions are stored in.
+    pub fn vfs(&self) -> &Arc<dyn Vfs> {
+        self.store.vfs()
+    }
+
+    /// Takes `id` for a change: the in-process lock (fair, in arrival order), then the VFS
+    /// lock (across processes), then its memory — cached when the log is exactly as this
+    /// process left it, else loaded (a torn last line is cut from the log first).
+    pub async fn take(
+        &self,
+        id: &SessionId,
+        profile: &MemoryProfile,
+        counter: Arc<dyn TokenCounter>,
+    ) -> Result<TakenSession, SessionError> {
+        let local = self.locks.lock(id.as_str()).await;
+        let vfs = self.store.lock(id).await?;
+        let stamp = self.store.stamp(id).await?;
+        let (memory, position, hydration) = match self.cache.take(id, stamp) {
+            Some((memory, position)) => (memory, position, Hydration::Cached),
+            None => {
+                let Hydrated { memory, position, dropped_tail, bad_checkpoint } =
+                    self.store.load_for_write(id, profile, counter).await?;
+                (memory, position, Hydration::Loaded { dropped_tail, bad_checkpoint })
+            }
+        };
+        Ok(TakenSession {
+            id: id.clone(),
+            memory,
+            hydration,
+            position,
+            store: self.store.clone(),
+            cache: self.cache.clone(),
+            _vfs: vfs,
+            _local: local,
+        })
+    }
+
+    /// The ids of every stored session, sorted (cheap: reads no log).
+    pub async fn ids(&self) -> Result<Vec<SessionId>, SessionError> {
+        self.store.list().await
+    }
+
+    /// Every stored session, sorted by id. Reads every session's log (cost grows with the
+    /// total size of the logs). Directories under `sessions/` that are not valid session ids
+    /// are skipped.
+    pub async fn list(&self) -> Result<Vec<SessionSummary>, SessionError> {
+        let mut out = Vec::new();
+        for id in self.store.list().await? {
+            // Records without messages only changed memory; they are not turns.
+            let records: Vec<TurnRecord> =
+                self.store.records(&id).await?.into_iter().filter(|r| !r.messages.is_empty()).collect();
+            out.push(SessionSummary {
+                turns: u32::try_from(records.len()).unwrap_or(u32::MAX),
+                cost_usd: records.iter().map(|r| r.cost_usd).sum(),
+                total_tokens: records.iter().map(|r| r.usage.total_tokens()).sum(),
+                last_turn_at_ms: records.last().map(|r| r.finished_at_ms),
+                id,
+            });
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// The session's turns, oldest first; `None` when the session has no stored turns. A torn
+    /// last line is left out (it is repaired by the next change, not by reading).
+    pub async fn turns(&self, session_id: &str) -> Result<Option<Vec<TurnRecord>>, SessionError> {
+        let id = SessionId::new(session_id)?;
+        let records = self.store.records(&id).await?;
+        Ok(if records.is_empty() { None } else { Some(records) })
+    }
+
+    /// The full stored conversation of a session, oldest first (empty for an unknown session).
+    /// This is the transcript, not what the model sees: memory may have evicted or summarized
+    /// older messages (see [`Sessions::memory`]).
+    pub async fn history(&self, id: &SessionId) -> Result<Vec<Message>, SessionError> {
+        let records = self.store.records(id).await?;
+        Ok(records.into_iter().flat_map(|r| r.messages).collect())
+    }
+
+    /// A session's memory as the next turn would see it (empty for an unknown session), under
+    /// `profile`. Takes no lock (the log is append-only and every VFS write is atomic), so it
+    /// never waits for a turn in progress, in this process or another.
+    pub async fn memory(
+        &self,
+        id: &SessionId,
+        profile: &MemoryProfile,
+        counter: Arc<dyn TokenCounter>,
+    ) -> Result<SessionMemory, SessionError> {
+        Ok(self.store.load(id, profile, counter).await?.memory)
+    }
+
+    /// The whole session as JSON-ready data, its memory under `profile`. `NotFound`
+    /// ([`SessionError::Vfs`]) for an unknown session. Takes no lock, like
+    /// [`Sessions::memory`]: exporting never waits for a turn in progress.
+    pub async fn export(
+        &self,
+        id: &SessionId,
+        profile: &MemoryProfile,
+        counter: Arc<dyn TokenCounter>,
+    ) -> Result<SessionExport, SessionError> {
+        let records = self.store.records(id).await?;
+        if records.is_empty() {
+            self.store.vfs().stat(&SessionStore::dir(id)?).await?;
+        }
+        let hydrated = self.store.load(id, profile, counter).await?;
+        Ok(SessionExport {
+            session_id: id.to_string(),
+            layout_version: SESSION_LAYOUT_VERSION,
+            turns: hydrated.memory.turn(),
+            records,
+            memory: hydrated
+                .memory
+                .sections()
+                .filter(|s| !s.items().is_empty())
+                .map(|s| (s.kind(), s.items().to_vec()))
+                .collect(),
+        })
+    }
+
+    /// Deletes the session and everything stored under it (its files too), after the turn in
+    /// progress on it (in this process or another) has finished. Returns whether there was
+    /// anything to delete.
+    pub async fn delete(&self, session_id: &str) -> Result<bool, SessionError> {
+        let id = SessionId::new(session_id)?;
+        let _local = self.locks.lock(id.as_str()).await;
+        let _lock = self.store.lock(&id).await?;
+        self.cache.forget(&id);
+        match self.store.delete(&id).await {
+            Ok(()) => Ok(true),
+            Err(SessionError::Vfs(e)) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
