@@ -138,6 +138,28 @@ const HANDOVER_GRACE: Duration = Duration::from_millis(500);
 /// How long past its last refresh a waiter's ticket still counts (beyond the lease TTL).
 const TICKET_SLACK: Duration = Duration::from_secs(2);
 
+/// How often a waiting [`Vfs::lock`] reports to the observer of
+/// [`ObjectStoreVfs::with_wait_observer`] (the first report comes after this long too).
+const WAIT_REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// What a [`Vfs::lock`] that waits for another process's lease reports, about once a second,
+/// to the observer set with [`ObjectStoreVfs::with_wait_observer`] (a CLI shows it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockWait {
+    /// The lock waited for.
+    pub path: VfsPath,
+    /// How long this lock has waited so far.
+    pub waited: Duration,
+    /// When the holder's lease runs out by its own renewal record if it stops renewing
+    /// (`None`: released, handed to an earlier waiter).
+    pub expires_in: Option<Duration>,
+    /// How long the lock waits at most.
+    pub timeout: Duration,
+}
+
+type WaitObserver = Arc<dyn Fn(&LockWait) + Send + Sync>;
+
 /// A string that never shows in `Debug` output (credentials).
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretString(String);
@@ -302,6 +324,8 @@ pub struct ObjectStoreVfs {
     held: Mutex<Vec<Weak<LeaseShared>>>,
     /// Versions of the leases this process released last, so it takes them back in one request.
     released: Arc<Mutex<HashMap<String, UpdateVersion>>>,
+    /// Told about lock waits.
+    wait_observer: Option<WaitObserver>,
     /// Serializes this process's changes to one file, so its own tasks do not race each other
     /// for sequence numbers.
     mutations: LocalLocks,
@@ -469,6 +493,7 @@ impl ObjectStoreVfs {
             conditional: tokio::sync::OnceCell::new(),
             held: Mutex::new(Vec::new()),
             released: Arc::new(Mutex::new(HashMap::new())),
+            wait_observer: None,
             mutations: LocalLocks::default(),
             local_locks: LocalLocks::default(),
             indexes: Mutex::new(HashMap::new()),
@@ -520,6 +545,13 @@ impl ObjectStoreVfs {
     /// [`DEFAULT_OBJECT_LOCK_TIMEOUT`]).
     pub fn with_lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = timeout;
+        self
+    }
+
+    /// Calls `observer` about once a second while a [`lock`](Vfs::lock) waits for another
+    /// process's lease, with how long it has waited and when the holder's lease runs out.
+    pub fn with_wait_observer(mut self, observer: impl Fn(&LockWait) + Send + Sync + 'static) -> Self {
+        self.wait_observer = Some(Arc::new(observer));
         self
     }
 
@@ -1114,6 +1146,7 @@ impl ObjectStoreVfs {
         let started = Instant::now();
         let deadline = started + self.lock_timeout;
         let mut ticket_written = started;
+        let mut reported = Duration::ZERO;
         // Fast path: this process released the lease last; take it back against that version.
         let remembered = self.released.lock().unwrap_or_else(PoisonError::into_inner).remove(key.as_ref());
         if let Some(version) = remembered
@@ -1165,6 +1198,17 @@ impl ObjectStoreVfs {
                                 continue;
                             }
                         }
+                    }
+                    if let Some(observer) = &self.wait_observer
+                        && started.elapsed() >= reported + WAIT_REPORT_EVERY
+                    {
+                        reported = started.elapsed();
+                        observer(&LockWait {
+                            path: path.clone(),
+                            waited: reported,
+                            expires_in: (!reserved).then_some(left),
+                            timeout: self.lock_timeout,
+                        });
                     }
                     if reserved {
                         pause_cap = pause_cap.min(HANDOVER_GRACE.saturating_sub(record.released_for()));
