@@ -1073,6 +1073,7 @@ impl Vfs for ObjectStoreVfs {
     }
 
     async fn delete(&self, path: &VfsPath) -> Result<(), VfsError> {
+        self.fence()?;
         let keys = if path.is_root() {
             self.keys_under(path, &self.files).await?
         } else {
