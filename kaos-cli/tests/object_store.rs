@@ -90,7 +90,9 @@ fn four_processes_times_25_kaos_runs_on_one_session_all_succeed() {
         .map(|p| {
             let prefix = prefix.clone();
             std::thread::spawn(move || {
-                (0..RUNS).map(|i| run_turn(S3Server::shared(), &prefix, &format!("p{p}-{i}"))).collect::<Vec<_>>()
+                (0..RUNS)
+                    .map(|i| run_turn(S3Server::shared(), &prefix, &format!("p{p}-{i}")))
+                    .collect::<Vec<_>>()
             })
         })
         .collect();
