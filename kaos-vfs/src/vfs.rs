@@ -123,7 +123,7 @@ pub trait Vfs: Send + Sync + Debug {
 /// A held lock from [`Vfs::lock`]; dropping it releases the lock.
 ///
 /// Some backends hold a lock by a lease that is renewed in the background and can be lost
-/// (an [`ObjectStoreVfs`](crate::ObjectStoreVfs) holder paused for longer than the lease's
+/// (an `ObjectStoreVfs` holder paused for longer than the lease's
 /// time to live is taken over). For those, [`check`](VfsLock::check) says whether the lock is
 /// still held, and [`release`](VfsLock::release) gives it back and waits until the release is
 /// stored, so a process that exits right after it leaves no lock behind. Dropping a lock
