@@ -142,6 +142,62 @@ impl Default for AgentConfig {
 }
 
 impl AgentConfig {
+    /// Parses (without validating) a configuration from JSON. A parse error names the field
+    /// it is in, and the line and column ([`AgentError::Parse`]).
+    pub fn from_json(text: &str) -> Result<Self, AgentError> {
+        let parse = |field: String, e: serde_json::Error| {
+            let message = e.to_string();
+            let suffix = format!(" at line {} column {}", e.line(), e.column());
+            AgentError::Parse {
+                format: "JSON",
+                field,
+                line: Some(e.line()).filter(|l| *l > 0),
+                column: Some(e.column()).filter(|_| e.line() > 0),
+                message: message.strip_suffix(&suffix).unwrap_or(&message).to_owned(),
+            }
+        };
+        // Where the path has a part serde cannot name (a syntax error between fields, a map
+        // key of an enum type), the field is read from the text at the error's position.
+        let at = |e: &serde_json::Error| json_field_at(text, e.line(), e.column());
+        let mut de = serde_json::Deserializer::from_str(text);
+        let config: AgentConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let field = Some(field_name(e.path()))
+                .filter(|f| f != TOP_LEVEL && !f.contains('?'))
+                .unwrap_or_else(|| at(e.inner()));
+            parse(field, e.into_inner())
+        })?;
+        de.end().map_err(|e| parse(TOP_LEVEL.to_owned(), e))?;
+        Ok(config)
+    }
+
+    /// Parses (without validating) a configuration from TOML, the agent-file format. A parse
+    /// error names the field it is in, and the line and column ([`AgentError::Parse`]).
+    pub fn from_toml(text: &str) -> Result<Self, AgentError> {
+        let parse = |field: String, e: toml::de::Error| {
+            let (line, column) = e.span().map(|span| line_column(text, span.start)).unzip();
+            AgentError::Parse {
+                format: "TOML",
+                field,
+                line,
+                column,
+                message: e.message().trim_end().to_owned(),
+            }
+        };
+        // A syntax error stops the parser before any field is read: its field is the key on
+        // the line the error is on, inside the table above it.
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| parse(toml_field_at(text, e.span().map_or(0, |s| s.start)), e))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = match field_name(e.path()) {
+                unnamed if unnamed == TOP_LEVEL || unnamed.contains('?') => {
+                    e.inner().span().map_or(unnamed, |span| toml_field_at(text, span.start))
+                }
+                field => field,
+            };
+            parse(field, e.into_inner())
+        })
+    }
+
     /// Checks every rule an agent must satisfy; the first violation is returned.
     pub fn validate(&self) -> Result<(), AgentError> {
         self.validate_at("", &mut Vec::new())
@@ -320,18 +376,16 @@ impl Agent {
         Ok(Self { inner: Arc::new(Inner { config, fingerprint }) })
     }
 
-    /// Parses and validates an agent from JSON.
+    /// Parses and validates an agent from JSON. A parse error names the field it is in
+    /// ([`AgentError::Parse`]).
     pub fn from_json(text: &str) -> Result<Self, AgentError> {
-        let config: AgentConfig = serde_json::from_str(text)
-            .map_err(|e| AgentError::Parse { format: "JSON", message: e.to_string() })?;
-        Self::from_config(config)
+        Self::from_config(AgentConfig::from_json(text)?)
     }
 
-    /// Parses and validates an agent from TOML (the agent-file format).
+    /// Parses and validates an agent from TOML (the agent-file format). A parse error names
+    /// the field it is in, and the line and column ([`AgentError::Parse`]).
     pub fn from_toml(text: &str) -> Result<Self, AgentError> {
-        let config: AgentConfig =
-            toml::from_str(text).map_err(|e| AgentError::Parse { format: "TOML", message: e.to_string() })?;
-        Self::from_config(config)
+        Self::from_config(AgentConfig::from_toml(text)?)
     }
 
     /// Pretty JSON.
@@ -645,5 +699,132 @@ impl AgentBuilder {
                 NonZeroU32::new(n).ok_or_else(|| AgentError::ZeroLimit { field: field.to_owned() })?;
         }
         Agent::from_config(config)
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// How a parse error outside every field names where it is.
+const TOP_LEVEL: &str = "(top level)";
+
+/// A field path as agent errors print it (`budget.max_cost_usd`, `tools[1]`).
+fn field_name(path: &serde_path_to_error::Path) -> String {
+    match path.to_string() {
+        root if root == "." => TOP_LEVEL.to_owned(),
+        path => path,
+    }
+}
+
+/// The field of a JSON agent file at (1-based) `line` and `column`: the keys and array
+/// indices open there.
+fn json_field_at(text: &str, line: usize, column: usize) -> String {
+    enum Frame {
+        /// The key being read, and the one before it.
+        Object(Option<String>, Option<String>),
+        Array(usize),
+    }
+    let offset = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum::<usize>()
+        .saturating_add(column.saturating_sub(1))
+        .min(text.len());
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut chars = text.char_indices().take_while(|(i, _)| *i < offset).peekable();
+    let mut last_string: Option<String> = None;
+    while let Some((_, c)) = chars.next() {
+        match c {
+            '"' => {
+                let mut string = String::new();
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        c => string.push(c),
+                    }
+                }
+                last_string = Some(string);
+            }
+            ':' => {
+                if let Some(Frame::Object(key, _)) = stack.last_mut() {
+                    *key = last_string.take();
+                }
+            }
+            ',' => match stack.last_mut() {
+                Some(Frame::Object(key, previous)) => *previous = key.take(),
+                Some(Frame::Array(index)) => *index += 1,
+                None => {}
+            },
+            '{' => stack.push(Frame::Object(None, None)),
+            '[' => stack.push(Frame::Array(0)),
+            '}' | ']' => {
+                stack.pop();
+            }
+            _ => {}
+        }
+    }
+    let mut path = String::new();
+    for frame in &stack {
+        match frame {
+            // Between fields, the one before names where the text went wrong.
+            Frame::Object(Some(key), _) | Frame::Object(None, Some(key)) => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            Frame::Object(None, None) => {}
+            Frame::Array(index) => path.push_str(&format!("[{index}]")),
+        }
+    }
+    if path.is_empty() { TOP_LEVEL.to_owned() } else { path }
+}
+
+/// The field of an agent file at byte `offset`: the key on that line (or the table header it
+/// is), inside the last table header above it.
+fn toml_field_at(text: &str, offset: usize) -> String {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or_default().trim();
+    let header = |l: &str| {
+        let l = l.trim();
+        l.starts_with('[').then(|| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned())
+    };
+    if let Some(table) = header(line) {
+        return if table.is_empty() { TOP_LEVEL.to_owned() } else { table };
+    }
+    // The key of this line, or of the nearest line above that has one (an error at the end of
+    // an unterminated value is on a later line than its key).
+    let key_of = |l: &str| {
+        l.split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"').to_owned())
+            .filter(|k| !k.is_empty() && !k.contains(char::is_whitespace))
+    };
+    let above = text[..line_start].lines().rev();
+    let mut line_start = line_start;
+    let key = key_of(line).or_else(|| {
+        above.take_while(|l| header(l).is_none()).find_map(|l| {
+            line_start -= l.len() + 1;
+            key_of(l)
+        })
+    });
+    let table = text[..line_start.min(text.len())].lines().rev().find_map(header).filter(|t| !t.is_empty());
+    match (table, key) {
+        (Some(table), Some(key)) => format!("{table}.{key}"),
+        (Some(table), None) => table,
+        (None, Some(key)) => key,
+        (None, None) => TOP_LEVEL.to_owned(),
     }
 }

@@ -85,13 +85,20 @@ pub enum AgentError {
         path: Vec<String>,
     },
 
-    /// An agent file could not be parsed (syntax, unknown field, wrong type). The message
-    /// names the line and column, and the field where the format reports it.
-    #[error("invalid agent {format}: {message}")]
+    /// An agent file could not be parsed (syntax, unknown field, wrong type). `field` names
+    /// where (`budget.max_cost_usd`, `tools[1]`, `(top level)` outside every field), and
+    /// `line` and `column` (1-based) where the parser reports them.
+    #[error("invalid agent {format} in `{field}`{}: {message}", at(*.line, *.column))]
     Parse {
         /// `JSON` or `TOML`.
         format: &'static str,
-        /// The parser's message, with location.
+        /// The field the error is in, as a path.
+        field: String,
+        /// The line of the error.
+        line: Option<usize>,
+        /// The column of the error, in characters.
+        column: Option<usize>,
+        /// The parser's message.
         message: String,
     },
 
@@ -103,4 +110,13 @@ pub enum AgentError {
         /// What failed.
         message: String,
     },
+}
+
+/// ` at line L, column C`, or nothing when the location is unknown.
+fn at(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(line), Some(column)) => format!(" at line {line}, column {column}"),
+        (Some(line), None) => format!(" at line {line}"),
+        _ => String::new(),
+    }
 }

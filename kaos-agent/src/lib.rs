@@ -26,6 +26,7 @@
 //! # Ok::<(), kaos_agent::AgentError>(())
 //! ```
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod agent;
 mod budget;
@@ -53,3 +54,8 @@ pub use permissions::{Decision, PermissionRule};
 pub use research::ResearchConfig;
 #[cfg(feature = "schema")]
 pub use schema::agent_file_schema;
+
+/// This crate's README, compiled and run as a doctest (it ships in the package).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

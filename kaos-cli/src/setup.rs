@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow};
-use kaos_agent::{Agent, AgentConfig, ModelRef};
+use kaos_agent::{Agent, AgentConfig, AgentError, ModelRef};
 use kaos_runner::Runner;
 use kaos_runtime::{Runtime, SettingSource, Settings};
 use kaos_vfs::{DiskVfs, MemoryVfs, Vfs};
@@ -31,31 +31,23 @@ pub(crate) struct AgentFile {
     names_model: bool,
 }
 
-/// Reads the agent file at `path`. Errors name the file, and the line, column and field
+/// Reads the agent file at `path`. Errors name the file, the field, and the line and column
 /// where TOML reports them.
 pub(crate) fn load_agent_file(path: &Path) -> Result<AgentFile> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read agent file {shown}"))?;
-    let config: AgentConfig = toml::from_str(&text).map_err(|e| {
-        let at = e.span().map(|span| line_column(&text, span.start));
-        match at {
-            Some((line, column)) => {
-                anyhow!("agent file {shown}, line {line}, column {column}: {}", e.message().trim_end())
-            }
-            None => anyhow!("agent file {shown}: {}", e.message().trim_end()),
+    let config = AgentConfig::from_toml(&text).map_err(|e| match e {
+        AgentError::Parse { field, line: Some(line), column: Some(column), message, .. } => {
+            anyhow!("agent file {shown}, line {line}, column {column}: {message} (field `{field}`)")
         }
+        AgentError::Parse { field, message, .. } => {
+            anyhow!("agent file {shown}: {message} (field `{field}`)")
+        }
+        other => anyhow!("agent file {shown}: {other}"),
     })?;
     let names_model = text.parse::<toml::Table>().is_ok_and(|table| table.contains_key("model"));
     let agent = Agent::from_config(config).map_err(|e| anyhow!("agent file {shown}: {e}"))?;
     Ok(AgentFile { agent, names_model })
-}
-
-/// 1-based line and column (in characters) of byte `offset` in `text`.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
 
 /// The agent to run: `--agent` or the default agent, with its model chosen as

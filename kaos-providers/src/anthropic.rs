@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-use crate::http::{self, Folded, KeyHeader, StreamDecoder, Transport};
+use crate::http::{self, Folded, KeyHeader, Requested, StreamDecoder, Transport};
 use crate::sse::SseEvent;
 use crate::{
     Capabilities, FinishReason, Message, ModelClient, ModelRequest, ModelResponse, ModelStream, Pricing,
@@ -248,6 +248,7 @@ enum Block {
 /// The fold of a Messages stream.
 struct MessagesStream {
     pricing: Arc<Pricing>,
+    requested: Requested,
     model: String,
     text: String,
     thinking: String,
@@ -390,7 +391,7 @@ impl StreamDecoder for MessagesStream {
             model: self.model,
             raw: None,
         };
-        Ok(folded.into_response(&self.pricing))
+        Ok(folded.into_response(&self.pricing, &self.requested))
     }
 }
 
@@ -413,12 +414,13 @@ impl ModelClient for AnthropicClient {
 
     async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError> {
         let value = self.transport.post_json("/v1/messages", &self.body(request, false)).await?;
-        parse_response(value, &request.model).map(|f| f.into_response(&self.pricing))
+        parse_response(value, &request.model).map(|f| f.into_response(&self.pricing, &Requested::of(request)))
     }
 
     fn stream<'a>(&'a self, request: &'a ModelRequest) -> ModelStream<'a> {
         let decoder = MessagesStream {
             pricing: self.pricing.clone(),
+            requested: Requested::of(request),
             model: request.model.clone(),
             text: String::new(),
             thinking: String::new(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-use crate::http::{self, Folded, KeyHeader, StreamDecoder, Transport};
+use crate::http::{self, Folded, KeyHeader, Requested, StreamDecoder, Transport};
 use crate::sse::SseEvent;
 use crate::{
     Capabilities, FinishReason, Message, ModelClient, ModelRequest, ModelResponse, ModelStream, Pricing,
@@ -184,6 +184,7 @@ fn classify(error: ProviderError) -> ProviderError {
 /// The fold of one or more `GenerateContentResponse` chunks (a non-streaming answer is one).
 struct Candidates {
     pricing: Arc<Pricing>,
+    requested: Requested,
     model: String,
     text: String,
     thinking: String,
@@ -196,6 +197,7 @@ impl Candidates {
     fn new(request: &ModelRequest, pricing: Arc<Pricing>) -> Self {
         Self {
             pricing,
+            requested: Requested::of(request),
             model: request.model.clone(),
             text: String::new(),
             thinking: String::new(),
@@ -268,7 +270,7 @@ impl Candidates {
             model: self.model,
             raw,
         };
-        Ok(folded.into_response(&self.pricing))
+        Ok(folded.into_response(&self.pricing, &self.requested))
     }
 }
 

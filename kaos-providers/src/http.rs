@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::sse::{self, SseEvent};
 use crate::{
-    FinishReason, ModelResponse, ModelStream, Pricing, ProviderError, SecretString, StreamEvent, ToolCall,
-    Usage,
+    FinishReason, ModelRequest, ModelResponse, ModelStream, Pricing, ProviderError, SecretString,
+    StreamEvent, ToolCall, Usage, estimate_tokens,
 };
 
 /// The time limit of a whole non-streaming call, and of each read of a stream, unless set.
@@ -309,8 +309,73 @@ where
     }))
 }
 
-/// The response a vendor call folds into, priced with `pricing`. Without usage, the cost is
-/// unknown (`None`), never zero.
+/// What a response's pricing and accounting need from its request.
+#[derive(Debug, Clone)]
+pub(crate) struct Requested {
+    /// The model asked for (`provider:model`): it prices a response that names no model, or
+    /// one the price table does not know.
+    pub(crate) model: String,
+    /// The most input tokens the server may count ([`ModelRequest::input_token_bound`]).
+    input_bound: u64,
+    /// The output limit sent, if any.
+    max_output: Option<u32>,
+}
+
+impl Requested {
+    pub(crate) fn of(request: &ModelRequest) -> Self {
+        Self {
+            model: request.model.clone(),
+            input_bound: request.input_token_bound(),
+            max_output: request.sampling.max_output_tokens,
+        }
+    }
+
+    /// The output limit sent, if any.
+    pub(crate) fn max_output(&self) -> Option<u32> {
+        self.max_output
+    }
+
+    /// The usage charged for a call whose server reported none: the input bound plus the
+    /// output limit sent (the model may have spent it unseen, reasoning), or with no limit
+    /// sent the estimate of the output `received`.
+    fn bound(&self, received: u64) -> Usage {
+        Usage::new(self.input_bound, self.max_output.map_or(received, u64::from))
+    }
+}
+
+/// Counts a stream's output deltas against the output limit sent, so that a server that
+/// streams past it is cut off at the limit. Each delta counts as one token: a delta holds at
+/// least one token, so a server that keeps to the limit is never cut.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutputMeter {
+    limit: Option<u64>,
+    received: u64,
+    cut: bool,
+}
+
+impl OutputMeter {
+    pub(crate) fn new(requested: &Requested) -> Self {
+        Self { limit: requested.max_output().map(u64::from), received: 0, cut: false }
+    }
+
+    /// Admits one more output delta; `false` (and the meter is cut) when it would pass the limit.
+    pub(crate) fn admit(&mut self) -> bool {
+        if self.cut || self.limit.is_some_and(|limit| self.received >= limit) {
+            self.cut = true;
+            return false;
+        }
+        self.received += 1;
+        true
+    }
+
+    /// Whether the stream passed the limit and was cut.
+    pub(crate) fn is_cut(&self) -> bool {
+        self.cut
+    }
+}
+
+/// The response a vendor call folds into, priced with `pricing`. Without usage, the usage is
+/// a conservative bound ([`Requested::bound`]) marked `usage_estimated`, never a silent zero.
 pub(crate) struct Folded {
     pub(crate) text: String,
     pub(crate) thinking: String,
@@ -322,7 +387,7 @@ pub(crate) struct Folded {
 }
 
 impl Folded {
-    pub(crate) fn into_response(self, pricing: &Pricing) -> ModelResponse {
+    pub(crate) fn into_response(self, pricing: &Pricing, requested: &Requested) -> ModelResponse {
         let finish_reason = if !self.tool_calls.is_empty() && self.finish_reason == FinishReason::Stop {
             FinishReason::ToolCalls
         } else {
@@ -332,8 +397,25 @@ impl Folded {
         response.thinking = Some(self.thinking).filter(|t| !t.is_empty());
         response.tool_calls = self.tool_calls;
         response.finish_reason = finish_reason;
-        response.cost_usd = self.usage.and_then(|usage| pricing.cost(&response.model, &usage));
-        response.usage = self.usage.unwrap_or_default();
+        let (usage, estimated) = match self.usage {
+            Some(usage) => (usage, false),
+            None => {
+                let received = estimate_tokens(&response.text)
+                    + response.thinking.as_deref().map_or(0, estimate_tokens)
+                    + response
+                        .tool_calls
+                        .iter()
+                        .map(|c| estimate_tokens(&c.name) + estimate_tokens(&c.arguments.to_string()))
+                        .sum::<u64>();
+                (requested.bound(received), true)
+            }
+        };
+        // Priced by the model the server named, else by the one asked for (a response that
+        // names no model, or one the table does not know).
+        response.cost_usd =
+            pricing.cost(&response.model, &usage).or_else(|| pricing.cost(&requested.model, &usage));
+        response.usage = usage;
+        response.usage_estimated = estimated;
         response.raw = self.raw;
         response
     }

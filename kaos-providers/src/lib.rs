@@ -34,6 +34,7 @@
 //! # Ok::<(), kaos_providers::ProviderError>(()) }).unwrap();
 //! ```
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "anthropic")]
 mod anthropic;
@@ -86,5 +87,10 @@ pub use tokens::Tiktoken;
 pub use tokens::{Estimator, TokenCounter, counter_for};
 pub use types::{
     FinishReason, Message, ModelRequest, ModelResponse, Sampling, StreamEvent, ToolCall, ToolChoice,
-    ToolDefinition, Usage, estimate_tokens,
+    ToolDefinition, Usage, estimate_tokens, prompt_token_bound,
 };
+
+/// This crate's README, compiled and run as a doctest (it ships in the package).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -2,6 +2,7 @@
 //! OpenAI-compatible client, with the per-endpoint [`Quirks`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 #[cfg(feature = "openai")]
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
-use crate::http::{self, Folded, KeyHeader, StreamDecoder, Transport};
+use crate::http::{self, Folded, KeyHeader, OutputMeter, Requested, StreamDecoder, Transport};
 use crate::sse::SseEvent;
 #[cfg(feature = "openai")]
 use crate::{Capabilities, ModelClient, SecretString};
@@ -34,17 +35,19 @@ pub enum MaxTokensField {
 /// use kaos_providers::{MaxTokensField, Quirks, StructuredOutput};
 /// let q = Quirks::for_base_url("http://localhost:11434/v1");
 /// assert_eq!(q, Quirks::compatible());
-/// assert!(!q.stream_usage);
+/// assert!(q.stream_usage);
 /// assert_eq!(q.max_tokens_field, MaxTokensField::MaxTokens);
-/// assert!(Quirks::for_base_url("https://openrouter.ai/api/v1").stream_usage);
+/// assert!(!Quirks::compatible().with_stream_usage(false).stream_usage);
 /// let custom = Quirks::compatible().with_structured_output(StructuredOutput::JsonMode);
 /// assert_eq!(custom.structured_output, StructuredOutput::JsonMode);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Quirks {
-    /// Whether to send `stream_options: {include_usage: true}` (servers that do not know it
-    /// may reject the request). Without it a stream may carry no usage: the cost is then `None`.
+    /// Whether to send `stream_options: {include_usage: true}`. On by default for every
+    /// server: a server that rejects the field (a 4xx answer naming `stream_options`) is asked
+    /// again without it, once per client. A stream that carries no usage is charged a
+    /// conservative bound ([`ModelResponse::usage_estimated`]).
     pub stream_usage: bool,
     /// Which field carries the output token limit.
     pub max_tokens_field: MaxTokensField,
@@ -63,25 +66,21 @@ impl Quirks {
         }
     }
 
-    /// The conservative default for other servers (Ollama, vLLM, llama.cpp server, LM Studio):
-    /// no `stream_options`, `max_tokens`, `json_schema` response format.
+    /// The default for other servers (Ollama, vLLM, llama.cpp server, LM Studio): streamed
+    /// usage asked for, `max_tokens`, `json_schema` response format.
     pub fn compatible() -> Self {
         Self {
-            stream_usage: false,
+            stream_usage: true,
             max_tokens_field: MaxTokensField::MaxTokens,
             structured_output: StructuredOutput::JsonSchema,
         }
     }
 
-    /// The known quirks of the server at `base_url`: OpenRouter streams usage when asked;
-    /// Groq reports it in `x_groq.usage` (read without asking); anything else is
-    /// [`Quirks::compatible`].
+    /// The known quirks of the server at `base_url`: today every server gets
+    /// [`Quirks::compatible`] (Groq's usage in `x_groq.usage` is read without asking).
     pub fn for_base_url(base_url: &str) -> Self {
-        if base_url.contains("openrouter.ai") || base_url.contains("api.openai.com") {
-            Self { stream_usage: true, ..Self::compatible() }
-        } else {
-            Self::compatible()
-        }
+        let _ = base_url;
+        Self::compatible()
     }
 
     /// With or without `stream_options.include_usage`.
@@ -112,6 +111,8 @@ pub(crate) struct ChatCompletions {
     pub(crate) quirks: Quirks,
     /// The `provider` prefix stripped from request models.
     pub(crate) provider: &'static str,
+    /// Set once the server rejected `stream_options`: it is not sent again.
+    stream_options_rejected: Arc<AtomicBool>,
 }
 
 impl ChatCompletions {
@@ -126,11 +127,17 @@ impl ChatCompletions {
             pricing: Arc::new(Pricing::default()),
             quirks,
             provider,
+            stream_options_rejected: Arc::new(AtomicBool::new(false)),
         }
     }
 
     /// The request body.
     pub(crate) fn body(&self, request: &ModelRequest, stream: bool) -> Result<Value, ProviderError> {
+        let usage = self.quirks.stream_usage && !self.stream_options_rejected.load(Ordering::Relaxed);
+        self.body_with(request, stream, usage)
+    }
+
+    fn body_with(&self, request: &ModelRequest, stream: bool, usage: bool) -> Result<Value, ProviderError> {
         let mut messages = Vec::with_capacity(request.messages.len() + 1);
         if !request.system.is_empty() {
             messages.push(json!({"role": "system", "content": request.system}));
@@ -214,7 +221,7 @@ impl ChatCompletions {
         }
         if stream {
             body.insert("stream".into(), json!(true));
-            if self.quirks.stream_usage {
+            if usage {
                 body.insert("stream_options".into(), json!({"include_usage": true}));
             }
         }
@@ -224,14 +231,26 @@ impl ChatCompletions {
     pub(crate) async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError> {
         let body = self.body(request, false)?;
         let value = self.transport.post_json("/chat/completions", &body).await?;
-        parse_response(value, &request.model).map(|f| f.into_response(&self.pricing))
+        parse_response(value, &request.model).map(|f| f.into_response(&self.pricing, &Requested::of(request)))
     }
 
     pub(crate) fn stream<'a>(&'a self, request: &'a ModelRequest) -> ModelStream<'a> {
         let decoder = ChatStream::new(request, self.pricing.clone());
         let connect = async move {
             let body = self.body(request, true)?;
-            self.transport.post_sse("/chat/completions", &body).await
+            match self.transport.post_sse("/chat/completions", &body).await {
+                Err(ProviderError::InvalidRequest { message })
+                    if body.get("stream_options").is_some() && message.contains("stream_options") =>
+                {
+                    // The server does not take `stream_options`: ask again without it, and
+                    // never send it to this server again (its streams are then charged a bound).
+                    tracing::warn!(%message, "the server rejects stream_options; streaming without usage");
+                    self.stream_options_rejected.store(true, Ordering::Relaxed);
+                    let body = self.body_with(request, true, false)?;
+                    self.transport.post_sse("/chat/completions", &body).await
+                }
+                other => other,
+            }
         };
         http::decode_stream(connect, decoder)
     }
@@ -382,9 +401,12 @@ struct PartialCall {
     arguments: String,
 }
 
-/// The fold of a Chat Completions stream.
+/// The fold of a Chat Completions stream. Output deltas past the limit sent are not read: the
+/// stream is cut there and charged a bound.
 struct ChatStream {
     pricing: Arc<Pricing>,
+    requested: Requested,
+    meter: OutputMeter,
     model: String,
     text: String,
     thinking: String,
@@ -395,8 +417,11 @@ struct ChatStream {
 
 impl ChatStream {
     fn new(request: &ModelRequest, pricing: Arc<Pricing>) -> Self {
+        let requested = Requested::of(request);
         Self {
             pricing,
+            meter: OutputMeter::new(&requested),
+            requested,
             model: request.model.clone(),
             text: String::new(),
             thinking: String::new(),
@@ -404,6 +429,16 @@ impl ChatStream {
             finish_reason: None,
             usage: None,
         }
+    }
+}
+
+impl ChatStream {
+    /// Stops reading at the output limit: the response ends here, as if the server had
+    /// stopped at the limit (`length`). Returns `true`: the rest of the stream is not read.
+    fn cut(&mut self) -> bool {
+        tracing::warn!(model = %self.model, "the server streamed past the output limit it was sent; stopped reading at the limit");
+        self.finish_reason = Some(FinishReason::Length);
+        true
     }
 }
 
@@ -427,14 +462,23 @@ impl StreamDecoder for ChatStream {
             let thinking =
                 ["reasoning_content", "reasoning"].iter().find_map(|k| delta.get(*k).and_then(Value::as_str));
             if let Some(text) = thinking.filter(|t| !t.is_empty()) {
+                if !self.meter.admit() {
+                    return Ok(self.cut());
+                }
                 self.thinking.push_str(text);
                 out.push(StreamEvent::ThinkingDelta { text: text.to_owned() });
             }
             if let Some(text) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                if !self.meter.admit() {
+                    return Ok(self.cut());
+                }
                 self.text.push_str(text);
                 out.push(StreamEvent::TextDelta { text: text.to_owned() });
             }
             for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                if !self.meter.admit() {
+                    return Ok(self.cut());
+                }
                 let id = call.get("id").and_then(Value::as_str).filter(|s| !s.is_empty());
                 let index = match call.get("index").and_then(Value::as_u64) {
                     Some(i) => i as usize,
@@ -477,6 +521,8 @@ impl StreamDecoder for ChatStream {
 
     fn finish(self) -> Result<ModelResponse, ProviderError> {
         let finish_reason = self.finish_reason.ok_or_else(http::truncated)?;
+        // A cut stream's usage, if any came early, is not the whole call's: charge the bound.
+        let usage = if self.meter.is_cut() { None } else { self.usage };
         let tool_calls = self
             .calls
             .into_iter()
@@ -491,11 +537,11 @@ impl StreamDecoder for ChatStream {
             thinking: self.thinking,
             tool_calls,
             finish_reason,
-            usage: self.usage,
+            usage,
             model: self.model,
             raw: None,
         };
-        Ok(folded.into_response(&self.pricing))
+        Ok(folded.into_response(&self.pricing, &self.requested))
     }
 }
 

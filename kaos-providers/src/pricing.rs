@@ -139,10 +139,33 @@ impl Pricing {
     }
 
     /// The price of `model`: the entry with the longest key that `model` starts with.
+    ///
+    /// A model is looked up by each of its names in turn, most specific first, and priced by
+    /// the first that matches: the name as given (so a key such as
+    /// `"openai-compatible:gpt-4.1-mini"` can price one provider's model apart), the vendor's
+    /// model name without the `provider:` prefix the runner's requests carry
+    /// (`openai:gpt-4.1-mini` → `gpt-4.1-mini`), and the name without a vendor path
+    /// (`openai/gpt-4.1-mini` as OpenRouter names it, `models/gemini-2.5-flash`).
+    ///
+    /// ```
+    /// use kaos_providers::Pricing;
+    /// let shipped = Pricing::default();
+    /// for name in ["gpt-4.1-mini", "openai:gpt-4.1-mini", "openai-compatible:gpt-4.1-mini-2025-04-14",
+    ///              "openai-compatible:openai/gpt-4.1-mini"] {
+    ///     assert_eq!(shipped.price(name), shipped.price("gpt-4.1-mini"), "{name}");
+    /// }
+    /// assert!(shipped.price("anthropic:claude-haiku-4-5").is_some());
+    /// assert!(shipped.price("gemini:models/gemini-2.5-flash").is_some());
+    /// assert!(shipped.price("openai-compatible:llama3.2:3b").is_none());
+    /// ```
     pub fn price(&self, model: &str) -> Option<&ModelPrice> {
+        lookup_names(model).find_map(|name| self.longest_prefix(name))
+    }
+
+    fn longest_prefix(&self, name: &str) -> Option<&ModelPrice> {
         self.models
             .iter()
-            .filter(|(prefix, _)| model.starts_with(prefix.as_str()))
+            .filter(|(prefix, _)| !prefix.is_empty() && name.starts_with(prefix.as_str()))
             .max_by_key(|(prefix, _)| prefix.len())
             .map(|(_, price)| price)
     }
@@ -151,6 +174,29 @@ impl Pricing {
     pub fn cost(&self, model: &str, usage: &Usage) -> Option<f64> {
         self.price(model).map(|price| price.cost(usage))
     }
+}
+
+/// The names `model` is priced by, most specific first: as given, without a `provider:`
+/// prefix (a provider name is lowercase ASCII letters, digits and `-`, so `llama3.2:3b` keeps
+/// its tag), and without a vendor path (`org/model`).
+fn lookup_names(model: &str) -> impl Iterator<Item = &str> {
+    let unqualified = match model.split_once(':') {
+        Some((provider, rest))
+            if !provider.is_empty()
+                && provider.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') =>
+        {
+            rest
+        }
+        _ => model,
+    };
+    let bare = unqualified.rsplit_once('/').map_or(unqualified, |(_, name)| name);
+    let mut names = vec![model];
+    for name in [unqualified, bare] {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names.into_iter()
 }
 
 #[cfg(test)]

@@ -223,6 +223,7 @@ fn build_response(request: &ModelRequest, reply: ScriptedReply) -> Result<ModelR
         tool_calls,
         usage: Usage::new(request.estimated_input_tokens(), output_tokens),
         cost_usd: Some(0.0),
+        usage_estimated: false,
         model: request.model.clone(),
         raw: None,
     })

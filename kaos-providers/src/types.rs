@@ -229,6 +229,28 @@ impl ModelRequest {
             + self.messages.iter().map(Message::estimated_tokens).sum::<u64>()
             + tools
     }
+
+    /// The most input tokens a server may count for this request, as budgets assume it: the
+    /// [estimate](ModelRequest::estimated_input_tokens) with a 50% margin, because servers
+    /// count prompts with their own tokenizer and chat template (a prompt counted up to 1.5×
+    /// the estimate still fits). Budgets size a call's output so that this bound plus the
+    /// output fits, and charge it for a call whose server reported no usage.
+    ///
+    /// ```
+    /// use kaos_providers::{Message, ModelRequest};
+    /// let request = ModelRequest::new("m", vec![Message::user("x".repeat(400))]);
+    /// assert_eq!(request.estimated_input_tokens(), 104);
+    /// assert_eq!(request.input_token_bound(), 156);
+    /// ```
+    pub fn input_token_bound(&self) -> u64 {
+        prompt_token_bound(self.estimated_input_tokens())
+    }
+}
+
+/// The most input tokens a server may count for a prompt estimated at `estimate` tokens: the
+/// estimate plus half of it, rounded up (see [`ModelRequest::input_token_bound`]).
+pub fn prompt_token_bound(estimate: u64) -> u64 {
+    estimate.saturating_add(estimate.div_ceil(2))
 }
 
 /// Why the model stopped.
@@ -327,6 +349,12 @@ pub struct ModelResponse {
     pub usage: Usage,
     /// Cost in USD; `None` when the model's price is unknown (never silently zero).
     pub cost_usd: Option<f64>,
+    /// Whether `usage` (and so `cost_usd`) is a conservative bound rather than the vendor's
+    /// count: the server reported no usage, or streamed past the output limit it was sent and
+    /// was cut off. The bound is the request's [input bound](ModelRequest::input_token_bound)
+    /// plus the output limit sent (or, with no limit sent, an estimate of the output received).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub usage_estimated: bool,
     /// The model that actually served the call.
     pub model: String,
     /// The vendor's raw response body, as an escape hatch.
@@ -344,6 +372,7 @@ impl ModelResponse {
             finish_reason: FinishReason::Stop,
             usage: Usage::default(),
             cost_usd: None,
+            usage_estimated: false,
             model: model.into(),
             raw: None,
         }

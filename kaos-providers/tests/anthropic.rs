@@ -374,3 +374,21 @@ async fn truncated_streams_and_error_events_are_typed_errors() {
         "{got:?}"
     );
 }
+
+/// A cost cap needs the price before the call, asked by the `provider:model` name agents use;
+/// a response that names no model is priced by the model asked for.
+#[tokio::test]
+async fn a_provider_qualified_model_has_its_price_and_a_response_naming_none_is_priced() {
+    let (server, client) = server().await;
+    assert_eq!(client.price("anthropic:claude-haiku-4-5"), client.price("claude-haiku-4-5"));
+    assert!(client.price("anthropic:claude-haiku-4-5").is_some());
+    let mut body = message(
+        json!([{"type": "text", "text": "Hi"}]),
+        "end_turn",
+        json!({"input_tokens": 10, "output_tokens": 2}),
+    );
+    body.as_object_mut().unwrap().remove("model");
+    messages().respond_with(ResponseTemplate::new(200).set_body_json(body)).mount(&server).await;
+    let response = client.complete(&hello()).await.unwrap();
+    assert_eq!((response.cost_usd, response.usage_estimated), (price(10, 0, 2), false));
+}

@@ -110,7 +110,7 @@ async fn a_key_is_sent_as_bearer_and_quirks_are_configurable() {
 }
 
 #[tokio::test]
-async fn a_stream_without_usage_has_no_cost_and_no_stream_options_is_sent() {
+async fn a_stream_without_usage_is_charged_a_marked_bound_and_usage_was_asked_for() {
     let (server, client) = server(None).await;
     completions()
         .respond_with(sse(&[
@@ -122,16 +122,46 @@ async fn a_stream_without_usage_has_no_cost_and_no_stream_options_is_sent() {
         .mount(&server)
         .await;
     let got = events(&client, &hello()).await;
+    // No usage came: the call is charged its prompt's bound plus the output limit sent.
+    let mut expected = ModelResponse::text(MODEL, "Hello");
+    expected.usage = Usage::new(hello().input_token_bound(), 64);
+    expected.usage_estimated = true;
     assert_eq!(
         got,
         vec![
             StreamEvent::TextDelta { text: "Hel".into() },
             StreamEvent::TextDelta { text: "lo".into() },
-            StreamEvent::Completed { response: ModelResponse::text(MODEL, "Hello") }
+            StreamEvent::Completed { response: expected }
         ]
     );
     let body = only_body(&server).await;
-    assert_eq!((body.get("stream_options"), &body["stream"]), (None, &json!(true)));
+    assert_eq!((&body["stream_options"], &body["stream"]), (&json!({"include_usage": true}), &json!(true)));
+}
+
+#[tokio::test]
+async fn a_server_that_rejects_stream_options_is_asked_again_without_it_once_per_client() {
+    let (server, client) = server(None).await;
+    completions()
+        .and(wiremock::matchers::body_string_contains("stream_options"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": {"message": "Unrecognized request argument supplied: stream_options", "type": "invalid_request_error"}
+        })))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    completions()
+        .respond_with(sse(&[chunk(json!({"content": "ok"}), json!("stop")), "[DONE]".into()]))
+        .mount(&server)
+        .await;
+    for _ in 0..2 {
+        let got = events(&client, &hello()).await;
+        assert!(
+            matches!(got.last(), Some(StreamEvent::Completed { response }) if response.text == "ok"),
+            "{got:?}"
+        );
+    }
+    let sent: Vec<bool> = bodies(&server).await.iter().map(|b| b.get("stream_options").is_some()).collect();
+    assert_eq!(sent, [true, false, false]);
 }
 
 #[tokio::test]

@@ -316,3 +316,12 @@ async fn truncated_and_malformed_streams_are_typed_errors() {
     let got = collect(&client, &hello()).await;
     assert!(matches!(got.as_slice(), [Err(ProviderError::MalformedResponse { .. })]), "{got:?}");
 }
+
+/// A cost cap needs the price before the call, asked by the `provider:model` name agents use.
+#[tokio::test]
+async fn a_provider_qualified_model_has_its_price() {
+    let (_server, client) = server().await;
+    assert!(client.price("gemini:gemini-2.5-flash").is_some());
+    assert_eq!(client.price("gemini:gemini-2.5-flash"), client.price("gemini-2.5-flash"));
+    assert_eq!(client.price("gemini:models/gemini-2.5-flash"), client.price("gemini-2.5-flash"));
+}

@@ -76,6 +76,11 @@ pub enum EventKind {
         usage: Usage,
         /// Cost in USD; `None` when the model's price is unknown.
         cost_usd: Option<f64>,
+        /// Whether `usage` and `cost_usd` are a conservative bound rather than the server's
+        /// count: the server reported no usage (or streamed past the output limit and was cut
+        /// off), so the call is charged its prompt's bound plus the output limit sent.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        usage_estimated: bool,
     },
     /// Session memory changed.
     Memory {

@@ -30,6 +30,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
 mod events;
@@ -60,41 +61,14 @@ pub use response::{StopReason, ToolCallRecord, TurnFold, TurnResponse, fold};
 pub use runner::{DEFAULT_SESSION_CACHE, RunOptions, Runner, RunnerBuilder, resolve_model};
 pub use stream::RunStream;
 
-/// The pages of `docs/`, compiled and run as doctests so the documentation cannot rot.
-#[cfg(doctest)]
-mod docs {
-    #[doc = include_str!("../../README.md")]
-    mod readme {}
-    #[doc = include_str!("../../docs/concepts/agent-vs-runner.md")]
-    mod agent_vs_runner {}
-    #[doc = include_str!("../../docs/concepts/the-turn.md")]
-    mod the_turn {}
-    #[doc = include_str!("../../docs/concepts/memory.md")]
-    mod memory {}
-    #[doc = include_str!("../../docs/concepts/hooks.md")]
-    mod hooks {}
-    #[doc = include_str!("../../docs/concepts/guardrails.md")]
-    mod guardrails {}
-    #[cfg(feature = "object-store")]
-    #[doc = include_str!("../../docs/concepts/scale-out.md")]
-    mod scale_out {}
-    #[doc = include_str!("../../docs/concepts/patterns.md")]
-    mod patterns {}
-    #[doc = include_str!("../../docs/concepts/settings-and-agent-files.md")]
-    mod settings_and_agent_files {}
-    #[doc = include_str!("../../docs/reference/cli.md")]
-    mod cli_reference {}
-    #[doc = include_str!("../../docs/concepts/providers-and-cost.md")]
-    mod providers_and_cost {}
-    #[doc = include_str!("../../docs/tutorials/first-agent.md")]
-    mod first_agent {}
-    #[doc = include_str!("../../docs/tutorials/the-kaos-command.md")]
-    mod the_kaos_command {}
-}
-
 pub use kaos_agent as agent;
 pub use kaos_providers as providers;
 pub use kaos_runtime as runtime;
 pub use kaos_session as session;
 pub use kaos_tools as tools;
 pub use kaos_vfs as vfs;
+
+/// This crate's README, compiled and run as a doctest (it ships in the package).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -13,6 +13,7 @@
 //! assert!(runtime.tools().is_empty());
 //! ```
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
 mod runtime;
@@ -26,3 +27,8 @@ pub use settings::{
     McpSettings, ProviderSettings, SettingEntry, SettingKey, SettingSource, Settings, SettingsLoader,
     VfsSettings,
 };
+
+/// This crate's README, compiled and run as a doctest (it ships in the package).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -507,14 +507,20 @@ impl SettingsLoader {
 /// A positive, finite number of seconds as a duration; else a typed error naming the key and
 /// the layer it came from.
 fn seconds(settings: &Settings, key: &'static str, secs: f64) -> Result<Duration, RuntimeError> {
-    if !(secs.is_finite() && secs > 0.0) {
-        let source = settings.source(key).unwrap_or(SettingSource::Default);
-        return Err(RuntimeError::Setting {
-            key: key.into(),
-            message: format!("must be a positive number of seconds (got {secs} from {source})"),
-        });
+    // Positive, and small enough to be a `Duration` (about 584 billion years).
+    match Duration::try_from_secs_f64(secs) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => {
+            let source = settings.source(key).unwrap_or(SettingSource::Default);
+            Err(RuntimeError::Setting {
+                key: key.into(),
+                message: format!(
+                    "must be a positive number of seconds no greater than {} (got {secs} from {source})",
+                    u64::MAX
+                ),
+            })
+        }
     }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// The `.env` file's variables; `None` when the file does not exist.

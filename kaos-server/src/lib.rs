@@ -31,6 +31,7 @@
 //! denies the pending call and continues the same run (another caller's run is not found).
 
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod error;
 mod http;
@@ -57,7 +58,7 @@ pub async fn serve_stdio(runner: Runner, options: ServeOptions) -> Result<(), Se
     Ok(())
 }
 
-/// `docs/concepts/mcp.md`, compiled and run as doctests so the page cannot rot.
+/// This crate's README, compiled and run as a doctest (it ships in the package).
 #[cfg(doctest)]
-#[doc = include_str!("../../docs/concepts/mcp.md")]
-mod mcp_doc {}
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -10,6 +10,7 @@
 //!
 //! Does not own: what a turn does (the Runner in `kaos-runner`), where the VFS is.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod assemble;
 mod bm25;
@@ -33,3 +34,8 @@ pub use store::{
     CHECKPOINT_MIN_TAIL_BYTES, LogStamp, SESSION_LAYOUT_VERSION, TurnRecord, files_dir, sessions_root,
 };
 pub use summarize::{ExtractiveSummarizer, ModelSummarizer, Summarizer};
+
+/// This crate's README, compiled and run as a doctest (it ships in the package).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

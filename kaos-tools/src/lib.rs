@@ -22,6 +22,7 @@
 //! With the `mcp` feature, [`mcp_client`] mounts the tools of external MCP servers (stdio or
 //! streamable HTTP) so they appear in a registry like any other tool.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod builtin;
 mod error;
@@ -53,3 +54,8 @@ pub use typed::{
 pub use async_trait::async_trait;
 /// Re-exported so input types can derive `JsonSchema` with the version this crate uses.
 pub use schemars;
+
+/// This crate's README, compiled and run as a doctest (it ships in the package).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -15,6 +15,7 @@
 //!
 //! This crate deliberately knows nothing about agents, sessions or tools: it stores bytes.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod disk;
 mod error;
@@ -39,3 +40,8 @@ pub use objects::{
 pub use path::VfsPath;
 pub use scoped::ScopedVfs;
 pub use vfs::{EntryKind, HeldLock, LocalLocks, Metadata, Vfs, VfsEntry, VfsLock};
+
+/// This crate's README, compiled and run as a doctest (it ships in the package).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

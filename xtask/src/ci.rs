@@ -35,6 +35,8 @@ pub(crate) fn run() -> Result<()> {
     Cargo::new(["test", "--workspace", "--all-targets", "--all-features", "--locked"]).run()?;
     Cargo::new(["test", "--workspace", "--doc", "--all-features", "--locked"]).run()?;
     examples()?;
+    eprintln!("$ cargo xtask package");
+    crate::package::run()?;
     eprintln!("ci: all checks passed");
     Ok(())
 }

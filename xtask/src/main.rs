@@ -7,6 +7,7 @@ mod bench;
 mod ci;
 mod codegen;
 mod features;
+mod package;
 mod tidy;
 
 use std::ffi::OsString;
@@ -30,15 +31,18 @@ commands:
                    cargo test --workspace --all-targets --all-features --locked
                    cargo test --workspace --doc --all-features --locked
                    every example, its output checked
+                   cargo xtask package
   tidy             check the architecture invariants over `cargo metadata`: crate layering,
-                   no async/IO crate under kaos-agent, HTTP clients only in kaos-providers,
-                   #![deny(missing_docs)] and workspace lints everywhere
+                   no async/IO crate under kaos-agent or kaos-ingest, HTTP clients only in
+                   kaos-providers, #![deny(missing_docs)] and workspace lints everywhere
   codegen [--check]
                    write the generated files (schemas/agent.schema.json, the JSON Schema
                    of agent files); with --check, fail if a checked-in copy is stale
   features         cargo check kaos-runner with no provider feature, each provider feature
                    alone (openai, anthropic, gemini, openai-compatible), and all of them;
                    kaos-cli with no default feature
+  package          cargo package every published crate, then build and test each from its
+                   .crate alone (tests and doctests may not read outside their crate)
   bench [ARGS]     run the criterion benchmarks and print one JSON line per benchmark
                    ({\"bench\",\"median_ns\",\"mean_ns\",\"unit\"}) on stdout; ARGS (e.g. a
                    filter) are passed to criterion
@@ -75,6 +79,10 @@ fn dispatch(args: &[String]) -> Result<()> {
             [flag] if flag == "--check" => codegen::run(true),
             [arg, ..] => bail!("`cargo xtask codegen` takes only `--check`, got `{arg}`\n\n{USAGE}"),
         },
+        "package" => {
+            no_args("package", rest)?;
+            package::run()
+        }
         "features" => {
             no_args("features", rest)?;
             features::run()

@@ -58,6 +58,9 @@ const LAYERS: &[(&str, &[&str])] = &[
             "kaos-server",
         ],
     ),
+    // The documentation's doctests; it uses every crate, but only as dev-dependencies.
+    ("kaos-docs", &[]),
+    ("kaos-ingest", &[]),
     ("xtask", &[]),
 ];
 
@@ -72,8 +75,10 @@ const FRONT_END_CRATES: &[&str] =
     &["clap", "rustyline", "anyhow", "rmcp", "hyper", "hyper-util", "axum", "tower-http", "indicatif"];
 
 /// Architecture Invariant: `kaos-agent` has no async or IO dependency, not even transitively.
-/// It is pure data and validation, usable from any context.
-const NO_ASYNC_OR_IO: &[(&str, &[&str])] = &[("kaos-agent", ASYNC_OR_IO_CRATES)];
+/// It is pure data and validation, usable from any context. `kaos-ingest` (bytes to document
+/// chunks) is synchronous parsing only, so any engine or tool can call it.
+const NO_ASYNC_OR_IO: &[(&str, &[&str])] =
+    &[("kaos-agent", ASYNC_OR_IO_CRATES), ("kaos-ingest", ASYNC_OR_IO_CRATES)];
 
 /// Crates that bring an async runtime, async plumbing, sockets or HTTP.
 const ASYNC_OR_IO_CRATES: &[&str] = &[
@@ -553,6 +558,8 @@ mod tests {
         "kaos-runner",
         "kaos-server",
         "kaos-cli",
+        "kaos-ingest",
+        "kaos-docs",
         "xtask",
     ];
 
@@ -666,6 +673,8 @@ mod tests {
         ("kaos-cli", "kaos-server", None),
         ("kaos-cli", "clap", None),
         ("kaos-cli", "anyhow", None),
+        ("kaos-ingest", "pdf-extract", None),
+        ("kaos-ingest", "kaos-providers", Some("dev")),
         ("xtask", "serde_json", None),
     ];
 
@@ -815,6 +824,20 @@ mod tests {
             vec![Violation::new(
                 Rule::Layers,
                 "`kaos-agent` -> `kaos-vfs` breaks the hierarchy: `kaos-agent` may depend on no workspace crate"
+            )]
+        );
+    }
+
+    #[test]
+    fn kaos_ingest_reaching_tokio_through_a_parser_breaks_the_no_async_rule() {
+        let mut edges = CLEAN.to_vec();
+        edges.push(("pdf-extract", "tokio", None));
+        assert_eq!(
+            check_no_async_or_io(&graph(WORKSPACE, &edges)),
+            vec![Violation::new(
+                Rule::NoAsyncOrIo,
+                "`kaos-ingest` must not depend on async or IO crates, but pulls in `tokio`: \
+                 kaos-ingest -> pdf-extract -> tokio"
             )]
         );
     }

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use kaos_agent::Budget;
-use kaos_providers::{ModelPrice, ModelRequest, Usage};
+use kaos_providers::{ModelPrice, ModelRequest, Usage, prompt_token_bound};
 use tokio::time::Instant;
 
 /// A budget that would be exceeded: the turn stops before it happens.
@@ -14,8 +14,13 @@ pub(crate) struct Exceeded {
 }
 
 /// One turn's spending against its caps. Every model call is checked **before** it is sent,
-/// against its worst case (its prompt, plus the most output it may produce, at its price),
-/// and its output is capped so the worst case fits: a cap is never exceeded.
+/// against its worst case — its prompt as a server may count it (the estimate with a 50%
+/// margin, [`prompt_token_bound`]), plus the most output it may produce, at its price — and
+/// its output limit is set so the worst case fits. After the call it is charged what the
+/// server reported or, when the server reported none, that worst case (the vendor clients
+/// mark such usage `usage_estimated`); a response without a cost is charged at the price the
+/// call was checked with. So a cap is never exceeded by a server that counts the prompt at
+/// most 1.5× the estimate and keeps to the output limit (a stream past it is cut there).
 #[derive(Debug, Clone)]
 pub(crate) struct BudgetGuard {
     caps: Budget,
@@ -24,6 +29,8 @@ pub(crate) struct BudgetGuard {
     tokens: u64,
     model_calls: u32,
     tool_calls: u32,
+    /// The price the last model call was checked with.
+    checked_price: Option<ModelPrice>,
 }
 
 impl BudgetGuard {
@@ -36,6 +43,7 @@ impl BudgetGuard {
             tokens: usage.total_tokens(),
             model_calls,
             tool_calls,
+            checked_price: None,
         }
     }
 
@@ -44,16 +52,19 @@ impl BudgetGuard {
     }
 
     /// Checks the next model call and caps its output so that its worst case fits every
-    /// budget. `input_tokens` is the request's prompt size; `max_output` what the model may
+    /// budget. `input_tokens` is the request's estimated prompt size (the check allows the
+    /// server to count up to [`prompt_token_bound`] of it); `max_output` what the model may
     /// produce at most; `price` the model's price (needed when there is a cost cap).
     pub(crate) fn before_model_call(
-        &self,
+        &mut self,
         request: &mut ModelRequest,
         input_tokens: u64,
         max_output: u64,
         price: Option<ModelPrice>,
     ) -> Result<(), Exceeded> {
         self.check_clock()?;
+        self.checked_price = price;
+        let input_tokens = prompt_token_bound(input_tokens);
         if let Some(max) = self.caps.max_model_calls
             && self.model_calls >= max
         {
@@ -77,7 +88,8 @@ impl BudgetGuard {
                 return Err(Self::exceeded("cost_usd", cap, self.cost_usd, reason));
             };
             let left = cap - self.cost_usd;
-            let input_cost = input_tokens as f64 * price.input / 1e6;
+            // Cached input is never dearer than plain input, but a custom table may say so.
+            let input_cost = input_tokens as f64 * price.input.max(price.cached_input.unwrap_or(0.0)) / 1e6;
             let per_output = price.output / 1e6;
             if input_cost + per_output > left {
                 let reason = format!(
@@ -140,10 +152,14 @@ impl BudgetGuard {
         )
     }
 
+    /// Charges a model call: its usage, and its cost or, when the response has none, its
+    /// usage at the price the call was checked with.
     pub(crate) fn record_model_call(&mut self, usage: &Usage, cost_usd: Option<f64>) {
         self.model_calls += 1;
         self.tokens += usage.total_tokens();
-        self.cost_usd += cost_usd.unwrap_or(0.0);
+        let cost = cost_usd.or_else(|| self.checked_price.take().map(|price| price.cost(usage)));
+        self.cost_usd += cost.unwrap_or(0.0);
+        self.checked_price = None;
     }
 
     /// What is left of every cap (a sub-agent runs within it).
@@ -178,19 +194,21 @@ mod tests {
             cap_tokens in prop::option::of(50u64..20_000),
             price_in in 0.0f64..20.0,
             price_out in 0.01f64..80.0,
-            calls in prop::collection::vec((1u64..3_000, 1u64..4_000), 1..30),
+            calls in prop::collection::vec((1u64..3_000, 1u64..4_000, 1.0f64..=1.5), 1..30),
         ) {
             let mut caps = Budget::unlimited().with_max_cost_usd(cap_usd);
             caps.max_tokens = cap_tokens;
             let price = ModelPrice::new(price_in, price_out, None);
             let mut guard = BudgetGuard::new(caps, Usage::default(), 0.0, 0, 0);
             let (mut spent, mut tokens) = (0.0, 0u64);
-            for (input, want_out) in calls {
+            for (estimate, want_out, factor) in calls {
                 let mut request = ModelRequest::new("m", vec![Message::user("x")]);
-                if guard.before_model_call(&mut request, input, want_out, Some(price)).is_err() {
+                if guard.before_model_call(&mut request, estimate, want_out, Some(price)).is_err() {
                     break;
                 }
-                // The worst case: the model uses every output token it was allowed.
+                // The server counts the prompt up to 1.5× the estimate, and the model uses
+                // every output token it was allowed.
+                let input = (estimate as f64 * factor).floor() as u64;
                 let out = request.sampling.max_output_tokens.map_or(want_out, u64::from).min(want_out);
                 let usage = Usage::new(input, out);
                 let cost = price.cost(&usage);
@@ -207,10 +225,22 @@ mod tests {
 
     #[test]
     fn an_unknown_price_under_a_cost_cap_stops_before_the_call() {
-        let guard = BudgetGuard::new(Budget::unlimited().with_max_cost_usd(1.0), Usage::default(), 0.0, 0, 0);
+        let mut guard =
+            BudgetGuard::new(Budget::unlimited().with_max_cost_usd(1.0), Usage::default(), 0.0, 0, 0);
         let mut request = ModelRequest::new("m", vec![]);
         let err = guard.before_model_call(&mut request, 10, 100, None).unwrap_err();
         assert_eq!(err.kind, "cost_usd");
+    }
+
+    #[test]
+    fn a_response_without_a_cost_is_charged_at_the_checked_price() {
+        let mut guard =
+            BudgetGuard::new(Budget::unlimited().with_max_cost_usd(1.0), Usage::default(), 0.0, 0, 0);
+        let mut request = ModelRequest::new("m", vec![]);
+        let price = ModelPrice::new(1.0, 2.0, None);
+        guard.before_model_call(&mut request, 10, 100, Some(price)).unwrap();
+        guard.record_model_call(&Usage::new(1_000_000, 0), None);
+        assert_eq!(guard.remaining().max_cost_usd, Some(0.0));
     }
 
     #[test]

@@ -355,7 +355,7 @@ fn check_document(
     let mut caps = Budget::unlimited();
     caps.max_cost_usd = config.max_cost_per_document_usd;
     caps.max_tokens = config.max_tokens_per_document.map(|n| u64::from(n.get()));
-    let guard = BudgetGuard::new(caps, Default::default(), 0.0, 0, 0);
+    let mut guard = BudgetGuard::new(caps, Default::default(), 0.0, 0, 0);
     let input = request.estimated_input_tokens();
     let client = cx.shared.client_for(&request.model);
     let max_output = u64::from(client.capabilities().max_output_tokens);

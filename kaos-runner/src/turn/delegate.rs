@@ -97,6 +97,7 @@ pub(super) async fn run(
                 model: format!("subagent:{}", delegate.name),
                 usage: response.usage,
                 cost_usd: Some(response.cost_usd),
+                usage_estimated: false,
             });
             let summary: String = response.text.chars().take(SUMMARY_CHARS).collect();
             let result = match response.stop_reason {

@@ -643,6 +643,7 @@ async fn call_model(
         model: response.model.clone(),
         usage: response.usage,
         cost_usd: response.cost_usd,
+        usage_estimated: response.usage_estimated,
     });
     emit.end(
         span,

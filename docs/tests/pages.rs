@@ -1,0 +1,32 @@
+//! Checks over the pages of `docs/` that are not code samples (those are doctests of this
+//! crate's library).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+/// Every ```toml block of the docs is an agent file, and must be a valid one.
+#[test]
+fn the_agent_files_in_the_docs_are_valid() {
+    fn markdown(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                markdown(&path, found);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                found.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    markdown(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), &mut files);
+    let mut checked = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for block in text.split("```toml\n").skip(1) {
+            let toml = block.split("\n```").next().unwrap();
+            if let Err(error) = kaos_agent::Agent::from_toml(toml) {
+                panic!("{}: {error}\n{toml}", file.display());
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "{checked}");
+}

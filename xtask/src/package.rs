@@ -1,0 +1,152 @@
+//! `cargo xtask package`: every published crate is packaged, and each is verified from its
+//! `.crate` alone — built, its tests and doctests run — exactly as a user who downloads it
+//! would, so no published test or doctest may read a file outside its crate.
+//!
+//! `cargo package --workspace` builds each `.crate` in isolation (the unpublished workspace
+//! crates it depends on come from a local overlay registry). The `.crate` files are then
+//! unpacked side by side into a scratch workspace whose `[patch.crates-io]` points every KAOS
+//! crate at its unpacked copy, with the workspace's `Cargo.lock`, and tested there with every
+//! feature on. The scratch workspace shares the main `target/` directory, so dependencies
+//! already built are not built again.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::Value;
+
+use crate::{Cargo, workspace_root};
+
+/// Packages every publishable member, then builds and tests each from its `.crate`.
+pub(crate) fn run() -> Result<()> {
+    let root = workspace_root();
+    let json = Cargo::new(["metadata", "--format-version", "1", "--no-deps"]).stdout()?;
+    let metadata: Value = serde_json::from_slice(&json).context("`cargo metadata` printed invalid JSON")?;
+    let crates = publishable(&metadata)?;
+    if crates.is_empty() {
+        bail!("no publishable workspace member");
+    }
+    let target = metadata
+        .get("target_directory")
+        .and_then(Value::as_str)
+        .map(PathBuf::from)
+        .context("`cargo metadata` has no `target_directory`")?;
+
+    let mut package = vec!["package".to_owned(), "--locked".to_owned()];
+    for (name, _) in &crates {
+        package.extend(["-p".to_owned(), name.clone()]);
+    }
+    Cargo::new(package).run()?;
+
+    let scratch = target.join("package-check");
+    if scratch.exists() {
+        fs::remove_dir_all(&scratch).with_context(|| format!("cannot clear {}", scratch.display()))?;
+    }
+    fs::create_dir_all(&scratch).with_context(|| format!("cannot create {}", scratch.display()))?;
+    let mut members = Vec::new();
+    for (name, version) in &crates {
+        let file = target.join("package").join(format!("{name}-{version}.crate"));
+        unpack(&file, &scratch)?;
+        members.push(format!("{name}-{version}"));
+    }
+    fs::write(scratch.join("Cargo.toml"), scratch_manifest(&crates))
+        .context("cannot write the scratch workspace's Cargo.toml")?;
+    fs::copy(root.join("Cargo.lock"), scratch.join("Cargo.lock")).context("cannot copy Cargo.lock")?;
+
+    let manifest = scratch.join("Cargo.toml");
+    let manifest = manifest.to_string_lossy().into_owned();
+    let target_dir = target.to_string_lossy().into_owned();
+    for command in [["test", "--all-targets"], ["test", "--doc"]] {
+        Cargo::new(command)
+            .args(&[
+                "--manifest-path".to_owned(),
+                manifest.clone(),
+                "--workspace".to_owned(),
+                "--all-features".to_owned(),
+                "--target-dir".to_owned(),
+                target_dir.clone(),
+            ])
+            .run()?;
+    }
+    eprintln!("package: {} crates verified from their .crate files: {}", crates.len(), members.join(", "));
+    Ok(())
+}
+
+/// Workspace members that may be published (no `publish = false`), as (name, version), in
+/// the workspace's order.
+fn publishable(metadata: &Value) -> Result<Vec<(String, String)>> {
+    let packages =
+        metadata.get("packages").and_then(Value::as_array).context("`cargo metadata`: no packages")?;
+    let mut out = Vec::new();
+    for package in packages {
+        // `publish: []` is `publish = false`; `null` means any registry.
+        if package.get("publish").and_then(Value::as_array).is_some_and(Vec::is_empty) {
+            continue;
+        }
+        let field = |key: &str| {
+            package
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .with_context(|| format!("a package has no {key}"))
+        };
+        out.push((field("name")?, field("version")?));
+    }
+    Ok(out)
+}
+
+/// The scratch workspace: every unpacked crate a member, and every KAOS crate patched to its
+/// unpacked copy (their manifests name each other by version, as on crates.io).
+fn scratch_manifest(crates: &[(String, String)]) -> String {
+    let mut text = String::from("[workspace]\nresolver = \"3\"\nmembers = [\n");
+    for (name, version) in crates {
+        text.push_str(&format!("    \"{name}-{version}\",\n"));
+    }
+    text.push_str("]\n\n[patch.crates-io]\n");
+    for (name, version) in crates {
+        text.push_str(&format!("{name} = {{ path = \"{name}-{version}\" }}\n"));
+    }
+    text
+}
+
+/// Unpacks a `.crate` (a gzipped tar whose entries are under `{name}-{version}/`) into `dir`.
+fn unpack(file: &Path, dir: &Path) -> Result<()> {
+    eprintln!("$ tar -xzf {} -C {}", file.display(), dir.display());
+    let status = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(file)
+        .arg("-C")
+        .arg(dir)
+        .status()
+        .context("cannot run tar")?;
+    if !status.success() {
+        bail!("cannot unpack {} ({status})", file.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpublished_members_are_left_out() {
+        let metadata = serde_json::json!({"packages": [
+            {"name": "kaos-agent", "version": "0.1.0", "publish": null},
+            {"name": "xtask", "version": "0.0.0", "publish": []},
+            {"name": "kaos-docs", "version": "0.1.0", "publish": []},
+        ]});
+        assert_eq!(publishable(&metadata).unwrap(), [("kaos-agent".to_owned(), "0.1.0".to_owned())]);
+    }
+
+    #[test]
+    fn the_scratch_workspace_patches_every_crate_to_its_unpacked_copy() {
+        let crates =
+            [("kaos-agent".to_owned(), "0.1.0".to_owned()), ("kaos-vfs".to_owned(), "0.1.0".to_owned())];
+        assert_eq!(
+            scratch_manifest(&crates),
+            "[workspace]\nresolver = \"3\"\nmembers = [\n    \"kaos-agent-0.1.0\",\n    \"kaos-vfs-0.1.0\",\n]\n\n\
+             [patch.crates-io]\nkaos-agent = { path = \"kaos-agent-0.1.0\" }\nkaos-vfs = { path = \"kaos-vfs-0.1.0\" }\n"
+        );
+    }
+}
