@@ -116,8 +116,33 @@ fn object_store_vfs(settings: &Settings, bucket: &str) -> Result<Arc<dyn Vfs>> {
     if let (Some(id), Some(secret)) = (&s3.s3_access_key_id, &s3.s3_secret_access_key) {
         config = config.with_credentials(id.expose(), SecretString::new(secret.expose()));
     }
-    let vfs = ObjectStoreVfs::s3(config).with_context(|| format!("cannot open the S3 bucket {bucket}"))?;
+    if let Some(ttl) = s3.s3_lease_ttl {
+        config = config.with_lease_ttl(ttl);
+    }
+    if let Some(timeout) = s3.s3_lock_timeout {
+        config = config.with_lock_timeout(timeout);
+    }
+    config = config.with_single_writer(s3.s3_single_writer);
+    let vfs = ObjectStoreVfs::s3(config)
+        .with_context(|| format!("cannot open the S3 bucket {bucket}"))?
+        .with_wait_observer(|wait| eprintln!("{}", lock_wait_line(wait)));
     Ok(Arc::new(vfs))
+}
+
+/// The line `kaos` prints on stderr, about once a second, while a turn waits for a session's
+/// lease held by another process.
+#[cfg(feature = "object-store")]
+fn lock_wait_line(wait: &kaos_vfs::LockWait) -> String {
+    let session = wait.path.file_name().unwrap_or_default().trim_end_matches(".lock").to_owned();
+    let holder = match wait.expires_in {
+        Some(left) => format!("its lease runs out in {:.1} s unless renewed", left.as_secs_f64()),
+        None => "it was just released to an earlier waiter".to_owned(),
+    };
+    format!(
+        "waiting for session {session:?}, in use by another process ({holder}); waited {:.1} s of {:.0} s",
+        wait.waited.as_secs_f64(),
+        wait.timeout.as_secs_f64()
+    )
 }
 
 /// Without the `object-store` feature, a bucket setting is an error rather than ignored.

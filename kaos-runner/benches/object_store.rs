@@ -3,10 +3,16 @@
 //! says so and fails). Two benchmarks: `object_store/turn/warm`, one runner taking turn after
 //! turn on a session (its hydrated memory stays cached), and `object_store/turn/shared`, two
 //! runners (as two processes would) alternating on one session, so each turn first reads what
-//! the other wrote. Before timing, the object requests of 50 turns of each kind are counted on
-//! the server and printed as JSON lines, on stdout and into `$KAOS_BENCH_EXTRA` when set
-//! (`cargo xtask bench` prints them with the estimates):
-//! `{"bench":"object_store/requests_per_turn/warm","value":6.0,"unit":"requests","by_method":{…}}`.
+//! the other wrote. Before timing, the object requests per turn are counted on the server and
+//! printed as JSON lines, on stdout and into `$KAOS_BENCH_EXTRA` when set (`cargo xtask bench`
+//! prints them with the estimates, and checks that turn 500 costs no more than turn 1):
+//! `{"bench":"object_store/requests_per_turn/warm/turn_1","value":6.0,"unit":"requests","by_method":{…}}`.
+//! - `warm/turn_1` and `warm/turn_500`: one long-lived runner (a process that made the
+//!   session's previous turns), averaged over 10 turns from turn 2 and from turn 501;
+//! - `cold/turn_1` and `cold/turn_500`: a new runner (a new process: fresh caches, its
+//!   conditional-write probe included) taking one turn, the first of a session or the turn
+//!   after 500, averaged over 10 such processes;
+//! - `shared`: two runners alternating on one session for 50 turns.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../kaos-vfs/tests/support/s3_server.rs"]
@@ -41,6 +47,11 @@ fn runner(server: &S3Server, prefix: &str) -> Runner {
         .unwrap()
 }
 
+/// How many turns each request count is averaged over.
+const SAMPLES: usize = 10;
+/// The long session's length.
+const LONG: usize = 500;
+
 /// Counts the object requests of `turns` turns made by `runners` in turn on one session.
 fn requests_per_turn(rt: &tokio::runtime::Runtime, server: &S3Server, runners: &[Runner], kind: &str) {
     const TURNS: usize = 50;
@@ -53,15 +64,51 @@ fn requests_per_turn(rt: &tokio::runtime::Runtime, server: &S3Server, runners: &
     for i in 0..TURNS {
         rt.block_on(runners[i % runners.len()].turn("count me", &session)).unwrap();
     }
-    // Let the spawned lease deletes of the last turn land before counting.
-    rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(200)).await });
+    report(server, kind, TURNS);
+}
+
+/// Requests per turn of a warm and of a cold process, at turn 1 and at turn 500.
+fn requests_by_session_length(rt: &tokio::runtime::Runtime, server: &S3Server, prefix: &str) {
+    let warm = runner(server, prefix);
+    // Cold at turn 1: new processes, each taking the first turn of a new session.
+    server.reset_requests();
+    for i in 0..SAMPLES {
+        rt.block_on(runner(server, prefix).turn("count me", &format!("cold-first-{i}"))).unwrap();
+    }
+    report(server, "cold/turn_1", SAMPLES);
+    // Warm at turn 1: the process that made turn 1 takes the next ones.
+    rt.block_on(warm.turn("first", "long")).unwrap();
+    server.reset_requests();
+    for _ in 0..SAMPLES {
+        rt.block_on(warm.turn("count me", "long")).unwrap();
+    }
+    report(server, "warm/turn_1", SAMPLES);
+    // Up to turn 500; the counted turns are 501 to 510.
+    for _ in 1 + SAMPLES..LONG {
+        rt.block_on(warm.turn("grow", "long")).unwrap();
+    }
+    server.reset_requests();
+    for _ in 0..SAMPLES {
+        rt.block_on(warm.turn("count me", "long")).unwrap();
+    }
+    report(server, "warm/turn_500", SAMPLES);
+    // Cold at turn 500: new processes, each taking one more turn of the long session.
+    server.reset_requests();
+    for _ in 0..SAMPLES {
+        rt.block_on(runner(server, prefix).turn("count me", "long")).unwrap();
+    }
+    report(server, "cold/turn_500", SAMPLES);
+}
+
+/// Prints the requests counted since the last reset, per turn, as a JSON line.
+fn report(server: &S3Server, kind: &str, turns: usize) {
     let counts = server.requests();
     let total: u64 = counts.values().sum();
     let by_method: Vec<String> =
-        counts.iter().map(|(method, n)| format!("\"{method}\":{}", *n as f64 / TURNS as f64)).collect();
+        counts.iter().map(|(method, n)| format!("\"{method}\":{}", *n as f64 / turns as f64)).collect();
     let line = format!(
         "{{\"bench\":\"object_store/requests_per_turn/{kind}\",\"value\":{},\"unit\":\"requests\",\"by_method\":{{{}}}}}",
-        total as f64 / TURNS as f64,
+        total as f64 / turns as f64,
         by_method.join(",")
     );
     println!("{line}");
@@ -84,7 +131,7 @@ fn bench(c: &mut Criterion) {
     let prefix = s3_server::unique("bench");
     let warm = [runner(&server, &prefix)];
     let shared = [runner(&server, &prefix), runner(&server, &prefix)];
-    requests_per_turn(&rt, &server, &warm, "warm");
+    requests_by_session_length(&rt, &server, &prefix);
     requests_per_turn(&rt, &server, &shared, "shared");
 
     let mut group = c.benchmark_group("object_store/turn");

@@ -27,13 +27,15 @@ impl Runner {
     }
 
     /// A session's memory as the next turn would see it (empty for an unknown session).
+    /// Reads without the session's lock, so it never waits for a turn in progress.
     pub async fn memory(&self, session_id: impl AsRef<str>) -> Result<SessionMemory, RunError> {
         let session = SessionId::new(session_id.as_ref())?;
         Ok(self.member.sessions.memory(&session, self.agent().memory(), self.member.counter.clone()).await?)
     }
 
     /// The whole session as JSON-ready data. `NotFound` ([`RunError::Vfs`]) for an unknown
-    /// session.
+    /// session. Reads without the session's lock (the log is append-only and every write is
+    /// atomic), so it never waits for a turn in progress or a lease held by another process.
     pub async fn export_session(&self, session_id: impl AsRef<str>) -> Result<SessionExport, RunError> {
         let session = SessionId::new(session_id.as_ref())?;
         Ok(self.member.sessions.export(&session, self.agent().memory(), self.member.counter.clone()).await?)

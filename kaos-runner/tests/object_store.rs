@@ -31,17 +31,20 @@ fn runner(endpoint: &str, bucket: &str, prefix: &str) -> Runner {
         ScriptedReply::text(format!("echo {}", r.last_user_message().unwrap_or_default()))
     })
     .without_recording();
-    let config = S3Config::new(bucket)
-        .with_prefix(prefix)
-        .with_endpoint(endpoint)
-        .with_region("us-east-1")
-        .with_credentials("test", SecretString::new("test"))
-        .with_allow_http(true);
-    let vfs = Arc::new(ObjectStoreVfs::s3(config).unwrap());
+    let vfs = Arc::new(ObjectStoreVfs::s3(s3_config(endpoint, bucket, prefix)).unwrap());
     Runner::builder(Agent::builder().name("scale-out").build().unwrap(), Runtime::builder().vfs(vfs).build())
         .model(Arc::new(model))
         .build()
         .unwrap()
+}
+
+fn s3_config(endpoint: &str, bucket: &str, prefix: &str) -> S3Config {
+    S3Config::new(bucket)
+        .with_prefix(prefix)
+        .with_endpoint(endpoint)
+        .with_region("us-east-1")
+        .with_credentials("test", SecretString::new("test"))
+        .with_allow_http(true)
 }
 
 /// The session a process's `i`-th turn goes to: every process walks all sessions, starting at
@@ -131,4 +134,33 @@ fn four_processes_share_twenty_sessions_and_keep_every_turn_once_in_order() {
         wanted.sort();
         assert_eq!(sorted, wanted, "{session}");
     }
+}
+
+/// Exporting a session, or reading its memory, never waits for the lease of a turn in
+/// progress in another process.
+#[tokio::test]
+async fn reading_a_session_never_waits_for_its_lease() {
+    use kaos_vfs::{Vfs, VfsPath};
+    let server = S3Server::shared();
+    server.create_bucket("readers");
+    let prefix = s3_server::unique("read");
+    let writer = runner(&server.endpoint, "readers", &prefix);
+    writer.turn("hello", "busy").await.unwrap();
+    // Another process is in the middle of a turn on the session: it holds the lease.
+    let other = ObjectStoreVfs::s3(s3_config(&server.endpoint, "readers", &prefix)).unwrap();
+    let held = other.lock(&VfsPath::new(".locks/sessions/busy.lock").unwrap()).await.unwrap();
+    // A reader whose lock wait would give up after 300 ms.
+    let config = s3_config(&server.endpoint, "readers", &prefix)
+        .with_lock_timeout(std::time::Duration::from_millis(300));
+    let reader = Runner::builder(
+        Agent::builder().name("scale-out").build().unwrap(),
+        Runtime::builder().vfs(Arc::new(ObjectStoreVfs::s3(config).unwrap())).build(),
+    )
+    .model(Arc::new(ScriptedClient::from_fn(|_| ScriptedReply::text("unused")).without_recording()))
+    .build()
+    .unwrap();
+    let export = reader.export_session("busy").await.unwrap();
+    assert_eq!(export.records.len(), 1);
+    assert_eq!(reader.memory("busy").await.unwrap().turn(), 1);
+    held.release().await.unwrap();
 }

@@ -37,6 +37,7 @@ pub struct SettingKey {
 enum Kind {
     Text,
     Number,
+    Bool,
 }
 
 const fn key(key: &'static str, env: &'static [&'static str], kind: Kind, doc: &'static str) -> SettingKey {
@@ -106,6 +107,24 @@ const KEYS: &[SettingKey] = &[
         "vfs.s3_secret_access_key",
         &["KAOS_VFS_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"],
         "S3 secret access key [none].",
+    ),
+    key(
+        "vfs.s3_lease_ttl_secs",
+        &["KAOS_VFS_S3_LEASE_TTL_SECS"],
+        Kind::Number,
+        "Seconds a session lease lives without renewal; a holder that stops renewing (crashed, paused) is taken over after it, and every process sharing the bucket should use the same [15].",
+    ),
+    key(
+        "vfs.s3_lock_timeout_secs",
+        &["KAOS_VFS_S3_LOCK_TIMEOUT_SECS"],
+        Kind::Number,
+        "Seconds a turn waits for a session's lease before giving up [60].",
+    ),
+    key(
+        "vfs.s3_single_writer",
+        &["KAOS_VFS_S3_SINGLE_WRITER"],
+        Kind::Bool,
+        "Only this process uses the bucket: no leases and no check that the store honours conditional writes (for stores without If-Match/If-None-Match; unsafe with several processes) [false].",
     ),
     secret(
         "mcp.token",
@@ -231,6 +250,30 @@ pub struct VfsSettings {
     pub s3_access_key_id: Option<Secret>,
     /// `vfs.s3_secret_access_key`: `KAOS_VFS_S3_SECRET_ACCESS_KEY`, else `AWS_SECRET_ACCESS_KEY`.
     pub s3_secret_access_key: Option<Secret>,
+    /// `vfs.s3_lease_ttl_secs`: `KAOS_VFS_S3_LEASE_TTL_SECS` (`None`: the VFS default, 15 s).
+    pub s3_lease_ttl: Option<Duration>,
+    /// `vfs.s3_lock_timeout_secs`: `KAOS_VFS_S3_LOCK_TIMEOUT_SECS` (`None`: the VFS default,
+    /// 60 s).
+    pub s3_lock_timeout: Option<Duration>,
+    /// `vfs.s3_single_writer`: `KAOS_VFS_S3_SINGLE_WRITER` (`true`/`false`, `1`/`0`,
+    /// `yes`/`no`, `on`/`off`) [false].
+    pub s3_single_writer: bool,
+}
+
+/// The `vfs` section as the layers give it (durations as seconds).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct VfsSection {
+    sync: VfsSync,
+    s3_bucket: Option<String>,
+    s3_prefix: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<Secret>,
+    s3_secret_access_key: Option<Secret>,
+    s3_lease_ttl_secs: Option<f64>,
+    s3_lock_timeout_secs: Option<f64>,
+    s3_single_writer: Option<bool>,
 }
 
 /// Settings of the MCP server (`kaos serve`).
@@ -360,6 +403,11 @@ impl Settings {
                     "vfs.s3_region" => self.vfs.s3_region.clone(),
                     "vfs.s3_access_key_id" => redacted(&self.vfs.s3_access_key_id),
                     "vfs.s3_secret_access_key" => redacted(&self.vfs.s3_secret_access_key),
+                    "vfs.s3_lease_ttl_secs" => self.vfs.s3_lease_ttl.map(|d| d.as_secs_f64().to_string()),
+                    "vfs.s3_lock_timeout_secs" => {
+                        self.vfs.s3_lock_timeout.map(|d| d.as_secs_f64().to_string())
+                    }
+                    "vfs.s3_single_writer" => Some(self.vfs.s3_single_writer.to_string()),
                     "mcp.token" => redacted(&self.mcp.token),
                     _ => None,
                 };
@@ -475,25 +523,46 @@ impl SettingsLoader {
         }
         settings.model = resolved.model;
         if let Some(secs) = resolved.tools.timeout_secs {
-            // Positive, and small enough to be a `Duration` (about 584 billion years).
-            match Duration::try_from_secs_f64(secs) {
-                Ok(timeout) if !timeout.is_zero() => settings.tool_timeout = timeout,
-                _ => {
-                    let source = settings.source("tools.timeout_secs").unwrap_or(SettingSource::Default);
-                    return Err(RuntimeError::Setting {
-                        key: "tools.timeout_secs".into(),
-                        message: format!(
-                            "must be a positive number of seconds no greater than {} (got {secs} from {source})",
-                            u64::MAX
-                        ),
-                    });
-                }
-            }
+            settings.tool_timeout = seconds(&settings, "tools.timeout_secs", secs)?;
         }
         settings.providers = resolved.providers;
-        settings.vfs = resolved.vfs;
+        let vfs = resolved.vfs;
+        let lease_ttl = vfs.s3_lease_ttl_secs.map(|secs| seconds(&settings, "vfs.s3_lease_ttl_secs", secs));
+        let lock_timeout =
+            vfs.s3_lock_timeout_secs.map(|secs| seconds(&settings, "vfs.s3_lock_timeout_secs", secs));
+        settings.vfs = VfsSettings {
+            sync: vfs.sync,
+            s3_bucket: vfs.s3_bucket,
+            s3_prefix: vfs.s3_prefix,
+            s3_endpoint: vfs.s3_endpoint,
+            s3_region: vfs.s3_region,
+            s3_access_key_id: vfs.s3_access_key_id,
+            s3_secret_access_key: vfs.s3_secret_access_key,
+            s3_lease_ttl: lease_ttl.transpose()?,
+            s3_lock_timeout: lock_timeout.transpose()?,
+            s3_single_writer: vfs.s3_single_writer.unwrap_or(false),
+        };
         settings.mcp = resolved.mcp;
         Ok(settings)
+    }
+}
+
+/// A positive, finite number of seconds as a duration; else a typed error naming the key and
+/// the layer it came from.
+fn seconds(settings: &Settings, key: &'static str, secs: f64) -> Result<Duration, RuntimeError> {
+    // Positive, and small enough to be a `Duration` (about 584 billion years).
+    match Duration::try_from_secs_f64(secs) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => {
+            let source = settings.source(key).unwrap_or(SettingSource::Default);
+            Err(RuntimeError::Setting {
+                key: key.into(),
+                message: format!(
+                    "must be a positive number of seconds no greater than {} (got {secs} from {source})",
+                    u64::MAX
+                ),
+            })
+        }
     }
 }
 
@@ -521,7 +590,7 @@ struct Resolved {
     model: Option<String>,
     tools: ToolsSection,
     providers: ProviderSettings,
-    vfs: VfsSettings,
+    vfs: VfsSection,
     mcp: McpSettings,
 }
 
@@ -619,6 +688,11 @@ impl Provider for Layer {
                 Kind::Number => {
                     raw.trim().parse::<f64>().map_or_else(|_| Value::from(raw.clone()), Value::from)
                 }
+                Kind::Bool => match raw.trim().to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" => Value::from(true),
+                    "false" | "0" | "no" | "off" => Value::from(false),
+                    _ => Value::from(raw.clone()),
+                },
                 Kind::Text => Value::from(raw.clone()),
             };
             insert(&mut root, k.key, value);

@@ -67,6 +67,9 @@ fn each_layer_beats_the_ones_below_it() {
             ("vfs.s3_region", SettingSource::Default),
             ("vfs.s3_access_key_id", SettingSource::Default),
             ("vfs.s3_secret_access_key", SettingSource::Default),
+            ("vfs.s3_lease_ttl_secs", SettingSource::Default),
+            ("vfs.s3_lock_timeout_secs", SettingSource::Default),
+            ("vfs.s3_single_writer", SettingSource::Default),
             ("mcp.token", SettingSource::Default),
         ]
     );
@@ -128,6 +131,32 @@ fn a_bad_value_names_its_key_and_layer() {
 
     let (key, message) = setting_error(Settings::loader().context("modle", "x").load());
     assert_eq!((key.as_str(), message.contains("unknown setting")), ("modle", true));
+}
+
+#[test]
+fn lease_ttl_lock_timeout_and_single_writer_are_settings() {
+    let settings = Settings::loader()
+        .env_vars([("KAOS_VFS_S3_LEASE_TTL_SECS", "2.5"), ("KAOS_VFS_S3_SINGLE_WRITER", "yes")])
+        .set("vfs.s3_lock_timeout_secs", "90")
+        .load()
+        .unwrap();
+    assert_eq!(settings.vfs.s3_lease_ttl, Some(std::time::Duration::from_millis(2_500)));
+    assert_eq!(settings.vfs.s3_lock_timeout, Some(std::time::Duration::from_secs(90)));
+    assert!(settings.vfs.s3_single_writer);
+    assert_eq!(
+        settings.source("vfs.s3_lease_ttl_secs"),
+        Some(SettingSource::Env { var: "KAOS_VFS_S3_LEASE_TTL_SECS".into() })
+    );
+    let defaults = Settings::loader().load().unwrap();
+    assert_eq!((defaults.vfs.s3_lease_ttl, defaults.vfs.s3_single_writer), (None, false));
+
+    let (key, message) = setting_error(Settings::loader().set("vfs.s3_lease_ttl_secs", "0").load());
+    assert_eq!((key.as_str(), message.contains("positive")), ("vfs.s3_lease_ttl_secs", true), "{message}");
+    let (key, message) = setting_error(Settings::from_lookup(|var| {
+        (var == "KAOS_VFS_S3_SINGLE_WRITER").then(|| "perhaps".to_owned())
+    }));
+    assert_eq!(key, "vfs.s3_single_writer");
+    assert!(message.contains("KAOS_VFS_S3_SINGLE_WRITER"), "{message}");
 }
 
 #[test]

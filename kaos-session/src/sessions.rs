@@ -115,10 +115,17 @@ impl TakenSession {
     /// Commits `record` (one append: the commit point; a checkpoint when due) and keeps the
     /// memory in the cache for the log version it just wrote. On error nothing is cached and the
     /// stored session is as it was (a failed append writes nothing a reader would take).
+    ///
+    /// The VFS lock is then released and the release awaited (for a lease on object storage:
+    /// stored), so a process that exits right after the turn leaves no lock behind.
     pub async fn commit(self, record: &TurnRecord) -> Result<(), SessionError> {
         let position = self.store.commit(&self.id, &self.memory, record, self.position).await?;
         let stamp = self.store.stamp(&self.id).await?;
         self.cache.put(self.id.clone(), self.memory, position, stamp);
+        // The turn is stored: a failed release only delays the next holder (expiry frees it).
+        if let Err(error) = self._vfs.release().await {
+            tracing::warn!(session = %self.id, %error, "could not release the session lock");
+        }
         Ok(())
     }
 }
@@ -269,26 +276,26 @@ impl Sessions {
     }
 
     /// A session's memory as the next turn would see it (empty for an unknown session), under
-    /// `profile`.
+    /// `profile`. Takes no lock (the log is append-only and every VFS write is atomic), so it
+    /// never waits for a turn in progress, in this process or another.
     pub async fn memory(
         &self,
         id: &SessionId,
         profile: &MemoryProfile,
         counter: Arc<dyn TokenCounter>,
     ) -> Result<SessionMemory, SessionError> {
-        let _lock = self.store.lock(id).await?;
         Ok(self.store.load(id, profile, counter).await?.memory)
     }
 
     /// The whole session as JSON-ready data, its memory under `profile`. `NotFound`
-    /// ([`SessionError::Vfs`]) for an unknown session.
+    /// ([`SessionError::Vfs`]) for an unknown session. Takes no lock, like
+    /// [`Sessions::memory`]: exporting never waits for a turn in progress.
     pub async fn export(
         &self,
         id: &SessionId,
         profile: &MemoryProfile,
         counter: Arc<dyn TokenCounter>,
     ) -> Result<SessionExport, SessionError> {
-        let _lock = self.store.lock(id).await?;
         let records = self.store.records(id).await?;
         if records.is_empty() {
             self.store.vfs().stat(&SessionStore::dir(id)?).await?;

@@ -38,6 +38,39 @@ pub enum VfsError {
         after: std::time::Duration,
     },
 
+    /// A lock held by a lease was lost (taken over by another process after the holder
+    /// stopped renewing it for longer than its time to live, or released): the write made
+    /// under it was refused, so a holder that lost its lock never commits.
+    #[error("the lock {path} is no longer held (its lease was taken over or expired); the write was refused")]
+    LockLost {
+        /// The lock's path.
+        path: VfsPath,
+    },
+
+    /// Another writer changed a file while this process held the lock that guards it and
+    /// had read the file under that lock (a holder that lost its lease and wrote anyway, or a
+    /// writer that does not take the lock). This write was refused rather than interleaved.
+    #[error("{path} was changed by another writer while this process held its lock; the write was refused")]
+    Conflict {
+        /// The file's path.
+        path: VfsPath,
+    },
+
+    /// The object store does not honour conditional writes (create-if-absent and
+    /// compare-and-swap), which leases and segments rely on. Refused at first use unless the
+    /// VFS runs in single-writer mode.
+    #[error(
+        "the object store {store} ignores conditional writes ({detail}); sharing sessions between \
+         processes would be unsafe. Use a store that supports If-None-Match and If-Match on PUT, \
+         or turn on single-writer mode (vfs.s3_single_writer) if only one process uses it"
+    )]
+    ConditionalWritesUnsupported {
+        /// The store, as it describes itself.
+        store: String,
+        /// Which check failed.
+        detail: String,
+    },
+
     /// The backend failed (disk full, permission denied, I/O error…).
     #[error("storage error at {path}: {source}")]
     Io {

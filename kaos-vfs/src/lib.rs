@@ -34,10 +34,12 @@ pub use memory::MemoryVfs;
 #[cfg(feature = "object-store")]
 pub use object_store;
 #[cfg(feature = "object-store")]
-pub use objects::{DEFAULT_LEASE_TTL, DEFAULT_OBJECT_LOCK_TIMEOUT, ObjectStoreVfs, S3Config, SecretString};
+pub use objects::{
+    DEFAULT_LEASE_TTL, DEFAULT_OBJECT_LOCK_TIMEOUT, LockWait, ObjectStoreVfs, S3Config, SecretString,
+};
 pub use path::VfsPath;
 pub use scoped::ScopedVfs;
-pub use vfs::{EntryKind, LocalLocks, Metadata, Vfs, VfsEntry, VfsLock};
+pub use vfs::{EntryKind, HeldLock, LocalLocks, Metadata, Vfs, VfsEntry, VfsLock};
 
 /// This crate's README, compiled and run as a doctest (it ships in the package).
 #[cfg(doctest)]

@@ -65,6 +65,11 @@ impl ScopedVfs {
             }
             VfsError::Io { source, .. } => VfsError::Io { path: path.to_string(), source },
             VfsError::LockTimeout { after, .. } => VfsError::LockTimeout { path: path.clone(), after },
+            VfsError::LockLost { path: inner } => VfsError::LockLost { path: self.outer_path(&inner) },
+            VfsError::Conflict { path: inner } => VfsError::Conflict { path: self.outer_path(&inner) },
+            VfsError::ConditionalWritesUnsupported { store, detail } => {
+                VfsError::ConditionalWritesUnsupported { store, detail }
+            }
         }
     }
 }

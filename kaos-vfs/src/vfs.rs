@@ -149,15 +149,65 @@ pub trait Vfs: Send + Sync + Debug {
 }
 
 /// A held lock from [`Vfs::lock`]; dropping it releases the lock.
+///
+/// Some backends hold a lock by a lease that is renewed in the background and can be lost
+/// (an `ObjectStoreVfs` holder paused for longer than the lease's
+/// time to live is taken over). For those, [`check`](VfsLock::check) says whether the lock is
+/// still held, and [`release`](VfsLock::release) gives it back and waits until the release is
+/// stored, so a process that exits right after it leaves no lock behind. Dropping a lock
+/// without `release` still releases it, as well as the backend can from a destructor.
 #[must_use = "the lock is released as soon as this is dropped"]
 pub struct VfsLock {
-    _held: Box<dyn Send + Sync>,
+    held: Option<Box<dyn HeldLock>>,
 }
 
+/// What keeps a backend's lock held: released on drop, and, for leases, checked and released
+/// explicitly. Backends implement it for the guard they put in a [`VfsLock`].
+#[async_trait]
+pub trait HeldLock: Send + Sync {
+    /// `Ok` while the lock is still held as far as the holder can tell; for a lease,
+    /// [`VfsError::LockLost`] once it was taken over or has expired.
+    fn check(&self) -> Result<(), VfsError> {
+        Ok(())
+    }
+
+    /// Releases the lock and waits until the release is done. The default drops the guard.
+    async fn release(self: Box<Self>) -> Result<(), VfsError> {
+        Ok(())
+    }
+}
+
+/// A plain guard: held until dropped, never lost.
+struct Plain<T>(#[allow(dead_code)] T);
+
+impl<T: Send + Sync> HeldLock for Plain<T> {}
+
 impl VfsLock {
-    /// Wraps whatever keeps a backend's lock held until it is dropped.
+    /// Wraps whatever keeps a backend's lock held until it is dropped (a lock that cannot be
+    /// lost, such as an OS file lock).
     pub fn new(held: impl Send + Sync + 'static) -> Self {
-        Self { _held: Box::new(held) }
+        Self { held: Some(Box::new(Plain(held))) }
+    }
+
+    /// Wraps a guard that can be checked and released explicitly (a lease).
+    pub fn from_held(held: impl HeldLock + 'static) -> Self {
+        Self { held: Some(Box::new(held)) }
+    }
+
+    /// `Ok` while the lock is still held; [`VfsError::LockLost`] when a lease behind it was
+    /// taken over or expired (no request is made: this is what the holder knows).
+    pub fn check(&self) -> Result<(), VfsError> {
+        self.held.as_ref().map_or(Ok(()), |held| held.check())
+    }
+
+    /// Releases the lock and waits until the release is done (for a lease: stored in the
+    /// object store, so the next holder takes it at once). Prefer this to dropping the lock
+    /// when the process may exit right after.
+    pub async fn release(mut self) -> Result<(), VfsError> {
+        match self.held.take() {
+            Some(held) => held.release().await,
+            None => Ok(()),
+        }
     }
 }
 

@@ -10,6 +10,10 @@ the counts. The tests and the bench count a turn's object requests with it.
 moto checks a conditional PutObject's precondition and then stores the object in two steps;
 on a threaded server two racing requests could both pass the check. Serializing requests
 makes every request atomic, as S3's conditional writes are.
+
+`python3 server.py --ignore-conditions` plays a server that ignores conditional writes: it
+drops the `If-Match` and `If-None-Match` headers of every request before moto sees them (the
+tests check that such a server is refused).
 """
 
 import json
@@ -25,6 +29,7 @@ one_at_a_time = threading.Lock()
 
 
 counts = {}
+ignore_conditions = "--ignore-conditions" in sys.argv[1:]
 
 
 def serialized(environ, start_response):
@@ -37,6 +42,9 @@ def serialized(environ, start_response):
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
         counts[method] = counts.get(method, 0) + 1
+        if ignore_conditions:
+            environ.pop("HTTP_IF_MATCH", None)
+            environ.pop("HTTP_IF_NONE_MATCH", None)
         return list(app(environ, start_response))
 
 

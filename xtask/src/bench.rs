@@ -36,6 +36,14 @@ const RATIOS: &[(&str, &str, f64)] = &[
     ("session/persist/disk/10000", "session/persist/disk/10", 1.5),
 ];
 
+/// Ratios between two measurements that benches report as extra JSON lines (`"value"`), with
+/// the same meaning as [`RATIOS`]: object requests per turn must not grow with the session,
+/// for a process that made the previous turns (warm) nor for a new one (cold).
+const EXTRA_RATIOS: &[(&str, &str, f64)] = &[
+    ("object_store/requests_per_turn/warm/turn_500", "object_store/requests_per_turn/warm/turn_1", 1.5),
+    ("object_store/requests_per_turn/cold/turn_500", "object_store/requests_per_turn/cold/turn_1", 1.5),
+];
+
 /// Runs every bench in [`BENCHES`], passing `args` (e.g. a filter) to criterion, then prints the
 /// estimates this run wrote.
 pub(crate) fn run(args: &[String]) -> Result<()> {
@@ -95,6 +103,27 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     for (of, to, limit) in RATIOS {
         let median = |id: &str| estimates.iter().find(|e| e.bench == id).map(|e| e.median_ns);
         if let (Some(numerator), Some(denominator)) = (median(of), median(to)) {
+            let value = numerator / denominator;
+            let ok = value <= *limit;
+            println!(
+                r#"{{"ratio":"{of} / {to}","value":{},"limit":{},"ok":{ok}}}"#,
+                Value::from(value),
+                Value::from(*limit)
+            );
+            if !ok {
+                over.push(format!("{of} / {to} = {value:.2} (limit {limit})"));
+            }
+        }
+    }
+    let extra_value = |id: &str| {
+        extra_lines
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|v| v.get("bench").and_then(Value::as_str) == Some(id))
+            .and_then(|v| v.get("value").and_then(Value::as_f64))
+    };
+    for (of, to, limit) in EXTRA_RATIOS {
+        if let (Some(numerator), Some(denominator)) = (extra_value(of), extra_value(to)) {
             let value = numerator / denominator;
             let ok = value <= *limit;
             println!(

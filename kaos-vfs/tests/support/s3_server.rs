@@ -52,10 +52,20 @@ fn request(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
 impl S3Server {
     /// Starts a server, or explains why it could not (a failure, never a skip).
     pub fn start() -> Result<S3Server, String> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server that ignores conditional writes (`If-Match`, `If-None-Match`).
+    pub fn start_ignoring_conditions() -> Result<S3Server, String> {
+        Self::start_with(&["--ignore-conditions"])
+    }
+
+    fn start_with(args: &[&str]) -> Result<S3Server, String> {
         let python = std::env::var("KAOS_S3_PYTHON").unwrap_or_else(|_| "python3".to_owned());
         let hint = "install it with `bash tests/s3/install.sh` (python3 with pip; `cargo xtask ci` does)";
         let mut child = Command::new(&python)
             .arg(script())
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
