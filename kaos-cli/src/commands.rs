@@ -99,14 +99,24 @@ async fn watch(mut stream: kaos_runner::RunStream, show: Show) -> Result<TurnRes
         writeln!(stdout)?;
         stdout.flush()?;
         eprintln!(
-            "[turn {} · ${:.4} · {} tokens · {} model call(s)]",
+            "[turn {} · {} · {} tokens · {} model call(s)]",
             response.turn_number,
-            response.cost_usd,
+            cost(response.cost_usd, response.unpriced_model_calls),
             response.usage.total_tokens(),
             response.model_calls
         );
     }
     Ok(response)
+}
+
+/// A cost as text: `$0.0123`; `unpriced` when no call had a price; `$0.0123 + 2 unpriced
+/// call(s)` when some had none (never a `$0.0000` that hides an unknown price).
+pub(crate) fn cost(usd: f64, unpriced: u32) -> String {
+    match unpriced {
+        0 => format!("${usd:.4}"),
+        _ if usd == 0.0 => "unpriced".to_owned(),
+        n => format!("${usd:.4} + {n} unpriced call(s)"),
+    }
 }
 
 fn show_event(stdout: &mut impl std::io::Write, event: &Event) -> Result<()> {
@@ -198,7 +208,8 @@ pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> R
                 eprintln!("no sessions in {}", settings.data_dir.display());
             } else {
                 for s in list {
-                    println!("{}\t{} turn(s)\t${:.4}\t{} tokens", s.id, s.turns, s.cost_usd, s.total_tokens);
+                    let cost = cost(s.cost_usd, s.unpriced_model_calls);
+                    println!("{}\t{} turn(s)\t{cost}\t{} tokens", s.id, s.turns, s.total_tokens);
                 }
             }
         }
@@ -209,7 +220,8 @@ pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> R
                 return Ok(());
             }
             for record in turns {
-                println!("── turn {} · ${:.4} · {:?}", record.turn, record.cost_usd, record.stop_reason);
+                let cost = cost(record.cost_usd, record.unpriced_model_calls);
+                println!("── turn {} · {cost} · {:?}", record.turn, record.stop_reason);
                 for message in &record.messages {
                     let value = serde_json::to_value(message)?;
                     let role = value.get("role").and_then(Value::as_str).unwrap_or("?");

@@ -47,6 +47,16 @@ pub(crate) struct GlobalArgs {
     /// Machine-readable JSON on stdout instead of text.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// Sets a setting (`kaos config show` lists them), e.g.
+    /// `--set providers.openai_base_url=http://127.0.0.1:8080/v1` (repeatable; the highest layer).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub(crate) set: Vec<(String, String)>,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,20 +1,32 @@
 //! From command-line options to settings, an agent, a runtime and a runner.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use kaos_agent::{Agent, AgentConfig, ModelRef};
 use kaos_runner::Runner;
+use kaos_runner::providers::{ModelPrice, Pricing};
 use kaos_runtime::{Runtime, SettingSource, Settings};
 use kaos_vfs::{DiskVfs, MemoryVfs, Vfs};
 
 use crate::GlobalArgs;
 
-/// Settings from defaults, `./.env`, the environment and the command line's flags (the
-/// flags are explicit overrides, the highest layer).
+/// Settings from defaults, `./.env`, the environment, the agent file's `[providers]` table
+/// and the command line's flags (`--set`, `--model`, `--data-dir`: explicit overrides, the
+/// highest layer).
 pub(crate) fn settings(global: &GlobalArgs) -> Result<Settings> {
     let mut loader = Settings::loader().dotenv_file(".env").process_env();
+    if let Some(path) = &global.agent {
+        let extras = read_agent_file(path)?.1;
+        if !extras.settings.is_empty() {
+            loader = loader.file(path.clone(), extras.settings);
+        }
+    }
+    for (key, value) in &global.set {
+        loader = loader.set(key.clone(), value.clone());
+    }
     if let Some(dir) = &global.data_dir {
         loader = loader.set("runtime.data_dir", dir.display().to_string());
     }
@@ -24,18 +36,99 @@ pub(crate) fn settings(global: &GlobalArgs) -> Result<Settings> {
     Ok(loader.load()?)
 }
 
+/// What an agent file holds besides the agent: tables the CLI reads, not the agent.
+#[derive(Debug, Default)]
+pub(crate) struct AgentFileExtras {
+    /// `[providers]`, as dotted settings keys (`providers.openai_base_url`, …).
+    pub(crate) settings: Vec<(String, String)>,
+    /// `[pricing."provider:model"]`.
+    pub(crate) pricing: BTreeMap<String, ModelPrice>,
+    /// `[[mcp_servers]]`.
+    pub(crate) mcp_servers: Vec<toml::Value>,
+}
+
+/// The agent file's text split into the agent's table and the CLI's tables.
+fn read_agent_file(path: &Path) -> Result<(String, AgentFileExtras)> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read agent file {shown}"))?;
+    let mut extras = AgentFileExtras::default();
+    let Ok(mut table) = text.parse::<toml::Table>() else {
+        // Not TOML: the agent parser reports where.
+        return Ok((text, extras));
+    };
+    if let Some(providers) = table.remove("providers") {
+        let toml::Value::Table(providers) = providers else {
+            bail!("agent file {shown}: `providers` must be a table of settings (e.g. openai_base_url = \"…\")");
+        };
+        for (key, value) in providers {
+            let value = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => value.to_string(),
+                other => bail!("agent file {shown}: providers.{key} must be a string or a number, not {other}"),
+            };
+            extras.settings.push((format!("providers.{key}"), value));
+        }
+    }
+    if let Some(pricing) = table.remove("pricing") {
+        extras.pricing = pricing.try_into().map_err(|e: toml::de::Error| {
+            anyhow!(
+                "agent file {shown}: [pricing.\"provider:model\"] tables need input and output (and optional \
+                 cached_input) in USD per million tokens: {}",
+                e.message().trim_end()
+            )
+        })?;
+    }
+    if let Some(servers) = table.remove("mcp_servers") {
+        let toml::Value::Array(servers) = servers else {
+            bail!("agent file {shown}: mcp_servers must be an array of tables ([[mcp_servers]])");
+        };
+        extras.mcp_servers = servers;
+    }
+    if extras.settings.is_empty() && extras.pricing.is_empty() && extras.mcp_servers.is_empty() {
+        return Ok((text, extras));
+    }
+    Ok((toml::to_string(&table)?, extras))
+}
+
+/// The prices of the `pricing.file` setting and the agent file's `[pricing]` tables (the agent
+/// file's win), keyed by `provider:model`; `None` when neither sets any.
+pub(crate) fn pricing(settings: &Settings, extras: &AgentFileExtras) -> Result<Option<Pricing>> {
+    let mut models = BTreeMap::new();
+    if let Some(file) = &settings.pricing.file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the pricing file {} (setting pricing.file)", file.display()))?;
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct PricingFile {
+            #[serde(default)]
+            pricing: BTreeMap<String, ModelPrice>,
+        }
+        let parsed: PricingFile = toml::from_str(&text).map_err(|e| {
+            anyhow!("pricing file {} (setting pricing.file): {}", file.display(), e.message().trim_end())
+        })?;
+        models.extend(parsed.pricing);
+    }
+    models.extend(extras.pricing.clone());
+    if models.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Pricing::from_models("user", models)?))
+}
+
 /// An agent file, parsed and validated.
 pub(crate) struct AgentFile {
     pub(crate) agent: Agent,
     /// Whether the file names a model itself.
     names_model: bool,
+    /// The CLI's tables of the file.
+    pub(crate) extras: AgentFileExtras,
 }
 
 /// Reads the agent file at `path`. Errors name the file, and the line, column and field
 /// where TOML reports them.
 pub(crate) fn load_agent_file(path: &Path) -> Result<AgentFile> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read agent file {shown}"))?;
+    let (text, extras) = read_agent_file(path)?;
     let config: AgentConfig = toml::from_str(&text).map_err(|e| {
         let at = e.span().map(|span| line_column(&text, span.start));
         match at {
@@ -47,7 +140,7 @@ pub(crate) fn load_agent_file(path: &Path) -> Result<AgentFile> {
     })?;
     let names_model = text.parse::<toml::Table>().is_ok_and(|table| table.contains_key("model"));
     let agent = Agent::from_config(config).map_err(|e| anyhow!("agent file {shown}: {e}"))?;
-    Ok(AgentFile { agent, names_model })
+    Ok(AgentFile { agent, names_model, extras })
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
@@ -61,16 +154,16 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 /// The agent to run: `--agent` or the default agent, with its model chosen as
 /// `--model` → the agent file's `model` → `KAOS_MODEL` (`.env`) → the offline model.
 /// Says on stderr when it falls back to the offline model.
-pub(crate) fn agent(global: &GlobalArgs, settings: &Settings) -> Result<Agent> {
+pub(crate) fn agent(global: &GlobalArgs, settings: &Settings) -> Result<(Agent, AgentFileExtras)> {
     let file = global.agent.as_deref().map(load_agent_file).transpose()?;
     let from_flag = settings.source("model") == Some(SettingSource::Override);
-    let (agent, names_model) = match file {
-        Some(file) => (file.agent, file.names_model),
-        None => (Agent::builder().build()?, false),
+    let (agent, names_model, extras) = match file {
+        Some(file) => (file.agent, file.names_model, file.extras),
+        None => (Agent::builder().build()?, false, AgentFileExtras::default()),
     };
     let model = match (&settings.model, from_flag, names_model) {
         (Some(model), true, _) | (Some(model), false, false) => model.clone(),
-        (_, _, true) => return Ok(agent),
+        (_, _, true) => return Ok((agent, extras)),
         (None, _, false) => {
             eprintln!(
                 "kaos: no model configured (--model, the agent file's `model` or KAOS_MODEL); \
@@ -81,9 +174,10 @@ pub(crate) fn agent(global: &GlobalArgs, settings: &Settings) -> Result<Agent> {
         }
     };
     if agent.model().as_str() == model {
-        return Ok(agent);
+        return Ok((agent, extras));
     }
-    agent.to_builder().model(model).build().map_err(|e| anyhow!("invalid model: {e}"))
+    let agent = agent.to_builder().model(model).build().map_err(|e| anyhow!("invalid model: {e}"))?;
+    Ok((agent, extras))
 }
 
 /// The runtime the CLI runs in: the data directory as a disk VFS and the built-in VFS tools.
@@ -135,6 +229,10 @@ fn object_store_vfs(_settings: &Settings, bucket: &str) -> Result<Arc<dyn Vfs>> 
 /// Settings, agent, runtime (created on disk) and runner, for the commands that run turns.
 pub(crate) fn runner(global: &GlobalArgs) -> Result<Runner> {
     let settings = settings(global)?;
-    let agent = agent(global, &settings)?;
-    Ok(Runner::builder(agent, runtime(&settings, true)?).build()?)
+    let (agent, extras) = agent(global, &settings)?;
+    let mut builder = Runner::builder(agent, runtime(&settings, true)?);
+    if let Some(pricing) = pricing(&settings, &extras)? {
+        builder = builder.pricing(pricing);
+    }
+    Ok(builder.build()?)
 }

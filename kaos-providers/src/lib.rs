@@ -53,6 +53,7 @@ mod gemini;
 mod http;
 #[cfg(any(feature = "openai", feature = "openai-compatible"))]
 mod openai;
+mod priced;
 mod pricing;
 mod replay;
 mod retry;
@@ -62,6 +63,7 @@ mod secret;
 mod sse;
 mod tokens;
 mod types;
+mod vendor;
 
 #[cfg(feature = "anthropic")]
 pub use anthropic::AnthropicClient;
@@ -76,6 +78,7 @@ pub use gemini::GeminiClient;
 pub use openai::OpenAiClient;
 #[cfg(any(feature = "openai", feature = "openai-compatible"))]
 pub use openai::{MaxTokensField, Quirks};
+pub use priced::PricedClient;
 pub use pricing::{ModelPrice, Pricing, PricingError};
 pub use replay::{DirectoryStore, MemoryStore, Recording, RecordingStore, ReplayClient, request_key};
 pub use retry::{RetryClient, RetryPolicy, Sleeper};
@@ -84,6 +87,7 @@ pub use secret::SecretString;
 #[cfg(feature = "tiktoken")]
 pub use tokens::Tiktoken;
 pub use tokens::{Estimator, TokenCounter, counter_for};
+pub use vendor::{BUILT_IN_PROVIDERS, VendorConfig, vendor_client};
 pub use types::{
     FinishReason, Message, ModelRequest, ModelResponse, Sampling, StreamEvent, ToolCall, ToolChoice,
     ToolDefinition, Usage, estimate_tokens,

@@ -39,6 +39,7 @@ mod patterns;
 mod pause;
 mod permissions;
 mod response;
+mod models;
 mod runner;
 mod sessions;
 mod stream;
@@ -57,7 +58,8 @@ pub use kaos_session::{
 pub use pause::{Approval, PendingApproval, RUN_STATE_VERSION, RunState, RunStateError};
 pub use permissions::{PermissionPolicy, Verdict, VerdictReason};
 pub use response::{StopReason, ToolCallRecord, TurnFold, TurnResponse, fold};
-pub use runner::{DEFAULT_SESSION_CACHE, RunOptions, Runner, RunnerBuilder, resolve_model};
+pub use models::{ProviderFactory, resolve_model, vendor_config};
+pub use runner::{DEFAULT_SESSION_CACHE, RunOptions, Runner, RunnerBuilder};
 pub use stream::RunStream;
 
 /// The pages of `docs/`, compiled and run as doctests so the documentation cannot rot.
