@@ -58,13 +58,19 @@ fn read_agent_file(path: &Path) -> Result<(String, AgentFileExtras)> {
     };
     if let Some(providers) = table.remove("providers") {
         let toml::Value::Table(providers) = providers else {
-            bail!("agent file {shown}: `providers` must be a table of settings (e.g. openai_base_url = \"…\")");
+            bail!(
+                "agent file {shown}: `providers` must be a table of settings (e.g. openai_base_url = \"…\")"
+            );
         };
         for (key, value) in providers {
             let value = match value {
                 toml::Value::String(s) => s,
-                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => value.to_string(),
-                other => bail!("agent file {shown}: providers.{key} must be a string or a number, not {other}"),
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                    value.to_string()
+                }
+                other => {
+                    bail!("agent file {shown}: providers.{key} must be a string or a number, not {other}")
+                }
             };
             extras.settings.push((format!("providers.{key}"), value));
         }
@@ -95,8 +101,9 @@ fn read_agent_file(path: &Path) -> Result<(String, AgentFileExtras)> {
 pub(crate) fn pricing(settings: &Settings, extras: &AgentFileExtras) -> Result<Option<Pricing>> {
     let mut models = BTreeMap::new();
     if let Some(file) = &settings.pricing.file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read the pricing file {} (setting pricing.file)", file.display()))?;
+        let text = std::fs::read_to_string(file).with_context(|| {
+            format!("cannot read the pricing file {} (setting pricing.file)", file.display())
+        })?;
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct PricingFile {

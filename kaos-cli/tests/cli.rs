@@ -149,6 +149,18 @@ fn config_show_redacts_secrets_and_names_their_source() {
             {"key": "providers.anthropic_api_key", "value": "[redacted]",
              "source": {"layer": "dotenv", "path": ".env", "var": "ANTHROPIC_API_KEY"}, "secret": true},
             {"key": "providers.gemini_api_key", "value": null, "source": {"layer": "default"}, "secret": true},
+            {"key": "providers.openai_base_url", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_organization", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_project", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.anthropic_base_url", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.gemini_base_url", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_compatible_base_url", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_compatible_api_key", "value": null, "source": {"layer": "default"}, "secret": true},
+            {"key": "providers.max_output_tokens", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.timeout_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.max_retries", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.max_retry_wait_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "pricing.file", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "vfs.s3_bucket", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "vfs.s3_prefix", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "vfs.s3_endpoint", "value": null, "source": {"layer": "default"}, "secret": false},
@@ -257,7 +269,8 @@ fn sessions_can_be_listed_shown_exported_and_removed() {
     listed[0]["last_turn_at_ms"] = json!("TIME");
     assert_eq!(
         listed,
-        json!([{"id": "notes", "turns": 2, "cost_usd": 0.0, "total_tokens": "TOKENS", "last_turn_at_ms": "TIME"}])
+        json!([{"id": "notes", "turns": 2, "cost_usd": 0.0, "unpriced_model_calls": 0, "total_tokens": "TOKENS",
+                "last_turn_at_ms": "TIME"}])
     );
 
     let export = kaos(dir.path()).args(["sessions", "export", "notes"]).output().unwrap();
@@ -543,3 +556,8 @@ mod s3 {
         assert!(second["text"].as_str().unwrap().contains("2 user messages"), "{second}");
     }
 }
+
+/// Provider settings from every layer and prices from config, against local vendor servers.
+#[cfg(all(feature = "openai", feature = "anthropic", feature = "gemini", feature = "openai-compatible"))]
+#[path = "cli/providers.rs"]
+mod providers;

@@ -87,8 +87,8 @@ pub use secret::SecretString;
 #[cfg(feature = "tiktoken")]
 pub use tokens::Tiktoken;
 pub use tokens::{Estimator, TokenCounter, counter_for};
-pub use vendor::{BUILT_IN_PROVIDERS, VendorConfig, vendor_client};
 pub use types::{
     FinishReason, Message, ModelRequest, ModelResponse, Sampling, StreamEvent, ToolCall, ToolChoice,
     ToolDefinition, Usage, estimate_tokens,
 };
+pub use vendor::{BUILT_IN_PROVIDERS, VendorConfig, vendor_client};

@@ -62,7 +62,9 @@ impl VendorConfig {
     pub fn from_env(provider: &str, env: &dyn Fn(&str) -> Option<String>) -> Self {
         let get = |names: &[&str]| names.iter().find_map(|n| env(n).filter(|v| !v.trim().is_empty()));
         let (key, url, org, project): (&[&str], &[&str], &[&str], &[&str]) = match provider {
-            "openai" => (&["OPENAI_API_KEY"], &["OPENAI_BASE_URL"], &["OPENAI_ORG_ID"], &["OPENAI_PROJECT_ID"]),
+            "openai" => {
+                (&["OPENAI_API_KEY"], &["OPENAI_BASE_URL"], &["OPENAI_ORG_ID"], &["OPENAI_PROJECT_ID"])
+            }
             "anthropic" => (&["ANTHROPIC_API_KEY"], &["ANTHROPIC_BASE_URL"], &[], &[]),
             "gemini" => (&["GEMINI_API_KEY", "GOOGLE_API_KEY"], &["GOOGLE_GEMINI_BASE_URL"], &[], &[]),
             "openai-compatible" => {
@@ -202,11 +204,8 @@ mod build {
     pub(super) fn openai(config: &VendorConfig) -> Built {
         #[cfg(feature = "openai")]
         {
-            let mut client = crate::OpenAiClient::new(key(
-                config,
-                "openai",
-                "providers.openai_api_key (OPENAI_API_KEY)",
-            )?);
+            let mut client =
+                crate::OpenAiClient::new(key(config, "openai", "providers.openai_api_key (OPENAI_API_KEY)")?);
             if let Some(url) = &config.base_url {
                 client = client.with_base_url(url);
             }

@@ -35,11 +35,11 @@ mod error;
 mod events;
 mod guard;
 pub mod hooks;
+mod models;
 mod patterns;
 mod pause;
 mod permissions;
 mod response;
-mod models;
 mod runner;
 mod sessions;
 mod stream;
@@ -55,10 +55,10 @@ pub use kaos_session::{
     NewItem, SESSION_LAYOUT_VERSION, Section, SessionError, SessionExport, SessionId, SessionMemory,
     SessionSummary, Sessions, Summarizer, TurnRecord,
 };
+pub use models::{ProviderFactory, resolve_model, vendor_config};
 pub use pause::{Approval, PendingApproval, RUN_STATE_VERSION, RunState, RunStateError};
 pub use permissions::{PermissionPolicy, Verdict, VerdictReason};
 pub use response::{StopReason, ToolCallRecord, TurnFold, TurnResponse, fold};
-pub use models::{ProviderFactory, resolve_model, vendor_config};
 pub use runner::{DEFAULT_SESSION_CACHE, RunOptions, Runner, RunnerBuilder};
 pub use stream::RunStream;
 

@@ -64,8 +64,11 @@ impl Models {
     fn name_custom(&self, error: ProviderError) -> ProviderError {
         match error {
             ProviderError::UnknownModel { model, message } if message.starts_with("unknown provider") => {
-                let known: Vec<&str> =
-                    BUILT_IN_PROVIDERS.iter().copied().chain(self.custom.keys().map(String::as_str)).collect();
+                let known: Vec<&str> = BUILT_IN_PROVIDERS
+                    .iter()
+                    .copied()
+                    .chain(self.custom.keys().map(String::as_str))
+                    .collect();
                 let provider = model.split_once(':').map_or(model.as_str(), |(p, _)| p);
                 ProviderError::UnknownModel {
                     message: format!("unknown provider {provider:?} (known: {})", known.join(", ")),
@@ -158,12 +161,12 @@ mod tests {
         let vars: HashMap<String, String> =
             vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let model = ModelRef::new(model).unwrap_or_else(|e| unreachable!("{e}"));
-        Models::default().resolve(&model, &ProviderSettings::default(), &|name| vars.get(name).cloned()).map_err(
-            |e| match e {
+        Models::default()
+            .resolve(&model, &ProviderSettings::default(), &|name| vars.get(name).cloned())
+            .map_err(|e| match e {
                 RunError::Provider(e) => e,
                 other => unreachable!("{other}"),
-            },
-        )
+            })
     }
 
     fn error(model: &str, vars: &[(&str, &str)]) -> ProviderError {

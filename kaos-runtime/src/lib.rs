@@ -23,6 +23,6 @@ pub use error::RuntimeError;
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use secret::Secret;
 pub use settings::{
-    McpSettings, PricingSettings, ProviderSettings, SettingEntry, SettingKey, SettingSource, Settings, SettingsLoader,
-    VfsSettings,
+    McpSettings, PricingSettings, ProviderSettings, SettingEntry, SettingKey, SettingSource, Settings,
+    SettingsLoader, VfsSettings,
 };
