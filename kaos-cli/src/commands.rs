@@ -7,8 +7,8 @@ use clap::Subcommand;
 use futures::StreamExt as _;
 use kaos_agent::Decision;
 use kaos_runner::{
-    Approval, Event, EventKind, PermissionPolicy, Runner, SpanPhase, SpanSubject, StopReason, TurnFold,
-    TurnResponse, VerdictReason,
+    Approval, Event, EventKind, PermissionPolicy, RunState, Runner, SpanPhase, SpanSubject, StopReason,
+    TurnFold, TurnResponse, VerdictReason,
 };
 use kaos_tools::{ToolAnnotations, ToolSelector};
 use kaos_vfs::{EntryKind, VfsPath};
@@ -42,27 +42,141 @@ pub(crate) async fn run_turn(
         (false, false) => Show::Human,
     };
     let response = turn(&runner, message, session, show).await?;
+    finish(global, &response, show)
+}
+
+/// Prints a `--json` response and says why a turn stopped short; the exit code of a turn:
+/// 0 completed, 3 budget stop, 4 paused for approval, 5 any other stop short of an answer.
+fn finish(global: &GlobalArgs, response: &TurnResponse, show: Show) -> Result<std::process::ExitCode> {
     if show == Show::Json {
-        println!("{}", serde_json::to_string_pretty(&response)?);
+        println!("{}", serde_json::to_string_pretty(response)?);
+    }
+    let human = show == Show::Human;
+    if human && response.stop_reason != StopReason::Completed {
+        if let (StopReason::ApprovalRequired, Some(pending)) = (response.stop_reason, &response.pending_approval) {
+            eprintln!(
+                "paused: {}({}) needs approval ({}); run id {}",
+                pending.tool_name, pending.arguments, pending.reason, response.run_id
+            );
+            eprintln!("resume with: {}", resume_command(global, &response.run_id));
+        } else {
+            eprintln!("stopped: {}", stop_reason_text(response.stop_reason));
+        }
     }
     Ok(match response.stop_reason {
         StopReason::BudgetExceeded => std::process::ExitCode::from(3),
-        StopReason::ApprovalRequired => {
-            if show == Show::Human
-                && let Some(pending) = &response.pending_approval
-            {
-                eprintln!(
-                    "paused: {}({}) needs approval ({}); run id {}",
-                    pending.tool_name, pending.arguments, pending.reason, response.run_id
-                );
-            }
-            std::process::ExitCode::from(4)
-        }
+        StopReason::ApprovalRequired => std::process::ExitCode::from(4),
         StopReason::Completed => std::process::ExitCode::SUCCESS,
         // Stopped short of an answer: iteration limit, model unavailable, a refusal for lack of
         // evidence, an incomplete plan (and whatever reasons come later).
         _ => std::process::ExitCode::from(5),
     })
+}
+
+/// The command that resumes a paused run, with the data directory when one was given.
+fn resume_command(global: &GlobalArgs, run_id: &str) -> String {
+    let data_dir =
+        global.data_dir.as_ref().map(|d| format!(" --data-dir {}", d.display())).unwrap_or_default();
+    format!("kaos resume {run_id} --approve | --always | --deny{data_dir}")
+}
+
+/// Why a turn stopped, for a person.
+fn stop_reason_text(reason: StopReason) -> String {
+    let name = serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned));
+    let name = name.unwrap_or_else(|| format!("{reason:?}"));
+    let why = match name.as_str() {
+        "budget_exceeded" => " (a cost, token, tool-call or time cap of the agent's budget)",
+        "max_iterations" => " (the agent's limits.max_iterations; raise it in the agent file)",
+        _ => "",
+    };
+    format!("{name}{why}")
+}
+
+/// `kaos resume`: continues a paused run with a person's answer.
+pub(crate) async fn resume_run(
+    global: &GlobalArgs,
+    run_id: &str,
+    approval: Approval,
+) -> Result<std::process::ExitCode> {
+    let settings = setup::settings(global)?;
+    let runtime = setup::runtime(&settings, false)?;
+    let state = read_state(runtime.vfs().as_ref(), run_id).await?;
+    // The paused agent, unless an agent file is given (resuming checks it is the same agent).
+    let (agent, extras) = match &global.agent {
+        Some(_) => setup::agent(global, &settings)?,
+        None => (kaos_agent::Agent::from_config(state.agent.clone())?, setup::AgentFileExtras::default()),
+    };
+    let runner = setup::build_runner(&settings, agent, &extras, runtime)?;
+    let show = if global.json { Show::Json } else { Show::Human };
+    let response = watch(runner.resume(state, approval), show).await?;
+    finish(global, &response, show)
+}
+
+/// The stored state of a paused run; errors say how to find one.
+async fn read_state(vfs: &dyn kaos_vfs::Vfs, run_id: &str) -> Result<RunState> {
+    let path = VfsPath::new("runs")?.join(run_id)?.join("state.json")?;
+    match vfs.read(&path).await {
+        Ok(bytes) => Ok(serde_json::from_slice(&bytes).with_context(|| format!("run {run_id}: unreadable state"))?),
+        Err(e) if e.is_not_found() => {
+            bail!("no paused run {run_id:?} in this data directory (`kaos runs ls` lists them; --data-dir chooses the directory)")
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `kaos runs …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunsCommand {
+    /// List runs that paused for approval, and whether they were resumed.
+    Ls,
+}
+
+pub(crate) async fn runs(global: &GlobalArgs, command: RunsCommand) -> Result<()> {
+    let RunsCommand::Ls = command;
+    let settings = setup::settings(global)?;
+    let runtime = setup::runtime(&settings, false)?;
+    let vfs = runtime.vfs();
+    let root = VfsPath::new("runs")?;
+    let entries = match vfs.list(&root).await {
+        Ok(entries) => entries,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let mut states = Vec::new();
+    for entry in entries.iter().filter(|e| e.kind == EntryKind::Dir) {
+        let Some(id) = entry.path.as_str().rsplit('/').next() else { continue };
+        states.push(read_state(vfs.as_ref(), id).await?);
+    }
+    states.sort_by_key(|s| s.paused_at_ms);
+    if global.json {
+        let rows: Vec<Value> = states
+            .iter()
+            .map(|s| {
+                json!({
+                    "run_id": s.run_id,
+                    "session_id": s.session_id,
+                    "turn_number": s.turn_number,
+                    "status": if s.resumed { "resumed" } else { "paused" },
+                    "tool_name": s.pending.tool_name,
+                    "arguments": s.pending.arguments,
+                    "reason": s.pending.reason,
+                    "paused_at_ms": s.paused_at_ms,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if states.is_empty() {
+        eprintln!("no paused runs in {}", settings.data_dir.display());
+    } else {
+        for s in states {
+            let status = if s.resumed { "resumed" } else { "paused" };
+            println!(
+                "{}\t{status}\tsession {}\tturn {}\t{}({})\t{}",
+                s.run_id, s.session_id, s.turn_number, s.pending.tool_name, s.pending.arguments, s.pending.reason
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs one turn, showing it as it happens, and returns its response.

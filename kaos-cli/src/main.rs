@@ -6,7 +6,8 @@
 //!
 //! Exit codes (also in `docs/reference/cli.md`): 0 success, 1 error (message on stderr),
 //! 2 usage error (clap's), 3 a turn stopped by its budget, 4 a turn paused because a tool call
-//! needs approval (`kaos run`; `kaos chat` asks y/n and resumes).
+//! needs approval (`kaos run`, continued by `kaos resume`; `kaos chat` asks y/n and resumes),
+//! 5 a turn stopped short of an answer for another reason.
 
 mod chat;
 mod commands;
@@ -22,7 +23,9 @@ use clap::{Args, Parser, Subcommand};
     name = "kaos",
     version,
     about = "KAOS: run an agent from the command line (offline on scripted:echo when no model is configured)",
-    after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 budget stop, 4 approval needed.\n\
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 budget stop, 4 approval needed \
+                  (kaos resume RUN_ID --approve | --always | --deny), 5 stopped short of an answer \
+                  (iteration limit, model unavailable, refusal).\n\
                   Docs: docs/reference/cli.md"
 )]
 struct Cli {
@@ -78,6 +81,27 @@ enum Command {
         #[arg(long, conflicts_with = "json")]
         events: bool,
     },
+    /// Continue a run that paused because a tool call needs approval (`kaos run` exit 4).
+    #[command(group(clap::ArgGroup::new("answer").required(true).args(["approve", "always", "deny"])))]
+    Resume {
+        /// The paused run (`kaos runs ls` lists them).
+        run_id: String,
+        /// Run the pending call.
+        #[arg(long)]
+        approve: bool,
+        /// Run it, and approve that tool for the rest of the run.
+        #[arg(long)]
+        always: bool,
+        /// Do not run it; the model is told so.
+        #[arg(long)]
+        deny: bool,
+        /// The reason given to the model with --deny.
+        #[arg(long, requires = "deny", default_value = "the user declined")]
+        reason: String,
+    },
+    /// Runs that paused for approval.
+    #[command(subcommand)]
+    Runs(commands::RunsCommand),
     /// Stored sessions.
     #[command(subcommand)]
     Sessions(commands::SessionsCommand),
@@ -125,6 +149,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run { message, session, events } => {
             return runtime.block_on(commands::run_turn(global, &message, &session, events));
         }
+        Command::Resume { run_id, approve: _, always, deny, reason } => {
+            let approval = if deny {
+                kaos_runner::Approval::deny(reason)
+            } else if always {
+                kaos_runner::Approval::approve_and_remember()
+            } else {
+                kaos_runner::Approval::approve()
+            };
+            return runtime.block_on(commands::resume_run(global, &run_id, approval));
+        }
+        Command::Runs(command) => runtime.block_on(commands::runs(global, command)),
         Command::Sessions(command) => runtime.block_on(commands::sessions(global, command)),
         Command::Tools(command) => commands::tools(global, command),
         Command::Vfs(command) => runtime.block_on(commands::vfs(global, command)),

@@ -237,8 +237,18 @@ fn object_store_vfs(_settings: &Settings, bucket: &str) -> Result<Arc<dyn Vfs>> 
 pub(crate) fn runner(global: &GlobalArgs) -> Result<Runner> {
     let settings = settings(global)?;
     let (agent, extras) = agent(global, &settings)?;
-    let mut builder = Runner::builder(agent, runtime(&settings, true)?);
-    if let Some(pricing) = pricing(&settings, &extras)? {
+    build_runner(&settings, agent, &extras, runtime(&settings, true)?)
+}
+
+/// The runner of `agent` in `runtime`, with the prices of the settings and the agent file.
+pub(crate) fn build_runner(
+    settings: &Settings,
+    agent: Agent,
+    extras: &AgentFileExtras,
+    runtime: Runtime,
+) -> Result<Runner> {
+    let mut builder = Runner::builder(agent, runtime);
+    if let Some(pricing) = pricing(settings, extras)? {
         builder = builder.pricing(pricing);
     }
     Ok(builder.build()?)

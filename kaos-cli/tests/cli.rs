@@ -561,3 +561,8 @@ mod s3 {
 #[cfg(all(feature = "openai", feature = "anthropic", feature = "gemini", feature = "openai-compatible"))]
 #[path = "cli/providers.rs"]
 mod providers;
+
+/// `kaos resume` and `kaos runs ls`, against a local OpenAI-compatible server.
+#[cfg(feature = "openai-compatible")]
+#[path = "cli/resume.rs"]
+mod resume;
