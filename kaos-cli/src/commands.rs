@@ -53,7 +53,9 @@ fn finish(global: &GlobalArgs, response: &TurnResponse, show: Show) -> Result<st
     }
     let human = show == Show::Human;
     if human && response.stop_reason != StopReason::Completed {
-        if let (StopReason::ApprovalRequired, Some(pending)) = (response.stop_reason, &response.pending_approval) {
+        if let (StopReason::ApprovalRequired, Some(pending)) =
+            (response.stop_reason, &response.pending_approval)
+        {
             eprintln!(
                 "paused: {}({}) needs approval ({}); run id {}",
                 pending.tool_name, pending.arguments, pending.reason, response.run_id
@@ -116,9 +118,13 @@ pub(crate) async fn resume_run(
 async fn read_state(vfs: &dyn kaos_vfs::Vfs, run_id: &str) -> Result<RunState> {
     let path = VfsPath::new("runs")?.join(run_id)?.join("state.json")?;
     match vfs.read(&path).await {
-        Ok(bytes) => Ok(serde_json::from_slice(&bytes).with_context(|| format!("run {run_id}: unreadable state"))?),
+        Ok(bytes) => {
+            Ok(serde_json::from_slice(&bytes).with_context(|| format!("run {run_id}: unreadable state"))?)
+        }
         Err(e) if e.is_not_found() => {
-            bail!("no paused run {run_id:?} in this data directory (`kaos runs ls` lists them; --data-dir chooses the directory)")
+            bail!(
+                "no paused run {run_id:?} in this data directory (`kaos runs ls` lists them; --data-dir chooses the directory)"
+            )
         }
         Err(e) => Err(e.into()),
     }
@@ -172,7 +178,12 @@ pub(crate) async fn runs(global: &GlobalArgs, command: RunsCommand) -> Result<()
             let status = if s.resumed { "resumed" } else { "paused" };
             println!(
                 "{}\t{status}\tsession {}\tturn {}\t{}({})\t{}",
-                s.run_id, s.session_id, s.turn_number, s.pending.tool_name, s.pending.arguments, s.pending.reason
+                s.run_id,
+                s.session_id,
+                s.turn_number,
+                s.pending.tool_name,
+                s.pending.arguments,
+                s.pending.reason
             );
         }
     }
@@ -574,6 +585,12 @@ pub(crate) fn policy(global: &GlobalArgs, command: PolicyCommand) -> Result<()> 
         _ => "no rule matched; the default".to_owned(),
     };
     println!("{decision}\t{why}");
+    if registered.is_none() {
+        eprintln!(
+            "note: no tool named {tool:?} is registered (`kaos tools ls` lists them); this is the \
+             verdict for a tool with the annotations given by the flags"
+        );
+    }
     Ok(())
 }
 

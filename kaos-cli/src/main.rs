@@ -134,10 +134,26 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes (`source()` chain), joined by ": ", each cause once: a cause
+/// whose text the message so far already ends with (an error type that repeats its source
+/// in its own message) is not repeated.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let part = error.to_string();
+        if !text.ends_with(&part) {
+            text = format!("{text}: {part}");
+        }
+        cause = error.source();
+    }
+    text
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {

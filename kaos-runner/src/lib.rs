@@ -88,6 +88,8 @@ mod docs {
     mod cli_reference {}
     #[doc = include_str!("../../docs/concepts/providers-and-cost.md")]
     mod providers_and_cost {}
+    #[doc = include_str!("../../docs/concepts/custom-providers.md")]
+    mod custom_providers {}
     #[doc = include_str!("../../docs/tutorials/first-agent.md")]
     mod first_agent {}
     #[doc = include_str!("../../docs/tutorials/the-kaos-command.md")]

@@ -54,11 +54,17 @@ async fn a_paused_run_is_listed_and_resumed_by_the_printed_command() {
         .and_then(|rest| rest.strip_suffix(" --approve | --always | --deny"))
         .unwrap_or_else(|| panic!("no resume command in: {err}"))
         .to_owned();
-    assert!(err.contains(&format!("paused: kaos-vfs-write(")) && err.contains(&format!("run id {run_id}")), "{err}");
+    assert!(
+        err.contains(&format!("paused: kaos-vfs-write(")) && err.contains(&format!("run id {run_id}")),
+        "{err}"
+    );
 
     let listed = kaos(dir.path()).args(["runs", "ls"]).output().unwrap();
     let text = String::from_utf8_lossy(&listed.stdout);
-    assert!(text.starts_with(&format!("{run_id}\tpaused\tsession default\tturn 1\tkaos-vfs-write(")), "{text}");
+    assert!(
+        text.starts_with(&format!("{run_id}\tpaused\tsession default\tturn 1\tkaos-vfs-write(")),
+        "{text}"
+    );
 
     // The printed command, answered with --approve: the write happens and the turn completes.
     let resumed = kaos_with(&server, dir.path(), &["resume", &run_id, "--approve"]).await;
@@ -74,7 +80,8 @@ async fn a_paused_run_is_listed_and_resumed_by_the_printed_command() {
     assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
 
     // --deny: the tool does not run and the model is told why.
-    let paused = kaos_with(&server, dir.path(), &[&model[..], &["run", "--json", "second note"]].concat()).await;
+    let paused =
+        kaos_with(&server, dir.path(), &[&model[..], &["run", "--json", "second note"]].concat()).await;
     assert_eq!(paused.status.code(), Some(4));
     let run_id = stdout_json(&paused)["run_id"].as_str().unwrap().to_owned();
     let denied =
@@ -82,7 +89,10 @@ async fn a_paused_run_is_listed_and_resumed_by_the_printed_command() {
     assert!(denied.status.success(), "{}", stderr(&denied));
     assert_eq!(stdout_json(&denied)["stop_reason"], "completed");
     assert!(stdout_json(&denied)["text"].as_str().unwrap().contains("not now"));
-    assert_eq!(std::fs::read_to_string(dir.path().join(".kaos/sessions/default/files/note.txt")).unwrap(), "first note");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".kaos/sessions/default/files/note.txt")).unwrap(),
+        "first note"
+    );
 
     // No answer is a usage error; an unknown run says how to find one.
     let usage = kaos(dir.path()).args(["resume", &run_id]).output().unwrap();
