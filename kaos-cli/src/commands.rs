@@ -14,6 +14,7 @@ use kaos_tools::{ToolAnnotations, ToolSelector};
 use kaos_vfs::{EntryKind, VfsPath};
 use serde_json::{Map, Value, json};
 
+use crate::status::Status;
 use crate::{GlobalArgs, setup};
 
 /// How a turn is shown while it runs.
@@ -209,16 +210,41 @@ pub(crate) async fn resume(
 /// Shows a run's events as they come and folds them into its response.
 async fn watch(mut stream: kaos_runner::RunStream, show: Show) -> Result<TurnResponse> {
     let mut fold = TurnFold::default();
-    let mut stdout = std::io::stdout().lock();
-    while let Some(event) = stream.next().await {
-        let event = event?;
+    let mut status = Status::new();
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(120));
+    loop {
+        let next = if show == Show::Human && status.spinning() {
+            tokio::select! {
+                next = stream.next() => next,
+                _ = ticks.tick() => {
+                    status.tick();
+                    continue;
+                }
+            }
+        } else {
+            stream.next().await
+        };
+        let Some(event) = next else { break };
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                status.clear();
+                return Err(error.into());
+            }
+        };
         match show {
-            Show::Events => writeln!(stdout, "{}", serde_json::to_string(&event)?)?,
-            Show::Human => show_event(&mut stdout, &event)?,
+            Show::Events => println!("{}", serde_json::to_string(&event)?),
+            Show::Human => {
+                status.clear();
+                show_event(&mut std::io::stdout().lock(), &event)?;
+                status.observe(&event);
+            }
             Show::Json => {}
         }
         fold.push(&event);
     }
+    drop(status);
+    let mut stdout = std::io::stdout().lock();
     let response = fold.finish().context("the turn ended without a summary")?;
     if show == Show::Human {
         writeln!(stdout)?;

@@ -12,6 +12,7 @@
 mod chat;
 mod commands;
 mod setup;
+mod status;
 
 use std::process::ExitCode;
 

@@ -24,6 +24,22 @@ fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Fails when an error line repeats a clause (`a: b: b`, `a: b: c: b: c`): each cause of an
+/// error is printed once.
+fn assert_each_cause_once(line: &str) {
+    let parts: Vec<&str> = line.split(": ").collect();
+    for len in 1..=parts.len() / 2 {
+        for start in 0..=parts.len() - 2 * len {
+            let (a, b) = (&parts[start..start + len], &parts[start + len..start + 2 * len]);
+            assert_ne!(a, b, "a repeated clause in: {line}");
+        }
+    }
+    for (i, part) in parts.iter().enumerate() {
+        let rest = parts[i + 1..].join(": ");
+        assert!(part.len() < 12 || !rest.contains(part), "{part:?} is repeated in: {line}");
+    }
+}
+
 /// A `TurnResponse` with the fields that differ per run (ids, token estimates) checked and
 /// replaced by placeholders, so the rest can be compared whole.
 fn normalized(mut response: Value) -> Value {

@@ -324,6 +324,7 @@ fn config_show_names_the_layer_of_every_provider_setting() {
     assert_eq!(bad.status.code(), Some(1));
     let err = stderr(&bad);
     assert!(err.contains("providers.openai_base_ulr") && err.contains("bad.toml"), "{err}");
+    super::assert_each_cause_once(err.trim_end());
 }
 
 fn compatible(server: &MockServer) -> String {
@@ -355,8 +356,17 @@ async fn timeout_and_retries_come_from_the_settings() {
     ]);
     let output = run_blocking(command).await;
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(stderr(&output).contains("timed out"), "{}", stderr(&output));
+    let err = stderr(&output);
+    let error = err.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("{err}"));
+    assert!(error.contains("timed out") || error.contains("no answer within 0.2 s"), "{err}");
+    super::assert_each_cause_once(error);
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    // Not a terminal: the status is plain lines — the wait for the model, then the retry.
+    assert!(err.contains("  … waiting for openai-compatible:tiny\n"), "{err}");
+    assert!(
+        err.contains("  … openai-compatible:tiny: transport (") && err.contains("retry 1 in 0.0 s"),
+        "{err}"
+    );
 }
 
 /// A rate-limited server asking for a long wait: the longest wait setting caps it, and the
@@ -386,6 +396,7 @@ async fn the_longest_retry_wait_caps_a_vendors_retry_after() {
     let output = run_blocking(command).await;
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(stderr(&output).contains("rate limited: HTTP 429: slow down"), "{}", stderr(&output));
+    super::assert_each_cause_once(stderr(&output).trim_end());
     assert_eq!(server.received_requests().await.unwrap().len(), 3);
     // Each wait is reported, capped at the setting (not the hour the server asked for).
     let waits: Vec<Value> = String::from_utf8_lossy(&output.stdout)

@@ -99,4 +99,7 @@ async fn a_paused_run_is_listed_and_resumed_by_the_printed_command() {
     assert_eq!(usage.status.code(), Some(2));
     let unknown = kaos(dir.path()).args(["resume", "run_nope", "--deny"]).output().unwrap();
     assert!(stderr(&unknown).contains("kaos runs ls"), "{}", stderr(&unknown));
+    for output in [&again, &unknown] {
+        super::assert_each_cause_once(stderr(output).lines().last().unwrap());
+    }
 }
