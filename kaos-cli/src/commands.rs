@@ -418,12 +418,15 @@ pub(crate) enum ToolsCommand {
 pub(crate) fn tools(global: &GlobalArgs, command: ToolsCommand) -> Result<()> {
     let ToolsCommand::Ls = command;
     let settings = setup::settings(global)?;
-    let agent = match &global.agent {
-        Some(path) => setup::load_agent_file(path)?.agent,
-        None => kaos_agent::Agent::builder().build()?,
+    let (agent, extras) = match &global.agent {
+        Some(path) => {
+            let file = setup::load_agent_file(path)?;
+            (file.agent, file.extras)
+        }
+        None => (kaos_agent::Agent::builder().build()?, setup::AgentFileExtras::default()),
     };
     let selector = ToolSelector::new(agent.tools())?;
-    let runtime = setup::runtime(&settings, false)?;
+    let runtime = setup::agent_runtime(&settings, false, &extras)?;
     let mut rows = Vec::new();
     for tool in runtime.tools().list() {
         let spec = tool.spec();
@@ -568,11 +571,14 @@ fn parse_arg(text: &str) -> Result<(String, String), String> {
 pub(crate) fn policy(global: &GlobalArgs, command: PolicyCommand) -> Result<()> {
     let PolicyCommand::Check { tool, args, read_only, destructive, requires_confirmation } = command;
     let settings = setup::settings(global)?;
-    let agent = match &global.agent {
-        Some(path) => setup::load_agent_file(path)?.agent,
-        None => kaos_agent::Agent::builder().build()?,
+    let (agent, extras) = match &global.agent {
+        Some(path) => {
+            let file = setup::load_agent_file(path)?;
+            (file.agent, file.extras)
+        }
+        None => (kaos_agent::Agent::builder().build()?, setup::AgentFileExtras::default()),
     };
-    let runtime = setup::runtime(&settings, false)?;
+    let runtime = setup::agent_runtime(&settings, false, &extras)?;
     let registered = runtime.tools().get(&tool).map(|t| t.spec().annotations);
     let base = registered.unwrap_or_default();
     let annotations = base

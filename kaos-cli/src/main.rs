@@ -160,6 +160,8 @@ pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     // Multi-threaded: `kaos serve` runs many sessions' turns at once.
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Synchronous commands may connect to MCP servers, whose connections live on this runtime.
+    let _entered = runtime.enter();
     let global = &cli.global;
     let done = match cli.command {
         Command::Chat { session } => chat::run(global, &session, &runtime),

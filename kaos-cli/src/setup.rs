@@ -44,14 +44,43 @@ pub(crate) struct AgentFileExtras {
     /// `[pricing."provider:model"]`.
     pub(crate) pricing: BTreeMap<String, ModelPrice>,
     /// `[[mcp_servers]]`.
-    pub(crate) mcp_servers: Vec<toml::Value>,
+    pub(crate) mcp_servers: Vec<McpServerEntry>,
+    /// The file.
+    pub(crate) path: Option<std::path::PathBuf>,
+}
+
+/// One `[[mcp_servers]]` table of an agent file: an MCP server whose tools are mounted as
+/// `{name}-{tool}`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct McpServerEntry {
+    /// The prefix of its tools.
+    pub(crate) name: String,
+    /// stdio: the command to start.
+    #[serde(default)]
+    command: Option<String>,
+    /// stdio: its arguments.
+    #[serde(default)]
+    args: Vec<String>,
+    /// stdio: extra environment variables.
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    /// Streamable HTTP: the server's URL.
+    #[serde(default)]
+    url: Option<String>,
+    /// Streamable HTTP: the environment variable holding the bearer token.
+    #[serde(default)]
+    token_env: Option<String>,
+    /// Globs over the server's tool names selecting those to mount [all].
+    #[serde(default)]
+    tools: Vec<String>,
 }
 
 /// The agent file's text split into the agent's table and the CLI's tables.
 fn read_agent_file(path: &Path) -> Result<(String, AgentFileExtras)> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read agent file {shown}"))?;
-    let mut extras = AgentFileExtras::default();
+    let mut extras = AgentFileExtras { path: Some(path.to_path_buf()), ..AgentFileExtras::default() };
     let Ok(mut table) = text.parse::<toml::Table>() else {
         // Not TOML: the agent parser reports where.
         return Ok((text, extras));
@@ -85,10 +114,13 @@ fn read_agent_file(path: &Path) -> Result<(String, AgentFileExtras)> {
         })?;
     }
     if let Some(servers) = table.remove("mcp_servers") {
-        let toml::Value::Array(servers) = servers else {
-            bail!("agent file {shown}: mcp_servers must be an array of tables ([[mcp_servers]])");
-        };
-        extras.mcp_servers = servers;
+        extras.mcp_servers = servers.try_into().map_err(|e: toml::de::Error| {
+            anyhow!(
+                "agent file {shown}: [[mcp_servers]] tables take name, command, args, env (stdio) or \
+                 url, token_env (streamable HTTP), and tools: {}",
+                e.message().trim_end()
+            )
+        })?;
     }
     if extras.settings.is_empty() && extras.pricing.is_empty() && extras.mcp_servers.is_empty() {
         return Ok((text, extras));
@@ -190,6 +222,87 @@ pub(crate) fn agent(global: &GlobalArgs, settings: &Settings) -> Result<(Agent, 
 /// The runtime the CLI runs in: the data directory as a disk VFS and the built-in VFS tools.
 /// With `create` false a missing data directory is read as empty and not created.
 pub(crate) fn runtime(settings: &Settings, create: bool) -> Result<Runtime> {
+    Ok(runtime_builder(settings, create)?.build())
+}
+
+/// [`runtime`] with the tools of the agent file's MCP servers mounted.
+pub(crate) fn agent_runtime(settings: &Settings, create: bool, extras: &AgentFileExtras) -> Result<Runtime> {
+    let mut builder = runtime_builder(settings, create)?;
+    for tool in mcp_tools(extras)? {
+        builder = builder.tool(tool)?;
+    }
+    Ok(builder.build())
+}
+
+/// Connects to the agent file's MCP servers and returns their selected tools, named
+/// `{name}-{tool}`. A server that cannot be reached is an error naming it.
+#[cfg(feature = "mcp")]
+fn mcp_tools(extras: &AgentFileExtras) -> Result<Vec<Arc<dyn kaos_tools::Tool>>> {
+    use kaos_tools::ToolSelector;
+    use kaos_tools::mcp_client::{McpClient, McpServerConfig};
+
+    let file =
+        extras.path.as_deref().map_or_else(|| "the agent file".to_owned(), |p| p.display().to_string());
+    let mut tools = Vec::new();
+    for entry in &extras.mcp_servers {
+        let name = &entry.name;
+        let config = match (&entry.command, &entry.url) {
+            (Some(command), None) => {
+                let mut config = McpServerConfig::stdio(name.clone(), command.clone(), entry.args.clone());
+                for (key, value) in &entry.env {
+                    config = config.with_env(key.clone(), value.clone());
+                }
+                config
+            }
+            (None, Some(url)) => {
+                let mut config = McpServerConfig::http(name.clone(), url.clone());
+                if let Some(var) = &entry.token_env {
+                    let token = std::env::var(var).map_err(|_| {
+                        anyhow!(
+                            "MCP server `{name}` ({file}): its token variable {var} (token_env) is not set"
+                        )
+                    })?;
+                    config = config.with_bearer_token(token);
+                }
+                config
+            }
+            _ => bail!(
+                "MCP server `{name}` ({file}): give either `command` (stdio) or `url` (streamable HTTP)"
+            ),
+        };
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| anyhow!("MCP server `{name}`: no async runtime to connect from"))?;
+        let client = tokio::task::block_in_place(|| handle.block_on(McpClient::connect(config)))
+            .with_context(|| format!("MCP server `{name}` of {file} is unavailable"))?;
+        let globs: Vec<String> =
+            if entry.tools.is_empty() { vec!["*".to_owned()] } else { entry.tools.clone() };
+        let selector =
+            ToolSelector::new(&globs).with_context(|| format!("MCP server `{name}` ({file}): tools"))?;
+        let prefix = format!("{name}-");
+        for tool in client.tools() {
+            let mounted = tool.spec().name.to_string();
+            if selector.matches(mounted.strip_prefix(&prefix).unwrap_or(&mounted)) {
+                tools.push(tool.clone());
+            }
+        }
+    }
+    Ok(tools)
+}
+
+/// Without the `mcp` feature, MCP servers in an agent file are an error rather than ignored.
+#[cfg(not(feature = "mcp"))]
+fn mcp_tools(extras: &AgentFileExtras) -> Result<Vec<Arc<dyn kaos_tools::Tool>>> {
+    match extras.mcp_servers.first() {
+        None => Ok(Vec::new()),
+        Some(entry) => bail!(
+            "the agent file names the MCP server `{}` but this kaos was built without MCP; rebuild it \
+             with `--features mcp`",
+            entry.name
+        ),
+    }
+}
+
+fn runtime_builder(settings: &Settings, create: bool) -> Result<kaos_runtime::RuntimeBuilder> {
     let dir = &settings.data_dir;
     let vfs: Arc<dyn Vfs> = if let Some(bucket) = &settings.vfs.s3_bucket {
         object_store_vfs(settings, bucket)?
@@ -198,7 +311,7 @@ pub(crate) fn runtime(settings: &Settings, create: bool) -> Result<Runtime> {
     } else {
         Arc::new(MemoryVfs::new())
     };
-    Ok(Runtime::builder().vfs(vfs).builtin_tools()?.settings(settings.clone()).build())
+    Ok(Runtime::builder().vfs(vfs).builtin_tools()?.settings(settings.clone()))
 }
 
 /// The object-store VFS the `vfs.s3_*` settings describe (sessions shared by every process
@@ -237,7 +350,8 @@ fn object_store_vfs(_settings: &Settings, bucket: &str) -> Result<Arc<dyn Vfs>> 
 pub(crate) fn runner(global: &GlobalArgs) -> Result<Runner> {
     let settings = settings(global)?;
     let (agent, extras) = agent(global, &settings)?;
-    build_runner(&settings, agent, &extras, runtime(&settings, true)?)
+    let runtime = agent_runtime(&settings, true, &extras)?;
+    build_runner(&settings, agent, &extras, runtime)
 }
 
 /// The runner of `agent` in `runtime`, with the prices of the settings and the agent file.

@@ -582,3 +582,8 @@ mod providers;
 #[cfg(feature = "openai-compatible")]
 #[path = "cli/resume.rs"]
 mod resume;
+
+/// MCP servers named in agent files.
+#[cfg(all(feature = "mcp", feature = "openai-compatible"))]
+#[path = "cli/mcp_servers.rs"]
+mod mcp_servers;
