@@ -55,7 +55,7 @@ async fn a_paused_run_is_listed_and_resumed_by_the_printed_command() {
         .unwrap_or_else(|| panic!("no resume command in: {err}"))
         .to_owned();
     assert!(
-        err.contains(&format!("paused: kaos-vfs-write(")) && err.contains(&format!("run id {run_id}")),
+        err.contains("paused: kaos-vfs-write(") && err.contains(&format!("run id {run_id}")),
         "{err}"
     );
 
