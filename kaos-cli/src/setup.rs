@@ -38,6 +38,7 @@ pub(crate) fn settings(global: &GlobalArgs) -> Result<Settings> {
 
 /// What an agent file holds besides the agent: tables the CLI reads, not the agent.
 #[derive(Debug, Default)]
+#[cfg_attr(not(feature = "mcp"), allow(dead_code))]
 pub(crate) struct AgentFileExtras {
     /// `[providers]`, as dotted settings keys (`providers.openai_base_url`, …).
     pub(crate) settings: Vec<(String, String)>,
@@ -50,8 +51,9 @@ pub(crate) struct AgentFileExtras {
 }
 
 /// One `[[mcp_servers]]` table of an agent file: an MCP server whose tools are mounted as
-/// `{name}-{tool}`.
+/// `{name}-{tool}`. (Read only with the `mcp` feature; without it the file is refused.)
 #[derive(Debug, Clone, serde::Deserialize)]
+#[cfg_attr(not(feature = "mcp"), allow(dead_code))]
 #[serde(deny_unknown_fields)]
 pub(crate) struct McpServerEntry {
     /// The prefix of its tools.
