@@ -587,3 +587,7 @@ mod resume;
 #[cfg(all(feature = "mcp", feature = "openai-compatible"))]
 #[path = "cli/mcp_servers.rs"]
 mod mcp_servers;
+
+/// The shell samples of the CLI docs, extracted from the Markdown and run.
+#[path = "cli/doc_samples.rs"]
+mod doc_samples;

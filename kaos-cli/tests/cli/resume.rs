@@ -54,10 +54,7 @@ async fn a_paused_run_is_listed_and_resumed_by_the_printed_command() {
         .and_then(|rest| rest.strip_suffix(" --approve | --always | --deny"))
         .unwrap_or_else(|| panic!("no resume command in: {err}"))
         .to_owned();
-    assert!(
-        err.contains("paused: kaos-vfs-write(") && err.contains(&format!("run id {run_id}")),
-        "{err}"
-    );
+    assert!(err.contains("paused: kaos-vfs-write(") && err.contains(&format!("run id {run_id}")), "{err}");
 
     let listed = kaos(dir.path()).args(["runs", "ls"]).output().unwrap();
     let text = String::from_utf8_lossy(&listed.stdout);
