@@ -26,6 +26,8 @@ mod pages {
     mod settings_and_agent_files {}
     #[doc = include_str!("concepts/providers-and-cost.md")]
     mod providers_and_cost {}
+    #[doc = include_str!("concepts/custom-providers.md")]
+    mod custom_providers {}
     #[doc = include_str!("concepts/mcp.md")]
     mod mcp {}
     #[doc = include_str!("concepts/documents.md")]

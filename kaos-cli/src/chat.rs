@@ -94,7 +94,7 @@ pub(crate) fn run(global: &GlobalArgs, session: &str, tokio: &Tokio) -> Result<(
                     }
                 };
                 if let Err(error) = turn(line, &mut answer) {
-                    eprintln!("error: {error:#}");
+                    eprintln!("error: {}", crate::error_chain(error.as_ref()));
                 }
             }
             Err(ReadlineError::Interrupted) => continue,

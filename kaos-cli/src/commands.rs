@@ -7,13 +7,14 @@ use clap::Subcommand;
 use futures::StreamExt as _;
 use kaos_agent::Decision;
 use kaos_runner::{
-    Approval, Event, EventKind, MemoryEventKind, PermissionPolicy, Runner, SpanPhase, SpanSubject,
+    Approval, Event, EventKind, MemoryEventKind, PermissionPolicy, RunState, Runner, SpanPhase, SpanSubject,
     StopReason, TurnFold, TurnResponse, VerdictReason,
 };
 use kaos_tools::{ToolAnnotations, ToolSelector};
 use kaos_vfs::{EntryKind, VfsPath};
 use serde_json::{Map, Value, json};
 
+use crate::status::Status;
 use crate::{GlobalArgs, setup};
 
 /// How a turn is shown while it runs.
@@ -42,27 +43,152 @@ pub(crate) async fn run_turn(
         (false, false) => Show::Human,
     };
     let response = turn(&runner, message, session, show).await?;
+    finish(global, &response, show)
+}
+
+/// Prints a `--json` response and says why a turn stopped short; the exit code of a turn:
+/// 0 completed, 3 budget stop, 4 paused for approval, 5 any other stop short of an answer.
+fn finish(global: &GlobalArgs, response: &TurnResponse, show: Show) -> Result<std::process::ExitCode> {
     if show == Show::Json {
-        println!("{}", serde_json::to_string_pretty(&response)?);
+        println!("{}", serde_json::to_string_pretty(response)?);
+    }
+    let human = show == Show::Human;
+    if human && response.stop_reason != StopReason::Completed {
+        if let (StopReason::ApprovalRequired, Some(pending)) =
+            (response.stop_reason, &response.pending_approval)
+        {
+            eprintln!(
+                "paused: {}({}) needs approval ({}); run id {}",
+                pending.tool_name, pending.arguments, pending.reason, response.run_id
+            );
+            eprintln!("resume with: {}", resume_command(global, &response.run_id));
+        } else {
+            eprintln!("stopped: {}", stop_reason_text(response.stop_reason));
+        }
     }
     Ok(match response.stop_reason {
         StopReason::BudgetExceeded => std::process::ExitCode::from(3),
-        StopReason::ApprovalRequired => {
-            if show == Show::Human
-                && let Some(pending) = &response.pending_approval
-            {
-                eprintln!(
-                    "paused: {}({}) needs approval ({}); run id {}",
-                    pending.tool_name, pending.arguments, pending.reason, response.run_id
-                );
-            }
-            std::process::ExitCode::from(4)
-        }
+        StopReason::ApprovalRequired => std::process::ExitCode::from(4),
         StopReason::Completed => std::process::ExitCode::SUCCESS,
         // Stopped short of an answer: iteration limit, model unavailable, a refusal for lack of
         // evidence, an incomplete plan (and whatever reasons come later).
         _ => std::process::ExitCode::from(5),
     })
+}
+
+/// The command that resumes a paused run, with the data directory when one was given.
+fn resume_command(global: &GlobalArgs, run_id: &str) -> String {
+    let data_dir =
+        global.data_dir.as_ref().map(|d| format!(" --data-dir {}", d.display())).unwrap_or_default();
+    format!("kaos resume {run_id} --approve | --always | --deny{data_dir}")
+}
+
+/// Why a turn stopped, for a person.
+fn stop_reason_text(reason: StopReason) -> String {
+    let name = serde_json::to_value(reason).ok().and_then(|v| v.as_str().map(str::to_owned));
+    let name = name.unwrap_or_else(|| format!("{reason:?}"));
+    let why = match name.as_str() {
+        "budget_exceeded" => " (a cost, token, tool-call or time cap of the agent's budget)",
+        "max_iterations" => " (the agent's limits.max_iterations; raise it in the agent file)",
+        _ => "",
+    };
+    format!("{name}{why}")
+}
+
+/// `kaos resume`: continues a paused run with a person's answer.
+pub(crate) async fn resume_run(
+    global: &GlobalArgs,
+    run_id: &str,
+    approval: Approval,
+) -> Result<std::process::ExitCode> {
+    let settings = setup::settings(global)?;
+    let runtime = setup::runtime(&settings, false)?;
+    let state = read_state(runtime.vfs().as_ref(), run_id).await?;
+    // The paused agent, unless an agent file is given (resuming checks it is the same agent).
+    let (agent, extras) = match &global.agent {
+        Some(_) => setup::agent(global, &settings)?,
+        None => (kaos_agent::Agent::from_config(state.agent.clone())?, setup::AgentFileExtras::default()),
+    };
+    let runner = setup::build_runner(&settings, agent, &extras, runtime)?;
+    let show = if global.json { Show::Json } else { Show::Human };
+    let response = watch(runner.resume(state, approval), show).await?;
+    finish(global, &response, show)
+}
+
+/// The stored state of a paused run; errors say how to find one.
+async fn read_state(vfs: &dyn kaos_vfs::Vfs, run_id: &str) -> Result<RunState> {
+    let path = VfsPath::new("runs")?.join(run_id)?.join("state.json")?;
+    match vfs.read(&path).await {
+        Ok(bytes) => {
+            Ok(serde_json::from_slice(&bytes).with_context(|| format!("run {run_id}: unreadable state"))?)
+        }
+        Err(e) if e.is_not_found() => {
+            bail!(
+                "no paused run {run_id:?} in this data directory (`kaos runs ls` lists them; --data-dir chooses the directory)"
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `kaos runs …`
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunsCommand {
+    /// List runs that paused for approval, and whether they were resumed.
+    Ls,
+}
+
+pub(crate) async fn runs(global: &GlobalArgs, command: RunsCommand) -> Result<()> {
+    let RunsCommand::Ls = command;
+    let settings = setup::settings(global)?;
+    let runtime = setup::runtime(&settings, false)?;
+    let vfs = runtime.vfs();
+    let root = VfsPath::new("runs")?;
+    let entries = match vfs.list(&root).await {
+        Ok(entries) => entries,
+        Err(e) if e.is_not_found() => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let mut states = Vec::new();
+    for entry in entries.iter().filter(|e| e.kind == EntryKind::Dir) {
+        let Some(id) = entry.path.as_str().rsplit('/').next() else { continue };
+        states.push(read_state(vfs.as_ref(), id).await?);
+    }
+    states.sort_by_key(|s| s.paused_at_ms);
+    if global.json {
+        let rows: Vec<Value> = states
+            .iter()
+            .map(|s| {
+                json!({
+                    "run_id": s.run_id,
+                    "session_id": s.session_id,
+                    "turn_number": s.turn_number,
+                    "status": if s.resumed { "resumed" } else { "paused" },
+                    "tool_name": s.pending.tool_name,
+                    "arguments": s.pending.arguments,
+                    "reason": s.pending.reason,
+                    "paused_at_ms": s.paused_at_ms,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else if states.is_empty() {
+        eprintln!("no paused runs in {}", settings.data_dir.display());
+    } else {
+        for s in states {
+            let status = if s.resumed { "resumed" } else { "paused" };
+            println!(
+                "{}\t{status}\tsession {}\tturn {}\t{}({})\t{}",
+                s.run_id,
+                s.session_id,
+                s.turn_number,
+                s.pending.tool_name,
+                s.pending.arguments,
+                s.pending.reason
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs one turn, showing it as it happens, and returns its response.
@@ -84,34 +210,70 @@ pub(crate) async fn resume(
 /// Shows a run's events as they come and folds them into its response.
 async fn watch(mut stream: kaos_runner::RunStream, show: Show) -> Result<TurnResponse> {
     let mut fold = TurnFold::default();
-    let mut stdout = std::io::stdout().lock();
-    while let Some(event) = stream.next().await {
-        let event = event?;
+    let mut status = Status::new();
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(120));
+    loop {
+        let next = if show == Show::Human && status.spinning() {
+            tokio::select! {
+                next = stream.next() => next,
+                _ = ticks.tick() => {
+                    status.tick();
+                    continue;
+                }
+            }
+        } else {
+            stream.next().await
+        };
+        let Some(event) = next else { break };
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                status.clear();
+                return Err(error.into());
+            }
+        };
         // Repairs of the session log and ignored checkpoints are said in every mode.
         if let EventKind::Memory { kind: MemoryEventKind::Warning, attributes, .. } = &event.kind {
+            status.clear();
             let reason = attributes.get("reason").and_then(Value::as_str).unwrap_or("memory warning");
             eprintln!("kaos: session {}: {reason}", event.session_id);
         }
         match show {
-            Show::Events => writeln!(stdout, "{}", serde_json::to_string(&event)?)?,
-            Show::Human => show_event(&mut stdout, &event)?,
+            Show::Events => println!("{}", serde_json::to_string(&event)?),
+            Show::Human => {
+                status.clear();
+                show_event(&mut std::io::stdout().lock(), &event)?;
+                status.observe(&event);
+            }
             Show::Json => {}
         }
         fold.push(&event);
     }
+    drop(status);
+    let mut stdout = std::io::stdout().lock();
     let response = fold.finish().context("the turn ended without a summary")?;
     if show == Show::Human {
         writeln!(stdout)?;
         stdout.flush()?;
         eprintln!(
-            "[turn {} · ${:.4} · {} tokens · {} model call(s)]",
+            "[turn {} · {} · {} tokens · {} model call(s)]",
             response.turn_number,
-            response.cost_usd,
+            cost(response.cost_usd, response.unpriced_model_calls),
             response.usage.total_tokens(),
             response.model_calls
         );
     }
     Ok(response)
+}
+
+/// A cost as text: `$0.0123`; `unpriced` when no call had a price; `$0.0123 + 2 unpriced
+/// call(s)` when some had none (never a `$0.0000` that hides an unknown price).
+pub(crate) fn cost(usd: f64, unpriced: u32) -> String {
+    match unpriced {
+        0 => format!("${usd:.4}"),
+        _ if usd == 0.0 => "unpriced".to_owned(),
+        n => format!("${usd:.4} + {n} unpriced call(s)"),
+    }
 }
 
 fn show_event(stdout: &mut impl std::io::Write, event: &Event) -> Result<()> {
@@ -210,7 +372,8 @@ pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> R
                 eprintln!("no sessions in {}", settings.data_dir.display());
             } else {
                 for s in list {
-                    println!("{}\t{} turn(s)\t${:.4}\t{} tokens", s.id, s.turns, s.cost_usd, s.total_tokens);
+                    let cost = cost(s.cost_usd, s.unpriced_model_calls);
+                    println!("{}\t{} turn(s)\t{cost}\t{} tokens", s.id, s.turns, s.total_tokens);
                 }
             }
         }
@@ -228,7 +391,8 @@ pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> R
                 return Ok(());
             }
             for record in turns {
-                println!("── turn {} · ${:.4} · {:?}", record.turn, record.cost_usd, record.stop_reason);
+                let cost = cost(record.cost_usd, record.unpriced_model_calls);
+                println!("── turn {} · {cost} · {:?}", record.turn, record.stop_reason);
                 for message in &record.messages {
                     let value = serde_json::to_value(message)?;
                     let role = value.get("role").and_then(Value::as_str).unwrap_or("?");
@@ -294,12 +458,15 @@ pub(crate) enum ToolsCommand {
 pub(crate) fn tools(global: &GlobalArgs, command: ToolsCommand) -> Result<()> {
     let ToolsCommand::Ls = command;
     let settings = setup::settings(global)?;
-    let agent = match &global.agent {
-        Some(path) => setup::load_agent_file(path)?.agent,
-        None => kaos_agent::Agent::builder().build()?,
+    let (agent, extras) = match &global.agent {
+        Some(path) => {
+            let file = setup::load_agent_file(path)?;
+            (file.agent, file.extras)
+        }
+        None => (kaos_agent::Agent::builder().build()?, setup::AgentFileExtras::default()),
     };
     let selector = ToolSelector::new(agent.tools())?;
-    let runtime = setup::runtime(&settings, false)?;
+    let runtime = setup::agent_runtime(&settings, false, &extras)?;
     let mut rows = Vec::new();
     for tool in runtime.tools().list() {
         let spec = tool.spec();
@@ -444,11 +611,14 @@ fn parse_arg(text: &str) -> Result<(String, String), String> {
 pub(crate) fn policy(global: &GlobalArgs, command: PolicyCommand) -> Result<()> {
     let PolicyCommand::Check { tool, args, read_only, destructive, requires_confirmation } = command;
     let settings = setup::settings(global)?;
-    let agent = match &global.agent {
-        Some(path) => setup::load_agent_file(path)?.agent,
-        None => kaos_agent::Agent::builder().build()?,
+    let (agent, extras) = match &global.agent {
+        Some(path) => {
+            let file = setup::load_agent_file(path)?;
+            (file.agent, file.extras)
+        }
+        None => (kaos_agent::Agent::builder().build()?, setup::AgentFileExtras::default()),
     };
-    let runtime = setup::runtime(&settings, false)?;
+    let runtime = setup::agent_runtime(&settings, false, &extras)?;
     let registered = runtime.tools().get(&tool).map(|t| t.spec().annotations);
     let base = registered.unwrap_or_default();
     let annotations = base
@@ -487,6 +657,12 @@ pub(crate) fn policy(global: &GlobalArgs, command: PolicyCommand) -> Result<()> 
         _ => "no rule matched; the default".to_owned(),
     };
     println!("{decision}\t{why}");
+    if registered.is_none() {
+        eprintln!(
+            "note: no tool named {tool:?} is registered (`kaos tools ls` lists them); this is the \
+             verdict for a tool with the annotations given by the flags"
+        );
+    }
     Ok(())
 }
 

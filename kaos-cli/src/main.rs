@@ -6,11 +6,13 @@
 //!
 //! Exit codes (also in `docs/reference/cli.md`): 0 success, 1 error (message on stderr),
 //! 2 usage error (clap's), 3 a turn stopped by its budget, 4 a turn paused because a tool call
-//! needs approval (`kaos run`; `kaos chat` asks y/n and resumes).
+//! needs approval (`kaos run`, continued by `kaos resume`; `kaos chat` asks y/n and resumes),
+//! 5 a turn stopped short of an answer for another reason.
 
 mod chat;
 mod commands;
 mod setup;
+mod status;
 
 use std::process::ExitCode;
 
@@ -22,7 +24,9 @@ use clap::{Args, Parser, Subcommand};
     name = "kaos",
     version,
     about = "KAOS: run an agent from the command line (offline on scripted:echo when no model is configured)",
-    after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 budget stop, 4 approval needed.\n\
+    after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 budget stop, 4 approval needed \
+                  (kaos resume RUN_ID --approve | --always | --deny), 5 stopped short of an answer \
+                  (iteration limit, model unavailable, refusal).\n\
                   Docs: docs/reference/cli.md"
 )]
 struct Cli {
@@ -51,6 +55,16 @@ pub(crate) struct GlobalArgs {
     /// survives a machine crash, `never` a process crash [settings: vfs.sync, default never].
     #[arg(long, global = true, value_name = "WHEN", value_parser = ["always", "never"])]
     pub(crate) sync: Option<String>,
+    /// Sets a setting (`kaos config show` lists them), e.g.
+    /// `--set providers.openai_base_url=http://127.0.0.1:8080/v1` (repeatable; the highest layer).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub(crate) set: Vec<(String, String)>,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {text:?}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +86,27 @@ enum Command {
         #[arg(long, conflicts_with = "json")]
         events: bool,
     },
+    /// Continue a run that paused because a tool call needs approval (`kaos run` exit 4).
+    #[command(group(clap::ArgGroup::new("answer").required(true).args(["approve", "always", "deny"])))]
+    Resume {
+        /// The paused run (`kaos runs ls` lists them).
+        run_id: String,
+        /// Run the pending call.
+        #[arg(long)]
+        approve: bool,
+        /// Run it, and approve that tool for the rest of the run.
+        #[arg(long)]
+        always: bool,
+        /// Do not run it; the model is told so.
+        #[arg(long)]
+        deny: bool,
+        /// The reason given to the model with --deny.
+        #[arg(long, requires = "deny", default_value = "the user declined")]
+        reason: String,
+    },
+    /// Runs that paused for approval.
+    #[command(subcommand)]
+    Runs(commands::RunsCommand),
     /// Stored sessions.
     #[command(subcommand)]
     Sessions(commands::SessionsCommand),
@@ -104,21 +139,50 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }
 }
 
+/// An error and its causes (`source()` chain), joined by ": ", each cause once: a cause
+/// whose text the message so far already ends with (an error type that repeats its source
+/// in its own message) is not repeated.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let part = error.to_string();
+        if !text.ends_with(&part) {
+            text = format!("{text}: {part}");
+        }
+        cause = error.source();
+    }
+    text
+}
+
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     // Multi-threaded: `kaos serve` runs many sessions' turns at once.
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Synchronous commands may connect to MCP servers, whose connections live on this runtime.
+    let _entered = runtime.enter();
     let global = &cli.global;
     let done = match cli.command {
         Command::Chat { session } => chat::run(global, &session, &runtime),
         Command::Run { message, session, events } => {
             return runtime.block_on(commands::run_turn(global, &message, &session, events));
         }
+        Command::Resume { run_id, approve: _, always, deny, reason } => {
+            let approval = if deny {
+                kaos_runner::Approval::deny(reason)
+            } else if always {
+                kaos_runner::Approval::approve_and_remember()
+            } else {
+                kaos_runner::Approval::approve()
+            };
+            return runtime.block_on(commands::resume_run(global, &run_id, approval));
+        }
+        Command::Runs(command) => runtime.block_on(commands::runs(global, command)),
         Command::Sessions(command) => runtime.block_on(commands::sessions(global, command)),
         Command::Tools(command) => commands::tools(global, command),
         Command::Vfs(command) => runtime.block_on(commands::vfs(global, command)),

@@ -24,6 +24,22 @@ fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Fails when an error line repeats a clause (`a: b: b`, `a: b: c: b: c`): each cause of an
+/// error is printed once.
+fn assert_each_cause_once(line: &str) {
+    let parts: Vec<&str> = line.split(": ").collect();
+    for len in 1..=parts.len() / 2 {
+        for start in 0..=parts.len() - 2 * len {
+            let (a, b) = (&parts[start..start + len], &parts[start + len..start + 2 * len]);
+            assert_ne!(a, b, "a repeated clause in: {line}");
+        }
+    }
+    for (i, part) in parts.iter().enumerate() {
+        let rest = parts[i + 1..].join(": ");
+        assert!(part.len() < 12 || !rest.contains(part), "{part:?} is repeated in: {line}");
+    }
+}
+
 /// A `TurnResponse` with the fields that differ per run (ids, token estimates) checked and
 /// replaced by placeholders, so the rest can be compared whole.
 fn normalized(mut response: Value) -> Value {
@@ -150,6 +166,18 @@ fn config_show_redacts_secrets_and_names_their_source() {
              "source": {"layer": "dotenv", "path": ".env", "var": "ANTHROPIC_API_KEY"}, "secret": true},
             {"key": "providers.gemini_api_key", "value": null, "source": {"layer": "default"}, "secret": true},
             {"key": "vfs.sync", "value": "never", "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_base_url", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_organization", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_project", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.anthropic_base_url", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.gemini_base_url", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_compatible_base_url", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_compatible_api_key", "value": null, "source": {"layer": "default"}, "secret": true},
+            {"key": "providers.max_output_tokens", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.timeout_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.max_retries", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.max_retry_wait_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "pricing.file", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "vfs.s3_bucket", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "vfs.s3_prefix", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "vfs.s3_endpoint", "value": null, "source": {"layer": "default"}, "secret": false},
@@ -262,7 +290,8 @@ fn sessions_can_be_listed_shown_exported_and_removed() {
     listed[0]["last_turn_at_ms"] = json!("TIME");
     assert_eq!(
         listed,
-        json!([{"id": "notes", "turns": 2, "cost_usd": 0.0, "total_tokens": "TOKENS", "last_turn_at_ms": "TIME"}])
+        json!([{"id": "notes", "turns": 2, "cost_usd": 0.0, "unpriced_model_calls": 0, "total_tokens": "TOKENS",
+                "last_turn_at_ms": "TIME"}])
     );
 
     let export = kaos(dir.path()).args(["sessions", "export", "notes"]).output().unwrap();
@@ -548,3 +577,22 @@ mod s3 {
         assert!(second["text"].as_str().unwrap().contains("2 user messages"), "{second}");
     }
 }
+
+/// Provider settings from every layer and prices from config, against local vendor servers.
+#[cfg(all(feature = "openai", feature = "anthropic", feature = "gemini", feature = "openai-compatible"))]
+#[path = "cli/providers.rs"]
+mod providers;
+
+/// `kaos resume` and `kaos runs ls`, against a local OpenAI-compatible server.
+#[cfg(feature = "openai-compatible")]
+#[path = "cli/resume.rs"]
+mod resume;
+
+/// MCP servers named in agent files.
+#[cfg(all(feature = "mcp", feature = "openai-compatible"))]
+#[path = "cli/mcp_servers.rs"]
+mod mcp_servers;
+
+/// The shell samples of the CLI docs, extracted from the Markdown and run.
+#[path = "cli/doc_samples.rs"]
+mod doc_samples;

@@ -38,6 +38,7 @@ const OUTPUT_TOOL: &str = "structured_output";
 pub struct AnthropicClient {
     transport: Transport,
     pricing: Arc<Pricing>,
+    max_output_tokens: u32,
 }
 
 impl AnthropicClient {
@@ -48,13 +49,25 @@ impl AnthropicClient {
     pub fn new(api_key: impl Into<SecretString>) -> Self {
         let transport = Transport::new(Self::BASE_URL, Some(api_key.into()), KeyHeader::Named("x-api-key"))
             .with_header("anthropic-version", API_VERSION);
-        Self { transport, pricing: Arc::new(Pricing::default()) }
+        Self { transport, pricing: Arc::new(Pricing::default()), max_output_tokens: DEFAULT_MAX_TOKENS }
     }
 
     /// With another base URL; `/v1/messages` is appended.
     pub fn with_base_url(mut self, base_url: &str) -> Self {
         self.transport = self.transport.with_base_url(base_url);
         self
+    }
+
+    /// With this output token limit (`max_tokens`, which Anthropic requires) on requests
+    /// that set none [4,096].
+    pub fn with_max_output_tokens(mut self, max: u32) -> Self {
+        self.max_output_tokens = max;
+        self
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.transport.base_url
     }
 
     /// With these prices.
@@ -106,7 +119,7 @@ impl AnthropicClient {
         body.insert("model".into(), json!(http::vendor_model(&request.model, "anthropic")));
         body.insert(
             "max_tokens".into(),
-            json!(request.sampling.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS)),
+            json!(request.sampling.max_output_tokens.unwrap_or(self.max_output_tokens)),
         );
         if !request.system.is_empty() {
             body.insert("system".into(), json!(request.system));

@@ -70,6 +70,13 @@ impl OpenAiCompatibleClient {
         self
     }
 
+    /// With this output token limit (`max_tokens`, or the field the [`Quirks`] name) on
+    /// requests that set none.
+    pub fn with_max_output_tokens(mut self, max: u32) -> Self {
+        self.chat.max_output_tokens = Some(max);
+        self
+    }
+
     /// With this time limit for a whole non-streaming call and for each read of a stream.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.chat.transport = self.chat.transport.with_timeout(timeout);

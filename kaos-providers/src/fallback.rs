@@ -3,7 +3,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::{StreamExt, stream};
 
-use crate::{Capabilities, ModelClient, ModelRequest, ModelResponse, ModelStream, ProviderError};
+use crate::{
+    Capabilities, ModelClient, ModelRequest, ModelResponse, ModelStream, ProviderError, StreamEvent,
+};
 
 /// A client that tries an ordered list of clients until one answers.
 ///
@@ -85,9 +87,17 @@ impl ModelClient for FallbackClient {
     fn stream<'a>(&'a self, request: &'a ModelRequest) -> ModelStream<'a> {
         let started = async move {
             let mut last = Self::empty(request);
+            // Retry notices of every client tried, passed on before what follows.
+            let mut notices = Vec::new();
             for (i, client) in self.clients.iter().enumerate() {
                 let mut events = client.stream(request);
-                match events.next().await {
+                let first = loop {
+                    match events.next().await {
+                        Some(Ok(notice @ StreamEvent::RetryScheduled { .. })) => notices.push(Ok(notice)),
+                        other => break other,
+                    }
+                };
+                match first {
                     Some(Err(error)) if error.is_fallbackable() => {
                         tracing::warn!(
                             error.kind = error.kind(),
@@ -98,16 +108,19 @@ impl ModelClient for FallbackClient {
                     }
                     // Nothing follows an error: the failed stream is dropped, not drained.
                     Some(Err(error)) => {
-                        let failed: ModelStream<'a> = Box::pin(stream::iter([Err(error)]));
+                        notices.push(Err(error));
+                        let failed: ModelStream<'a> = Box::pin(stream::iter(notices));
                         return failed;
                     }
                     first => {
-                        let rest: ModelStream<'a> = Box::pin(stream::iter(first).chain(events));
+                        notices.extend(first);
+                        let rest: ModelStream<'a> = Box::pin(stream::iter(notices).chain(events));
                         return rest;
                     }
                 }
             }
-            let failed: ModelStream<'a> = Box::pin(stream::iter([Err(last)]));
+            notices.push(Err(last));
+            let failed: ModelStream<'a> = Box::pin(stream::iter(notices));
             failed
         };
         Box::pin(stream::once(started).flatten())

@@ -33,6 +33,7 @@ use crate::{
 pub struct GeminiClient {
     transport: Transport,
     pricing: Arc<Pricing>,
+    max_output_tokens: Option<u32>,
 }
 
 impl GeminiClient {
@@ -43,13 +44,24 @@ impl GeminiClient {
     pub fn new(api_key: impl Into<SecretString>) -> Self {
         let transport =
             Transport::new(Self::BASE_URL, Some(api_key.into()), KeyHeader::Named("x-goog-api-key"));
-        Self { transport, pricing: Arc::new(Pricing::default()) }
+        Self { transport, pricing: Arc::new(Pricing::default()), max_output_tokens: None }
     }
 
     /// With another base URL; `/models/<model>:generateContent` is appended.
     pub fn with_base_url(mut self, base_url: &str) -> Self {
         self.transport = self.transport.with_base_url(base_url);
         self
+    }
+
+    /// With this output token limit (`maxOutputTokens`) on requests that set none.
+    pub fn with_max_output_tokens(mut self, max: u32) -> Self {
+        self.max_output_tokens = Some(max);
+        self
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.transport.base_url
     }
 
     /// With these prices.
@@ -125,7 +137,7 @@ impl GeminiClient {
         if let Some(p) = sampling.top_p {
             generation.insert("topP".into(), json!(p));
         }
-        if let Some(max) = sampling.max_output_tokens {
+        if let Some(max) = sampling.max_output_tokens.or(self.max_output_tokens) {
             generation.insert("maxOutputTokens".into(), json!(max));
         }
         if !sampling.stop.is_empty() {

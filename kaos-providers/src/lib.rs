@@ -54,6 +54,7 @@ mod gemini;
 mod http;
 #[cfg(any(feature = "openai", feature = "openai-compatible"))]
 mod openai;
+mod priced;
 mod pricing;
 mod replay;
 mod retry;
@@ -63,6 +64,7 @@ mod secret;
 mod sse;
 mod tokens;
 mod types;
+mod vendor;
 
 #[cfg(feature = "anthropic")]
 pub use anthropic::AnthropicClient;
@@ -77,6 +79,7 @@ pub use gemini::GeminiClient;
 pub use openai::OpenAiClient;
 #[cfg(any(feature = "openai", feature = "openai-compatible"))]
 pub use openai::{MaxTokensField, Quirks};
+pub use priced::PricedClient;
 pub use pricing::{ModelPrice, Pricing, PricingError};
 pub use replay::{DirectoryStore, MemoryStore, Recording, RecordingStore, ReplayClient, request_key};
 pub use retry::{RetryClient, RetryPolicy, Sleeper};
@@ -89,6 +92,7 @@ pub use types::{
     FinishReason, Message, ModelRequest, ModelResponse, Sampling, StreamEvent, ToolCall, ToolChoice,
     ToolDefinition, Usage, estimate_tokens, prompt_token_bound,
 };
+pub use vendor::{BUILT_IN_PROVIDERS, VendorConfig, vendor_client};
 
 /// This crate's README, compiled and run as a doctest (it ships in the package).
 #[cfg(doctest)]

@@ -113,6 +113,8 @@ pub(crate) struct ChatCompletions {
     pub(crate) provider: &'static str,
     /// Set once the server rejected `stream_options`: it is not sent again.
     stream_options_rejected: Arc<AtomicBool>,
+    /// The output token limit sent when a request sets none.
+    pub(crate) max_output_tokens: Option<u32>,
 }
 
 impl ChatCompletions {
@@ -128,6 +130,7 @@ impl ChatCompletions {
             quirks,
             provider,
             stream_options_rejected: Arc::new(AtomicBool::new(false)),
+            max_output_tokens: None,
         }
     }
 
@@ -189,7 +192,7 @@ impl ChatCompletions {
         if let Some(p) = sampling.top_p {
             body.insert("top_p".into(), json!(p));
         }
-        if let Some(max) = sampling.max_output_tokens {
+        if let Some(max) = sampling.max_output_tokens.or(self.max_output_tokens) {
             let field = match self.quirks.max_tokens_field {
                 MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
                 MaxTokensField::MaxTokens => "max_tokens",
@@ -595,6 +598,23 @@ impl OpenAiClient {
     pub fn with_organization(mut self, organization: impl Into<String>) -> Self {
         self.chat.transport = self.chat.transport.with_header("openai-organization", organization);
         self
+    }
+
+    /// With an `OpenAI-Project` header.
+    pub fn with_project(mut self, project: impl Into<String>) -> Self {
+        self.chat.transport = self.chat.transport.with_header("openai-project", project);
+        self
+    }
+
+    /// With this output token limit (`max_completion_tokens`) on requests that set none.
+    pub fn with_max_output_tokens(mut self, max: u32) -> Self {
+        self.chat.max_output_tokens = Some(max);
+        self
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.chat.transport.base_url
     }
 }
 

@@ -110,13 +110,27 @@ impl Pricing {
     pub fn from_toml(text: &str) -> Result<Self, PricingError> {
         let table: Pricing =
             toml::from_str(text).map_err(|e| PricingError::Invalid { message: e.to_string() })?;
-        for (model, price) in &table.models {
+        Self::from_models(table.version, table.models)
+    }
+
+    /// A table of these prices, keyed by model-name prefix; a negative or non-finite price is
+    /// [`PricingError::BadPrice`].
+    pub fn from_models(
+        version: impl Into<String>,
+        models: BTreeMap<String, ModelPrice>,
+    ) -> Result<Self, PricingError> {
+        for (model, price) in &models {
             let prices = [Some(price.input), Some(price.output), price.cached_input];
             if prices.into_iter().flatten().any(|p| !p.is_finite() || p < 0.0) {
                 return Err(PricingError::BadPrice { model: model.clone() });
             }
         }
-        Ok(table)
+        Ok(Self { version: version.into(), models })
+    }
+
+    /// Whether the table has no prices.
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
     }
 
     /// This table over `base`: every model of `self` replaces or adds to those of `base`;

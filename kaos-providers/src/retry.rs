@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::{StreamExt, stream};
 
-use crate::{Capabilities, ModelClient, ModelRequest, ModelResponse, ModelStream, ProviderError};
+use crate::{
+    Capabilities, ModelClient, ModelRequest, ModelResponse, ModelStream, ProviderError, StreamEvent,
+};
 
 /// Waits between attempts. The default is `tokio::time::sleep`; tests inject one that
 /// records the delays and returns at once, so no test sleeps for real.
@@ -171,10 +173,10 @@ impl RetryClient {
         &self.policy
     }
 
-    /// Waits before retry `retry` after `error`, or returns `false` when the error is final.
-    async fn backoff(&self, retry: u32, error: &ProviderError) -> bool {
+    /// The wait before retry `retry` after `error`, or `None` when the error is final.
+    fn next_delay(&self, retry: u32, error: &ProviderError) -> Option<Duration> {
         if !error.is_retryable() || retry >= self.policy.max_retries {
-            return false;
+            return None;
         }
         let delay = self.policy.delay(retry, error.retry_after());
         tracing::warn!(
@@ -183,8 +185,18 @@ impl RetryClient {
             delay_ms = delay.as_millis() as u64,
             "model call failed, retrying"
         );
-        self.sleeper.sleep(delay).await;
-        true
+        Some(delay)
+    }
+
+    /// Waits before retry `retry` after `error`, or returns `false` when the error is final.
+    async fn backoff(&self, retry: u32, error: &ProviderError) -> bool {
+        match self.next_delay(retry, error) {
+            Some(delay) => {
+                self.sleeper.sleep(delay).await;
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -219,31 +231,57 @@ impl ModelClient for RetryClient {
         }
     }
 
+    /// Sends a [`StreamEvent::RetryScheduled`] before each wait, so a caller can tell a
+    /// person what is happening.
     fn stream<'a>(&'a self, request: &'a ModelRequest) -> ModelStream<'a> {
-        let started = async move {
-            let mut retry = 0;
+        enum Phase<'a> {
+            Attempt,
+            Wait(Duration),
+            Streaming(ModelStream<'a>),
+            Done,
+        }
+        let start = (Phase::Attempt, 0u32);
+        Box::pin(stream::unfold(start, move |(mut phase, mut retry)| async move {
             loop {
-                let mut events = self.inner.stream(request);
-                let first = match self.policy.timeout {
-                    Some(limit) => tokio::time::timeout(limit, events.next())
-                        .await
-                        .unwrap_or_else(|_| Some(Err(timed_out(limit)))),
-                    None => events.next().await,
-                };
-                match first {
-                    Some(Err(error)) if self.backoff(retry, &error).await => retry += 1,
-                    // Nothing follows an error: the failed stream is dropped, not drained.
-                    Some(Err(error)) => {
-                        let failed: ModelStream<'a> = Box::pin(stream::iter([Err(error)]));
-                        return failed;
+                match std::mem::replace(&mut phase, Phase::Done) {
+                    Phase::Done => return None,
+                    Phase::Streaming(mut events) => {
+                        let item = events.next().await?;
+                        return Some((item, (Phase::Streaming(events), retry)));
                     }
-                    first => {
-                        let rest: ModelStream<'a> = Box::pin(stream::iter(first).chain(events));
-                        return rest;
+                    Phase::Wait(delay) => {
+                        self.sleeper.sleep(delay).await;
+                        phase = Phase::Attempt;
+                    }
+                    Phase::Attempt => {
+                        let mut events = self.inner.stream(request);
+                        let first = match self.policy.timeout {
+                            Some(limit) => tokio::time::timeout(limit, events.next())
+                                .await
+                                .unwrap_or_else(|_| Some(Err(timed_out(limit)))),
+                            None => events.next().await,
+                        };
+                        match first {
+                            None => return None,
+                            // Nothing follows an error: the failed stream is dropped, not drained.
+                            Some(Err(error)) => match self.next_delay(retry, &error) {
+                                Some(delay) => {
+                                    retry += 1;
+                                    let scheduled = StreamEvent::RetryScheduled {
+                                        attempt: retry,
+                                        wait_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                                        reason: error.kind().to_owned(),
+                                        message: error.to_string(),
+                                    };
+                                    return Some((Ok(scheduled), (Phase::Wait(delay), retry)));
+                                }
+                                None => return Some((Err(error), (Phase::Done, retry))),
+                            },
+                            Some(Ok(event)) => return Some((Ok(event), (Phase::Streaming(events), retry))),
+                        }
                     }
                 }
             }
-        };
-        Box::pin(stream::once(started).flatten())
+        }))
     }
 }

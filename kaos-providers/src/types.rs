@@ -413,6 +413,18 @@ pub enum StreamEvent {
         /// The argument text chunk.
         arguments: String,
     },
+    /// The attempt failed with a retryable error and another one starts after `wait_ms`
+    /// (sent by [`RetryClient`](crate::RetryClient) before it waits; nothing was streamed yet).
+    RetryScheduled {
+        /// The retry about to be made, from 1.
+        attempt: u32,
+        /// How long it waits first, in milliseconds.
+        wait_ms: u64,
+        /// The failure's kind ([`ProviderError::kind`](crate::ProviderError::kind)).
+        reason: String,
+        /// The failure's message.
+        message: String,
+    },
     /// The call finished; the complete response.
     Completed {
         /// The response.

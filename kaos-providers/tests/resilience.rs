@@ -63,7 +63,17 @@ async fn a_stream_is_retried_only_before_its_first_event() {
     let model = ScriptedClient::new().with_reply(fail(overloaded())).with_text("hello there");
     let (client, sleeper) = retrying(&model, RetryPolicy::default().without_jitter());
     let events: Vec<_> = client.stream(&request()).map(Result::unwrap).collect().await;
-    assert_eq!(events.first(), Some(&StreamEvent::TextDelta { text: "hello ".into() }));
+    // The retry is announced before the wait, then the answer streams.
+    assert_eq!(
+        events.first(),
+        Some(&StreamEvent::RetryScheduled {
+            attempt: 1,
+            wait_ms: 500,
+            reason: "overloaded".into(),
+            message: overloaded().to_string(),
+        })
+    );
+    assert_eq!(events.get(1), Some(&StreamEvent::TextDelta { text: "hello ".into() }));
     assert!(
         matches!(events.last(), Some(StreamEvent::Completed { response }) if response.text == "hello there")
     );
@@ -95,7 +105,13 @@ async fn each_attempt_has_a_time_limit() {
     let error = client.complete(&request()).await.unwrap_err();
     assert_eq!(error.to_string(), "transport error: no answer within 30 s");
     let stream_error: Vec<_> = client.stream(&request()).collect().await;
-    assert!(matches!(stream_error.as_slice(), [Err(ProviderError::Transport { .. })]), "{stream_error:?}");
+    assert!(
+        matches!(
+            stream_error.as_slice(),
+            [Ok(StreamEvent::RetryScheduled { attempt: 1, .. }), Err(ProviderError::Transport { .. })]
+        ),
+        "{stream_error:?}"
+    );
     assert_eq!(sleeper.delays(), vec![Duration::from_millis(500); 2]);
 }
 

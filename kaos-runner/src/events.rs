@@ -81,6 +81,19 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         usage_estimated: bool,
     },
+    /// A model call failed with a retryable error and is retried after `wait_ms`.
+    RetryScheduled {
+        /// The model called.
+        model: String,
+        /// The retry about to be made, from 1.
+        attempt: u32,
+        /// How long it waits first, in milliseconds.
+        wait_ms: u64,
+        /// The failure's kind (`rate_limited`, `overloaded`, `transport`).
+        reason: String,
+        /// The failure's message.
+        message: String,
+    },
     /// Session memory changed.
     Memory {
         /// What happened.
@@ -259,6 +272,7 @@ impl EventKind {
             EventKind::ThinkingDelta { .. } => "thinking_delta",
             EventKind::ToolCallArgsDelta { .. } => "tool_call_args_delta",
             EventKind::UsageObserved { .. } => "usage_observed",
+            EventKind::RetryScheduled { .. } => "retry_scheduled",
             EventKind::Memory { .. } => "memory",
             EventKind::RunError { .. } => "run_error",
             EventKind::PermissionDecided { .. } => "permission_decided",

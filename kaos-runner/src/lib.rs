@@ -34,7 +34,7 @@
 
 // The modules form layers, bottom first (checked by `cargo xtask tidy`, see ARCHITECTURE.md):
 // protocol (error, events, approval, response, stream) → guards and hooks (guard, hooks,
-// resolve) → emit → member → context → engine (the core loop, tool admission, the guarded
+// models) → emit → member → context → engine (the core loop, tool admission, the guarded
 // model call) → patterns → run (one run: take, start or resume, drive, commit or pause) →
 // the facade (runner, sessions).
 mod approval;
@@ -46,8 +46,8 @@ mod events;
 mod guard;
 pub mod hooks;
 mod member;
+mod models;
 mod patterns;
-mod resolve;
 mod response;
 mod run;
 mod runner;
@@ -67,7 +67,7 @@ pub use kaos_session::{
     SessionSummary, Sessions, Summarizer, TurnRecord,
 };
 pub use member::DEFAULT_SESSION_CACHE;
-pub use resolve::resolve_model;
+pub use models::{ProviderFactory, resolve_model, vendor_config};
 pub use response::{StopReason, ToolCallRecord, TurnFold, TurnResponse, fold};
 pub use run::state::RunState;
 pub use runner::{Runner, RunnerBuilder};

@@ -14,7 +14,7 @@ use kaos_tools::{Tool, ToolError, ToolSelector};
 use crate::error::RunError;
 use crate::guard::{Breakers, PermissionPolicy};
 use crate::hooks::Hooks;
-use crate::resolve::resolve_model_with;
+use crate::models::Models;
 
 /// One agent's prepared state, fixed when the Runner is built: what every turn under that
 /// agent reads.
@@ -52,6 +52,8 @@ pub(crate) struct Member {
     pub(crate) handoffs: Vec<Handoff>,
     /// Of the Runner's own agent only: every other agent of its handoff team, by name.
     pub(crate) team: HashMap<String, Arc<Member>>,
+    /// Custom providers and the user's prices (sub-agents resolve their models with them).
+    pub(crate) models: Models,
 }
 
 impl Member {
@@ -112,6 +114,8 @@ pub(crate) struct Preparation<'a> {
     pub(crate) cache: usize,
     pub(crate) breakers: Arc<Breakers>,
     pub(crate) hooks: &'a Hooks,
+    /// Custom providers and the user's prices.
+    pub(crate) models: Models,
 }
 
 /// Prepares `agent` and every agent reachable from it by handoff: tools selected, policies
@@ -119,27 +123,22 @@ pub(crate) struct Preparation<'a> {
 /// environment). Two different agents of the team with one name are [`RunError::Team`].
 pub(crate) fn prepare(agent: &Agent, prep: Preparation<'_>) -> Result<Arc<Member>, RunError> {
     let providers = &prep.runtime.settings().providers;
-    let from_settings = |name: &str| {
-        let key = match name {
-            "OPENAI_API_KEY" => &providers.openai_api_key,
-            "ANTHROPIC_API_KEY" => &providers.anthropic_api_key,
-            "GEMINI_API_KEY" | "GOOGLE_API_KEY" => &providers.gemini_api_key,
-            _ => &None,
-        };
-        key.as_ref().map(|secret| secret.expose().to_owned()).or_else(|| std::env::var(name).ok())
-    };
+    let env = |name: &str| std::env::var(name).ok();
+    // A custom provider's client, else a built-in vendor's configured by the runtime's settings
+    // first (overrides, context, environment, `.env`), then by the vendor's own variables.
+    let resolve = |model: &kaos_agent::ModelRef| prep.models.resolve(model, providers, &env);
     // The agent's client, and one per other provider its role models name. A client given
     // to the builder serves every model of every role.
     let clients = |agent: &Agent| -> Result<Clients, RunError> {
         if let Some(model) = &prep.model {
             return Ok((model.clone(), HashMap::new()));
         }
-        let main = resolve_model_with(agent.model(), &from_settings)?;
+        let main = resolve(agent.model())?;
         let mut others = HashMap::new();
         for role_model in agent.config().role_models.values().chain(agent.fallback_models()) {
             let provider = role_model.provider();
             if provider != agent.model().provider() && !others.contains_key(provider) {
-                others.insert(provider.to_owned(), resolve_model_with(role_model, &from_settings)?);
+                others.insert(provider.to_owned(), resolve(role_model)?);
             }
         }
         Ok((main, others))
@@ -155,6 +154,7 @@ pub(crate) fn prepare(agent: &Agent, prep: Preparation<'_>) -> Result<Arc<Member
         breakers: prep.breakers.clone(),
         hooks: prep.hooks,
         max_depth: agent.limits().max_delegation_depth.get(),
+        models: prep.models.clone(),
     };
     let root_name = agent.name().to_owned();
     let mut team = HashMap::new();
@@ -183,6 +183,7 @@ struct Common<'a> {
     breakers: Arc<Breakers>,
     hooks: &'a Hooks,
     max_depth: u32,
+    models: Models,
 }
 
 impl Common<'_> {
@@ -245,6 +246,7 @@ impl Common<'_> {
             max_depth: self.max_depth,
             handoffs,
             team: HashMap::new(),
+            models: self.models.clone(),
         })
     }
 }

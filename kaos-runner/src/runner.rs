@@ -5,8 +5,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use kaos_agent::Agent;
-use kaos_providers::{ModelClient, TokenCounter};
+use kaos_agent::{Agent, ModelRef};
+use kaos_providers::{ModelClient, Pricing, ProviderError, TokenCounter};
 use kaos_runtime::Runtime;
 
 use crate::approval::Approval;
@@ -15,6 +15,7 @@ use crate::error::RunError;
 use crate::guard::{BreakerConfig, Breakers};
 use crate::hooks::{Hook, HookFailure, Hooks};
 use crate::member::{self, DEFAULT_SESSION_CACHE, Member, Preparation};
+use crate::models::Models;
 use crate::response::{TurnResponse, fold};
 use crate::run::state::RunState;
 use crate::run::{self, Bounds, Start};
@@ -42,6 +43,7 @@ impl Runner {
             counter: None,
             summarizer: None,
             cache: DEFAULT_SESSION_CACHE,
+            models: Models::default(),
         }
     }
 
@@ -151,9 +153,31 @@ pub struct RunnerBuilder {
     cache: usize,
     breakers: BreakerConfig,
     hooks: Hooks,
+    /// Custom providers and the user's prices.
+    models: Models,
 }
 
 impl RunnerBuilder {
+    /// Registers a custom provider: models named `prefix:…` (the agent's, its role and
+    /// fallback models, its handoff agents' and sub-agents') get their client from `factory`,
+    /// side by side with the built-in vendors. A prefix of a built-in vendor replaces it.
+    /// [`RunnerBuilder::model`] still overrides every model.
+    pub fn provider(
+        mut self,
+        prefix: impl Into<String>,
+        factory: impl Fn(&ModelRef) -> Result<Arc<dyn ModelClient>, ProviderError> + Send + Sync + 'static,
+    ) -> Self {
+        self.models.custom.insert(prefix.into(), Arc::new(factory));
+        self
+    }
+
+    /// Prices model calls from `pricing` where it has a price for the request's whole
+    /// `provider:model` (e.g. `openai-compatible:llama3.2`), over the clients' own prices.
+    pub fn pricing(mut self, pricing: Pricing) -> Self {
+        self.models.pricing = Some(Arc::new(pricing));
+        self
+    }
+
     /// Uses this model client instead of resolving the agent's `provider:model` (tests pass a
     /// [`ScriptedClient`]; users may pass any client of their own).
     pub fn model(mut self, model: Arc<dyn ModelClient>) -> Self {
@@ -224,6 +248,7 @@ impl RunnerBuilder {
                 cache: self.cache,
                 breakers: Arc::new(Breakers::new(self.breakers)),
                 hooks: &self.hooks,
+                models: self.models,
             },
         )?;
         Ok(Runner { member })

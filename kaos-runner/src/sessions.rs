@@ -72,6 +72,7 @@ impl Runner {
             tool_calls: Vec::new(),
             usage: Usage::default(),
             cost_usd: 0.0,
+            unpriced_model_calls: 0,
             stop_reason: StopReason::Completed,
             finished_at_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)

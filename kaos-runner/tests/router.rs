@@ -183,7 +183,7 @@ async fn a_role_model_of_another_provider_is_resolved_with_its_own_client() {
                 ..
             })),
         ) => {
-            assert_eq!(variable, "OPENAI_API_KEY");
+            assert_eq!(variable, "providers.openai_api_key (OPENAI_API_KEY)");
         }
         (
             false,

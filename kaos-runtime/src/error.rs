@@ -6,10 +6,10 @@ use kaos_vfs::VfsError;
 #[non_exhaustive]
 pub enum RuntimeError {
     /// The VFS could not be opened (e.g. the data directory cannot be created).
-    #[error("cannot open the VFS: {0}")]
+    #[error("cannot open the VFS")]
     Vfs(#[from] VfsError),
     /// A tool could not be registered (e.g. a duplicate name).
-    #[error("cannot register tool: {0}")]
+    #[error("cannot register tool")]
     Tool(#[from] ToolError),
     /// A setting has a value that cannot be used.
     #[error("invalid setting {key}: {message}")]

@@ -38,6 +38,7 @@ enum Kind {
     Text,
     Number,
     Bool,
+    Integer,
 }
 
 const fn key(key: &'static str, env: &'static [&'static str], kind: Kind, doc: &'static str) -> SettingKey {
@@ -75,7 +76,7 @@ const KEYS: &[SettingKey] = &[
     ),
     secret(
         "providers.gemini_api_key",
-        &["KAOS_PROVIDERS_GEMINI_API_KEY", "GEMINI_API_KEY"],
+        &["KAOS_PROVIDERS_GEMINI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"],
         "Google Gemini API key [none].",
     ),
     key(
@@ -83,6 +84,77 @@ const KEYS: &[SettingKey] = &[
         &["KAOS_VFS_SYNC"],
         Kind::Text,
         "Whether every session append is fsynced before the turn is acknowledged: `always` (acknowledged turns survive a machine crash) or `never` (they survive a process crash; a machine crash may lose the last turns) [never].",
+    ),
+    key(
+        "providers.openai_base_url",
+        &["KAOS_PROVIDERS_OPENAI_BASE_URL", "OPENAI_BASE_URL"],
+        Kind::Text,
+        "OpenAI endpoint (a gateway, proxy or mock; `/chat/completions` is appended) [https://api.openai.com/v1].",
+    ),
+    key(
+        "providers.openai_organization",
+        &["KAOS_PROVIDERS_OPENAI_ORGANIZATION", "OPENAI_ORG_ID"],
+        Kind::Text,
+        "OpenAI organization, sent as the OpenAI-Organization header [none].",
+    ),
+    key(
+        "providers.openai_project",
+        &["KAOS_PROVIDERS_OPENAI_PROJECT", "OPENAI_PROJECT_ID"],
+        Kind::Text,
+        "OpenAI project, sent as the OpenAI-Project header [none].",
+    ),
+    key(
+        "providers.anthropic_base_url",
+        &["KAOS_PROVIDERS_ANTHROPIC_BASE_URL", "ANTHROPIC_BASE_URL"],
+        Kind::Text,
+        "Anthropic endpoint (`/v1/messages` is appended) [https://api.anthropic.com].",
+    ),
+    key(
+        "providers.gemini_base_url",
+        &["KAOS_PROVIDERS_GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL"],
+        Kind::Text,
+        "Gemini endpoint (`/models/<model>:generateContent` is appended) [https://generativelanguage.googleapis.com/v1beta].",
+    ),
+    key(
+        "providers.openai_compatible_base_url",
+        &["KAOS_PROVIDERS_OPENAI_COMPATIBLE_BASE_URL", "KAOS_OPENAI_COMPATIBLE_BASE_URL"],
+        Kind::Text,
+        "Endpoint of `openai-compatible:` models, e.g. http://localhost:11434/v1 [none: required].",
+    ),
+    secret(
+        "providers.openai_compatible_api_key",
+        &["KAOS_PROVIDERS_OPENAI_COMPATIBLE_API_KEY", "KAOS_OPENAI_COMPATIBLE_API_KEY"],
+        "API key of `openai-compatible:` models [none].",
+    ),
+    key(
+        "providers.max_output_tokens",
+        &["KAOS_PROVIDERS_MAX_OUTPUT_TOKENS"],
+        Kind::Integer,
+        "Output token limit of model calls that set none [OpenAI, Gemini: none; Anthropic: 4096].",
+    ),
+    key(
+        "providers.timeout_secs",
+        &["KAOS_PROVIDERS_TIMEOUT_SECS"],
+        Kind::Number,
+        "Time limit in seconds of one model call attempt [600].",
+    ),
+    key(
+        "providers.max_retries",
+        &["KAOS_PROVIDERS_MAX_RETRIES"],
+        Kind::Integer,
+        "Retries of a model call after a rate limit, overload or transport error [3].",
+    ),
+    key(
+        "providers.max_retry_wait_secs",
+        &["KAOS_PROVIDERS_MAX_RETRY_WAIT_SECS"],
+        Kind::Number,
+        "Longest wait in seconds between attempts, a vendor's Retry-After included [60].",
+    ),
+    key(
+        "pricing.file",
+        &["KAOS_PRICING_FILE"],
+        Kind::Text,
+        "TOML file of `[pricing.\"provider:model\"]` prices (input, output, cached_input per million tokens) over the shipped table [none].",
     ),
     key(
         "vfs.s3_bucket",
@@ -162,6 +234,11 @@ pub enum SettingSource {
         /// The variable's name.
         var: String,
     },
+    /// A file of settings (the CLI: the agent file's `[providers]` and `[settings]` tables).
+    File {
+        /// The file.
+        path: PathBuf,
+    },
     /// The built-in default.
     Default,
 }
@@ -173,6 +250,7 @@ impl fmt::Display for SettingSource {
             SettingSource::Context => f.write_str("request context"),
             SettingSource::Env { var } => write!(f, "environment variable {var}"),
             SettingSource::DotEnv { path, var } => write!(f, "{var} in {}", path.display()),
+            SettingSource::File { path } => write!(f, "{}", path.display()),
             SettingSource::Default => f.write_str("default"),
         }
     }
@@ -192,8 +270,8 @@ pub struct SettingEntry {
     pub secret: bool,
 }
 
-/// API keys of the model vendors. The provider clients read them; they are never printed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How to reach the model vendors: keys (never printed), endpoints, headers, limits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct ProviderSettings {
@@ -201,8 +279,42 @@ pub struct ProviderSettings {
     pub openai_api_key: Option<Secret>,
     /// `providers.anthropic_api_key`: `KAOS_PROVIDERS_ANTHROPIC_API_KEY`, else `ANTHROPIC_API_KEY`.
     pub anthropic_api_key: Option<Secret>,
-    /// `providers.gemini_api_key`: `KAOS_PROVIDERS_GEMINI_API_KEY`, else `GEMINI_API_KEY`.
+    /// `providers.gemini_api_key`: `KAOS_PROVIDERS_GEMINI_API_KEY`, else `GEMINI_API_KEY`,
+    /// else `GOOGLE_API_KEY`.
     pub gemini_api_key: Option<Secret>,
+    /// `providers.openai_base_url`: `KAOS_PROVIDERS_OPENAI_BASE_URL`, else `OPENAI_BASE_URL`.
+    pub openai_base_url: Option<String>,
+    /// `providers.openai_organization`: `KAOS_PROVIDERS_OPENAI_ORGANIZATION`, else `OPENAI_ORG_ID`.
+    pub openai_organization: Option<String>,
+    /// `providers.openai_project`: `KAOS_PROVIDERS_OPENAI_PROJECT`, else `OPENAI_PROJECT_ID`.
+    pub openai_project: Option<String>,
+    /// `providers.anthropic_base_url`: `KAOS_PROVIDERS_ANTHROPIC_BASE_URL`, else `ANTHROPIC_BASE_URL`.
+    pub anthropic_base_url: Option<String>,
+    /// `providers.gemini_base_url`: `KAOS_PROVIDERS_GEMINI_BASE_URL`, else `GOOGLE_GEMINI_BASE_URL`.
+    pub gemini_base_url: Option<String>,
+    /// `providers.openai_compatible_base_url`: `KAOS_PROVIDERS_OPENAI_COMPATIBLE_BASE_URL`,
+    /// else `KAOS_OPENAI_COMPATIBLE_BASE_URL`.
+    pub openai_compatible_base_url: Option<String>,
+    /// `providers.openai_compatible_api_key`: `KAOS_PROVIDERS_OPENAI_COMPATIBLE_API_KEY`, else
+    /// `KAOS_OPENAI_COMPATIBLE_API_KEY`.
+    pub openai_compatible_api_key: Option<Secret>,
+    /// `providers.max_output_tokens`: `KAOS_PROVIDERS_MAX_OUTPUT_TOKENS`.
+    pub max_output_tokens: Option<u32>,
+    /// `providers.timeout_secs`: `KAOS_PROVIDERS_TIMEOUT_SECS`.
+    pub timeout_secs: Option<f64>,
+    /// `providers.max_retries`: `KAOS_PROVIDERS_MAX_RETRIES`.
+    pub max_retries: Option<u32>,
+    /// `providers.max_retry_wait_secs`: `KAOS_PROVIDERS_MAX_RETRY_WAIT_SECS`.
+    pub max_retry_wait_secs: Option<f64>,
+}
+
+/// Where prices come from besides the shipped table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct PricingSettings {
+    /// `pricing.file`: `KAOS_PRICING_FILE`. A TOML file of `[pricing."provider:model"]` tables.
+    pub file: Option<PathBuf>,
 }
 
 /// When a disk VFS makes appends durable (`vfs.sync`).
@@ -313,7 +425,7 @@ pub struct McpSettings {
 /// assert_eq!(format!("{:?}", settings.providers.openai_api_key), "Some(Secret([redacted]))");
 /// # Ok::<(), kaos_runtime::RuntimeError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct Settings {
     /// Where a disk-backed runtime keeps its VFS [`.kaos`]. `runtime.data_dir`,
@@ -330,6 +442,8 @@ pub struct Settings {
     pub vfs: VfsSettings,
     /// The MCP server's settings.
     pub mcp: McpSettings,
+    /// Prices over the shipped table.
+    pub pricing: PricingSettings,
     /// Key → layer, for every key not at its default.
     sources: BTreeMap<&'static str, SettingSource>,
 }
@@ -343,6 +457,7 @@ impl Default for Settings {
             providers: ProviderSettings::default(),
             vfs: VfsSettings::default(),
             mcp: McpSettings::default(),
+            pricing: PricingSettings::default(),
             sources: BTreeMap::new(),
         }
     }
@@ -387,6 +502,7 @@ impl Settings {
     /// Every setting with its value (secrets redacted) and source, in [`Settings::keys`] order.
     pub fn entries(&self) -> Vec<SettingEntry> {
         let redacted = |s: &Option<Secret>| s.as_ref().map(|_| Secret::REDACTED.to_owned());
+        let p = &self.providers;
         KEYS.iter()
             .map(|k| {
                 let value = match k.key {
@@ -409,6 +525,18 @@ impl Settings {
                     }
                     "vfs.s3_single_writer" => Some(self.vfs.s3_single_writer.to_string()),
                     "mcp.token" => redacted(&self.mcp.token),
+                    "providers.openai_base_url" => p.openai_base_url.clone(),
+                    "providers.openai_organization" => p.openai_organization.clone(),
+                    "providers.openai_project" => p.openai_project.clone(),
+                    "providers.anthropic_base_url" => p.anthropic_base_url.clone(),
+                    "providers.gemini_base_url" => p.gemini_base_url.clone(),
+                    "providers.openai_compatible_base_url" => p.openai_compatible_base_url.clone(),
+                    "providers.openai_compatible_api_key" => redacted(&p.openai_compatible_api_key),
+                    "providers.max_output_tokens" => p.max_output_tokens.map(|n| n.to_string()),
+                    "providers.timeout_secs" => p.timeout_secs.map(|n| n.to_string()),
+                    "providers.max_retries" => p.max_retries.map(|n| n.to_string()),
+                    "providers.max_retry_wait_secs" => p.max_retry_wait_secs.map(|n| n.to_string()),
+                    "pricing.file" => self.pricing.file.as_ref().map(|f| f.display().to_string()),
                     _ => None,
                 };
                 SettingEntry {
@@ -433,6 +561,7 @@ pub struct SettingsLoader {
     env: Option<Lookup>,
     context: Vec<(String, String)>,
     overrides: Vec<(String, String)>,
+    file: Option<(PathBuf, Vec<(String, String)>)>,
 }
 
 impl fmt::Debug for SettingsLoader {
@@ -443,6 +572,7 @@ impl fmt::Debug for SettingsLoader {
             .field("env", &self.env.is_some())
             .field("context", &self.context.iter().map(|(k, _)| k).collect::<Vec<_>>())
             .field("overrides", &self.overrides.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("file", &self.file.as_ref().map(|(path, _)| path))
             .finish()
     }
 }
@@ -477,6 +607,14 @@ impl SettingsLoader {
         self.env_lookup(move |var| vars.get(var).cloned())
     }
 
+    /// Sets dotted keys read from the file at `path` (e.g. an agent file's `[providers]`
+    /// table): a layer above the environment and below the context and overrides. An unknown
+    /// key is an error naming the file.
+    pub fn file(mut self, path: impl Into<PathBuf>, pairs: Vec<(String, String)>) -> Self {
+        self.file = Some((path.into(), pairs));
+        self
+    }
+
     /// Sets `key` (dotted, e.g. `model`) in the per-request context layer.
     pub fn context(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.context.push((key.into(), value.into()));
@@ -507,6 +645,16 @@ impl SettingsLoader {
         if let Some(env) = env {
             figment = figment.merge(Layer::from_vars(LayerKind::Env, None, env));
         }
+        if let Some((path, pairs)) = &self.file {
+            let mut layer = Layer::from_keys(LayerKind::File, pairs).map_err(|e| match e {
+                RuntimeError::Setting { key, message } => {
+                    RuntimeError::Setting { key, message: format!("{message}, in {}", path.display()) }
+                }
+                other => other,
+            })?;
+            layer.path = Some(path.clone());
+            figment = figment.merge(layer);
+        }
         figment = figment.merge(Layer::from_keys(LayerKind::Context, &self.context)?);
         figment = figment.merge(Layer::from_keys(LayerKind::Override, &self.overrides)?);
 
@@ -525,7 +673,22 @@ impl SettingsLoader {
         if let Some(secs) = resolved.tools.timeout_secs {
             settings.tool_timeout = seconds(&settings, "tools.timeout_secs", secs)?;
         }
+        for (key, value) in [
+            ("providers.timeout_secs", resolved.providers.timeout_secs),
+            ("providers.max_retry_wait_secs", resolved.providers.max_retry_wait_secs),
+        ] {
+            if let Some(secs) = value
+                && !(secs.is_finite() && secs > 0.0)
+            {
+                let source = settings.source(key).unwrap_or(SettingSource::Default);
+                return Err(RuntimeError::Setting {
+                    key: key.into(),
+                    message: format!("must be a positive number of seconds (got {secs} from {source})"),
+                });
+            }
+        }
         settings.providers = resolved.providers;
+        settings.pricing = resolved.pricing;
         let vfs = resolved.vfs;
         let lease_ttl = vfs.s3_lease_ttl_secs.map(|secs| seconds(&settings, "vfs.s3_lease_ttl_secs", secs));
         let lock_timeout =
@@ -592,6 +755,7 @@ struct Resolved {
     providers: ProviderSettings,
     vfs: VfsSection,
     mcp: McpSettings,
+    pricing: PricingSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -610,6 +774,7 @@ struct ToolsSection {
 enum LayerKind {
     DotEnv,
     Env,
+    File,
     Context,
     Override,
 }
@@ -620,6 +785,7 @@ impl LayerKind {
         match self {
             LayerKind::DotEnv => "dotenv",
             LayerKind::Env => "env",
+            LayerKind::File => "file",
             LayerKind::Context => "context",
             LayerKind::Override => "override",
         }
@@ -693,6 +859,9 @@ impl Provider for Layer {
                     "false" | "0" | "no" | "off" => Value::from(false),
                     _ => Value::from(raw.clone()),
                 },
+                Kind::Integer => {
+                    raw.trim().parse::<u64>().map_or_else(|_| Value::from(raw.clone()), Value::from)
+                }
                 Kind::Text => Value::from(raw.clone()),
             };
             insert(&mut root, k.key, value);
@@ -722,6 +891,14 @@ fn source_of(metadata: &Metadata, key: &str) -> Option<SettingSource> {
     Some(match metadata.name.as_ref() {
         "override" => SettingSource::Override,
         "context" => SettingSource::Context,
+        "file" => SettingSource::File {
+            path: metadata
+                .source
+                .as_ref()
+                .and_then(|s| s.file_path())
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        },
         "env" => SettingSource::Env { var: var() },
         "dotenv" => SettingSource::DotEnv {
             path: metadata

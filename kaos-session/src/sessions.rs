@@ -48,8 +48,10 @@ pub struct SessionSummary {
     pub id: SessionId,
     /// Completed turns.
     pub turns: u32,
-    /// Cost of all its turns in USD.
+    /// Cost of all its turns in USD (priced model calls only).
     pub cost_usd: f64,
+    /// Model calls of its turns without a price (not in `cost_usd`).
+    pub unpriced_model_calls: u32,
     /// Tokens used by all its turns.
     pub total_tokens: u64,
     /// When its last turn finished, in milliseconds since the Unix epoch (`None`: no turns).
@@ -210,6 +212,7 @@ impl Sessions {
             out.push(SessionSummary {
                 turns: u32::try_from(records.len()).unwrap_or(u32::MAX),
                 cost_usd: records.iter().map(|r| r.cost_usd).sum(),
+                unpriced_model_calls: records.iter().map(|r| r.unpriced_model_calls).sum(),
                 total_tokens: records.iter().map(|r| r.usage.total_tokens()).sum(),
                 last_turn_at_ms: records.last().map(|r| r.finished_at_ms),
                 id,

@@ -81,6 +81,10 @@ pub struct TurnRecord {
     pub usage: Usage,
     /// Cost of the turn in USD (priced calls only).
     pub cost_usd: f64,
+    /// Model calls of the turn without a price (not in `cost_usd`). Absent in records written
+    /// before it was recorded, read as 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unpriced_model_calls: u32,
     /// Why the turn stopped.
     pub stop_reason: StopReason,
     /// When the turn finished, in milliseconds since the Unix epoch.
@@ -88,6 +92,10 @@ pub struct TurnRecord {
     /// The memory changes of the turn, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub memory: Vec<MemoryOp>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -674,6 +682,7 @@ mod tests {
             run_id: format!("run-{turn}"),
             agent_fingerprint: "sha256:x".into(),
             agent: None,
+            unpriced_model_calls: 0,
             messages: vec![Message::user(format!("m{turn}")), Message::assistant("ok")],
             tool_calls: Vec::new(),
             usage: Usage::new(1, 1),

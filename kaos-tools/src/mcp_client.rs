@@ -61,7 +61,7 @@ pub enum McpError {
         message: String,
     },
     /// The server's process could not be started.
-    #[error("cannot start MCP server `{prefix}` ({command}): {source}")]
+    #[error("cannot start MCP server `{prefix}` ({command})")]
     Spawn {
         /// The server's prefix.
         prefix: String,
@@ -89,7 +89,7 @@ pub enum McpError {
     },
     /// A mounted tool could not be named or registered (e.g. two remote names that map to the
     /// same KAOS name, or a name already taken in the registry).
-    #[error("cannot mount a tool of MCP server `{prefix}`: {source}")]
+    #[error("cannot mount a tool of MCP server `{prefix}`")]
     Tool {
         /// The server's prefix.
         prefix: String,

@@ -98,5 +98,8 @@ fn model_messages_hide_operator_detail() {
         source: std::io::Error::other("disk on fire"),
     });
     assert_eq!(io.model_message(), "storage error");
-    assert!(io.to_string().contains("disk on fire"));
+    // The cause is the error's source, not repeated in its message.
+    assert_eq!(io.to_string(), "storage error at /var/lib/kaos/x");
+    let cause = std::error::Error::source(&io).map(ToString::to_string);
+    assert_eq!(cause.as_deref(), Some("disk on fire"));
 }

@@ -72,7 +72,7 @@ pub enum VfsError {
     },
 
     /// The backend failed (disk full, permission denied, I/O error…).
-    #[error("storage error at {path}: {source}")]
+    #[error("storage error at {path}")]
     Io {
         /// The path involved.
         path: String,

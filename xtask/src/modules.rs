@@ -23,7 +23,7 @@ pub(crate) const MODULE_LAYERS: &[(&str, &[&[&str]])] = &[(
         &["events", "approval"],
         &["response", "stream"],
         // Guards and hooks.
-        &["guard", "hooks", "resolve"],
+        &["guard", "hooks", "models"],
         &["emit"],
         // One agent's prepared state, and the bounds of a run.
         &["member"],

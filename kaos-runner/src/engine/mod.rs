@@ -282,6 +282,7 @@ pub(crate) mod fixture {
                         std::time::Duration::from_secs(60),
                     ))),
                     hooks: &hooks,
+                    models: Default::default(),
                 },
             )
             .unwrap();

@@ -191,6 +191,15 @@ async fn call_model(
                 emit.emit(EventKind::ToolCallArgsDelta { index, text: arguments })
             }
             Ok(StreamEvent::Completed { response: r }) => response = Some(r),
+            Ok(StreamEvent::RetryScheduled { attempt, wait_ms, reason, message }) => {
+                emit.emit(EventKind::RetryScheduled {
+                    model: request.model.clone(),
+                    attempt,
+                    wait_ms,
+                    reason,
+                    message,
+                })
+            }
             Ok(_) => {}
             Err(error) => {
                 emit.end(span, SpanPhase::Error, attrs([("error", json!(error.to_string()))]));

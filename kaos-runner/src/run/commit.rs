@@ -67,6 +67,7 @@ pub(super) async fn commit(
         tool_calls: std::mem::take(&mut progress.tool_calls),
         usage: progress.usage,
         cost_usd: progress.cost_usd,
+        unpriced_model_calls: progress.unpriced_model_calls,
         stop_reason,
         finished_at_ms: now_ms(),
         memory: memory.take_ops(),

@@ -124,6 +124,7 @@ async fn sub_turn(
             cache: DEFAULT_SESSION_CACHE,
             breakers: parent.breakers.clone(),
             hooks: &parent.hooks,
+            models: parent.models.clone(),
         },
     )?;
     let session = format!("{}.sub.{}", cx.session, delegate.name);

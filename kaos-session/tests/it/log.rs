@@ -33,6 +33,7 @@ async fn turn(sessions: &Sessions, id: &SessionId, size: usize) -> Result<u32, S
         tool_calls: Vec::new(),
         usage: Usage::new(1, 1),
         cost_usd: 0.0,
+        unpriced_model_calls: 0,
         stop_reason: StopReason::Completed,
         finished_at_ms: 0,
         memory: taken.memory.take_ops(),

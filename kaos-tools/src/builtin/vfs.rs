@@ -283,6 +283,17 @@ fn vfs_failure(tool: &str, path: &VfsPath, err: VfsError) -> ToolError {
         VfsError::WrongKind { expected, found, .. } => {
             ToolError::failed_with_detail(format!("{path} is a {found}, not a {expected}"), err.to_string())
         }
-        _ => ToolError::failed_with_detail(format!("storage error at {path}"), err.to_string()),
+        _ => ToolError::failed_with_detail(format!("storage error at {path}"), chain(&err)),
     }
+}
+
+/// An error and its causes, joined by ": " (error types do not repeat their source).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text = format!("{text}: {error}");
+        cause = error.source();
+    }
+    text
 }
