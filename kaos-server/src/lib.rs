@@ -1,4 +1,11 @@
-//! Serve a KAOS [`Runner`] to other programs: MCP over stdio and streamable HTTP.
+//! Serve a KAOS [`Runner`] to other programs: MCP over stdio, and one HTTP server with MCP,
+//! an HTTP API and a web console.
+//!
+//! **HTTP.** [`serve_http`] starts one server (axum): MCP (streamable HTTP) at `/mcp`, the HTTP
+//! API at `/v1` (turns streamed as server-sent events, approvals, sessions, memory, search,
+//! traces; its OpenAPI document at `/v1/openapi.json`, see [`api`]) and the web console at `/`.
+//! The same bearer tokens ([`HttpOptions::with_token`]) guard MCP and the API, each token a
+//! caller with its own sessions; see `docs/concepts/http-api.md`.
 //!
 //! **Serving.** [`KaosMcpServer`] exposes a [`Runner`] to any MCP client:
 //!
@@ -32,12 +39,14 @@
 
 #![deny(missing_docs)]
 
+pub mod api;
+mod console;
 mod error;
 mod http;
 mod server;
 
 pub use error::ServeError;
-pub use http::{ClientId, HttpOptions, HttpServer, serve_http};
+pub use http::{ClientId, DEFAULT_MAX_BODY_BYTES, HttpOptions, HttpServer, serve_http};
 pub use kaos_tools::mcp_client as client;
 pub use server::{
     AGENT_TOOL, AgentTurnOutput, ApprovalRequired, DIRECT_SESSION, Guardrails, KaosMcpServer, RESUME_TOOL,
@@ -61,3 +70,8 @@ pub async fn serve_stdio(runner: Runner, options: ServeOptions) -> Result<(), Se
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/concepts/mcp.md")]
 mod mcp_doc {}
+
+/// `docs/concepts/http-api.md`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/concepts/http-api.md")]
+mod http_api_doc {}
