@@ -17,7 +17,7 @@ function el(tag, attrs = {}, ...children) {
 
 function status(text) { $("status").textContent = text; }
 const usd = (n) => "$" + (n || 0).toFixed(4);
-const ms = (n) => (n >= 1000 ? (n / 1000).toFixed(2) + " s" : Math.round(n) + " ms");
+const ms = (n) => (n >= 1000 ? (n / 1000).toFixed(2) + " s" : n >= 10 ? Math.round(n) + " ms" : n.toFixed(1) + " ms");
 
 async function api(path, options = {}) {
   const headers = Object.assign({ Authorization: "Bearer " + state.token }, options.headers || {});

@@ -318,6 +318,7 @@ pub(crate) struct Shared {
     credentials: Credentials,
     hosts: HostPolicy,
     mcp: McpService,
+    mcp_path: Arc<str>,
     /// Which caller opened each MCP session (its `Mcp-Session-Id`).
     mcp_owners: Mutex<HashMap<String, ClientId>>,
 }
@@ -364,6 +365,7 @@ pub async fn serve_http(
         credentials,
         hosts: HostPolicy::new(local_addr.ip(), &options),
         mcp,
+        mcp_path: options.path.clone().into(),
         mcp_owners: Mutex::new(HashMap::new()),
     });
     let app = router(runner, shared, &options.path, options.max_body_bytes);
@@ -379,17 +381,15 @@ pub async fn serve_http(
 
 fn router(runner: Runner, shared: Arc<Shared>, mcp_path: &str, max_body_bytes: usize) -> Router {
     let (api, openapi) = api::router(runner);
-    let authenticated = Router::new()
-        .route(mcp_path, any(mcp))
-        .nest("/v1", api)
-        .route_layer(middleware::from_fn_with_state(shared.clone(), authenticate));
     Router::new()
-        .merge(authenticated)
+        .route(mcp_path, any(mcp))
+        .merge(api)
         .route("/v1/openapi.json", axum::routing::get(move || std::future::ready(axum::Json(openapi.clone()))))
         .merge(super::console::router())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
         .layer(middleware::from_fn_with_state(shared.clone(), check_host))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             ApiError::internal("the server failed while handling the request").into_response()
@@ -412,8 +412,15 @@ async fn check_host(State(shared): State<Arc<Shared>>, request: Request, next: N
     }
 }
 
-/// Refuses a request without a valid bearer token (`401`); passes the caller on.
+/// Refuses an MCP or API request without a valid bearer token (`401`, whatever the path under
+/// `/v1`); passes the caller on. The console's files and the OpenAPI document need none.
 async fn authenticate(State(shared): State<Arc<Shared>>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let guarded = path == shared.mcp_path.as_ref()
+        || ((path == "/v1" || path.starts_with("/v1/")) && path != "/v1/openapi.json");
+    if !guarded {
+        return next.run(request).await;
+    }
     let Some(client) = shared.credentials.authenticate(request.headers().get(header::AUTHORIZATION)) else {
         let mut response =
             ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or invalid bearer token")
