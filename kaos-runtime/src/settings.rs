@@ -106,6 +106,11 @@ const KEYS: &[SettingKey] = &[
         &["KAOS_MCP_TOKEN"],
         "Bearer token the MCP HTTP server (`kaos serve --http`) requires [none: it refuses to start].",
     ),
+    secret(
+        "mcp.tokens",
+        &["KAOS_MCP_TOKENS"],
+        "More callers of `kaos serve --http`, each with its bearer token: `CALLER=TOKEN,CALLER=TOKEN` [none].",
+    ),
 ];
 
 /// Where a setting's value came from. Layers, highest precedence first: [`Override`],
@@ -204,8 +209,11 @@ pub struct VfsSettings {
 #[serde(default)]
 #[non_exhaustive]
 pub struct McpSettings {
-    /// `mcp.token`: `KAOS_MCP_TOKEN`. The HTTP transport refuses to start without it.
+    /// `mcp.token`: `KAOS_MCP_TOKEN`, the caller `default`. The HTTP transport refuses to
+    /// start without a token.
     pub token: Option<Secret>,
+    /// `mcp.tokens`: `KAOS_MCP_TOKENS`, more callers as `CALLER=TOKEN,CALLER=TOKEN`.
+    pub tokens: Option<Secret>,
 }
 
 /// Typed runtime settings.
@@ -320,6 +328,7 @@ impl Settings {
                     "vfs.s3_access_key_id" => redacted(&self.vfs.s3_access_key_id),
                     "vfs.s3_secret_access_key" => redacted(&self.vfs.s3_secret_access_key),
                     "mcp.token" => redacted(&self.mcp.token),
+                    "mcp.tokens" => redacted(&self.mcp.tokens),
                     _ => None,
                 };
                 SettingEntry {

@@ -67,6 +67,7 @@ fn each_layer_beats_the_ones_below_it() {
             ("vfs.s3_access_key_id", SettingSource::Default),
             ("vfs.s3_secret_access_key", SettingSource::Default),
             ("mcp.token", SettingSource::Default),
+            ("mcp.tokens", SettingSource::Default),
         ]
     );
 }
