@@ -474,7 +474,12 @@ pub(crate) async fn serve(global: &GlobalArgs, args: crate::ServeArgs) -> Result
         };
     }
     let server = serve_http(runner, addr, options).await?;
-    eprintln!("listening on {} (MCP at {}, API at {}/v1)", server.base_url(), server.url(), server.base_url());
+    eprintln!(
+        "listening on {} (MCP at {}, API at {}/v1)",
+        server.base_url(),
+        server.url(),
+        server.base_url()
+    );
     tokio::signal::ctrl_c().await?;
     eprintln!("shutting down: letting running turns finish");
     server.shutdown().await;

@@ -384,7 +384,10 @@ fn router(runner: Runner, shared: Arc<Shared>, mcp_path: &str, max_body_bytes: u
     Router::new()
         .route(mcp_path, any(mcp))
         .merge(api)
-        .route("/v1/openapi.json", axum::routing::get(move || std::future::ready(axum::Json(openapi.clone()))))
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || std::future::ready(axum::Json(openapi.clone()))),
+        )
         .merge(super::console::router())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
@@ -407,8 +410,12 @@ async fn check_host(State(shared): State<Arc<Shared>>, request: Request, next: N
         .or_else(|| request.uri().authority().map(|a| a.to_string()));
     match host {
         Some(host) if shared.hosts.allows(&host) => next.run(request).await,
-        _ => ApiError::new(StatusCode::FORBIDDEN, "forbidden_host", "the Host header does not name this server")
-            .into_response(),
+        _ => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_host",
+            "the Host header does not name this server",
+        )
+        .into_response(),
     }
 }
 

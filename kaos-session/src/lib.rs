@@ -30,6 +30,7 @@ pub use memory::{Change, MemoryError, MemoryItem, MemoryOp, NewItem, Section, Se
 pub use record::{StopReason, ToolCallRecord};
 pub use sessions::{Hydration, SessionExport, SessionSummary, Sessions, TakenSession};
 pub use store::{
-    CHECKPOINT_MIN_TAIL_BYTES, LogStamp, SESSION_LAYOUT_VERSION, TurnRecord, files_dir, sessions_root, traces_dir,
+    CHECKPOINT_MIN_TAIL_BYTES, LogStamp, SESSION_LAYOUT_VERSION, TurnRecord, files_dir, sessions_root,
+    traces_dir,
 };
 pub use summarize::{ExtractiveSummarizer, ModelSummarizer, Summarizer};

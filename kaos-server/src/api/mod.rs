@@ -26,8 +26,8 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use error::{ErrorBody, ErrorDetail};
 pub(crate) use error::ApiError;
+pub use error::{ErrorBody, ErrorDetail};
 pub use trace::{Trace, TraceSpan};
 
 use super::ClientId;
@@ -66,7 +66,9 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The API's routes (under `/v1`) and their OpenAPI document.
-pub(crate) fn router<S: Clone + Send + Sync + 'static>(runner: Runner) -> (axum::Router<S>, utoipa::openapi::OpenApi) {
+pub(crate) fn router<S: Clone + Send + Sync + 'static>(
+    runner: Runner,
+) -> (axum::Router<S>, utoipa::openapi::OpenApi) {
     let api = OpenApiRouter::<ApiState>::new()
         .routes(routes!(post_turn))
         .routes(routes!(post_approval))
@@ -76,8 +78,10 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(runner: Runner) -> (axum:
         .routes(routes!(get_memory))
         .routes(routes!(search))
         .routes(routes!(get_trace));
-    let (router, openapi) =
-        OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/v1", api).with_state(ApiState { runner }).split_for_parts();
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/v1", api)
+        .with_state(ApiState { runner })
+        .split_for_parts();
     (router, openapi)
 }
 
@@ -88,7 +92,11 @@ pub(crate) async fn not_found() -> ApiError {
 
 /// `405` for a known path with another method.
 pub(crate) async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take this method")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take this method",
+    )
 }
 
 /// The runner session of `client`'s session `public`: `{client}.{public}`.
@@ -599,7 +607,12 @@ async fn get_trace(
 
 /// The run as the client asked for it: its events as server-sent events, or its folded
 /// `TurnResponse`. Either way the trace is recorded as the events pass.
-async fn respond(stream: RunStream, recorder: trace::Recorder, client: ClientId, events: bool) -> Result<Response, ApiError> {
+async fn respond(
+    stream: RunStream,
+    recorder: trace::Recorder,
+    client: ClientId,
+    events: bool,
+) -> Result<Response, ApiError> {
     let recorded = record(stream, recorder);
     if events {
         let frames = recorded.map(move |item| Ok::<_, Infallible>(Bytes::from(frame(&client, item))));
@@ -617,7 +630,10 @@ async fn respond(stream: RunStream, recorder: trace::Recorder, client: ClientId,
 
 /// The run's events, each seen by the recorder before it is passed on. Dropping this stream
 /// drops the run (cancelled: nothing stored).
-fn record(stream: RunStream, recorder: trace::Recorder) -> impl Stream<Item = Result<Event, RunError>> + Send {
+fn record(
+    stream: RunStream,
+    recorder: trace::Recorder,
+) -> impl Stream<Item = Result<Event, RunError>> + Send {
     futures::stream::unfold((stream, recorder), |(mut stream, mut recorder)| async move {
         let item = stream.next().await?;
         if let Ok(event) = &item {

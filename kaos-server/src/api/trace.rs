@@ -44,12 +44,14 @@ impl Recorder {
 
     pub(crate) async fn observe(&mut self, event: &Event) {
         let kept = match &event.kind {
-            EventKind::TextDelta { .. } | EventKind::ThinkingDelta { .. } | EventKind::ToolCallArgsDelta { .. } => {
-                false
-            }
+            EventKind::TextDelta { .. }
+            | EventKind::ThinkingDelta { .. }
+            | EventKind::ToolCallArgsDelta { .. } => false,
             EventKind::Subagent { event, .. } => !matches!(
                 event.kind,
-                EventKind::TextDelta { .. } | EventKind::ThinkingDelta { .. } | EventKind::ToolCallArgsDelta { .. }
+                EventKind::TextDelta { .. }
+                    | EventKind::ThinkingDelta { .. }
+                    | EventKind::ToolCallArgsDelta { .. }
             ),
             EventKind::Span(span) if span.subject == SpanSubject::Turn && span.phase == SpanPhase::Start => {
                 if self.turn.is_none() {
@@ -149,7 +151,11 @@ pub struct Trace {
 }
 
 /// Reads the stored trace of `session`'s turn `turn`; `None` when none was stored.
-pub(crate) async fn read(vfs: &Arc<dyn Vfs>, session: &SessionId, turn: u32) -> Result<Option<Vec<Event>>, ApiError> {
+pub(crate) async fn read(
+    vfs: &Arc<dyn Vfs>,
+    session: &SessionId,
+    turn: u32,
+) -> Result<Option<Vec<Event>>, ApiError> {
     let path = trace_path(session, turn)?;
     let bytes = match vfs.read(&path).await {
         Ok(bytes) => bytes,
@@ -210,7 +216,9 @@ pub(crate) fn waterfall(session_id: String, turn: u32, events: &[Event]) -> Trac
                         if let Some(ms) = span.duration_ms {
                             found.duration_ms = ms;
                         }
-                        if let (Value::Object(into), false) = (&mut found.attributes, span.attributes.is_empty()) {
+                        if let (Value::Object(into), false) =
+                            (&mut found.attributes, span.attributes.is_empty())
+                        {
                             into.extend(span.attributes.clone());
                         }
                     }
@@ -228,7 +236,10 @@ pub(crate) fn waterfall(session_id: String, turn: u32, events: &[Event]) -> Trac
                     let s = spans.get(i)?;
                     (s.subject == "llm_call" || s.subject == "subagent").then_some(i)
                 });
-                if let Some(span) = owner.or_else(|| open.first().and_then(|id| index.get(id).copied())).and_then(|i| spans.get_mut(i)) {
+                if let Some(span) = owner
+                    .or_else(|| open.first().and_then(|id| index.get(id).copied()))
+                    .and_then(|i| spans.get_mut(i))
+                {
                     span.cost_usd += cost;
                     span.input_tokens += input;
                     span.output_tokens += usage.output_tokens;

@@ -45,14 +45,16 @@ async fn a_streamed_turn_pauses_for_a_destructive_tool_and_the_approval_continue
     assert_eq!(run["turn_number"], 1);
     // Another caller: the same 404 as for a missing run, and it cannot answer it.
     assert_eq!(bob.get(&format!("/runs/{run_id}")).await.0, 404);
-    let (status, error) = bob.post_json(&format!("/runs/{run_id}/approval"), json!({"decision": "approve"})).await;
+    let (status, error) =
+        bob.post_json(&format!("/runs/{run_id}/approval"), json!({"decision": "approve"})).await;
     assert_eq!((status, error["error"]["type"].as_str()), (404, Some("not_found")));
     // Nothing committed while paused (the session shows, with its paused turn's trace only).
     let (status, detail) = alice.get("/sessions/work").await;
     assert_eq!((status, detail["turns"].as_u64()), (200, Some(0)), "{detail}");
     assert_eq!(detail["records"], json!([]));
 
-    let (status, rest) = alice.post_sse(&format!("/runs/{run_id}/approval"), json!({"decision": "approve"})).await;
+    let (status, rest) =
+        alice.post_sse(&format!("/runs/{run_id}/approval"), json!({"decision": "approve"})).await;
     assert_eq!(status, 200);
     let last = rest.last().unwrap();
     assert_eq!(last.event, "turn_summary", "{:?}", types(&rest));
@@ -91,7 +93,9 @@ async fn a_streamed_turn_pauses_for_a_destructive_tool_and_the_approval_continue
     assert!(tool["depth"].as_u64().unwrap() >= 1);
     let llm: Vec<&Value> = spans.iter().filter(|s| s["subject"] == "llm_call").collect();
     assert_eq!(llm.len(), 2);
-    assert!(llm.iter().all(|s| s["cost_usd"].as_f64().unwrap() > 0.0 && s["input_tokens"].as_u64().unwrap() > 0));
+    assert!(
+        llm.iter().all(|s| s["cost_usd"].as_f64().unwrap() > 0.0 && s["input_tokens"].as_u64().unwrap() > 0)
+    );
     let span_cost: f64 = spans.iter().map(|s| s["cost_usd"].as_f64().unwrap()).sum();
     assert!((span_cost - trace["cost_usd"].as_f64().unwrap()).abs() < 1e-12);
     assert!((trace["cost_usd"].as_f64().unwrap() - session_cost).abs() < 1e-12);
@@ -125,8 +129,9 @@ async fn json_turns_always_approval_and_deny() {
     assert_eq!(paused["stop_reason"], "approval_required", "{paused}");
     assert_eq!(paused["session_id"], "j");
     let run_id = paused["run_id"].as_str().unwrap();
-    let (status, done) =
-        alice.post_json(&format!("/runs/{run_id}/approval"), json!({"decision": "deny", "reason": "no"})).await;
+    let (status, done) = alice
+        .post_json(&format!("/runs/{run_id}/approval"), json!({"decision": "deny", "reason": "no"}))
+        .await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["turn_number"], 1);
     assert_eq!(done["stop_reason"], "completed");
@@ -137,10 +142,14 @@ async fn json_turns_always_approval_and_deny() {
         .post_json("/sessions/j/turns", json!({"message": "go", "options": {"approve": ["delete_*"]}}))
         .await;
     assert_eq!(status, 200);
-    assert_eq!((second["turn_number"].as_u64(), second["stop_reason"].as_str()), (Some(2), Some("completed")));
+    assert_eq!(
+        (second["turn_number"].as_u64(), second["stop_reason"].as_str()),
+        (Some(2), Some("completed"))
+    );
     let (_, third) = alice.post_json("/sessions/j/turns", json!({"message": "go"})).await;
     let run_id = third["run_id"].as_str().unwrap();
-    let (status, done) = alice.post_json(&format!("/runs/{run_id}/approval"), json!({"decision": "always"})).await;
+    let (status, done) =
+        alice.post_json(&format!("/runs/{run_id}/approval"), json!({"decision": "always"})).await;
     assert_eq!((status, done["turn_number"].as_u64()), (200, Some(3)));
     server.shutdown().await;
 }
@@ -164,7 +173,8 @@ async fn bad_requests_get_typed_json_errors_with_the_right_status() {
     assert_eq!(response.headers()["www-authenticate"], "Bearer");
     let status = response.status().as_u16();
     check(status, &response.json().await.unwrap(), 401, "unauthorized");
-    let response = http.get(format!("{base}/v1/nope")).bearer_auth("wrong-token-0123456789").send().await.unwrap();
+    let response =
+        http.get(format!("{base}/v1/nope")).bearer_auth("wrong-token-0123456789").send().await.unwrap();
     check(response.status().as_u16(), &response.json().await.unwrap(), 401, "unauthorized");
     // Bad bodies, ids and options.
     let raw = |body: &'static str| {
@@ -183,8 +193,9 @@ async fn bad_requests_get_typed_json_errors_with_the_right_status() {
     let (status, body) =
         alice.post_json("/sessions/s/turns", json!({"message": "hi", "options": {"max_cost_usd": -1}})).await;
     check(status, &body, 400, "invalid_request");
-    let (status, body) =
-        alice.post_json("/sessions/s/turns", json!({"message": "hi", "options": {"approve": ["[bad"]}})).await;
+    let (status, body) = alice
+        .post_json("/sessions/s/turns", json!({"message": "hi", "options": {"approve": ["[bad"]}}))
+        .await;
     check(status, &body, 400, "invalid_request");
     let (status, body) = alice.post_json("/runs/nope/approval", json!({"decision": "maybe"})).await;
     check(status, &body, 400, "invalid_request");
@@ -212,8 +223,13 @@ async fn bad_requests_get_typed_json_errors_with_the_right_status() {
     check(response.status().as_u16(), &response.json().await.unwrap(), 405, "method_not_allowed");
     // A Host that does not name this server (DNS rebinding): 403 on every route.
     for path in ["/", "/v1/sessions", "/mcp"] {
-        let response =
-            http.get(format!("{base}{path}")).header("host", "evil.example").bearer_auth(ALICE).send().await.unwrap();
+        let response = http
+            .get(format!("{base}{path}"))
+            .header("host", "evil.example")
+            .bearer_auth(ALICE)
+            .send()
+            .await
+            .unwrap();
         check(response.status().as_u16(), &response.json().await.unwrap(), 403, "forbidden_host");
     }
     server.shutdown().await;
@@ -235,7 +251,8 @@ async fn a_client_that_disconnects_mid_turn_cancels_it_and_nothing_is_stored() {
     let mut body = response.bytes_stream();
     let mut seen = String::new();
     while !seen.contains("\"tool_name\":\"wait\"") {
-        let chunk = tokio::time::timeout(Duration::from_secs(30), body.next()).await.unwrap().unwrap().unwrap();
+        let chunk =
+            tokio::time::timeout(Duration::from_secs(30), body.next()).await.unwrap().unwrap().unwrap();
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
     drop(body);
@@ -259,7 +276,12 @@ async fn shutdown_lets_a_running_turn_finish_and_commit() {
     let running = {
         let alice = alice.clone();
         tokio::spawn(async move {
-            alice.post_sse("/sessions/slow/turns", json!({"message": "wait 1500", "options": {"approve": ["*"]}})).await
+            alice
+                .post_sse(
+                    "/sessions/slow/turns",
+                    json!({"message": "wait 1500", "options": {"approve": ["*"]}}),
+                )
+                .await
         })
     };
     // Let the turn start, then shut down while it runs.
@@ -306,7 +328,8 @@ async fn mcp_on_another_loopback_address_with_sessions_tied_to_the_caller_that_o
     // Bob knows the id: he can neither use nor end Alice's MCP session.
     let response = post(BOB, Some(session.clone()), list.clone()).await.unwrap();
     assert_eq!(response.status(), 404);
-    let response = http.delete(&url).bearer_auth(BOB).header("mcp-session-id", &session).send().await.unwrap();
+    let response =
+        http.delete(&url).bearer_auth(BOB).header("mcp-session-id", &session).send().await.unwrap();
     assert_eq!(response.status(), 404);
     let response = post(ALICE, Some(session.clone()), list).await.unwrap();
     assert_eq!(response.status(), 200);
@@ -314,7 +337,8 @@ async fn mcp_on_another_loopback_address_with_sessions_tied_to_the_caller_that_o
     let frames = parse_sse(&text);
     let tools = frames.iter().find_map(|f| f.data.get("result")).unwrap_or_else(|| panic!("{text}"));
     assert!(tools["tools"].as_array().unwrap().iter().any(|t| t["name"] == "delete_file"));
-    let response = http.delete(&url).bearer_auth(ALICE).header("mcp-session-id", &session).send().await.unwrap();
+    let response =
+        http.delete(&url).bearer_auth(ALICE).header("mcp-session-id", &session).send().await.unwrap();
     assert!(response.status().is_success(), "{}", response.status());
     server.shutdown().await;
 }

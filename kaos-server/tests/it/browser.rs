@@ -49,7 +49,10 @@ impl Page {
     /// Evaluates `expression` in the page (awaiting a promise) and returns its value.
     async fn eval(&mut self, expression: &str) -> Value {
         let result = self
-            .call("Runtime.evaluate", json!({"expression": expression, "awaitPromise": true, "returnByValue": true}))
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "awaitPromise": true, "returnByValue": true}),
+            )
             .await;
         assert!(result.get("exceptionDetails").is_none(), "{expression}: {result}");
         result["result"]["value"].clone()
@@ -73,7 +76,8 @@ impl Page {
 
     async fn press_enter(&mut self) {
         for kind in ["keyDown", "keyUp"] {
-            let mut params = json!({"type": kind, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13});
+            let mut params =
+                json!({"type": kind, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13});
             if kind == "keyDown" {
                 params["text"] = json!("\r");
             }
@@ -82,7 +86,9 @@ impl Page {
     }
 
     async fn screenshot(&mut self, dir: &Path, name: &str) {
-        let shot = self.call("Page.captureScreenshot", json!({"format": "png", "captureBeyondViewport": true})).await;
+        let shot = self
+            .call("Page.captureScreenshot", json!({"format": "png", "captureBeyondViewport": true}))
+            .await;
         let png = base64::engine::general_purpose::STANDARD.decode(shot["data"].as_str().unwrap()).unwrap();
         assert!(png.starts_with(b"\x89PNG"));
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
@@ -128,7 +134,8 @@ async fn chromium(profile: &Path) -> (tokio::process::Child, String) {
         assert!(Instant::now() < deadline, "Chromium did not start (no {})", file.display());
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let targets: Value = reqwest::get(format!("http://127.0.0.1:{port}/json/list")).await.unwrap().json().await.unwrap();
+    let targets: Value =
+        reqwest::get(format!("http://127.0.0.1:{port}/json/list")).await.unwrap().json().await.unwrap();
     let page = targets
         .as_array()
         .unwrap()
@@ -212,7 +219,9 @@ async fn the_console_chats_approves_and_shows_the_waterfall_in_chromium() {
     let total = format!("${:.4}", trace["cost_usd"].as_f64().unwrap());
     let shown = page.eval("document.querySelector('#waterfall tfoot td:last-child').textContent").await;
     assert_eq!(shown, total.as_str());
-    let bar_width = page.eval("document.querySelector('#waterfall tr[data-subject=\"tool_call\"] .span-bar').style.width").await;
+    let bar_width = page
+        .eval("document.querySelector('#waterfall tr[data-subject=\"tool_call\"] .span-bar').style.width")
+        .await;
     assert!(bar_width.as_str().unwrap().ends_with('%'));
     page.screenshot(&shots, "3-waterfall").await;
 

@@ -16,7 +16,8 @@ const SESSIONS: usize = 200;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_streamed_turns_complete_with_consistent_turn_numbers() {
     let agent = Agent::builder().name("echo").build().unwrap();
-    let runner = Runner::builder(agent, Runtime::test_mode()).model(Arc::new(ScriptedClient::echo())).build().unwrap();
+    let runner =
+        Runner::builder(agent, Runtime::test_mode()).model(Arc::new(ScriptedClient::echo())).build().unwrap();
     let server = serve(runner).await;
     let alice = Api::new(&server, ALICE);
     let mut tasks = Vec::new();
@@ -25,7 +26,8 @@ async fn two_hundred_concurrent_streamed_turns_complete_with_consistent_turn_num
         tasks.push(tokio::spawn(async move {
             let mut numbers = Vec::new();
             for message in ["one", "two"] {
-                let (status, frames) = alice.post_sse(&format!("/sessions/load-{i}/turns"), json!({"message": message})).await;
+                let (status, frames) =
+                    alice.post_sse(&format!("/sessions/load-{i}/turns"), json!({"message": message})).await;
                 assert_eq!(status, 200);
                 let last = frames.last().unwrap();
                 assert_eq!(last.event, "turn_summary", "session {i}");

@@ -4,7 +4,6 @@
 //! streamable HTTP. They are pinned in `tests/mcp/package-lock.json`; install them with
 //! `tests/mcp/install.sh` (`cargo xtask ci` does).
 
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

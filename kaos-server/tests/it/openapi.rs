@@ -25,7 +25,8 @@ async fn the_openapi_document_matches_the_routes() {
     let server = serve(destructive_runner(destructive_runtime())).await;
     let base = server.base_url();
     let http = reqwest::Client::new();
-    let document: Value = http.get(format!("{base}/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let document: Value =
+        http.get(format!("{base}/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     let mut documented = BTreeSet::new();

@@ -63,7 +63,11 @@ pub fn destructive_model() -> ScriptedClient {
             }
             Some(Message::Tool { content, .. }) => {
                 let turns = request.messages.iter().filter(|m| matches!(m, Message::User { .. })).count();
-                priced(ModelResponse::text(PRICED_MODEL, format!("Done: {content} (turn {turns})")), 1_200, 40)
+                priced(
+                    ModelResponse::text(PRICED_MODEL, format!("Done: {content} (turn {turns})")),
+                    1_200,
+                    40,
+                )
             }
             _ => ScriptedReply::text("?"),
         }
