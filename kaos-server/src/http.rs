@@ -296,7 +296,16 @@ impl HostPolicy {
         if self.any {
             return true;
         }
-        let Ok(authority) = http::uri::Authority::try_from(value.trim()) else { return false };
+        let value = value.trim();
+        let Ok(authority) = http::uri::Authority::try_from(value) else { return false };
+        // A port that is not a number is a malformed Host, not this server.
+        let port_part = match value.rfind(']') {
+            Some(end) => value.get(end..).is_some_and(|rest| rest.contains(':')),
+            None => value.contains(':'),
+        };
+        if port_part && authority.port_u16().is_none() {
+            return false;
+        }
         let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
         if host == "localhost" {
             return true;
