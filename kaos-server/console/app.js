@@ -87,7 +87,8 @@ async function openSession(id) {
   } catch (e) {
     if (!String(e.message).startsWith("not_found")) status(e.message);
   }
-  $("composer-input").focus();
+  // Only if nothing happened meanwhile (a turn started, an approval is waiting).
+  if (state.session === id && !state.busy && !state.pending) $("composer-input").focus();
 }
 
 function renderHistory(detail) {

@@ -190,6 +190,7 @@ async fn the_console_chats_approves_and_shows_the_waterfall_in_chromium() {
     page.type_text("web").await;
     page.press_enter().await;
     page.wait_for("document.getElementById('chat-title').textContent === 'web'").await;
+    page.wait_for("document.activeElement && document.activeElement.id === 'composer-input'").await;
 
     chat_and_approve(&mut page, "please delete my notes", 1).await;
     page.wait_for("[...document.querySelectorAll('#messages .msg.tool.ok')].some(m => m.textContent.includes('delete_file'))").await;
