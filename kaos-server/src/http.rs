@@ -10,6 +10,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
+use axum::serve::ListenerExt as _;
 use http::{HeaderValue, Method, StatusCode, header};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
@@ -380,6 +381,12 @@ pub async fn serve_http(
     let app = router(runner, shared, &options.path, options.max_body_bytes);
     let shutdown = cancel.clone();
     let task = tokio::spawn(async move {
+        // Events are small writes: send each at once (no Nagle delay behind a delayed ACK).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let serving = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned());
         if let Err(e) = serving.await {
             tracing::warn!(error = %e, "HTTP server stopped with an error");
