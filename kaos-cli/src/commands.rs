@@ -666,32 +666,67 @@ pub(crate) fn policy(global: &GlobalArgs, command: PolicyCommand) -> Result<()> 
     Ok(())
 }
 
-/// `kaos serve`: the runner over MCP, on stdio or streamable HTTP.
+/// `kaos serve`: the runner over MCP on stdio, or one HTTP server (MCP, the API, the console).
 #[cfg(feature = "mcp")]
-pub(crate) async fn serve(global: &GlobalArgs, http: Option<std::net::SocketAddr>) -> Result<()> {
+pub(crate) async fn serve(global: &GlobalArgs, args: crate::ServeArgs) -> Result<()> {
     use kaos_server::{HttpOptions, ServeOptions, serve_http, serve_stdio};
 
     let settings = setup::settings(global)?;
     let runner = setup::runner(global)?;
-    match http {
-        None => serve_stdio(runner, ServeOptions::default()).await?,
-        Some(addr) => {
-            let token = settings.mcp.token.as_ref().with_context(|| {
-                "the HTTP transport needs a bearer token: set mcp.token (KAOS_MCP_TOKEN)".to_owned()
-            })?;
-            let server =
-                serve_http(runner, addr, HttpOptions::new().with_token(token.expose(), "default")).await?;
-            eprintln!("listening on {}", server.url());
-            tokio::signal::ctrl_c().await?;
-            server.shutdown().await;
+    let Some(addr) = args.http else {
+        serve_stdio(runner, ServeOptions::default()).await?;
+        return Ok(());
+    };
+    let mut options = HttpOptions::new().with_max_body_bytes(args.max_body_bytes);
+    for (caller, token) in serve_tokens(&args.tokens, &settings)? {
+        options = options.with_token(token, caller);
+    }
+    if args.allow_remote {
+        options = if args.allowed_hosts.is_empty() {
+            options.with_allow_remote()
+        } else {
+            options.with_non_loopback(args.allowed_hosts)
+        };
+    }
+    let server = serve_http(runner, addr, options).await?;
+    eprintln!(
+        "listening on {} (MCP at {}, API at {}/v1)",
+        server.base_url(),
+        server.url(),
+        server.base_url()
+    );
+    tokio::signal::ctrl_c().await?;
+    eprintln!("shutting down: letting running turns finish");
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Every `(caller, token)`: `--token CALLER=TOKEN` flags, then `mcp.tokens`, then `mcp.token`
+/// as the caller `default`.
+#[cfg(feature = "mcp")]
+fn serve_tokens(flags: &[String], settings: &kaos_runtime::Settings) -> Result<Vec<(String, String)>> {
+    let parse = |pair: &str, from: &str| -> Result<(String, String)> {
+        let (caller, token) = pair
+            .split_once('=')
+            .filter(|(caller, token)| !caller.trim().is_empty() && !token.is_empty())
+            .with_context(|| format!("{from}: expected CALLER=TOKEN (e.g. alice=<long random token>)"))?;
+        Ok((caller.trim().to_owned(), token.to_owned()))
+    };
+    let mut out = flags.iter().map(|pair| parse(pair, "--token")).collect::<Result<Vec<_>>>()?;
+    if let Some(tokens) = &settings.mcp.tokens {
+        for pair in tokens.expose().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            out.push(parse(pair, "mcp.tokens (KAOS_MCP_TOKENS)")?);
         }
     }
-    Ok(())
+    if let Some(token) = &settings.mcp.token {
+        out.push(("default".to_owned(), token.expose().to_owned()));
+    }
+    Ok(out)
 }
 
 /// `kaos serve` in a build without MCP.
 #[cfg(not(feature = "mcp"))]
-pub(crate) async fn serve(_global: &GlobalArgs, _http: Option<std::net::SocketAddr>) -> Result<()> {
+pub(crate) async fn serve(_global: &GlobalArgs, _args: crate::ServeArgs) -> Result<()> {
     bail!(
         "this kaos was built without MCP; rebuild it with `--features mcp` (e.g. cargo install --path kaos-cli --features mcp)"
     )

@@ -122,16 +122,37 @@ enum Command {
     /// The agent's permission policy.
     #[command(subcommand)]
     Policy(commands::PolicyCommand),
-    /// Serve the agent (tool `kaos-agent-turn`), the runtime's tools and the sessions over MCP.
+    /// Serve the agent: MCP over stdio, or with `--http` one HTTP server with MCP (`/mcp`),
+    /// the HTTP API (`/v1`) and the web console (`/`).
     ///
-    /// Needs the `mcp` feature (`cargo install --path kaos-runner --features mcp`).
-    Serve {
-        /// Serve streamable HTTP at this address (e.g. 127.0.0.1:8080) instead of stdio. It
-        /// refuses to start without the bearer token `mcp.token` (`KAOS_MCP_TOKEN`) and to bind
-        /// a non-loopback address.
-        #[arg(long, value_name = "ADDR")]
-        http: Option<std::net::SocketAddr>,
-    },
+    /// Needs the `mcp` feature (on by default).
+    Serve(ServeArgs),
+}
+
+/// `kaos serve`'s options.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Serve HTTP at this address (e.g. 127.0.0.1:8080) instead of MCP over stdio. It refuses
+    /// to start without a bearer token and binds loopback addresses only unless
+    /// `--allow-remote`.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<std::net::SocketAddr>,
+    /// A caller and its bearer token (at least 16 visible ASCII characters), repeatable; each
+    /// caller sees only its own sessions. Also from the settings `mcp.tokens`
+    /// (`KAOS_MCP_TOKENS=alice=…,bob=…`) and `mcp.token` (`KAOS_MCP_TOKEN`, the caller
+    /// `default`), which keep tokens out of the process list.
+    #[arg(long = "token", value_name = "CALLER=TOKEN", requires = "http")]
+    pub(crate) tokens: Vec<String>,
+    /// Allow a non-loopback address (e.g. 0.0.0.0:8080). Still refused without a token.
+    #[arg(long, requires = "http")]
+    pub(crate) allow_remote: bool,
+    /// With --allow-remote: accept only these `Host` names (repeatable; `localhost`, loopback
+    /// addresses and the bound address are always accepted). Without it any `Host` is accepted.
+    #[arg(long = "allowed-host", value_name = "HOST", requires = "allow_remote")]
+    pub(crate) allowed_hosts: Vec<String>,
+    /// The largest request body accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024, requires = "http")]
+    pub(crate) max_body_bytes: usize,
 }
 
 fn main() -> ExitCode {
@@ -188,7 +209,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Vfs(command) => runtime.block_on(commands::vfs(global, command)),
         Command::Config(command) => commands::config(global, command),
         Command::Policy(command) => commands::policy(global, command),
-        Command::Serve { http } => runtime.block_on(commands::serve(global, http)),
+        Command::Serve(args) => runtime.block_on(commands::serve(global, args)),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

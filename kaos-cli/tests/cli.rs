@@ -185,6 +185,7 @@ fn config_show_redacts_secrets_and_names_their_source() {
             {"key": "vfs.s3_access_key_id", "value": null, "source": {"layer": "default"}, "secret": true},
             {"key": "vfs.s3_secret_access_key", "value": null, "source": {"layer": "default"}, "secret": true},
             {"key": "mcp.token", "value": null, "source": {"layer": "default"}, "secret": true},
+            {"key": "mcp.tokens", "value": null, "source": {"layer": "default"}, "secret": true},
         ])
     );
 
@@ -454,6 +455,87 @@ async fn run_exits_5_when_the_turn_stops_short_of_an_answer() {
     let response = stdout_json(&output);
     assert_eq!(response["stop_reason"], "evidence_insufficient");
     assert!(response["text"].as_str().unwrap().starts_with("I cannot answer this from the documents"));
+}
+
+/// `kaos serve --http`: one server with MCP, the API and the console, several callers' tokens
+/// from flags and settings, any loopback address, and the refusals.
+#[cfg(feature = "mcp")]
+mod http_serve {
+    use std::process::Stdio;
+
+    use serde_json::{Value, json};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    const ALICE: &str = "alice-token-0123456789abcdef";
+    const BOB: &str = "bob-token-0123456789abcdef";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kaos_serve_http_serves_the_api_and_the_console_to_several_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kaos"))
+            .args(["serve", "--http", "127.0.0.2:0", "--token", &format!("alice={ALICE}")])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("KAOS_MCP_TOKENS", format!("bob={BOB}"))
+            .env_remove("KAOS_MCP_TOKEN")
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut line = String::new();
+        while !line.starts_with("listening on ") {
+            line = lines.next_line().await.unwrap().expect("kaos serve exited before listening");
+        }
+        let base = line
+            .strip_prefix("listening on ")
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{line}"))
+            .to_owned();
+        assert!(base.starts_with("http://127.0.0.2:"), "{base}");
+        let http = reqwest::Client::new();
+        let page = http.get(format!("{base}/")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains("KAOS console"));
+        let turn = |token: &'static str| {
+            http.post(format!("{base}/v1/sessions/s/turns"))
+                .bearer_auth(token)
+                .json(&json!({"message": "hello"}))
+                .send()
+        };
+        let alice: Value = turn(ALICE).await.unwrap().json().await.unwrap();
+        assert_eq!(alice["turn_number"], 1, "{alice}");
+        assert_eq!(alice["session_id"], "s");
+        let bob: Value = turn(BOB).await.unwrap().json().await.unwrap();
+        assert_eq!(bob["turn_number"], 1, "Bob's `s` is not Alice's: {bob}");
+        let response = http.get(format!("{base}/v1/sessions")).send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        child.kill().await.unwrap();
+    }
+
+    #[test]
+    fn kaos_serve_http_refuses_unsafe_starts_with_errors_naming_the_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let serve = |args: &[&str]| {
+            let output = assert_cmd::Command::cargo_bin("kaos")
+                .unwrap()
+                .args(["serve", "--data-dir"])
+                .arg(dir.path())
+                .args(args)
+                .env_remove("KAOS_MCP_TOKEN")
+                .env_remove("KAOS_MCP_TOKENS")
+                .output()
+                .unwrap();
+            assert_eq!(output.status.code(), Some(1), "{output:?}");
+            String::from_utf8_lossy(&output.stderr).into_owned()
+        };
+        let token = format!("alice={ALICE}");
+        assert!(serve(&["--http", "0.0.0.0:0", "--token", &token]).contains("--allow-remote"));
+        assert!(serve(&["--http", "0.0.0.0:0", "--allow-remote"]).contains("--token CALLER=TOKEN"));
+        assert!(serve(&["--http", "127.0.0.1:0"]).contains("--token CALLER=TOKEN"));
+        assert!(serve(&["--http", "127.0.0.1:0", "--token", "alice"]).contains("expected CALLER=TOKEN"));
+        assert!(serve(&["--http", "127.0.0.1:0", "--token", "alice=short"]).contains("at least 16"));
+    }
 }
 
 /// The official TypeScript MCP SDK (pinned in `tests/mcp/`, installed by `tests/mcp/install.sh`)

@@ -203,6 +203,11 @@ const KEYS: &[SettingKey] = &[
         &["KAOS_MCP_TOKEN"],
         "Bearer token the MCP HTTP server (`kaos serve --http`) requires [none: it refuses to start].",
     ),
+    secret(
+        "mcp.tokens",
+        &["KAOS_MCP_TOKENS"],
+        "More callers of `kaos serve --http`, each with its bearer token: `CALLER=TOKEN,CALLER=TOKEN` [none].",
+    ),
 ];
 
 /// Where a setting's value came from. Layers, highest precedence first: [`Override`],
@@ -393,8 +398,11 @@ struct VfsSection {
 #[serde(default)]
 #[non_exhaustive]
 pub struct McpSettings {
-    /// `mcp.token`: `KAOS_MCP_TOKEN`. The HTTP transport refuses to start without it.
+    /// `mcp.token`: `KAOS_MCP_TOKEN`, the caller `default`. The HTTP transport refuses to
+    /// start without a token.
     pub token: Option<Secret>,
+    /// `mcp.tokens`: `KAOS_MCP_TOKENS`, more callers as `CALLER=TOKEN,CALLER=TOKEN`.
+    pub tokens: Option<Secret>,
 }
 
 /// Typed runtime settings.
@@ -537,6 +545,7 @@ impl Settings {
                     "providers.max_retries" => p.max_retries.map(|n| n.to_string()),
                     "providers.max_retry_wait_secs" => p.max_retry_wait_secs.map(|n| n.to_string()),
                     "pricing.file" => self.pricing.file.as_ref().map(|f| f.display().to_string()),
+                    "mcp.tokens" => redacted(&self.mcp.tokens),
                     _ => None,
                 };
                 SettingEntry {

@@ -83,6 +83,7 @@ fn each_layer_beats_the_ones_below_it() {
             ("vfs.s3_lock_timeout_secs", SettingSource::Default),
             ("vfs.s3_single_writer", SettingSource::Default),
             ("mcp.token", SettingSource::Default),
+            ("mcp.tokens", SettingSource::Default),
         ]
     );
 }

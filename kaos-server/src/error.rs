@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 pub enum ServeError {
     /// The HTTP transport was asked to start without any bearer token. It never serves
     /// unauthenticated.
-    #[error("the MCP HTTP server needs at least one bearer token (HttpOptions::token)")]
+    #[error(
+        "the HTTP server needs at least one bearer token (`kaos serve --token CALLER=TOKEN`, the setting mcp.token, or HttpOptions::with_token)"
+    )]
     MissingToken,
     /// A bearer token is unusable (empty, or not a visible-ASCII header value).
     #[error("invalid bearer token for client `{client_id}`: {reason}")]
@@ -27,7 +29,7 @@ pub enum ServeError {
     /// The address is not a loopback address and
     /// [`HttpOptions::allow_non_loopback`](super::HttpOptions::allow_non_loopback) was not set.
     #[error(
-        "refusing to listen on non-loopback address {0} (allow it explicitly with HttpOptions::allow_non_loopback)"
+        "refusing to listen on non-loopback address {0} (opt in with `kaos serve --allow-remote`, or HttpOptions::with_allow_remote)"
     )]
     NonLoopback(SocketAddr),
     /// The server's options are inconsistent (e.g. an invalid agent tool name).

@@ -1,4 +1,11 @@
-//! Serve a KAOS [`Runner`] to other programs: MCP over stdio and streamable HTTP.
+//! Serve a KAOS [`Runner`] to other programs: MCP over stdio, and one HTTP server with MCP,
+//! an HTTP API and a web console.
+//!
+//! **HTTP.** [`serve_http`] starts one server (axum): MCP (streamable HTTP) at `/mcp`, the HTTP
+//! API at `/v1` (turns streamed as server-sent events, approvals, sessions, memory, search,
+//! traces; its OpenAPI document at `/v1/openapi.json`, see [`api`]) and the web console at `/`.
+//! The same bearer tokens ([`HttpOptions::with_token`]) guard MCP and the API, each token a
+//! caller with its own sessions; see `docs/concepts/http-api.md`.
 //!
 //! **Serving.** [`KaosMcpServer`] exposes a [`Runner`] to any MCP client:
 //!
@@ -33,12 +40,14 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod api;
+mod console;
 mod error;
 mod http;
 mod server;
 
 pub use error::ServeError;
-pub use http::{ClientId, HttpOptions, HttpServer, serve_http};
+pub use http::{ClientId, DEFAULT_MAX_BODY_BYTES, HttpOptions, HttpServer, serve_http};
 pub use kaos_tools::mcp_client as client;
 pub use server::{
     AGENT_TOOL, AgentTurnOutput, ApprovalRequired, DIRECT_SESSION, Guardrails, KaosMcpServer, RESUME_TOOL,

@@ -32,7 +32,7 @@ pub use record::{StopReason, ToolCallRecord};
 pub use sessions::{Hydration, SessionExport, SessionSummary, Sessions, TakenSession};
 pub use store::{
     CHECKPOINT_MIN_TAIL_BYTES, LogStamp, SESSION_LAYOUT_VERSION, Salvaged, TurnRecord, files_dir,
-    sessions_root,
+    sessions_root, traces_dir,
 };
 pub use summarize::{ExtractiveSummarizer, ModelSummarizer, Summarizer};
 

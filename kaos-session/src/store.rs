@@ -47,6 +47,13 @@ pub fn files_dir(id: &SessionId) -> Result<VfsPath, SessionError> {
     Ok(SessionStore::dir(id)?.join("files")?)
 }
 
+/// The directory of a session's stored traces, `sessions/{id}/traces` (one `{turn}.jsonl` per
+/// turn, written by a front end such as `kaos-server` from the turn's events; deleted with the
+/// session).
+pub fn traces_dir(id: &SessionId) -> Result<VfsPath, SessionError> {
+    Ok(SessionStore::dir(id)?.join("traces")?)
+}
+
 /// The directory all sessions are stored under, `sessions`.
 pub fn sessions_root() -> Result<VfsPath, SessionError> {
     SessionStore::root()

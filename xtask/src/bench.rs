@@ -16,8 +16,12 @@ use serde_json::Value;
 use crate::Cargo;
 
 /// The criterion bench targets to run, as (package, bench target), in order.
-const BENCHES: &[(&str, &str)] =
-    &[("kaos-runner", "turn"), ("kaos-runner", "session"), ("kaos-runner", "object_store")];
+const BENCHES: &[(&str, &str)] = &[
+    ("kaos-runner", "turn"),
+    ("kaos-runner", "session"),
+    ("kaos-runner", "object_store"),
+    ("kaos-server", "http"),
+];
 
 /// Features a bench target needs, as (package, bench target, features).
 const BENCH_FEATURES: &[(&str, &str, &str)] = &[("kaos-runner", "object_store", "object-store")];

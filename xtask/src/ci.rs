@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::{Cargo, codegen, features, tidy};
 
 /// Runs format check, clippy, tidy, the codegen check, the feature matrix, the install of the
-/// MCP interop packages and of the S3 test server, the whole test suite with every feature on (so each vendor's wire
+/// MCP interop packages, of the S3 test server and of Chromium, the whole test suite with every feature on (so each vendor's wire
 /// tests and the MCP interop tests run) and the examples; stops at the first failure.
 pub(crate) fn run() -> Result<()> {
     Cargo::new(["fmt", "--all", "--check"]).run()?;
@@ -28,6 +28,7 @@ pub(crate) fn run() -> Result<()> {
     features::run()?;
     install_mcp_packages()?;
     install_s3_server()?;
+    install_chromium()?;
     // The stdio interop test starts the example's binary as the server; `cargo test` builds
     // examples but does not put them at their plain path.
     Cargo::new(["build", "-p", "kaos-server", "--all-features", "--example", "mcp_serve", "--locked"])
@@ -51,6 +52,18 @@ fn install_mcp_packages() -> Result<()> {
     let status = std::process::Command::new("bash").arg(&install).status().context("cannot run bash")?;
     if !status.success() {
         bail!("{} failed ({status}); it needs node >= 20 and npm", install.display());
+    }
+    Ok(())
+}
+
+/// Debian's Chromium, which kaos-server's browser test drives headless over the DevTools
+/// Protocol; without it that test fails rather than skips.
+fn install_chromium() -> Result<()> {
+    let install = crate::workspace_root().join("tests/browser/install.sh");
+    eprintln!("$ bash {}", install.display());
+    let status = std::process::Command::new("bash").arg(&install).status().context("cannot run bash")?;
+    if !status.success() {
+        bail!("{} failed ({status}); it needs apt-get (Debian) and root or sudo", install.display());
     }
     Ok(())
 }

@@ -71,8 +71,19 @@ const NO_FRONT_END: &[(&str, &[&str])] =
     &[("kaos-runner", FRONT_END_CRATES), ("kaos-session", FRONT_END_CRATES)];
 
 /// Crates of a command line, a REPL, or an HTTP/MCP server.
-const FRONT_END_CRATES: &[&str] =
-    &["clap", "rustyline", "anyhow", "rmcp", "hyper", "hyper-util", "axum", "tower-http", "indicatif"];
+const FRONT_END_CRATES: &[&str] = &[
+    "clap",
+    "rustyline",
+    "anyhow",
+    "rmcp",
+    "hyper",
+    "hyper-util",
+    "axum",
+    "tower-http",
+    "utoipa",
+    "utoipa-axum",
+    "indicatif",
+];
 
 /// Architecture Invariant: `kaos-agent` has no async or IO dependency, not even transitively.
 /// It is pure data and validation, usable from any context. `kaos-ingest` (bytes to document

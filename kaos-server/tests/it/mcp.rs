@@ -3,7 +3,6 @@
 //! TypeScript SDK (`@modelcontextprotocol/sdk`) as a client of our server over stdio and
 //! streamable HTTP. They are pinned in `tests/mcp/package-lock.json`; install them with
 //! `tests/mcp/install.sh` (`cargo xtask ci` does).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
