@@ -724,6 +724,21 @@ mod tests {
         assert!(matches!(error("acme:big", &[]), ProviderError::UnknownModel { .. }));
     }
 
+    /// The default offline model answers a long-running process's turns without keeping a
+    /// copy of each request (a `kaos serve` grew by every request it was ever sent).
+    #[tokio::test]
+    async fn the_resolved_echo_model_keeps_no_requests() {
+        let client = resolve("scripted:echo", &[]).unwrap_or_else(|e| unreachable!("{e}"));
+        for i in 0..3 {
+            let message = kaos_providers::Message::user(format!("hi {i}"));
+            let request = kaos_providers::ModelRequest::new("scripted:echo", vec![message]);
+            let response = client.complete(&request).await.unwrap_or_else(|e| unreachable!("{e}"));
+            assert!(response.text.contains(&format!("hi {i}")), "{response:?}");
+        }
+        let debug = format!("{client:?}");
+        assert!(debug.contains("recorded: 0"), "{debug}");
+    }
+
     /// Every vendor either names the missing variable (feature on) or the feature (off).
     #[test]
     fn each_vendor_names_its_missing_setting_or_its_feature() {
