@@ -32,7 +32,8 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 /// Live heap bytes.
 fn live() -> i64 {
     let stats = GLOBAL.stats();
-    stats.bytes_allocated as i64 - stats.bytes_deallocated as i64 + stats.bytes_reallocated as i64
+    // Reallocations are already counted in both (growth as allocated, shrinking as freed).
+    stats.bytes_allocated as i64 - stats.bytes_deallocated as i64
 }
 
 /// Allocations so far (reallocations included).
@@ -115,7 +116,9 @@ fn allocs_per_turn(rt: &tokio::runtime::Runtime, long: u32) {
         let before = allocations();
         rt.block_on(r.turn(format!("message number {turn} with a little text"), "a")).unwrap();
         let allocations = allocations() - before;
-        report(json!({"bench": format!("footprint/allocs_per_turn/{at}"), "value": allocations, "unit": "allocations"}));
+        report(
+            json!({"bench": format!("footprint/allocs_per_turn/{at}"), "value": allocations, "unit": "allocations"}),
+        );
     }
 }
 
@@ -173,7 +176,9 @@ fn soak(rt: &tokio::runtime::Runtime, sessions: usize, rounds: usize) {
                 let tasks: Vec<_> = (next..(next + 32).min(sessions))
                     .map(|i| {
                         let r = r.clone();
-                        tokio::spawn(async move { r.turn(format!("turn {n} of {i}"), format!("s{i}")).await.unwrap() })
+                        tokio::spawn(async move {
+                            r.turn(format!("turn {n} of {i}"), format!("s{i}")).await.unwrap()
+                        })
                     })
                     .collect();
                 for task in tasks {

@@ -597,7 +597,9 @@ pub(crate) fn resolve_model_with(
 ) -> Result<Arc<dyn ModelClient>, RunError> {
     let env = |name: &str| env(name).filter(|value| !value.trim().is_empty());
     let client = match model.provider() {
-        "scripted" if model.model() == "echo" => return Ok(Arc::new(ScriptedClient::echo())),
+        // Nobody can read a resolved client's recordings: keeping them would only grow a
+        // long-running process (`kaos serve`) by every request it is sent.
+        "scripted" if model.model() == "echo" => return Ok(Arc::new(ScriptedClient::echo().without_recording())),
         "scripted" => Err(ProviderError::UnknownModel {
             model: model.to_string(),
             message: format!(

@@ -46,7 +46,11 @@ impl Entries {
 
 impl SessionCache {
     pub fn new(capacity: usize) -> Self {
-        Self { capacity, entries: Mutex::new(Entries::default()), clock: std::sync::atomic::AtomicU64::new(0) }
+        Self {
+            capacity,
+            entries: Mutex::new(Entries::default()),
+            clock: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     /// The cached memory of `id` if it was cached for exactly this version of the log. A log

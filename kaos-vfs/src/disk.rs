@@ -82,9 +82,18 @@ struct GroupCommit {
 #[derive(Debug, Default)]
 struct CommitQueue {
     /// Files written and waiting for an fsync, with the slot their append waits on.
-    pending: Vec<(Arc<File>, Arc<CommitSlot>)>,
+    pending: Vec<Pending>,
     /// Whether a leader is syncing right now.
     leading: bool,
+}
+
+/// One append waiting for its commit.
+#[derive(Debug)]
+struct Pending {
+    file: File,
+    /// Whether the append created the file (its directory entries must be made durable too).
+    created: bool,
+    slot: Arc<CommitSlot>,
 }
 
 /// The outcome of one append's commit, filled in by the leader that synced it.
@@ -93,10 +102,10 @@ struct CommitSlot(Mutex<Option<Result<(), (io::ErrorKind, String)>>>);
 
 impl GroupCommit {
     /// Makes `file`'s written bytes durable, together with whatever else is queued.
-    fn commit(&self, file: File) -> io::Result<()> {
+    fn commit(&self, file: File, created: bool) -> io::Result<()> {
         let slot = Arc::new(CommitSlot::default());
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        queue.pending.push((Arc::new(file), slot.clone()));
+        queue.pending.push(Pending { file, created, slot: slot.clone() });
         loop {
             if let Some(outcome) = slot.0.lock().unwrap_or_else(PoisonError::into_inner).take() {
                 return outcome.map_err(|(kind, message)| io::Error::new(kind, message));
@@ -109,9 +118,8 @@ impl GroupCommit {
             queue.leading = true;
             let batch = std::mem::take(&mut queue.pending);
             drop(queue);
-            let outcome = sync_files(batch.iter().map(|(file, _)| file.as_ref()))
-                .map_err(|e| (e.kind(), e.to_string()));
-            for (_, waiter) in &batch {
+            let outcome = sync_files(&batch).map_err(|e| (e.kind(), e.to_string()));
+            for waiter in batch.iter().map(|p| &p.slot) {
                 *waiter.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(outcome.clone());
             }
             drop(batch);
@@ -122,17 +130,18 @@ impl GroupCommit {
     }
 }
 
-/// Makes the written bytes of every file in `files` durable.
-fn sync_files<'a>(files: impl ExactSizeIterator<Item = &'a File>) -> io::Result<()> {
-    let mut files = files.peekable();
-    if files.len() > 1 {
-        #[cfg(target_os = "linux")]
-        if let Some(file) = files.peek() {
-            // Every file is under the one root, on one filesystem: one call covers them all.
-            return rustix::fs::syncfs(file).map_err(io::Error::from);
-        }
+/// Makes the written bytes of every pending append durable: several files, or a file just
+/// created (whose new directory entries must survive too), take one `syncfs` of the filesystem
+/// on Linux (every file is under the one root); one existing file takes one `fdatasync`.
+/// Elsewhere each file takes an `fdatasync`.
+fn sync_files(batch: &[Pending]) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if let Some(first) = batch.first()
+        && (batch.len() > 1 || first.created)
+    {
+        return rustix::fs::syncfs(&first.file).map_err(io::Error::from);
     }
-    files.try_for_each(File::sync_data)
+    batch.iter().try_for_each(|p| p.file.sync_data())
 }
 
 impl DiskVfs {
@@ -508,19 +517,28 @@ impl Vfs for DiskVfs {
         let sync = self.sync_appends;
         self.run(path, move |shared, path| {
             let guard = shared.append_lock(path).lock().unwrap_or_else(PoisonError::into_inner);
-            shared.retry_pruned(|| {
-                let target = shared.prepare_file(path)?;
-                let mut file =
-                    open_options().append(true).create(true).open(&target).map_err(|e| io_error(path, e))?;
-                file.write_all(&data).map_err(|e| io_error(path, e))?;
-                Ok(file)
-            })
-            .and_then(|file| {
-                // The append lock is released first, so other appends to this file can join the
-                // group this one is committed with.
-                drop(guard);
-                if sync { shared.commits.commit(file).map_err(|e| io_error(path, e)) } else { Ok(()) }
-            })
+            shared
+                .retry_pruned(|| {
+                    let target = shared.prepare_file(path)?;
+                    let created = sync && fs::symlink_metadata(&target).is_err();
+                    let mut file = open_options()
+                        .append(true)
+                        .create(true)
+                        .open(&target)
+                        .map_err(|e| io_error(path, e))?;
+                    file.write_all(&data).map_err(|e| io_error(path, e))?;
+                    Ok((file, created))
+                })
+                .and_then(|(file, created)| {
+                    // The append lock is released first, so other appends to this file can join the
+                    // group this one is committed with.
+                    drop(guard);
+                    if sync {
+                        shared.commits.commit(file, created).map_err(|e| io_error(path, e))
+                    } else {
+                        Ok(())
+                    }
+                })
         })
         .await
     }

@@ -218,7 +218,8 @@ async fn concurrent_synced_appends_all_land_whole() {
         task.await.unwrap();
     }
     for f in 0..10 {
-        let text = String::from_utf8(vfs.read(&p(&format!("s{f}/turns.jsonl"))).await.unwrap().to_vec()).unwrap();
+        let text =
+            String::from_utf8(vfs.read(&p(&format!("s{f}/turns.jsonl"))).await.unwrap().to_vec()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 20, "{text}");
         assert!(lines.iter().all(|l| l.starts_with(&format!("{{\"file\":{f},"))), "{text}");

@@ -391,10 +391,14 @@ mod tests {
 
     #[test]
     fn a_measurement_that_says_not_ok_fails_the_run() {
-        let failed = failed_measurement(r#"{"bench":"soak/rss","value":1.4,"limit":1.1,"ok":false}"#).unwrap();
+        let failed =
+            failed_measurement(r#"{"bench":"soak/rss","value":1.4,"limit":1.1,"ok":false}"#).unwrap();
         assert!(failed.starts_with("soak/rss over its limit 1.1"), "{failed}");
         assert_eq!(failed_measurement(r#"{"bench":"soak/rss","value":1.0,"limit":1.1,"ok":true}"#), None);
-        assert_eq!(failed_measurement(r#"{"bench":"object_store/requests_per_turn/warm","value":6.0}"#), None);
+        assert_eq!(
+            failed_measurement(r#"{"bench":"object_store/requests_per_turn/warm","value":6.0}"#),
+            None
+        );
         assert_eq!(failed_measurement("not json"), None);
     }
 
