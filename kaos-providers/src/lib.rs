@@ -86,5 +86,5 @@ pub use tokens::Tiktoken;
 pub use tokens::{Estimator, TokenCounter, counter_for};
 pub use types::{
     FinishReason, Message, ModelRequest, ModelResponse, Sampling, StreamEvent, ToolCall, ToolChoice,
-    ToolDefinition, Usage, estimate_tokens,
+    ToolDefinition, Usage, estimate_json_tokens, estimate_tokens,
 };
