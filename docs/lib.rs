@@ -30,6 +30,8 @@ mod pages {
     mod custom_providers {}
     #[doc = include_str!("concepts/mcp.md")]
     mod mcp {}
+    #[doc = include_str!("concepts/performance.md")]
+    mod performance {}
     #[doc = include_str!("concepts/http-api.md")]
     mod http_api {}
     #[doc = include_str!("concepts/documents.md")]

@@ -74,10 +74,9 @@ impl Message {
     /// A cheap token estimate of this message (see [`estimate_tokens`]).
     pub fn estimated_tokens(&self) -> u64 {
         let calls = match self {
-            Message::Assistant { tool_calls, .. } => tool_calls
-                .iter()
-                .map(|c| estimate_tokens(&c.name) + estimate_tokens(&c.arguments.to_string()))
-                .sum(),
+            Message::Assistant { tool_calls, .. } => {
+                tool_calls.iter().map(|c| estimate_tokens(&c.name) + estimate_json_tokens(&c.arguments)).sum()
+            }
             _ => 0,
         };
         // Per-message framing overhead, as vendors charge it.
@@ -89,6 +88,26 @@ impl Message {
 /// Used for budgets and for offline usage; vendors report exact counts.
 pub fn estimate_tokens(text: &str) -> u64 {
     if text.is_empty() { 0 } else { (text.len() as u64).div_ceil(4) }
+}
+
+/// [`estimate_tokens`] of `value` as compact JSON (`value.to_string()`), measured without
+/// building the string: budgets estimate every request, and a long conversation holds many
+/// tool calls.
+pub fn estimate_json_tokens(value: &Value) -> u64 {
+    struct Bytes(u64);
+    impl std::io::Write for Bytes {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut bytes = Bytes(0);
+    // Serializing a `Value` into a writer that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut bytes, value);
+    bytes.0.div_ceil(4)
 }
 
 /// A tool call made by the model.
@@ -222,7 +241,7 @@ impl ModelRequest {
             .map(|t| {
                 estimate_tokens(&t.name)
                     + estimate_tokens(&t.description)
-                    + estimate_tokens(&t.parameters.to_string())
+                    + estimate_json_tokens(&t.parameters)
             })
             .sum();
         estimate_tokens(&self.system)
@@ -430,4 +449,24 @@ pub enum StreamEvent {
         /// The response.
         response: ModelResponse,
     },
+}
+
+#[cfg(test)]
+mod estimate_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn json_estimates_match_the_estimate_of_the_serialized_text() {
+        for value in [
+            json!(null),
+            json!({}),
+            json!({"a": 2, "b": 3}),
+            json!({"type": "object", "properties": {"q": {"type": "string", "description": "ünïcode"}}}),
+            Value::Array(vec![json!("x"); 100]),
+        ] {
+            assert_eq!(estimate_json_tokens(&value), estimate_tokens(&value.to_string()), "{value}");
+        }
+    }
 }

@@ -159,7 +159,9 @@ impl VendorConfig {
 pub fn vendor_client(model: &str, config: &VendorConfig) -> Result<Arc<dyn ModelClient>, ProviderError> {
     let (provider, name) = model.split_once(':').unwrap_or((model, ""));
     let client = match provider {
-        "scripted" if name == "echo" => return Ok(Arc::new(ScriptedClient::echo())),
+        // Nobody can read a resolved client's recordings: keeping them would only grow a
+        // long-running process (`kaos serve`) by every request it is sent.
+        "scripted" if name == "echo" => return Ok(Arc::new(ScriptedClient::echo().without_recording())),
         "scripted" => {
             return Err(ProviderError::UnknownModel {
                 model: model.to_owned(),
@@ -305,5 +307,26 @@ mod build {
             let _ = config;
             not_compiled("openai-compatible")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Message, ModelRequest};
+
+    /// The default offline model answers a long-running process's turns without keeping a
+    /// copy of each request (a `kaos serve` grew by every request it was ever sent).
+    #[tokio::test]
+    async fn the_resolved_echo_model_keeps_no_requests() {
+        let client =
+            vendor_client("scripted:echo", &VendorConfig::default()).unwrap_or_else(|e| unreachable!("{e}"));
+        for i in 0..3 {
+            let request = ModelRequest::new("scripted:echo", vec![Message::user(format!("hi {i}"))]);
+            let response = client.complete(&request).await.unwrap_or_else(|e| unreachable!("{e}"));
+            assert!(response.text.contains(&format!("hi {i}")), "{response:?}");
+        }
+        let debug = format!("{client:?}");
+        assert!(debug.contains("recorded: 0"), "{debug}");
     }
 }

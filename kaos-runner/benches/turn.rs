@@ -1,20 +1,34 @@
-//! Framework overhead of one turn: an instant scripted model on a memory VFS, so what is
-//! measured is the Runner itself (session lock, hydrate, request building, events, tool
-//! dispatch, persistence). Run with `cargo xtask bench`.
+//! Framework overhead of one turn: an instant scripted model, so what is measured is the
+//! Runner itself (session lock, hydrate, assembly, request building, events, tool dispatch,
+//! persistence). Run with `cargo xtask bench`, which checks the ratios and limits listed in
+//! `xtask/src/bench.rs` (see docs/concepts/performance.md).
+//!
+//! - `turn/plain/1-20` and `turn/plain/1981-2000`: turns of one session at the start and after
+//!   1,980 turns (memory VFS, default agent, cached session): the cost of a turn must not grow
+//!   with the session.
+//! - `turn/tool/1-20` and `turn/tool/81-100`: the same for a turn with one read-only tool call.
+//! - `sessions/1000`: 1,000 new sessions × one turn at once on a two-thread runtime, per turn.
+//! - `disk/1-20` and `disk/481-500`: turns on the disk VFS (appends not synced).
+//! - `durable/floor`: one raw `O_APPEND` write of a turn-sized line plus `fdatasync`;
+//!   `durable/one`: one turn at a time with synced appends; `durable/group-100`: 100 sessions
+//!   taking turns at once on one synced disk VFS, per turn (group commit).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use kaos_agent::Agent;
 use kaos_providers::{Message, ScriptedClient, ScriptedReply};
 use kaos_runner::Runner;
 use kaos_runtime::Runtime;
 use kaos_tools::{ToolAnnotations, ToolResult, tool_fn};
+use kaos_vfs::{DiskVfs, MemoryVfs, Vfs, VfsPath};
 use serde_json::json;
 
-fn runner(model: ScriptedClient) -> Runner {
+fn runner_on(model: ScriptedClient, vfs: Arc<dyn Vfs>) -> Runner {
     let add = tool_fn("add", "Adds two integers.", |input: serde_json::Value, _ctx| async move {
         let sum = input["a"].as_i64().unwrap_or(0) + input["b"].as_i64().unwrap_or(0);
         Ok(ToolResult::text(sum.to_string()))
@@ -22,11 +36,15 @@ fn runner(model: ScriptedClient) -> Runner {
     .annotations(ToolAnnotations::read_only())
     .build()
     .unwrap();
-    let runtime = Runtime::builder().tool(add).unwrap().build();
+    let runtime = Runtime::builder().vfs(vfs).tool(add).unwrap().build();
     Runner::builder(Agent::builder().build().unwrap(), runtime)
         .model(Arc::new(model.without_recording()))
         .build()
         .unwrap()
+}
+
+fn runner(model: ScriptedClient) -> Runner {
+    runner_on(model, Arc::new(MemoryVfs::new()))
 }
 
 fn text_model() -> ScriptedClient {
@@ -40,10 +58,102 @@ fn tool_model() -> ScriptedClient {
     })
 }
 
+fn message(turn: u32) -> String {
+    format!("message number {turn} with a little text")
+}
+
+/// Times turns `from..=to` of one session, pass after pass. For `from == 1` every pass is a new
+/// session (the previous one is deleted, untimed). Otherwise the session is grown once to
+/// `from - 2` turns and its files are captured; every pass puts them back and runs turn
+/// `from - 1` untimed (it re-reads the session, since its log changed under the cache), so
+/// the timed turns are the cached steady state at that length.
+struct Window {
+    runner: Runner,
+    from: u32,
+    to: u32,
+    /// The next turn to run, in `from..=to`.
+    next: u32,
+    pass: u64,
+    saved: Option<Vec<(VfsPath, Bytes)>>,
+    /// Whether the session must be put back before the next timed turn.
+    stale: bool,
+}
+
+impl Window {
+    fn new(rt: &tokio::runtime::Runtime, runner: Runner, from: u32, to: u32) -> Self {
+        let mut window = Self { runner, from, to, next: from, pass: 0, saved: None, stale: from > 1 };
+        if from > 1 {
+            rt.block_on(async {
+                for turn in 1..from - 1 {
+                    window.runner.turn(message(turn), "w").await.unwrap();
+                }
+                let vfs = window.runner.runtime().vfs().clone();
+                let mut saved = Vec::new();
+                for name in ["turns.jsonl", "checkpoint.json"] {
+                    let path = VfsPath::new(&format!("sessions/w/{name}")).unwrap();
+                    if let Ok(bytes) = vfs.read(&path).await {
+                        saved.push((path, Bytes::from(bytes.to_vec())));
+                    }
+                }
+                window.saved = Some(saved);
+            });
+        }
+        window
+    }
+
+    fn session(&self) -> String {
+        if self.from == 1 { format!("w{}", self.pass) } else { "w".to_owned() }
+    }
+
+    /// Prepares the next pass (untimed).
+    async fn reset(&mut self) {
+        match &self.saved {
+            None => {
+                self.runner.delete_session(self.session()).await.unwrap();
+                self.pass += 1;
+            }
+            Some(saved) => {
+                let vfs = self.runner.runtime().vfs().clone();
+                let checkpoint = VfsPath::new("sessions/w/checkpoint.json").unwrap();
+                if !saved.iter().any(|(p, _)| *p == checkpoint) {
+                    let _ = vfs.delete(&checkpoint).await;
+                }
+                for (path, bytes) in saved {
+                    vfs.write(path, bytes.clone()).await.unwrap();
+                }
+                self.runner.turn(message(self.from - 1), "w").await.unwrap();
+            }
+        }
+        self.next = self.from;
+        self.stale = false;
+    }
+
+    /// Runs `iterations` turns, timing only the turns themselves.
+    fn time(&mut self, rt: &tokio::runtime::Runtime, iterations: u64) -> Duration {
+        let mut total = Duration::ZERO;
+        for _ in 0..iterations {
+            if self.stale || self.next > self.to {
+                rt.block_on(self.reset());
+            }
+            let (text, session) = (message(self.next), self.session());
+            let start = Instant::now();
+            rt.block_on(self.runner.turn(text, &session)).unwrap();
+            total += start.elapsed();
+            self.next += 1;
+        }
+        total
+    }
+}
+
+/// Whether a run is a benchmark (`cargo bench`) rather than `cargo test`'s one-pass smoke test.
+fn benching() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
 fn turns(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut group = c.benchmark_group("turn");
-    group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(30);
+    group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(2)).sample_size(20);
 
     // A fresh runner and session per iteration: the first turn of a new session.
     group.bench_function("one_model_call", |b| {
@@ -60,24 +170,117 @@ fn turns(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    // The 21st turn of a session: hydration of 20 stored turns plus one appended line.
-    group.bench_function("turn_after_20_turns", |b| {
-        b.iter_batched(
-            || {
+
+    let long = if benching() { (1981, 2000) } else { (41, 60) };
+    for (name, model, (from, to)) in [
+        ("plain/1-20", text_model as fn() -> ScriptedClient, (1, 20)),
+        ("plain/1981-2000", text_model, long),
+        ("tool/1-20", tool_model, (1, 20)),
+        ("tool/81-100", tool_model, (81, 100)),
+    ] {
+        let mut window = Window::new(&rt, runner(model()), from, to);
+        group.bench_function(name, |b| b.iter_custom(|iterations| window.time(&rt, iterations)));
+    }
+    group.finish();
+}
+
+fn sessions(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut group = c.benchmark_group("sessions");
+    group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(10);
+    // Per turn: 1,000 new sessions on a fresh runner, one turn each, all at once.
+    group.bench_function("1000", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
                 let r = runner(text_model());
+                let start = Instant::now();
                 rt.block_on(async {
-                    for i in 0..20 {
-                        r.turn(format!("message {i}"), "bench").await.unwrap();
+                    let tasks: Vec<_> = (0..1000)
+                        .map(|i| {
+                            let r = r.clone();
+                            tokio::spawn(async move { r.turn("Hi there", format!("s{i}")).await.unwrap() })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.unwrap();
                     }
                 });
-                r
-            },
-            |r| rt.block_on(r.turn("one more", "bench")).unwrap(),
-            BatchSize::SmallInput,
-        )
+                total += start.elapsed() / 1000;
+                drop(r);
+            }
+            total
+        })
     });
     group.finish();
 }
 
-criterion_group!(benches, turns);
+fn disk(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dirs = tempfile::tempdir().unwrap();
+    let mut group = c.benchmark_group("disk");
+    group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(20);
+    let late = if benching() { (481, 500) } else { (21, 40) };
+    for (name, (from, to)) in [("1-20", (1, 20)), ("481-500", late)] {
+        let vfs = Arc::new(DiskVfs::new(dirs.path().join(name)).unwrap());
+        let mut window = Window::new(&rt, runner_on(text_model(), vfs), from, to);
+        group.bench_function(name, |b| b.iter_custom(|iterations| window.time(&rt, iterations)));
+    }
+    group.finish();
+}
+
+fn durable(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dirs = tempfile::tempdir().unwrap();
+    let mut group = c.benchmark_group("durable");
+    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3)).sample_size(10);
+
+    // The floor: what one durable append costs the disk, with nothing of KAOS around it.
+    let floor_file = dirs.path().join("floor.jsonl");
+    let line = vec![b'x'; 600];
+    group.bench_function("floor", |b| {
+        let mut file = std::fs::OpenOptions::new().append(true).create(true).open(&floor_file).unwrap();
+        b.iter(|| {
+            file.write_all(&line).unwrap();
+            file.sync_data().unwrap();
+        })
+    });
+
+    let synced = |name: &str| -> Arc<dyn Vfs> {
+        Arc::new(DiskVfs::new(dirs.path().join(name)).unwrap().with_synced_appends(true))
+    };
+    // One session, one turn at a time: every turn waits for its own fsync.
+    let mut one = Window::new(&rt, runner_on(text_model(), synced("one")), 1, 20);
+    group.bench_function("one", |b| b.iter_custom(|iterations| one.time(&rt, iterations)));
+
+    // 100 sessions taking a turn at once, per turn.
+    let group_runner = runner_on(text_model(), synced("group"));
+    let mut round = 0u32;
+    group.bench_function("group-100", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                round += 1;
+                let start = Instant::now();
+                rt.block_on(async {
+                    let tasks: Vec<_> = (0..100)
+                        .map(|i| {
+                            let r = group_runner.clone();
+                            let session = format!("g{}-{i}", round / 20);
+                            tokio::spawn(async move { r.turn(message(round), session).await.unwrap() })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.unwrap();
+                    }
+                });
+                total += start.elapsed() / 100;
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, turns, sessions, disk, durable);
 criterion_main!(benches);

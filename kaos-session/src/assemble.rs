@@ -1,10 +1,10 @@
 //! Context assembly: what of a session's memory goes in front of the model this turn.
 
-use kaos_agent::{MemoryProfile, SectionKind};
+use kaos_agent::{Eviction, MemoryProfile, SectionKind};
 use kaos_providers::Message;
 
 use super::bm25;
-use super::memory::{MemoryError, SessionMemory, message_tokens};
+use super::memory::{MemoryError, SessionMemory};
 
 /// The tool the model is pointed at for content left out of the context.
 pub const MEMORY_SEARCH_TOOL: &str = "kaos-memory-search";
@@ -34,6 +34,8 @@ struct Unit {
     in_system: bool,
     priority: u32,
     id: u64,
+    /// Where the item is in its section's items.
+    index: usize,
     tokens: u64,
 }
 
@@ -41,6 +43,9 @@ struct Unit {
 /// message of the messages section. Guarantees `tokens <= profile.context_budget_tokens`, or
 /// fails with [`MemoryError::ContextTooLarge`] when the instructions and the current message
 /// alone do not fit. Marks what it shows as used (for `lru`/`lfu` sections).
+///
+/// Cost: one pass over the in-context items (their token counts are cached on the items, never
+/// recounted), a sort only when something must be trimmed, and one copy of each message shown.
 pub fn assemble(
     memory: &mut SessionMemory,
     profile: &MemoryProfile,
@@ -62,33 +67,30 @@ pub fn assemble(
             continue;
         }
         let items = section.items();
-        let chosen: Vec<usize> =
-            if config.searchable && items.len() > threshold && section.kind() != SectionKind::Messages {
-                let mut picked = bm25::top_k(
-                    query,
-                    items.iter().map(|i| i.text()).collect::<Vec<_>>().iter().map(|t| t.as_ref()),
-                    top_k,
-                );
-                picked.sort_unstable();
-                searched.push((section.kind(), picked.len(), items.len()));
-                picked
-            } else {
-                (0..items.len()).collect()
-            };
-        if config.searchable {
-            hidden_searchable += items.len() - chosen.len();
-        }
-        for i in chosen {
-            let item = &items[i];
+        let unit = |index: usize| {
+            let item = &items[index];
             let in_system = item.message.is_none();
-            let tokens = if in_system { item.tokens + 1 } else { item.tokens };
-            units.push(Unit {
+            Unit {
                 kind: section.kind(),
                 in_system,
                 priority: config.priority,
                 id: item.id,
-                tokens,
-            });
+                index,
+                tokens: if in_system { item.tokens + 1 } else { item.tokens },
+            }
+        };
+        if config.searchable && items.len() > threshold && section.kind() != SectionKind::Messages {
+            let mut picked = bm25::top_k(
+                query,
+                items.iter().map(|i| i.text()).collect::<Vec<_>>().iter().map(|t| t.as_ref()),
+                top_k,
+            );
+            picked.sort_unstable();
+            searched.push((section.kind(), picked.len(), items.len()));
+            hidden_searchable += items.len() - picked.len();
+            units.extend(picked.into_iter().map(unit));
+        } else {
+            units.extend((0..items.len()).map(unit));
         }
     }
 
@@ -96,53 +98,57 @@ pub fn assemble(
     let messages = memory.section(SectionKind::Messages).items();
     let current = messages.iter().rposition(|i| matches!(i.message, Some(Message::User { .. })));
     let pinned_from = current.map_or(u64::MAX, |p| messages[p].id);
+    let is_pinned = |u: &Unit| u.kind == SectionKind::Messages && u.id >= pinned_from;
     let header_tokens = |kind: SectionKind| counter.count(&header(kind)) + 1;
     let fixed = counter.count(instructions);
-    let pinned: u64 = units
-        .iter()
-        .filter(|u| u.kind == SectionKind::Messages && u.id >= pinned_from)
-        .map(|u| u.tokens)
-        .sum();
+    let pinned: u64 = units.iter().filter(|u| is_pinned(u)).map(|u| u.tokens).sum();
     if fixed + pinned > budget {
         return Err(MemoryError::ContextTooLarge { needed: fixed + pinned, budget });
     }
 
     // 3. Trim: lowest priority first, oldest first within a section, until it fits. Headers
     //    are counted for every section present at the start, which only overestimates.
-    let (pinned_units, mut units): (Vec<Unit>, Vec<Unit>) =
-        units.into_iter().partition(|u| u.kind == SectionKind::Messages && u.id >= pinned_from);
-    units.sort_by_key(|u| (u.priority, u.id));
-    let mut kinds: Vec<SectionKind> = units.iter().filter(|u| u.in_system).map(|u| u.kind).collect();
+    let mut kinds: Vec<SectionKind> = Vec::new();
+    for unit in units.iter().filter(|u| u.in_system && !is_pinned(u)) {
+        if kinds.last() != Some(&unit.kind) {
+            kinds.push(unit.kind);
+        }
+    }
     kinds.sort();
     kinds.dedup();
     let headers: u64 = kinds.into_iter().map(header_tokens).sum();
-    let mut total = fixed + pinned + headers + units.iter().map(|u| u.tokens).sum::<u64>();
+    let mut total = fixed + headers + units.iter().map(|u| u.tokens).sum::<u64>();
     let handle_reserve = |hidden: usize| if hidden > 0 { HANDLE_RESERVE_TOKENS } else { 0 };
-    let mut cut = 0;
-    while cut < units.len() && total + handle_reserve(hidden_searchable) > budget {
-        total -= units[cut].tokens;
-        if memory.section(units[cut].kind).config().searchable {
-            hidden_searchable += 1;
+    let mut kept = if total + handle_reserve(hidden_searchable) <= budget {
+        // Everything fits: nothing to choose.
+        units
+    } else {
+        let (pinned_units, mut units): (Vec<Unit>, Vec<Unit>) = units.into_iter().partition(is_pinned);
+        units.sort_by_key(|u| (u.priority, u.id));
+        let mut cut = 0;
+        while cut < units.len() && total + handle_reserve(hidden_searchable) > budget {
+            total -= units[cut].tokens;
+            if memory.section(units[cut].kind).config().searchable {
+                hidden_searchable += 1;
+            }
+            cut += 1;
         }
-        cut += 1;
-    }
-    let mut kept: Vec<Unit> = units.split_off(cut);
-    kept.extend(pinned_units);
+        let mut kept: Vec<Unit> = units.split_off(cut);
+        kept.extend(pinned_units);
+        kept
+    };
     kept.sort_by_key(|u| (std::cmp::Reverse(u.priority), u.kind, u.id));
     let show_handle = hidden_searchable > 0 && total + HANDLE_RESERVE_TOKENS <= budget;
 
     // 4. Render: sections into the system prompt (highest priority first), messages as the
     //    conversation, starting at a user message.
     let mut system = instructions.to_owned();
-    let mut conversation = Vec::new();
+    let mut conversation: Vec<(u64, &Message, u64)> = Vec::new();
     let mut last_kind = None;
     for unit in &kept {
-        // Items are in id order: ids only grow, and items are appended.
-        let items = memory.section(unit.kind).items();
-        let Ok(position) = items.binary_search_by_key(&unit.id, |i| i.id) else { continue };
-        let item = &items[position];
+        let item = &memory.section(unit.kind).items()[unit.index];
         if let Some(message) = &item.message {
-            conversation.push((item.id, message.clone()));
+            conversation.push((item.id, message, item.tokens));
             continue;
         }
         if last_kind != Some(unit.kind) {
@@ -159,24 +165,30 @@ pub fn assemble(
              Search them with the `{MEMORY_SEARCH_TOOL}` tool.]"
         ));
     }
-    conversation.sort_by_key(|(id, _)| *id);
-    let start = conversation.iter().position(|(_, m)| m.is_user()).unwrap_or(conversation.len());
-    let messages: Vec<Message> = conversation.into_iter().skip(start).map(|(_, m)| m).collect();
+    // Already in id order unless messages live in several sections (a stable sort of a sorted
+    // list is one pass).
+    conversation.sort_by_key(|(id, _, _)| *id);
+    let start = conversation.iter().position(|(_, m, _)| m.is_user()).unwrap_or(conversation.len());
+    let shown = &conversation[start..];
+    let tokens = counter.count(&system) + shown.iter().map(|(_, _, tokens)| tokens).sum::<u64>();
+    let messages: Vec<Message> = shown.iter().map(|(_, m, _)| (*m).clone()).collect();
 
-    let tokens =
-        counter.count(&system) + messages.iter().map(|m| message_tokens(counter.as_ref(), m)).sum::<u64>();
-    for (kind, ids) in group_ids(&kept) {
+    for (kind, ids) in used_ids(memory, &kept) {
         memory.mark_used(kind, ids);
     }
     Ok(Assembly { system, messages, searched, hidden_searchable, tokens })
 }
 
-fn group_ids(units: &[Unit]) -> Vec<(SectionKind, Vec<u64>)> {
+/// The ids shown, by section, for the sections whose eviction policy goes by use.
+fn used_ids(memory: &SessionMemory, units: &[Unit]) -> Vec<(SectionKind, Vec<u64>)> {
     let mut groups: Vec<(SectionKind, Vec<u64>)> = Vec::new();
     for unit in units {
-        match groups.iter_mut().find(|(k, _)| *k == unit.kind) {
-            Some((_, ids)) => ids.push(unit.id),
-            None => groups.push((unit.kind, vec![unit.id])),
+        match groups.last_mut() {
+            Some((kind, ids)) if *kind == unit.kind => ids.push(unit.id),
+            _ if matches!(memory.section(unit.kind).config().eviction, Eviction::Lru | Eviction::Lfu) => {
+                groups.push((unit.kind, vec![unit.id]));
+            }
+            _ => {}
         }
     }
     groups
@@ -210,7 +222,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::memory::NewItem;
+    use crate::memory::{NewItem, message_tokens};
 
     fn memory_with(
         budget: u32,

@@ -1,6 +1,6 @@
 //! Hydrated sessions kept between turns, so a busy session is not re-read every turn.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 
 use crate::SessionId;
@@ -23,13 +23,34 @@ struct Entry {
 #[derive(Debug)]
 pub struct SessionCache {
     capacity: usize,
-    entries: Mutex<HashMap<SessionId, Entry>>,
+    entries: Mutex<Entries>,
     clock: std::sync::atomic::AtomicU64,
+}
+
+/// The cached sessions, and the same sessions by when they were last put (least recent
+/// first), so evicting one costs a lookup rather than a scan of the whole cache.
+#[derive(Debug, Default)]
+struct Entries {
+    /// Boxed: a map slot is then a key and a pointer, so the map's spare capacity is cheap.
+    by_id: HashMap<SessionId, Box<Entry>>,
+    by_use: BTreeMap<u64, SessionId>,
+}
+
+impl Entries {
+    fn remove(&mut self, id: &SessionId) -> Option<Box<Entry>> {
+        let entry = self.by_id.remove(id)?;
+        self.by_use.remove(&entry.used);
+        Some(entry)
+    }
 }
 
 impl SessionCache {
     pub fn new(capacity: usize) -> Self {
-        Self { capacity, entries: Mutex::new(HashMap::new()), clock: std::sync::atomic::AtomicU64::new(0) }
+        Self {
+            capacity,
+            entries: Mutex::new(Entries::default()),
+            clock: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     /// The cached memory of `id` if it was cached for exactly this version of the log. A log
@@ -48,17 +69,61 @@ impl SessionCache {
         }
         let used = self.clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if entries.len() >= self.capacity
-            && !entries.contains_key(&id)
-            && let Some(oldest) = entries.iter().min_by_key(|(_, e)| e.used).map(|(k, _)| k.clone())
+        if entries.remove(&id).is_none()
+            && entries.by_id.len() >= self.capacity
+            && let Some((_, oldest)) = entries.by_use.pop_first()
         {
-            entries.remove(&oldest);
+            entries.by_id.remove(&oldest);
         }
-        entries.insert(id, Entry { memory, position, stamp, used });
+        entries.by_use.insert(used, id.clone());
+        entries.by_id.insert(id, Box::new(Entry { memory, position, stamp, used }));
     }
 
     /// Forgets `id` (after a delete, or a change made outside a turn).
     pub fn forget(&self, id: &SessionId) {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    use kaos_agent::MemoryProfile;
+    use kaos_providers::Estimator;
+
+    use super::*;
+
+    fn id(name: &str) -> SessionId {
+        SessionId::new(name).unwrap()
+    }
+
+    fn memory() -> SessionMemory {
+        SessionMemory::new(&MemoryProfile::default(), Arc::new(Estimator))
+    }
+
+    #[test]
+    fn a_full_cache_evicts_the_least_recently_put_session() {
+        let stamp = LogStamp { len: 10, modified: Some(SystemTime::UNIX_EPOCH) };
+        let cache = SessionCache::new(2);
+        cache.put(id("a"), memory(), LogPosition::default(), stamp);
+        cache.put(id("b"), memory(), LogPosition::default(), stamp);
+        // "a" is used again (taken by a turn and put back): "b" is now the oldest.
+        assert!(cache.take(&id("a"), stamp).is_some());
+        cache.put(id("a"), memory(), LogPosition::default(), stamp);
+        cache.put(id("c"), memory(), LogPosition::default(), stamp);
+        assert!(cache.take(&id("b"), stamp).is_none());
+        assert!(cache.take(&id("a"), stamp).is_some());
+        assert!(cache.take(&id("c"), stamp).is_some());
+        // Putting a session twice keeps one entry, and a forgotten one is gone.
+        cache.put(id("d"), memory(), LogPosition::default(), stamp);
+        cache.put(id("d"), memory(), LogPosition::default(), stamp);
+        cache.put(id("e"), memory(), LogPosition::default(), stamp);
+        cache.forget(&id("e"));
+        assert!(cache.take(&id("e"), stamp).is_none());
+        assert!(cache.take(&id("d"), stamp).is_some());
+        let entries = cache.entries.lock().unwrap();
+        assert!(entries.by_id.is_empty() && entries.by_use.is_empty());
     }
 }

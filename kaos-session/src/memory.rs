@@ -233,20 +233,24 @@ impl Section {
         self.tokens
     }
 
-    /// The item this section's policy gives up first, among those not yet `excluded`.
-    fn victim(&self, excluded: &BTreeSet<u64>) -> Option<&MemoryItem> {
-        let mut live = self.items.iter().enumerate().filter(|(_, item)| !excluded.contains(&item.id));
-        let mut oldest_min = |key: fn(&MemoryItem) -> i64| {
-            live.by_ref().min_by_key(|(pos, item)| (key(item), *pos)).map(|(_, i)| i)
+    /// The items in the order this section's policy gives them up: lazily for `fifo` and
+    /// `lifo`, sorted once by (key, age) for `lru`, `lfu` and `priority` (the same order as
+    /// taking the oldest minimum again and again).
+    fn eviction_order(&self) -> Box<dyn Iterator<Item = &MemoryItem> + '_> {
+        let sorted = |key: fn(&MemoryItem) -> i64| -> Box<dyn Iterator<Item = &MemoryItem> + '_> {
+            let mut order: Vec<usize> = (0..self.items.len()).collect();
+            // Stable: equal keys stay oldest first.
+            order.sort_by_key(|&i| key(&self.items[i]));
+            Box::new(order.into_iter().map(move |i| &self.items[i]))
         };
         match self.config.eviction {
-            Eviction::Fifo => live.next().map(|(_, i)| i),
-            Eviction::Lifo => live.next_back().map(|(_, i)| i),
-            Eviction::Lru => oldest_min(|item| i64::from(item.last_used)),
-            Eviction::Lfu => oldest_min(|item| i64::from(item.uses)),
-            Eviction::Priority => oldest_min(|item| i64::from(item.priority)),
+            Eviction::Fifo => Box::new(self.items.iter()),
+            Eviction::Lifo => Box::new(self.items.iter().rev()),
+            Eviction::Lru => sorted(|item| i64::from(item.last_used)),
+            Eviction::Lfu => sorted(|item| i64::from(item.uses)),
+            Eviction::Priority => sorted(|item| i64::from(item.priority)),
             // none, refuse, and policies this build does not know: give nothing up.
-            _ => None,
+            _ => Box::new(std::iter::empty()),
         }
     }
 
@@ -278,7 +282,9 @@ pub struct SessionMemory {
     /// The agent the conversation was last handed to (none: the Runner's agent).
     active_agent: Option<String>,
     next_id: u64,
-    sections: BTreeMap<SectionKind, Section>,
+    /// Every section, sorted by kind (a flat list: a session kept in the cache costs a few
+    /// hundred bytes for its sections, where a map of 13 entries cost about two kilobytes).
+    sections: Vec<Section>,
     counter: Arc<dyn TokenCounter>,
     ops: Vec<MemoryOp>,
     changes: Vec<Change>,
@@ -288,7 +294,7 @@ pub struct SessionMemory {
 
 impl std::fmt::Debug for SessionMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let sizes: BTreeMap<_, _> = self.sections.iter().map(|(k, s)| (k.as_str(), s.items.len())).collect();
+        let sizes: BTreeMap<_, _> = self.sections.iter().map(|s| (s.kind.as_str(), s.items.len())).collect();
         f.debug_struct("SessionMemory")
             .field("turn", &self.turn)
             .field("items", &sizes)
@@ -309,8 +315,9 @@ impl PartialEq for SessionMemory {
 impl SessionMemory {
     /// Empty memory with every section of `profile`, counting tokens with `counter`.
     pub fn new(profile: &MemoryProfile, counter: Arc<dyn TokenCounter>) -> Self {
-        let sections =
-            SectionKind::ALL.into_iter().map(|k| (k, Section::new(k, profile.section(k)))).collect();
+        let mut sections: Vec<Section> =
+            SectionKind::ALL.into_iter().map(|k| Section::new(k, profile.section(k))).collect();
+        sections.sort_by_key(|s| s.kind);
         Self {
             turn: 0,
             spent: (0.0, 0),
@@ -359,12 +366,21 @@ impl SessionMemory {
     /// One section.
     pub fn section(&self, kind: SectionKind) -> &Section {
         // Every kind is inserted by `new`.
-        &self.sections[&kind]
+        &self.sections[self.position(kind)]
     }
 
-    /// Every section.
+    fn position(&self, kind: SectionKind) -> usize {
+        self.sections.binary_search_by_key(&kind, |s| s.kind).unwrap_or_else(|at| at)
+    }
+
+    fn section_mut(&mut self, kind: SectionKind) -> Option<&mut Section> {
+        let at = self.sections.binary_search_by_key(&kind, |s| s.kind).ok()?;
+        self.sections.get_mut(at)
+    }
+
+    /// Every section, in the order of their kinds.
     pub fn sections(&self) -> impl Iterator<Item = &Section> {
-        self.sections.values()
+        self.sections.iter()
     }
 
     /// The token counter the budgets are measured with.
@@ -376,7 +392,7 @@ impl SessionMemory {
     pub fn begin_turn(&mut self) {
         let cleared: Vec<SectionKind> = self
             .sections
-            .values()
+            .iter()
             .filter(|s| s.config.cleared_each_turn && !s.items.is_empty())
             .map(|s| s.kind)
             .collect();
@@ -414,11 +430,14 @@ impl SessionMemory {
         let over = |used: u64| limit.is_some_and(|budget| used + tokens > budget);
         let target = limit.map_or(u64::MAX, low_water);
         let evicting = over(used);
-        while (evicting && used + tokens > target) || count >= cap {
-            let Some(victim) = section.victim(&victims) else { break };
-            used -= victim.tokens;
-            count -= 1;
-            victims.insert(victim.id);
+        if (evicting && used + tokens > target) || count >= cap {
+            let mut order = section.eviction_order();
+            while (evicting && used + tokens > target) || count >= cap {
+                let Some(victim) = order.next() else { break };
+                used -= victim.tokens;
+                count -= 1;
+                victims.insert(victim.id);
+            }
         }
         if over(used) || count >= cap {
             return Err(MemoryError::SectionFull {
@@ -494,18 +513,18 @@ impl SessionMemory {
         match op {
             MemoryOp::Add { section, item } => {
                 self.next_id = self.next_id.max(item.id + 1);
-                if let Some(s) = self.sections.get_mut(&section) {
+                if let Some(s) = self.section_mut(section) {
                     s.tokens += item.tokens;
                     s.items.push(item);
                 }
             }
             MemoryOp::Remove { section, ids } => {
-                if let Some(s) = self.sections.get_mut(&section) {
+                if let Some(s) = self.section_mut(section) {
                     s.remove(&ids.into_iter().collect());
                 }
             }
             MemoryOp::Use { section, ids, turn } => {
-                if let Some(s) = self.sections.get_mut(&section) {
+                if let Some(s) = self.section_mut(section) {
                     let ids: BTreeSet<u64> = ids.into_iter().collect();
                     for item in s.items.iter_mut().filter(|i| ids.contains(&i.id)) {
                         item.uses += 1;
@@ -514,10 +533,11 @@ impl SessionMemory {
                 }
             }
             MemoryOp::Replace { section, items } => {
-                if let Some(s) = self.sections.get_mut(&section) {
-                    self.next_id = self.next_id.max(items.iter().map(|i| i.id + 1).max().unwrap_or(0));
+                let next = items.iter().map(|i| i.id + 1).max().unwrap_or(0);
+                if let Some(s) = self.section_mut(section) {
                     s.tokens = items.iter().map(|i| i.tokens).sum();
                     s.items = items;
+                    self.next_id = self.next_id.max(next);
                 }
             }
         }
@@ -546,7 +566,7 @@ impl SessionMemory {
     /// The items of every persisted section, for a checkpoint.
     pub fn persisted_items(&self) -> BTreeMap<SectionKind, Vec<MemoryItem>> {
         self.sections
-            .values()
+            .iter()
             .filter(|s| s.config.persistence != Persistence::None && !s.items.is_empty())
             .map(|s| (s.kind, s.items.clone()))
             .collect()

@@ -197,6 +197,38 @@ async fn appends_are_not_torn_by_other_writers_of_other_files() {
     assert_eq!(vfs.read(&p("l.jsonl")).await.unwrap(), "1\n2\n");
 }
 
+/// Synced appends from many tasks at once are committed in groups: every one returns, and
+/// every byte of every append is in its file, whole and in order per file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_synced_appends_all_land_whole() {
+    let sandbox = Sandbox::new();
+    let vfs = sandbox.vfs.clone().with_synced_appends(true);
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let vfs = vfs.clone();
+            tokio::spawn(async move {
+                for n in 0..5 {
+                    let line = format!("{{\"file\":{},\"n\":{n}}}\n", i % 10);
+                    vfs.append(&p(&format!("s{}/turns.jsonl", i % 10)), line.into()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for f in 0..10 {
+        let text =
+            String::from_utf8(vfs.read(&p(&format!("s{f}/turns.jsonl"))).await.unwrap().to_vec()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 20, "{text}");
+        assert!(lines.iter().all(|l| l.starts_with(&format!("{{\"file\":{f},"))), "{text}");
+        for n in 0..5 {
+            assert_eq!(lines.iter().filter(|l| l.ends_with(&format!("\"n\":{n}}}"))).count(), 4, "{text}");
+        }
+    }
+}
+
 #[cfg(unix)]
 mod symlinks {
     use std::os::unix::fs::symlink;

@@ -19,6 +19,7 @@ use crate::Cargo;
 const BENCHES: &[(&str, &str)] = &[
     ("kaos-runner", "turn"),
     ("kaos-runner", "session"),
+    ("kaos-runner", "footprint"),
     ("kaos-runner", "object_store"),
     ("kaos-server", "http"),
 ];
@@ -38,6 +39,26 @@ const RATIOS: &[(&str, &str, f64)] = &[
     // (a full memory) to 10,000 (a ten times longer log).
     ("session/persist/memory/10000", "session/persist/memory/1000", 1.5),
     ("session/persist/disk/10000", "session/persist/disk/10", 1.5),
+    // The cost of a turn does not grow with the session (docs/concepts/performance.md).
+    ("turn/plain/1981-2000", "turn/plain/1-20", 1.2),
+    ("turn/tool/81-100", "turn/tool/1-20", 1.2),
+    ("disk/481-500", "disk/1-20", 1.2),
+    // A durable turn costs little more than the append and fsync it cannot avoid...
+    ("durable/one", "durable/floor", 1.5),
+    // ...and 100 sessions at once share fsyncs (group commit): at least 5x the throughput of
+    // one fsync per turn, i.e. at most a fifth of the time per turn.
+    ("durable/group-100", "durable/one", 0.2),
+];
+
+/// Medians that must stay under a limit in nanoseconds, as (benchmark, limit). Printed as
+/// `{"limit_of":…,"median_ns":…,"limit_ns":…,"ok":…}` when the benchmark ran; the command fails
+/// when one is over. Measured on the project's reference machine (2 shared cores).
+const LIMITS: &[(&str, f64)] = &[
+    ("turn/plain/1-20", 5_000.0),
+    ("turn/tool/1-20", 10_000.0),
+    ("turn/tool/81-100", 10_000.0),
+    // Per turn: 200,000 turns/s.
+    ("sessions/1000", 5_000.0),
 ];
 
 /// Ratios between two measurements that benches report as extra JSON lines (`"value"`), with
@@ -100,10 +121,13 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     for estimate in &estimates {
         println!("{}", estimate.json_line());
     }
+    let mut over = Vec::new();
     for line in extra_lines.lines().filter(|l| !l.trim().is_empty()) {
         println!("{line}");
+        if let Some(failed) = failed_measurement(line) {
+            over.push(failed);
+        }
     }
-    let mut over = Vec::new();
     for (of, to, limit) in RATIOS {
         let median = |id: &str| estimates.iter().find(|e| e.bench == id).map(|e| e.median_ns);
         if let (Some(numerator), Some(denominator)) = (median(of), median(to)) {
@@ -140,10 +164,35 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             }
         }
     }
+    for (bench, limit) in LIMITS {
+        if let Some(estimate) = estimates.iter().find(|e| e.bench == *bench) {
+            let ok = estimate.median_ns <= *limit;
+            println!(
+                r#"{{"limit_of":"{bench}","median_ns":{},"limit_ns":{},"ok":{ok}}}"#,
+                Value::from(estimate.median_ns),
+                Value::from(*limit)
+            );
+            if !ok {
+                over.push(format!("{bench} = {:.0} ns (limit {limit} ns)", estimate.median_ns));
+            }
+        }
+    }
     if !over.is_empty() {
-        bail!("benchmark ratios over their limits: {}", over.join("; "));
+        bail!("benchmarks over their limits: {}", over.join("; "));
     }
     Ok(())
+}
+
+/// A measurement line a bench reported with `"ok": false`, described (`None` when it has no
+/// verdict or passed).
+fn failed_measurement(line: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(line).ok()?;
+    if value.get("ok").and_then(Value::as_bool) != Some(false) {
+        return None;
+    }
+    let name = value.get("bench").and_then(Value::as_str).unwrap_or("a measurement");
+    let limit = value.get("limit").map_or_else(|| "?".to_owned(), Value::to_string);
+    Some(format!("{name} over its limit {limit}: {line}"))
 }
 
 fn ensure_bench_target(metadata: &Value, package: &str, bench: &str) -> Result<()> {
@@ -368,6 +417,19 @@ mod tests {
             estimates[1].json_line(),
             r#"{"bench":"turn/one_model_call","median_ns":812.5,"mean_ns":830.25,"unit":"ns"}"#
         );
+    }
+
+    #[test]
+    fn a_measurement_that_says_not_ok_fails_the_run() {
+        let failed =
+            failed_measurement(r#"{"bench":"soak/rss","value":1.4,"limit":1.1,"ok":false}"#).unwrap();
+        assert!(failed.starts_with("soak/rss over its limit 1.1"), "{failed}");
+        assert_eq!(failed_measurement(r#"{"bench":"soak/rss","value":1.0,"limit":1.1,"ok":true}"#), None);
+        assert_eq!(
+            failed_measurement(r#"{"bench":"object_store/requests_per_turn/warm","value":6.0}"#),
+            None
+        );
+        assert_eq!(failed_measurement("not json"), None);
     }
 
     #[test]

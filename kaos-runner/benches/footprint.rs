@@ -1,0 +1,223 @@
+//! What turns keep and allocate, measured once rather than timed: run by `cargo xtask bench`,
+//! which prints these JSON lines with the timings and fails when a line says `"ok":false`.
+//!
+//! - `footprint/allocs_per_turn/{20,2000}`: heap allocations of one plain turn at turn 20 and
+//!   at turn 2,000 of a cached session (memory VFS).
+//! - `sessions/1000/bytes_per_session`: what the session cache holds per session after 1,000
+//!   sessions × one turn: live heap bytes and resident memory (RSS), against a runner without
+//!   a cache over the same turns (limit 2 KiB).
+//! - `soak/rss`: a Runner with the default model (`scripted:echo`, as `kaos serve` resolves it)
+//!   on a disk VFS, 10,000 sessions: RSS after 100,000 turns against RSS after 10,000
+//!   (limit 1.1).
+//!
+//! Heap figures come from a counting global allocator in this binary (`stats_alloc`); RSS from
+//! `/proc/self/statm` (Linux; the RSS lines are left out elsewhere).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+use std::alloc::System;
+use std::io::Write as _;
+use std::sync::Arc;
+
+use kaos_agent::Agent;
+use kaos_providers::{ScriptedClient, ScriptedReply};
+use kaos_runner::Runner;
+use kaos_runtime::Runtime;
+use kaos_vfs::{DiskVfs, MemoryVfs, Vfs};
+use serde_json::{Value, json};
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+/// Live heap bytes.
+fn live() -> i64 {
+    let stats = GLOBAL.stats();
+    // Reallocations are already counted in both (growth as allocated, shrinking as freed).
+    stats.bytes_allocated as i64 - stats.bytes_deallocated as i64
+}
+
+/// Allocations so far (reallocations included).
+fn allocations() -> u64 {
+    let stats = GLOBAL.stats();
+    (stats.allocations + stats.reallocations) as u64
+}
+
+/// Resident memory in bytes, where the platform says.
+fn rss() -> Option<i64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+fn report(line: Value) {
+    let line = line.to_string();
+    println!("{line}");
+    if let Ok(path) = std::env::var("KAOS_BENCH_EXTRA") {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        writeln!(file, "{line}").unwrap();
+    }
+}
+
+fn model() -> ScriptedClient {
+    ScriptedClient::from_fn(|_| ScriptedReply::text("Hello! How can I help you today?")).without_recording()
+}
+
+fn runner(vfs: Arc<dyn Vfs>, cache: usize) -> Runner {
+    Runner::builder(Agent::builder().build().unwrap(), Runtime::builder().vfs(vfs).build())
+        .model(Arc::new(model()))
+        .session_cache(cache)
+        .build()
+        .unwrap()
+}
+
+/// A positional argument (criterion's filter), if any: this binary measures only what it names.
+fn selected(name: &str) -> bool {
+    // Values of criterion's options (`--warm-up-time 1`, `--save-baseline main`) are not filters.
+    const VALUED: &[&str] = &[
+        "--warm-up-time",
+        "--measurement-time",
+        "--sample-size",
+        "--save-baseline",
+        "--baseline",
+        "--baseline-lenient",
+        "--profile-time",
+        "--output-format",
+        "--format",
+        "--color",
+        "--plotting-backend",
+        "--nresamples",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+    ];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let filters: Vec<&String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| {
+            !a.starts_with('-') && !a.is_empty() && (*i == 0 || !VALUED.contains(&args[i - 1].as_str()))
+        })
+        .map(|(_, a)| a)
+        .collect();
+    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
+}
+
+fn allocs_per_turn(rt: &tokio::runtime::Runtime, long: u32) {
+    let r = runner(Arc::new(MemoryVfs::new()), 16);
+    let mut turn = 0;
+    for at in [20, long] {
+        rt.block_on(async {
+            while turn < at - 1 {
+                turn += 1;
+                r.turn(format!("message number {turn} with a little text"), "a").await.unwrap();
+            }
+        });
+        turn += 1;
+        let before = allocations();
+        rt.block_on(r.turn(format!("message number {turn} with a little text"), "a")).unwrap();
+        let allocations = allocations() - before;
+        report(
+            json!({"bench": format!("footprint/allocs_per_turn/{at}"), "value": allocations, "unit": "allocations"}),
+        );
+    }
+}
+
+/// Live heap and RSS growth over `sessions` new sessions × one turn on `r`.
+fn growth(rt: &tokio::runtime::Runtime, r: &Runner, sessions: usize) -> (i64, Option<i64>) {
+    let (heap, resident) = (live(), rss());
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..sessions)
+            .map(|i| {
+                let r = r.clone();
+                tokio::spawn(async move { r.turn("Hi there", format!("s{i}")).await.unwrap() })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    (live() - heap, rss().zip(resident).map(|(after, before)| after - before))
+}
+
+fn bytes_per_cached_session(rt: &tokio::runtime::Runtime) {
+    const SESSIONS: usize = 1000;
+    // The same turns without a cache, so what the stored logs and the runner cost is subtracted.
+    let plain = runner(Arc::new(MemoryVfs::new()), 0);
+    let (plain_heap, plain_rss) = growth(rt, &plain, SESSIONS);
+    let cached = runner(Arc::new(MemoryVfs::new()), SESSIONS);
+    let (cached_heap, cached_rss) = growth(rt, &cached, SESSIONS);
+    let per = |cached: i64, plain: i64| (cached - plain) as f64 / SESSIONS as f64;
+    let heap = per(cached_heap, plain_heap);
+    let limit = 2048.0;
+    report(json!({
+        "bench": "sessions/1000/bytes_per_session",
+        "heap": heap,
+        "rss": cached_rss.zip(plain_rss).map(|(c, p)| per(c, p)),
+        "unit": "bytes",
+        "limit": limit,
+        "ok": heap <= limit,
+    }));
+    drop((plain, cached));
+}
+
+fn soak(rt: &tokio::runtime::Runtime, sessions: usize, rounds: usize) {
+    let Some(_) = rss() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // No model given: the agent's default, `scripted:echo`, resolved as `kaos serve` does.
+    let vfs: Arc<dyn Vfs> = Arc::new(DiskVfs::new(dir.path()).unwrap());
+    let r = Runner::builder(Agent::builder().build().unwrap(), Runtime::builder().vfs(vfs).build())
+        .build()
+        .unwrap();
+    let round = |n: usize| {
+        rt.block_on(async {
+            // 32 sessions in flight at a time, in order, round-robin over all of them.
+            let mut next = 0;
+            while next < sessions {
+                let tasks: Vec<_> = (next..(next + 32).min(sessions))
+                    .map(|i| {
+                        let r = r.clone();
+                        tokio::spawn(async move {
+                            r.turn(format!("turn {n} of {i}"), format!("s{i}")).await.unwrap()
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.unwrap();
+                }
+                next += 32;
+            }
+        })
+    };
+    round(0);
+    let (first_rss, first_heap) = (rss().unwrap_or(0), live());
+    for n in 1..rounds {
+        round(n);
+    }
+    let (last_rss, last_heap) = (rss().unwrap_or(0), live());
+    let ratio = last_rss as f64 / first_rss as f64;
+    let limit = 1.1;
+    report(json!({
+        "bench": "soak/rss",
+        "turns": [sessions, sessions * rounds],
+        "rss_kib": [first_rss / 1024, last_rss / 1024],
+        "heap_kib": [first_heap / 1024, last_heap / 1024],
+        "value": ratio,
+        "limit": limit,
+        "ok": ratio <= limit,
+    }));
+}
+
+fn main() {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    if selected("footprint/allocs_per_turn") {
+        allocs_per_turn(&rt, if benching { 2000 } else { 60 });
+    }
+    if selected("sessions/1000/bytes_per_session") {
+        bytes_per_cached_session(&rt);
+    }
+    if selected("soak/rss") {
+        let (sessions, rounds) = if benching { (10_000, 10) } else { (100, 3) };
+        soak(&rt, sessions, rounds);
+    }
+}
