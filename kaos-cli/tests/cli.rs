@@ -184,6 +184,9 @@ fn config_show_redacts_secrets_and_names_their_source() {
             {"key": "vfs.s3_region", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "vfs.s3_access_key_id", "value": null, "source": {"layer": "default"}, "secret": true},
             {"key": "vfs.s3_secret_access_key", "value": null, "source": {"layer": "default"}, "secret": true},
+            {"key": "vfs.s3_lease_ttl_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "vfs.s3_lock_timeout_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "vfs.s3_single_writer", "value": "false", "source": {"layer": "default"}, "secret": false},
             {"key": "mcp.token", "value": null, "source": {"layer": "default"}, "secret": true},
             {"key": "mcp.tokens", "value": null, "source": {"layer": "default"}, "secret": true},
         ])
