@@ -35,6 +35,7 @@ pub(crate) async fn run_turn(
     message: &str,
     session: &str,
     events: bool,
+    files: &[String],
 ) -> Result<std::process::ExitCode> {
     let runner = setup::runner(global)?;
     let show = match (events, global.json) {
@@ -42,8 +43,63 @@ pub(crate) async fn run_turn(
         (false, true) => Show::Json,
         (false, false) => Show::Human,
     };
-    let response = turn(&runner, message, session, show).await?;
+    // Attached files: ingested whole or the turn does not run; removed after the turn.
+    let mut attached = Vec::new();
+    if !files.is_empty() {
+        let settings = setup::settings(global)?;
+        let paths = crate::docs::expand(files)?;
+        let added = crate::docs::add_files(&runner, &settings, session, &paths, false).await?;
+        let failed: Vec<&str> = added
+            .iter()
+            .filter_map(|a| match &a.outcome {
+                crate::docs::Outcome::Failed(_) => Some(a.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        attached = added.into_iter().flat_map(|a| a.ids).collect::<Vec<u64>>();
+        if !failed.is_empty() {
+            runner.forget(session, kaos_agent::SectionKind::Documents, attached).await?;
+            bail!("--file: {} could not be attached; the turn did not run", failed.join(", "));
+        }
+    }
+    let (response, citations) = turn_with_citations(&runner, message, session, show).await?;
+    if !attached.is_empty() {
+        runner.forget(session, kaos_agent::SectionKind::Documents, attached).await?;
+    }
+    if show == Show::Json {
+        let mut value = serde_json::to_value(&response)?;
+        if let Value::Object(map) = &mut value {
+            map.insert("citations".to_owned(), Value::Array(citations));
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        // Printed: the exit code alone, as for `--events` (nothing more on stdout or stderr).
+        return finish(global, &response, Show::Events);
+    }
     finish(global, &response, show)
+}
+
+/// A turn, and the `citation_found` events it emitted as JSON objects (claim, source, quote,
+/// verified, location).
+async fn turn_with_citations(
+    runner: &Runner,
+    message: &str,
+    session: &str,
+    show: Show,
+) -> Result<(TurnResponse, Vec<Value>)> {
+    let citations = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = citations.clone();
+    let response = watch_with(runner.run(message, session), show, move |event| {
+        if let EventKind::CitationFound { .. } = &event.kind
+            && let Ok(Value::Object(mut map)) = serde_json::to_value(&event.kind)
+            && let Ok(mut list) = sink.lock()
+        {
+            map.remove("type");
+            list.push(Value::Object(map));
+        }
+    })
+    .await?;
+    let list = citations.lock().map(|l| l.clone()).unwrap_or_default();
+    Ok((response, list))
 }
 
 /// Prints a `--json` response and says why a turn stopped short; the exit code of a turn:
@@ -208,7 +264,16 @@ pub(crate) async fn resume(
 }
 
 /// Shows a run's events as they come and folds them into its response.
-async fn watch(mut stream: kaos_runner::RunStream, show: Show) -> Result<TurnResponse> {
+async fn watch(stream: kaos_runner::RunStream, show: Show) -> Result<TurnResponse> {
+    watch_with(stream, show, |_| {}).await
+}
+
+/// [`watch`], handing every event to `observe` too.
+async fn watch_with(
+    mut stream: kaos_runner::RunStream,
+    show: Show,
+    mut observe: impl FnMut(&Event),
+) -> Result<TurnResponse> {
     let mut fold = TurnFold::default();
     let mut status = Status::new();
     let mut ticks = tokio::time::interval(std::time::Duration::from_millis(120));
@@ -247,6 +312,7 @@ async fn watch(mut stream: kaos_runner::RunStream, show: Show) -> Result<TurnRes
             }
             Show::Json => {}
         }
+        observe(&event);
         fold.push(&event);
     }
     drop(status);

@@ -678,3 +678,8 @@ mod mcp_servers;
 /// The shell samples of the CLI docs, extracted from the Markdown and run.
 #[path = "cli/doc_samples.rs"]
 mod doc_samples;
+
+/// `kaos docs` and `kaos run --file`, against a local OpenAI-compatible server.
+#[cfg(feature = "openai-compatible")]
+#[path = "cli/documents.rs"]
+mod documents;

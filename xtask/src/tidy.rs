@@ -56,6 +56,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "kaos-session",
             "kaos-runner",
             "kaos-server",
+            "kaos-ingest",
         ],
     ),
     // The documentation's doctests; it uses every crate, but only as dev-dependencies.
