@@ -743,7 +743,12 @@ pub(crate) async fn serve(global: &GlobalArgs, args: crate::ServeArgs) -> Result
         serve_stdio(runner, ServeOptions::default()).await?;
         return Ok(());
     };
-    let mut options = HttpOptions::new().with_max_body_bytes(args.max_body_bytes);
+    let documents = kaos_server::api::DocumentLimits {
+        ingest: crate::docs::options(&settings),
+        max_chunks_per_session: crate::docs::max_chunks_per_session(&settings),
+    };
+    let mut options =
+        HttpOptions::new().with_max_body_bytes(args.max_body_bytes).with_documents(documents);
     for (caller, token) in serve_tokens(&args.tokens, &settings)? {
         options = options.with_token(token, caller);
     }

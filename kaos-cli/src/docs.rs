@@ -192,6 +192,11 @@ pub(crate) fn options(settings: &Settings) -> IngestOptions {
     options
 }
 
+/// The most document chunks one session may hold (`docs.max_chunks_per_session`).
+pub(crate) fn max_chunks_per_session(settings: &Settings) -> u64 {
+    settings.docs.max_chunks_per_session.unwrap_or(DEFAULT_MAX_CHUNKS_PER_SESSION)
+}
+
 /// Why a file was refused without being parsed into the session.
 #[derive(Debug, thiserror::Error)]
 enum AddError {
@@ -213,7 +218,7 @@ pub(crate) async fn add_files(
     progress: bool,
 ) -> Result<Vec<Added>> {
     let options = options(settings);
-    let limit = settings.docs.max_chunks_per_session.unwrap_or(DEFAULT_MAX_CHUNKS_PER_SESSION);
+    let limit = max_chunks_per_session(settings);
     let memory = runner.memory(session).await?;
     let documents = memory.section(SectionKind::Documents).items();
     let mut held = documents.len();

@@ -43,6 +43,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "kaos-runtime",
             "kaos-session",
             "kaos-runner",
+            "kaos-ingest",
         ],
     ),
     (
