@@ -49,10 +49,10 @@ pub(crate) async fn run_turn(
         let settings = setup::settings(global)?;
         let paths = crate::docs::expand(files)?;
         let added = crate::docs::add_files(&runner, &settings, session, &paths, false).await?;
-        let failed: Vec<&str> = added
+        let failed: Vec<String> = added
             .iter()
             .filter_map(|a| match &a.outcome {
-                crate::docs::Outcome::Failed(_) => Some(a.name.as_str()),
+                crate::docs::Outcome::Failed(_) => Some(a.name.clone()),
                 _ => None,
             })
             .collect();
