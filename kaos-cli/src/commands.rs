@@ -68,7 +68,9 @@ pub(crate) async fn run_turn(
     }
     if show == Show::Json {
         let mut value = serde_json::to_value(&response)?;
-        if let Value::Object(map) = &mut value {
+        if let Value::Object(map) = &mut value
+            && !citations.is_empty()
+        {
             map.insert("citations".to_owned(), Value::Array(citations));
         }
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -747,8 +749,7 @@ pub(crate) async fn serve(global: &GlobalArgs, args: crate::ServeArgs) -> Result
         ingest: crate::docs::options(&settings),
         max_chunks_per_session: crate::docs::max_chunks_per_session(&settings),
     };
-    let mut options =
-        HttpOptions::new().with_max_body_bytes(args.max_body_bytes).with_documents(documents);
+    let mut options = HttpOptions::new().with_max_body_bytes(args.max_body_bytes).with_documents(documents);
     for (caller, token) in serve_tokens(&args.tokens, &settings)? {
         options = options.with_token(token, caller);
     }

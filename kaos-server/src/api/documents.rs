@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{Extension, Multipart, Path, State};
 use axum::extract::rejection::PathRejection;
+use axum::extract::{Extension, Multipart, Path, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use kaos_agent::SectionKind;
@@ -135,11 +135,17 @@ fn failed(name: String, sha256: Option<String>, error: String) -> DocumentAdded 
 
 /// Stores one ingested document unless the session holds its hash already or it would take
 /// the session over its chunk limit.
-async fn store(runner: &Runner, session: &str, doc: &Document, max_chunks: u64) -> Result<DocumentAdded, ApiError> {
+async fn store(
+    runner: &Runner,
+    session: &str,
+    doc: &Document,
+    max_chunks: u64,
+) -> Result<DocumentAdded, ApiError> {
     let memory = runner.memory(session).await?;
     let held = memory.section(SectionKind::Documents).items();
     let sha = Some(doc.sha256.clone());
-    if held.iter().any(|i| i.metadata.get("file_sha256").and_then(Value::as_str) == Some(doc.sha256.as_str())) {
+    if held.iter().any(|i| i.metadata.get("file_sha256").and_then(Value::as_str) == Some(doc.sha256.as_str()))
+    {
         return Ok(DocumentAdded {
             name: doc.name.clone(),
             status: "unchanged".into(),
@@ -160,7 +166,10 @@ async fn store(runner: &Runner, session: &str, doc: &Document, max_chunks: u64) 
     }
     drop(memory);
     let items = doc.chunks.iter().map(|chunk| {
-        chunk.metadata().into_iter().fold(NewItem::text(chunk.text.clone()), |item, (k, v)| item.with_metadata(k, v))
+        chunk
+            .metadata()
+            .into_iter()
+            .fold(NewItem::text(chunk.text.clone()), |item, (k, v)| item.with_metadata(k, v))
     });
     match runner.remember(session, SectionKind::Documents, items).await {
         Ok(_) => Ok(DocumentAdded {

@@ -27,8 +27,8 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub(crate) use error::ApiError;
 pub use documents::{DEFAULT_MAX_CHUNKS_PER_SESSION, DocumentAdded, DocumentLimits, DocumentsAdded};
+pub(crate) use error::ApiError;
 pub use error::{ErrorBody, ErrorDetail};
 pub use trace::{Trace, TraceSpan};
 

@@ -84,8 +84,11 @@ async fn uploaded_files_become_the_sessions_documents_whole_or_not_at_all() {
     assert_eq!(rows[1]["status"], "failed");
     assert!(rows[1]["error"].as_str().unwrap().starts_with("latin1.txt: not valid UTF-8"), "{mixed}");
     assert_eq!(rows[2]["status"], "added");
-    let names: Vec<String> =
-        documents(&alice, "docs").await.iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_owned()).collect();
+    let names: Vec<String> = documents(&alice, "docs")
+        .await
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(names, ["bridge.md", "tolls.csv", "ferry.txt"]);
 
     // Not multipart, or no file part: 400. Another caller does not see the documents.
