@@ -35,6 +35,7 @@ pub(crate) async fn run_turn(
     message: &str,
     session: &str,
     events: bool,
+    files: &[String],
 ) -> Result<std::process::ExitCode> {
     let runner = setup::runner(global)?;
     let show = match (events, global.json) {
@@ -42,8 +43,65 @@ pub(crate) async fn run_turn(
         (false, true) => Show::Json,
         (false, false) => Show::Human,
     };
-    let response = turn(&runner, message, session, show).await?;
+    // Attached files: ingested whole or the turn does not run; removed after the turn.
+    let mut attached = Vec::new();
+    if !files.is_empty() {
+        let settings = setup::settings(global)?;
+        let paths = crate::docs::expand(files)?;
+        let added = crate::docs::add_files(&runner, &settings, session, &paths, false).await?;
+        let failed: Vec<String> = added
+            .iter()
+            .filter_map(|a| match &a.outcome {
+                crate::docs::Outcome::Failed(_) => Some(a.name.clone()),
+                _ => None,
+            })
+            .collect();
+        attached = added.into_iter().flat_map(|a| a.ids).collect::<Vec<u64>>();
+        if !failed.is_empty() {
+            runner.forget(session, kaos_agent::SectionKind::Documents, attached).await?;
+            bail!("--file: {} could not be attached; the turn did not run", failed.join(", "));
+        }
+    }
+    let (response, citations) = turn_with_citations(&runner, message, session, show).await?;
+    if !attached.is_empty() {
+        runner.forget(session, kaos_agent::SectionKind::Documents, attached).await?;
+    }
+    if show == Show::Json {
+        let mut value = serde_json::to_value(&response)?;
+        if let Value::Object(map) = &mut value
+            && !citations.is_empty()
+        {
+            map.insert("citations".to_owned(), Value::Array(citations));
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        // Printed: the exit code alone, as for `--events` (nothing more on stdout or stderr).
+        return finish(global, &response, Show::Events);
+    }
     finish(global, &response, show)
+}
+
+/// A turn, and the `citation_found` events it emitted as JSON objects (claim, source, quote,
+/// verified, location).
+async fn turn_with_citations(
+    runner: &Runner,
+    message: &str,
+    session: &str,
+    show: Show,
+) -> Result<(TurnResponse, Vec<Value>)> {
+    let citations = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = citations.clone();
+    let response = watch_with(runner.run(message, session), show, move |event| {
+        if let EventKind::CitationFound { .. } = &event.kind
+            && let Ok(Value::Object(mut map)) = serde_json::to_value(&event.kind)
+            && let Ok(mut list) = sink.lock()
+        {
+            map.remove("type");
+            list.push(Value::Object(map));
+        }
+    })
+    .await?;
+    let list = citations.lock().map(|l| l.clone()).unwrap_or_default();
+    Ok((response, list))
 }
 
 /// Prints a `--json` response and says why a turn stopped short; the exit code of a turn:
@@ -208,7 +266,16 @@ pub(crate) async fn resume(
 }
 
 /// Shows a run's events as they come and folds them into its response.
-async fn watch(mut stream: kaos_runner::RunStream, show: Show) -> Result<TurnResponse> {
+async fn watch(stream: kaos_runner::RunStream, show: Show) -> Result<TurnResponse> {
+    watch_with(stream, show, |_| {}).await
+}
+
+/// [`watch`], handing every event to `observe` too.
+async fn watch_with(
+    mut stream: kaos_runner::RunStream,
+    show: Show,
+    mut observe: impl FnMut(&Event),
+) -> Result<TurnResponse> {
     let mut fold = TurnFold::default();
     let mut status = Status::new();
     let mut ticks = tokio::time::interval(std::time::Duration::from_millis(120));
@@ -247,6 +314,7 @@ async fn watch(mut stream: kaos_runner::RunStream, show: Show) -> Result<TurnRes
             }
             Show::Json => {}
         }
+        observe(&event);
         fold.push(&event);
     }
     drop(status);
@@ -677,7 +745,11 @@ pub(crate) async fn serve(global: &GlobalArgs, args: crate::ServeArgs) -> Result
         serve_stdio(runner, ServeOptions::default()).await?;
         return Ok(());
     };
-    let mut options = HttpOptions::new().with_max_body_bytes(args.max_body_bytes);
+    let documents = kaos_server::api::DocumentLimits {
+        ingest: crate::docs::options(&settings),
+        max_chunks_per_session: crate::docs::max_chunks_per_session(&settings),
+    };
+    let mut options = HttpOptions::new().with_max_body_bytes(args.max_body_bytes).with_documents(documents);
     for (caller, token) in serve_tokens(&args.tokens, &settings)? {
         options = options.with_token(token, caller);
     }

@@ -11,6 +11,7 @@
 
 mod chat;
 mod commands;
+mod docs;
 mod setup;
 mod status;
 
@@ -85,6 +86,10 @@ enum Command {
         /// Print every event as one JSON line while the turn runs.
         #[arg(long, conflicts_with = "json")]
         events: bool,
+        /// Attach a file for this turn (repeatable): ingested into the session's documents
+        /// before the turn, removed after it (a file the session already holds stays).
+        #[arg(long = "file", value_name = "PATH")]
+        files: Vec<String>,
     },
     /// Continue a run that paused because a tool call needs approval (`kaos run` exit 4).
     #[command(group(clap::ArgGroup::new("answer").required(true).args(["approve", "always", "deny"])))]
@@ -107,6 +112,9 @@ enum Command {
     /// Runs that paused for approval.
     #[command(subcommand)]
     Runs(commands::RunsCommand),
+    /// Documents in a session (what the research and findings patterns quote).
+    #[command(subcommand)]
+    Docs(docs::DocsCommand),
     /// Stored sessions.
     #[command(subcommand)]
     Sessions(commands::SessionsCommand),
@@ -190,9 +198,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = &cli.global;
     let done = match cli.command {
         Command::Chat { session } => chat::run(global, &session, &runtime),
-        Command::Run { message, session, events } => {
-            return runtime.block_on(commands::run_turn(global, &message, &session, events));
+        Command::Run { message, session, events, files } => {
+            return runtime.block_on(commands::run_turn(global, &message, &session, events, &files));
         }
+        Command::Docs(command) => return runtime.block_on(docs::docs(global, command)),
         Command::Resume { run_id, approve: _, always, deny, reason } => {
             let approval = if deny {
                 kaos_runner::Approval::deny(reason)

@@ -173,6 +173,9 @@ fn config_show_redacts_secrets_and_names_their_source() {
             {"key": "providers.gemini_base_url", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "providers.openai_compatible_base_url", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "providers.openai_compatible_api_key", "value": null, "source": {"layer": "default"}, "secret": true},
+            {"key": "docs.max_file_bytes", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "docs.chunk_tokens", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "docs.max_chunks_per_session", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "providers.max_output_tokens", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "providers.timeout_secs", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "providers.max_retries", "value": null, "source": {"layer": "default"}, "secret": false},
@@ -681,3 +684,8 @@ mod mcp_servers;
 /// The shell samples of the CLI docs, extracted from the Markdown and run.
 #[path = "cli/doc_samples.rs"]
 mod doc_samples;
+
+/// `kaos docs` and `kaos run --file`, against a local OpenAI-compatible server.
+#[cfg(feature = "openai-compatible")]
+#[path = "cli/documents.rs"]
+mod documents;

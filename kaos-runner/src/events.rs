@@ -200,6 +200,11 @@ pub enum EventKind {
         quote: String,
         /// Whether the quote is in that document. Unverified claims are dropped.
         verified: bool,
+        /// Where the quote was found (research): the document's name and, for an ingested
+        /// chunk, its page or chunk (`report.pdf, p. 3`, `notes.md, chunk 2`). `None` when
+        /// the quote was not found, and for findings.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        location: Option<String>,
     },
     /// Research pattern: too few claims were verified; the turn ends in a refusal.
     EvidenceInsufficient {

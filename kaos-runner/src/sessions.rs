@@ -84,6 +84,55 @@ impl Runner {
         Ok(ids)
     }
 
+    /// Removes items from a section of a session's memory between turns (e.g. one document's
+    /// chunks), persisted at once like [`Runner::remember`]. Ids not in the section are
+    /// ignored; returns how many items were removed.
+    pub async fn forget(
+        &self,
+        session_id: impl AsRef<str>,
+        section: SectionKind,
+        ids: impl IntoIterator<Item = u64>,
+    ) -> Result<usize, RunError> {
+        let session = SessionId::new(session_id.as_ref())?;
+        let shared = &self.member;
+        let mut taken = shared.sessions.take(&session, self.agent().memory(), shared.counter.clone()).await?;
+        let wanted: std::collections::BTreeSet<u64> = ids.into_iter().collect();
+        let present: Vec<u64> = taken
+            .memory
+            .section(section)
+            .items()
+            .iter()
+            .map(|i| i.id)
+            .filter(|id| wanted.contains(id))
+            .collect();
+        if present.is_empty() {
+            return Ok(0);
+        }
+        let removed = present.len();
+        taken.memory.remove(section, present);
+        let ops = taken.memory.take_ops();
+        let record = TurnRecord {
+            v: SESSION_LAYOUT_VERSION,
+            turn: taken.memory.turn(),
+            run_id: format!("forget_{}", uuid::Uuid::now_v7().simple()),
+            agent_fingerprint: shared.fingerprint.to_string(),
+            agent: None,
+            messages: Vec::new(),
+            tool_calls: Vec::new(),
+            usage: Usage::default(),
+            cost_usd: 0.0,
+            unpriced_model_calls: 0,
+            stop_reason: StopReason::Completed,
+            finished_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or_default(),
+            memory: ops,
+        };
+        taken.commit(&record).await?;
+        Ok(removed)
+    }
+
     /// Deletes a session: its log, checkpoint and files. Waits for a turn in progress on it.
     /// `NotFound` ([`RunError::Vfs`]) for an unknown session.
     pub async fn delete_session(&self, session_id: impl AsRef<str>) -> Result<(), RunError> {

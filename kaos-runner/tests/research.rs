@@ -53,6 +53,7 @@ async fn a_correct_quote_from_the_right_document_is_accepted_and_kept_as_a_findi
             source: "bridge.md".into(),
             quote: "opened in 1932 after six years".into(),
             verified: true,
+            location: Some("bridge.md".into()),
         }]
     );
     assert_eq!(insufficient(&events), []);
@@ -85,6 +86,7 @@ async fn a_fabricated_quote_is_rejected_with_a_typed_refusal() {
             source: "bridge.md".into(),
             quote: "the bridge opened in 1932 to great fanfare".into(),
             verified: false,
+            location: None,
         }]
     );
     let reason = "0 of 1 claim(s) were supported by a verbatim quote from the cited document; 1 required";
@@ -108,6 +110,7 @@ async fn a_correct_quote_attributed_to_the_wrong_document_is_rejected() {
             source: "ferry.md".into(),
             quote: "opened in 1932".into(),
             verified: false,
+            location: None,
         }]
     );
     assert_eq!(response.stop_reason, StopReason::EvidenceInsufficient);

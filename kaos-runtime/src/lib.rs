@@ -24,8 +24,8 @@ pub use error::RuntimeError;
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use secret::Secret;
 pub use settings::{
-    McpSettings, PricingSettings, ProviderSettings, SettingEntry, SettingKey, SettingSource, Settings,
-    SettingsLoader, VfsSettings, VfsSync,
+    DocsSettings, McpSettings, PricingSettings, ProviderSettings, SettingEntry, SettingKey, SettingSource,
+    Settings, SettingsLoader, VfsSettings, VfsSync,
 };
 
 /// This crate's README, compiled and run as a doctest (it ships in the package).

@@ -127,6 +127,24 @@ const KEYS: &[SettingKey] = &[
         "API key of `openai-compatible:` models [none].",
     ),
     key(
+        "docs.max_file_bytes",
+        &["KAOS_DOCS_MAX_FILE_BYTES"],
+        Kind::Integer,
+        "Largest file `kaos docs add` accepts, in bytes [67108864 (64 MiB)].",
+    ),
+    key(
+        "docs.chunk_tokens",
+        &["KAOS_DOCS_CHUNK_TOKENS"],
+        Kind::Integer,
+        "Most estimated tokens in one document chunk [512].",
+    ),
+    key(
+        "docs.max_chunks_per_session",
+        &["KAOS_DOCS_MAX_CHUNKS_PER_SESSION"],
+        Kind::Integer,
+        "Most document chunks one session may hold; a file that would go over is refused whole [10000].",
+    ),
+    key(
         "providers.max_output_tokens",
         &["KAOS_PROVIDERS_MAX_OUTPUT_TOKENS"],
         Kind::Integer,
@@ -313,6 +331,20 @@ pub struct ProviderSettings {
     pub max_retry_wait_secs: Option<f64>,
 }
 
+/// Limits of documents ingested into sessions (`kaos docs add`, `kaos run --file`, the HTTP
+/// API's document upload). `None` leaves the ingestion default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DocsSettings {
+    /// `docs.max_file_bytes`: `KAOS_DOCS_MAX_FILE_BYTES` [64 MiB].
+    pub max_file_bytes: Option<u64>,
+    /// `docs.chunk_tokens`: `KAOS_DOCS_CHUNK_TOKENS` [512].
+    pub chunk_tokens: Option<u64>,
+    /// `docs.max_chunks_per_session`: `KAOS_DOCS_MAX_CHUNKS_PER_SESSION` [10 000].
+    pub max_chunks_per_session: Option<u64>,
+}
+
 /// Where prices come from besides the shipped table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -452,6 +484,8 @@ pub struct Settings {
     pub mcp: McpSettings,
     /// Prices over the shipped table.
     pub pricing: PricingSettings,
+    /// Limits of ingested documents.
+    pub docs: DocsSettings,
     /// Key → layer, for every key not at its default.
     sources: BTreeMap<&'static str, SettingSource>,
 }
@@ -466,6 +500,7 @@ impl Default for Settings {
             vfs: VfsSettings::default(),
             mcp: McpSettings::default(),
             pricing: PricingSettings::default(),
+            docs: DocsSettings::default(),
             sources: BTreeMap::new(),
         }
     }
@@ -546,6 +581,9 @@ impl Settings {
                     "providers.max_retry_wait_secs" => p.max_retry_wait_secs.map(|n| n.to_string()),
                     "pricing.file" => self.pricing.file.as_ref().map(|f| f.display().to_string()),
                     "mcp.tokens" => redacted(&self.mcp.tokens),
+                    "docs.max_file_bytes" => self.docs.max_file_bytes.map(|n| n.to_string()),
+                    "docs.chunk_tokens" => self.docs.chunk_tokens.map(|n| n.to_string()),
+                    "docs.max_chunks_per_session" => self.docs.max_chunks_per_session.map(|n| n.to_string()),
                     _ => None,
                 };
                 SettingEntry {
@@ -715,6 +753,7 @@ impl SettingsLoader {
             s3_single_writer: vfs.s3_single_writer.unwrap_or(false),
         };
         settings.mcp = resolved.mcp;
+        settings.docs = resolved.docs;
         Ok(settings)
     }
 }
@@ -765,6 +804,7 @@ struct Resolved {
     vfs: VfsSection,
     mcp: McpSettings,
     pricing: PricingSettings,
+    docs: DocsSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]

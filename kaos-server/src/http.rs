@@ -107,6 +107,8 @@ pub struct HttpOptions {
     pub shutdown_grace: Duration,
     /// Options shared with the other transports.
     pub serve: ServeOptions,
+    /// How documents uploaded to `POST /v1/sessions/{id}/documents` are ingested.
+    pub documents: crate::api::DocumentLimits,
 }
 
 impl fmt::Debug for HttpOptions {
@@ -119,6 +121,7 @@ impl fmt::Debug for HttpOptions {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("serve", &self.serve)
+            .field("documents", &self.documents)
             .finish()
     }
 }
@@ -141,6 +144,7 @@ impl HttpOptions {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             shutdown_grace: Duration::from_secs(30),
             serve: ServeOptions::default(),
+            documents: crate::api::DocumentLimits::default(),
         }
     }
 
@@ -160,6 +164,12 @@ impl HttpOptions {
     /// `self` allowed to listen on a non-loopback address, accepting any `Host` header.
     pub fn with_allow_remote(mut self) -> Self {
         self.allow_non_loopback = true;
+        self
+    }
+
+    /// `self` ingesting uploaded documents with these limits (the CLI's `docs.*` settings).
+    pub fn with_documents(mut self, documents: crate::api::DocumentLimits) -> Self {
+        self.documents = documents;
         self
     }
 
@@ -378,7 +388,7 @@ pub async fn serve_http(
         mcp_path: options.path.clone().into(),
         mcp_owners: Mutex::new(HashMap::new()),
     });
-    let app = router(runner, shared, &options.path, options.max_body_bytes);
+    let app = router(runner, shared, &options.path, options.max_body_bytes, options.documents.clone());
     let shutdown = cancel.clone();
     let task = tokio::spawn(async move {
         // Events are small writes: send each at once (no Nagle delay behind a delayed ACK).
@@ -395,8 +405,14 @@ pub async fn serve_http(
     Ok(HttpServer { local_addr, path: options.path, cancel, grace: options.shutdown_grace, task })
 }
 
-fn router(runner: Runner, shared: Arc<Shared>, mcp_path: &str, max_body_bytes: usize) -> Router {
-    let (api, openapi) = api::router(runner);
+fn router(
+    runner: Runner,
+    shared: Arc<Shared>,
+    mcp_path: &str,
+    max_body_bytes: usize,
+    documents: api::DocumentLimits,
+) -> Router {
+    let (api, openapi) = api::router(runner, documents);
     Router::new()
         .route(mcp_path, any(mcp))
         .merge(api)

@@ -43,6 +43,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "kaos-runtime",
             "kaos-session",
             "kaos-runner",
+            "kaos-ingest",
         ],
     ),
     (
@@ -56,6 +57,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "kaos-session",
             "kaos-runner",
             "kaos-server",
+            "kaos-ingest",
         ],
     ),
     // The documentation's doctests; it uses every crate, but only as dev-dependencies.

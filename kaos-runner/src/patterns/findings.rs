@@ -331,6 +331,7 @@ async fn extract(
             source: claim.source.clone(),
             quote: claim.quote.clone(),
             verified: true,
+            location: None,
         });
     }
     for refused in &filtered.refused {

@@ -58,6 +58,9 @@ pub(crate) struct Claim {
 pub(crate) struct Checked {
     pub(crate) claim: Claim,
     pub(crate) verified: bool,
+    /// Where the quote was found, for a verified claim: the document's name and, for an
+    /// ingested chunk, its page or chunk number ([`location`]).
+    pub(crate) location: Option<String>,
 }
 
 /// The model's answer, its claims checked.
@@ -107,15 +110,29 @@ pub(crate) fn verify(text: &str, memory: &SessionMemory) -> Verification {
         .into_iter()
         .map(|claim| {
             let quote = normalize(&claim.quote);
-            let verified = !quote.is_empty()
-                && documents.iter().any(|doc| {
-                    doc.metadata.get("name").and_then(Value::as_str) == Some(claim.source.as_str())
-                        && normalize(&doc.text()).contains(&quote)
-                });
-            Checked { claim, verified }
+            let found = documents.iter().find(|doc| {
+                !quote.is_empty()
+                    && doc.metadata.get("name").and_then(Value::as_str) == Some(claim.source.as_str())
+                    && normalize(&doc.text()).contains(&quote)
+            });
+            let location = found.map(|doc| location(&claim.source, &doc.metadata));
+            Checked { claim, verified: found.is_some(), location }
         })
         .collect();
     Verification { answer: answer.answer, claims, malformed: None }
+}
+
+/// Where in a document a quote was found: `name, p. 3`, `name, pp. 3–4` or `name, chunk 2`
+/// from an ingested chunk's metadata (`page_first`/`page_last`, `chunk`, 0-based), else the
+/// name alone.
+pub(crate) fn location(name: &str, metadata: &std::collections::BTreeMap<String, Value>) -> String {
+    let number = |key: &str| metadata.get(key).and_then(Value::as_u64);
+    match (number("page_first"), number("page_last"), number("chunk")) {
+        (Some(first), Some(last), _) if first == last => format!("{name}, p. {first}"),
+        (Some(first), Some(last), _) => format!("{name}, pp. {first}–{last}"),
+        (_, _, Some(chunk)) => format!("{name}, chunk {}", chunk + 1),
+        _ => name.to_owned(),
+    }
 }
 
 /// The JSON object in a reply: the reply itself, or the inside of a Markdown code fence.
@@ -134,7 +151,13 @@ pub(crate) fn normalize(text: &str) -> String {
 
 /// The answer with its sources, as the turn's final text.
 pub(crate) fn answer_text(verification: &Verification) -> String {
-    format!("{}\n\n{}", verification.answer.trim(), sources_text(verification.verified()))
+    let sources: Vec<String> = verification
+        .claims
+        .iter()
+        .filter(|c| c.verified)
+        .map(|c| format!("- \"{}\" ({})", c.claim.quote, c.location.as_deref().unwrap_or(&c.claim.source)))
+        .collect();
+    format!("{}\n\nSources:\n{}", verification.answer.trim(), sources.join("\n"))
 }
 
 /// A `Sources:` list, one line per claim: `- "quote" (source)`.
@@ -200,6 +223,7 @@ pub(crate) fn conclude(
             source: checked.claim.source.clone(),
             quote: checked.claim.quote.clone(),
             verified: checked.verified,
+            location: checked.location.clone(),
         });
     }
     let verified = verification.verified_count();
@@ -269,8 +293,11 @@ mod tests {
             claim("bridge opened", "missing.md"),
         ];
         let verification = verify(&reply(&claims), &memory());
-        let expected: Vec<Checked> =
-            claims.iter().enumerate().map(|(i, c)| Checked { claim: c.clone(), verified: i == 0 }).collect();
+        let expected: Vec<Checked> = claims
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Checked { claim: c.clone(), verified: i == 0, location: None })
+            .collect();
         assert_eq!(verification, Verification { answer: "A.".into(), claims: expected, malformed: None });
     }
 

@@ -3,6 +3,7 @@
 //! route is documented by the OpenAPI document at `/v1/openapi.json`, generated from the
 //! handlers (`utoipa`), so the document and the routes cannot drift apart.
 
+mod documents;
 mod error;
 mod trace;
 
@@ -26,6 +27,7 @@ use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use documents::{DEFAULT_MAX_CHUNKS_PER_SESSION, DocumentAdded, DocumentLimits, DocumentsAdded};
 pub(crate) use error::ApiError;
 pub use error::{ErrorBody, ErrorDetail};
 pub use trace::{Trace, TraceSpan};
@@ -36,6 +38,8 @@ use super::ClientId;
 #[derive(Clone)]
 struct ApiState {
     runner: Runner,
+    /// How uploaded documents are ingested.
+    documents: DocumentLimits,
 }
 
 #[derive(OpenApi)]
@@ -68,6 +72,7 @@ impl utoipa::Modify for BearerAuth {
 /// The API's routes (under `/v1`) and their OpenAPI document.
 pub(crate) fn router<S: Clone + Send + Sync + 'static>(
     runner: Runner,
+    documents: DocumentLimits,
 ) -> (axum::Router<S>, utoipa::openapi::OpenApi) {
     let api = OpenApiRouter::<ApiState>::new()
         .routes(routes!(post_turn))
@@ -76,11 +81,12 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(
         .routes(routes!(list_sessions))
         .routes(routes!(get_session, delete_session))
         .routes(routes!(get_memory))
+        .routes(routes!(documents::post_documents))
         .routes(routes!(search))
         .routes(routes!(get_trace));
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/v1", api)
-        .with_state(ApiState { runner })
+        .with_state(ApiState { runner, documents })
         .split_for_parts();
     (router, openapi)
 }

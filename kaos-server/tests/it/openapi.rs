@@ -17,6 +17,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("get", "/v1/sessions/{id}/search"),
     ("get", "/v1/sessions/{id}/turns/{n}/trace"),
     ("post", "/v1/runs/{run_id}/approval"),
+    ("post", "/v1/sessions/{id}/documents"),
     ("post", "/v1/sessions/{id}/turns"),
 ];
 
