@@ -15,8 +15,6 @@ use crate::support::{events, priced};
 const COORDINATOR: &str = "You coordinate.";
 const HELPER: &str = "You help.";
 
-/// A reply with a price, as a real model's would have.
-
 fn last_tool_result(request: &ModelRequest) -> Option<String> {
     match request.messages.last() {
         Some(Message::Tool { content, .. }) => Some(content.clone()),
