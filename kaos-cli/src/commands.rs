@@ -786,12 +786,16 @@ fn serve_tokens(flags: &[String], settings: &kaos_runtime::Settings) -> Result<V
     };
     let mut out = flags.iter().map(|pair| parse(pair, "--token")).collect::<Result<Vec<_>>>()?;
     if let Some(tokens) = &settings.mcp.tokens {
-        for pair in tokens.expose().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for pair in kaos_runtime::ExposeSecret::expose_secret(tokens)
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             out.push(parse(pair, "mcp.tokens (KAOS_MCP_TOKENS)")?);
         }
     }
     if let Some(token) = &settings.mcp.token {
-        out.push(("default".to_owned(), token.expose().to_owned()));
+        out.push(("default".to_owned(), kaos_runtime::ExposeSecret::expose_secret(token).to_owned()));
     }
     Ok(out)
 }

@@ -317,7 +317,7 @@ fn runtime_builder(settings: &Settings, create: bool) -> Result<kaos_runtime::Ru
 /// pointing at the same bucket and prefix).
 #[cfg(feature = "object-store")]
 fn object_store_vfs(settings: &Settings, bucket: &str) -> Result<Arc<dyn Vfs>> {
-    use kaos_vfs::{ObjectStoreVfs, S3Config, SecretString};
+    use kaos_vfs::{ExposeSecret, ObjectStoreVfs, S3Config};
     let s3 = &settings.vfs;
     let mut config = S3Config::new(bucket);
     if let Some(prefix) = &s3.s3_prefix {
@@ -330,7 +330,7 @@ fn object_store_vfs(settings: &Settings, bucket: &str) -> Result<Arc<dyn Vfs>> {
         config = config.with_region(region.clone());
     }
     if let (Some(id), Some(secret)) = (&s3.s3_access_key_id, &s3.s3_secret_access_key) {
-        config = config.with_credentials(id.expose(), SecretString::new(secret.expose()));
+        config = config.with_credentials(id.expose_secret(), secret.clone());
     }
     if let Some(ttl) = s3.s3_lease_ttl {
         config = config.with_lease_ttl(ttl);

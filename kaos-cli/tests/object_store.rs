@@ -128,7 +128,7 @@ fn a_kaos_run_waiting_for_the_session_says_so() {
             .with_prefix(&prefix)
             .with_endpoint(&server.endpoint)
             .with_region("us-east-1")
-            .with_credentials("test", SecretString::new("test"))
+            .with_credentials("test", SecretString::from("test"))
             .with_allow_http(true),
     )
     .unwrap();

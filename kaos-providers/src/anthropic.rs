@@ -31,7 +31,7 @@ const OUTPUT_TOOL: &str = "structured_output";
 ///
 /// ```
 /// use kaos_providers::{AnthropicClient, SecretString};
-/// let client = AnthropicClient::new(SecretString::new("sk-ant-test"));
+/// let client = AnthropicClient::new(SecretString::from("sk-ant-test"));
 /// assert!(!format!("{client:?}").contains("sk-ant-test"));
 /// ```
 #[derive(Debug, Clone)]

@@ -26,7 +26,7 @@ use crate::{
 ///
 /// ```
 /// use kaos_providers::{GeminiClient, SecretString};
-/// let client = GeminiClient::new(SecretString::new("AIza-test"));
+/// let client = GeminiClient::new(SecretString::from("AIza-test"));
 /// assert!(!format!("{client:?}").contains("AIza-test"));
 /// ```
 #[derive(Debug, Clone)]

@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::sse::{self, SseEvent};
 use crate::{
-    FinishReason, ModelRequest, ModelResponse, ModelStream, Pricing, ProviderError, SecretString,
-    StreamEvent, ToolCall, Usage, estimate_tokens,
+    ExposeSecret, FinishReason, ModelRequest, ModelResponse, ModelStream, Pricing, ProviderError,
+    SecretString, StreamEvent, ToolCall, Usage, estimate_tokens,
 };
 
 /// The time limit of a whole non-streaming call, and of each read of a stream, unless set.
@@ -46,7 +46,7 @@ impl Transport {
         Self {
             client: reqwest::Client::new(),
             base_url: base_url.trim_end_matches('/').to_owned(),
-            api_key: api_key.filter(|k| !k.is_empty()),
+            api_key: api_key.filter(|k| !k.expose_secret().is_empty()),
             key_header,
             headers: Vec::new(),
             timeout: DEFAULT_TIMEOUT,
@@ -85,8 +85,10 @@ impl Transport {
         }
         if let Some(key) = &self.api_key {
             let (name, value) = match self.key_header {
-                KeyHeader::Bearer => (reqwest::header::AUTHORIZATION, format!("Bearer {}", key.expose())),
-                KeyHeader::Named(name) => (HeaderName::from_static(name), key.expose().to_owned()),
+                KeyHeader::Bearer => {
+                    (reqwest::header::AUTHORIZATION, format!("Bearer {}", key.expose_secret()))
+                }
+                KeyHeader::Named(name) => (HeaderName::from_static(name), key.expose_secret().to_owned()),
             };
             let mut value = HeaderValue::from_str(&value).map_err(|_| invalid("for the API key"))?;
             value.set_sensitive(true);
@@ -136,7 +138,9 @@ impl Transport {
         let response = self.send(path, body, false).await?;
         let key = self.api_key.clone();
         let bytes = response.bytes_stream().map(move |chunk| {
-            chunk.map_err(|e| key.as_ref().map_or_else(|| e.to_string(), |k| k.scrub(&e.to_string())))
+            chunk.map_err(|e| {
+                key.as_ref().map_or_else(|| e.to_string(), |k| crate::secret::scrub(k, &e.to_string()))
+            })
         });
         Ok(sse::events(Box::pin(bytes)))
     }
@@ -160,7 +164,7 @@ impl Transport {
 
     pub(crate) fn scrub(&self, text: &str) -> String {
         match &self.api_key {
-            Some(key) => key.scrub(text),
+            Some(key) => crate::secret::scrub(key, text),
             None => text.to_owned(),
         }
     }

@@ -84,7 +84,9 @@ pub use pricing::{ModelPrice, Pricing, PricingError};
 pub use replay::{DirectoryStore, MemoryStore, Recording, RecordingStore, ReplayClient, request_key};
 pub use retry::{RetryClient, RetryPolicy, Sleeper};
 pub use scripted::{ScriptedClient, ScriptedReply};
-pub use secret::SecretString;
+/// The `secrecy` crate, whose [`SecretString`] holds every key.
+pub use secrecy;
+pub use secret::{ExposeSecret, SecretString};
 #[cfg(feature = "tiktoken")]
 pub use tokens::Tiktoken;
 pub use tokens::{Estimator, TokenCounter, counter_for};

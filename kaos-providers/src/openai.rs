@@ -557,7 +557,7 @@ impl StreamDecoder for ChatStream {
 ///
 /// ```
 /// use kaos_providers::{OpenAiClient, SecretString};
-/// let client = OpenAiClient::new(SecretString::new("sk-test")).with_base_url("http://127.0.0.1:9/v1");
+/// let client = OpenAiClient::new(SecretString::from("sk-test")).with_base_url("http://127.0.0.1:9/v1");
 /// assert!(!format!("{client:?}").contains("sk-test"));
 /// ```
 #[cfg(feature = "openai")]

@@ -73,7 +73,7 @@ impl VendorConfig {
             _ => (&[], &[], &[], &[]),
         };
         Self {
-            api_key: get(key).map(SecretString::new),
+            api_key: get(key).map(SecretString::from),
             base_url: get(url),
             organization: get(org),
             project: get(project),
@@ -193,10 +193,9 @@ mod build {
     type Built = Result<Arc<dyn ModelClient>, ProviderError>;
 
     fn key(config: &VendorConfig, provider: &str, names: &str) -> Result<SecretString, ProviderError> {
-        config.api_key.clone().filter(|k| !k.is_empty()).ok_or_else(|| ProviderError::MissingSetting {
-            provider: provider.into(),
-            variable: names.into(),
-        })
+        config.api_key.clone().filter(|k| !crate::ExposeSecret::expose_secret(k).is_empty()).ok_or_else(
+            || ProviderError::MissingSetting { provider: provider.into(), variable: names.into() },
+        )
     }
 
     fn not_compiled(provider: &str) -> Built {

@@ -38,7 +38,7 @@ fn runner(server: &S3Server, prefix: &str) -> Runner {
         .with_prefix(prefix)
         .with_endpoint(&server.endpoint)
         .with_region("us-east-1")
-        .with_credentials("test", SecretString::new("test"))
+        .with_credentials("test", SecretString::from("test"))
         .with_allow_http(true);
     let vfs = Arc::new(ObjectStoreVfs::s3(config).unwrap());
     Runner::builder(Agent::builder().name("bench").build().unwrap(), Runtime::builder().vfs(vfs).build())

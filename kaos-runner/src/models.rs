@@ -84,7 +84,7 @@ impl Models {
 /// headers, output token limit, timeout, retries); what they leave unset is the vendor's
 /// default or, when a Runner resolves it, its environment variable.
 pub fn vendor_config(provider: &str, settings: &ProviderSettings) -> VendorConfig {
-    let secret = |s: &Option<kaos_runtime::Secret>| s.as_ref().map(|s| s.expose().to_owned());
+    let secret = |s: &Option<kaos_runtime::SecretString>| s.clone();
     let (key, base_url) = match provider {
         "openai" => (secret(&settings.openai_api_key), settings.openai_base_url.clone()),
         "anthropic" => (secret(&settings.anthropic_api_key), settings.anthropic_base_url.clone()),

@@ -22,7 +22,9 @@ mod settings;
 
 pub use error::RuntimeError;
 pub use runtime::{Runtime, RuntimeBuilder};
-pub use secret::Secret;
+/// The `secrecy` crate, whose [`SecretString`] holds every secret setting.
+pub use secrecy;
+pub use secret::{ExposeSecret, REDACTED, SecretString};
 pub use settings::{
     DocsSettings, McpSettings, PricingSettings, ProviderSettings, SettingEntry, SettingKey, SettingSource,
     Settings, SettingsLoader, VfsSettings, VfsSync,

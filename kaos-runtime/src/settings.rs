@@ -14,7 +14,8 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use serde::{Deserialize, Serialize};
 
-use crate::{RuntimeError, Secret};
+use crate::RuntimeError;
+use crate::secret::{REDACTED, SecretString, serialize_redacted};
 
 /// One setting KAOS knows: its dotted key, the environment variables that set it (the first
 /// one set wins) and what it means.
@@ -285,7 +286,7 @@ impl fmt::Display for SettingSource {
 pub struct SettingEntry {
     /// The dotted key.
     pub key: &'static str,
-    /// The value as text (`None` when unset); a secret's value is [`Secret::REDACTED`].
+    /// The value as text (`None` when unset); a secret's value is [`REDACTED`].
     pub value: Option<String>,
     /// Where the value came from.
     pub source: SettingSource,
@@ -294,17 +295,20 @@ pub struct SettingEntry {
 }
 
 /// How to reach the model vendors: keys (never printed), endpoints, headers, limits.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct ProviderSettings {
     /// `providers.openai_api_key`: `KAOS_PROVIDERS_OPENAI_API_KEY`, else `OPENAI_API_KEY`.
-    pub openai_api_key: Option<Secret>,
+    #[serde(serialize_with = "serialize_redacted")]
+    pub openai_api_key: Option<SecretString>,
     /// `providers.anthropic_api_key`: `KAOS_PROVIDERS_ANTHROPIC_API_KEY`, else `ANTHROPIC_API_KEY`.
-    pub anthropic_api_key: Option<Secret>,
+    #[serde(serialize_with = "serialize_redacted")]
+    pub anthropic_api_key: Option<SecretString>,
     /// `providers.gemini_api_key`: `KAOS_PROVIDERS_GEMINI_API_KEY`, else `GEMINI_API_KEY`,
     /// else `GOOGLE_API_KEY`.
-    pub gemini_api_key: Option<Secret>,
+    #[serde(serialize_with = "serialize_redacted")]
+    pub gemini_api_key: Option<SecretString>,
     /// `providers.openai_base_url`: `KAOS_PROVIDERS_OPENAI_BASE_URL`, else `OPENAI_BASE_URL`.
     pub openai_base_url: Option<String>,
     /// `providers.openai_organization`: `KAOS_PROVIDERS_OPENAI_ORGANIZATION`, else `OPENAI_ORG_ID`.
@@ -320,7 +324,8 @@ pub struct ProviderSettings {
     pub openai_compatible_base_url: Option<String>,
     /// `providers.openai_compatible_api_key`: `KAOS_PROVIDERS_OPENAI_COMPATIBLE_API_KEY`, else
     /// `KAOS_OPENAI_COMPATIBLE_API_KEY`.
-    pub openai_compatible_api_key: Option<Secret>,
+    #[serde(serialize_with = "serialize_redacted")]
+    pub openai_compatible_api_key: Option<SecretString>,
     /// `providers.max_output_tokens`: `KAOS_PROVIDERS_MAX_OUTPUT_TOKENS`.
     pub max_output_tokens: Option<u32>,
     /// `providers.timeout_secs`: `KAOS_PROVIDERS_TIMEOUT_SECS`.
@@ -381,7 +386,7 @@ impl VfsSync {
 
 /// Where and how sessions are stored: the disk VFS's durability, or S3-compatible object
 /// storage instead of the data directory.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct VfsSettings {
@@ -396,9 +401,11 @@ pub struct VfsSettings {
     /// `vfs.s3_region`: `KAOS_VFS_S3_REGION`, else `AWS_REGION`.
     pub s3_region: Option<String>,
     /// `vfs.s3_access_key_id`: `KAOS_VFS_S3_ACCESS_KEY_ID`, else `AWS_ACCESS_KEY_ID`.
-    pub s3_access_key_id: Option<Secret>,
+    #[serde(serialize_with = "serialize_redacted")]
+    pub s3_access_key_id: Option<SecretString>,
     /// `vfs.s3_secret_access_key`: `KAOS_VFS_S3_SECRET_ACCESS_KEY`, else `AWS_SECRET_ACCESS_KEY`.
-    pub s3_secret_access_key: Option<Secret>,
+    #[serde(serialize_with = "serialize_redacted")]
+    pub s3_secret_access_key: Option<SecretString>,
     /// `vfs.s3_lease_ttl_secs`: `KAOS_VFS_S3_LEASE_TTL_SECS` (`None`: the VFS default, 15 s).
     pub s3_lease_ttl: Option<Duration>,
     /// `vfs.s3_lock_timeout_secs`: `KAOS_VFS_S3_LOCK_TIMEOUT_SECS` (`None`: the VFS default,
@@ -418,23 +425,25 @@ struct VfsSection {
     s3_prefix: Option<String>,
     s3_endpoint: Option<String>,
     s3_region: Option<String>,
-    s3_access_key_id: Option<Secret>,
-    s3_secret_access_key: Option<Secret>,
+    s3_access_key_id: Option<SecretString>,
+    s3_secret_access_key: Option<SecretString>,
     s3_lease_ttl_secs: Option<f64>,
     s3_lock_timeout_secs: Option<f64>,
     s3_single_writer: Option<bool>,
 }
 
 /// Settings of the MCP server (`kaos serve`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
 pub struct McpSettings {
     /// `mcp.token`: `KAOS_MCP_TOKEN`, the caller `default`. The HTTP transport refuses to
     /// start without a token.
-    pub token: Option<Secret>,
+    #[serde(serialize_with = "serialize_redacted")]
+    pub token: Option<SecretString>,
     /// `mcp.tokens`: `KAOS_MCP_TOKENS`, more callers as `CALLER=TOKEN,CALLER=TOKEN`.
-    pub tokens: Option<Secret>,
+    #[serde(serialize_with = "serialize_redacted")]
+    pub tokens: Option<SecretString>,
 }
 
 /// Typed runtime settings.
@@ -447,7 +456,7 @@ pub struct McpSettings {
 /// 4. a `.env` file (same names),
 /// 5. the defaults.
 ///
-/// Every value remembers its layer ([`Settings::source`]); secrets are [`Secret`]s.
+/// Every value remembers its layer ([`Settings::source`]); secrets are [`SecretString`]s.
 ///
 /// ```
 /// use kaos_runtime::{SettingSource, Settings};
@@ -462,10 +471,10 @@ pub struct McpSettings {
 /// assert_eq!(settings.source("providers.openai_api_key"),
 ///            Some(SettingSource::Env { var: "OPENAI_API_KEY".into() }));
 /// assert_eq!(settings.source("runtime.data_dir"), Some(SettingSource::Default));
-/// assert_eq!(format!("{:?}", settings.providers.openai_api_key), "Some(Secret([redacted]))");
+/// assert_eq!(format!("{:?}", settings.providers.openai_api_key), "Some(SecretBox<str>([REDACTED]))");
 /// # Ok::<(), kaos_runtime::RuntimeError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Settings {
     /// Where a disk-backed runtime keeps its VFS [`.kaos`]. `runtime.data_dir`,
@@ -544,7 +553,7 @@ impl Settings {
 
     /// Every setting with its value (secrets redacted) and source, in [`Settings::keys`] order.
     pub fn entries(&self) -> Vec<SettingEntry> {
-        let redacted = |s: &Option<Secret>| s.as_ref().map(|_| Secret::REDACTED.to_owned());
+        let redacted = |s: &Option<SecretString>| s.as_ref().map(|_| REDACTED.to_owned());
         let p = &self.providers;
         KEYS.iter()
             .map(|k| {

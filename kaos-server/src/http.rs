@@ -14,6 +14,7 @@ use axum::serve::ListenerExt as _;
 use http::{HeaderValue, Method, StatusCode, header};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -90,7 +91,7 @@ impl fmt::Debug for ClientId {
 #[non_exhaustive]
 pub struct HttpOptions {
     /// `(token, client id)` pairs, validated when the server starts.
-    tokens: Vec<(String, String)>,
+    tokens: Vec<(SecretString, String)>,
     /// The endpoint path [`/mcp`].
     pub path: String,
     /// Allow listening on a non-loopback address [false]. It still needs a token.
@@ -150,7 +151,7 @@ impl HttpOptions {
 
     /// `self` accepting `token` as the identity `client_id`.
     pub fn with_token(mut self, token: impl Into<String>, client_id: impl Into<String>) -> Self {
-        self.tokens.push((token.into(), client_id.into()));
+        self.tokens.push((SecretString::from(token.into()), client_id.into()));
         self
     }
 
@@ -202,13 +203,14 @@ struct Credential {
 pub(crate) struct Credentials(Vec<Credential>);
 
 impl Credentials {
-    fn new(tokens: &[(String, String)]) -> Result<Self, ServeError> {
+    fn new(tokens: &[(SecretString, String)]) -> Result<Self, ServeError> {
         if tokens.is_empty() {
             return Err(ServeError::MissingToken);
         }
         tokens
             .iter()
             .map(|(token, client)| {
+                let token = token.expose_secret();
                 let client = ClientId::new(client)?;
                 let invalid = |reason| ServeError::InvalidToken { client_id: client.to_string(), reason };
                 if token.len() < 16 {

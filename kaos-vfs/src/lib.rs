@@ -34,11 +34,12 @@ pub use memory::MemoryVfs;
 #[cfg(feature = "object-store")]
 pub use object_store;
 #[cfg(feature = "object-store")]
-pub use objects::{
-    DEFAULT_LEASE_TTL, DEFAULT_OBJECT_LOCK_TIMEOUT, LockWait, ObjectStoreVfs, S3Config, SecretString,
-};
+pub use objects::{DEFAULT_LEASE_TTL, DEFAULT_OBJECT_LOCK_TIMEOUT, LockWait, ObjectStoreVfs, S3Config};
 pub use path::VfsPath;
 pub use scoped::ScopedVfs;
+/// The secret type of every KAOS crate (here: S3 credentials), from the `secrecy` crate.
+#[cfg(feature = "object-store")]
+pub use secrecy::{self, ExposeSecret, SecretString};
 pub use vfs::{EntryKind, HeldLock, LocalLocks, Metadata, Vfs, VfsEntry, VfsLock};
 
 /// This crate's README, compiled and run as a doctest (it ships in the package).

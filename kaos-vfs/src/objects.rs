@@ -106,6 +106,7 @@ use object_store::{
     GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
     UpdateVersion,
 };
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::{EntryKind, HeldLock, LocalLocks, Metadata, Vfs, VfsEntry, VfsError, VfsLock, VfsPath};
 
@@ -160,34 +161,12 @@ pub struct LockWait {
 
 type WaitObserver = Arc<dyn Fn(&LockWait) + Send + Sync>;
 
-/// A string that never shows in `Debug` output (credentials).
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretString(String);
-
-impl SecretString {
-    /// Wraps a secret.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(secret.into())
-    }
-
-    /// The secret itself; only for handing it to the client that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretString([redacted])")
-    }
-}
-
 /// Where an [`ObjectStoreVfs::s3`] keeps its objects: an S3 bucket, or a bucket of an
 /// S3-compatible server (which must support conditional puts, `If-None-Match` and `If-Match`).
 ///
 /// Settings left unset are read from the standard `AWS_*` environment variables (access key,
 /// secret, session token, region, endpoint), as the AWS tools do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct S3Config {
     /// The bucket's name (it must exist).
@@ -515,10 +494,10 @@ impl ObjectStoreVfs {
             builder = builder.with_access_key_id(key);
         }
         if let Some(secret) = &config.secret_access_key {
-            builder = builder.with_secret_access_key(secret.expose());
+            builder = builder.with_secret_access_key(secret.expose_secret());
         }
         if let Some(token) = &config.session_token {
-            builder = builder.with_token(token.expose());
+            builder = builder.with_token(token.expose_secret());
         }
         let store = builder.with_allow_http(config.allow_http).build().map_err(|e| VfsError::Io {
             path: format!("s3://{}", config.bucket),

@@ -79,7 +79,7 @@ async fn object_store_s3() -> Backend {
         .with_prefix(s3_server::unique("run"))
         .with_endpoint(&server.endpoint)
         .with_region("us-east-1")
-        .with_credentials("test", SecretString::new("test"))
+        .with_credentials("test", SecretString::from("test"))
         .with_allow_http(true);
     Backend { vfs: Arc::new(ObjectStoreVfs::s3(config).unwrap()), _tempdir: None }
 }

@@ -30,7 +30,7 @@ fn config(endpoint: &str, prefix: &str) -> S3Config {
         .with_prefix(prefix)
         .with_endpoint(endpoint)
         .with_region("us-east-1")
-        .with_credentials("test", SecretString::new("test"))
+        .with_credentials("test", SecretString::from("test"))
         .with_allow_http(true)
 }
 

@@ -2,11 +2,9 @@
 #![cfg(feature = "openai-compatible")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{bodies, collect, events, only_body, sse, with_retries};
+use crate::support::{bodies, collect, events, only_body, sse, with_retries};
 use kaos_providers::{
     FinishReason, MaxTokensField, Message, ModelClient, ModelPrice, ModelRequest, ModelResponse,
     OpenAiCompatibleClient, Pricing, ProviderError, Quirks, SecretString, StreamEvent, ToolCall,
@@ -20,7 +18,7 @@ const MODEL: &str = "llama3.2:3b";
 
 async fn server(key: Option<&str>) -> (MockServer, OpenAiCompatibleClient) {
     let server = MockServer::start().await;
-    let client = OpenAiCompatibleClient::new(&format!("{}/v1", server.uri()), key.map(SecretString::new));
+    let client = OpenAiCompatibleClient::new(&format!("{}/v1", server.uri()), key.map(SecretString::from));
     (server, client)
 }
 

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use futures::StreamExt;
 use kaos_agent::{Agent, Decision};
 use kaos_providers::{Message, ModelRequest, ModelResponse, ScriptedClient, ScriptedReply, Usage};
 use kaos_runner::{Event, EventKind, Runner, SpanPhase, SpanSubject, StopReason};
@@ -11,15 +10,10 @@ use kaos_runtime::Runtime;
 use kaos_tools::{ToolResult, tool_fn};
 use serde_json::{Value, json};
 
+use crate::support::{events, priced};
+
 const COORDINATOR: &str = "You coordinate.";
 const HELPER: &str = "You help.";
-
-/// A reply with a price, as a real model's would have.
-fn priced(mut response: ModelResponse, cost: f64) -> ScriptedReply {
-    response.usage = Usage::new(100, 10);
-    response.cost_usd = Some(cost);
-    ScriptedReply::Response(response)
-}
 
 fn last_tool_result(request: &ModelRequest) -> Option<String> {
     match request.messages.last() {
@@ -74,10 +68,6 @@ fn helper() -> Agent {
     Agent::builder().name("helper").instructions(HELPER).build().unwrap()
 }
 
-async fn events(runner: &Runner, session: &str) -> Vec<Event> {
-    runner.run("go", session).map(Result::unwrap).collect().await
-}
-
 #[tokio::test]
 async fn a_sub_agent_cannot_run_a_tool_the_parent_policy_denies() {
     let runs = Arc::new(AtomicU32::new(0));
@@ -105,7 +95,7 @@ async fn the_sub_agent_cost_rolls_up_into_the_parent_turn_with_subagent_spans() 
     let coordinator =
         Agent::builder().instructions(COORDINATOR).delegate("helper", "Helps.", &helper()).build().unwrap();
     let runner = runner(coordinator, Arc::new(AtomicU32::new(0)), &model);
-    let events = events(&runner, "p").await;
+    let events = events(&runner, "go", "p").await;
     let mut fold = kaos_runner::TurnFold::default();
     events.iter().for_each(|e| fold.push(e));
     let response = fold.finish().unwrap();

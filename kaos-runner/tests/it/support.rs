@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use kaos_agent::Agent;
-use kaos_providers::{Message, ScriptedClient, ScriptedReply};
-use kaos_runner::Runner;
+use kaos_providers::{Message, ModelResponse, ScriptedClient, ScriptedReply, Usage};
+use kaos_runner::{Event, Runner};
 use kaos_runtime::Runtime;
 
 /// A model that answers `reply to <last user message>`.
@@ -21,4 +22,16 @@ pub fn runner_with(runtime: Runtime, model: ScriptedClient) -> Runner {
 
 pub fn user_texts(history: &[Message]) -> Vec<String> {
     history.iter().filter(|m| m.is_user()).map(|m| m.content().to_owned()).collect()
+}
+
+/// `response` as a scripted reply that used 100 input and 10 output tokens and cost `cost_usd`.
+pub fn priced(mut response: ModelResponse, cost_usd: f64) -> ScriptedReply {
+    response.usage = Usage::new(100, 10);
+    response.cost_usd = Some(cost_usd);
+    ScriptedReply::Response(response)
+}
+
+/// Every event of a turn that must not fail.
+pub async fn events(runner: &Runner, message: &str, session: &str) -> Vec<Event> {
+    runner.run(message, session).map(Result::unwrap).collect().await
 }

@@ -6,13 +6,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures::StreamExt;
 use kaos_agent::{Agent, AgentBuilder, Budget, Decision, Pattern, PlanConfig, SectionKind};
-use kaos_providers::{Message, ModelRequest, ModelResponse, ScriptedClient, ScriptedReply, ToolCall, Usage};
+use kaos_providers::{Message, ModelRequest, ModelResponse, ScriptedClient, ScriptedReply, ToolCall};
 use kaos_runner::{
     Approval, Event, EventKind, Runner, SpanPhase, SpanSubject, StopReason, TurnFold, TurnResponse,
 };
 use kaos_runtime::Runtime;
 use kaos_tools::{ToolResult, tool_fn};
 use serde_json::{Value, json};
+
+use crate::support::priced;
 
 const FINAL: &str = "All done: the report is written.";
 const PRICE: f64 = 0.01;
@@ -32,14 +34,8 @@ fn step_of(request: &ModelRequest) -> Option<String> {
     Some(rest[start..end].to_owned())
 }
 
-fn priced(mut response: ModelResponse) -> ScriptedReply {
-    response.usage = Usage::new(100, 10);
-    response.cost_usd = Some(PRICE);
-    ScriptedReply::Response(response)
-}
-
 fn text(text: impl Into<String>) -> ScriptedReply {
-    priced(ModelResponse::text("scripted:plan", text))
+    priced(ModelResponse::text("scripted:plan", text), PRICE)
 }
 
 /// A model that plans `plan`, replans `replan`, fails the step `break` (with "broken"), calls
@@ -61,7 +57,7 @@ fn model(plan: &'static [&'static str], replan: &'static [&'static str]) -> Scri
                 let mut response = ModelResponse::text("scripted:plan", "");
                 let id = format!("call_{}", request.messages.len());
                 response.tool_calls = vec![ToolCall::new(id, "lookup", json!({"key": "x"}))];
-                priced(response)
+                priced(response, PRICE)
             }
             Some("break") => text(json!({"status": "failed", "result": "broken"}).to_string()),
             Some(step) => text(json!({"status": "done", "result": format!("did {step}")}).to_string()),

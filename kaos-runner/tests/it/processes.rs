@@ -91,7 +91,7 @@ fn child_entry() {
 
 fn spawn(role: &str, dir: &str, tag: &str, turns: usize) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "processes::child_entry", "--nocapture", "--test-threads=1"])
         .env("KAOS_TEST_CHILD", role)
         .env("KAOS_TEST_DIR", dir)
         .env("KAOS_TEST_TAG", tag)

@@ -1,9 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
+use crate::support::{echo_model, runner_with, user_texts};
 use bytes::Bytes;
-use common::{echo_model, runner_with, user_texts};
 use futures::StreamExt;
 use kaos_agent::Agent;
 use kaos_providers::{ProviderError, ScriptedClient, ScriptedReply};

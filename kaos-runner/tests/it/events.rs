@@ -1,10 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::sync::Arc;
 
-use futures::StreamExt;
 use kaos_agent::Agent;
 use kaos_providers::{ScriptedClient, ScriptedReply};
 use kaos_runner::{Event, EventKind, Runner, SpanPhase, SpanSubject, TurnRecord, fold};
@@ -12,6 +9,8 @@ use kaos_runtime::Runtime;
 use kaos_tools::{ToolResult, tool_fn};
 use proptest::prelude::*;
 use serde_json::json;
+
+use crate::support::events;
 
 fn runtime() -> Runtime {
     let echo = tool_fn("echo", "Echoes its input.", |input: serde_json::Value, _ctx| async move {
@@ -22,16 +21,12 @@ fn runtime() -> Runtime {
     Runtime::builder().tool(echo).unwrap().build()
 }
 
-async fn collect(runner: &Runner, message: &str, session: &str) -> Vec<Event> {
-    runner.run(message, session).map(Result::unwrap).collect().await
-}
-
 #[tokio::test]
 async fn events_are_sequenced_stamped_and_well_nested() {
     let model = ScriptedClient::new().with_tool_call("echo", json!({"x": 1})).with_text("all done here");
     let runner =
         Runner::builder(Agent::builder().build().unwrap(), runtime()).model(Arc::new(model)).build().unwrap();
-    let events = collect(&runner, "hi", "s1").await;
+    let events = events(&runner, "hi", "s1").await;
 
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.seq, i as u64);
@@ -77,7 +72,7 @@ async fn events_round_trip_through_json_and_render_as_sse() {
     let model = ScriptedClient::new().with_tool_call("echo", json!({"x": 1})).with_text("ok");
     let runner =
         Runner::builder(Agent::builder().build().unwrap(), runtime()).model(Arc::new(model)).build().unwrap();
-    for event in collect(&runner, "hi", "s1").await {
+    for event in events(&runner, "hi", "s1").await {
         let text = serde_json::to_string(&event).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(value["type"], event.kind.type_name());

@@ -273,7 +273,7 @@ fn runner(model: &str, budget: Budget, client: Arc<dyn ModelClient>, runtime: &R
 }
 
 fn openai(base_url: &str) -> Arc<dyn ModelClient> {
-    Arc::new(OpenAiClient::new(SecretString::new("sk-test")).with_base_url(base_url))
+    Arc::new(OpenAiClient::new(SecretString::from("sk-test")).with_base_url(base_url))
 }
 
 fn compatible(base_url: &str) -> Arc<dyn ModelClient> {

@@ -5,20 +5,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use futures::StreamExt;
 use kaos_agent::{Agent, Decision};
-use kaos_providers::{Message, ModelRequest, ModelResponse, ScriptedClient, ScriptedReply, ToolCall, Usage};
+use kaos_providers::{Message, ModelRequest, ModelResponse, ScriptedClient, ScriptedReply, ToolCall};
 use kaos_runner::{Approval, Event, EventKind, RunError, Runner, SpanPhase, SpanSubject, StopReason};
 use kaos_runtime::Runtime;
 use kaos_tools::{ToolResult, tool_fn};
 use serde_json::{Value, json};
 
+use crate::support::priced;
+
 const TRIAGE: &str = "You are triage.";
 const BILLING: &str = "You are billing.";
-
-fn priced(mut response: ModelResponse) -> ScriptedReply {
-    response.usage = Usage::new(100, 10);
-    response.cost_usd = Some(0.01);
-    ScriptedReply::Response(response)
-}
 
 fn last_user(request: &ModelRequest) -> String {
     request
@@ -61,7 +57,7 @@ fn desk() -> ScriptedClient {
         } else {
             ModelResponse::text("scripted:desk", format!("billing here: {user}"))
         };
-        priced(reply)
+        priced(reply, 0.01)
     })
 }
 

@@ -1,10 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{echo_model, runner_with, user_texts};
+use crate::support::{echo_model, runner_with, user_texts};
 use kaos_providers::Message;
 use kaos_runtime::Runtime;
 

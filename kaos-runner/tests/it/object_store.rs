@@ -7,7 +7,7 @@
 //! each completed turn.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../../kaos-vfs/tests/support/s3_server.rs"]
+#[path = "../../../kaos-vfs/tests/support/s3_server.rs"]
 mod s3_server;
 
 use std::collections::BTreeMap;
@@ -43,7 +43,7 @@ fn s3_config(endpoint: &str, bucket: &str, prefix: &str) -> S3Config {
         .with_prefix(prefix)
         .with_endpoint(endpoint)
         .with_region("us-east-1")
-        .with_credentials("test", SecretString::new("test"))
+        .with_credentials("test", SecretString::from("test"))
         .with_allow_http(true)
 }
 
@@ -78,7 +78,7 @@ fn four_processes_share_twenty_sessions_and_keep_every_turn_once_in_order() {
     let children: Vec<_> = (0..PROCESSES)
         .map(|process| {
             Command::new(std::env::current_exe().unwrap())
-                .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+                .args(["--exact", "object_store::child_entry", "--nocapture", "--test-threads=1"])
                 .env("KAOS_S3_CHILD", process.to_string())
                 .env("KAOS_S3_ENDPOINT", &server.endpoint)
                 .env("KAOS_S3_PREFIX", &prefix)

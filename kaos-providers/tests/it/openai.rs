@@ -2,11 +2,9 @@
 #![cfg(feature = "openai")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{bodies, collect, events, only_body, sse, with_retries};
+use crate::support::{bodies, collect, events, only_body, sse, with_retries};
 use kaos_providers::{
     FinishReason, Message, ModelClient, ModelRequest, ModelResponse, OpenAiClient, ProviderError,
     SecretString, StreamEvent, ToolCall, ToolChoice, ToolDefinition, Usage,
@@ -20,7 +18,7 @@ const MODEL: &str = "gpt-4.1-mini-2025-04-14";
 
 async fn server() -> (MockServer, OpenAiClient) {
     let server = MockServer::start().await;
-    let client = OpenAiClient::new(SecretString::new(KEY)).with_base_url(&format!("{}/v1", server.uri()));
+    let client = OpenAiClient::new(SecretString::from(KEY)).with_base_url(&format!("{}/v1", server.uri()));
     (server, client)
 }
 
@@ -400,7 +398,7 @@ async fn truncated_and_malformed_streams_are_typed_errors() {
 async fn a_connection_refused_is_a_retryable_transport_error() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(); // closed again
     let client =
-        OpenAiClient::new(SecretString::new(KEY)).with_base_url(&format!("http://127.0.0.1:{port}/v1"));
+        OpenAiClient::new(SecretString::from(KEY)).with_base_url(&format!("http://127.0.0.1:{port}/v1"));
     let error = client.complete(&hello()).await.unwrap_err();
     assert!(matches!(error, ProviderError::Transport { .. }) && error.is_retryable(), "{error:?}");
 }

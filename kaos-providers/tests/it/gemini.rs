@@ -2,11 +2,9 @@
 #![cfg(feature = "gemini")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{bodies, collect, events, only_body, sse, with_retries};
+use crate::support::{bodies, collect, events, only_body, sse, with_retries};
 use kaos_providers::{
     FinishReason, GeminiClient, Message, ModelClient, ModelRequest, ModelResponse, ProviderError,
     SecretString, StreamEvent, ToolCall, ToolChoice, ToolDefinition, Usage,
@@ -20,7 +18,8 @@ const MODEL: &str = "gemini-2.5-flash";
 
 async fn server() -> (MockServer, GeminiClient) {
     let server = MockServer::start().await;
-    let client = GeminiClient::new(SecretString::new(KEY)).with_base_url(&format!("{}/v1beta", server.uri()));
+    let client =
+        GeminiClient::new(SecretString::from(KEY)).with_base_url(&format!("{}/v1beta", server.uri()));
     (server, client)
 }
 

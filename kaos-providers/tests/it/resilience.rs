@@ -1,13 +1,11 @@
 //! Retries, timeouts and fallbacks, on the offline scripted model (no real sleeping).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::RecordingSleeper;
 use async_trait::async_trait;
-use common::RecordingSleeper;
 use futures::StreamExt;
 use kaos_providers::{
     Capabilities, FallbackClient, Message, ModelClient, ModelRequest, ModelResponse, ProviderError,

@@ -9,6 +9,8 @@ use kaos_providers::{ModelResponse, ProviderError, ScriptedClient, ScriptedReply
 use kaos_runner::{BreakerConfig, Event, EventKind, RunError, Runner, SpanPhase, SpanSubject, StopReason};
 use kaos_runtime::Runtime;
 
+use crate::support;
+
 /// The primary model is overloaded; the backup answers; `broken` fails with a bad key.
 fn model() -> ScriptedClient {
     ScriptedClient::from_fn(|request| match request.model.as_str() {
@@ -72,17 +74,13 @@ async fn an_unavailable_model_falls_back_and_an_open_breaker_skips_it() {
 
     // The second failure opens the primary's breaker (2 failures)…
     runner.turn("again", "s").await.unwrap();
-    assert!(events_of(&runner, "third").await.iter().any(|e| matches!(
+    assert!(support::events(&runner, "third", "s").await.iter().any(|e| matches!(
         &e.kind,
         EventKind::Span(s) if s.subject == SpanSubject::LlmCall && s.attributes.get("fallback_for").is_some()
     )));
     // …so later turns go straight to the backup, without asking the primary.
     assert_eq!(model.requests_len(), 5);
     assert_eq!(model.requests().last().unwrap().model, "scripted:backup");
-}
-
-async fn events_of(runner: &Runner, message: &str) -> Vec<Event> {
-    runner.run(message, "s").map(Result::unwrap).collect().await
 }
 
 #[tokio::test]

@@ -2,11 +2,9 @@
 #![cfg(feature = "anthropic")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{bodies, collect, events, named_sse, only_body, with_retries};
+use crate::support::{bodies, collect, events, named_sse, only_body, with_retries};
 use kaos_providers::{
     AnthropicClient, FinishReason, Message, ModelClient, ModelRequest, ModelResponse, ProviderError,
     SecretString, StreamEvent, ToolCall, ToolChoice, ToolDefinition, Usage,
@@ -20,7 +18,7 @@ const MODEL: &str = "claude-sonnet-4-5-20250929";
 
 async fn server() -> (MockServer, AnthropicClient) {
     let server = MockServer::start().await;
-    let client = AnthropicClient::new(SecretString::new(KEY)).with_base_url(&server.uri());
+    let client = AnthropicClient::new(SecretString::from(KEY)).with_base_url(&server.uri());
     (server, client)
 }
 

@@ -1,11 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use common::{echo_model, runner_with};
+use crate::support::{echo_model, runner_with};
 use futures::StreamExt;
 use kaos_agent::{Agent, MemoryProfile, SectionConfig, SectionKind, TokenBudget};
 use kaos_providers::{Message, ScriptedClient, ScriptedReply};

@@ -23,7 +23,7 @@ async fn runner(server: &MockServer) -> Runner {
         .instructions("Be brief.")
         .build()
         .unwrap();
-    let client = OpenAiClient::new(SecretString::new(KEY)).with_base_url(&format!("{}/v1", server.uri()));
+    let client = OpenAiClient::new(SecretString::from(KEY)).with_base_url(&format!("{}/v1", server.uri()));
     Runner::builder(agent, Runtime::test_mode()).model(Arc::new(client)).build().unwrap()
 }
 
@@ -165,7 +165,7 @@ async fn a_resumed_run_keeps_the_request_cost_cap_and_deny_rules() {
         .permit("confirm", Decision::Ask)
         .build()
         .unwrap();
-    let client = OpenAiClient::new(SecretString::new(KEY)).with_base_url(&format!("{}/v1", server.uri()));
+    let client = OpenAiClient::new(SecretString::from(KEY)).with_base_url(&format!("{}/v1", server.uri()));
     let runner = Runner::builder(agent, runtime).model(Arc::new(client)).build().unwrap();
     let options = RunOptions::default()
         .with_max_cost_usd(0.01)
