@@ -1,7 +1,7 @@
 //! One behavioural suite, run against every backend: MemoryVfs, DiskVfs (in a tempdir) and
 //! ScopedVfs over each of them (with neighbours outside the scope that must stay invisible),
 //! and with the `object-store` feature ObjectStoreVfs over object_store's InMemory store and
-//! over a real S3-compatible server on loopback (tests/s3/server.py, which must be installed:
+//! over a real S3-compatible server on loopback (kaos-vfs/tests/support/server.py, which must be installed:
 //! without it these tests fail, they do not skip).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
