@@ -42,4 +42,6 @@ mod pages {
     mod first_agent {}
     #[doc = include_str!("tutorials/the-kaos-command.md")]
     mod the_kaos_command {}
+    #[doc = include_str!("guides/custom-crates.md")]
+    mod custom_crates {}
 }

@@ -397,6 +397,45 @@ impl ModelResponse {
         }
     }
 
+    /// A response that calls tools (finish reason [`FinishReason::ToolCalls`], no text): what a
+    /// custom [`ModelClient`](crate::ModelClient) returns when the model asks for tool results.
+    ///
+    /// ```
+    /// use kaos_providers::{FinishReason, ModelResponse, ToolCall, Usage};
+    ///
+    /// let call = ToolCall::new("call-1", "kaos-vfs-read", serde_json::json!({"path": "notes.md"}));
+    /// let response = ModelResponse::tool_calls("my-model", vec![call]).with_usage(Usage::new(120, 15));
+    /// assert_eq!(response.finish_reason, FinishReason::ToolCalls);
+    /// assert_eq!(response.tool_calls[0].name, "kaos-vfs-read");
+    /// ```
+    pub fn tool_calls(model: impl Into<String>, calls: Vec<ToolCall>) -> Self {
+        Self { tool_calls: calls, finish_reason: FinishReason::ToolCalls, ..Self::text(model, "") }
+    }
+
+    /// With this text (a model may say something and call tools in one response).
+    pub fn with_text(mut self, text: impl Into<String>) -> Self {
+        self.text = text.into();
+        self
+    }
+
+    /// With this visible reasoning.
+    pub fn with_thinking(mut self, thinking: impl Into<String>) -> Self {
+        self.thinking = Some(thinking.into());
+        self
+    }
+
+    /// With the usage the vendor reported.
+    pub fn with_usage(mut self, usage: Usage) -> Self {
+        self.usage = usage;
+        self
+    }
+
+    /// With this finish reason.
+    pub fn with_finish_reason(mut self, finish_reason: FinishReason) -> Self {
+        self.finish_reason = finish_reason;
+        self
+    }
+
     /// The assistant message to append to the conversation.
     pub fn to_message(&self) -> Message {
         Message::Assistant { content: self.text.clone(), tool_calls: self.tool_calls.clone() }

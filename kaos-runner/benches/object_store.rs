@@ -1,5 +1,5 @@
 //! Per-turn overhead of sessions on S3: turns against a real S3-compatible server on loopback
-//! (moto, tests/s3/server.py; installed by tests/s3/install.sh, and without it this bench
+//! (moto, kaos-vfs/tests/support/server.py; installed by tests/s3/install.sh, and without it this bench
 //! says so and fails). Two benchmarks: `object_store/turn/warm`, one runner taking turn after
 //! turn on a session (its hydrated memory stays cached), and `object_store/turn/shared`, two
 //! runners (as two processes would) alternating on one session, so each turn first reads what

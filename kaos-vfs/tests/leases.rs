@@ -1,5 +1,5 @@
 //! `ObjectStoreVfs` leases between real processes, on the S3-compatible test server (moto on
-//! loopback, tests/s3/server.py; `bash tests/s3/install.sh` installs it).
+//! loopback, kaos-vfs/tests/support/server.py; `bash tests/s3/install.sh` installs it).
 //!
 //! The test binary re-runs itself as the child process: `child_entry` does nothing unless
 //! `KAOS_LEASE_CHILD` names a mode. A child takes the lock `locks/session`, counts the lines

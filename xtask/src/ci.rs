@@ -36,10 +36,31 @@ pub(crate) fn run() -> Result<()> {
     Cargo::new(["test", "--workspace", "--all-targets", "--all-features", "--locked"]).run()?;
     Cargo::new(["test", "--workspace", "--doc", "--all-features", "--locked"]).run()?;
     examples()?;
-    eprintln!("$ cargo xtask package");
-    crate::package::run()?;
+    semver()?;
     eprintln!("ci: all checks passed");
     Ok(())
+}
+
+/// `cargo-semver-checks` against the last tagged release (`v*`): skipped, saying so, while
+/// there is none.
+fn semver() -> Result<()> {
+    let output = std::process::Command::new("git")
+        .args(["tag", "--list", "v*", "--sort=-v:refname"])
+        .current_dir(crate::workspace_root())
+        .output()
+        .context("cannot run git")?;
+    if !output.status.success() {
+        bail!("`git tag --list` failed ({})", output.status);
+    }
+    let tags = String::from_utf8_lossy(&output.stdout);
+    let Some(last) = tags.lines().next() else {
+        eprintln!("semver: skipped, no tagged release (v*) to compare with yet");
+        return Ok(());
+    };
+    eprintln!("$ cargo semver-checks check-release --workspace --baseline-rev {last}");
+    Cargo::new(["semver-checks", "check-release", "--workspace", "--baseline-rev", last]).run().context(
+        "cargo-semver-checks failed or is not installed (`cargo install --locked cargo-semver-checks`)",
+    )
 }
 
 /// The MCP side (kaos-tools' `mcp` feature, kaos-server, `kaos serve`): lints, unit and doc tests, then the

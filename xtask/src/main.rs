@@ -32,7 +32,6 @@ commands:
                    cargo test --workspace --all-targets --all-features --locked
                    cargo test --workspace --doc --all-features --locked
                    every example, its output checked
-                   cargo xtask package
   tidy             check the architecture invariants over `cargo metadata`: crate layering,
                    no async/IO crate under kaos-agent or kaos-ingest, HTTP clients only in
                    kaos-providers, #![deny(missing_docs)] and workspace lints everywhere, and
@@ -44,7 +43,8 @@ commands:
                    alone (openai, anthropic, gemini, openai-compatible), and all of them;
                    kaos-cli with no default feature
   package          cargo package every published crate, then build and test each from its
-                   .crate alone (tests and doctests may not read outside their crate)
+                   .crate alone (tests and doctests may not read outside their crate); not
+                   yet part of ci (it compiles every crate a second time)
   bench [ARGS]     run the criterion benchmarks and print one JSON line per benchmark
                    ({\"bench\",\"median_ns\",\"mean_ns\",\"unit\"}) on stdout; ARGS (e.g. a
                    filter) are passed to criterion

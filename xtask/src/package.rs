@@ -32,7 +32,10 @@ pub(crate) fn run() -> Result<()> {
         .map(PathBuf::from)
         .context("`cargo metadata` has no `target_directory`")?;
 
-    let mut package = vec!["package".to_owned(), "--locked".to_owned()];
+    // `--no-verify`: cargo's own verification builds each `.crate` once more, default features
+    // only; the scratch workspace below builds the same `.crate`s with every feature and runs
+    // their tests, a superset, so verifying twice would only cost CI time.
+    let mut package = vec!["package".to_owned(), "--locked".to_owned(), "--no-verify".to_owned()];
     for (name, _) in &crates {
         package.extend(["-p".to_owned(), name.clone()]);
     }

@@ -25,5 +25,6 @@ mod processes;
 mod providers;
 mod research;
 mod router;
+mod send_sync;
 mod support;
 mod tools;

@@ -1,5 +1,5 @@
 //! Stateless runner processes sharing sessions on a real S3-compatible server (moto on
-//! loopback, tests/s3/server.py, installed by tests/s3/install.sh; without it these tests
+//! loopback, kaos-vfs/tests/support/server.py, installed by tests/s3/install.sh; without it these tests
 //! fail with a message saying so).
 //!
 //! The test binary re-runs itself as the child process: `child_entry` does nothing unless

@@ -1,4 +1,4 @@
-//! The S3-compatible server the object-store tests run against: `tests/s3/server.py` (moto,
+//! The S3-compatible server the object-store tests run against: `kaos-vfs/tests/support/server.py` (moto,
 //! installed by `tests/s3/install.sh`), started on an ephemeral loopback port, polled until it
 //! answers, killed on drop (and it exits by itself when its stdin closes, i.e. when the test
 //! process ends). Shared by kaos-vfs's and kaos-runner's tests and bench with `#[path]`.
@@ -32,7 +32,7 @@ impl Drop for S3Server {
 }
 
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/s3/server.py")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/server.py")
 }
 
 /// Sends one bare HTTP/1.0 request and returns the status code.
