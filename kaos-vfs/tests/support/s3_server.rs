@@ -32,7 +32,11 @@ impl Drop for S3Server {
 }
 
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/server.py")
+    // This file is included by other crates' tests too (`#[path]`): find the script next to it,
+    // in kaos-vfs, whichever crate compiled it (a packaged kaos-vfs has it under its own root).
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let in_workspace = manifest.join("../kaos-vfs/tests/support/server.py");
+    if in_workspace.is_file() { in_workspace } else { manifest.join("tests/support/server.py") }
 }
 
 /// Sends one bare HTTP/1.0 request and returns the status code.
