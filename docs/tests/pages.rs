@@ -26,6 +26,10 @@ fn the_agent_files_in_the_docs_are_valid() {
             // `[[mcp_servers]]`) sit beside the agent's fields; the rest is the agent.
             let mut table: toml::Table =
                 toml.parse().unwrap_or_else(|e| panic!("{}: {e}\n{toml}", file.display()));
+            // A Cargo manifest (a guide's `[dependencies]`) is not an agent file.
+            if ["package", "dependencies", "dev-dependencies"].iter().any(|key| table.contains_key(*key)) {
+                continue;
+            }
             for cli_table in ["providers", "pricing", "mcp_servers"] {
                 table.remove(cli_table);
             }
