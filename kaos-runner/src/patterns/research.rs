@@ -296,7 +296,12 @@ mod tests {
         let expected: Vec<Checked> = claims
             .iter()
             .enumerate()
-            .map(|(i, c)| Checked { claim: c.clone(), verified: i == 0, location: None })
+            // A verified quote points to where it came from: here a document without chunks.
+            .map(|(i, c)| Checked {
+                claim: c.clone(),
+                verified: i == 0,
+                location: (i == 0).then(|| "a.md".to_owned()),
+            })
             .collect();
         assert_eq!(verification, Verification { answer: "A.".into(), claims: expected, malformed: None });
     }
