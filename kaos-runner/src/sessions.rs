@@ -62,24 +62,7 @@ impl Runner {
         if ops.is_empty() {
             return Ok(ids);
         }
-        let record = TurnRecord {
-            v: SESSION_LAYOUT_VERSION,
-            turn: taken.memory.turn(),
-            run_id: format!("remember_{}", uuid::Uuid::now_v7().simple()),
-            agent_fingerprint: shared.fingerprint.to_string(),
-            agent: None,
-            messages: Vec::new(),
-            tool_calls: Vec::new(),
-            usage: Usage::default(),
-            cost_usd: 0.0,
-            unpriced_model_calls: 0,
-            stop_reason: StopReason::Completed,
-            finished_at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or_default(),
-            memory: ops,
-        };
+        let record = memory_record(taken.memory.turn(), "remember", &shared.fingerprint, ops);
         taken.commit(&record).await?;
         Ok(ids)
     }
@@ -111,24 +94,7 @@ impl Runner {
         let removed = present.len();
         taken.memory.remove(section, present);
         let ops = taken.memory.take_ops();
-        let record = TurnRecord {
-            v: SESSION_LAYOUT_VERSION,
-            turn: taken.memory.turn(),
-            run_id: format!("forget_{}", uuid::Uuid::now_v7().simple()),
-            agent_fingerprint: shared.fingerprint.to_string(),
-            agent: None,
-            messages: Vec::new(),
-            tool_calls: Vec::new(),
-            usage: Usage::default(),
-            cost_usd: 0.0,
-            unpriced_model_calls: 0,
-            stop_reason: StopReason::Completed,
-            finished_at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or_default(),
-            memory: ops,
-        };
+        let record = memory_record(taken.memory.turn(), "forget", &shared.fingerprint, ops);
         taken.commit(&record).await?;
         Ok(removed)
     }
@@ -142,5 +108,28 @@ impl Runner {
         } else {
             Err(RunError::Vfs(kaos_vfs::VfsError::NotFound(format!("sessions/{session}"))))
         }
+    }
+}
+
+/// The log record of a memory change made between turns (no messages): `kind` names it in the
+/// run id (`remember_…`, `forget_…`).
+fn memory_record(turn: u32, kind: &str, fingerprint: &str, ops: Vec<kaos_session::MemoryOp>) -> TurnRecord {
+    TurnRecord {
+        v: SESSION_LAYOUT_VERSION,
+        turn,
+        run_id: format!("{kind}_{}", uuid::Uuid::now_v7().simple()),
+        agent_fingerprint: fingerprint.to_owned(),
+        agent: None,
+        messages: Vec::new(),
+        tool_calls: Vec::new(),
+        usage: Usage::default(),
+        cost_usd: 0.0,
+        unpriced_model_calls: 0,
+        stop_reason: StopReason::Completed,
+        finished_at_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default(),
+        memory: ops,
     }
 }
