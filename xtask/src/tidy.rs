@@ -44,6 +44,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "kaos-session",
             "kaos-runner",
             "kaos-ingest",
+            "kaos-a2a",
         ],
     ),
     (
