@@ -27,7 +27,7 @@ use http::{HeaderMap, StatusCode, header};
 use kaos_a2a::{
     AGENT_CARD_PATH, CancelTaskRequest, ErrorCode, GetTaskRequest, JsonRpcError, JsonRpcRequest,
     JsonRpcResponse, ListTasksRequest, Method, PROTOCOL_VERSION, RequestId, SendMessageRequest,
-    StreamResponse, SubscribeToTaskRequest, VERSION_HEADER,
+    SendMessageResponse, StreamResponse, SubscribeToTaskRequest, VERSION_HEADER,
 };
 use kaos_runner::Runner;
 use serde::Serialize;
@@ -176,7 +176,7 @@ async fn dispatch(
         Method::SendMessage => {
             let params: SendMessageRequest = request.params()?;
             let task = tasks.send(client, params, &state.options).await?;
-            result(&task)
+            result(&SendMessageResponse::Task(task))
         }
         Method::SendStreamingMessage => {
             let params: SendMessageRequest = request.params()?;

@@ -313,6 +313,8 @@ impl Entry {
                 Self::set_status(data, TaskState::InputRequired, Some(question), Some(metadata));
                 Flow::Paused
             }
+            // A paused run's summary: the task waits for its answer.
+            EventKind::TurnSummary { .. } if data.task.status.state == TaskState::InputRequired => Flow::Done,
             EventKind::TurnSummary { .. } => {
                 let Some(response) = data.fold.clone().finish() else { return Flow::Go };
                 let answer = agent_message(&data.task, vec![Part::text(response.text.clone())]);
