@@ -689,3 +689,7 @@ mod doc_samples;
 #[cfg(feature = "openai-compatible")]
 #[path = "cli/documents.rs"]
 mod documents;
+
+/// `kaos serve --http` over A2A, driven by the official A2A Python SDK (tests/a2a/).
+#[path = "cli/a2a.rs"]
+mod a2a;
