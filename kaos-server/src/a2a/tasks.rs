@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::super::ClientId;
 use super::super::api::{self, trace};
-use super::A2aOptions;
 use super::input::{self, HOW_TO_ANSWER};
+use super::{A2aOptions, Drivers};
 
 type Events = Pin<Box<dyn Stream<Item = Result<Event, RunError>> + Send>>;
 type Subscriber = mpsc::UnboundedSender<StreamResponse>;
@@ -34,6 +34,7 @@ type Subscriber = mpsc::UnboundedSender<StreamResponse>;
 /// Every task of the server, by id (the run id).
 pub(crate) struct Tasks {
     runner: Runner,
+    drivers: Drivers,
     max_finished: usize,
     table: Mutex<Table>,
     order: AtomicU64,
@@ -335,8 +336,8 @@ impl Entry {
 }
 
 impl Tasks {
-    pub(crate) fn new(runner: Runner, max_finished: usize) -> Self {
-        Self { runner, max_finished, table: Mutex::new(Table::default()), order: AtomicU64::new(0) }
+    pub(crate) fn new(runner: Runner, max_finished: usize, drivers: Drivers) -> Self {
+        Self { runner, drivers, max_finished, table: Mutex::new(Table::default()), order: AtomicU64::new(0) }
     }
 
     /// The caller's task `id`; another caller's is the same `TaskNotFound` as a missing one.
@@ -415,12 +416,12 @@ impl Tasks {
         };
         let order = self.order.fetch_add(1, Ordering::Relaxed);
         let entry = Arc::new(Entry::new(client.clone(), session, order, task));
-        let cancel = CancellationToken::new();
+        let cancel = self.drivers.token();
         lock(&entry.data).cancel = Some(cancel.clone());
         let subscription = entry.subscribe();
         lock(&self.table).tasks.insert(id, entry.clone());
         let flow = entry.apply(&first);
-        tokio::spawn(self.clone().drive(entry.clone(), events, cancel, flow));
+        self.drivers.spawn(self.clone().drive(entry.clone(), events, cancel, flow));
         Ok((entry, subscription))
     }
 
@@ -434,7 +435,7 @@ impl Tasks {
     ) -> Result<(Arc<Entry>, mpsc::UnboundedReceiver<StreamResponse>), JsonRpcError> {
         let entry = self.find(client, id)?;
         let answer = input::answer(&message, options.max_part_bytes)?;
-        let cancel = CancellationToken::new();
+        let cancel = self.drivers.token();
         {
             let mut data = lock(&entry.data);
             if let Some(context) = &message.context_id
@@ -484,7 +485,7 @@ impl Tasks {
             data.task.status = status(TaskState::Working, None);
         }
         let subscription = entry.subscribe();
-        tokio::spawn(self.clone().drive(entry.clone(), events, cancel, Flow::Go));
+        self.drivers.spawn(self.clone().drive(entry.clone(), events, cancel, Flow::Go));
         Ok((entry, subscription))
     }
 

@@ -343,3 +343,41 @@ async fn bad_input_gets_the_protocol_error_codes_and_stores_nothing() {
     assert_eq!(alice.result("ListTasks", json!({})).await["tasks"], json!([]));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_running_tasks_finish_within_its_grace_then_drops_them() {
+    let runner = destructive_runner(destructive_runtime());
+    let options = |grace_ms| {
+        kaos_server::HttpOptions::new()
+            .with_token(ALICE, "alice")
+            .with_shutdown_grace(std::time::Duration::from_millis(grace_ms))
+    };
+    let start = |server: &HttpServer, message: &str| {
+        let alice = A2a::new(server, ALICE);
+        let params = json!({"message": user(message), "configuration": {"returnImmediately": true}});
+        async move {
+            let task: Task =
+                serde_json::from_value(alice.result("SendMessage", params).await["task"].clone()).unwrap();
+            assert_eq!(task.status.state, TaskState::Working);
+            format!("alice.{}", task.context_id)
+        }
+    };
+    let turns = |session: String| {
+        let runner = runner.clone();
+        async move { runner.sessions().turns(&session).await.unwrap().unwrap_or_default().len() }
+    };
+
+    // Within the grace: the task's turn finishes and commits although no request waits for it.
+    let server = kaos_server::serve_http(runner.clone(), loopback(), options(30_000)).await.unwrap();
+    let session = start(&server, "wait 300").await;
+    server.shutdown().await;
+    assert_eq!(turns(session).await, 1);
+
+    // Past the grace: the run is dropped, and nothing of it is stored.
+    let server = kaos_server::serve_http(runner.clone(), loopback(), options(200)).await.unwrap();
+    let session = start(&server, "wait 60000").await;
+    tokio::time::timeout(std::time::Duration::from_secs(20), server.shutdown())
+        .await
+        .expect("shutdown waits no longer than its grace for A2A tasks");
+    assert_eq!(turns(session).await, 0);
+}
