@@ -18,7 +18,7 @@ use kaos_a2a::{
     PartContent, Role, SendMessageRequest, StreamResponse, Task, TaskArtifactUpdateEvent, TaskState,
     TaskStatus, TaskStatusUpdateEvent,
 };
-use kaos_runner::{Event, EventKind, RunError, RunOptions, Runner, SessionId, TurnFold, TurnResponse};
+use kaos_runner::{Event, EventKind, RunError, Runner, SessionId, TurnFold, TurnResponse};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -386,6 +386,7 @@ impl Tasks {
             return self.answer(client, &task_id, params.message, options).await;
         }
         let text = input::turn_text(&params.message, params.configuration.as_ref(), options.max_part_bytes)?;
+        let run_options = input::run_options(params.metadata.as_ref())?;
         let context = match &params.message.context_id {
             Some(context) => context.clone(),
             None => uuid::Uuid::now_v7().to_string(),
@@ -394,7 +395,7 @@ impl Tasks {
         let session = SessionId::new(&format!("{client}.{context}"))
             .map_err(|e| invalid(format!("message.contextId: {e}")))?;
         let recorder = trace::Recorder::fresh(self.runner.runtime().vfs().clone(), session.clone());
-        let run = self.runner.run_with(text, session.as_str(), RunOptions::default());
+        let run = self.runner.run_with(text, session.as_str(), run_options);
         let mut events: Events = Box::pin(api::record(run, recorder));
         // The first event names the run, whose id is the task's.
         let first = match events.next().await {

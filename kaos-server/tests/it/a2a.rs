@@ -212,6 +212,17 @@ async fn a_paused_run_is_an_input_required_task_whose_follow_up_approves_or_deni
     again["taskId"] = json!(paused.id);
     assert_eq!(alice.error_code("SendMessage", json!({"message": again})).await, -32004);
 
+    // Approved in advance by the request's guardrails (as /v1's turn options): no pause.
+    let params = json!({"message": user("clean up"), "metadata": {"kaos": {"approve": ["delete_*"], "max_cost_usd": 1.0}}});
+    let result = alice.result("SendMessage", params).await;
+    let approved: Task = serde_json::from_value(result["task"].clone()).unwrap();
+    assert_eq!(approved.status.state, TaskState::Completed, "{approved:?}");
+    assert_eq!(text_of(&approved), "Done: deleted notes.txt (turn 1)");
+    for bad in [json!({"approve": ["["]}), json!({"max_cost_usd": -1}), json!({"approve_all": true})] {
+        let params = json!({"message": user("clean up"), "metadata": {"kaos": bad}});
+        assert_eq!(alice.error_code("SendMessage", params).await, -32602, "{bad}");
+    }
+
     // Denied with a data part: the tool does not run and the model is told why.
     let paused = alice.send(user("clean up")).await;
     let deny = json!({"messageId": "d", "role": "ROLE_USER", "taskId": paused.id, "contextId": paused.context_id,
