@@ -97,7 +97,11 @@ fn run_error(error: &RunError) -> JsonRpcError {
 /// Now, as ISO 8601 in UTC with milliseconds (`2025-10-28T10:30:00.000Z`).
 pub(super) fn now_iso8601() -> String {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
+    iso8601(since.as_secs(), since.subsec_millis())
+}
+
+/// `secs` after the Unix epoch and `millis`, as ISO 8601 in UTC.
+fn iso8601(secs: u64, millis: u32) -> String {
     let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -114,7 +118,7 @@ pub(super) fn now_iso8601() -> String {
         rest / 3_600,
         rest % 3_600 / 60,
         rest % 60,
-        since.subsec_millis()
+        millis
     )
 }
 
@@ -732,10 +736,14 @@ fn state_name(state: TaskState) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::now_iso8601;
+    use super::{iso8601, now_iso8601};
 
     #[test]
     fn timestamps_are_iso_8601_in_utc_with_milliseconds() {
+        assert_eq!(iso8601(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(951_782_400, 7), "2000-02-29T00:00:00.007Z");
+        assert_eq!(iso8601(1_761_647_433, 250), "2025-10-28T10:30:33.250Z");
+        assert_eq!(iso8601(4_102_444_799, 999), "2099-12-31T23:59:59.999Z");
         let now = now_iso8601();
         assert_eq!(now.len(), "2025-10-28T10:30:00.000Z".len(), "{now}");
         assert!(now.starts_with("20") && now.ends_with('Z') && now.as_bytes()[10] == b'T', "{now}");
