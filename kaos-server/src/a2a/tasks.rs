@@ -509,6 +509,11 @@ impl Tasks {
                     biased;
                     () = cancel.cancelled() => {
                         drop(events);
+                        if paused {
+                            // The run is stored paused; an answer or a cancel of the task
+                            // decides what becomes of it, not this draining stream.
+                            return;
+                        }
                         self.canceled(&entry).await;
                         self.finished(&entry);
                         return;
