@@ -51,11 +51,11 @@ pub const DEFAULT_MAX_FINISHED_TASKS: usize = 1024;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct A2aOptions {
-    /// The largest part of a message (text, file bytes or JSON data), in bytes [1 MiB]; a
-    /// larger one is refused with `-32602` (invalid params) and nothing runs.
+    /// The largest part of a message (text, file bytes or JSON data), in bytes (default
+    /// 1 MiB); a larger one is refused with `-32602` (invalid params) and nothing runs.
     pub max_part_bytes: usize,
     /// How many finished tasks (completed, failed, canceled) stay readable with `GetTask`
-    /// [1024]; tasks live in the server's memory, sessions in its data directory.
+    /// (default 1024); tasks live in the server's memory, sessions in its data directory.
     pub max_finished_tasks: usize,
 }
 
