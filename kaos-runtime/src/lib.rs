@@ -27,6 +27,7 @@ pub use secrecy;
 pub use secret::{ExposeSecret, REDACTED, SecretString};
 pub use settings::{
     DocsSettings, McpSettings, PricingSettings, ProviderSettings, SettingEntry, SettingKey, SettingSource,
+    VendorLimits,
     Settings, SettingsLoader, VfsSettings, VfsSync,
 };
 
