@@ -8,9 +8,9 @@
 //!   is the exit code the command must end with. `cargo …`, `curl …` and `kaos serve` (which
 //!   serves until stopped) are not run. No command may end in a usage error (exit 2) or crash.
 //! - A ` ```json ` or ` ```text ` block that follows a ` ```sh ` block with nothing but blank
-//!   lines between is the output of that block's **last** command: a `json` block is its stdout,
-//!   compared as JSON (key order and layout do not matter); a `text` block is what a terminal
-//!   shows, stdout and stderr together. That command must exit 0 unless its comment says
+//!   lines between is the stdout of that block's **last** command (a command that shows its
+//!   stderr says `2>&1`): a `json` block is compared as JSON (key order and layout do not
+//!   matter), a `text` block line by line. That command must exit 0 unless its comment says
 //!   otherwise. Anything else between the blocks (a sentence) makes the second one an
 //!   illustration that is not compared.
 //! - In an output block, `…` stands for what differs from run to run (ids, timings, paths,
@@ -22,7 +22,8 @@
 //!
 //! The matching is snapbox's (the engine of trycmd): trycmd itself reads Markdown, but runs
 //! each command without a shell (no pipes, redirections or environment prefixes, which these
-//! pages show) and mixes stderr into every block.
+//! pages show), wants each command's output inside its own block (a `$ ` transcript rather
+//! than the ` ```sh ` samples a reader copies), and mixes stderr into it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -139,9 +140,13 @@ fn steps(name: &str, page: &str) -> Vec<Step> {
         }
         let mut samples = Vec::new();
         let mut pending = String::new();
+        let mut start = 0;
         for (offset, line) in fence.body.iter().enumerate() {
             let (code, comment) = split_comment(line);
             let code = code.trim_end();
+            if pending.is_empty() {
+                start = offset;
+            }
             if let Some(head) = code.strip_suffix('\\') {
                 pending.push_str(head);
                 continue;
@@ -154,7 +159,7 @@ fn steps(name: &str, page: &str) -> Vec<Step> {
             let exit = comment
                 .split(|c: char| c == ';' || c == ',')
                 .find_map(|part| part.trim().strip_prefix("exit ")?.trim().parse().ok());
-            let at = format!("{name}:{}", fence.line + 1 + offset);
+            let at = format!("{name}:{}", fence.line + 1 + start);
             samples.push(Sample { at, command, exit, output: None });
         }
         if let (Some(next), Some(last)) = (fences.get(index + 1), samples.last_mut())
@@ -208,12 +213,9 @@ fn run_page(page: &str, setup: impl FnOnce(&Path)) -> (Vec<(String, Option<i32>)
                 || ["echo ", "cat ", "printf "].iter().any(|start| command.starts_with(start)),
             "{at}: `{command}` is not a kaos command"
         );
-        // A text block shows what a terminal shows: stdout and stderr in the order written.
-        let merged = output.as_ref().is_some_and(|expected| !expected.json);
-        let script = if merged { format!("exec 2>&1\n{command}") } else { command.clone() };
         let result = Command::new("sh")
             .arg("-c")
-            .arg(&script)
+            .arg(&command)
             .env_clear()
             .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
             .current_dir(dir.path())
@@ -223,7 +225,7 @@ fn run_page(page: &str, setup: impl FnOnce(&Path)) -> (Vec<(String, Option<i32>)
         let code = result.status.code();
         let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
-        let said = if merged { &stdout } else { &stderr };
+        let said = &stderr;
         assert_ne!(code, Some(2), "{at}: `{command}` is a usage error: {said}");
         assert!(code.is_some() && !said.contains("panicked"), "{at}: `{command}` crashed: {said}");
         let wanted = exit.or(output.as_ref().map(|_| 0));
@@ -280,7 +282,7 @@ fn the_page_conventions_are_read_as_documented() {
             "write a.toml: name = \"a\"\n",
             "p.md:9 `kaos one` Some(4) None",
             "p.md:10 `echo 'a # b'   | kaos two` Some(1) Some((\"p.md:14\", true, \"{\\\"a\\\": \\\"…\\\"}\\n\"))",
-            "p.md:18 `kaos three` None None",
+            "p.md:19 `kaos three` None None",
         ]
     );
     assert_eq!(pattern("a … b\n…\nc\n"), "a [..] b\n...\nc\n");
