@@ -786,19 +786,35 @@ impl Settings {
                     "providers.openai_max_output_tokens" => p.openai_max_output_tokens.map(|n| n.to_string()),
                     "providers.openai_timeout_secs" => p.openai_timeout_secs.map(|n| n.to_string()),
                     "providers.openai_max_retries" => p.openai_max_retries.map(|n| n.to_string()),
-                    "providers.openai_max_retry_wait_secs" => p.openai_max_retry_wait_secs.map(|n| n.to_string()),
-                    "providers.anthropic_max_output_tokens" => p.anthropic_max_output_tokens.map(|n| n.to_string()),
+                    "providers.openai_max_retry_wait_secs" => {
+                        p.openai_max_retry_wait_secs.map(|n| n.to_string())
+                    }
+                    "providers.anthropic_max_output_tokens" => {
+                        p.anthropic_max_output_tokens.map(|n| n.to_string())
+                    }
                     "providers.anthropic_timeout_secs" => p.anthropic_timeout_secs.map(|n| n.to_string()),
                     "providers.anthropic_max_retries" => p.anthropic_max_retries.map(|n| n.to_string()),
-                    "providers.anthropic_max_retry_wait_secs" => p.anthropic_max_retry_wait_secs.map(|n| n.to_string()),
+                    "providers.anthropic_max_retry_wait_secs" => {
+                        p.anthropic_max_retry_wait_secs.map(|n| n.to_string())
+                    }
                     "providers.gemini_max_output_tokens" => p.gemini_max_output_tokens.map(|n| n.to_string()),
                     "providers.gemini_timeout_secs" => p.gemini_timeout_secs.map(|n| n.to_string()),
                     "providers.gemini_max_retries" => p.gemini_max_retries.map(|n| n.to_string()),
-                    "providers.gemini_max_retry_wait_secs" => p.gemini_max_retry_wait_secs.map(|n| n.to_string()),
-                    "providers.openai_compatible_max_output_tokens" => p.openai_compatible_max_output_tokens.map(|n| n.to_string()),
-                    "providers.openai_compatible_timeout_secs" => p.openai_compatible_timeout_secs.map(|n| n.to_string()),
-                    "providers.openai_compatible_max_retries" => p.openai_compatible_max_retries.map(|n| n.to_string()),
-                    "providers.openai_compatible_max_retry_wait_secs" => p.openai_compatible_max_retry_wait_secs.map(|n| n.to_string()),
+                    "providers.gemini_max_retry_wait_secs" => {
+                        p.gemini_max_retry_wait_secs.map(|n| n.to_string())
+                    }
+                    "providers.openai_compatible_max_output_tokens" => {
+                        p.openai_compatible_max_output_tokens.map(|n| n.to_string())
+                    }
+                    "providers.openai_compatible_timeout_secs" => {
+                        p.openai_compatible_timeout_secs.map(|n| n.to_string())
+                    }
+                    "providers.openai_compatible_max_retries" => {
+                        p.openai_compatible_max_retries.map(|n| n.to_string())
+                    }
+                    "providers.openai_compatible_max_retry_wait_secs" => {
+                        p.openai_compatible_max_retry_wait_secs.map(|n| n.to_string())
+                    }
                     "pricing.file" => self.pricing.file.as_ref().map(|f| f.display().to_string()),
                     "mcp.tokens" => redacted(&self.mcp.tokens),
                     "docs.max_file_bytes" => self.docs.max_file_bytes.map(|n| n.to_string()),
@@ -950,7 +966,10 @@ impl SettingsLoader {
             ("providers.gemini_timeout_secs", resolved.providers.gemini_timeout_secs),
             ("providers.gemini_max_retry_wait_secs", resolved.providers.gemini_max_retry_wait_secs),
             ("providers.openai_compatible_timeout_secs", resolved.providers.openai_compatible_timeout_secs),
-            ("providers.openai_compatible_max_retry_wait_secs", resolved.providers.openai_compatible_max_retry_wait_secs),
+            (
+                "providers.openai_compatible_max_retry_wait_secs",
+                resolved.providers.openai_compatible_max_retry_wait_secs,
+            ),
         ] {
             if let Some(secs) = value
                 && !(secs.is_finite() && secs > 0.0)

@@ -42,7 +42,12 @@ fn marked_blocks(text: &str) -> Vec<Marked> {
         }
         let Some((index, fence)) = lines.next() else { break };
         let Some(info) = fence.trim_start().strip_prefix("```") else {
-            found.push(Marked { mark: mark.to_owned(), info: String::new(), line: index + 1, body: String::new() });
+            found.push(Marked {
+                mark: mark.to_owned(),
+                info: String::new(),
+                line: index + 1,
+                body: String::new(),
+            });
             continue;
         };
         let mut body = String::new();
@@ -128,24 +133,32 @@ pub(crate) fn run() -> Result<()> {
         for block in marked_blocks(&text) {
             let at = format!("{page}:{}", block.line);
             match (block.mark.as_str(), block.info.as_str()) {
-                (DEPENDENCIES_MARK, "toml") if deps.is_none() => deps = Some(dependencies(&block.body, &root)?),
-                (DEPENDENCIES_MARK, _) => bail!("{at}: a second or non-TOML block marked {DEPENDENCIES_MARK}"),
+                (DEPENDENCIES_MARK, "toml") if deps.is_none() => {
+                    deps = Some(dependencies(&block.body, &root)?)
+                }
+                (DEPENDENCIES_MARK, _) => {
+                    bail!("{at}: a second or non-TOML block marked {DEPENDENCIES_MARK}")
+                }
                 (SAMPLE_MARK, info) if info.split(',').next() == Some("rust") => {
                     let name = format!("{}_{}", stem.to_lowercase(), block.line);
                     samples.push((name, rust_source(&block.body)));
                 }
-                (mark, info) => bail!("{at}: {mark} before a ```{info} block (expected ```rust or a known mark)"),
+                (mark, info) => {
+                    bail!("{at}: {mark} before a ```{info} block (expected ```rust or a known mark)")
+                }
             }
         }
     }
-    let deps = deps.with_context(|| format!("no [dependencies] block marked {DEPENDENCIES_MARK} in README.md"))?;
+    let deps =
+        deps.with_context(|| format!("no [dependencies] block marked {DEPENDENCIES_MARK} in README.md"))?;
     if samples.is_empty() {
         bail!("no Rust sample marked {SAMPLE_MARK} in {}", PAGES.join(", "));
     }
 
     let dir = root.join("target/user-crate");
     let _ = std::fs::remove_dir_all(dir.join("src"));
-    std::fs::create_dir_all(dir.join("src/bin")).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("src/bin"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).context("cannot read Cargo.toml")?;
     let cargo_toml = format!(
         "# Written by `cargo xtask user-crate` from README.md: a user's first project.\n\
@@ -196,7 +209,8 @@ mod tests {
 
     #[test]
     fn marked_blocks_and_their_sources() {
-        let page = "x\n<!-- user-crate -->\n```rust\n# use a::b;\nfn main() {}\n```\n\n```rust\nnot marked\n```\n";
+        let page =
+            "x\n<!-- user-crate -->\n```rust\n# use a::b;\nfn main() {}\n```\n\n```rust\nnot marked\n```\n";
         let blocks = marked_blocks(page);
         assert_eq!(blocks.len(), 1);
         assert_eq!((blocks[0].info.as_str(), blocks[0].line), ("rust", 3));
@@ -208,7 +222,10 @@ mod tests {
         let root = workspace_root();
         let block = "[dependencies]\nkaos-agent = { path = \"../kaos-rs/kaos-agent\" }\nserde = \"1\"\n";
         let out = dependencies(block, &root).unwrap();
-        assert!(out.contains(&format!("path = {:?}", root.join("kaos-agent").display().to_string())), "{out}");
+        assert!(
+            out.contains(&format!("path = {:?}", root.join("kaos-agent").display().to_string())),
+            "{out}"
+        );
         assert!(dependencies("[dependencies]\nx = { path = \"../nope\" }\n", &root).is_err());
         assert_eq!(profiles("[a]\nb = 1\n[profile.dev]\ndebug = 0\n[c]\n"), "[profile.dev]\ndebug = 0\n");
     }

@@ -1,4 +1,5 @@
-//! The shell samples of the pages that show the `kaos` command, extracted from the Markdown
+//! The shell samples of the pages that show the `kaos` command (the CLI reference and tutorial,
+//! the documents page, the README), extracted from the Markdown
 //! and run with the real binary (offline, in a fresh directory per page, one after another),
 //! their output compared with what the page shows.
 //!
@@ -254,7 +255,12 @@ fn run_page(page: &str, setup: impl FnOnce(&Path)) -> (Vec<(String, Option<i32>)
 }
 
 fn assert_no_failures(failures: &[String]) {
-    assert!(failures.is_empty(), "{} sample(s) differ from their page:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} sample(s) differ from their page:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -330,4 +336,12 @@ fn every_shell_sample_of_the_documents_page_runs_and_shows_its_output() {
     });
     assert_no_failures(&failures);
     assert!(ran.len() >= 2, "{ran:?}");
+}
+
+/// The README's `kaos` lines (the rest of its samples are `cargo` commands).
+#[test]
+fn every_shell_sample_of_the_readme_runs() {
+    let (ran, failures) = run_page("README.md", |_| {});
+    assert_no_failures(&failures);
+    assert!(ran.iter().any(|(sample, code)| sample == "kaos chat" && *code == Some(0)), "{ran:?}");
 }

@@ -139,7 +139,8 @@ mod over_http {
         while !line.starts_with("listening on ") {
             line = lines.next_line().await.unwrap().expect("kaos serve exited before listening");
         }
-        let base = line.strip_prefix("listening on ").and_then(|rest| rest.split_whitespace().next()).unwrap();
+        let base =
+            line.strip_prefix("listening on ").and_then(|rest| rest.split_whitespace().next()).unwrap();
         // Keep draining its stderr so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         (child, format!("{base}/mcp"), data)
@@ -155,7 +156,12 @@ mod over_http {
     }
 
     /// `kaos` in `dir` with the agent file, the token in its variable, the rest blocking-safe.
-    async fn run(dir: &std::path::Path, token: Option<&str>, args: &[&str], model_url: Option<String>) -> std::process::Output {
+    async fn run(
+        dir: &std::path::Path,
+        token: Option<&str>,
+        args: &[&str],
+        model_url: Option<String>,
+    ) -> std::process::Output {
         let mut command = kaos(dir);
         if let Some(token) = token {
             command.env("REMOTE_MCP_TOKEN", token);
@@ -210,7 +216,8 @@ mod over_http {
             .mount(&model)
             .await;
         let output =
-            run(dir.path(), Some(TOKEN), &["run", "--json", "ask"], Some(format!("{}/v1", model.uri()))).await;
+            run(dir.path(), Some(TOKEN), &["run", "--json", "ask"], Some(format!("{}/v1", model.uri())))
+                .await;
         assert!(output.status.success(), "{}", stderr(&output));
         let response = stdout_json(&output);
         assert_eq!(response["tool_calls"][0]["name"], "remote-kaos-agent-turn", "{response}");
@@ -230,7 +237,10 @@ mod over_http {
         let output = run(dir.path(), None, &["tools", "ls"], None).await;
         assert_eq!(output.status.code(), Some(1));
         let line = error_line(&output);
-        assert!(line.contains("MCP server `remote` (agent.toml): its token variable REMOTE_MCP_TOKEN"), "{line}");
+        assert!(
+            line.contains("MCP server `remote` (agent.toml): its token variable REMOTE_MCP_TOKEN"),
+            "{line}"
+        );
         server.kill().await.unwrap();
     }
 

@@ -620,7 +620,10 @@ async fn openai_with_an_anthropic_fallback_each_under_its_own_limits() {
     );
     assert_eq!(
         entry("providers.openai_max_retry_wait_secs"),
-        (json!("0.01"), json!({"layer": "dotenv", "path": ".env", "var": "KAOS_PROVIDERS_OPENAI_MAX_RETRY_WAIT_SECS"}))
+        (
+            json!("0.01"),
+            json!({"layer": "dotenv", "path": ".env", "var": "KAOS_PROVIDERS_OPENAI_MAX_RETRY_WAIT_SECS"})
+        )
     );
     assert_eq!(
         entry("providers.max_retries"),
