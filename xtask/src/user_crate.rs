@@ -34,7 +34,7 @@ struct Marked {
 /// The fenced blocks of `text` whose fence line directly follows a `<!-- user-crate… -->` line.
 fn marked_blocks(text: &str) -> Vec<Marked> {
     let mut found = Vec::new();
-    let mut lines = text.lines().enumerate().peekable();
+    let mut lines = text.lines().enumerate();
     while let Some((_, line)) = lines.next() {
         let mark = line.trim();
         if !mark.starts_with("<!-- user-crate") {

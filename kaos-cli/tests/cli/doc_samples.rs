@@ -158,7 +158,7 @@ fn steps(name: &str, page: &str) -> Vec<Step> {
                 continue;
             }
             let exit = comment
-                .split(|c: char| c == ';' || c == ',')
+                .split([';', ','])
                 .find_map(|part| part.trim().strip_prefix("exit ")?.trim().parse().ok());
             let at = format!("{name}:{}", fence.line + 1 + start);
             samples.push(Sample { at, command, exit, output: None });

@@ -232,6 +232,8 @@ mod over_http {
         assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
         let line = error_line(&output);
         assert!(line.contains("MCP server `remote` of agent.toml is unavailable"), "{line}");
+        assert!(line.contains(&format!("{url}: Auth required")), "the URL and the refusal: {line}");
+        assert!(!line.contains("rmcp::"), "no library internals: {line}");
         assert_each_cause_once(&line);
         // Without its variable: said before connecting.
         let output = run(dir.path(), None, &["tools", "ls"], None).await;
@@ -255,7 +257,9 @@ mod over_http {
         assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
         let line = error_line(&output);
         assert!(line.contains("MCP server `remote` of agent.toml is unavailable"), "{line}");
-        assert!(line.contains(&format!("127.0.0.1:{port}")), "the URL is named: {line}");
+        assert!(line.contains(&format!("{url}: ")), "the URL is named: {line}");
+        assert!(line.to_lowercase().contains("connection refused"), "the cause: {line}");
+        assert!(!line.contains("rmcp::"), "no library internals: {line}");
         assert_each_cause_once(&line);
     }
 }
