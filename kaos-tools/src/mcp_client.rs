@@ -479,9 +479,10 @@ impl Live {
                 let transport =
                     StreamableHttpClientTransport::from_config(transport_config.custom_headers(custom));
                 let service = tokio::time::timeout(limit, ().serve(transport)).await.map_err(timed_out)?;
-                let service = service.map_err(|e| McpError::Handshake {
-                    prefix: prefix(),
-                    message: format!("{url}: {}", http_handshake_error(e)),
+                let service = service.map_err(|e| {
+                    let what = http_handshake_error(e);
+                    let message = if what.contains(url.as_str()) { what } else { format!("{url}: {what}") };
+                    McpError::Handshake { prefix: prefix(), message }
                 })?;
                 (service, None)
             }

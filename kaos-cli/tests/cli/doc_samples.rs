@@ -188,7 +188,9 @@ fn pattern(shown: &str) -> String {
 }
 
 fn is_run(command: &str) -> bool {
-    !(command.starts_with("cargo ") || command.starts_with("curl ") || command.contains("kaos serve"))
+    // The program, after any `VAR=value` prefixes.
+    let program = command.split_whitespace().find(|word| !word.contains('=')).unwrap_or_default();
+    !(program == "cargo" || program == "curl" || command.contains("kaos serve"))
 }
 
 /// Runs a page's samples; returns each command run with its exit code, and every mismatch.
