@@ -228,14 +228,13 @@ fn run_page(page: &str, setup: impl FnOnce(&Path)) -> (Vec<(String, Option<i32>)
         let code = result.status.code();
         let stdout = String::from_utf8_lossy(&result.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
-        let said = &stderr;
-        assert_ne!(code, Some(2), "{at}: `{command}` is a usage error: {said}");
-        assert!(code.is_some() && !said.contains("panicked"), "{at}: `{command}` crashed: {said}");
+        assert_ne!(code, Some(2), "{at}: `{command}` is a usage error: {stderr}");
+        assert!(code.is_some() && !stderr.contains("panicked"), "{at}: `{command}` crashed: {stderr}");
         let wanted = exit.or(output.as_ref().map(|_| 0));
         if let Some(wanted) = wanted
             && code != Some(wanted)
         {
-            failures.push(format!("{at}: `{command}` exited with {code:?}, not {wanted}: {said}"));
+            failures.push(format!("{at}: `{command}` exited with {code:?}, not {wanted}: {stderr}"));
         }
         if let Some(expected) = output {
             let (actual, shown) = if expected.json {
