@@ -27,7 +27,7 @@ pub(crate) fn run(global: &GlobalArgs, session: &str, tokio: &Tokio) -> Result<(
         let mut response = tokio.block_on(commands::turn(&runner, line, session, show))?;
         loop {
             if show == Show::Json {
-                println!("{}", serde_json::to_string(&response)?);
+                outln!("{}", serde_json::to_string(&response)?);
             }
             let (StopReason::ApprovalRequired, Some(pending)) =
                 (response.stop_reason, &response.pending_approval)

@@ -73,7 +73,7 @@ pub(crate) async fn run_turn(
         {
             map.insert("citations".to_owned(), Value::Array(citations));
         }
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         // Printed: the exit code alone, as for `--events` (nothing more on stdout or stderr).
         return finish(global, &response, Show::Events);
     }
@@ -108,7 +108,7 @@ async fn turn_with_citations(
 /// 0 completed, 3 budget stop, 4 paused for approval, 5 any other stop short of an answer.
 fn finish(global: &GlobalArgs, response: &TurnResponse, show: Show) -> Result<std::process::ExitCode> {
     if show == Show::Json {
-        println!("{}", serde_json::to_string_pretty(response)?);
+        outln!("{}", serde_json::to_string_pretty(response)?);
     }
     let human = show == Show::Human;
     if human && response.stop_reason != StopReason::Completed {
@@ -229,13 +229,13 @@ pub(crate) async fn runs(global: &GlobalArgs, command: RunsCommand) -> Result<()
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else if states.is_empty() {
         eprintln!("no paused runs in {}", settings.data_dir.display());
     } else {
         for s in states {
             let status = if s.resumed { "resumed" } else { "paused" };
-            println!(
+            outln!(
                 "{}\t{status}\tsession {}\tturn {}\t{}({})\t{}",
                 s.run_id,
                 s.session_id,
@@ -306,10 +306,10 @@ async fn watch_with(
             eprintln!("kaos: session {}: {reason}", event.session_id);
         }
         match show {
-            Show::Events => println!("{}", serde_json::to_string(&event)?),
+            Show::Events => outln!("{}", serde_json::to_string(&event)?),
             Show::Human => {
                 status.clear();
-                show_event(&mut std::io::stdout().lock(), &event)?;
+                show_event(&mut crate::output::stdout(), &event)?;
                 status.observe(&event);
             }
             Show::Json => {}
@@ -318,7 +318,7 @@ async fn watch_with(
         fold.push(&event);
     }
     drop(status);
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::output::stdout();
     let response = fold.finish().context("the turn ended without a summary")?;
     if show == Show::Human {
         writeln!(stdout)?;
@@ -435,13 +435,13 @@ pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> R
         SessionsCommand::Ls => {
             let list = sessions.list().await?;
             if global.json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
                 eprintln!("no sessions in {}", settings.data_dir.display());
             } else {
                 for s in list {
                     let cost = cost(s.cost_usd, s.unpriced_model_calls);
-                    println!("{}\t{} turn(s)\t{cost}\t{} tokens", s.id, s.turns, s.total_tokens);
+                    outln!("{}\t{} turn(s)\t{cost}\t{} tokens", s.id, s.turns, s.total_tokens);
                 }
             }
         }
@@ -455,12 +455,12 @@ pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> R
             };
             let turns = turns.with_context(|| format!("no session {id:?}"))?;
             if global.json {
-                println!("{}", serde_json::to_string_pretty(&turns)?);
+                outln!("{}", serde_json::to_string_pretty(&turns)?);
                 return Ok(());
             }
             for record in turns {
                 let cost = cost(record.cost_usd, record.unpriced_model_calls);
-                println!("── turn {} · {cost} · {:?}", record.turn, record.stop_reason);
+                outln!("── turn {} · {cost} · {:?}", record.turn, record.stop_reason);
                 for message in &record.messages {
                     let value = serde_json::to_value(message)?;
                     let role = value.get("role").and_then(Value::as_str).unwrap_or("?");
@@ -469,7 +469,7 @@ pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> R
                         .and_then(Value::as_str)
                         .map(|n| format!(" {n}"))
                         .unwrap_or_default();
-                    println!("{role}{name}: {}", message.content());
+                    outln!("{role}{name}: {}", message.content());
                 }
             }
         }
@@ -478,13 +478,13 @@ pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> R
                 bail!("no session {id:?}");
             }
             if global.json {
-                println!("{}", json!({"deleted": id}));
+                outln!("{}", json!({"deleted": id}));
             } else {
                 eprintln!("deleted session {id}");
             }
         }
         SessionsCommand::Export { id, salvage: true } => {
-            let runner = setup::runner(global)?;
+            let runner = setup::session_runner(global)?;
             let session = kaos_runner::SessionId::new(&id)?;
             let model = runner.agent().model();
             let counter = kaos_runner::providers::counter_for(model.provider(), model.model());
@@ -494,16 +494,16 @@ pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> R
                     other => other?,
                 };
             report_skipped(&id, &skipped);
-            println!("{}", serde_json::to_string_pretty(&export)?);
+            outln!("{}", serde_json::to_string_pretty(&export)?);
         }
         SessionsCommand::Export { id, salvage: false } => {
             // The whole session as one JSON document: its log and its memory as the agent sees it.
-            let runner = setup::runner(global)?;
+            let runner = setup::session_runner(global)?;
             let export = match runner.export_session(&id).await {
                 Err(kaos_runner::RunError::Vfs(e)) if e.is_not_found() => bail!("no session {id:?}"),
                 other => other?,
             };
-            println!("{}", serde_json::to_string_pretty(&export)?);
+            outln!("{}", serde_json::to_string_pretty(&export)?);
         }
     }
     Ok(())
@@ -548,11 +548,11 @@ pub(crate) fn tools(global: &GlobalArgs, command: ToolsCommand) -> Result<()> {
         } else {
             let flags = annotation_flags(&spec.annotations);
             let mark = if offered { "" } else { "  (not offered to this agent)" };
-            println!("{}\t{}\t{}{mark}", spec.name, flags, spec.description);
+            outln!("{}\t{}\t{}{mark}", spec.name, flags, spec.description);
         }
     }
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
     }
     Ok(())
 }
@@ -603,19 +603,19 @@ pub(crate) async fn vfs(global: &GlobalArgs, command: VfsCommand) -> Result<()> 
                         json!({"path": e.path.as_str(), "kind": kind, "len": e.len})
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for e in entries {
                     match e.kind {
-                        EntryKind::Dir => println!("{}/", e.path),
-                        _ => println!("{}\t{} bytes", e.path, e.len),
+                        EntryKind::Dir => outln!("{}/", e.path),
+                        _ => outln!("{}\t{} bytes", e.path, e.len),
                     }
                 }
             }
         }
         VfsCommand::Cat { path } => {
             let bytes = runtime.vfs().read(&VfsPath::new(&path)?).await?;
-            let mut stdout = std::io::stdout().lock();
+            let mut stdout = crate::output::stdout();
             stdout.write_all(&bytes)?;
             stdout.flush()?;
         }
@@ -635,12 +635,12 @@ pub(crate) fn config(global: &GlobalArgs, command: ConfigCommand) -> Result<()> 
     let settings = setup::settings(global)?;
     let entries = settings.entries();
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+        outln!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(());
     }
     for entry in entries {
         let value = entry.value.as_deref().unwrap_or("(unset)");
-        println!("{} = {value}\t({})", entry.key, entry.source);
+        outln!("{} = {value}\t({})", entry.key, entry.source);
     }
     Ok(())
 }
@@ -709,7 +709,7 @@ pub(crate) fn policy(global: &GlobalArgs, command: PolicyCommand) -> Result<()> 
             "reason": verdict.reason,
             "rule": rule,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     let decision = match verdict.decision {
@@ -724,7 +724,7 @@ pub(crate) fn policy(global: &GlobalArgs, command: PolicyCommand) -> Result<()> 
         (VerdictReason::Destructive, _) => "no rule matched; the tool is destructive".to_owned(),
         _ => "no rule matched; the default".to_owned(),
     };
-    println!("{decision}\t{why}");
+    outln!("{decision}\t{why}");
     if registered.is_none() {
         eprintln!(
             "note: no tool named {tool:?} is registered (`kaos tools ls` lists them); this is the \

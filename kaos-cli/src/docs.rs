@@ -50,7 +50,7 @@ pub(crate) enum DocsCommand {
 
 pub(crate) async fn docs(global: &GlobalArgs, command: DocsCommand) -> Result<std::process::ExitCode> {
     let settings = setup::settings(global)?;
-    let runner = setup::runner(global)?;
+    let runner = setup::session_runner(global)?;
     match command {
         DocsCommand::Add { session, paths } => {
             let files = expand(&paths)?;
@@ -58,15 +58,15 @@ pub(crate) async fn docs(global: &GlobalArgs, command: DocsCommand) -> Result<st
             let failed = results.iter().filter(|r| matches!(r.outcome, Outcome::Failed(_))).count();
             if global.json {
                 let rows: Vec<Value> = results.iter().map(Added::json).collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for result in &results {
                     match &result.outcome {
                         Outcome::Added { chunks, tokens } => {
-                            println!("added {}: {chunks} chunk(s), {tokens} tokens", result.name)
+                            outln!("added {}: {chunks} chunk(s), {tokens} tokens", result.name)
                         }
                         Outcome::Unchanged => {
-                            println!("unchanged {}: already in session {session} (same sha256)", result.name)
+                            outln!("unchanged {}: already in session {session} (same sha256)", result.name)
                         }
                         Outcome::Failed(_) => {}
                     }
@@ -79,12 +79,12 @@ pub(crate) async fn docs(global: &GlobalArgs, command: DocsCommand) -> Result<st
         DocsCommand::Ls { session } => {
             let docs = list(&runner, &session).await?;
             if global.json {
-                println!("{}", serde_json::to_string_pretty(&docs)?);
+                outln!("{}", serde_json::to_string_pretty(&docs)?);
             } else if docs.is_empty() {
                 eprintln!("no documents in session {session} (add some with `kaos docs add PATH…`)");
             } else {
                 for doc in docs {
-                    println!("{}\t{} chunk(s)\t{} tokens\t{}", doc.name, doc.chunks, doc.tokens, doc.sha256);
+                    outln!("{}\t{} chunk(s)\t{} tokens\t{}", doc.name, doc.chunks, doc.tokens, doc.sha256);
                 }
             }
             Ok(std::process::ExitCode::SUCCESS)
@@ -103,9 +103,9 @@ pub(crate) async fn docs(global: &GlobalArgs, command: DocsCommand) -> Result<st
             }
             let removed = runner.forget(&session, SectionKind::Documents, ids).await?;
             if global.json {
-                println!("{}", json!({"name": name, "removed_chunks": removed}));
+                outln!("{}", json!({"name": name, "removed_chunks": removed}));
             } else {
-                println!("removed {name}: {removed} chunk(s)");
+                outln!("removed {name}: {removed} chunk(s)");
             }
             Ok(std::process::ExitCode::SUCCESS)
         }

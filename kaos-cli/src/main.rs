@@ -9,6 +9,9 @@
 //! needs approval (`kaos run`, continued by `kaos resume`; `kaos chat` asks y/n and resumes),
 //! 5 a turn stopped short of an answer for another reason.
 
+// First: its `out!`/`outln!` macros are used by the modules below.
+#[macro_use]
+mod output;
 mod chat;
 mod commands;
 mod docs;
@@ -166,7 +169,13 @@ pub(crate) struct ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
-        Ok(code) => code,
+        Ok(code) => match output::failure() {
+            None => code,
+            Some(error) => {
+                eprintln!("error: cannot write the output: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Err(error) => {
             eprintln!("error: {}", error_chain(error.as_ref()));
             ExitCode::FAILURE

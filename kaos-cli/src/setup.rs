@@ -192,6 +192,11 @@ pub(crate) fn load_agent_file(path: &Path) -> Result<AgentFile> {
 /// `--model` → the agent file's `model` → `KAOS_MODEL` (`.env`) → the offline model.
 /// Says on stderr when it falls back to the offline model.
 pub(crate) fn agent(global: &GlobalArgs, settings: &Settings) -> Result<(Agent, AgentFileExtras)> {
+    agent_saying(global, settings, true)
+}
+
+/// [`agent`], saying on stderr that it falls back to the offline model only when `say`.
+fn agent_saying(global: &GlobalArgs, settings: &Settings, say: bool) -> Result<(Agent, AgentFileExtras)> {
     let file = global.agent.as_deref().map(load_agent_file).transpose()?;
     let from_flag = settings.source("model") == Some(SettingSource::Override);
     let (agent, names_model, extras) = match file {
@@ -202,11 +207,13 @@ pub(crate) fn agent(global: &GlobalArgs, settings: &Settings) -> Result<(Agent, 
         (Some(model), true, _) | (Some(model), false, false) => model.clone(),
         (_, _, true) => return Ok((agent, extras)),
         (None, _, false) => {
-            eprintln!(
-                "kaos: no model configured (--model, the agent file's `model` or KAOS_MODEL); \
+            if say {
+                eprintln!(
+                    "kaos: no model configured (--model, the agent file's `model` or KAOS_MODEL); \
                  using the offline model {}",
-                ModelRef::OFFLINE
-            );
+                    ModelRef::OFFLINE
+                );
+            }
             ModelRef::OFFLINE.to_owned()
         }
     };
@@ -377,6 +384,14 @@ pub(crate) fn runner(global: &GlobalArgs) -> Result<Runner> {
     let (agent, extras) = agent(global, &settings)?;
     let runtime = agent_runtime(&settings, true, &extras)?;
     build_runner(&settings, agent, &extras, runtime)
+}
+
+/// The runner for commands that read or change sessions without a turn (`docs`, `sessions
+/// export`): no model is called, so none is announced, and no MCP server is started.
+pub(crate) fn session_runner(global: &GlobalArgs) -> Result<Runner> {
+    let settings = settings(global)?;
+    let (agent, extras) = agent_saying(global, &settings, false)?;
+    build_runner(&settings, agent, &extras, runtime(&settings, true)?)
 }
 
 /// The runner of `agent` in `runtime`, with the prices of the settings and the agent file.

@@ -716,3 +716,28 @@ mod doc_samples;
 #[cfg(feature = "openai-compatible")]
 #[path = "cli/documents.rs"]
 mod documents;
+
+/// `kaos … | head`: a reader that has gone before the output is written. The command does not
+/// panic on the closed pipe, still does its work (the turn is stored) and exits 0.
+#[test]
+fn a_closed_stdout_ends_the_output_quietly_and_the_work_still_happens() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["config", "show"][..], &["run", "--session", "piped", "Remember the number 42."][..]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kaos"))
+            .env_clear()
+            .current_dir(dir.path())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone: every write to stdout is EPIPE
+        let output = child.wait_with_output().unwrap();
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
+    }
+    let shown = kaos(dir.path()).args(["sessions", "show", "piped", "--json"]).output().unwrap();
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    assert_eq!(stdout_json(&shown).as_array().map(Vec::len), Some(1), "the turn was stored");
+}
