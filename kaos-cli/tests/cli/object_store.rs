@@ -50,9 +50,9 @@ fn run_turn(server: &S3Server, prefix: &str, message: &str) -> (u64, Duration) {
     (json["turn_number"].as_u64().unwrap(), took)
 }
 
-/// The session lease's body; `None` when there is none.
-fn lease(server: &S3Server, prefix: &str) -> Option<String> {
-    let store = AmazonS3Builder::new()
+/// The bucket, read directly.
+fn bucket(server: &S3Server) -> kaos_vfs::object_store::aws::AmazonS3 {
+    AmazonS3Builder::new()
         .with_bucket_name(BUCKET)
         .with_endpoint(&server.endpoint)
         .with_region("us-east-1")
@@ -60,7 +60,23 @@ fn lease(server: &S3Server, prefix: &str) -> Option<String> {
         .with_secret_access_key("test")
         .with_allow_http(true)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// The keys of the objects under `{prefix}/leases/`: the leases and their waiters' tickets.
+fn lease_objects(server: &S3Server, prefix: &str) -> Vec<String> {
+    use futures::TryStreamExt as _;
+    use kaos_vfs::object_store::ObjectStore as _;
+    let store = bucket(server);
+    let under = Path::parse(format!("{prefix}/leases")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let listed: Vec<_> = rt.block_on(store.list(Some(&under)).try_collect()).unwrap();
+    listed.into_iter().map(|meta| meta.location.to_string()).collect()
+}
+
+/// The session lease's body; `None` when there is none.
+fn lease(server: &S3Server, prefix: &str) -> Option<String> {
+    let store = bucket(server);
     let key = Path::parse(format!("{prefix}/leases/.locks/sessions/shared.lock")).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
@@ -297,4 +313,50 @@ async fn a_second_ctrl_c_while_the_lease_is_being_released_quits_at_once() {
     assert!(stderr.contains("kaos: SIGINT again: quitting at once"), "{stderr}");
     eprintln!("S3 store not answering: the second SIGINT to exit {to_exit:?}");
     assert!(to_exit < Duration::from_secs(5), "{to_exit:?}");
+}
+
+/// Issue 21: Ctrl-C while a `kaos run` waits for the session's lease (another process holds
+/// it) ends the wait at once, exit 130, and leaves no ticket in the lease's queue: a ticket
+/// left behind would have the holder's release hand the lease to a waiter that is gone.
+#[test]
+fn ctrl_c_while_a_kaos_run_waits_for_the_lease_leaves_no_ticket_behind() {
+    use std::io::{BufRead as _, BufReader, Read as _};
+
+    let server = S3Server::shared();
+    server.create_bucket(BUCKET);
+    let prefix = s3_server::unique("wait-int");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let other = ObjectStoreVfs::s3(
+        S3Config::new(BUCKET)
+            .with_prefix(&prefix)
+            .with_endpoint(&server.endpoint)
+            .with_region("us-east-1")
+            .with_credentials("test", SecretString::from("test"))
+            .with_allow_http(true),
+    )
+    .unwrap();
+    let held = rt.block_on(other.lock(&VfsPath::new(".locks/sessions/shared.lock").unwrap())).unwrap();
+    let lease_key = format!("{prefix}/leases/.locks/sessions/shared.lock");
+    assert_eq!(lease_objects(server, &prefix), [lease_key.clone()]);
+    let mut child = kaos(server, &prefix, &["run", "--json", "--session", "shared", "hello"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its first progress line comes after it has queued up (its ticket is in the bucket).
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("waiting for session") {
+        assert_ne!(stderr.read_line(&mut seen).unwrap(), 0, "kaos exited: {seen}");
+    }
+    assert_eq!(lease_objects(server, &prefix).len(), 2, "a waiter's ticket is queued");
+    let sent = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    stderr.read_to_string(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(seen.contains("kaos: interrupted by SIGINT"), "{seen}");
+    assert_eq!(lease_objects(server, &prefix), [lease_key], "the interrupted waiter left its ticket");
+    rt.block_on(held.release()).unwrap();
 }
