@@ -170,6 +170,10 @@ async fn ctrl_c_during_a_kaos_run_on_disk_stops_the_turn_and_releases_the_sessio
     assert!(stderr(&output).contains("kaos: interrupted by SIGTERM"), "{}", stderr(&output));
     assert_eq!(queue_entries(dir.path()), Vec::<String>::new());
     assert_eq!(turns(dir.path()), [(1, "first".to_owned()), (2, "after".to_owned())]);
+    // The codes are documented where the others are.
+    let help = kaos(dir.path()).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("130 stopped by Ctrl-C (SIGINT) or 143 by SIGTERM"), "{help}");
 }
 
 /// Ctrl-C while `kaos chat` waits for an answer ends the chat the same way: the turn in
