@@ -337,7 +337,7 @@ fn ctrl_c_while_a_kaos_run_waits_for_the_lease_leaves_no_ticket_behind() {
     .unwrap();
     let held = rt.block_on(other.lock(&VfsPath::new(".locks/sessions/shared.lock").unwrap())).unwrap();
     let lease_key = format!("{prefix}/leases/.locks/sessions/shared.lock");
-    assert_eq!(lease_objects(server, &prefix), [lease_key.clone()]);
+    assert_eq!(lease_objects(server, &prefix), std::slice::from_ref(&lease_key));
     let mut child = kaos(server, &prefix, &["run", "--json", "--session", "shared", "hello"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
