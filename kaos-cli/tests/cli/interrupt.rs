@@ -204,3 +204,23 @@ async fn ctrl_c_during_a_kaos_chat_turn_ends_the_chat_and_keeps_the_earlier_turn
     assert_eq!(queue_entries(dir.path()), Vec::<String>::new());
     assert_eq!(turns(dir.path()), [(1, "first".to_owned())]);
 }
+
+/// Ctrl-C during a `kaos run --file` turn: the documents attached for the turn are removed
+/// all the same, as after a finished turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_a_kaos_run_with_a_file_removes_the_attached_documents() {
+    let model = model_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.md"), "# Notes\n\nThe bridge opened in 1932.\n").unwrap();
+    let mut command = run(dir.path(), &model, "slow: stopped with a file attached");
+    command.args(["--file", "notes.md"]);
+    let (output, _) = signal_mid_turn(command, &model, "INT").await;
+    assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    let docs = kaos(dir.path())
+        .args(["docs", "ls", "--json", "--data-dir", "data", "--session", "s"])
+        .output()
+        .unwrap();
+    assert!(docs.status.success(), "{}", stderr(&docs));
+    assert_eq!(stdout_json(&docs), json!([]), "the attached document stayed in the session");
+    assert_eq!(queue_entries(dir.path()), Vec::<String>::new());
+}
