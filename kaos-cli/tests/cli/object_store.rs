@@ -170,6 +170,7 @@ fn a_kaos_run_waiting_for_the_session_says_so() {
 }
 
 /// The session's turns as `kaos sessions show --json` prints them: (turn, user message).
+#[cfg(feature = "openai-compatible")]
 fn turns(server: &S3Server, prefix: &str) -> Vec<(u64, String)> {
     let output = kaos(server, prefix, &["sessions", "show", "--json", "shared"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
