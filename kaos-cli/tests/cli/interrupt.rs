@@ -224,3 +224,55 @@ async fn ctrl_c_during_a_kaos_run_with_a_file_removes_the_attached_documents() {
     assert_eq!(stdout_json(&docs), json!([]), "the attached document stayed in the session");
     assert_eq!(queue_entries(dir.path()), Vec::<String>::new());
 }
+
+/// Ctrl-C during `kaos resume` (the approved tool has run; the model's next answer is held):
+/// exit 130, the session's lock released, no turn stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_a_kaos_resume_stops_the_turn_and_releases_the_session() {
+    // The model writes `slow.txt` with the destructive kaos-vfs-write (the default policy asks);
+    // its answer after the tool's result ("wrote … to slow.txt") is held.
+    let model = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(|request: &Request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap();
+            let last = body["messages"].as_array().unwrap().last().unwrap().clone();
+            let reply = ResponseTemplate::new(200).insert_header("content-type", "text/event-stream");
+            if last["role"] == "tool" {
+                let done = super::sse(json!({"role": "assistant", "content": "written"}), "stop");
+                return reply.set_body_string(done).set_delay(Duration::from_secs(120));
+            }
+            let arguments = json!({"path": "slow.txt", "content": "x"}).to_string();
+            reply.set_body_string(super::sse(
+                json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                    "function": {"name": "kaos-vfs-write", "arguments": arguments}}]}),
+                "tool_calls",
+            ))
+        })
+        .mount(&model)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let paused = run(dir.path(), &model, "write it").output().unwrap();
+    assert_eq!(paused.status.code(), Some(4), "{}", stderr(&paused));
+    let run_id = stdout_json(&paused)["run_id"].as_str().unwrap().to_owned();
+
+    let mut resume = process(dir.path());
+    resume.env("KAOS_OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", model.uri())).args([
+        "resume",
+        &run_id,
+        "--approve",
+        "--data-dir",
+        "data",
+        "--model",
+        "openai-compatible:tiny",
+    ]);
+    let (output, to_exit) = signal_mid_turn(resume, &model, "INT").await;
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    assert!(err.contains("kaos: interrupted by SIGINT"), "{err}");
+    assert_eq!(queue_entries(dir.path()), Vec::<String>::new());
+    let show =
+        kaos(dir.path()).args(["sessions", "show", "--json", "--data-dir", "data", "s"]).output().unwrap();
+    assert!(!show.status.success() && stderr(&show).contains("no session"), "a turn was stored: {show:?}");
+    eprintln!("resume: SIGINT to exit {to_exit:?}");
+}
