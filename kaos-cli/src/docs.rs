@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 use kaos_agent::SectionKind;
 use kaos_ingest::{Document, IngestError, IngestOptions};
-use kaos_runner::Runner;
+use kaos_runner::{DocumentAdded, Runner};
 use kaos_runtime::Settings;
 use kaos_session::NewItem;
 use serde_json::{Value, json};
@@ -219,14 +219,6 @@ pub(crate) async fn add_files(
 ) -> Result<Vec<Added>> {
     let options = options(settings);
     let limit = max_chunks_per_session(settings);
-    let memory = runner.memory(session).await?;
-    let documents = memory.section(SectionKind::Documents).items();
-    let mut held = documents.len();
-    let mut hashes: Vec<String> = documents
-        .iter()
-        .filter_map(|i| i.metadata.get("file_sha256").and_then(Value::as_str).map(str::to_owned))
-        .collect();
-    drop(memory);
     let bar = progress && files.len() > 1 && std::io::stderr().is_terminal();
     let mut results = Vec::with_capacity(files.len());
     for (index, path) in files.iter().enumerate() {
@@ -237,32 +229,24 @@ pub(crate) async fn add_files(
         let name = path.file_name().map_or_else(|| shown.clone(), |n| n.to_string_lossy().into_owned());
         let mut added =
             Added { name, path: path.clone(), sha256: None, outcome: Outcome::Unchanged, ids: vec![] };
-        let ingested = ingest(path, &options);
-        let stored = match ingested {
+        let stored = match ingest(path, &options) {
             Err(error) => Err(error_chain(&error)),
             Ok(doc) => {
                 added.name.clone_from(&doc.name);
                 added.sha256 = Some(doc.sha256.clone());
-                if hashes.contains(&doc.sha256) {
-                    Ok(None)
-                } else if (held + doc.chunks.len()) as u64 > limit {
-                    let error = AddError::SessionFull {
+                match runner.add_document(session, &doc.sha256, items(&doc), limit).await {
+                    Ok(DocumentAdded::Added { ids }) => Ok(Some((ids, doc))),
+                    Ok(DocumentAdded::OverLimit { held, limit }) => Err(AddError::SessionFull {
                         name: doc.name.clone(),
                         session: session.to_owned(),
                         chunks: doc.chunks.len(),
                         held,
                         limit,
-                    };
-                    Err(error.to_string())
-                } else {
-                    match runner.remember(session, SectionKind::Documents, items(&doc)).await {
-                        Ok(ids) => {
-                            held += ids.len();
-                            hashes.push(doc.sha256.clone());
-                            Ok(Some((ids, doc)))
-                        }
-                        Err(error) => Err(format!("{}: {}", doc.name, error_chain(&error))),
                     }
+                    .to_string()),
+                    // Unchanged: the session holds this content already.
+                    Ok(_) => Ok(None),
+                    Err(error) => Err(format!("{}: {}", doc.name, error_chain(&error))),
                 }
             }
         };

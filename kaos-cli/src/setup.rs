@@ -81,7 +81,8 @@ pub(crate) struct McpServerEntry {
     tools: Vec<String>,
 }
 
-/// The agent file's text split into the agent's table and the CLI's tables.
+/// The agent file's text, and the CLI's tables read from it (left in the text: the agent
+/// parser skips them, so its error positions are the file's own).
 fn read_agent_file(path: &Path) -> Result<(String, AgentFileExtras)> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read agent file {shown}"))?;
@@ -127,11 +128,11 @@ fn read_agent_file(path: &Path) -> Result<(String, AgentFileExtras)> {
             )
         })?;
     }
-    if extras.settings.is_empty() && extras.pricing.is_empty() && extras.mcp_servers.is_empty() {
-        return Ok((text, extras));
-    }
-    Ok((toml::to_string(&table)?, extras))
+    Ok((text, extras))
 }
+
+/// The agent file's tables that are the `kaos` command's, not the agent's.
+const FRONT_END_TABLES: &[&str] = &["providers", "pricing", "mcp_servers"];
 
 /// The prices of the `pricing.file` setting and the agent file's `[pricing]` tables (the agent
 /// file's win), keyed by `provider:model`; `None` when neither sets any.
@@ -173,7 +174,7 @@ pub(crate) struct AgentFile {
 pub(crate) fn load_agent_file(path: &Path) -> Result<AgentFile> {
     let shown = path.display();
     let (text, extras) = read_agent_file(path)?;
-    let config = AgentConfig::from_toml(&text).map_err(|e| match e {
+    let config = AgentConfig::from_toml_skipping(&text, FRONT_END_TABLES).map_err(|e| match e {
         AgentError::Parse { field, line: Some(line), column: Some(column), message, .. } => {
             anyhow!("agent file {shown}, line {line}, column {column}: {message} (field `{field}`)")
         }

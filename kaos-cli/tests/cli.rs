@@ -180,6 +180,22 @@ fn config_show_redacts_secrets_and_names_their_source() {
             {"key": "providers.timeout_secs", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "providers.max_retries", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "providers.max_retry_wait_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_max_output_tokens", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_timeout_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_max_retries", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_max_retry_wait_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.anthropic_max_output_tokens", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.anthropic_timeout_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.anthropic_max_retries", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.anthropic_max_retry_wait_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.gemini_max_output_tokens", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.gemini_timeout_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.gemini_max_retries", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.gemini_max_retry_wait_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_compatible_max_output_tokens", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_compatible_timeout_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_compatible_max_retries", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_compatible_max_retry_wait_secs", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "pricing.file", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "vfs.s3_bucket", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "vfs.s3_prefix", "value": null, "source": {"layer": "default"}, "secret": false},
@@ -213,6 +229,17 @@ fn a_malformed_agent_file_is_reported_with_its_file_and_line() {
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
     assert!(err.starts_with("error: agent file bad.toml, line 2, column 1: unknown field `modle`"), "{err}");
+
+    // The CLI's own tables stay in the file the agent parser reads: positions are the file's.
+    std::fs::write(
+        dir.path().join("tables.toml"),
+        "name = \"helper\"\n\n[pricing.\"local:m\"]\ninput = 1.0\noutput = 2.0\n\n[[mcp_servers]]\nname = \"fs\"\nurl = \"http://127.0.0.1:9/mcp\"\n\n[providers]\nopenai_base_url = \"http://127.0.0.1:9\"\n\n[limits]\nmax_iterations = 0\n",
+    )
+    .unwrap();
+    let output = kaos(dir.path()).args(["run", "--agent", "tables.toml", "Hi"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.starts_with("error: agent file tables.toml, line 15, column "), "{err}");
 
     std::fs::write(dir.path().join("glob.toml"), "tools = [\"kaos-[\"]\n").unwrap();
     let output = kaos(dir.path()).args(["run", "--agent", "glob.toml", "Hi"]).output().unwrap();
