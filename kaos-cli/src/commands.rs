@@ -62,10 +62,12 @@ pub(crate) async fn run_turn(
             bail!("--file: {} could not be attached; the turn did not run", failed.join(", "));
         }
     }
-    let (response, citations) = turn_with_citations(&runner, message, session, show).await?;
-    if !attached.is_empty() {
-        runner.forget(session, kaos_agent::SectionKind::Documents, attached).await?;
-    }
+    // Declared before the turn, so a turn dropped by Ctrl-C (which releases the session) is
+    // dropped first and the documents are then removed all the same.
+    let attached = Attached { runner: &runner, session, ids: attached };
+    let turn = turn_with_citations(&runner, message, session, show);
+    let (response, citations) = turn.await?;
+    attached.forget().await?;
     if show == Show::Json {
         let mut value = serde_json::to_value(&response)?;
         if let Value::Object(map) = &mut value
@@ -78,6 +80,45 @@ pub(crate) async fn run_turn(
         return finish(global, &response, Show::Events);
     }
     finish(global, &response, show)
+}
+
+/// The documents `kaos run --file` attached for one turn: removed after it by
+/// [`Attached::forget`], or, when the turn is dropped first (Ctrl-C), by the drop.
+struct Attached<'a> {
+    runner: &'a Runner,
+    session: &'a str,
+    ids: Vec<u64>,
+}
+
+impl Attached<'_> {
+    async fn forget(mut self) -> Result<()> {
+        let ids = std::mem::take(&mut self.ids);
+        if !ids.is_empty() {
+            self.runner.forget(self.session, kaos_agent::SectionKind::Documents, ids).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        let ids = std::mem::take(&mut self.ids);
+        if ids.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        // `kaos` runs on a multi-thread runtime, where this may wait (a second Ctrl-C quits).
+        if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            let forget = self.runner.forget(self.session, kaos_agent::SectionKind::Documents, ids);
+            if let Err(error) = tokio::task::block_in_place(|| runtime.block_on(forget)) {
+                eprintln!(
+                    "kaos: the documents attached with --file could not be removed from session {}: {}",
+                    self.session,
+                    crate::error_chain(&error)
+                );
+            }
+        }
+    }
 }
 
 /// A turn, and the `citation_found` events it emitted as JSON objects (claim, source, quote,

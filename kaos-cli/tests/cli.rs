@@ -651,48 +651,6 @@ mod mcp_interop {
     }
 }
 
-/// Two `kaos` processes configured only by the `vfs.s3_*` settings share one session in an
-/// S3-compatible bucket (moto on loopback, installed by `tests/s3/install.sh`).
-#[cfg(feature = "object-store")]
-#[path = "../../kaos-vfs/tests/support/s3_server.rs"]
-mod s3_server;
-
-#[cfg(feature = "object-store")]
-mod s3 {
-    use std::process::Command;
-
-    use super::s3_server::{self, S3Server};
-
-    /// Two `kaos` processes configured only by the `vfs.s3_*` settings share one session.
-    #[test]
-    fn kaos_processes_configured_by_settings_share_sessions_in_the_bucket() {
-        let server = S3Server::start().unwrap_or_else(|why| panic!("{why}"));
-        server.create_bucket("cli-bucket");
-        let prefix = s3_server::unique("cli");
-        let kaos = |message: &str| {
-            let dir = tempfile::tempdir().unwrap(); // a fresh working directory each time: no local state
-            let output = Command::new(env!("CARGO_BIN_EXE_kaos"))
-                .current_dir(dir.path())
-                .args(["run", "--json", "--session", "shared", message])
-                .env("KAOS_VFS_S3_BUCKET", "cli-bucket")
-                .env("KAOS_VFS_S3_PREFIX", &prefix)
-                .env("KAOS_VFS_S3_ENDPOINT", &server.endpoint)
-                .env("KAOS_VFS_S3_REGION", "us-east-1")
-                .env("KAOS_VFS_S3_ACCESS_KEY_ID", "test")
-                .env("KAOS_VFS_S3_SECRET_ACCESS_KEY", "test")
-                .output()
-                .unwrap();
-            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-            assert!(!dir.path().join(".kaos").exists(), "nothing was written to the local data directory");
-            serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
-        };
-        assert_eq!(kaos("first")["turn_number"], 1);
-        let second = kaos("second");
-        assert_eq!(second["turn_number"], 2);
-        assert!(second["text"].as_str().unwrap().contains("2 user messages"), "{second}");
-    }
-}
-
 /// Provider settings from every layer and prices from config, against local vendor servers.
 #[cfg(all(feature = "openai", feature = "anthropic", feature = "gemini", feature = "openai-compatible"))]
 #[path = "cli/providers.rs"]
@@ -716,6 +674,18 @@ mod doc_samples;
 #[cfg(feature = "openai-compatible")]
 #[path = "cli/documents.rs"]
 mod documents;
+
+/// Sessions in an S3-compatible bucket (moto on loopback, `bash tests/s3/install.sh`): `kaos`
+/// processes configured by the `vfs.s3_*` settings, lease hand-over, Ctrl-C.
+#[cfg(feature = "object-store")]
+#[path = "cli/object_store.rs"]
+mod object_store;
+
+/// Ctrl-C and SIGTERM during a turn: the turn is stored whole or not at all, the session's lock
+/// is released, `kaos` exits 130 (143).
+#[cfg(feature = "openai-compatible")]
+#[path = "cli/interrupt.rs"]
+mod interrupt;
 
 /// `kaos … | head`: a reader that has gone before the output is written. The command does not
 /// panic on the closed pipe, still does its work (the turn is stored) and exits 0.
