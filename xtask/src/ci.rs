@@ -6,7 +6,7 @@ use crate::{Cargo, codegen, features, tidy};
 
 /// Runs format check, clippy, tidy, the codegen check, the feature matrix, the install of the
 /// MCP interop packages, of the S3 test server, of the A2A Python SDK and of Chromium, the whole test suite with every feature on (so each vendor's wire
-/// tests and the MCP interop tests run) and the examples; stops at the first failure.
+/// tests and the MCP interop tests run), the examples and the user-crate samples; stops at the first failure.
 pub(crate) fn run() -> Result<()> {
     Cargo::new(["fmt", "--all", "--check"]).run()?;
     Cargo::new([
@@ -37,6 +37,9 @@ pub(crate) fn run() -> Result<()> {
     Cargo::new(["test", "--workspace", "--all-targets", "--all-features", "--locked"]).run()?;
     Cargo::new(["test", "--workspace", "--doc", "--all-features", "--locked"]).run()?;
     examples()?;
+    // The samples a user pastes into their own crate, in a fresh crate outside the workspace.
+    eprintln!("$ cargo xtask user-crate");
+    crate::user_crate::run()?;
     semver()?;
     eprintln!("ci: all checks passed");
     Ok(())

@@ -10,6 +10,7 @@ mod features;
 mod modules;
 mod package;
 mod tidy;
+mod user_crate;
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -32,6 +33,10 @@ commands:
                    cargo test --workspace --all-targets --all-features --locked
                    cargo test --workspace --doc --all-features --locked
                    every example, its output checked
+                   cargo xtask user-crate
+  user-crate       build and run the Rust samples marked <!-- user-crate --> (README, tutorials)
+                   in a fresh crate under target/user-crate, outside the workspace, with only
+                   the README's [dependencies] block (the workspace's lockfile and target dir)
   tidy             check the architecture invariants over `cargo metadata`: crate layering,
                    no async/IO crate under kaos-agent or kaos-ingest, HTTP clients only in
                    kaos-providers, #![deny(missing_docs)] and workspace lints everywhere, and
@@ -84,6 +89,10 @@ fn dispatch(args: &[String]) -> Result<()> {
         "package" => {
             no_args("package", rest)?;
             package::run()
+        }
+        "user-crate" => {
+            no_args("user-crate", rest)?;
+            user_crate::run()
         }
         "features" => {
             no_args("features", rest)?;
