@@ -3,6 +3,7 @@
 //! for approval and continue, cancel; the protocol's error codes for bad input, with nothing
 //! stored; the same tokens and caller isolation as `/v1`.
 
+use futures::StreamExt;
 use kaos_a2a::{AgentCard, SecurityScheme, StreamResponse, Task, TaskState};
 use kaos_server::HttpServer;
 use kaos_server::a2a::A2aOptions;
@@ -246,14 +247,23 @@ async fn cancel_drops_the_running_turn_so_nothing_of_it_is_stored() {
         .await;
     let task: Task = serde_json::from_value(started["task"].clone()).unwrap();
     assert_eq!(task.status.state, TaskState::Working);
-    // A second stream of the same task, then the cancel: both see it end canceled.
-    let subscribe = alice.stream("SubscribeToTask", json!({"id": task.id}));
-    let cancel = async {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        alice.result("CancelTask", json!({"id": task.id})).await
-    };
-    let (events, canceled) = tokio::join!(subscribe, cancel);
+    // A second stream of the same task: once it is open (its first event, the task, has
+    // come), the cancel; the stream sees the task end canceled.
+    let body = json!({"jsonrpc": "2.0", "id": "s", "method": "SubscribeToTask", "params": {"id": task.id}});
+    let mut subscription = alice.post().json(&body).send().await.unwrap().bytes_stream();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        text.push_str(&String::from_utf8_lossy(&subscription.next().await.unwrap().unwrap()));
+    }
+    let canceled = alice.result("CancelTask", json!({"id": task.id})).await;
     assert_eq!(canceled["status"]["state"], "TASK_STATE_CANCELED", "{canceled}");
+    while let Some(chunk) = subscription.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    let events: Vec<StreamResponse> = parse_sse(&text)
+        .into_iter()
+        .map(|f| serde_json::from_value(f.data["result"].clone()).unwrap())
+        .collect();
     assert!(matches!(&events[0], StreamResponse::Task(t) if t.id == task.id));
     let Some(StreamResponse::StatusUpdate(last)) = events.last() else { panic!("{events:?}") };
     assert_eq!(last.status.state, TaskState::Canceled);
