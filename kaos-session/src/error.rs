@@ -48,6 +48,10 @@ pub enum SessionError {
     /// The VFS failed.
     #[error("storage failed")]
     Vfs(#[from] VfsError),
+    /// The task committing a turn ended before it finished (the async runtime shut down): the
+    /// turn may or may not be stored, whole either way.
+    #[error("the commit was interrupted (the runtime shut down); the turn is stored whole or not at all")]
+    CommitInterrupted,
     /// A record or checkpoint could not be encoded as JSON.
     #[error("cannot encode a session record")]
     Encode(#[from] serde_json::Error),

@@ -120,7 +120,18 @@ impl TakenSession {
     ///
     /// The VFS lock is then released and the release awaited (for a lease on object storage:
     /// stored), so a process that exits right after the turn leaves no lock behind.
+    ///
+    /// The commit runs to its end on a task of its own: a caller that stops waiting (a dropped
+    /// run, Ctrl-C, an HTTP client that went away) cannot release the locks while a write it
+    /// started is still landing (a disk append finishes on a blocking thread), which would let
+    /// the next holder write the same turn number. Such a turn is stored whole.
     pub async fn commit(self, record: &TurnRecord) -> Result<(), SessionError> {
+        let record = record.clone();
+        tokio::spawn(self.finish(record)).await.map_err(|_| SessionError::CommitInterrupted)?
+    }
+
+    async fn finish(self, record: TurnRecord) -> Result<(), SessionError> {
+        let record = &record;
         let position = self.store.commit(&self.id, &self.memory, record, self.position).await?;
         let stamp = self.store.stamp(&self.id).await?;
         self.cache.put(self.id.clone(), self.memory, position, stamp);

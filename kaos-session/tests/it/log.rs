@@ -192,3 +192,73 @@ async fn truncate_on_every_local_backend() {
         vfs.sync(&path).await.unwrap();
     }
 }
+
+/// A VFS whose first non-empty append, like a disk VFS's, is handed to a task that finishes
+/// even when its caller is dropped (a disk append runs on a blocking thread), and lands late.
+#[derive(Debug, Default)]
+struct LateAppend {
+    inner: Arc<MemoryVfs>,
+    armed: std::sync::atomic::AtomicBool,
+    started: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait]
+impl Vfs for LateAppend {
+    async fn read(&self, path: &VfsPath) -> Result<Bytes, VfsError> {
+        self.inner.read(path).await
+    }
+    async fn write(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError> {
+        self.inner.write(path, data).await
+    }
+    async fn append(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError> {
+        if data.is_empty() || self.armed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return self.inner.append(path, data).await;
+        }
+        let (inner, path, started) = (self.inner.clone(), path.clone(), self.started.clone());
+        tokio::spawn(async move {
+            started.notify_one();
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            inner.append(&path, data).await
+        })
+        .await
+        .unwrap()
+    }
+    async fn exists(&self, path: &VfsPath) -> Result<bool, VfsError> {
+        self.inner.exists(path).await
+    }
+    async fn stat(&self, path: &VfsPath) -> Result<Metadata, VfsError> {
+        self.inner.stat(path).await
+    }
+    async fn list(&self, prefix: &VfsPath) -> Result<Vec<VfsEntry>, VfsError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, path: &VfsPath) -> Result<(), VfsError> {
+        self.inner.delete(path).await
+    }
+    async fn lock(&self, path: &VfsPath) -> Result<VfsLock, VfsError> {
+        self.inner.lock(path).await
+    }
+}
+
+/// A caller that goes away while its turn's append is still landing (a dropped run, Ctrl-C, a
+/// client that disconnected) does not release the session before the append has landed: the
+/// next turn sees it and takes the next number, never the same one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_commit_holds_the_session_until_its_append_has_landed() {
+    let vfs = Arc::new(LateAppend::default());
+    let sessions = Sessions::new(vfs.clone());
+    let id = SessionId::new("s").unwrap();
+    let first = tokio::spawn({
+        let (sessions, id) = (sessions.clone(), id.clone());
+        async move { turn(&sessions, &id, 10).await }
+    });
+    vfs.started.notified().await;
+    first.abort();
+    assert_eq!(turn(&sessions, &id, 10).await.unwrap(), 2, "the next turn must see the first");
+    let log = vfs.inner.read(&VfsPath::new("sessions/s/turns.jsonl").unwrap()).await.unwrap();
+    let numbers: Vec<u64> = String::from_utf8_lossy(&log)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["turn"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 2]);
+}
