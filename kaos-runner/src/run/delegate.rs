@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use kaos_agent::{Agent, Delegate};
+use kaos_agent::{Agent, Delegate, DelegateTarget};
 use kaos_tools::ToolResult;
 use serde_json::{Value, json};
 
@@ -111,7 +111,10 @@ async fn sub_turn(
     context: RunContext,
 ) -> Result<TurnResponse, RunError> {
     let parent = cx.member;
-    let agent = Agent::from_config(delegate.agent.clone())?;
+    let Some(DelegateTarget::Local(config)) = delegate.target() else {
+        return Err(RunError::Internal("a remote delegate reached the local sub-agent path"));
+    };
+    let agent = Agent::from_config(config.clone())?;
     // The sub-agent's own model: the client the parent's Runner was given, else resolved from
     // the sub-agent's `provider:model` like any Runner's.
     let member = member::prepare(
