@@ -63,6 +63,8 @@ const LAYERS: &[(&str, &[&str])] = &[
     // The documentation's doctests; it uses every crate, but only as dev-dependencies.
     ("kaos-docs", &[]),
     ("kaos-ingest", &[]),
+    // Agent2Agent protocol wire types (and, behind a feature, a client): no workspace crate.
+    ("kaos-a2a", &[]),
     ("xtask", &[]),
 ];
 
@@ -590,6 +592,7 @@ mod tests {
         "kaos-server",
         "kaos-cli",
         "kaos-ingest",
+        "kaos-a2a",
         "kaos-docs",
         "xtask",
     ];
