@@ -33,6 +33,9 @@
 //! ```
 
 mod card;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
 mod request;
 mod rpc;
 mod types;
