@@ -36,6 +36,7 @@ mod card;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 pub mod client;
+pub mod kaos;
 mod request;
 mod rpc;
 mod types;
