@@ -45,6 +45,7 @@ pub(crate) enum Delegated {
     Done(ToolResult),
     /// A remote agent asked for input: the run pauses for a person, for this reason (what to
     /// send the remote on resume is in the progress's `remote`).
+    #[cfg_attr(not(feature = "a2a"), allow(dead_code))]
     Paused(String),
 }
 
