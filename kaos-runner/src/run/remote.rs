@@ -91,7 +91,7 @@ pub(super) async fn call(
 
     let (phase, delegated, summary) = match outcome {
         Err(error) => {
-            let text = format!("The remote agent failed: {}", error.report());
+            let text = error.report();
             (SpanPhase::Error, Delegated::Done(ToolResult::error(text.clone())), text)
         }
         Ok(()) => match tracker.state {
@@ -398,9 +398,10 @@ impl Tracker {
             }
         }
         if let Some(usage) = kaos.get(kaos_a2a::kaos::USAGE) {
-            let usage: Usage = serde_json::from_value(usage.clone())
-                .map_err(|e| format!("the remote agent reported invalid usage: {e}"))?;
-            self.usage = Some(usage);
+            self.usage = Some(
+                read_usage(usage)
+                    .ok_or_else(|| format!("the remote agent reported invalid usage {usage}"))?,
+            );
         }
         Ok(())
     }
@@ -421,8 +422,32 @@ impl Tracker {
     }
 }
 
+/// Usage as KAOS writes it (`input_tokens`, `output_tokens`, `cached_input_tokens`,
+/// `reasoning_tokens`), each a whole number ≥ 0; read from any JSON number, since a
+/// `google.protobuf.Struct` (the metadata of the official SDKs) holds every number as a double.
+fn read_usage(value: &Value) -> Option<Usage> {
+    let count = |field: &str| -> Option<u64> {
+        match value.get(field) {
+            None => Some(0),
+            Some(n) => n.as_u64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite() && *f >= 0.0 && f.fract() == 0.0 && *f < 2f64.powi(53))
+                    .map(|f| f as u64)
+            }),
+        }
+    };
+    value.as_object()?;
+    Some(
+        Usage::new(count("input_tokens")?, count("output_tokens")?)
+            .with_cached_input(count("cached_input_tokens")?)
+            .with_reasoning(count("reasoning_tokens")?),
+    )
+}
+
+/// The text of an artifact's parts, concatenated: chunks appended to an artifact become more
+/// parts of it, so the whole artifact reads the same streamed or not.
 fn parts_text(parts: &[Part]) -> String {
-    parts.iter().filter_map(Part::as_text).collect::<Vec<_>>().join("\n")
+    parts.iter().filter_map(Part::as_text).collect()
 }
 
 fn state_name(state: TaskState) -> &'static str {
