@@ -62,6 +62,12 @@ pub(crate) struct RemoteTask {
     /// The person's answer, once the run is resumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) answer: Option<Approval>,
+    /// The usage the remote reported so far, already charged (its reports are cumulative).
+    #[serde(default)]
+    pub(crate) charged_usage: Usage,
+    /// The cost the remote reported so far, already charged.
+    #[serde(default)]
+    pub(crate) charged_cost_usd: f64,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -87,7 +87,8 @@ pub(super) async fn call(
     };
     let tripped = cx.member.breakers.record(name, !remote_failure);
     cx.tripped("tool", name, tripped);
-    charge(cx, progress, name, &tracker);
+    let base = continuing.as_ref().map_or((Usage::default(), 0.0), |r| (r.charged_usage, r.charged_cost_usd));
+    let (charged_usage, charged_cost_usd) = charge(cx, progress, name, &tracker, base);
 
     let (phase, delegated, summary) = match outcome {
         Err(error) => {
@@ -105,6 +106,8 @@ pub(super) async fn call(
                         context_id: tracker.context_id.clone().unwrap_or_default(),
                         question: question.clone(),
                         answer: None,
+                        charged_usage,
+                        charged_cost_usd,
                     },
                 );
                 let reason = format!("the remote agent `{name}` asks: {question}");
@@ -153,24 +156,41 @@ fn follow_up(remote: &RemoteTask) -> Message {
     message
 }
 
-/// Charges what the remote reported (usage and cost, in metadata) to the turn.
-fn charge(cx: &mut Cx<'_>, progress: &mut Progress, name: &str, tracker: &Tracker) {
+/// Charges what the remote reported (usage and cost, in metadata) to the turn, less what was
+/// charged before a pause (`base`: a remote reports the whole task's so far). Returns the
+/// task's totals charged.
+fn charge(
+    cx: &mut Cx<'_>,
+    progress: &mut Progress,
+    name: &str,
+    tracker: &Tracker,
+    base: (Usage, f64),
+) -> (Usage, f64) {
+    let (base_usage, base_cost) = base;
     if tracker.task_id.is_none() && tracker.direct.is_none() {
-        return; // Nothing was answered: nothing was spent that we know of.
+        return base; // Nothing was answered: nothing was spent that we know of.
     }
-    let usage = tracker.usage.unwrap_or_default();
-    cx.budget.record_model_call(&usage, tracker.cost_usd);
+    let total_usage = tracker.usage.unwrap_or(base_usage);
+    let usage = Usage::new(
+        total_usage.input_tokens.saturating_sub(base_usage.input_tokens),
+        total_usage.output_tokens.saturating_sub(base_usage.output_tokens),
+    )
+    .with_cached_input(total_usage.cached_input_tokens.saturating_sub(base_usage.cached_input_tokens))
+    .with_reasoning(total_usage.reasoning_tokens.saturating_sub(base_usage.reasoning_tokens));
+    let cost = tracker.cost_usd.map(|total| (total - base_cost).max(0.0));
+    cx.budget.record_model_call(&usage, cost);
     progress.usage += usage;
-    match tracker.cost_usd {
+    match cost {
         Some(cost) => progress.cost_usd += cost,
         None => progress.unpriced_model_calls += 1,
     }
     cx.emit.emit(EventKind::UsageObserved {
         model: format!("a2a:{name}"),
         usage,
-        cost_usd: tracker.cost_usd,
+        cost_usd: cost,
         usage_estimated: false,
     });
+    (total_usage, tracker.cost_usd.map_or(base_cost, |total| total.max(base_cost)))
 }
 
 /// One call's exchange with the remote agent.

@@ -396,3 +396,65 @@ async fn a_remote_that_lies_is_a_typed_error_naming_the_delegate_and_the_parent_
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_cost_reported_before_the_pause_is_charged_once_and_the_answer_names_the_remote_task() {
+    let server = MockServer::start().await;
+    let good_card = ResponseTemplate::new(200).set_body_json(card(&server, true));
+    Mock::given(method("GET"))
+        .and(path("/.well-known/agent-card.json"))
+        .respond_with(good_card)
+        .mount(&server)
+        .await;
+    let status = |id: u32, state: &str, text: Option<&str>, cost: f64| {
+        let mut status = json!({"state": state});
+        if let Some(text) = text {
+            status["message"] = json!({"messageId": "q", "role": "ROLE_AGENT", "parts": [{"text": text}]});
+        }
+        json!({"jsonrpc": "2.0", "id": id, "result": {"statusUpdate": {"taskId": "t1", "contextId": "c1",
+            "status": status, "metadata": {"kaos": {"cost_usd": cost, "usage": {"input_tokens": 10, "output_tokens": 1}}}}}})
+    };
+    // First the question (0.10 spent so far), then, for the follow-up, the end (0.30 in all).
+    Mock::given(method("POST"))
+        .and(path("/rpc"))
+        .respond_with(sse(&[status(1, "TASK_STATE_INPUT_REQUIRED", Some("Really?"), 0.10)]))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    let done = json!({"jsonrpc": "2.0", "id": 2, "result": {"artifactUpdate": {"taskId": "t1", "contextId": "c1",
+        "artifact": {"artifactId": "a", "parts": [{"text": "done"}]}}}});
+    Mock::given(method("POST"))
+        .and(path("/rpc"))
+        .respond_with(sse(&[done, status(2, "TASK_STATE_COMPLETED", None, 0.30)]))
+        .mount(&server)
+        .await;
+
+    let runner = runner_for(billing(&server.uri()));
+    let (paused, _) = turn(&runner, "do it", "s1").await;
+    assert_eq!(paused.pending_approval.as_ref().unwrap().reason, "the remote agent `billing` asks: Really?");
+    let state = runner.run_state(&paused.run_id).await.unwrap();
+    let response = runner.resume_turn(state, Approval::approve()).await.unwrap();
+    assert_eq!(response.text, "billing said: done");
+    // 0.30 for the remote task, once, and 0.01 for each of the two model calls.
+    assert!((response.cost_usd - 0.32).abs() < 1e-9, "{}", response.cost_usd);
+    assert_eq!(response.usage.input_tokens, 200 + 10);
+
+    // The follow-up continued task t1 in context c1, saying `approve`.
+    let requests = server.received_requests().await.unwrap();
+    let posts: Vec<Value> = requests
+        .iter()
+        .filter(|r| r.url.path() == "/rpc")
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(posts.len(), 2);
+    let follow_up = &posts[1]["params"]["message"];
+    assert_eq!(posts[1]["method"], "SendStreamingMessage");
+    assert_eq!((&follow_up["taskId"], &follow_up["contextId"]), (&json!("t1"), &json!("c1")));
+    assert_eq!(follow_up["parts"][0]["text"], "approve");
+    assert_eq!(follow_up["metadata"]["kaos"]["approval"]["answer"], "approve");
+    let first = &posts[0]["params"]["message"];
+    assert_eq!(first["parts"][0]["text"], "do it");
+    assert!(first.get("taskId").is_none());
+    let headers = &requests.iter().find(|r| r.url.path() == "/rpc").unwrap().headers;
+    assert_eq!(headers.get("a2a-version").unwrap(), "1.0");
+}
