@@ -689,3 +689,8 @@ mod doc_samples;
 #[cfg(feature = "openai-compatible")]
 #[path = "cli/documents.rs"]
 mod documents;
+
+/// A remote A2A agent (the official Python SDK's server) as a delegate named in an agent file.
+#[cfg(all(feature = "a2a", feature = "openai-compatible"))]
+#[path = "cli/a2a_delegate.rs"]
+mod a2a_delegate;
