@@ -21,7 +21,7 @@ async fn front() -> MockServer {
             let body: Value = serde_json::from_slice(&request.body).unwrap();
             let last = body["messages"].as_array().unwrap().last().unwrap().clone();
             let stream = if last["role"] == "tool" {
-                sse(json!({"role": "assistant", "content": format!("billing said: {}", last["content"])}), "stop")
+                sse(json!({"role": "assistant", "content": format!("billing said: {}", last["content"].as_str().unwrap())}), "stop")
             } else {
                 let arguments = json!({"task": last["content"]}).to_string();
                 sse(
