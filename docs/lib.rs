@@ -34,6 +34,8 @@ mod pages {
     mod performance {}
     #[doc = include_str!("concepts/http-api.md")]
     mod http_api {}
+    #[doc = include_str!("concepts/a2a.md")]
+    mod a2a {}
     #[doc = include_str!("concepts/documents.md")]
     mod documents {}
     #[doc = include_str!("reference/cli.md")]

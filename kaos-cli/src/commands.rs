@@ -762,10 +762,12 @@ pub(crate) async fn serve(global: &GlobalArgs, args: crate::ServeArgs) -> Result
     }
     let server = serve_http(runner, addr, options).await?;
     eprintln!(
-        "listening on {} (MCP at {}, API at {}/v1)",
+        "listening on {} (MCP at {}, API at {}/v1, A2A at {}{})",
         server.base_url(),
         server.url(),
-        server.base_url()
+        server.base_url(),
+        server.base_url(),
+        kaos_server::a2a::A2A_PATH
     );
     tokio::signal::ctrl_c().await?;
     eprintln!("shutting down: letting running turns finish");

@@ -690,6 +690,10 @@ mod doc_samples;
 #[path = "cli/documents.rs"]
 mod documents;
 
+/// `kaos serve --http` over A2A, driven by the official A2A Python SDK (tests/a2a/).
+#[path = "cli/a2a.rs"]
+mod a2a;
+
 /// A remote A2A agent (the official Python SDK's server) as a delegate named in an agent file.
 #[cfg(all(feature = "a2a", feature = "openai-compatible"))]
 #[path = "cli/a2a_delegate.rs"]

@@ -110,6 +110,8 @@ pub struct HttpOptions {
     pub serve: ServeOptions,
     /// How documents uploaded to `POST /v1/sessions/{id}/documents` are ingested.
     pub documents: crate::api::DocumentLimits,
+    /// The A2A face: limits of messages and of the tasks kept.
+    pub a2a: crate::a2a::A2aOptions,
 }
 
 impl fmt::Debug for HttpOptions {
@@ -123,6 +125,7 @@ impl fmt::Debug for HttpOptions {
             .field("shutdown_grace", &self.shutdown_grace)
             .field("serve", &self.serve)
             .field("documents", &self.documents)
+            .field("a2a", &self.a2a)
             .finish()
     }
 }
@@ -146,6 +149,7 @@ impl HttpOptions {
             shutdown_grace: Duration::from_secs(30),
             serve: ServeOptions::default(),
             documents: crate::api::DocumentLimits::default(),
+            a2a: crate::a2a::A2aOptions::default(),
         }
     }
 
@@ -171,6 +175,12 @@ impl HttpOptions {
     /// `self` ingesting uploaded documents with these limits (the CLI's `docs.*` settings).
     pub fn with_documents(mut self, documents: crate::api::DocumentLimits) -> Self {
         self.documents = documents;
+        self
+    }
+
+    /// `self` with other A2A options.
+    pub fn with_a2a(mut self, a2a: crate::a2a::A2aOptions) -> Self {
+        self.a2a = a2a;
         self
     }
 
@@ -363,9 +373,15 @@ pub async fn serve_http(
     if !addr.ip().is_loopback() && !options.allow_non_loopback {
         return Err(ServeError::NonLoopback(addr));
     }
-    if !options.path.starts_with('/') || options.path == "/" || options.path.starts_with("/v1") {
+    if !options.path.starts_with('/')
+        || options.path == "/"
+        || options.path.starts_with("/v1")
+        || options.path == crate::a2a::A2A_PATH
+        || options.path.starts_with("/.well-known")
+    {
         return Err(ServeError::Options(format!(
-            "the MCP path must start with '/' and not be '/' or under /v1 (got {:?})",
+            "the MCP path must start with '/' and not be '/', under /v1 or /.well-known, or {} (got {:?})",
+            crate::a2a::A2A_PATH,
             options.path
         )));
     }
@@ -390,7 +406,7 @@ pub async fn serve_http(
         mcp_path: options.path.clone().into(),
         mcp_owners: Mutex::new(HashMap::new()),
     });
-    let app = router(runner, shared, &options.path, options.max_body_bytes, options.documents.clone());
+    let app = router(runner, shared, &options);
     let shutdown = cancel.clone();
     let task = tokio::spawn(async move {
         // Events are small writes: send each at once (no Nagle delay behind a delayed ACK).
@@ -407,17 +423,12 @@ pub async fn serve_http(
     Ok(HttpServer { local_addr, path: options.path, cancel, grace: options.shutdown_grace, task })
 }
 
-fn router(
-    runner: Runner,
-    shared: Arc<Shared>,
-    mcp_path: &str,
-    max_body_bytes: usize,
-    documents: api::DocumentLimits,
-) -> Router {
-    let (api, openapi) = api::router(runner, documents);
+fn router(runner: Runner, shared: Arc<Shared>, options: &HttpOptions) -> Router {
+    let (api, openapi) = api::router(runner.clone(), options.documents.clone());
     Router::new()
-        .route(mcp_path, any(mcp))
+        .route(&options.path, any(mcp))
         .merge(api)
+        .merge(crate::a2a::router(runner, options.a2a.clone()))
         .route(
             "/v1/openapi.json",
             axum::routing::get(move || std::future::ready(axum::Json(openapi.clone()))),
@@ -425,7 +436,7 @@ fn router(
         .merge(super::console::router())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
         .layer(middleware::from_fn_with_state(shared.clone(), check_host))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
@@ -453,11 +464,13 @@ async fn check_host(State(shared): State<Arc<Shared>>, request: Request, next: N
     }
 }
 
-/// Refuses an MCP or API request without a valid bearer token (`401`, whatever the path under
-/// `/v1`); passes the caller on. The console's files and the OpenAPI document need none.
+/// Refuses an MCP, API or A2A request without a valid bearer token (`401`, whatever the path
+/// under `/v1`); passes the caller on. The console's files, the OpenAPI document and the A2A
+/// agent card (discovery) need none.
 async fn authenticate(State(shared): State<Arc<Shared>>, mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let guarded = path == shared.mcp_path.as_ref()
+        || path == crate::a2a::A2A_PATH
         || ((path == "/v1" || path.starts_with("/v1/")) && path != "/v1/openapi.json");
     if !guarded {
         return next.run(request).await;

@@ -5,7 +5,10 @@
 //! API at `/v1` (turns streamed as server-sent events, approvals, sessions, memory, search,
 //! traces; its OpenAPI document at `/v1/openapi.json`, see [`api`]) and the web console at `/`.
 //! The same bearer tokens ([`HttpOptions::with_token`]) guard MCP and the API, each token a
-//! caller with its own sessions; see `docs/concepts/http-api.md`.
+//! caller with its own sessions; see `docs/concepts/http-api.md`. The same server serves the
+//! agent over A2A (the Agent2Agent protocol 1.0, JSON-RPC binding, see [`a2a`]): its agent
+//! card at `/.well-known/agent-card.json` and JSON-RPC at `/a2a`, behind the same tokens; see
+//! `docs/concepts/a2a.md`.
 //!
 //! **Serving.** [`KaosMcpServer`] exposes a [`Runner`] to any MCP client:
 //!
@@ -40,6 +43,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod a2a;
 pub mod api;
 mod console;
 mod error;

@@ -5,7 +5,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::{Cargo, codegen, features, tidy};
 
 /// Runs format check, clippy, tidy, the codegen check, the feature matrix, the install of the
-/// MCP interop packages, of the S3 test server and of Chromium, the whole test suite with every feature on (so each vendor's wire
+/// MCP interop packages, of the S3 test server, of the A2A Python SDK and of Chromium, the whole test suite with every feature on (so each vendor's wire
 /// tests and the MCP interop tests run) and the examples; stops at the first failure.
 pub(crate) fn run() -> Result<()> {
     Cargo::new(["fmt", "--all", "--check"]).run()?;
@@ -28,6 +28,7 @@ pub(crate) fn run() -> Result<()> {
     features::run()?;
     install_mcp_packages()?;
     install_s3_server()?;
+    install_a2a_sdk()?;
     install_chromium()?;
     // The stdio interop test starts the example's binary as the server; `cargo test` builds
     // examples but does not put them at their plain path.
@@ -98,6 +99,19 @@ fn install_s3_server() -> Result<()> {
     let status = std::process::Command::new("bash").arg(&install).status().context("cannot run bash")?;
     if !status.success() {
         bail!("{} failed ({status}); it needs python3 with pip", install.display());
+    }
+    Ok(())
+}
+
+/// The official A2A Python SDK (a2a-sdk, pinned in tests/a2a/requirements.txt) whose client
+/// drives `kaos serve --http` in the A2A interop test (kaos-cli/tests/cli/a2a.rs); without it
+/// that test fails rather than skips.
+fn install_a2a_sdk() -> Result<()> {
+    let install = crate::workspace_root().join("tests/a2a/install.sh");
+    eprintln!("$ bash {}", install.display());
+    let status = std::process::Command::new("bash").arg(&install).status().context("cannot run bash")?;
+    if !status.success() {
+        bail!("{} failed ({status}); it needs python3 (>= 3.10) with pip", install.display());
     }
     Ok(())
 }

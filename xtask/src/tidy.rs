@@ -52,6 +52,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "kaos-session",
             "kaos-runner",
             "kaos-ingest",
+            "kaos-a2a",
         ],
     ),
     (

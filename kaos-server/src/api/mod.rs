@@ -5,7 +5,7 @@
 
 mod documents;
 mod error;
-mod trace;
+pub(crate) mod trace;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -106,7 +106,7 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 }
 
 /// The runner session of `client`'s session `public`: `{client}.{public}`.
-fn scoped(client: &ClientId, public: &str) -> Result<SessionId, ApiError> {
+pub(crate) fn scoped(client: &ClientId, public: &str) -> Result<SessionId, ApiError> {
     SessionId::new(public).map_err(|e| ApiError::invalid(e.to_string()))?;
     SessionId::new(&format!("{client}.{public}")).map_err(|e| ApiError::invalid(e.to_string()))
 }
@@ -636,7 +636,7 @@ async fn respond(
 
 /// The run's events, each seen by the recorder before it is passed on. Dropping this stream
 /// drops the run (cancelled: nothing stored).
-fn record(
+pub(crate) fn record(
     stream: RunStream,
     recorder: trace::Recorder,
 ) -> impl Stream<Item = Result<Event, RunError>> + Send {

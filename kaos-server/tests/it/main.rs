@@ -3,6 +3,7 @@
 //! (`load`) and the console in a real Chromium (`browser`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod a2a;
 mod api;
 mod browser;
 mod documents;
