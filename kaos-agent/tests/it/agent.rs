@@ -416,16 +416,23 @@ agent = { name = "helper", instructions = "Help.", model = "scripted:echo" }
             token_env: Some("BILLING_TOKEN")
         })
     );
-    assert!(matches!(delegates[1].target(), Some(kaos_agent::DelegateTarget::Local(a)) if a.name == "helper"));
+    assert!(
+        matches!(delegates[1].target(), Some(kaos_agent::DelegateTarget::Local(a)) if a.name == "helper")
+    );
     // The same agent through the builder has the same fingerprint.
-    let helper = Agent::builder().name("helper").instructions("Help.").model("scripted:echo").build().unwrap();
+    let helper =
+        Agent::builder().name("helper").instructions("Help.").model("scripted:echo").build().unwrap();
     let built = Agent::builder()
         .name("front")
         .instructions("Route billing questions.")
         .model("scripted:echo")
         .remote_delegate(
-            kaos_agent::Delegate::a2a("billing", "Answers billing questions.", "https://billing.example.com/a2a")
-                .with_token_env("BILLING_TOKEN"),
+            kaos_agent::Delegate::a2a(
+                "billing",
+                "Answers billing questions.",
+                "https://billing.example.com/a2a",
+            )
+            .with_token_env("BILLING_TOKEN"),
         )
         .delegate("local", "Helps.", &helper)
         .build()
@@ -470,11 +477,18 @@ fn a_malformed_remote_delegate_is_a_typed_error_naming_the_field() {
         assert!(Agent::builder().name("a").remote_delegate(delegate).build().is_ok(), "{url}");
     }
     // Neither or both, from a file.
-    let err = Agent::from_toml("name = \"a\"\n[[delegates]]\nname = \"d\"\ndescription = \"x\"\n").unwrap_err();
-    assert!(matches!(&err, AgentError::InvalidDelegate { field, .. } if field == "delegates[0].agent"), "{err}");
+    let err =
+        Agent::from_toml("name = \"a\"\n[[delegates]]\nname = \"d\"\ndescription = \"x\"\n").unwrap_err();
+    assert!(
+        matches!(&err, AgentError::InvalidDelegate { field, .. } if field == "delegates[0].agent"),
+        "{err}"
+    );
     let both = "name = \"a\"\n[[delegates]]\nname = \"d\"\ndescription = \"x\"\na2a = \"https://h/\"\nagent = { name = \"b\" }\n";
     let err = Agent::from_toml(both).unwrap_err();
-    assert!(matches!(&err, AgentError::InvalidDelegate { field, .. } if field == "delegates[0].a2a"), "{err}");
+    assert!(
+        matches!(&err, AgentError::InvalidDelegate { field, .. } if field == "delegates[0].a2a"),
+        "{err}"
+    );
     // A misspelled field is still an error.
     let typo = "name = \"a\"\n[[delegates]]\nname = \"d\"\ndescription = \"x\"\na2a = \"https://h/\"\ntoken = \"T\"\n";
     assert!(matches!(Agent::from_toml(typo).unwrap_err(), AgentError::Parse { .. }));

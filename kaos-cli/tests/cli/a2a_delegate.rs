@@ -70,12 +70,14 @@ async fn a_remote_delegate_in_an_agent_file_is_called_with_its_token_and_its_que
     let agent = agent.to_str().unwrap();
 
     // Echo: the token from the environment is accepted, the remote's answer is the tool's.
-    let echoed = kaos_with(&model, dir.path(), Some("sekrit"), &["--agent", agent, "run", "--json", "hello"]).await;
+    let echoed =
+        kaos_with(&model, dir.path(), Some("sekrit"), &["--agent", agent, "run", "--json", "hello"]).await;
     assert!(echoed.status.success(), "{}", stderr(&echoed));
     assert_eq!(stdout_json(&echoed)["text"], "billing said: echo: hello");
 
     // The remote asks: the run pauses; --approve answers the same remote task.
-    let paused = kaos_with(&model, dir.path(), Some("sekrit"), &["--agent", agent, "run", "please refund"]).await;
+    let paused =
+        kaos_with(&model, dir.path(), Some("sekrit"), &["--agent", agent, "run", "please refund"]).await;
     assert_eq!(paused.status.code(), Some(4), "{}", stderr(&paused));
     let err = stderr(&paused);
     assert!(err.contains("the remote agent `billing` asks: Refund 42 EUR to ACME?"), "{err}");
@@ -85,9 +87,13 @@ async fn a_remote_delegate_in_an_agent_file_is_called_with_its_token_and_its_que
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no resume command in: {err}"))
         .to_owned();
-    let resumed =
-        kaos_with(&model, dir.path(), Some("sekrit"), &["--agent", agent, "resume", &run_id, "--approve", "--json"])
-            .await;
+    let resumed = kaos_with(
+        &model,
+        dir.path(),
+        Some("sekrit"),
+        &["--agent", agent, "resume", &run_id, "--approve", "--json"],
+    )
+    .await;
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     assert_eq!(stdout_json(&resumed)["text"], "billing said: Refund done.");
 
