@@ -5,6 +5,7 @@
 //! typed error naming the delegate as the tool's result, the parent run intact.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use kaos_agent::{Agent, Delegate};
@@ -413,4 +414,45 @@ async fn a_cost_reported_before_the_pause_is_charged_once_and_the_answer_names_t
     assert!(first.get("taskId").is_none());
     let headers = &requests.iter().find(|r| r.url.path() == "/rpc").unwrap().headers;
     assert_eq!(headers.get("a2a-version").unwrap(), "1.0");
+}
+
+#[tokio::test]
+async fn a_remote_that_keeps_failing_is_withdrawn_by_its_circuit_breaker() {
+    let server = MockServer::start().await;
+    let good_card = ResponseTemplate::new(200).set_body_json(card(&server, false));
+    Mock::given(method("GET"))
+        .and(path("/.well-known/agent-card.json"))
+        .respond_with(good_card)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/rpc"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    let agent = Agent::builder()
+        .name("front")
+        .instructions(FRONT)
+        .remote_delegate(billing(&server.uri()))
+        .build()
+        .unwrap();
+    let runner = Runner::builder(agent, Runtime::test_mode())
+        .model(Arc::new(model()))
+        .breakers(kaos_runner::BreakerConfig::new(2, Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    let mut tripped = Vec::new();
+    for _ in 0..2 {
+        let (response, events) = turn(&runner, "hello", "s1").await;
+        assert!(tool_result(&response).contains("answered HTTP 500"), "{}", tool_result(&response));
+        tripped.extend(events.into_iter().filter(
+            |e| matches!(&e.kind, EventKind::CircuitBreakerTripped { name, .. } if name == "billing"),
+        ));
+    }
+    assert_eq!(tripped.len(), 1, "the second failure opens it");
+    // Open: the next call is not sent.
+    let (response, _) = turn(&runner, "hello", "s1").await;
+    assert!(tool_result(&response).contains("`billing` is unavailable"), "{}", tool_result(&response));
+    let posts = server.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/rpc").count();
+    assert_eq!(posts, 2);
 }
