@@ -11,6 +11,7 @@ What the agent does:
 - a message containing `refund` asks for input (`input-required`: "Refund 42 EUR to ACME?");
   the follow-up on the same task completes it: `Refund done.` when it starts with `approve`,
   `Refund cancelled: <the rest>` when it starts with `deny`;
+- a message containing `slow` streams `thinking...`, then works for a minute (until canceled);
 - anything else is echoed back (`echo: <text>`) as an artifact streamed in two chunks, and the
   task completes with a cost in KAOS's metadata (`{"kaos": {"cost_usd": 0.25, ...}}`).
 """
@@ -71,6 +72,10 @@ class PeerExecutor(AgentExecutor):
                 reply = f'Refund cancelled: {reason}'
             await updater.add_artifact([Part(text=reply)], name='result', last_chunk=True)
             await updater.update_status(TaskState.TASK_STATE_COMPLETED, metadata=COST)
+            return
+        if 'slow' in text.lower():
+            await updater.add_artifact([Part(text='thinking...')], artifact_id='answer', name='answer')
+            await asyncio.sleep(60)
             return
         if 'refund' in text.lower():
             question = new_text_message(

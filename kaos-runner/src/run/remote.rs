@@ -11,7 +11,8 @@
 //! a person (the question is the pause's reason); resuming sends the answer as the follow-up
 //! message of the same remote task, which goes on. Usage and cost the remote reports in
 //! metadata (`kaos_a2a::kaos`) are charged to the parent's budget; a remote that reports none
-//! is an unpriced call. The call is bounded by what is left of the turn's wall-clock budget.
+//! is an unpriced call. The call is bounded by what is left of the turn's wall-clock budget;
+//! a remote task still running when it runs out is canceled (`CancelTask`).
 //! Any failure — unreachable, an HTTP error, an answer the protocol does not allow — is an
 //! error result naming the delegate, counted by its breaker: the parent run goes on.
 
@@ -37,6 +38,9 @@ use crate::events::{Event, EventKind, Span, SpanPhase, SpanSubject};
 
 /// Most characters of the remote's answer in the span's `result_summary`.
 const SUMMARY_CHARS: usize = 200;
+
+/// How long canceling a remote task that ran out of time may take.
+const CANCEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Calls the remote agent of `delegate` for the call `call_id`: a new task with `task`, or
 /// the answer to the question its task asked before the run paused.
@@ -66,9 +70,16 @@ pub(super) async fn call(
     let expected = continuing.as_ref().map(|r| r.task_id.clone());
     let mut remote = Remote { cx, name, client: &client, tracker: Tracker::new(expected), seq: 0 };
     let exchanged = match remote.cx.budget.time_left() {
-        Some(left) => tokio::time::timeout(left, remote.exchange(message)).await.unwrap_or_else(|_| {
-            Err("the turn's wall-clock budget ran out while the remote agent worked".into())
-        }),
+        Some(left) => match tokio::time::timeout(left, remote.exchange(message)).await {
+            Ok(exchanged) => exchanged,
+            Err(_) => {
+                // Out of time: the remote task is canceled, so it does not go on unseen.
+                if let Some(id) = remote.tracker.task_id.as_deref() {
+                    let _ = tokio::time::timeout(CANCEL_TIMEOUT, client.cancel_task(id)).await;
+                }
+                Err("the turn's wall-clock budget ran out while the remote agent worked; its task was canceled".into())
+            }
+        },
         None => remote.exchange(message).await,
     };
     let tracker = remote.tracker;

@@ -456,3 +456,35 @@ async fn a_remote_that_keeps_failing_is_withdrawn_by_its_circuit_breaker() {
     let posts = server.received_requests().await.unwrap().iter().filter(|r| r.url.path() == "/rpc").count();
     assert_eq!(posts, 2);
 }
+
+#[tokio::test]
+async fn a_remote_task_still_working_when_the_turn_runs_out_of_time_is_canceled() {
+    let peer = Peer::start(&[]);
+    let agent = Agent::builder()
+        .name("front")
+        .instructions(FRONT)
+        .budget(kaos_agent::Budget::default().with_max_wall_clock_ms(2_000))
+        .remote_delegate(billing(&peer.url))
+        .build()
+        .unwrap();
+    let runner = Runner::builder(agent, Runtime::test_mode()).model(Arc::new(model())).build().unwrap();
+    let (response, events) = turn(&runner, "slow please", "s1").await;
+    let result = tool_result(&response);
+    assert!(
+        result.contains("wall-clock budget ran out") && result.contains("its task was canceled"),
+        "{result}"
+    );
+    let task_id = forwarded(&events)
+        .iter()
+        .find_map(|k| match k {
+            EventKind::Span(span) => {
+                span.attributes.get("task_id").and_then(Value::as_str).map(str::to_owned)
+            }
+            _ => None,
+        })
+        .unwrap();
+    // The remote says so too.
+    let client = kaos_a2a::client::A2aClient::new(&peer.url, None).unwrap();
+    let task = client.get_task(&task_id).await.unwrap();
+    assert_eq!(task.status.state, kaos_a2a::TaskState::Canceled);
+}
