@@ -5,7 +5,8 @@
 //! circuit breaker, budget). It sends the task as a message — streamed when the agent's card
 //! says it streams — and follows the remote task: text it streams is forwarded wrapped in
 //! `subagent` events (`text_delta`, and a `subagent` span for each state it reports), like a
-//! local sub-agent's. Each event must be about the one task the call started (or continues).
+//! local sub-agent's; a stream that ends before the task does is followed up once with
+//! `GetTask`, then `SubscribeToTask`. Each event must be about the one task the call started (or continues).
 //! When the task completes, its artifacts' text (else its last message) is the tool result;
 //! failed, rejected or canceled is an error result. `input-required` pauses the parent run for
 //! a person (the question is the pause's reason); resuming sends the answer as the follow-up
@@ -222,15 +223,10 @@ impl Remote<'_, '_> {
         let client = self.client.clone();
         let card = client.card().await?;
         let request = SendMessageRequest::new(message);
-        if card.capabilities.streaming == Some(true) {
-            let mut events = client.send_streaming_message(&request).await?;
-            while let Some(event) = events.next().await {
-                let forwarded = self.tracker.apply(event?)?;
-                self.forward(forwarded);
-                if self.tracker.settled() {
-                    break;
-                }
-            }
+        let streaming = card.capabilities.streaming == Some(true);
+        if streaming {
+            let events = client.send_streaming_message(&request).await?;
+            self.follow(events).await?;
         } else {
             let event = match client.send_message(&request).await? {
                 SendMessageResponse::Task(task) => StreamResponse::Task(task),
@@ -240,13 +236,17 @@ impl Remote<'_, '_> {
             self.forward(forwarded);
         }
         // A stream that ended early (or a blocking answer still working): ask once how the
-        // task stands.
+        // task stands, and if it still works, subscribe to it once.
         if !self.tracker.settled()
             && let Some(id) = self.tracker.task_id.clone()
         {
             let task = client.get_task(&id).await?;
             let forwarded = self.tracker.apply(StreamResponse::Task(task))?;
             self.forward(forwarded);
+            if !self.tracker.settled() && streaming {
+                let events = client.subscribe_to_task(&id).await?;
+                self.follow(events).await?;
+            }
         }
         if !self.tracker.settled() {
             return Err(format!(
@@ -254,6 +254,18 @@ impl Remote<'_, '_> {
                 state_name(self.tracker.state)
             )
             .into());
+        }
+        Ok(())
+    }
+
+    /// Takes a stream's events in until the task ends or asks for input (or the stream ends).
+    async fn follow(&mut self, mut events: kaos_a2a::client::EventStream) -> Result<(), BoxError> {
+        while let Some(event) = events.next().await {
+            let forwarded = self.tracker.apply(event?)?;
+            self.forward(forwarded);
+            if self.tracker.settled() {
+                break;
+            }
         }
         Ok(())
     }

@@ -488,3 +488,59 @@ async fn a_remote_task_still_working_when_the_turn_runs_out_of_time_is_canceled(
     let task = client.get_task(&task_id).await.unwrap();
     assert_eq!(task.status.state, kaos_a2a::TaskState::Canceled);
 }
+
+#[tokio::test]
+async fn a_stream_cut_while_the_task_works_is_followed_up_with_get_task_then_subscribe_to_task() {
+    use wiremock::matchers::body_partial_json;
+    let server = MockServer::start().await;
+    let good_card = ResponseTemplate::new(200).set_body_json(card(&server, true));
+    Mock::given(method("GET"))
+        .and(path("/.well-known/agent-card.json"))
+        .respond_with(good_card)
+        .mount(&server)
+        .await;
+    let artifact = |id: u32, text: &str, append: bool| {
+        json!({"jsonrpc": "2.0", "id": id, "result": {"artifactUpdate": {"taskId": "t1", "contextId": "c1",
+            "artifact": {"artifactId": "a", "parts": [{"text": text}]}, "append": append}}})
+    };
+    let task = |id: u32, state: &str| {
+        json!({"jsonrpc": "2.0", "id": id, "result": {"task": {"id": "t1", "contextId": "c1", "status": {"state": state},
+            "artifacts": [{"artifactId": "a", "parts": [{"text": "part one, "}]}]}}})
+    };
+    let status = |id: u32, state: &str| json!({"jsonrpc": "2.0", "id": id, "result": {"statusUpdate": {"taskId": "t1", "contextId": "c1", "status": {"state": state}}}});
+    let rpc = |name: &str| {
+        Mock::given(method("POST")).and(path("/rpc")).and(body_partial_json(json!({"method": name})))
+    };
+    // The stream is cut after the first chunk; the task still works; the subscription ends it.
+    rpc("SendStreamingMessage")
+        .respond_with(sse(&[status(1, "TASK_STATE_WORKING"), artifact(1, "part one, ", false)]))
+        .mount(&server)
+        .await;
+    let working = task(2, "TASK_STATE_WORKING")["result"]["task"].clone();
+    rpc("GetTask")
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"jsonrpc": "2.0", "id": 2, "result": working})),
+        )
+        .mount(&server)
+        .await;
+    rpc("SubscribeToTask")
+        .respond_with(sse(&[
+            task(3, "TASK_STATE_WORKING"),
+            artifact(3, "part two", true),
+            status(3, "TASK_STATE_COMPLETED"),
+        ]))
+        .mount(&server)
+        .await;
+
+    let runner = runner_for(billing(&server.uri()));
+    let (response, events) = turn(&runner, "hello", "s1").await;
+    assert_eq!(response.text, "billing said: part one, part two");
+    let deltas: Vec<&str> = forwarded(&events)
+        .into_iter()
+        .filter_map(|k| match k {
+            EventKind::TextDelta { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deltas, ["part one, ", "part two"]);
+}
