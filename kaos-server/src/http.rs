@@ -261,6 +261,8 @@ pub struct HttpServer {
     local_addr: SocketAddr,
     path: String,
     cancel: CancellationToken,
+    /// The runs of A2A tasks, which outlive the requests that started them.
+    a2a: crate::a2a::Drivers,
     grace: Duration,
     task: JoinHandle<()>,
 }
@@ -286,6 +288,7 @@ impl HttpServer {
     /// (running turns) finish and commit for up to [`HttpOptions::shutdown_grace`], then drops
     /// what is left (a dropped turn stores nothing).
     pub async fn shutdown(mut self) {
+        let deadline = tokio::time::Instant::now() + self.grace;
         self.cancel.cancel();
         match tokio::time::timeout(self.grace, &mut self.task).await {
             Ok(Ok(())) => {}
@@ -295,6 +298,8 @@ impl HttpServer {
                 self.task.abort();
             }
         }
+        // A2A tasks run apart from requests: they get what is left of the same grace.
+        self.a2a.finish_by(deadline).await;
     }
 }
 
@@ -406,7 +411,8 @@ pub async fn serve_http(
         mcp_path: options.path.clone().into(),
         mcp_owners: Mutex::new(HashMap::new()),
     });
-    let app = router(runner, shared, &options);
+    let a2a = crate::a2a::Drivers::default();
+    let app = router(runner, shared, &options, a2a.clone());
     let shutdown = cancel.clone();
     let task = tokio::spawn(async move {
         // Events are small writes: send each at once (no Nagle delay behind a delayed ACK).
@@ -420,15 +426,15 @@ pub async fn serve_http(
             tracing::warn!(error = %e, "HTTP server stopped with an error");
         }
     });
-    Ok(HttpServer { local_addr, path: options.path, cancel, grace: options.shutdown_grace, task })
+    Ok(HttpServer { local_addr, path: options.path, cancel, a2a, grace: options.shutdown_grace, task })
 }
 
-fn router(runner: Runner, shared: Arc<Shared>, options: &HttpOptions) -> Router {
+fn router(runner: Runner, shared: Arc<Shared>, options: &HttpOptions, a2a: crate::a2a::Drivers) -> Router {
     let (api, openapi) = api::router(runner.clone(), options.documents.clone());
     Router::new()
         .route(&options.path, any(mcp))
         .merge(api)
-        .merge(crate::a2a::router(runner, options.a2a.clone()))
+        .merge(crate::a2a::router(runner, options.a2a.clone(), a2a))
         .route(
             "/v1/openapi.json",
             axum::routing::get(move || std::future::ready(axum::Json(openapi.clone()))),

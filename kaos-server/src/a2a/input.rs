@@ -1,8 +1,11 @@
 //! What a client's message asks for: the text of a new turn, or the answer to a paused call.
 //! Checked whole before anything runs, so a refused message stores nothing.
 
-use kaos_a2a::{ErrorCode, JsonRpcError, Message, PartContent, Role, SendMessageConfiguration};
-use kaos_runner::Approval;
+use kaos_a2a::{ErrorCode, JsonRpcError, Message, Metadata, PartContent, Role, SendMessageConfiguration};
+use kaos_agent::PermissionRule;
+use kaos_runner::{Approval, RunOptions};
+use kaos_tools::ToolSelector;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::card::{JSON, TEXT};
@@ -101,6 +104,37 @@ pub(super) fn turn_text(
         return Err(invalid("message.parts: the message has no text"));
     }
     Ok(text)
+}
+
+/// A request's guardrails, as the `/v1` API's turn options: `metadata.kaos` of the request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Guardrails {
+    /// Tool-name globs approved in advance for this turn (the agent's deny rules still apply).
+    #[serde(default)]
+    approve: Vec<String>,
+    /// Most this turn may cost, in USD.
+    #[serde(default)]
+    max_cost_usd: Option<f64>,
+}
+
+/// The run's options from the request's `metadata.kaos` (`approve` globs, `max_cost_usd`).
+pub(super) fn run_options(metadata: Option<&Metadata>) -> Result<RunOptions, JsonRpcError> {
+    let Some(kaos) = metadata.and_then(|m| m.get("kaos")) else { return Ok(RunOptions::default()) };
+    let guardrails: Guardrails = serde_json::from_value(kaos.clone())
+        .map_err(|e| invalid(format!("metadata.kaos: {e} (it takes `approve` and `max_cost_usd`)")))?;
+    ToolSelector::new(&guardrails.approve).map_err(|e| invalid(format!("metadata.kaos.approve: {e}")))?;
+    let mut options = RunOptions::default();
+    for glob in guardrails.approve {
+        options = options.with_permission(PermissionRule::allow(glob));
+    }
+    if let Some(cap) = guardrails.max_cost_usd {
+        if !(cap.is_finite() && cap > 0.0) {
+            return Err(invalid("metadata.kaos.max_cost_usd must be a positive number of USD"));
+        }
+        options = options.with_max_cost_usd(cap);
+    }
+    Ok(options)
 }
 
 /// The answer a follow-up message gives to a paused call.

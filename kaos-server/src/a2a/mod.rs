@@ -51,11 +51,11 @@ pub const DEFAULT_MAX_FINISHED_TASKS: usize = 1024;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct A2aOptions {
-    /// The largest part of a message (text, file bytes or JSON data), in bytes [1 MiB]; a
-    /// larger one is refused with `-32602` (invalid params) and nothing runs.
+    /// The largest part of a message (text, file bytes or JSON data), in bytes (default
+    /// 1 MiB); a larger one is refused with `-32602` (invalid params) and nothing runs.
     pub max_part_bytes: usize,
     /// How many finished tasks (completed, failed, canceled) stay readable with `GetTask`
-    /// [1024]; tasks live in the server's memory, sessions in its data directory.
+    /// (default 1024); tasks live in the server's memory, sessions in its data directory.
     pub max_finished_tasks: usize,
 }
 
@@ -73,6 +73,37 @@ impl A2aOptions {
     }
 }
 
+/// The runs of A2A tasks: tracked, so that shutdown lets them finish within its grace, and
+/// stopped together after it (a dropped run stores nothing).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Drivers {
+    tracker: tokio_util::task::TaskTracker,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Drivers {
+    /// Runs `driver` as one of the tracked runs.
+    fn spawn(&self, driver: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tracker.spawn(driver);
+    }
+
+    /// A token cancelled when the server stops waiting for the runs.
+    fn token(&self) -> tokio_util::sync::CancellationToken {
+        self.stop.child_token()
+    }
+
+    /// Lets the runs finish until `deadline`, then cancels those left and waits for them to
+    /// drop their runs.
+    pub(crate) async fn finish_by(&self, deadline: tokio::time::Instant) {
+        self.tracker.close();
+        if tokio::time::timeout_at(deadline, self.tracker.wait()).await.is_err() {
+            tracing::warn!("A2A tasks still running after the shutdown grace; canceling them");
+            self.stop.cancel();
+            self.tracker.wait().await;
+        }
+    }
+}
+
 #[derive(Clone)]
 struct A2aState {
     runner: Runner,
@@ -81,8 +112,12 @@ struct A2aState {
 }
 
 /// The agent card route and the JSON-RPC route.
-pub(crate) fn router<S: Clone + Send + Sync + 'static>(runner: Runner, options: A2aOptions) -> Router<S> {
-    let tasks = Arc::new(Tasks::new(runner.clone(), options.max_finished_tasks));
+pub(crate) fn router<S: Clone + Send + Sync + 'static>(
+    runner: Runner,
+    options: A2aOptions,
+    drivers: Drivers,
+) -> Router<S> {
+    let tasks = Arc::new(Tasks::new(runner.clone(), options.max_finished_tasks, drivers));
     Router::new().route(AGENT_CARD_PATH, get(agent_card)).route(A2A_PATH, post(rpc)).with_state(A2aState {
         runner,
         tasks,

@@ -18,15 +18,15 @@ use kaos_a2a::{
     PartContent, Role, SendMessageRequest, StreamResponse, Task, TaskArtifactUpdateEvent, TaskState,
     TaskStatus, TaskStatusUpdateEvent,
 };
-use kaos_runner::{Event, EventKind, RunError, RunOptions, Runner, SessionId, TurnFold, TurnResponse};
+use kaos_runner::{Event, EventKind, RunError, Runner, SessionId, TurnFold, TurnResponse};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::super::ClientId;
 use super::super::api::{self, trace};
-use super::A2aOptions;
 use super::input::{self, HOW_TO_ANSWER};
+use super::{A2aOptions, Drivers};
 
 type Events = Pin<Box<dyn Stream<Item = Result<Event, RunError>> + Send>>;
 type Subscriber = mpsc::UnboundedSender<StreamResponse>;
@@ -34,6 +34,7 @@ type Subscriber = mpsc::UnboundedSender<StreamResponse>;
 /// Every task of the server, by id (the run id).
 pub(crate) struct Tasks {
     runner: Runner,
+    drivers: Drivers,
     max_finished: usize,
     table: Mutex<Table>,
     order: AtomicU64,
@@ -96,7 +97,11 @@ fn run_error(error: &RunError) -> JsonRpcError {
 /// Now, as ISO 8601 in UTC with milliseconds (`2025-10-28T10:30:00.000Z`).
 pub(super) fn now_iso8601() -> String {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
+    iso8601(since.as_secs(), since.subsec_millis())
+}
+
+/// `secs` after the Unix epoch and `millis`, as ISO 8601 in UTC.
+fn iso8601(secs: u64, millis: u32) -> String {
     let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -113,7 +118,7 @@ pub(super) fn now_iso8601() -> String {
         rest / 3_600,
         rest % 3_600 / 60,
         rest % 60,
-        since.subsec_millis()
+        millis
     )
 }
 
@@ -335,8 +340,8 @@ impl Entry {
 }
 
 impl Tasks {
-    pub(crate) fn new(runner: Runner, max_finished: usize) -> Self {
-        Self { runner, max_finished, table: Mutex::new(Table::default()), order: AtomicU64::new(0) }
+    pub(crate) fn new(runner: Runner, max_finished: usize, drivers: Drivers) -> Self {
+        Self { runner, drivers, max_finished, table: Mutex::new(Table::default()), order: AtomicU64::new(0) }
     }
 
     /// The caller's task `id`; another caller's is the same `TaskNotFound` as a missing one.
@@ -385,6 +390,7 @@ impl Tasks {
             return self.answer(client, &task_id, params.message, options).await;
         }
         let text = input::turn_text(&params.message, params.configuration.as_ref(), options.max_part_bytes)?;
+        let run_options = input::run_options(params.metadata.as_ref())?;
         let context = match &params.message.context_id {
             Some(context) => context.clone(),
             None => uuid::Uuid::now_v7().to_string(),
@@ -393,7 +399,7 @@ impl Tasks {
         let session = SessionId::new(&format!("{client}.{context}"))
             .map_err(|e| invalid(format!("message.contextId: {e}")))?;
         let recorder = trace::Recorder::fresh(self.runner.runtime().vfs().clone(), session.clone());
-        let run = self.runner.run_with(text, session.as_str(), RunOptions::default());
+        let run = self.runner.run_with(text, session.as_str(), run_options);
         let mut events: Events = Box::pin(api::record(run, recorder));
         // The first event names the run, whose id is the task's.
         let first = match events.next().await {
@@ -415,12 +421,12 @@ impl Tasks {
         };
         let order = self.order.fetch_add(1, Ordering::Relaxed);
         let entry = Arc::new(Entry::new(client.clone(), session, order, task));
-        let cancel = CancellationToken::new();
+        let cancel = self.drivers.token();
         lock(&entry.data).cancel = Some(cancel.clone());
         let subscription = entry.subscribe();
         lock(&self.table).tasks.insert(id, entry.clone());
         let flow = entry.apply(&first);
-        tokio::spawn(self.clone().drive(entry.clone(), events, cancel, flow));
+        self.drivers.spawn(self.clone().drive(entry.clone(), events, cancel, flow));
         Ok((entry, subscription))
     }
 
@@ -434,7 +440,7 @@ impl Tasks {
     ) -> Result<(Arc<Entry>, mpsc::UnboundedReceiver<StreamResponse>), JsonRpcError> {
         let entry = self.find(client, id)?;
         let answer = input::answer(&message, options.max_part_bytes)?;
-        let cancel = CancellationToken::new();
+        let cancel = self.drivers.token();
         {
             let mut data = lock(&entry.data);
             if let Some(context) = &message.context_id
@@ -484,7 +490,7 @@ impl Tasks {
             data.task.status = status(TaskState::Working, None);
         }
         let subscription = entry.subscribe();
-        tokio::spawn(self.clone().drive(entry.clone(), events, cancel, Flow::Go));
+        self.drivers.spawn(self.clone().drive(entry.clone(), events, cancel, Flow::Go));
         Ok((entry, subscription))
     }
 
@@ -503,6 +509,11 @@ impl Tasks {
                     biased;
                     () = cancel.cancelled() => {
                         drop(events);
+                        if paused {
+                            // The run is stored paused; an answer or a cancel of the task
+                            // decides what becomes of it, not this draining stream.
+                            return;
+                        }
                         self.canceled(&entry).await;
                         self.finished(&entry);
                         return;
@@ -730,10 +741,14 @@ fn state_name(state: TaskState) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::now_iso8601;
+    use super::{iso8601, now_iso8601};
 
     #[test]
     fn timestamps_are_iso_8601_in_utc_with_milliseconds() {
+        assert_eq!(iso8601(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(951_782_400, 7), "2000-02-29T00:00:00.007Z");
+        assert_eq!(iso8601(1_761_647_433, 250), "2025-10-28T10:30:33.250Z");
+        assert_eq!(iso8601(4_102_444_799, 999), "2099-12-31T23:59:59.999Z");
         let now = now_iso8601();
         assert_eq!(now.len(), "2025-10-28T10:30:00.000Z".len(), "{now}");
         assert!(now.starts_with("20") && now.ends_with('Z') && now.as_bytes()[10] == b'T', "{now}");

@@ -212,6 +212,17 @@ async fn a_paused_run_is_an_input_required_task_whose_follow_up_approves_or_deni
     again["taskId"] = json!(paused.id);
     assert_eq!(alice.error_code("SendMessage", json!({"message": again})).await, -32004);
 
+    // Approved in advance by the request's guardrails (as /v1's turn options): no pause.
+    let params = json!({"message": user("clean up"), "metadata": {"kaos": {"approve": ["delete_*"], "max_cost_usd": 1.0}}});
+    let result = alice.result("SendMessage", params).await;
+    let approved: Task = serde_json::from_value(result["task"].clone()).unwrap();
+    assert_eq!(approved.status.state, TaskState::Completed, "{approved:?}");
+    assert_eq!(text_of(&approved), "Done: deleted notes.txt (turn 1)");
+    for bad in [json!({"approve": ["["]}), json!({"max_cost_usd": -1}), json!({"approve_all": true})] {
+        let params = json!({"message": user("clean up"), "metadata": {"kaos": bad}});
+        assert_eq!(alice.error_code("SendMessage", params).await, -32602, "{bad}");
+    }
+
     // Denied with a data part: the tool does not run and the model is told why.
     let paused = alice.send(user("clean up")).await;
     let deny = json!({"messageId": "d", "role": "ROLE_USER", "taskId": paused.id, "contextId": paused.context_id,
@@ -342,4 +353,42 @@ async fn bad_input_gets_the_protocol_error_codes_and_stores_nothing() {
     assert_eq!(sessions["sessions"], json!([]), "{sessions}");
     assert_eq!(alice.result("ListTasks", json!({})).await["tasks"], json!([]));
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_running_tasks_finish_within_its_grace_then_drops_them() {
+    let runner = destructive_runner(destructive_runtime());
+    let options = |grace_ms| {
+        kaos_server::HttpOptions::new()
+            .with_token(ALICE, "alice")
+            .with_shutdown_grace(std::time::Duration::from_millis(grace_ms))
+    };
+    let start = |server: &HttpServer, message: &str| {
+        let alice = A2a::new(server, ALICE);
+        let params = json!({"message": user(message), "configuration": {"returnImmediately": true}});
+        async move {
+            let task: Task =
+                serde_json::from_value(alice.result("SendMessage", params).await["task"].clone()).unwrap();
+            assert_eq!(task.status.state, TaskState::Working);
+            format!("alice.{}", task.context_id)
+        }
+    };
+    let turns = |session: String| {
+        let runner = runner.clone();
+        async move { runner.sessions().turns(&session).await.unwrap().unwrap_or_default().len() }
+    };
+
+    // Within the grace: the task's turn finishes and commits although no request waits for it.
+    let server = kaos_server::serve_http(runner.clone(), loopback(), options(30_000)).await.unwrap();
+    let session = start(&server, "wait 300").await;
+    server.shutdown().await;
+    assert_eq!(turns(session).await, 1);
+
+    // Past the grace: the run is dropped, and nothing of it is stored.
+    let server = kaos_server::serve_http(runner.clone(), loopback(), options(200)).await.unwrap();
+    let session = start(&server, "wait 60000").await;
+    tokio::time::timeout(std::time::Duration::from_secs(20), server.shutdown())
+        .await
+        .expect("shutdown waits no longer than its grace for A2A tasks");
+    assert_eq!(turns(session).await, 0);
 }
