@@ -64,14 +64,28 @@ pub(super) async fn call(
         Some(tool_span),
         attrs([("subagent_name", json!(name)), ("task", json!(task)), ("a2a_url", json!(client.base_url()))]),
     );
-    let message = match &continuing {
-        Some(remote) => follow_up(remote),
-        None => Message::new(new_id(), Role::User, vec![Part::text(task)]),
+    let request = match &continuing {
+        Some(remote) => SendMessageRequest::new(follow_up(remote)),
+        None => {
+            let mut request =
+                SendMessageRequest::new(Message::new(new_id(), Role::User, vec![Part::text(task)]));
+            // What is left of the parent's cost cap travels as the remote turn's cap (KAOS
+            // peers honour `metadata.kaos.max_cost_usd`; others ignore it).
+            if let Some(left) = cx.budget.remaining().max_cost_usd.filter(|left| *left > 0.0) {
+                let mut metadata = Metadata::new();
+                metadata.insert(
+                    kaos_a2a::kaos::METADATA_KEY.to_owned(),
+                    json!({ kaos_a2a::kaos::MAX_COST_USD: left }),
+                );
+                request.metadata = Some(metadata);
+            }
+            request
+        }
     };
     let expected = continuing.as_ref().map(|r| r.task_id.clone());
     let mut remote = Remote { cx, name, client: &client, tracker: Tracker::new(expected), seq: 0 };
     let exchanged = match remote.cx.budget.time_left() {
-        Some(left) => match tokio::time::timeout(left, remote.exchange(message)).await {
+        Some(left) => match tokio::time::timeout(left, remote.exchange(request)).await {
             Ok(exchanged) => exchanged,
             Err(_) => {
                 // Out of time: the remote task is canceled, so it does not go on unseen.
@@ -81,7 +95,7 @@ pub(super) async fn call(
                 Err("the turn's wall-clock budget ran out while the remote agent worked; its task was canceled".into())
             }
         },
-        None => remote.exchange(message).await,
+        None => remote.exchange(request).await,
     };
     let tracker = remote.tracker;
     let failed = |source: Box<dyn std::error::Error + Send + Sync>| RunError::RemoteDelegate {
@@ -219,10 +233,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Remote<'_, '_> {
     /// Sends `message` and follows the task until it ends or asks for input.
-    async fn exchange(&mut self, message: Message) -> Result<(), BoxError> {
+    async fn exchange(&mut self, request: SendMessageRequest) -> Result<(), BoxError> {
         let client = self.client.clone();
         let card = client.card().await?;
-        let request = SendMessageRequest::new(message);
         let streaming = card.capabilities.streaming == Some(true);
         if streaming {
             let events = client.send_streaming_message(&request).await?;
@@ -338,6 +351,8 @@ impl Tracker {
                 let text = message.text();
                 news.push(EventKind::TextDelta { text: text.clone() });
                 self.direct = Some(text);
+                // A direct answer is the whole answer: nothing is left to do.
+                self.state = TaskState::Completed;
                 self.read_metadata(message.metadata.as_ref())?;
             }
             StreamResponse::Task(task) => {

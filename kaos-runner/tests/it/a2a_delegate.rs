@@ -544,3 +544,40 @@ async fn a_stream_cut_while_the_task_works_is_followed_up_with_get_task_then_sub
         .collect();
     assert_eq!(deltas, ["part one, ", "part two"]);
 }
+
+#[tokio::test]
+async fn what_is_left_of_the_parents_cost_cap_is_sent_as_the_remote_turns_cap() {
+    let server = MockServer::start().await;
+    let good_card = ResponseTemplate::new(200).set_body_json(card(&server, false));
+    Mock::given(method("GET"))
+        .and(path("/.well-known/agent-card.json"))
+        .respond_with(good_card)
+        .mount(&server)
+        .await;
+    let answer = |id: u64| json!({"jsonrpc": "2.0", "id": id, "result": {"message": {"messageId": "m", "role": "ROLE_AGENT", "parts": [{"text": "ok"}]}}});
+    Mock::given(method("POST"))
+        .and(path("/rpc"))
+        .respond_with(move |request: &wiremock::Request| {
+            let body: Value = serde_json::from_slice(&request.body).unwrap();
+            ResponseTemplate::new(200).set_body_json(answer(body["id"].as_u64().unwrap()))
+        })
+        .mount(&server)
+        .await;
+    let agent = Agent::builder()
+        .name("front")
+        .instructions(FRONT)
+        .budget(kaos_agent::Budget::default().with_max_cost_usd(1.0))
+        .remote_delegate(billing(&server.uri()))
+        .build()
+        .unwrap();
+    let runner = Runner::builder(agent, Runtime::test_mode()).model(Arc::new(model())).build().unwrap();
+    let (response, _) = turn(&runner, "hello", "s1").await;
+    assert_eq!(response.text, "billing said: ok");
+    let requests = server.received_requests().await.unwrap();
+    let post = requests.iter().find(|r| r.url.path() == "/rpc").unwrap();
+    let body: Value = serde_json::from_slice(&post.body).unwrap();
+    // 1.0, less the first model call's 0.01.
+    let cap = body["params"]["metadata"]["kaos"]["max_cost_usd"].as_f64().unwrap();
+    assert!((cap - 0.99).abs() < 1e-9, "{body}");
+    assert_eq!(body["method"], "SendMessage");
+}
