@@ -16,8 +16,10 @@
 //! their default are omitted when serializing and accepted when absent; unknown fields are
 //! ignored, as the specification asks.
 //!
-//! This crate is data only: no async runtime, no HTTP. The `kaos-server` crate serves a KAOS
-//! agent over A2A with these types.
+//! Without features this crate is data only: no async runtime, no HTTP. The `kaos-server`
+//! crate serves a KAOS agent over A2A with these types; the `client` feature adds
+//! `client::A2aClient` (reqwest with rustls), what a KAOS agent calls a remote A2A agent
+//! with.
 //!
 //! ```
 //! use kaos_a2a::{JsonRpcRequest, Method, Part, Role, SendMessageRequest};
@@ -33,6 +35,10 @@
 //! ```
 
 mod card;
+#[cfg(feature = "client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+pub mod client;
+pub mod kaos;
 mod request;
 mod rpc;
 mod types;

@@ -87,7 +87,8 @@ pub struct AgentConfig {
     pub metadata: BTreeMap<String, String>,
 }
 
-/// A sub-agent offered to the model as a tool (agent-as-tool).
+/// A sub-agent offered to the model as a tool (agent-as-tool): run in this process (`agent`),
+/// or a remote agent called over the Agent2Agent protocol (`a2a`). Exactly one of the two.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -97,15 +98,143 @@ pub struct Delegate {
     pub name: String,
     /// What the tool is for, shown to the model.
     pub description: String,
-    /// The sub-agent.
-    pub agent: AgentConfig,
+    /// The sub-agent, run in this process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentConfig>,
+    /// A remote agent's A2A endpoint: the base URL its agent card is served under
+    /// (`/.well-known/agent-card.json`), `http://` or `https://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub a2a: Option<String>,
+    /// The environment variable holding the bearer token sent to the remote agent (only with
+    /// `a2a`; sent over `https://`, or `http://` to a loopback host only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+}
+
+/// What a validated [`Delegate`] calls.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum DelegateTarget<'a> {
+    /// A sub-agent run in this process.
+    Local(&'a AgentConfig),
+    /// A remote agent called over A2A.
+    Remote {
+        /// The endpoint's base URL.
+        url: &'a str,
+        /// The environment variable holding its bearer token, if it takes one.
+        token_env: Option<&'a str>,
+    },
 }
 
 impl Delegate {
     /// A delegate calling `agent` through a tool named `name`.
     pub fn new(name: impl Into<String>, description: impl Into<String>, agent: &Agent) -> Self {
-        Self { name: name.into(), description: description.into(), agent: agent.config().clone() }
+        Self {
+            name: name.into(),
+            description: description.into(),
+            agent: Some(agent.config().clone()),
+            a2a: None,
+            token_env: None,
+        }
     }
+
+    /// A delegate calling the remote A2A agent at `url` through a tool named `name`.
+    pub fn a2a(name: impl Into<String>, description: impl Into<String>, url: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            description: description.into(),
+            agent: None,
+            a2a: Some(url.into()),
+            token_env: None,
+        }
+    }
+
+    /// Sends the bearer token held by the environment variable `var` to the remote agent.
+    pub fn with_token_env(mut self, var: impl Into<String>) -> Self {
+        self.token_env = Some(var.into());
+        self
+    }
+
+    /// What the delegate calls; `None` when it names neither or both (a delegate of a
+    /// validated [`Agent`] always has one).
+    pub fn target(&self) -> Option<DelegateTarget<'_>> {
+        match (&self.agent, &self.a2a) {
+            (Some(agent), None) => Some(DelegateTarget::Local(agent)),
+            (None, Some(url)) => Some(DelegateTarget::Remote { url, token_env: self.token_env.as_deref() }),
+            _ => None,
+        }
+    }
+
+    fn validate_at(&self, field: &str, chain: &mut Vec<String>) -> Result<(), AgentError> {
+        let invalid = |at: &str, reason: &'static str| AgentError::InvalidDelegate {
+            field: format!("{field}.{at}"),
+            reason,
+        };
+        match (&self.agent, &self.a2a) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "a2a",
+                    "a delegate is either a local `agent` or a remote `a2a` endpoint, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(invalid("agent", "a delegate needs a local `agent` or a remote `a2a` endpoint"));
+            }
+            (Some(agent), None) => {
+                if self.token_env.is_some() {
+                    return Err(invalid("token_env", "only a remote (`a2a`) delegate takes a token"));
+                }
+                return agent.validate_at(&format!("{field}.agent."), chain);
+            }
+            (None, Some(url)) => {
+                let loopback = validate_a2a_url(url).map_err(|reason| invalid("a2a", reason))?;
+                if let Some(var) = &self.token_env {
+                    let valid = var.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                        && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                    if !valid {
+                        return Err(invalid(
+                            "token_env",
+                            "must be an environment variable name, [A-Za-z_][A-Za-z0-9_]*",
+                        ));
+                    }
+                    if !loopback && url.starts_with("http://") {
+                        return Err(invalid(
+                            "token_env",
+                            "a bearer token is sent only over https:// (or http:// to a loopback host)",
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks an A2A endpoint URL: `http://` or `https://`, a host, no whitespace or control
+/// characters, no user info or fragment. Returns whether the host is loopback.
+fn validate_a2a_url(url: &str) -> Result<bool, &'static str> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("must be an http:// or https:// URL")?;
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain whitespace or control characters");
+    }
+    if url.contains('#') {
+        return Err("must not have a fragment");
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err("must not carry credentials (use token_env)");
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(host, _)| host),
+    };
+    if host.is_empty() {
+        return Err("must name a host");
+    }
+    Ok(host.eq_ignore_ascii_case("localhost") || host == "::1" || host.starts_with("127."))
 }
 
 fn default_name() -> String {
@@ -253,7 +382,7 @@ impl AgentConfig {
             if !seen.insert(d.name.as_str()) {
                 return Err(AgentError::DuplicateName { kind: "delegate", name: d.name.clone(), field });
             }
-            d.agent.validate_at(&format!("{field}.agent."), chain)?;
+            d.validate_at(&field, chain)?;
         }
         let mut seen = BTreeSet::new();
         // Agents of a handoff team are named in tools `handoff_to_<name>`, which vendors cap at
@@ -689,6 +818,12 @@ impl AgentBuilder {
         agent: &Agent,
     ) -> Self {
         self.config.delegates.push(Delegate::new(name, description, agent));
+        self
+    }
+
+    /// Adds a remote A2A agent (see [`Delegate::a2a`]) the model may call as a tool.
+    pub fn remote_delegate(mut self, delegate: Delegate) -> Self {
+        self.config.delegates.push(delegate);
         self
     }
 

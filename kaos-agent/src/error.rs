@@ -76,6 +76,16 @@ pub enum AgentError {
         field: String,
     },
 
+    /// A delegate names neither or both of a local agent and a remote A2A endpoint, or its
+    /// endpoint or token variable is malformed.
+    #[error("invalid delegate at {field}: {reason}")]
+    InvalidDelegate {
+        /// Where (`delegates[0].a2a`, `delegates[1].token_env`, …).
+        field: String,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
+
     /// A chain of handoffs or delegates leads back to an agent already on the chain.
     #[error("agent {name:?} refers back to itself through {}", path.join(" → "))]
     Cycle {

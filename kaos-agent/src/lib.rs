@@ -42,7 +42,7 @@ mod research;
 #[cfg(feature = "schema")]
 mod schema;
 
-pub use agent::{Agent, AgentBuilder, AgentConfig, Delegate, Fingerprint};
+pub use agent::{Agent, AgentBuilder, AgentConfig, Delegate, DelegateTarget, Fingerprint};
 pub use budget::Budget;
 pub use error::AgentError;
 pub use limits::Limits;

@@ -715,3 +715,8 @@ fn a_closed_stdout_ends_the_output_quietly_and_the_work_still_happens() {
 /// `kaos serve --http` over A2A, driven by the official A2A Python SDK (tests/a2a/).
 #[path = "cli/a2a.rs"]
 mod a2a;
+
+/// A remote A2A agent (the official Python SDK's server) as a delegate named in an agent file.
+#[cfg(all(feature = "a2a", feature = "openai-compatible"))]
+#[path = "cli/a2a_delegate.rs"]
+mod a2a_delegate;

@@ -91,6 +91,18 @@ pub enum RunError {
         /// The name.
         name: String,
     },
+    /// A remote (A2A) delegate cannot be prepared (its token variable is unset, or this build
+    /// has no `a2a` feature) or its call failed (the remote is unreachable, answered an HTTP
+    /// error, sent something the protocol does not allow). A failed call is the tool's error
+    /// result, not the run's: the parent run goes on.
+    #[error("remote delegate `{delegate}` failed")]
+    RemoteDelegate {
+        /// The delegate's name.
+        delegate: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A run's event stream ended without a turn summary (and without an error).
     #[error("the run ended without a turn summary")]
     IncompleteRun,
@@ -115,6 +127,7 @@ impl RunError {
             RunError::Agent(_) => "agent",
             RunError::InvalidToolGlob { .. } => "invalid_tool_glob",
             RunError::Team { .. } => "team",
+            RunError::RemoteDelegate { .. } => "remote_delegate",
             RunError::IncompleteRun => "incomplete_run",
             RunError::Internal(_) => "internal",
         }

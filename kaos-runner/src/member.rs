@@ -54,6 +54,9 @@ pub(crate) struct Member {
     pub(crate) team: HashMap<String, Arc<Member>>,
     /// Custom providers and the user's prices (sub-agents resolve their models with them).
     pub(crate) models: Models,
+    /// Clients of the agent's remote (A2A) delegates, by delegate name.
+    #[cfg(feature = "a2a")]
+    pub(crate) remotes: HashMap<String, Arc<kaos_a2a::client::A2aClient>>,
 }
 
 impl Member {
@@ -222,6 +225,10 @@ impl Common<'_> {
             })
             .collect();
         let tools = selected.into_iter().map(|tool| (tool.spec().name.to_string(), tool)).collect();
+        #[cfg(feature = "a2a")]
+        let remotes = remote_clients(&agent)?;
+        #[cfg(not(feature = "a2a"))]
+        refuse_remote_delegates(&agent)?;
         let mut handoffs: Vec<Handoff> = agent.config().handoffs.iter().map(Handoff::to).collect();
         if let Some(root) = root {
             handoffs.push(Handoff::back_to(root));
@@ -247,7 +254,50 @@ impl Common<'_> {
             handoffs,
             team: HashMap::new(),
             models: self.models.clone(),
+            #[cfg(feature = "a2a")]
+            remotes,
         })
+    }
+}
+
+/// Clients of `agent`'s remote (A2A) delegates, each with its bearer token read from the
+/// environment variable its `token_env` names (unset or not Unicode: an error naming the
+/// delegate and the variable).
+#[cfg(feature = "a2a")]
+fn remote_clients(agent: &Agent) -> Result<HashMap<String, Arc<kaos_a2a::client::A2aClient>>, RunError> {
+    let mut clients = HashMap::new();
+    for delegate in &agent.config().delegates {
+        let Some(kaos_agent::DelegateTarget::Remote { url, token_env }) = delegate.target() else { continue };
+        let failed = |source: Box<dyn std::error::Error + Send + Sync>| RunError::RemoteDelegate {
+            delegate: delegate.name.clone(),
+            source,
+        };
+        let token = match token_env {
+            Some(var) => match std::env::var(var) {
+                Ok(token) if !token.is_empty() => Some(kaos_runtime::SecretString::from(token)),
+                _ => {
+                    return Err(failed(
+                        format!("the environment variable {var} holding its token is not set").into(),
+                    ));
+                }
+            },
+            None => None,
+        };
+        let client = kaos_a2a::client::A2aClient::new(url, token).map_err(|e| failed(Box::new(e)))?;
+        clients.insert(delegate.name.clone(), Arc::new(client));
+    }
+    Ok(clients)
+}
+
+/// Without the `a2a` feature, an agent with a remote delegate is refused.
+#[cfg(not(feature = "a2a"))]
+fn refuse_remote_delegates(agent: &Agent) -> Result<(), RunError> {
+    match agent.config().delegates.iter().find(|d| d.a2a.is_some()) {
+        Some(delegate) => Err(RunError::RemoteDelegate {
+            delegate: delegate.name.clone(),
+            source: "remote (A2A) delegates need kaos-runner's `a2a` feature".into(),
+        }),
+        None => Ok(()),
     }
 }
 

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 python="${KAOS_A2A_PYTHON:-python3}"
-"$python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r requirements.txt
+"$python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r requirements.txt -r requirements-peer.txt
 "$python" -c "from importlib.metadata import version; print('A2A interop client: a2a-sdk', version('a2a-sdk'))"

@@ -16,6 +16,8 @@ const FEATURE_SETS: &[(&str, &str, Option<&str>)] = &[
     ("kaos-runner", "openai-compatible", Some("openai-compatible")),
     ("kaos-runner", "every provider", Some("openai,anthropic,gemini,openai-compatible")),
     ("kaos-runner", "object-store", Some("object-store")),
+    // Remote delegates alone: kaos-a2a's client is the only HTTP client then.
+    ("kaos-runner", "a2a", Some("a2a")),
     ("kaos-cli", "no default feature", None),
 ];
 

@@ -31,7 +31,15 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("kaos-session", &["kaos-agent", "kaos-vfs", "kaos-providers"]),
     (
         "kaos-runner",
-        &["kaos-agent", "kaos-vfs", "kaos-tools", "kaos-providers", "kaos-runtime", "kaos-session"],
+        &[
+            "kaos-agent",
+            "kaos-vfs",
+            "kaos-tools",
+            "kaos-providers",
+            "kaos-runtime",
+            "kaos-session",
+            "kaos-a2a",
+        ],
     ),
     (
         "kaos-server",
@@ -142,6 +150,12 @@ const HTTP_CLIENT_USERS: &[&str] = &["kaos-providers"];
 /// half (features `server` and `http1`, not `client`). The invariant is about HTTP *clients to
 /// model vendors*; an entry here must never be used to make such calls.
 const HTTP_SERVER_USES: &[(&str, &str)] = &[("kaos-server", "hyper")];
+
+/// Direct dependencies on an [`HTTP_CLIENTS`] crate that are allowed because they call A2A
+/// peers, not model vendors: `kaos-a2a`'s `client` feature (reqwest, optional) is how an agent
+/// delegates to a remote agent over the Agent2Agent protocol. Nothing else of `kaos-a2a` uses
+/// it, and it must never be used to call a model vendor.
+const A2A_CLIENT_USES: &[(&str, &str)] = &[("kaos-a2a", "reqwest")];
 
 /// Every library crate documents its whole public API: its root file carries this attribute.
 /// Every member's `Cargo.toml` opts into the workspace lints with `[lints] workspace = true`.
@@ -467,8 +481,10 @@ fn check_http_clients(graph: &Graph) -> Vec<Violation> {
         }
         for dep in graph.deps_of(&member.id) {
             let dep_name = graph.name(dep);
+            let pair = (member.name.as_str(), dep_name);
             if HTTP_CLIENTS.contains(&dep_name)
-                && !HTTP_SERVER_USES.contains(&(member.name.as_str(), dep_name))
+                && !HTTP_SERVER_USES.contains(&pair)
+                && !A2A_CLIENT_USES.contains(&pair)
             {
                 violations.push(Violation::new(
                     Rule::HttpClients,
@@ -885,6 +901,8 @@ mod tests {
             ("kaos-tools", "hyper", None),
             // Allowed: kaos-server serves MCP over HTTP with hyper's server half.
             ("kaos-server", "hyper", None),
+            // Allowed: kaos-a2a's client calls A2A peers, not model vendors.
+            ("kaos-a2a", "reqwest", None),
         ]);
         assert_eq!(
             check_http_clients(&graph(WORKSPACE, &edges)),

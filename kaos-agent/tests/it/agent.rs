@@ -388,3 +388,108 @@ proptest! {
         prop_assert_eq!(via_serde.fingerprint(), agent.fingerprint());
     }
 }
+
+#[test]
+fn a_remote_a2a_delegate_parses_from_an_agent_file_and_names_its_token_variable() {
+    let text = r#"
+name = "front"
+instructions = "Route billing questions."
+model = "scripted:echo"
+
+[[delegates]]
+name = "billing"
+description = "Answers billing questions."
+a2a = "https://billing.example.com/a2a"
+token_env = "BILLING_TOKEN"
+
+[[delegates]]
+name = "local"
+description = "Helps."
+agent = { name = "helper", instructions = "Help.", model = "scripted:echo" }
+"#;
+    let agent = Agent::from_toml(text).unwrap();
+    let delegates = &agent.config().delegates;
+    assert_eq!(
+        delegates[0].target(),
+        Some(kaos_agent::DelegateTarget::Remote {
+            url: "https://billing.example.com/a2a",
+            token_env: Some("BILLING_TOKEN")
+        })
+    );
+    assert!(
+        matches!(delegates[1].target(), Some(kaos_agent::DelegateTarget::Local(a)) if a.name == "helper")
+    );
+    // The same agent through the builder has the same fingerprint.
+    let helper =
+        Agent::builder().name("helper").instructions("Help.").model("scripted:echo").build().unwrap();
+    let built = Agent::builder()
+        .name("front")
+        .instructions("Route billing questions.")
+        .model("scripted:echo")
+        .remote_delegate(
+            kaos_agent::Delegate::a2a(
+                "billing",
+                "Answers billing questions.",
+                "https://billing.example.com/a2a",
+            )
+            .with_token_env("BILLING_TOKEN"),
+        )
+        .delegate("local", "Helps.", &helper)
+        .build()
+        .unwrap();
+    assert_eq!(built.fingerprint(), agent.fingerprint());
+}
+
+#[test]
+fn a_malformed_remote_delegate_is_a_typed_error_naming_the_field() {
+    let helper = Agent::builder().name("helper").build().unwrap();
+    let cases: &[(kaos_agent::Delegate, &str, &str)] = &[
+        (
+            kaos_agent::Delegate::new("d", "x", &helper).with_token_env("T"),
+            "delegates[0].token_env",
+            "only a remote",
+        ),
+        (kaos_agent::Delegate::a2a("d", "x", "ftp://host/a2a"), "delegates[0].a2a", "http:// or https://"),
+        (kaos_agent::Delegate::a2a("d", "x", "http:///a2a"), "delegates[0].a2a", "host"),
+        (kaos_agent::Delegate::a2a("d", "x", "https://u:p@host/"), "delegates[0].a2a", "credentials"),
+        (kaos_agent::Delegate::a2a("d", "x", "https://host/a b"), "delegates[0].a2a", "whitespace"),
+        (
+            kaos_agent::Delegate::a2a("d", "x", "https://host/").with_token_env("1BAD"),
+            "delegates[0].token_env",
+            "environment variable",
+        ),
+        (
+            kaos_agent::Delegate::a2a("d", "x", "http://billing.example.com/").with_token_env("T"),
+            "delegates[0].token_env",
+            "https://",
+        ),
+    ];
+    for (delegate, field, reason) in cases {
+        let err = Agent::builder().name("a").remote_delegate(delegate.clone()).build().unwrap_err();
+        assert!(
+            matches!(&err, AgentError::InvalidDelegate { field: f, reason: r } if f == field && r.contains(reason)),
+            "{delegate:?}: {err}"
+        );
+    }
+    // A token over plain http is fine to a loopback host.
+    for url in ["http://127.0.0.1:8080/", "http://localhost/a2a", "http://[::1]:9/"] {
+        let delegate = kaos_agent::Delegate::a2a("d", "x", url).with_token_env("T");
+        assert!(Agent::builder().name("a").remote_delegate(delegate).build().is_ok(), "{url}");
+    }
+    // Neither or both, from a file.
+    let err =
+        Agent::from_toml("name = \"a\"\n[[delegates]]\nname = \"d\"\ndescription = \"x\"\n").unwrap_err();
+    assert!(
+        matches!(&err, AgentError::InvalidDelegate { field, .. } if field == "delegates[0].agent"),
+        "{err}"
+    );
+    let both = "name = \"a\"\n[[delegates]]\nname = \"d\"\ndescription = \"x\"\na2a = \"https://h/\"\nagent = { name = \"b\" }\n";
+    let err = Agent::from_toml(both).unwrap_err();
+    assert!(
+        matches!(&err, AgentError::InvalidDelegate { field, .. } if field == "delegates[0].a2a"),
+        "{err}"
+    );
+    // A misspelled field is still an error.
+    let typo = "name = \"a\"\n[[delegates]]\nname = \"d\"\ndescription = \"x\"\na2a = \"https://h/\"\ntoken = \"T\"\n";
+    assert!(matches!(Agent::from_toml(typo).unwrap_err(), AgentError::Parse { .. }));
+}

@@ -8,7 +8,8 @@
 //! 3. **limits**: what only a kind of callee has — an unknown name is answered with an error
 //!    result here, *after* the policy and the hooks; a delegate at the depth limit, a handoff
 //!    over the turn's handoff limit are error results;
-//! 4. **breaker**: a registered tool whose circuit breaker is open is an error result;
+//! 4. **breaker**: a registered tool or a remote (A2A) delegate whose circuit breaker is open
+//!    is an error result;
 //! 5. **budget**: the turn's tool-call and wall-clock caps (a stop, not a result).
 //!
 //! Only then does the call run ([`tools`](super::tools) runs and records it). The order is a
@@ -73,6 +74,15 @@ impl<'a> Callee<'a> {
             Callee::Tool(tool) => tool.spec().annotations,
             Callee::MemorySearch => ToolAnnotations::read_only(),
             Callee::Delegate(_) | Callee::Handoff(_) | Callee::Unknown => ToolAnnotations::DEFAULT,
+        }
+    }
+
+    /// Whether a circuit breaker guards the callee: a registered tool, or a remote agent.
+    pub(crate) fn has_breaker(&self) -> bool {
+        match self {
+            Callee::Tool(_) => true,
+            Callee::Delegate(delegate) => delegate.a2a.is_some(),
+            Callee::MemorySearch | Callee::Handoff(_) | Callee::Unknown => false,
         }
     }
 
@@ -165,8 +175,9 @@ pub(crate) async fn admit(cx: &Cx<'_>, progress: &Progress, call: &ToolCall, cal
         _ => {}
     }
 
-    // 4) Breaker (registered tools: the others cannot fail the way a breaker counts).
-    if let Callee::Tool(_) = callee
+    // 4) Breaker (registered tools and remote agents: the others cannot fail the way a
+    // breaker counts).
+    if callee.has_breaker()
         && let Availability::Unavailable(wait) = cx.member.breakers.acquire(&call.name)
     {
         return Gate::Answer(ToolResult::error(format!(
@@ -224,10 +235,11 @@ mod tests {
             _cx: &mut Cx<'_>,
             _progress: &mut Progress,
             _delegate: &Delegate,
+            _call_id: &str,
             _arguments: &Value,
             _tool_span: &OpenSpan,
-        ) -> ToolResult {
-            ToolResult::error("no delegation here")
+        ) -> super::super::Delegated {
+            super::super::Delegated::Done(ToolResult::error("no delegation here"))
         }
     }
 

@@ -38,19 +38,31 @@ pub(crate) enum Ending {
     Handoff(String),
 }
 
+/// What a delegate's call came to.
+#[derive(Debug)]
+pub(crate) enum Delegated {
+    /// The call's result.
+    Done(ToolResult),
+    /// A remote agent asked for input: the run pauses for a person, for this reason (what to
+    /// send the remote on resume is in the progress's `remote`).
+    #[cfg_attr(not(feature = "a2a"), allow(dead_code))]
+    Paused(String),
+}
+
 /// Runs a delegate's sub-agent for one call, within the calling run's policy and budget.
 #[async_trait::async_trait]
 pub(crate) trait Delegator: Send + Sync {
-    /// Runs `delegate` with `arguments` (`{"task": …}`) inside `tool_span`; its usage and
-    /// cost join `cx`'s budget and `progress`.
+    /// Runs `delegate` for the call `call_id` with `arguments` (`{"task": …}`) inside
+    /// `tool_span`; its usage and cost join `cx`'s budget and `progress`.
     async fn delegate(
         &self,
         cx: &mut Cx<'_>,
         progress: &mut Progress,
         delegate: &Delegate,
+        call_id: &str,
         arguments: &Value,
         tool_span: &OpenSpan,
-    ) -> ToolResult;
+    ) -> Delegated;
 }
 
 /// What the loop needs besides the progress it advances.
@@ -330,6 +342,7 @@ pub(crate) mod fixture {
             model_calls: 0,
             approved_tools: BTreeSet::new(),
             approved_calls: BTreeSet::new(),
+            remote: Default::default(),
             pattern: None,
             handoffs: 0,
             plan: None,

@@ -266,10 +266,11 @@ mod tests {
             _cx: &mut Cx<'_>,
             _progress: &mut Progress,
             _delegate: &Delegate,
+            _call_id: &str,
             _arguments: &Value,
             _tool_span: &OpenSpan,
-        ) -> ToolResult {
-            ToolResult::error("no delegation here")
+        ) -> super::super::Delegated {
+            super::super::Delegated::Done(ToolResult::error("no delegation here"))
         }
     }
 

@@ -2,11 +2,12 @@
 //! calls made, what they cost, the pattern chosen and its data (a plan) — and what a paused
 //! run resumes from. Plain serializable data; the loop and the patterns advance it.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use kaos_providers::{ModelRequest, ToolCall, ToolDefinition, Usage};
 use serde::{Deserialize, Serialize};
 
+use crate::approval::Approval;
 use kaos_session::ToolCallRecord;
 
 /// What a turn has done so far; what a paused run resumes from.
@@ -41,6 +42,32 @@ pub(crate) struct Progress {
     /// The plan pattern's state: the plan, the step running, the results so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) plan: Option<PlanState>,
+    /// Remote (A2A) tasks waiting for a person's answer, by the call id that started them:
+    /// the run paused on their `input-required`, and continues them when resumed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) remote: BTreeMap<String, RemoteTask>,
+}
+
+/// A remote agent's task that asked for input: what the answer is sent to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RemoteTask {
+    /// The delegate.
+    pub(crate) delegate: String,
+    /// The remote task's id.
+    pub(crate) task_id: String,
+    /// The remote task's context (conversation) id.
+    pub(crate) context_id: String,
+    /// What the remote agent asked.
+    pub(crate) question: String,
+    /// The person's answer, once the run is resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) answer: Option<Approval>,
+    /// The usage the remote reported so far, already charged (its reports are cumulative).
+    #[serde(default)]
+    pub(crate) charged_usage: Usage,
+    /// The cost the remote reported so far, already charged.
+    #[serde(default)]
+    pub(crate) charged_cost_usd: f64,
 }
 
 fn is_zero(n: &u32) -> bool {

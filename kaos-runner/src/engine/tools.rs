@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use super::admit::{Callee, Gate, admit};
 use super::state::Progress;
-use super::{Cx, Ending, memory_tool, not_run};
+use super::{Cx, Delegated, Ending, memory_tool, not_run};
 use crate::approval::PendingApproval;
 use crate::emit::{Emitter, OpenSpan, attrs};
 use crate::error::RunError;
@@ -86,8 +86,32 @@ pub(crate) async fn run_pending(
                     Callee::Delegate(delegate) => {
                         flush(cx, memory, progress, &mut batch).await?;
                         let delegator = cx.delegator;
-                        let result = delegator.delegate(cx, progress, delegate, &arguments, &span).await;
-                        record(cx, progress, &call, &arguments, result, span).await?;
+                        match delegator.delegate(cx, progress, delegate, &call.id, &arguments, &span).await {
+                            Delegated::Done(result) => {
+                                record(cx, progress, &call, &arguments, result, span).await?
+                            }
+                            Delegated::Paused(reason) => {
+                                // The remote agent asked a question: the call waits, first in
+                                // line, for a person's answer, which resuming sends back.
+                                cx.emit.end(
+                                    span,
+                                    SpanPhase::Complete,
+                                    attrs([
+                                        ("tool_name", json!(call.name)),
+                                        ("call_id", json!(call.id)),
+                                        ("paused", json!(true)),
+                                    ]),
+                                );
+                                let pending = PendingApproval {
+                                    call_id: call.id.clone(),
+                                    tool_name: call.name.clone(),
+                                    arguments: call.arguments.clone(),
+                                    reason,
+                                };
+                                progress.pending.push_front(call);
+                                return Ok(Some(Ending::Paused(pending)));
+                            }
+                        }
                     }
                     Callee::Tool(_) | Callee::MemorySearch | Callee::Unknown => {
                         if !read_only {

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use kaos_agent::{Agent, Delegate};
+use kaos_agent::{Agent, Delegate, DelegateTarget};
 use kaos_tools::ToolResult;
 use serde_json::{Value, json};
 
@@ -24,7 +24,7 @@ use crate::approval::Approval;
 use crate::context::RunContext;
 use crate::emit::{OpenSpan, attrs};
 use crate::engine::state::Progress;
-use crate::engine::{Cx, Delegator};
+use crate::engine::{Cx, Delegated, Delegator};
 use crate::error::RunError;
 use crate::events::{EventKind, SpanPhase, SpanSubject};
 use crate::member::{self, DEFAULT_SESSION_CACHE, Member, Preparation};
@@ -45,61 +45,89 @@ impl Delegator for SubAgents {
         cx: &mut Cx<'_>,
         progress: &mut Progress,
         delegate: &Delegate,
+        call_id: &str,
         arguments: &Value,
         tool_span: &OpenSpan,
-    ) -> ToolResult {
+    ) -> Delegated {
         let Some(task) = arguments.get("task").and_then(Value::as_str) else {
-            return ToolResult::error("`task` (a string) is required");
+            return Delegated::Done(ToolResult::error("`task` (a string) is required"));
         };
-        let span = cx.emit.start(
-            SpanSubject::Subagent,
-            format!("subagent.{}", delegate.name),
-            Some(tool_span),
-            attrs([("subagent_name", json!(delegate.name)), ("task", json!(task))]),
-        );
-        let context = cx.context.child(cx.policy, cx.budget.remaining());
-        let outcome = sub_turn(cx, delegate, task, context).await;
-        let (phase, result, summary) = match outcome {
-            Ok(response) => {
-                cx.budget.record_model_call(&response.usage, Some(response.cost_usd));
-                progress.usage += response.usage;
-                progress.cost_usd += response.cost_usd;
-                cx.emit.emit(EventKind::UsageObserved {
-                    model: format!("subagent:{}", delegate.name),
-                    usage: response.usage,
-                    cost_usd: Some(response.cost_usd),
-                    usage_estimated: false,
-                });
-                let summary: String = response.text.chars().take(SUMMARY_CHARS).collect();
-                let result = match response.stop_reason {
-                    StopReason::Completed => ToolResult::text(response.text),
-                    other => ToolResult::error(format!(
-                        "The sub-agent stopped ({}): {}",
-                        serde_json::to_value(other)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default(),
-                        response.text
-                    )),
-                };
-                (SpanPhase::Complete, result, summary)
+        match delegate.target() {
+            Some(DelegateTarget::Local(_)) => {
+                Delegated::Done(local(cx, progress, delegate, task, tool_span).await)
             }
-            Err(error) => {
-                let text = format!("The sub-agent failed: {}", error.report());
-                (SpanPhase::Error, ToolResult::error(text.clone()), text)
+            #[cfg(feature = "a2a")]
+            Some(DelegateTarget::Remote { .. }) => {
+                super::remote::call(cx, progress, delegate, call_id, task, tool_span).await
             }
-        };
-        cx.emit.end(
-            span,
-            phase,
-            attrs([
-                ("subagent_name", json!(delegate.name)),
-                ("task", json!(task)),
-                ("result_summary", json!(summary)),
-            ]),
-        );
-        result
+            _ => {
+                let _ = call_id;
+                Delegated::Done(ToolResult::error(format!(
+                    "`{}` cannot be called: remote delegates need kaos-runner's `a2a` feature",
+                    delegate.name
+                )))
+            }
+        }
     }
+}
+
+/// A local sub-agent's call: its turn under a child context, its usage and cost added to the
+/// parent's.
+async fn local(
+    cx: &mut Cx<'_>,
+    progress: &mut Progress,
+    delegate: &Delegate,
+    task: &str,
+    tool_span: &OpenSpan,
+) -> ToolResult {
+    let span = cx.emit.start(
+        SpanSubject::Subagent,
+        format!("subagent.{}", delegate.name),
+        Some(tool_span),
+        attrs([("subagent_name", json!(delegate.name)), ("task", json!(task))]),
+    );
+    let context = cx.context.child(cx.policy, cx.budget.remaining());
+    let outcome = sub_turn(cx, delegate, task, context).await;
+    let (phase, result, summary) = match outcome {
+        Ok(response) => {
+            cx.budget.record_model_call(&response.usage, Some(response.cost_usd));
+            progress.usage += response.usage;
+            progress.cost_usd += response.cost_usd;
+            cx.emit.emit(EventKind::UsageObserved {
+                model: format!("subagent:{}", delegate.name),
+                usage: response.usage,
+                cost_usd: Some(response.cost_usd),
+                usage_estimated: false,
+            });
+            let summary: String = response.text.chars().take(SUMMARY_CHARS).collect();
+            let result = match response.stop_reason {
+                StopReason::Completed => ToolResult::text(response.text),
+                other => ToolResult::error(format!(
+                    "The sub-agent stopped ({}): {}",
+                    serde_json::to_value(other)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    response.text
+                )),
+            };
+            (SpanPhase::Complete, result, summary)
+        }
+        Err(error) => {
+            let text = format!("The sub-agent failed: {}", error.report());
+            (SpanPhase::Error, ToolResult::error(text.clone()), text)
+        }
+    };
+    cx.emit.end(
+        span,
+        phase,
+        attrs([
+            ("subagent_name", json!(delegate.name)),
+            ("task", json!(task)),
+            ("result_summary", json!(summary)),
+        ]),
+    );
+    result
 }
 
 /// The sub-agent's turn, under `context`; a call that needs approval is denied and the run
@@ -111,7 +139,10 @@ async fn sub_turn(
     context: RunContext,
 ) -> Result<TurnResponse, RunError> {
     let parent = cx.member;
-    let agent = Agent::from_config(delegate.agent.clone())?;
+    let Some(DelegateTarget::Local(config)) = delegate.target() else {
+        return Err(RunError::Internal("a remote delegate reached the local sub-agent path"));
+    };
+    let agent = Agent::from_config(config.clone())?;
     // The sub-agent's own model: the client the parent's Runner was given, else resolved from
     // the sub-agent's `provider:model` like any Runner's.
     let member = member::prepare(

@@ -6,6 +6,8 @@
 pub(crate) mod commit;
 pub(crate) mod delegate;
 pub(crate) mod handoff;
+#[cfg(feature = "a2a")]
+pub(crate) mod remote;
 pub(crate) mod state;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -300,14 +302,25 @@ fn begin(
         model_calls: 0,
         approved_tools: BTreeSet::new(),
         approved_calls: BTreeSet::new(),
+        remote: Default::default(),
         pattern: None,
         handoffs: 0,
         plan: None,
     })
 }
 
-/// Applies a person's answer to the pending call; returns `approved` or `denied`.
+/// Applies a person's answer to the pending call; returns `approved` or `denied`. A remote
+/// agent's question is answered either way: the call runs again to send the answer to the
+/// remote task.
 fn apply_approval(progress: &mut Progress, pending: &PendingApproval, approval: &Approval) -> &'static str {
+    if let Some(remote) = progress.remote.get_mut(&pending.call_id) {
+        remote.answer = Some(approval.clone());
+        progress.approved_calls.insert(pending.call_id.clone());
+        return match approval {
+            Approval::Deny { .. } => "denied",
+            _ => "approved",
+        };
+    }
     match approval {
         Approval::Approve { remember } => {
             progress.approved_calls.insert(pending.call_id.clone());

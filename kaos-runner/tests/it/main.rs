@@ -4,6 +4,8 @@
 //! each module is a former `tests/<name>.rs`, and `support` holds the shared helpers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[cfg(feature = "a2a")]
+mod a2a_delegate;
 mod budgets;
 mod concurrency;
 mod delegation;
