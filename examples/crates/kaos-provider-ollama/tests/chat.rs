@@ -163,6 +163,10 @@ name = "notes"
 instructions = "Keep notes in files."
 model = "ollama:llama3"
 tools = ["kaos-vfs-write"]
+
+[[permissions]]                  # writing is destructive: allowed here without asking
+tool = "kaos-vfs-write"
+decision = "allow"
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -201,7 +205,7 @@ async fn an_agent_file_runs_on_ollama_through_the_runner() {
         .unwrap();
 
     let response = runner.turn("Note: buy milk", "s1").await.unwrap();
-    assert_eq!(response.text, "Noted in notes.md.");
+    assert_eq!(response.text, "Noted in notes.md.", "{response:#?}");
     assert_eq!((response.usage.input_tokens, response.usage.output_tokens), (52, 14));
 
     // The tool really ran, in the session's files.

@@ -16,8 +16,9 @@
 //!
 //! The contract of [`Vfs`] is checked by `kaos_vfs::conformance::run` in `tests/conformance.rs`.
 //!
-//! - `write` and `append` are single SQLite statements, so atomic: a crash leaves the old or the
-//!   new bytes, never a mix (SQLite's rollback journal, `synchronous = FULL`).
+//! - `write` and `append` are single SQLite transactions, so atomic and durable when they
+//!   return: a crash leaves the old or the new bytes, never a mix (write-ahead log,
+//!   `synchronous = FULL`: one `fsync` per change).
 //! - `stat` reports a modification time that grows with every change of a file (the session
 //!   cache trusts a log whose length and modification time it has seen).
 //! - `lock` excludes within the process ([`LocalLocks`]). The database is opened in SQLite's
@@ -43,6 +44,7 @@ pub struct SqliteVfs {
 
 const SCHEMA: &str = "
     PRAGMA locking_mode = EXCLUSIVE;
+    PRAGMA journal_mode = WAL;
     PRAGMA synchronous = FULL;
     CREATE TABLE IF NOT EXISTS files (
         path TEXT PRIMARY KEY NOT NULL,
@@ -174,13 +176,14 @@ impl Vfs for SqliteVfs {
         // `substr` counts bytes in a BLOB, from 1.
         let start = i64::try_from(offset).unwrap_or(i64::MAX).saturating_add(1);
         self.with(path, move |conn| {
-            let data: Option<Vec<u8>> = conn
+            // `substr` is NULL for an empty file (SQLite keeps a zero-length BLOB as NULL).
+            let data: Option<Option<Vec<u8>>> = conn
                 .query_row("SELECT substr(data, ?2) FROM files WHERE path = ?1", params![key.as_str(), start], |row| {
                     row.get(0)
                 })
                 .optional()
                 .map_err(|e| storage(key.as_str(), e))?;
-            data.map(Bytes::from).ok_or_else(|| not_file(conn, &key))
+            data.map(|bytes| Bytes::from(bytes.unwrap_or_default())).ok_or_else(|| not_file(conn, &key))
         })
         .await
     }

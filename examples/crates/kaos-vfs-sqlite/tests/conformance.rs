@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use kaos_agent::Agent;
 use kaos_runner::Runner;
 use kaos_runtime::Runtime;
@@ -38,6 +39,15 @@ async fn any_bytes_round_trip_and_append() {
     assert_eq!(vfs.read(&path).await.unwrap(), expected);
     assert_eq!(vfs.stat(&path).await.unwrap().len, 9);
     assert_eq!(vfs.read_from(&path, 5).await.unwrap(), expected[5..]);
+    assert_eq!(vfs.read_from(&path, 9).await.unwrap(), "");
+    assert_eq!(vfs.read_from(&path, 100).await.unwrap(), "");
+
+    let empty = VfsPath::new("blobs/empty").unwrap();
+    vfs.write(&empty, Bytes::new()).await.unwrap();
+    assert_eq!(vfs.read(&empty).await.unwrap(), "");
+    assert_eq!(vfs.stat(&empty).await.unwrap().len, 0);
+    let listed: Vec<u64> = vfs.list(&VfsPath::new("blobs").unwrap()).await.unwrap().iter().map(|e| e.len).collect();
+    assert_eq!(listed, [0, 9]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

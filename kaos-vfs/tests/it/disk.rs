@@ -1,6 +1,5 @@
 //! DiskVfs specifics: hostile paths, symlinks that point out of the root, atomic writes and
 //! temp files.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::fs;
