@@ -36,9 +36,30 @@ pub(crate) fn run() -> Result<()> {
     Cargo::new(["test", "--workspace", "--all-targets", "--all-features", "--locked"]).run()?;
     Cargo::new(["test", "--workspace", "--doc", "--all-features", "--locked"]).run()?;
     examples()?;
+    example_crates()?;
     semver()?;
     eprintln!("ci: all checks passed");
     Ok(())
+}
+
+/// The crates under `examples/crates/` (a SQLite VFS backend, an Ollama provider), built as a
+/// user's crates would be: their own workspace and lock file, the KAOS crates by path. Format,
+/// lints and tests, in this workspace's target directory so the KAOS crates and dependencies
+/// they share with it are not compiled twice.
+fn example_crates() -> Result<()> {
+    let manifest = crate::workspace_root().join("examples/crates/Cargo.toml");
+    let manifest = manifest.to_str().context("the workspace path is not UTF-8")?.to_owned();
+    let target = crate::package::target_directory()?;
+    let in_examples = |args: &[&str]| {
+        let mut cargo = Cargo::new(args.iter().copied()).env("CARGO_TARGET_DIR", &target);
+        cargo = cargo.args(&["--manifest-path".to_owned(), manifest.clone()]);
+        cargo
+    };
+    in_examples(&["fmt", "--all", "--check"]).run()?;
+    in_examples(&["clippy", "--workspace", "--all-targets", "--locked"])
+        .args(&["--".to_owned(), "-D".to_owned(), "warnings".to_owned()])
+        .run()?;
+    in_examples(&["test", "--workspace", "--locked"]).run()
 }
 
 /// `cargo-semver-checks` against the last tagged release (`v*`): skipped, saying so, while

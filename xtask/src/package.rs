@@ -20,17 +20,12 @@ use crate::{Cargo, workspace_root};
 /// Packages every publishable member, then builds and tests each from its `.crate`.
 pub(crate) fn run() -> Result<()> {
     let root = workspace_root();
-    let json = Cargo::new(["metadata", "--format-version", "1", "--no-deps"]).stdout()?;
-    let metadata: Value = serde_json::from_slice(&json).context("`cargo metadata` printed invalid JSON")?;
+    let metadata = metadata()?;
     let crates = publishable(&metadata)?;
     if crates.is_empty() {
         bail!("no publishable workspace member");
     }
-    let target = metadata
-        .get("target_directory")
-        .and_then(Value::as_str)
-        .map(PathBuf::from)
-        .context("`cargo metadata` has no `target_directory`")?;
+    let target = target_of(&metadata)?;
 
     // `--no-verify`: cargo's own verification builds each `.crate` once more, default features
     // only; the scratch workspace below builds the same `.crate`s with every feature and runs
@@ -73,6 +68,25 @@ pub(crate) fn run() -> Result<()> {
     }
     eprintln!("package: {} crates verified from their .crate files: {}", crates.len(), members.join(", "));
     Ok(())
+}
+
+fn metadata() -> Result<Value> {
+    let json = Cargo::new(["metadata", "--format-version", "1", "--no-deps"]).stdout()?;
+    serde_json::from_slice(&json).context("`cargo metadata` printed invalid JSON")
+}
+
+fn target_of(metadata: &Value) -> Result<PathBuf> {
+    metadata
+        .get("target_directory")
+        .and_then(Value::as_str)
+        .map(PathBuf::from)
+        .context("`cargo metadata` has no `target_directory`")
+}
+
+/// The workspace's target directory (`CARGO_TARGET_DIR` or `<root>/target`), which builds
+/// outside the workspace share so that what they have in common is compiled once.
+pub(crate) fn target_directory() -> Result<PathBuf> {
+    target_of(&metadata()?)
 }
 
 /// Workspace members that may be published (no `publish = false`), as (name, version), in

@@ -127,6 +127,14 @@ async fn object_store_s3_leases() {
     .await;
 }
 
+/// The suite fails a backend whose lock excludes only within one handle (each MemoryVfs is a
+/// store of its own, so two "processes" both get the lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[should_panic(expected = "two handles held the lease at once")]
+async fn the_lease_suite_fails_a_lock_that_does_not_reach_across_handles() {
+    kaos_vfs::conformance::run_leases(std::time::Duration::from_millis(200), |_| async { MemoryVfs::new() }).await;
+}
+
 #[cfg(feature = "object-store")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scoped_object_store() {
