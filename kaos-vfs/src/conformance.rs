@@ -513,7 +513,11 @@ async fn a_released_lease_is_taken_at_once(a: Arc<dyn Vfs>, b: Arc<dyn Vfs>, ttl
 /// loses its lease after a TTL; another handle takes it over; the old holder, resumed, is told
 /// (`LockLost` from `check`) and its writes are refused, and the new holder's lease and writes
 /// stay.
-async fn an_expired_lease_is_taken_over_and_its_holder_fenced(a: Arc<dyn Vfs>, b: Arc<dyn Vfs>, ttl: Duration) {
+async fn an_expired_lease_is_taken_over_and_its_holder_fenced(
+    a: Arc<dyn Vfs>,
+    b: Arc<dyn Vfs>,
+    ttl: Duration,
+) {
     let (lock, log) = (p("locks/session"), p("log"));
     let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
     let (resume_tx, resume_rx) = std::sync::mpsc::channel::<()>();
@@ -545,7 +549,10 @@ async fn an_expired_lease_is_taken_over_and_its_holder_fenced(a: Arc<dyn Vfs>, b
     let (check, append, release) = tokio::task::spawn_blocking(move || paused.join().unwrap()).await.unwrap();
     assert!(matches!(check, Err(VfsError::LockLost { .. })), "the old holder's check: {check:?}");
     assert!(matches!(append, Err(VfsError::LockLost { .. })), "the old holder's write: {append:?}");
-    assert!(matches!(release, Ok(()) | Err(VfsError::LockLost { .. })), "the old holder's release: {release:?}");
+    assert!(
+        matches!(release, Ok(()) | Err(VfsError::LockLost { .. })),
+        "the old holder's release: {release:?}"
+    );
 
     // The new holder's lease survived the old holder's release, and its writes go on.
     held.check().unwrap();

@@ -125,9 +125,18 @@ async fn tools_outside_the_agents_globs_are_neither_offered_nor_run() {
 #[tokio::test]
 async fn an_empty_tools_list_offers_no_tool_and_an_absent_one_every_tool() {
     let agent = |file: &str| Agent::from_toml(&format!("model = \"scripted:echo\"\n{file}")).unwrap();
-    let every = ["add", "boom", "kaos-vfs-read", "kaos-vfs-write", "kaos-vfs-append", "kaos-vfs-list", "kaos-vfs-delete"];
+    let every = [
+        "add",
+        "boom",
+        "kaos-vfs-read",
+        "kaos-vfs-write",
+        "kaos-vfs-append",
+        "kaos-vfs-list",
+        "kaos-vfs-delete",
+    ];
     let offered = |agent: Agent| {
-        let mut names: Vec<String> = runner(&ScriptedClient::new(), agent).tool_names().iter().map(|n| n.to_string()).collect();
+        let mut names: Vec<String> =
+            runner(&ScriptedClient::new(), agent).tool_names().iter().map(|n| n.to_string()).collect();
         names.sort();
         names
     };

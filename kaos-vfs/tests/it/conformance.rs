@@ -101,7 +101,9 @@ async fn object_store_memory_store_leases() {
     let store = Arc::new(InMemory::new());
     kaos_vfs::conformance::run_leases(LEASE_TTL, |namespace| {
         let vfs = ObjectStoreVfs::new(store.clone(), namespace).unwrap();
-        std::future::ready(vfs.with_lease_ttl(LEASE_TTL).with_lock_timeout(std::time::Duration::from_secs(30)))
+        std::future::ready(
+            vfs.with_lease_ttl(LEASE_TTL).with_lock_timeout(std::time::Duration::from_secs(30)),
+        )
     })
     .await;
 }
@@ -132,7 +134,8 @@ async fn object_store_s3_leases() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[should_panic(expected = "two handles held the lease at once")]
 async fn the_lease_suite_fails_a_lock_that_does_not_reach_across_handles() {
-    kaos_vfs::conformance::run_leases(std::time::Duration::from_millis(200), |_| async { MemoryVfs::new() }).await;
+    kaos_vfs::conformance::run_leases(std::time::Duration::from_millis(200), |_| async { MemoryVfs::new() })
+        .await;
 }
 
 #[cfg(feature = "object-store")]

@@ -13,11 +13,11 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::s3_server::{self, S3Server};
 use kaos_vfs::object_store::aws::{AmazonS3, AmazonS3Builder};
 use kaos_vfs::object_store::path::Path;
 use kaos_vfs::object_store::{ObjectStoreExt, PutPayload};
 use kaos_vfs::{ObjectStoreVfs, S3Config, SecretString, Vfs, VfsError, VfsPath};
-use crate::s3_server::{self, S3Server};
 
 const BUCKET: &str = "leases";
 

@@ -50,6 +50,7 @@ pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:11434";
 pub struct OllamaClient {
     http: reqwest::Client,
     base_url: String,
+    prefix: String,
     context_window: u32,
 }
 
@@ -62,12 +63,11 @@ impl OllamaClient {
 
     /// Like [`OllamaClient::new`], waiting at most `timeout` for an answer.
     pub fn with_timeout(base_url: impl Into<String>, timeout: Duration) -> Result<Self, ProviderError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| ProviderError::Transport { message: format!("cannot build the HTTP client: {e}") })?;
+        let http = reqwest::Client::builder().timeout(timeout).build().map_err(|e| {
+            ProviderError::Transport { message: format!("cannot build the HTTP client: {e}") }
+        })?;
         let base_url = base_url.into().trim_end_matches('/').to_owned();
-        Ok(Self { http, base_url, context_window: 8_192 })
+        Ok(Self { http, base_url, prefix: "ollama".to_owned(), context_window: 8_192 })
     }
 
     /// The server `OLLAMA_HOST` names (as Ollama's own CLI reads it: `host:port` or a URL), or
@@ -87,9 +87,22 @@ impl OllamaClient {
         self
     }
 
+    /// The provider prefix this client is registered under (`ollama` unless set): it is taken
+    /// off the model's name, `ollama:llama3:8b` → `llama3:8b`.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
     /// The server this client talks to.
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// The model's name on the server: `ollama:llama3` → `llama3` (a tag such as `llama3:8b`
+    /// is kept whole).
+    fn model_name<'a>(&self, model: &'a str) -> &'a str {
+        model.strip_prefix(self.prefix.as_str()).and_then(|rest| rest.strip_prefix(':')).unwrap_or(model)
     }
 
     /// The body of `POST /api/chat` for `request`.
@@ -117,7 +130,7 @@ impl OllamaClient {
         }
 
         let mut body = json!({
-            "model": model_name(&request.model),
+            "model": self.model_name(&request.model),
             "messages": messages,
             "stream": false,
             "options": options,
@@ -143,12 +156,6 @@ impl OllamaClient {
     }
 }
 
-/// The model's name on the server: `ollama:llama3` → `llama3` (a tag such as `llama3:8b` is
-/// kept whole).
-fn model_name(model: &str) -> &str {
-    model.strip_prefix("ollama:").unwrap_or(model)
-}
-
 fn wire_message(message: &Message) -> Option<Value> {
     match message {
         Message::User { content } => Some(json!({"role": "user", "content": content})),
@@ -163,7 +170,9 @@ fn wire_message(message: &Message) -> Option<Value> {
             }
             Some(wire)
         }
-        Message::Tool { name, content, .. } => Some(json!({"role": "tool", "tool_name": name, "content": content})),
+        Message::Tool { name, content, .. } => {
+            Some(json!({"role": "tool", "tool_name": name, "content": content}))
+        }
         // `Message` may gain kinds; one this client does not know is not sent.
         _ => None,
     }
@@ -184,15 +193,21 @@ fn parse_response(request: &ModelRequest, body: Value) -> Result<ModelResponse, 
     let mut calls = Vec::new();
     for (i, call) in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let function = call.get("function").ok_or_else(|| malformed("a tool call without `function`"))?;
-        let name = function.get("name").and_then(Value::as_str).ok_or_else(|| malformed("a tool call without a name"))?;
+        let name = function
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed("a tool call without a name"))?;
         let arguments = match function.get("arguments") {
             // Some models put the arguments in a string of JSON.
-            Some(Value::String(text)) => serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone())),
+            Some(Value::String(text)) => {
+                serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.clone()))
+            }
             Some(arguments) => arguments.clone(),
             None => json!({}),
         };
         // Ollama gives calls no id (newer servers may): number them, unique within the turn.
-        let id = call.get("id").and_then(Value::as_str).map_or_else(|| format!("ollama-call-{i}"), str::to_owned);
+        let id =
+            call.get("id").and_then(Value::as_str).map_or_else(|| format!("ollama-call-{i}"), str::to_owned);
         calls.push(ToolCall::new(id, name, arguments));
     }
 
@@ -236,14 +251,14 @@ impl ModelClient for OllamaClient {
 
     async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError> {
         let url = format!("{}/api/chat", self.base_url);
-        let answer = self.http.post(&url).json(&self.chat_body(request)).send().await.map_err(|e| {
-            ProviderError::Transport { message: format!("POST {url}: {}", e.without_url()) }
-        })?;
+        let answer =
+            self.http.post(&url).json(&self.chat_body(request)).send().await.map_err(|e| {
+                ProviderError::Transport { message: format!("POST {url}: {}", e.without_url()) }
+            })?;
         let status = answer.status();
-        let text = answer
-            .text()
-            .await
-            .map_err(|e| ProviderError::Transport { message: format!("reading the answer: {}", e.without_url()) })?;
+        let text = answer.text().await.map_err(|e| ProviderError::Transport {
+            message: format!("reading the answer: {}", e.without_url()),
+        })?;
         if !status.is_success() {
             // Ollama's errors are `{"error": "..."}`.
             let message = serde_json::from_str::<Value>(&text)

@@ -48,7 +48,8 @@ async fn a_text_answer_and_the_request_as_ollama_expects_it() {
         .await;
 
     let client = OllamaClient::new(server.uri()).unwrap().with_context_window(4_096);
-    let mut request = ModelRequest::new("ollama:llama3:8b", vec![Message::user("Hi")]).with_system("Be brief.");
+    let mut request =
+        ModelRequest::new("ollama:llama3:8b", vec![Message::user("Hi")]).with_system("Be brief.");
     request.sampling.temperature = Some(0.5);
     request.sampling.max_output_tokens = Some(100);
     let response = client.complete(&request).await.unwrap();
@@ -62,12 +63,20 @@ async fn a_text_answer_and_the_request_as_ollama_expects_it() {
     let body = sent(&server.received_requests().await.unwrap(), 0);
     assert_eq!(body["model"], "llama3:8b");
     assert_eq!(body["stream"], false);
-    assert_eq!(body["messages"], json!([
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "Hi"},
-    ]));
+    assert_eq!(
+        body["messages"],
+        json!([
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi"},
+        ])
+    );
     assert_eq!(body["options"], json!({"num_ctx": 4096, "temperature": 0.5, "num_predict": 100}));
     assert!(body.get("tools").is_none());
+
+    // Registered under another prefix, the client takes that one off.
+    let local = OllamaClient::new(server.uri()).unwrap().with_prefix("local");
+    local.complete(&ModelRequest::new("local:qwen3:4b", vec![Message::user("Hi")])).await.unwrap();
+    assert_eq!(sent(&server.received_requests().await.unwrap(), 1)["model"], "qwen3:4b");
 }
 
 #[tokio::test]
@@ -95,7 +104,8 @@ async fn tool_calls_and_results_in_ollamas_shape() {
         .with_tools(vec![weather]);
     let response = client.complete(&request).await.unwrap();
     assert_eq!(response.finish_reason, FinishReason::ToolCalls);
-    let calls: Vec<_> = response.tool_calls.iter().map(|c| (c.id.as_str(), c.arguments["city"].clone())).collect();
+    let calls: Vec<_> =
+        response.tool_calls.iter().map(|c| (c.id.as_str(), c.arguments["city"].clone())).collect();
     assert_eq!(calls, [("ollama-call-0", json!("Paris")), ("ollama-call-1", json!("Oslo"))]);
 
     // The calls and their results go back as Ollama expects them.
@@ -105,13 +115,22 @@ async fn tool_calls_and_results_in_ollamas_shape() {
     followup.messages.push(Message::tool("ollama-call-1", "get_weather", "3°C, snow", false));
     client.complete(&followup).await.unwrap();
     let body = sent(&server.received_requests().await.unwrap(), 1);
-    assert_eq!(body["tools"][0], json!({"type": "function", "function": {
-        "name": "get_weather",
-        "description": "The weather in a city.",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
-    }}));
-    assert_eq!(body["messages"][1]["tool_calls"][1], json!({"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}));
-    assert_eq!(body["messages"][2], json!({"role": "tool", "tool_name": "get_weather", "content": "12°C, rain"}));
+    assert_eq!(
+        body["tools"][0],
+        json!({"type": "function", "function": {
+            "name": "get_weather",
+            "description": "The weather in a city.",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }})
+    );
+    assert_eq!(
+        body["messages"][1]["tool_calls"][1],
+        json!({"function": {"name": "get_weather", "arguments": {"city": "Oslo"}}})
+    );
+    assert_eq!(
+        body["messages"][2],
+        json!({"role": "tool", "tool_name": "get_weather", "content": "12°C, rain"})
+    );
 }
 
 #[tokio::test]
@@ -127,7 +146,9 @@ async fn errors_are_typed() {
         .await;
     Mock::given(method("POST"))
         .and(body_string_contains("\"busy\""))
-        .respond_with(ResponseTemplate::new(503).set_body_json(json!({"error": "server busy, please try again"})))
+        .respond_with(
+            ResponseTemplate::new(503).set_body_json(json!({"error": "server busy, please try again"})),
+        )
         .mount(&server)
         .await;
     Mock::given(method("POST"))
@@ -220,7 +241,8 @@ async fn an_agent_file_runs_on_ollama_through_the_runner() {
     let first = sent(&requests, 0);
     assert_eq!(first["model"], "llama3");
     assert!(first["messages"][0]["content"].as_str().unwrap().contains("Keep notes in files."));
-    let tools: Vec<&str> = first["tools"].as_array().unwrap().iter().filter_map(|t| t["function"]["name"].as_str()).collect();
+    let tools: Vec<&str> =
+        first["tools"].as_array().unwrap().iter().filter_map(|t| t["function"]["name"].as_str()).collect();
     assert!(tools.contains(&"kaos-vfs-write"), "{tools:?}");
     let second = sent(&requests, 1);
     let result = second["messages"].as_array().unwrap().last().unwrap();

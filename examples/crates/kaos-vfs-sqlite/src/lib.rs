@@ -176,11 +176,13 @@ impl Vfs for SqliteVfs {
         // `substr` counts bytes in a BLOB, from 1.
         let start = i64::try_from(offset).unwrap_or(i64::MAX).saturating_add(1);
         self.with(path, move |conn| {
-            // `substr` is NULL for an empty file (SQLite keeps a zero-length BLOB as NULL).
+            // `substr` of an empty file is NULL (SQLite gives a zero-length BLOB no bytes).
             let data: Option<Option<Vec<u8>>> = conn
-                .query_row("SELECT substr(data, ?2) FROM files WHERE path = ?1", params![key.as_str(), start], |row| {
-                    row.get(0)
-                })
+                .query_row(
+                    "SELECT substr(data, ?2) FROM files WHERE path = ?1",
+                    params![key.as_str(), start],
+                    |row| row.get(0),
+                )
                 .optional()
                 .map_err(|e| storage(key.as_str(), e))?;
             data.map(|bytes| Bytes::from(bytes.unwrap_or_default())).ok_or_else(|| not_file(conn, &key))
@@ -221,9 +223,11 @@ impl Vfs for SqliteVfs {
         let key = path.clone();
         self.with(path, move |conn| {
             let file: Option<(i64, i64)> = conn
-                .query_row("SELECT length(data), modified FROM files WHERE path = ?1", [key.as_str()], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })
+                .query_row(
+                    "SELECT length(data), modified FROM files WHERE path = ?1",
+                    [key.as_str()],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
                 .optional()
                 .map_err(|e| storage(key.as_str(), e))?;
             match file {
@@ -264,7 +268,7 @@ impl Vfs for SqliteVfs {
                 }
                 entries.push(VfsEntry::new(VfsPath::new(&name)?, kind, len));
             }
-            // "a/b" (a directory) sorts before "a-c" as a key prefix but after it as a path.
+            // The key "a-c" sorts before "a/b" ('-' < '/'), the directory "a" before "a-c".
             entries.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
             Ok(entries)
         })
@@ -277,11 +281,10 @@ impl Vfs for SqliteVfs {
             let tx = conn.transaction().map_err(|e| storage(key.as_str(), e))?;
             let (low, high) = below(&key);
             let deleted = tx
-                .execute(&format!("DELETE FROM files WHERE path = ?3 OR ({BELOW})"), params![
-                    low,
-                    high,
-                    key.as_str()
-                ])
+                .execute(
+                    &format!("DELETE FROM files WHERE path = ?3 OR ({BELOW})"),
+                    params![low, high, key.as_str()],
+                )
                 .map_err(|e| storage(key.as_str(), e))?;
             tx.commit().map_err(|e| storage(key.as_str(), e))?;
             if deleted == 0 && !key.is_root() {

@@ -46,7 +46,8 @@ async fn any_bytes_round_trip_and_append() {
     vfs.write(&empty, Bytes::new()).await.unwrap();
     assert_eq!(vfs.read(&empty).await.unwrap(), "");
     assert_eq!(vfs.stat(&empty).await.unwrap().len, 0);
-    let listed: Vec<u64> = vfs.list(&VfsPath::new("blobs").unwrap()).await.unwrap().iter().map(|e| e.len).collect();
+    let listed: Vec<u64> =
+        vfs.list(&VfsPath::new("blobs").unwrap()).await.unwrap().iter().map(|e| e.len).collect();
     assert_eq!(listed, [0, 9]);
 }
 
