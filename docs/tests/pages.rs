@@ -62,10 +62,12 @@ fn the_excerpts_of_files_are_in_those_files() {
                     continue;
                 }
                 let excerpt: Vec<&str> = lines.collect();
-                let source = std::fs::read_to_string(root.join(file)).unwrap_or_else(|e| panic!("{page}: {file}: {e}"));
+                let source = std::fs::read_to_string(root.join(file))
+                    .unwrap_or_else(|e| panic!("{page}: {file}: {e}"));
                 let source: Vec<&str> = source.lines().collect();
                 assert!(
-                    !excerpt.is_empty() && source.windows(excerpt.len()).any(|window| window == excerpt.as_slice()),
+                    !excerpt.is_empty()
+                        && source.windows(excerpt.len()).any(|window| window == excerpt.as_slice()),
                     "{page}: this excerpt is no longer in {file}:\n{}",
                     excerpt.join("\n")
                 );
