@@ -49,9 +49,9 @@ pub struct AgentConfig {
     /// How turns are driven [chat].
     #[serde(default)]
     pub pattern: Pattern,
-    /// Globs over tool names offered to the model: `None` (no `tools` key) offers every tool of
-    /// the runtime, `Some` only the tools a glob matches, so `Some(vec![])` (`tools = []`)
-    /// offers none. `["*"]` spells "every tool" explicitly.
+    /// Globs over tool names offered to the model. Without a `tools` key every tool of the
+    /// runtime is offered; with one, only the tools a glob matches, so `tools = []` offers none
+    /// (and `["*"]` spells every tool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<String>>,
     /// Permission rules, evaluated in order (first match wins).
