@@ -2,11 +2,12 @@
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{Cargo, codegen, features, tidy};
+use crate::{Cargo, codegen, features, package, tidy};
 
-/// Runs format check, clippy, tidy, the codegen check, the feature matrix, the install of the
-/// MCP interop packages, of the S3 test server and of Chromium, the whole test suite with every feature on (so each vendor's wire
-/// tests and the MCP interop tests run) and the examples; stops at the first failure.
+/// Runs format check, clippy, tidy, the codegen check, the feature matrix, the package check,
+/// the install of the MCP interop packages, of the S3 test server and of Chromium, the whole
+/// test suite with every feature on (so each vendor's wire tests and the MCP interop tests run),
+/// the examples and the example crates; stops at the first failure.
 pub(crate) fn run() -> Result<()> {
     Cargo::new(["fmt", "--all", "--check"]).run()?;
     Cargo::new([
@@ -26,6 +27,9 @@ pub(crate) fn run() -> Result<()> {
     codegen::run(true)?;
     eprintln!("$ cargo xtask features");
     features::run()?;
+    // After clippy, whose checked dependencies it shares.
+    eprintln!("$ cargo xtask package");
+    package::run(package::Verify::Check)?;
     install_mcp_packages()?;
     install_s3_server()?;
     install_chromium()?;

@@ -1,13 +1,21 @@
-//! `cargo xtask package`: every published crate is packaged, and each is verified from its
-//! `.crate` alone — built, its tests and doctests run — exactly as a user who downloads it
-//! would, so no published test or doctest may read a file outside its crate.
+//! `cargo xtask package [--full]`: every published crate is packaged, and each is verified
+//! from its `.crate` alone, as a user who downloads it would build it, so no published target,
+//! test or doctest may reach a file outside its crate.
 //!
-//! `cargo package --workspace` builds each `.crate` in isolation (the unpublished workspace
-//! crates it depends on come from a local overlay registry). The `.crate` files are then
-//! unpacked side by side into a scratch workspace whose `[patch.crates-io]` points every KAOS
-//! crate at its unpacked copy, with the workspace's `Cargo.lock`, and tested there with every
-//! feature on. The scratch workspace shares the main `target/` directory, so dependencies
-//! already built are not built again.
+//! `cargo package --no-verify` writes the `.crate` files (cargo's own verification would build
+//! each once more, default features only). They are unpacked side by side into a scratch
+//! workspace whose `[patch.crates-io]` points every KAOS crate at its unpacked copy, with the
+//! workspace's `Cargo.lock`, sharing the main `target/` directory so the dependencies already
+//! built are not built again. There, with every feature on:
+//!
+//! - by default (what `cargo xtask ci` runs): `cargo check --all-targets` (the library, tests,
+//!   examples and benches compile from the package: every `mod`, `#[path]`, `include_str!` and
+//!   `include_bytes!` resolves inside it), and each library checked once more with
+//!   `--cfg doctest`, which compiles the doctest-only modules (the READMEs included as
+//!   doctests) and so resolves the files doctests include;
+//! - with `--full`: `cargo test --all-targets` and `cargo test --doc`, everything run (the
+//!   published tests and doctests pass from the package), at the price of building every crate
+//!   in full a second time.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,8 +25,17 @@ use serde_json::Value;
 
 use crate::{Cargo, workspace_root};
 
-/// Packages every publishable member, then builds and tests each from its `.crate`.
-pub(crate) fn run() -> Result<()> {
+/// How far the packaged crates are verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verify {
+    /// Every target checked, and each library checked with `--cfg doctest`.
+    Check,
+    /// Every test and doctest built and run.
+    Full,
+}
+
+/// Packages every publishable member, then verifies each from its `.crate`.
+pub(crate) fn run(verify: Verify) -> Result<()> {
     let root = workspace_root();
     let metadata = metadata()?;
     let crates = publishable(&metadata)?;
@@ -54,19 +71,34 @@ pub(crate) fn run() -> Result<()> {
     let manifest = scratch.join("Cargo.toml");
     let manifest = manifest.to_string_lossy().into_owned();
     let target_dir = target.to_string_lossy().into_owned();
-    for command in [["test", "--all-targets"], ["test", "--doc"]] {
-        Cargo::new(command)
-            .args(&[
-                "--manifest-path".to_owned(),
-                manifest.clone(),
-                "--workspace".to_owned(),
-                "--all-features".to_owned(),
-                "--target-dir".to_owned(),
-                target_dir.clone(),
-            ])
-            .run()?;
+    let in_scratch = |args: &[&str]| {
+        Cargo::new(args.iter().copied()).args(&[
+            "--manifest-path".to_owned(),
+            manifest.clone(),
+            "--all-features".to_owned(),
+            "--target-dir".to_owned(),
+            target_dir.clone(),
+        ])
+    };
+    match verify {
+        Verify::Check => {
+            in_scratch(&["check", "--workspace", "--all-targets"]).run()?;
+            for (name, _) in &crates {
+                in_scratch(&["rustc", "-p", name, "--lib", "--profile", "check"])
+                    .args(&["--".to_owned(), "--cfg".to_owned(), "doctest".to_owned()])
+                    .run()?;
+            }
+        }
+        Verify::Full => {
+            in_scratch(&["test", "--workspace", "--all-targets"]).run()?;
+            in_scratch(&["test", "--workspace", "--doc"]).run()?;
+        }
     }
-    eprintln!("package: {} crates verified from their .crate files: {}", crates.len(), members.join(", "));
+    let how = match verify {
+        Verify::Check => "checked (all targets, and doctest includes)",
+        Verify::Full => "tested (tests and doctests run)",
+    };
+    eprintln!("package: {} crates {how} from their .crate files: {}", crates.len(), members.join(", "));
     Ok(())
 }
 
