@@ -62,8 +62,13 @@ fn example_crates() -> Result<()> {
     in_examples(&["fmt", "--all", "--check"]).run()?;
     in_examples(&["clippy", "--workspace", "--all-targets", "--locked"])
         .args(&["--".to_owned(), "-D".to_owned(), "warnings".to_owned()])
-        .run()?;
-    in_examples(&["test", "--workspace", "--locked"]).run()
+        .run()
+        .context("the example crates' lints failed (or their lock file is stale: see below)")?;
+    in_examples(&["test", "--workspace", "--locked"]).run().context(
+        "the example crates failed; if `--locked` refused their lock file because a KAOS crate's \
+         dependencies changed, refresh it with `cargo update --workspace --manifest-path \
+         examples/crates/Cargo.toml` and commit it",
+    )
 }
 
 /// `cargo-semver-checks` against the last tagged release (`v*`): skipped, saying so, while
