@@ -64,8 +64,10 @@ pub(crate) fn run(verify: Verify) -> Result<()> {
         unpack(&file, &scratch)?;
         members.push(format!("{name}-{version}"));
     }
-    fs::write(scratch.join("Cargo.toml"), scratch_manifest(&crates))
-        .context("cannot write the scratch workspace's Cargo.toml")?;
+    let root_manifest =
+        fs::read_to_string(root.join("Cargo.toml")).context("cannot read the workspace's Cargo.toml")?;
+    let manifest = format!("{}\n{}", scratch_manifest(&crates), profiles(&root_manifest));
+    fs::write(scratch.join("Cargo.toml"), manifest).context("cannot write the scratch workspace's Cargo.toml")?;
     fs::copy(root.join("Cargo.lock"), scratch.join("Cargo.lock")).context("cannot copy Cargo.lock")?;
 
     let manifest = scratch.join("Cargo.toml");
@@ -158,6 +160,24 @@ fn scratch_manifest(crates: &[(String, String)]) -> String {
     text
 }
 
+/// The `[profile.*]` tables of the workspace's manifest, as written. Profiles come from the
+/// workspace root, and a dependency built with another profile is a different build: without
+/// them the scratch workspace would compile every dependency again.
+fn profiles(manifest: &str) -> String {
+    let mut out = String::new();
+    let mut in_profile = false;
+    for line in manifest.lines() {
+        if line.starts_with('[') {
+            in_profile = line.starts_with("[profile.");
+        }
+        if in_profile {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// Unpacks a `.crate` (a gzipped tar whose entries are under `{name}-{version}/`) into `dir`.
 fn unpack(file: &Path, dir: &Path) -> Result<()> {
     eprintln!("$ tar -xzf {} -C {}", file.display(), dir.display());
@@ -186,6 +206,16 @@ mod tests {
             {"name": "kaos-docs", "version": "0.1.0", "publish": []},
         ]});
         assert_eq!(publishable(&metadata).unwrap(), [("kaos-agent".to_owned(), "0.1.0".to_owned())]);
+    }
+
+    #[test]
+    fn the_workspace_profiles_are_carried_over() {
+        let manifest = "[workspace]\nmembers = []\n\n[profile.dev]\ndebug = \"line-tables-only\"\n\n\
+                        [profile.dev.package.\"*\"]\ndebug = false\n[workspace.lints.rust]\nunsafe_code = \"forbid\"\n";
+        assert_eq!(
+            profiles(manifest),
+            "[profile.dev]\ndebug = \"line-tables-only\"\n\n[profile.dev.package.\"*\"]\ndebug = false\n"
+        );
     }
 
     #[test]
