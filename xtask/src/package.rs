@@ -10,9 +10,10 @@
 //!
 //! - by default (what `cargo xtask ci` runs): `cargo check --all-targets` (the library, tests,
 //!   examples and benches compile from the package: every `mod`, `#[path]`, `include_str!` and
-//!   `include_bytes!` resolves inside it), and each library checked once more with
-//!   `--cfg doctest`, which compiles the doctest-only modules (the READMEs included as
-//!   doctests) and so resolves the files doctests include;
+//!   `include_bytes!` they compile resolves inside it), and every `include_str!` and
+//!   `include_bytes!` of the package's sources, in code that is not compiled here as well
+//!   (`#[cfg(doctest)]` modules including a README, doc comments), names a file inside the
+//!   package;
 //! - with `--full`: `cargo test --all-targets` and `cargo test --doc`, everything run (the
 //!   published tests and doctests pass from the package), at the price of building every crate
 //!   in full a second time.
@@ -28,7 +29,7 @@ use crate::{Cargo, workspace_root};
 /// How far the packaged crates are verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verify {
-    /// Every target checked, and each library checked with `--cfg doctest`.
+    /// Every target checked, and every file the sources include found in the package.
     Check,
     /// Every test and doctest built and run.
     Full,
@@ -67,7 +68,8 @@ pub(crate) fn run(verify: Verify) -> Result<()> {
     let root_manifest =
         fs::read_to_string(root.join("Cargo.toml")).context("cannot read the workspace's Cargo.toml")?;
     let manifest = format!("{}\n{}", scratch_manifest(&crates), profiles(&root_manifest));
-    fs::write(scratch.join("Cargo.toml"), manifest).context("cannot write the scratch workspace's Cargo.toml")?;
+    fs::write(scratch.join("Cargo.toml"), manifest)
+        .context("cannot write the scratch workspace's Cargo.toml")?;
     fs::copy(root.join("Cargo.lock"), scratch.join("Cargo.lock")).context("cannot copy Cargo.lock")?;
 
     let manifest = scratch.join("Cargo.toml");
@@ -85,10 +87,15 @@ pub(crate) fn run(verify: Verify) -> Result<()> {
     match verify {
         Verify::Check => {
             in_scratch(&["check", "--workspace", "--all-targets"]).run()?;
-            for (name, _) in &crates {
-                in_scratch(&["rustc", "-p", name, "--lib", "--profile", "check"])
-                    .args(&["--".to_owned(), "--cfg".to_owned(), "doctest".to_owned()])
-                    .run()?;
+            let mut outside = Vec::new();
+            for member in &members {
+                outside.extend(includes_outside(&scratch.join(member))?);
+            }
+            if !outside.is_empty() {
+                bail!(
+                    "packaged sources include files that are not in their package:\n{}",
+                    outside.join("\n")
+                );
             }
         }
         Verify::Full => {
@@ -97,7 +104,7 @@ pub(crate) fn run(verify: Verify) -> Result<()> {
         }
     }
     let how = match verify {
-        Verify::Check => "checked (all targets, and doctest includes)",
+        Verify::Check => "checked (every target, and every included file)",
         Verify::Full => "tested (tests and doctests run)",
     };
     eprintln!("package: {} crates {how} from their .crate files: {}", crates.len(), members.join(", "));
@@ -160,6 +167,55 @@ fn scratch_manifest(crates: &[(String, String)]) -> String {
     text
 }
 
+/// Every `include_str!("…")` and `include_bytes!("…")` in the `.rs` files under `package` (an
+/// unpacked crate) whose file is missing or outside the package, as `file: path` lines. A path
+/// is relative to the file that includes it.
+fn includes_outside(package: &Path) -> Result<Vec<String>> {
+    let canonical =
+        package.canonicalize().with_context(|| format!("cannot resolve {}", package.display()))?;
+    let package = canonical.as_path();
+    let mut found = Vec::new();
+    let mut dirs = vec![package.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).with_context(|| format!("cannot list {}", dir.display()))? {
+            let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text =
+                fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let from = path.parent().unwrap_or(package);
+            for included in included_paths(&text) {
+                let resolved = from.join(included);
+                let inside = resolved.canonicalize().is_ok_and(|file| file.starts_with(package));
+                if !inside {
+                    found.push(format!("{}: {included}", path.display()));
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The string literals given to `include_str!` and `include_bytes!` in `text` (plain literals:
+/// what an include names in practice).
+fn included_paths(text: &str) -> Vec<&str> {
+    let mut paths = Vec::new();
+    for macro_call in ["include_str!(\"", "include_bytes!(\""] {
+        for (at, _) in text.match_indices(macro_call) {
+            let rest = &text[at + macro_call.len()..];
+            if let Some(end) = rest.find('"') {
+                paths.push(&rest[..end]);
+            }
+        }
+    }
+    paths
+}
+
 /// The `[profile.*]` tables of the workspace's manifest, as written. Profiles come from the
 /// workspace root, and a dependency built with another profile is a different build: without
 /// them the scratch workspace would compile every dependency again.
@@ -206,6 +262,36 @@ mod tests {
             {"name": "kaos-docs", "version": "0.1.0", "publish": []},
         ]});
         assert_eq!(publishable(&metadata).unwrap(), [("kaos-agent".to_owned(), "0.1.0".to_owned())]);
+    }
+
+    #[test]
+    fn includes_are_found_in_code_and_doc_comments() {
+        let text = "#[cfg(doctest)]\n#[doc = include_str!(\"../README.md\")]\nmod readme {}\n\
+                    /// let page = include_str!(\"../../docs/page.md\");\nconst B: &[u8] = include_bytes!(\"data.bin\");\n";
+        assert_eq!(included_paths(text), ["../README.md", "../../docs/page.md", "data.bin"]);
+    }
+
+    #[test]
+    fn an_include_outside_the_package_is_reported() {
+        let dir = std::env::temp_dir().join(format!("xtask-includes-{}", std::process::id()));
+        let package = dir.join("kaos-x-0.1.0");
+        fs::create_dir_all(package.join("src")).unwrap();
+        fs::write(dir.join("outside.md"), "x").unwrap();
+        fs::write(package.join("README.md"), "x").unwrap();
+        fs::write(
+            package.join("src/lib.rs"),
+            "#[doc = include_str!(\"../README.md\")]\nconst A: &str = include_str!(\"../../outside.md\");\n\
+             const B: &str = include_str!(\"missing.txt\");\n",
+        )
+        .unwrap();
+        let package = package.canonicalize().unwrap();
+        let found = includes_outside(&package).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        let lib = package.join("src/lib.rs");
+        assert_eq!(
+            found,
+            [format!("{}: ../../outside.md", lib.display()), format!("{}: missing.txt", lib.display())]
+        );
     }
 
     #[test]
