@@ -234,11 +234,13 @@ fn profiles(manifest: &str) -> String {
     out
 }
 
-/// Unpacks a `.crate` (a gzipped tar whose entries are under `{name}-{version}/`) into `dir`.
+/// Unpacks a `.crate` (a gzipped tar whose entries are under `{name}-{version}/`) into `dir`,
+/// its files dated now (`-m`): cargo dates every entry of a `.crate` 2006-07-24, and a build
+/// that goes by modification times would take a changed crate for the one it already built.
 fn unpack(file: &Path, dir: &Path) -> Result<()> {
-    eprintln!("$ tar -xzf {} -C {}", file.display(), dir.display());
+    eprintln!("$ tar -xzmf {} -C {}", file.display(), dir.display());
     let status = std::process::Command::new("tar")
-        .arg("-xzf")
+        .arg("-xzmf")
         .arg(file)
         .arg("-C")
         .arg(dir)
