@@ -47,8 +47,8 @@ pub(crate) fn run() -> Result<()> {
 }
 
 /// The crates under `examples/crates/` (a SQLite VFS backend, an Ollama provider), built as a
-/// user's crates would be: their own workspace and lock file, the KAOS crates by path. Format,
-/// lints and tests, in this workspace's target directory so the KAOS crates and dependencies
+/// user's crates would be: their own workspace and lock file, the KAOS crates by path. Format
+/// and tests, in this workspace's target directory so the KAOS crates and dependencies
 /// they share with it are not compiled twice.
 fn example_crates() -> Result<()> {
     let manifest = crate::workspace_root().join("examples/crates/Cargo.toml");
@@ -60,10 +60,8 @@ fn example_crates() -> Result<()> {
         cargo
     };
     in_examples(&["fmt", "--all", "--check"]).run()?;
-    in_examples(&["clippy", "--workspace", "--all-targets", "--locked"])
-        .args(&["--".to_owned(), "-D".to_owned(), "warnings".to_owned()])
-        .run()
-        .context("the example crates' lints failed (or their lock file is stale: see below)")?;
+    // No clippy here: it would check every KAOS crate again under the examples' features
+    // (80 s on the CI machine); the tests build them once.
     in_examples(&["test", "--workspace", "--locked"]).run().context(
         "the example crates failed; if `--locked` refused their lock file because a KAOS crate's \
          dependencies changed, refresh it with `cargo update --workspace --manifest-path \

@@ -34,7 +34,7 @@ commands:
                    cargo test --workspace --doc --all-features --locked
                    every example, its output checked
                    the crates under examples/crates (a user's VFS backend and provider):
-                   fmt, clippy, tests, in this workspace's target directory
+                   fmt and tests, in this workspace's target directory
   tidy             check the architecture invariants over `cargo metadata`: crate layering,
                    no async/IO crate under kaos-agent or kaos-ingest, HTTP clients only in
                    kaos-providers, #![deny(missing_docs)] and workspace lints everywhere, and
