@@ -175,6 +175,22 @@ impl AgentConfig {
     /// Parses (without validating) a configuration from TOML, the agent-file format. A parse
     /// error names the field it is in, and the line and column ([`AgentError::Parse`]).
     pub fn from_toml(text: &str) -> Result<Self, AgentError> {
+        Self::from_toml_skipping(text, &[])
+    }
+
+    /// Parses (without validating) an agent file that also holds tables meant for a front end
+    /// (the `kaos` command reads `[providers]`, `[pricing]` and `[[mcp_servers]]` from the same
+    /// file): the top-level keys named in `skip` are left out, and every error's line and column
+    /// are still those of `text`.
+    ///
+    /// ```
+    /// use kaos_agent::{AgentConfig, AgentError};
+    ///
+    /// let text = "[providers]\nopenai_base_url = \"http://127.0.0.1:9\"\n\n[agent]\n";
+    /// let err = AgentConfig::from_toml_skipping(text, &["providers"]).unwrap_err();
+    /// assert!(matches!(err, AgentError::Parse { line: Some(4), .. }), "{err}");
+    /// ```
+    pub fn from_toml_skipping(text: &str, skip: &[&str]) -> Result<Self, AgentError> {
         let parse = |field: String, e: toml::de::Error| {
             let (line, column) = e.span().map(|span| line_column(text, span.start)).unzip();
             AgentError::Parse {
@@ -187,8 +203,14 @@ impl AgentConfig {
         };
         // A syntax error stops the parser before any field is read: its field is the key on
         // the line the error is on, inside the table above it.
-        let de = toml::Deserializer::parse(text)
+        let mut table = toml::de::DeTable::parse(text)
             .map_err(|e| parse(toml_field_at(text, e.span().map_or(0, |s| s.start)), e))?;
+        let kept = std::mem::take(table.get_mut())
+            .into_iter()
+            .filter(|(key, _)| !skip.contains(&key.get_ref().as_ref()))
+            .collect();
+        *table.get_mut() = kept;
+        let de = toml::Deserializer::from(table);
         serde_path_to_error::deserialize(de).map_err(|e| {
             let field = match field_name(e.path()) {
                 unnamed if unnamed == TOP_LEVEL || unnamed.contains('?') => {

@@ -13,21 +13,23 @@ use tokio::runtime::Runtime as Tokio;
 use kaos_runner::{Approval, StopReason};
 
 use crate::commands::{self, Show};
+use crate::interrupt::{Interrupted, Interrupts};
 use crate::{GlobalArgs, setup};
 
 const PROMPT: &str = "you> ";
 const QUIT: &[&str] = &["/exit", "/quit"];
 
-pub(crate) fn run(global: &GlobalArgs, session: &str, tokio: &Tokio) -> Result<()> {
+pub(crate) fn run(global: &GlobalArgs, session: &str, tokio: &Tokio, interrupts: &Interrupts) -> Result<()> {
     let runner = setup::runner(global)?;
     let show = if global.json { Show::Json } else { Show::Human };
     // One turn; while it pauses for approval, asks `answer` (y: run it, a: run it and allow
     // that tool for the rest of the run, anything else: deny) and resumes.
     let turn = |line: &str, answer: &mut dyn FnMut(&str) -> Result<String>| -> Result<()> {
-        let mut response = tokio.block_on(commands::turn(&runner, line, session, show))?;
+        // A signal stops the turn (stored whole or not at all) and ends the chat.
+        let mut response = interrupts.block_on(tokio, commands::turn(&runner, line, session, show))??;
         loop {
             if show == Show::Json {
-                println!("{}", serde_json::to_string(&response)?);
+                outln!("{}", serde_json::to_string(&response)?);
             }
             let (StopReason::ApprovalRequired, Some(pending)) =
                 (response.stop_reason, &response.pending_approval)
@@ -43,7 +45,8 @@ pub(crate) fn run(global: &GlobalArgs, session: &str, tokio: &Tokio) -> Result<(
                 "a" | "A" | "always" => Approval::approve_and_remember(),
                 _ => Approval::deny("the user declined"),
             };
-            response = tokio.block_on(commands::resume(&runner, &response.run_id, approval, show))?;
+            response =
+                interrupts.block_on(tokio, commands::resume(&runner, &response.run_id, approval, show))??;
         }
     };
 
@@ -85,7 +88,7 @@ pub(crate) fn run(global: &GlobalArgs, session: &str, tokio: &Tokio) -> Result<(
                     continue;
                 }
                 editor.add_history_entry(line)?;
-                // A failed turn is reported and the conversation goes on.
+                // A failed turn is reported and the conversation goes on; a signal ends it.
                 let mut answer = |question: &str| -> Result<String> {
                     match editor.readline(question) {
                         Ok(text) => Ok(text),
@@ -94,6 +97,9 @@ pub(crate) fn run(global: &GlobalArgs, session: &str, tokio: &Tokio) -> Result<(
                     }
                 };
                 if let Err(error) = turn(line, &mut answer) {
+                    if error.is::<Interrupted>() {
+                        return Err(error);
+                    }
                     eprintln!("error: {}", crate::error_chain(error.as_ref()));
                 }
             }

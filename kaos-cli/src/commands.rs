@@ -62,10 +62,12 @@ pub(crate) async fn run_turn(
             bail!("--file: {} could not be attached; the turn did not run", failed.join(", "));
         }
     }
-    let (response, citations) = turn_with_citations(&runner, message, session, show).await?;
-    if !attached.is_empty() {
-        runner.forget(session, kaos_agent::SectionKind::Documents, attached).await?;
-    }
+    // Declared before the turn, so a turn dropped by Ctrl-C (which releases the session) is
+    // dropped first and the documents are then removed all the same.
+    let attached = Attached { runner: &runner, session, ids: attached };
+    let turn = turn_with_citations(&runner, message, session, show);
+    let (response, citations) = turn.await?;
+    attached.forget().await?;
     if show == Show::Json {
         let mut value = serde_json::to_value(&response)?;
         if let Value::Object(map) = &mut value
@@ -73,11 +75,50 @@ pub(crate) async fn run_turn(
         {
             map.insert("citations".to_owned(), Value::Array(citations));
         }
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?);
         // Printed: the exit code alone, as for `--events` (nothing more on stdout or stderr).
         return finish(global, &response, Show::Events);
     }
     finish(global, &response, show)
+}
+
+/// The documents `kaos run --file` attached for one turn: removed after it by
+/// [`Attached::forget`], or, when the turn is dropped first (Ctrl-C), by the drop.
+struct Attached<'a> {
+    runner: &'a Runner,
+    session: &'a str,
+    ids: Vec<u64>,
+}
+
+impl Attached<'_> {
+    async fn forget(mut self) -> Result<()> {
+        let ids = std::mem::take(&mut self.ids);
+        if !ids.is_empty() {
+            self.runner.forget(self.session, kaos_agent::SectionKind::Documents, ids).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Attached<'_> {
+    fn drop(&mut self) {
+        let ids = std::mem::take(&mut self.ids);
+        if ids.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        // `kaos` runs on a multi-thread runtime, where this may wait (a second Ctrl-C quits).
+        if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            let forget = self.runner.forget(self.session, kaos_agent::SectionKind::Documents, ids);
+            if let Err(error) = tokio::task::block_in_place(|| runtime.block_on(forget)) {
+                eprintln!(
+                    "kaos: the documents attached with --file could not be removed from session {}: {}",
+                    self.session,
+                    crate::error_chain(&error)
+                );
+            }
+        }
+    }
 }
 
 /// A turn, and the `citation_found` events it emitted as JSON objects (claim, source, quote,
@@ -108,7 +149,7 @@ async fn turn_with_citations(
 /// 0 completed, 3 budget stop, 4 paused for approval, 5 any other stop short of an answer.
 fn finish(global: &GlobalArgs, response: &TurnResponse, show: Show) -> Result<std::process::ExitCode> {
     if show == Show::Json {
-        println!("{}", serde_json::to_string_pretty(response)?);
+        outln!("{}", serde_json::to_string_pretty(response)?);
     }
     let human = show == Show::Human;
     if human && response.stop_reason != StopReason::Completed {
@@ -229,13 +270,13 @@ pub(crate) async fn runs(global: &GlobalArgs, command: RunsCommand) -> Result<()
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else if states.is_empty() {
         eprintln!("no paused runs in {}", settings.data_dir.display());
     } else {
         for s in states {
             let status = if s.resumed { "resumed" } else { "paused" };
-            println!(
+            outln!(
                 "{}\t{status}\tsession {}\tturn {}\t{}({})\t{}",
                 s.run_id,
                 s.session_id,
@@ -306,10 +347,10 @@ async fn watch_with(
             eprintln!("kaos: session {}: {reason}", event.session_id);
         }
         match show {
-            Show::Events => println!("{}", serde_json::to_string(&event)?),
+            Show::Events => outln!("{}", serde_json::to_string(&event)?),
             Show::Human => {
                 status.clear();
-                show_event(&mut std::io::stdout().lock(), &event)?;
+                show_event(&mut crate::output::stdout(), &event)?;
                 status.observe(&event);
             }
             Show::Json => {}
@@ -318,7 +359,7 @@ async fn watch_with(
         fold.push(&event);
     }
     drop(status);
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = crate::output::stdout();
     let response = fold.finish().context("the turn ended without a summary")?;
     if show == Show::Human {
         writeln!(stdout)?;
@@ -435,13 +476,13 @@ pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> R
         SessionsCommand::Ls => {
             let list = sessions.list().await?;
             if global.json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
                 eprintln!("no sessions in {}", settings.data_dir.display());
             } else {
                 for s in list {
                     let cost = cost(s.cost_usd, s.unpriced_model_calls);
-                    println!("{}\t{} turn(s)\t{cost}\t{} tokens", s.id, s.turns, s.total_tokens);
+                    outln!("{}\t{} turn(s)\t{cost}\t{} tokens", s.id, s.turns, s.total_tokens);
                 }
             }
         }
@@ -455,12 +496,12 @@ pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> R
             };
             let turns = turns.with_context(|| format!("no session {id:?}"))?;
             if global.json {
-                println!("{}", serde_json::to_string_pretty(&turns)?);
+                outln!("{}", serde_json::to_string_pretty(&turns)?);
                 return Ok(());
             }
             for record in turns {
                 let cost = cost(record.cost_usd, record.unpriced_model_calls);
-                println!("── turn {} · {cost} · {:?}", record.turn, record.stop_reason);
+                outln!("── turn {} · {cost} · {:?}", record.turn, record.stop_reason);
                 for message in &record.messages {
                     let value = serde_json::to_value(message)?;
                     let role = value.get("role").and_then(Value::as_str).unwrap_or("?");
@@ -469,7 +510,7 @@ pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> R
                         .and_then(Value::as_str)
                         .map(|n| format!(" {n}"))
                         .unwrap_or_default();
-                    println!("{role}{name}: {}", message.content());
+                    outln!("{role}{name}: {}", message.content());
                 }
             }
         }
@@ -478,13 +519,13 @@ pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> R
                 bail!("no session {id:?}");
             }
             if global.json {
-                println!("{}", json!({"deleted": id}));
+                outln!("{}", json!({"deleted": id}));
             } else {
                 eprintln!("deleted session {id}");
             }
         }
         SessionsCommand::Export { id, salvage: true } => {
-            let runner = setup::runner(global)?;
+            let runner = setup::session_runner(global)?;
             let session = kaos_runner::SessionId::new(&id)?;
             let model = runner.agent().model();
             let counter = kaos_runner::providers::counter_for(model.provider(), model.model());
@@ -494,16 +535,16 @@ pub(crate) async fn sessions(global: &GlobalArgs, command: SessionsCommand) -> R
                     other => other?,
                 };
             report_skipped(&id, &skipped);
-            println!("{}", serde_json::to_string_pretty(&export)?);
+            outln!("{}", serde_json::to_string_pretty(&export)?);
         }
         SessionsCommand::Export { id, salvage: false } => {
             // The whole session as one JSON document: its log and its memory as the agent sees it.
-            let runner = setup::runner(global)?;
+            let runner = setup::session_runner(global)?;
             let export = match runner.export_session(&id).await {
                 Err(kaos_runner::RunError::Vfs(e)) if e.is_not_found() => bail!("no session {id:?}"),
                 other => other?,
             };
-            println!("{}", serde_json::to_string_pretty(&export)?);
+            outln!("{}", serde_json::to_string_pretty(&export)?);
         }
     }
     Ok(())
@@ -548,11 +589,11 @@ pub(crate) fn tools(global: &GlobalArgs, command: ToolsCommand) -> Result<()> {
         } else {
             let flags = annotation_flags(&spec.annotations);
             let mark = if offered { "" } else { "  (not offered to this agent)" };
-            println!("{}\t{}\t{}{mark}", spec.name, flags, spec.description);
+            outln!("{}\t{}\t{}{mark}", spec.name, flags, spec.description);
         }
     }
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
     }
     Ok(())
 }
@@ -603,19 +644,19 @@ pub(crate) async fn vfs(global: &GlobalArgs, command: VfsCommand) -> Result<()> 
                         json!({"path": e.path.as_str(), "kind": kind, "len": e.len})
                     })
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for e in entries {
                     match e.kind {
-                        EntryKind::Dir => println!("{}/", e.path),
-                        _ => println!("{}\t{} bytes", e.path, e.len),
+                        EntryKind::Dir => outln!("{}/", e.path),
+                        _ => outln!("{}\t{} bytes", e.path, e.len),
                     }
                 }
             }
         }
         VfsCommand::Cat { path } => {
             let bytes = runtime.vfs().read(&VfsPath::new(&path)?).await?;
-            let mut stdout = std::io::stdout().lock();
+            let mut stdout = crate::output::stdout();
             stdout.write_all(&bytes)?;
             stdout.flush()?;
         }
@@ -635,12 +676,12 @@ pub(crate) fn config(global: &GlobalArgs, command: ConfigCommand) -> Result<()> 
     let settings = setup::settings(global)?;
     let entries = settings.entries();
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+        outln!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(());
     }
     for entry in entries {
         let value = entry.value.as_deref().unwrap_or("(unset)");
-        println!("{} = {value}\t({})", entry.key, entry.source);
+        outln!("{} = {value}\t({})", entry.key, entry.source);
     }
     Ok(())
 }
@@ -709,7 +750,7 @@ pub(crate) fn policy(global: &GlobalArgs, command: PolicyCommand) -> Result<()> 
             "reason": verdict.reason,
             "rule": rule,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     let decision = match verdict.decision {
@@ -724,7 +765,7 @@ pub(crate) fn policy(global: &GlobalArgs, command: PolicyCommand) -> Result<()> 
         (VerdictReason::Destructive, _) => "no rule matched; the tool is destructive".to_owned(),
         _ => "no rule matched; the default".to_owned(),
     };
-    println!("{decision}\t{why}");
+    outln!("{decision}\t{why}");
     if registered.is_none() {
         eprintln!(
             "note: no tool named {tool:?} is registered (`kaos tools ls` lists them); this is the \

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 use kaos_agent::SectionKind;
 use kaos_ingest::{Document, IngestError, IngestOptions};
-use kaos_runner::Runner;
+use kaos_runner::{DocumentAdded, Runner};
 use kaos_runtime::Settings;
 use kaos_session::NewItem;
 use serde_json::{Value, json};
@@ -50,7 +50,7 @@ pub(crate) enum DocsCommand {
 
 pub(crate) async fn docs(global: &GlobalArgs, command: DocsCommand) -> Result<std::process::ExitCode> {
     let settings = setup::settings(global)?;
-    let runner = setup::runner(global)?;
+    let runner = setup::session_runner(global)?;
     match command {
         DocsCommand::Add { session, paths } => {
             let files = expand(&paths)?;
@@ -58,15 +58,15 @@ pub(crate) async fn docs(global: &GlobalArgs, command: DocsCommand) -> Result<st
             let failed = results.iter().filter(|r| matches!(r.outcome, Outcome::Failed(_))).count();
             if global.json {
                 let rows: Vec<Value> = results.iter().map(Added::json).collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                outln!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 for result in &results {
                     match &result.outcome {
                         Outcome::Added { chunks, tokens } => {
-                            println!("added {}: {chunks} chunk(s), {tokens} tokens", result.name)
+                            outln!("added {}: {chunks} chunk(s), {tokens} tokens", result.name)
                         }
                         Outcome::Unchanged => {
-                            println!("unchanged {}: already in session {session} (same sha256)", result.name)
+                            outln!("unchanged {}: already in session {session} (same sha256)", result.name)
                         }
                         Outcome::Failed(_) => {}
                     }
@@ -79,12 +79,12 @@ pub(crate) async fn docs(global: &GlobalArgs, command: DocsCommand) -> Result<st
         DocsCommand::Ls { session } => {
             let docs = list(&runner, &session).await?;
             if global.json {
-                println!("{}", serde_json::to_string_pretty(&docs)?);
+                outln!("{}", serde_json::to_string_pretty(&docs)?);
             } else if docs.is_empty() {
                 eprintln!("no documents in session {session} (add some with `kaos docs add PATH…`)");
             } else {
                 for doc in docs {
-                    println!("{}\t{} chunk(s)\t{} tokens\t{}", doc.name, doc.chunks, doc.tokens, doc.sha256);
+                    outln!("{}\t{} chunk(s)\t{} tokens\t{}", doc.name, doc.chunks, doc.tokens, doc.sha256);
                 }
             }
             Ok(std::process::ExitCode::SUCCESS)
@@ -103,9 +103,9 @@ pub(crate) async fn docs(global: &GlobalArgs, command: DocsCommand) -> Result<st
             }
             let removed = runner.forget(&session, SectionKind::Documents, ids).await?;
             if global.json {
-                println!("{}", json!({"name": name, "removed_chunks": removed}));
+                outln!("{}", json!({"name": name, "removed_chunks": removed}));
             } else {
-                println!("removed {name}: {removed} chunk(s)");
+                outln!("removed {name}: {removed} chunk(s)");
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
@@ -219,14 +219,6 @@ pub(crate) async fn add_files(
 ) -> Result<Vec<Added>> {
     let options = options(settings);
     let limit = max_chunks_per_session(settings);
-    let memory = runner.memory(session).await?;
-    let documents = memory.section(SectionKind::Documents).items();
-    let mut held = documents.len();
-    let mut hashes: Vec<String> = documents
-        .iter()
-        .filter_map(|i| i.metadata.get("file_sha256").and_then(Value::as_str).map(str::to_owned))
-        .collect();
-    drop(memory);
     let bar = progress && files.len() > 1 && std::io::stderr().is_terminal();
     let mut results = Vec::with_capacity(files.len());
     for (index, path) in files.iter().enumerate() {
@@ -237,32 +229,24 @@ pub(crate) async fn add_files(
         let name = path.file_name().map_or_else(|| shown.clone(), |n| n.to_string_lossy().into_owned());
         let mut added =
             Added { name, path: path.clone(), sha256: None, outcome: Outcome::Unchanged, ids: vec![] };
-        let ingested = ingest(path, &options);
-        let stored = match ingested {
+        let stored = match ingest(path, &options) {
             Err(error) => Err(error_chain(&error)),
             Ok(doc) => {
                 added.name.clone_from(&doc.name);
                 added.sha256 = Some(doc.sha256.clone());
-                if hashes.contains(&doc.sha256) {
-                    Ok(None)
-                } else if (held + doc.chunks.len()) as u64 > limit {
-                    let error = AddError::SessionFull {
+                match runner.add_document(session, &doc.sha256, items(&doc), limit).await {
+                    Ok(DocumentAdded::Added { ids }) => Ok(Some((ids, doc))),
+                    Ok(DocumentAdded::OverLimit { held, limit }) => Err(AddError::SessionFull {
                         name: doc.name.clone(),
                         session: session.to_owned(),
                         chunks: doc.chunks.len(),
                         held,
                         limit,
-                    };
-                    Err(error.to_string())
-                } else {
-                    match runner.remember(session, SectionKind::Documents, items(&doc)).await {
-                        Ok(ids) => {
-                            held += ids.len();
-                            hashes.push(doc.sha256.clone());
-                            Ok(Some((ids, doc)))
-                        }
-                        Err(error) => Err(format!("{}: {}", doc.name, error_chain(&error))),
                     }
+                    .to_string()),
+                    // Unchanged: the session holds this content already.
+                    Ok(_) => Ok(None),
+                    Err(error) => Err(format!("{}: {}", doc.name, error_chain(&error))),
                 }
             }
         };

@@ -7,11 +7,17 @@
 //! Exit codes (also in `docs/reference/cli.md`): 0 success, 1 error (message on stderr),
 //! 2 usage error (clap's), 3 a turn stopped by its budget, 4 a turn paused because a tool call
 //! needs approval (`kaos run`, continued by `kaos resume`; `kaos chat` asks y/n and resumes),
-//! 5 a turn stopped short of an answer for another reason.
+//! 5 a turn stopped short of an answer for another reason, 130 (SIGINT, Ctrl-C) and 143
+//! (SIGTERM) the command was stopped by a signal: the turn under way was stored whole or not at
+//! all and the session released (a second signal quits at once).
 
+// First: its `out!`/`outln!` macros are used by the modules below.
+#[macro_use]
+mod output;
 mod chat;
 mod commands;
 mod docs;
+mod interrupt;
 mod setup;
 mod status;
 
@@ -27,7 +33,9 @@ use clap::{Args, Parser, Subcommand};
     about = "KAOS: run an agent from the command line (offline on scripted:echo when no model is configured)",
     after_help = "Exit codes: 0 ok, 1 error, 2 usage error, 3 budget stop, 4 approval needed \
                   (kaos resume RUN_ID --approve | --always | --deny), 5 stopped short of an answer \
-                  (iteration limit, model unavailable, refusal).\n\
+                  (iteration limit, model unavailable, refusal), 130 stopped by Ctrl-C (SIGINT) \
+                  or 143 by SIGTERM: the turn under way is stored whole or not at all and the \
+                  session released (a second Ctrl-C quits at once).\n\
                   Docs: docs/reference/cli.md"
 )]
 struct Cli {
@@ -166,8 +174,18 @@ pub(crate) struct ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
-        Ok(code) => code,
+        Ok(code) => match output::failure() {
+            None => code,
+            Some(error) => {
+                eprintln!("error: cannot write the output: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Err(error) => {
+            if let Some(interrupted) = error.downcast_ref::<interrupt::Interrupted>() {
+                eprintln!("kaos: {interrupted}");
+                return ExitCode::from(interrupted.0.exit_code());
+            }
             eprintln!("error: {}", error_chain(error.as_ref()));
             ExitCode::FAILURE
         }
@@ -196,12 +214,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     // Synchronous commands may connect to MCP servers, whose connections live on this runtime.
     let _entered = runtime.enter();
     let global = &cli.global;
+    let rt = &runtime;
+    // Ctrl-C and SIGTERM stop the work of a command that may hold a session, which gives the
+    // session back, and `kaos` exits 130 or 143 (see `interrupt`). `kaos serve` handles Ctrl-C
+    // itself (it lets running turns finish and commit).
+    let interrupts = || interrupt::Interrupts::install(rt);
     let done = match cli.command {
-        Command::Chat { session } => chat::run(global, &session, &runtime),
+        Command::Chat { session } => chat::run(global, &session, rt, &interrupts()?),
         Command::Run { message, session, events, files } => {
-            return runtime.block_on(commands::run_turn(global, &message, &session, events, &files));
+            let turn = commands::run_turn(global, &message, &session, events, &files);
+            return interrupts()?.block_on(rt, turn)?;
         }
-        Command::Docs(command) => return runtime.block_on(docs::docs(global, command)),
+        Command::Docs(command) => return interrupts()?.block_on(rt, docs::docs(global, command))?,
         Command::Resume { run_id, approve: _, always, deny, reason } => {
             let approval = if deny {
                 kaos_runner::Approval::deny(reason)
@@ -210,12 +234,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 kaos_runner::Approval::approve()
             };
-            return runtime.block_on(commands::resume_run(global, &run_id, approval));
+            return interrupts()?.block_on(rt, commands::resume_run(global, &run_id, approval))?;
         }
-        Command::Runs(command) => runtime.block_on(commands::runs(global, command)),
-        Command::Sessions(command) => runtime.block_on(commands::sessions(global, command)),
+        Command::Runs(command) => interrupts()?.block_on(rt, commands::runs(global, command))?,
+        Command::Sessions(command) => interrupts()?.block_on(rt, commands::sessions(global, command))?,
         Command::Tools(command) => commands::tools(global, command),
-        Command::Vfs(command) => runtime.block_on(commands::vfs(global, command)),
+        Command::Vfs(command) => interrupts()?.block_on(rt, commands::vfs(global, command))?,
         Command::Config(command) => commands::config(global, command),
         Command::Policy(command) => commands::policy(global, command),
         Command::Serve(args) => runtime.block_on(commands::serve(global, args)),

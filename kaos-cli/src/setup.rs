@@ -82,7 +82,8 @@ pub(crate) struct McpServerEntry {
     tools: Option<Vec<String>>,
 }
 
-/// The agent file's text split into the agent's table and the CLI's tables.
+/// The agent file's text, and the CLI's tables read from it (left in the text: the agent
+/// parser skips them, so its error positions are the file's own).
 fn read_agent_file(path: &Path) -> Result<(String, AgentFileExtras)> {
     let shown = path.display();
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read agent file {shown}"))?;
@@ -128,11 +129,11 @@ fn read_agent_file(path: &Path) -> Result<(String, AgentFileExtras)> {
             )
         })?;
     }
-    if extras.settings.is_empty() && extras.pricing.is_empty() && extras.mcp_servers.is_empty() {
-        return Ok((text, extras));
-    }
-    Ok((toml::to_string(&table)?, extras))
+    Ok((text, extras))
 }
+
+/// The agent file's tables that are the `kaos` command's, not the agent's.
+const FRONT_END_TABLES: &[&str] = &["providers", "pricing", "mcp_servers"];
 
 /// The prices of the `pricing.file` setting and the agent file's `[pricing]` tables (the agent
 /// file's win), keyed by `provider:model`; `None` when neither sets any.
@@ -174,7 +175,7 @@ pub(crate) struct AgentFile {
 pub(crate) fn load_agent_file(path: &Path) -> Result<AgentFile> {
     let shown = path.display();
     let (text, extras) = read_agent_file(path)?;
-    let config = AgentConfig::from_toml(&text).map_err(|e| match e {
+    let config = AgentConfig::from_toml_skipping(&text, FRONT_END_TABLES).map_err(|e| match e {
         AgentError::Parse { field, line: Some(line), column: Some(column), message, .. } => {
             anyhow!("agent file {shown}, line {line}, column {column}: {message} (field `{field}`)")
         }
@@ -192,6 +193,11 @@ pub(crate) fn load_agent_file(path: &Path) -> Result<AgentFile> {
 /// `--model` → the agent file's `model` → `KAOS_MODEL` (`.env`) → the offline model.
 /// Says on stderr when it falls back to the offline model.
 pub(crate) fn agent(global: &GlobalArgs, settings: &Settings) -> Result<(Agent, AgentFileExtras)> {
+    agent_saying(global, settings, true)
+}
+
+/// [`agent`], saying on stderr that it falls back to the offline model only when `say`.
+fn agent_saying(global: &GlobalArgs, settings: &Settings, say: bool) -> Result<(Agent, AgentFileExtras)> {
     let file = global.agent.as_deref().map(load_agent_file).transpose()?;
     let from_flag = settings.source("model") == Some(SettingSource::Override);
     let (agent, names_model, extras) = match file {
@@ -202,11 +208,13 @@ pub(crate) fn agent(global: &GlobalArgs, settings: &Settings) -> Result<(Agent, 
         (Some(model), true, _) | (Some(model), false, false) => model.clone(),
         (_, _, true) => return Ok((agent, extras)),
         (None, _, false) => {
-            eprintln!(
-                "kaos: no model configured (--model, the agent file's `model` or KAOS_MODEL); \
+            if say {
+                eprintln!(
+                    "kaos: no model configured (--model, the agent file's `model` or KAOS_MODEL); \
                  using the offline model {}",
-                ModelRef::OFFLINE
-            );
+                    ModelRef::OFFLINE
+                );
+            }
             ModelRef::OFFLINE.to_owned()
         }
     };
@@ -378,6 +386,14 @@ pub(crate) fn runner(global: &GlobalArgs) -> Result<Runner> {
     let (agent, extras) = agent(global, &settings)?;
     let runtime = agent_runtime(&settings, true, &extras)?;
     build_runner(&settings, agent, &extras, runtime)
+}
+
+/// The runner for commands that read or change sessions without a turn (`docs`, `sessions
+/// export`): no model is called, so none is announced, and no MCP server is started.
+pub(crate) fn session_runner(global: &GlobalArgs) -> Result<Runner> {
+    let settings = settings(global)?;
+    let (agent, extras) = agent_saying(global, &settings, false)?;
+    build_runner(&settings, agent, &extras, runtime(&settings, true)?)
 }
 
 /// The runner of `agent` in `runtime`, with the prices of the settings and the agent file.

@@ -180,6 +180,22 @@ fn config_show_redacts_secrets_and_names_their_source() {
             {"key": "providers.timeout_secs", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "providers.max_retries", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "providers.max_retry_wait_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_max_output_tokens", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_timeout_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_max_retries", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_max_retry_wait_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.anthropic_max_output_tokens", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.anthropic_timeout_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.anthropic_max_retries", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.anthropic_max_retry_wait_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.gemini_max_output_tokens", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.gemini_timeout_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.gemini_max_retries", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.gemini_max_retry_wait_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_compatible_max_output_tokens", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_compatible_timeout_secs", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_compatible_max_retries", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "providers.openai_compatible_max_retry_wait_secs", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "pricing.file", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "vfs.s3_bucket", "value": null, "source": {"layer": "default"}, "secret": false},
             {"key": "vfs.s3_prefix", "value": null, "source": {"layer": "default"}, "secret": false},
@@ -213,6 +229,17 @@ fn a_malformed_agent_file_is_reported_with_its_file_and_line() {
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
     assert!(err.starts_with("error: agent file bad.toml, line 2, column 1: unknown field `modle`"), "{err}");
+
+    // The CLI's own tables stay in the file the agent parser reads: positions are the file's.
+    std::fs::write(
+        dir.path().join("tables.toml"),
+        "name = \"helper\"\n\n[pricing.\"local:m\"]\ninput = 1.0\noutput = 2.0\n\n[[mcp_servers]]\nname = \"fs\"\nurl = \"http://127.0.0.1:9/mcp\"\n\n[providers]\nopenai_base_url = \"http://127.0.0.1:9\"\n\n[limits]\nmax_iterations = 0\n",
+    )
+    .unwrap();
+    let output = kaos(dir.path()).args(["run", "--agent", "tables.toml", "Hi"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.starts_with("error: agent file tables.toml, line 15, column "), "{err}");
 
     std::fs::write(dir.path().join("glob.toml"), "tools = [\"kaos-[\"]\n").unwrap();
     let output = kaos(dir.path()).args(["run", "--agent", "glob.toml", "Hi"]).output().unwrap();
@@ -624,48 +651,6 @@ mod mcp_interop {
     }
 }
 
-/// Two `kaos` processes configured only by the `vfs.s3_*` settings share one session in an
-/// S3-compatible bucket (moto on loopback, installed by `tests/s3/install.sh`).
-#[cfg(feature = "object-store")]
-#[path = "../../kaos-vfs/tests/support/s3_server.rs"]
-mod s3_server;
-
-#[cfg(feature = "object-store")]
-mod s3 {
-    use std::process::Command;
-
-    use super::s3_server::{self, S3Server};
-
-    /// Two `kaos` processes configured only by the `vfs.s3_*` settings share one session.
-    #[test]
-    fn kaos_processes_configured_by_settings_share_sessions_in_the_bucket() {
-        let server = S3Server::start().unwrap_or_else(|why| panic!("{why}"));
-        server.create_bucket("cli-bucket");
-        let prefix = s3_server::unique("cli");
-        let kaos = |message: &str| {
-            let dir = tempfile::tempdir().unwrap(); // a fresh working directory each time: no local state
-            let output = Command::new(env!("CARGO_BIN_EXE_kaos"))
-                .current_dir(dir.path())
-                .args(["run", "--json", "--session", "shared", message])
-                .env("KAOS_VFS_S3_BUCKET", "cli-bucket")
-                .env("KAOS_VFS_S3_PREFIX", &prefix)
-                .env("KAOS_VFS_S3_ENDPOINT", &server.endpoint)
-                .env("KAOS_VFS_S3_REGION", "us-east-1")
-                .env("KAOS_VFS_S3_ACCESS_KEY_ID", "test")
-                .env("KAOS_VFS_S3_SECRET_ACCESS_KEY", "test")
-                .output()
-                .unwrap();
-            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-            assert!(!dir.path().join(".kaos").exists(), "nothing was written to the local data directory");
-            serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
-        };
-        assert_eq!(kaos("first")["turn_number"], 1);
-        let second = kaos("second");
-        assert_eq!(second["turn_number"], 2);
-        assert!(second["text"].as_str().unwrap().contains("2 user messages"), "{second}");
-    }
-}
-
 /// Provider settings from every layer and prices from config, against local vendor servers.
 #[cfg(all(feature = "openai", feature = "anthropic", feature = "gemini", feature = "openai-compatible"))]
 #[path = "cli/providers.rs"]
@@ -689,3 +674,40 @@ mod doc_samples;
 #[cfg(feature = "openai-compatible")]
 #[path = "cli/documents.rs"]
 mod documents;
+
+/// Sessions in an S3-compatible bucket (moto on loopback, `bash tests/s3/install.sh`): `kaos`
+/// processes configured by the `vfs.s3_*` settings, lease hand-over, Ctrl-C.
+#[cfg(feature = "object-store")]
+#[path = "cli/object_store.rs"]
+mod object_store;
+
+/// Ctrl-C and SIGTERM during a turn: the turn is stored whole or not at all, the session's lock
+/// is released, `kaos` exits 130 (143).
+#[cfg(feature = "openai-compatible")]
+#[path = "cli/interrupt.rs"]
+mod interrupt;
+
+/// `kaos … | head`: a reader that has gone before the output is written. The command does not
+/// panic on the closed pipe, still does its work (the turn is stored) and exits 0.
+#[test]
+fn a_closed_stdout_ends_the_output_quietly_and_the_work_still_happens() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [&["config", "show"][..], &["run", "--session", "piped", "Remember the number 42."][..]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kaos"))
+            .env_clear()
+            .current_dir(dir.path())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone: every write to stdout is EPIPE
+        let output = child.wait_with_output().unwrap();
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{args:?}: {err}");
+    }
+    let shown = kaos(dir.path()).args(["sessions", "show", "piped", "--json"]).output().unwrap();
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    assert_eq!(stdout_json(&shown).as_array().map(Vec::len), Some(1), "the turn was stored");
+}

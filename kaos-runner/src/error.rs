@@ -186,7 +186,9 @@ pub enum RunStateError {
         found: String,
     },
     /// The run was resumed already.
-    #[error("run {run_id} was resumed already")]
+    #[error(
+        "run {run_id} was resumed already (a run resumes at most once, so an approved call never runs twice; send a new turn to its session instead)"
+    )]
     AlreadyResumed {
         /// The run.
         run_id: String,

@@ -71,6 +71,7 @@ pub use models::{ProviderFactory, resolve_model, vendor_config};
 pub use response::{StopReason, ToolCallRecord, TurnFold, TurnResponse, fold};
 pub use run::state::RunState;
 pub use runner::{Runner, RunnerBuilder};
+pub use sessions::DocumentAdded;
 pub use stream::RunStream;
 
 pub use kaos_agent as agent;

@@ -81,7 +81,8 @@ impl Models {
 }
 
 /// The configuration of a built-in vendor from the runtime's settings (keys, endpoint,
-/// headers, output token limit, timeout, retries); what they leave unset is the vendor's
+/// headers, and the limits: output tokens, timeout, retries, each the vendor's own
+/// `providers.<vendor>_*` setting else the vendor-wide one); what they leave unset is the vendor's
 /// default or, when a Runner resolves it, its environment variable.
 pub fn vendor_config(provider: &str, settings: &ProviderSettings) -> VendorConfig {
     let secret = |s: &Option<kaos_runtime::SecretString>| s.clone();
@@ -105,10 +106,12 @@ pub fn vendor_config(provider: &str, settings: &ProviderSettings) -> VendorConfi
         config.organization = settings.openai_organization.clone();
         config.project = settings.openai_project.clone();
     }
-    config.max_output_tokens = settings.max_output_tokens;
-    config.timeout = settings.timeout_secs.map(Duration::from_secs_f64);
-    config.max_retries = settings.max_retries;
-    config.max_retry_wait = settings.max_retry_wait_secs.map(Duration::from_secs_f64);
+    // The vendor's own `providers.<vendor>_*` limits, else the vendor-wide ones.
+    let limits = settings.limits(provider);
+    config.max_output_tokens = limits.max_output_tokens;
+    config.timeout = limits.timeout_secs.map(Duration::from_secs_f64);
+    config.max_retries = limits.max_retries;
+    config.max_retry_wait = limits.max_retry_wait_secs.map(Duration::from_secs_f64);
     config
 }
 

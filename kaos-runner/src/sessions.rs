@@ -67,6 +67,40 @@ impl Runner {
         Ok(ids)
     }
 
+    /// Adds one document's chunks to a session's `documents` section, all or nothing, unless the
+    /// section already holds a document with the same `sha256` (the items' `file_sha256`
+    /// metadata; [`DocumentAdded::Unchanged`]) or the chunks would take it over `max_chunks`
+    /// ([`DocumentAdded::OverLimit`]). The check and the write happen under the session's lock,
+    /// so concurrent uploads of one file store it once and never pass the limit together.
+    pub async fn add_document(
+        &self,
+        session_id: impl AsRef<str>,
+        sha256: &str,
+        chunks: Vec<NewItem>,
+        max_chunks: u64,
+    ) -> Result<DocumentAdded, RunError> {
+        let session = SessionId::new(session_id.as_ref())?;
+        let shared = &self.member;
+        let mut taken = shared.sessions.take(&session, self.agent().memory(), shared.counter.clone()).await?;
+        let held = taken.memory.section(SectionKind::Documents).items();
+        if held.iter().any(|i| i.metadata.get("file_sha256").and_then(|v| v.as_str()) == Some(sha256)) {
+            return Ok(DocumentAdded::Unchanged);
+        }
+        if (held.len() + chunks.len()) as u64 > max_chunks {
+            return Ok(DocumentAdded::OverLimit { held: held.len(), limit: max_chunks });
+        }
+        let ids = chunks
+            .into_iter()
+            .map(|item| taken.memory.add(SectionKind::Documents, item))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ops = taken.memory.take_ops();
+        if !ops.is_empty() {
+            let record = memory_record(taken.memory.turn(), "remember", &shared.fingerprint, ops);
+            taken.commit(&record).await?;
+        }
+        Ok(DocumentAdded::Added { ids })
+    }
+
     /// Removes items from a section of a session's memory between turns (e.g. one document's
     /// chunks), persisted at once like [`Runner::remember`]. Ids not in the section are
     /// ignored; returns how many items were removed.
@@ -109,6 +143,26 @@ impl Runner {
             Err(RunError::Vfs(kaos_vfs::VfsError::NotFound(format!("sessions/{session}"))))
         }
     }
+}
+
+/// What [`Runner::add_document`] did with a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DocumentAdded {
+    /// Stored: the new items' ids, one per chunk.
+    Added {
+        /// The ids of the chunks' items.
+        ids: Vec<u64>,
+    },
+    /// The session already holds a document with this hash; nothing was stored.
+    Unchanged,
+    /// Storing it would take the section over its chunk limit; nothing was stored.
+    OverLimit {
+        /// The chunks the section holds.
+        held: usize,
+        /// The limit it was given.
+        limit: u64,
+    },
 }
 
 /// The log record of a memory change made between turns (no messages): `kind` names it in the

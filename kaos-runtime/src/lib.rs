@@ -27,7 +27,7 @@ pub use secrecy;
 pub use secret::{ExposeSecret, REDACTED, SecretString};
 pub use settings::{
     DocsSettings, McpSettings, PricingSettings, ProviderSettings, SettingEntry, SettingKey, SettingSource,
-    Settings, SettingsLoader, VfsSettings, VfsSync,
+    Settings, SettingsLoader, VendorLimits, VfsSettings, VfsSync,
 };
 
 /// This crate's README, compiled and run as a doctest (it ships in the package).

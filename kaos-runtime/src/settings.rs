@@ -170,6 +170,102 @@ const KEYS: &[SettingKey] = &[
         "Longest wait in seconds between attempts, a vendor's Retry-After included [60].",
     ),
     key(
+        "providers.openai_max_output_tokens",
+        &["KAOS_PROVIDERS_OPENAI_MAX_OUTPUT_TOKENS"],
+        Kind::Integer,
+        "OpenAI's output token limit, over `providers.max_output_tokens` [that setting].",
+    ),
+    key(
+        "providers.openai_timeout_secs",
+        &["KAOS_PROVIDERS_OPENAI_TIMEOUT_SECS"],
+        Kind::Number,
+        "OpenAI's time limit in seconds of one attempt, over `providers.timeout_secs` [that setting].",
+    ),
+    key(
+        "providers.openai_max_retries",
+        &["KAOS_PROVIDERS_OPENAI_MAX_RETRIES"],
+        Kind::Integer,
+        "OpenAI's retries, over `providers.max_retries` [that setting].",
+    ),
+    key(
+        "providers.openai_max_retry_wait_secs",
+        &["KAOS_PROVIDERS_OPENAI_MAX_RETRY_WAIT_SECS"],
+        Kind::Number,
+        "OpenAI's longest wait in seconds between attempts, over `providers.max_retry_wait_secs` [that setting].",
+    ),
+    key(
+        "providers.anthropic_max_output_tokens",
+        &["KAOS_PROVIDERS_ANTHROPIC_MAX_OUTPUT_TOKENS"],
+        Kind::Integer,
+        "Anthropic's output token limit, over `providers.max_output_tokens` [that setting].",
+    ),
+    key(
+        "providers.anthropic_timeout_secs",
+        &["KAOS_PROVIDERS_ANTHROPIC_TIMEOUT_SECS"],
+        Kind::Number,
+        "Anthropic's time limit in seconds of one attempt, over `providers.timeout_secs` [that setting].",
+    ),
+    key(
+        "providers.anthropic_max_retries",
+        &["KAOS_PROVIDERS_ANTHROPIC_MAX_RETRIES"],
+        Kind::Integer,
+        "Anthropic's retries, over `providers.max_retries` [that setting].",
+    ),
+    key(
+        "providers.anthropic_max_retry_wait_secs",
+        &["KAOS_PROVIDERS_ANTHROPIC_MAX_RETRY_WAIT_SECS"],
+        Kind::Number,
+        "Anthropic's longest wait in seconds between attempts, over `providers.max_retry_wait_secs` [that setting].",
+    ),
+    key(
+        "providers.gemini_max_output_tokens",
+        &["KAOS_PROVIDERS_GEMINI_MAX_OUTPUT_TOKENS"],
+        Kind::Integer,
+        "Gemini's output token limit, over `providers.max_output_tokens` [that setting].",
+    ),
+    key(
+        "providers.gemini_timeout_secs",
+        &["KAOS_PROVIDERS_GEMINI_TIMEOUT_SECS"],
+        Kind::Number,
+        "Gemini's time limit in seconds of one attempt, over `providers.timeout_secs` [that setting].",
+    ),
+    key(
+        "providers.gemini_max_retries",
+        &["KAOS_PROVIDERS_GEMINI_MAX_RETRIES"],
+        Kind::Integer,
+        "Gemini's retries, over `providers.max_retries` [that setting].",
+    ),
+    key(
+        "providers.gemini_max_retry_wait_secs",
+        &["KAOS_PROVIDERS_GEMINI_MAX_RETRY_WAIT_SECS"],
+        Kind::Number,
+        "Gemini's longest wait in seconds between attempts, over `providers.max_retry_wait_secs` [that setting].",
+    ),
+    key(
+        "providers.openai_compatible_max_output_tokens",
+        &["KAOS_PROVIDERS_OPENAI_COMPATIBLE_MAX_OUTPUT_TOKENS"],
+        Kind::Integer,
+        "`openai-compatible:` models' output token limit, over `providers.max_output_tokens` [that setting].",
+    ),
+    key(
+        "providers.openai_compatible_timeout_secs",
+        &["KAOS_PROVIDERS_OPENAI_COMPATIBLE_TIMEOUT_SECS"],
+        Kind::Number,
+        "`openai-compatible:` models' time limit in seconds of one attempt, over `providers.timeout_secs` [that setting].",
+    ),
+    key(
+        "providers.openai_compatible_max_retries",
+        &["KAOS_PROVIDERS_OPENAI_COMPATIBLE_MAX_RETRIES"],
+        Kind::Integer,
+        "`openai-compatible:` models' retries, over `providers.max_retries` [that setting].",
+    ),
+    key(
+        "providers.openai_compatible_max_retry_wait_secs",
+        &["KAOS_PROVIDERS_OPENAI_COMPATIBLE_MAX_RETRY_WAIT_SECS"],
+        Kind::Number,
+        "`openai-compatible:` models' longest wait in seconds between attempts, over `providers.max_retry_wait_secs` [that setting].",
+    ),
+    key(
         "pricing.file",
         &["KAOS_PRICING_FILE"],
         Kind::Text,
@@ -334,6 +430,105 @@ pub struct ProviderSettings {
     pub max_retries: Option<u32>,
     /// `providers.max_retry_wait_secs`: `KAOS_PROVIDERS_MAX_RETRY_WAIT_SECS`.
     pub max_retry_wait_secs: Option<f64>,
+    /// `providers.openai_max_output_tokens`: `KAOS_PROVIDERS_OPENAI_MAX_OUTPUT_TOKENS`; beats `max_output_tokens` for this vendor.
+    pub openai_max_output_tokens: Option<u32>,
+    /// `providers.openai_timeout_secs`: `KAOS_PROVIDERS_OPENAI_TIMEOUT_SECS`; beats `timeout_secs` for this vendor.
+    pub openai_timeout_secs: Option<f64>,
+    /// `providers.openai_max_retries`: `KAOS_PROVIDERS_OPENAI_MAX_RETRIES`; beats `max_retries` for this vendor.
+    pub openai_max_retries: Option<u32>,
+    /// `providers.openai_max_retry_wait_secs`: `KAOS_PROVIDERS_OPENAI_MAX_RETRY_WAIT_SECS`; beats `max_retry_wait_secs` for this vendor.
+    pub openai_max_retry_wait_secs: Option<f64>,
+    /// `providers.anthropic_max_output_tokens`: `KAOS_PROVIDERS_ANTHROPIC_MAX_OUTPUT_TOKENS`; beats `max_output_tokens` for this vendor.
+    pub anthropic_max_output_tokens: Option<u32>,
+    /// `providers.anthropic_timeout_secs`: `KAOS_PROVIDERS_ANTHROPIC_TIMEOUT_SECS`; beats `timeout_secs` for this vendor.
+    pub anthropic_timeout_secs: Option<f64>,
+    /// `providers.anthropic_max_retries`: `KAOS_PROVIDERS_ANTHROPIC_MAX_RETRIES`; beats `max_retries` for this vendor.
+    pub anthropic_max_retries: Option<u32>,
+    /// `providers.anthropic_max_retry_wait_secs`: `KAOS_PROVIDERS_ANTHROPIC_MAX_RETRY_WAIT_SECS`; beats `max_retry_wait_secs` for this vendor.
+    pub anthropic_max_retry_wait_secs: Option<f64>,
+    /// `providers.gemini_max_output_tokens`: `KAOS_PROVIDERS_GEMINI_MAX_OUTPUT_TOKENS`; beats `max_output_tokens` for this vendor.
+    pub gemini_max_output_tokens: Option<u32>,
+    /// `providers.gemini_timeout_secs`: `KAOS_PROVIDERS_GEMINI_TIMEOUT_SECS`; beats `timeout_secs` for this vendor.
+    pub gemini_timeout_secs: Option<f64>,
+    /// `providers.gemini_max_retries`: `KAOS_PROVIDERS_GEMINI_MAX_RETRIES`; beats `max_retries` for this vendor.
+    pub gemini_max_retries: Option<u32>,
+    /// `providers.gemini_max_retry_wait_secs`: `KAOS_PROVIDERS_GEMINI_MAX_RETRY_WAIT_SECS`; beats `max_retry_wait_secs` for this vendor.
+    pub gemini_max_retry_wait_secs: Option<f64>,
+    /// `providers.openai_compatible_max_output_tokens`: `KAOS_PROVIDERS_OPENAI_COMPATIBLE_MAX_OUTPUT_TOKENS`; beats `max_output_tokens` for this vendor.
+    pub openai_compatible_max_output_tokens: Option<u32>,
+    /// `providers.openai_compatible_timeout_secs`: `KAOS_PROVIDERS_OPENAI_COMPATIBLE_TIMEOUT_SECS`; beats `timeout_secs` for this vendor.
+    pub openai_compatible_timeout_secs: Option<f64>,
+    /// `providers.openai_compatible_max_retries`: `KAOS_PROVIDERS_OPENAI_COMPATIBLE_MAX_RETRIES`; beats `max_retries` for this vendor.
+    pub openai_compatible_max_retries: Option<u32>,
+    /// `providers.openai_compatible_max_retry_wait_secs`: `KAOS_PROVIDERS_OPENAI_COMPATIBLE_MAX_RETRY_WAIT_SECS`; beats `max_retry_wait_secs` for this vendor.
+    pub openai_compatible_max_retry_wait_secs: Option<f64>,
+}
+
+/// The limits of one vendor's model calls: its own `providers.<vendor>_*` settings where set
+/// (whatever their layer), else the vendor-wide `providers.*` ones. `None` keeps the
+/// vendor's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
+pub struct VendorLimits {
+    /// Output token limit of calls that set none.
+    pub max_output_tokens: Option<u32>,
+    /// Time limit in seconds of one attempt.
+    pub timeout_secs: Option<f64>,
+    /// Retries after a rate limit, overload or transport error.
+    pub max_retries: Option<u32>,
+    /// Longest wait in seconds between attempts.
+    pub max_retry_wait_secs: Option<f64>,
+}
+
+impl ProviderSettings {
+    /// The limits of `provider`'s calls (`openai`, `anthropic`, `gemini`,
+    /// `openai-compatible`; any other provider gets the vendor-wide ones).
+    ///
+    /// ```
+    /// use kaos_runtime::Settings;
+    /// let settings = Settings::loader()
+    ///     .set("providers.max_retries", "5")
+    ///     .set("providers.anthropic_max_retries", "1")
+    ///     .load()?;
+    /// assert_eq!(settings.providers.limits("anthropic").max_retries, Some(1));
+    /// assert_eq!(settings.providers.limits("openai").max_retries, Some(5));
+    /// # Ok::<(), kaos_runtime::RuntimeError>(())
+    /// ```
+    pub fn limits(&self, provider: &str) -> VendorLimits {
+        let own = match provider {
+            "openai" => VendorLimits {
+                max_output_tokens: self.openai_max_output_tokens,
+                timeout_secs: self.openai_timeout_secs,
+                max_retries: self.openai_max_retries,
+                max_retry_wait_secs: self.openai_max_retry_wait_secs,
+            },
+            "anthropic" => VendorLimits {
+                max_output_tokens: self.anthropic_max_output_tokens,
+                timeout_secs: self.anthropic_timeout_secs,
+                max_retries: self.anthropic_max_retries,
+                max_retry_wait_secs: self.anthropic_max_retry_wait_secs,
+            },
+            "gemini" => VendorLimits {
+                max_output_tokens: self.gemini_max_output_tokens,
+                timeout_secs: self.gemini_timeout_secs,
+                max_retries: self.gemini_max_retries,
+                max_retry_wait_secs: self.gemini_max_retry_wait_secs,
+            },
+            "openai-compatible" => VendorLimits {
+                max_output_tokens: self.openai_compatible_max_output_tokens,
+                timeout_secs: self.openai_compatible_timeout_secs,
+                max_retries: self.openai_compatible_max_retries,
+                max_retry_wait_secs: self.openai_compatible_max_retry_wait_secs,
+            },
+            _ => VendorLimits::default(),
+        };
+        VendorLimits {
+            max_output_tokens: own.max_output_tokens.or(self.max_output_tokens),
+            timeout_secs: own.timeout_secs.or(self.timeout_secs),
+            max_retries: own.max_retries.or(self.max_retries),
+            max_retry_wait_secs: own.max_retry_wait_secs.or(self.max_retry_wait_secs),
+        }
+    }
 }
 
 /// Limits of documents ingested into sessions (`kaos docs add`, `kaos run --file`, the HTTP
@@ -588,6 +783,38 @@ impl Settings {
                     "providers.timeout_secs" => p.timeout_secs.map(|n| n.to_string()),
                     "providers.max_retries" => p.max_retries.map(|n| n.to_string()),
                     "providers.max_retry_wait_secs" => p.max_retry_wait_secs.map(|n| n.to_string()),
+                    "providers.openai_max_output_tokens" => p.openai_max_output_tokens.map(|n| n.to_string()),
+                    "providers.openai_timeout_secs" => p.openai_timeout_secs.map(|n| n.to_string()),
+                    "providers.openai_max_retries" => p.openai_max_retries.map(|n| n.to_string()),
+                    "providers.openai_max_retry_wait_secs" => {
+                        p.openai_max_retry_wait_secs.map(|n| n.to_string())
+                    }
+                    "providers.anthropic_max_output_tokens" => {
+                        p.anthropic_max_output_tokens.map(|n| n.to_string())
+                    }
+                    "providers.anthropic_timeout_secs" => p.anthropic_timeout_secs.map(|n| n.to_string()),
+                    "providers.anthropic_max_retries" => p.anthropic_max_retries.map(|n| n.to_string()),
+                    "providers.anthropic_max_retry_wait_secs" => {
+                        p.anthropic_max_retry_wait_secs.map(|n| n.to_string())
+                    }
+                    "providers.gemini_max_output_tokens" => p.gemini_max_output_tokens.map(|n| n.to_string()),
+                    "providers.gemini_timeout_secs" => p.gemini_timeout_secs.map(|n| n.to_string()),
+                    "providers.gemini_max_retries" => p.gemini_max_retries.map(|n| n.to_string()),
+                    "providers.gemini_max_retry_wait_secs" => {
+                        p.gemini_max_retry_wait_secs.map(|n| n.to_string())
+                    }
+                    "providers.openai_compatible_max_output_tokens" => {
+                        p.openai_compatible_max_output_tokens.map(|n| n.to_string())
+                    }
+                    "providers.openai_compatible_timeout_secs" => {
+                        p.openai_compatible_timeout_secs.map(|n| n.to_string())
+                    }
+                    "providers.openai_compatible_max_retries" => {
+                        p.openai_compatible_max_retries.map(|n| n.to_string())
+                    }
+                    "providers.openai_compatible_max_retry_wait_secs" => {
+                        p.openai_compatible_max_retry_wait_secs.map(|n| n.to_string())
+                    }
                     "pricing.file" => self.pricing.file.as_ref().map(|f| f.display().to_string()),
                     "mcp.tokens" => redacted(&self.mcp.tokens),
                     "docs.max_file_bytes" => self.docs.max_file_bytes.map(|n| n.to_string()),
@@ -732,6 +959,17 @@ impl SettingsLoader {
         for (key, value) in [
             ("providers.timeout_secs", resolved.providers.timeout_secs),
             ("providers.max_retry_wait_secs", resolved.providers.max_retry_wait_secs),
+            ("providers.openai_timeout_secs", resolved.providers.openai_timeout_secs),
+            ("providers.openai_max_retry_wait_secs", resolved.providers.openai_max_retry_wait_secs),
+            ("providers.anthropic_timeout_secs", resolved.providers.anthropic_timeout_secs),
+            ("providers.anthropic_max_retry_wait_secs", resolved.providers.anthropic_max_retry_wait_secs),
+            ("providers.gemini_timeout_secs", resolved.providers.gemini_timeout_secs),
+            ("providers.gemini_max_retry_wait_secs", resolved.providers.gemini_max_retry_wait_secs),
+            ("providers.openai_compatible_timeout_secs", resolved.providers.openai_compatible_timeout_secs),
+            (
+                "providers.openai_compatible_max_retry_wait_secs",
+                resolved.providers.openai_compatible_max_retry_wait_secs,
+            ),
         ] {
             if let Some(secs) = value
                 && !(secs.is_finite() && secs > 0.0)

@@ -240,14 +240,15 @@ impl Sessions {
 
     /// [`Sessions::export`] of a damaged session: its intact records (see
     /// [`Sessions::salvage`]) and the memory they rebuild (the checkpoint is not used), with
-    /// the lines left out.
+    /// the lines left out. Takes no lock, like [`Sessions::export`]: it never waits for a turn
+    /// in progress (whose record, on a disk VFS, may show as a torn last line while it is being
+    /// appended).
     pub async fn export_salvaged(
         &self,
         id: &SessionId,
         profile: &MemoryProfile,
         counter: Arc<dyn TokenCounter>,
     ) -> Result<(SessionExport, Vec<(usize, String)>), SessionError> {
-        let _lock = self.store.lock(id).await?;
         let Salvaged { records, skipped } = self.store.salvage(id).await?;
         if records.is_empty() {
             self.store.vfs().stat(&SessionStore::dir(id)?).await?;

@@ -479,7 +479,12 @@ impl Live {
                 let transport =
                     StreamableHttpClientTransport::from_config(transport_config.custom_headers(custom));
                 let service = tokio::time::timeout(limit, ().serve(transport)).await.map_err(timed_out)?;
-                (service.map_err(handshake)?, None)
+                let service = service.map_err(|e| {
+                    let what = http_handshake_error(e);
+                    let message = if what.contains(url.as_str()) { what } else { format!("{url}: {what}") };
+                    McpError::Handshake { prefix: prefix(), message }
+                })?;
+                (service, None)
             }
         };
         let peer = service.peer().clone();
@@ -493,6 +498,26 @@ impl Live {
         });
         Ok(Self { peer, cancel, alive, pid })
     }
+}
+
+/// What went wrong in an HTTP handshake, as a user can act on it: rmcp's transport error names
+/// its internal types (`Transport [rmcp::transport::worker::WorkerTransport<…>]`); the error it
+/// wraps and that error's causes say what happened (`Auth required`, `connection refused`).
+fn http_handshake_error(error: rmcp::service::ClientInitializeError) -> String {
+    let rmcp::service::ClientInitializeError::TransportError { error, .. } = error else {
+        return error.to_string();
+    };
+    let mut message = error.error.to_string();
+    let mut cause = error.error.source();
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = next.source();
+    }
+    message
 }
 
 fn http_header_name(name: &str) -> Result<http::HeaderName, String> {

@@ -1113,13 +1113,44 @@ impl Vfs for ObjectStoreVfs {
         let key = self.lease_key(path);
         let queue = self.queue_key(path)?;
         let owner = owner_token();
-        let mut ticket = None;
-        let taken = self.acquire(path, &key, &queue, &owner, &mut ticket).await;
-        if let Some(ticket) = ticket {
-            // Best effort: a ticket left behind stops counting after a TTL.
-            let _ = self.store.delete(&ticket).await;
-        }
+        // Deleted when the wait ends, also when this future is dropped mid-wait (Ctrl-C).
+        let mut ticket = Ticket { store: Arc::clone(&self.store), key: None };
+        let taken = self.acquire(path, &key, &queue, &owner, &mut ticket.key).await;
+        ticket.delete().await;
         Ok(self.hold(path, key, queue, owner, taken?, local))
+    }
+}
+
+/// A waiter's ticket in a lease's queue, deleted when the wait ends: by [`Ticket::delete`], or
+/// on drop when the wait was abandoned, so a release never hands the lease to a waiter that is
+/// gone. Best effort: a ticket left behind (a killed process) stops counting after a TTL.
+struct Ticket {
+    store: Arc<dyn ObjectStore>,
+    key: Option<Path>,
+}
+
+impl Ticket {
+    async fn delete(mut self) {
+        if let Some(key) = self.key.take() {
+            let _ = self.store.delete(&key).await;
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let store = Arc::clone(&self.store);
+        let delete = async move {
+            let _ = tokio::time::timeout(TICKET_SLACK, store.delete(&key)).await;
+        };
+        if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            // Deleted before the drop returns, so a process that exits right after leaves none.
+            tokio::task::block_in_place(|| runtime.block_on(delete));
+        } else {
+            runtime.spawn(delete);
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use crate::{Cargo, codegen, features, package, tidy};
 /// Runs format check, clippy, tidy, the codegen check, the feature matrix, the package check,
 /// the install of the MCP interop packages, of the S3 test server and of Chromium, the whole
 /// test suite with every feature on (so each vendor's wire tests and the MCP interop tests run),
-/// the examples and the example crates; stops at the first failure.
+/// the examples, the user-crate samples and the example crates; stops at the first failure.
 pub(crate) fn run() -> Result<()> {
     Cargo::new(["fmt", "--all", "--check"]).run()?;
     Cargo::new([
@@ -40,6 +40,9 @@ pub(crate) fn run() -> Result<()> {
     Cargo::new(["test", "--workspace", "--all-targets", "--all-features", "--locked"]).run()?;
     Cargo::new(["test", "--workspace", "--doc", "--all-features", "--locked"]).run()?;
     examples()?;
+    // The samples a user pastes into their own crate, in a fresh crate outside the workspace.
+    eprintln!("$ cargo xtask user-crate");
+    crate::user_crate::run()?;
     example_crates()?;
     semver()?;
     eprintln!("ci: all checks passed");

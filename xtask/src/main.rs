@@ -10,6 +10,7 @@ mod features;
 mod modules;
 mod package;
 mod tidy;
+mod user_crate;
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
@@ -33,8 +34,12 @@ commands:
                    cargo test --workspace --all-targets --all-features --locked
                    cargo test --workspace --doc --all-features --locked
                    every example, its output checked
+                   cargo xtask user-crate
                    the crates under examples/crates (a user's VFS backend and provider):
                    fmt and tests, in this workspace's target directory
+  user-crate       build and run the Rust samples marked <!-- user-crate --> (README, tutorials)
+                   in a fresh crate under target/user-crate, outside the workspace, with only
+                   the README's [dependencies] block (the workspace's lockfile and target dir)
   tidy             check the architecture invariants over `cargo metadata`: crate layering,
                    no async/IO crate under kaos-agent or kaos-ingest, HTTP clients only in
                    kaos-providers, #![deny(missing_docs)] and workspace lints everywhere, and
@@ -90,6 +95,10 @@ fn dispatch(args: &[String]) -> Result<()> {
             [flag] if flag == "--full" => package::run(package::Verify::Full),
             [arg, ..] => bail!("`cargo xtask package` takes only `--full`, got `{arg}`\n\n{USAGE}"),
         },
+        "user-crate" => {
+            no_args("user-crate", rest)?;
+            user_crate::run()
+        }
         "features" => {
             no_args("features", rest)?;
             features::run()

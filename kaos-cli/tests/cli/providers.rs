@@ -512,3 +512,122 @@ async fn prices_from_the_agent_file_and_unpriced_calls_say_so() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stdout_json(&output)["cost_usd"], json!(0.0015));
 }
+
+/// Each vendor's own limits (`providers.{vendor}_max_output_tokens`, …) beat the vendor-wide
+/// ones, from every layer: its requests carry its own output token limit.
+#[tokio::test]
+async fn a_vendors_own_limits_beat_the_vendor_wide_ones_from_every_layer() {
+    for vendor in VENDORS {
+        for layer in LAYERS {
+            let server = vendor_server(vendor).await;
+            let dir = tempfile::tempdir().unwrap();
+            let settings = [
+                Setting {
+                    key: format!("{}_base_url", vendor.stem),
+                    vendor_var: Some(vendor.url_var),
+                    value: format!("{}{}", server.uri(), vendor.suffix),
+                },
+                Setting {
+                    key: format!("{}_api_key", vendor.stem),
+                    vendor_var: Some(vendor.key_var),
+                    value: "k-test".into(),
+                },
+                Setting { key: "max_output_tokens".into(), vendor_var: None, value: "777".into() },
+                Setting {
+                    key: format!("{}_max_output_tokens", vendor.stem),
+                    vendor_var: None,
+                    value: "555".into(),
+                },
+            ];
+            let mut command = configured(dir.path(), layer, &settings, "");
+            command.args(["run", "--json", "--model", vendor.model, "ping"]);
+            let output = run_blocking(command).await;
+            let case = format!("{} from {layer:?}", vendor.model);
+            assert!(output.status.success(), "{case}: {}", stderr(&output));
+            let requests = server.received_requests().await.unwrap();
+            assert_eq!(requests.len(), 1, "{case}");
+            let body: Value = serde_json::from_slice(&requests[0].body).unwrap();
+            assert_eq!(body.pointer(vendor.max_tokens), Some(&json!(555)), "{case}: {body}");
+        }
+    }
+}
+
+/// An agent on OpenAI with Anthropic as its fallback: OpenAI's own time limit and retries
+/// (none) give up on a server that does not answer in time after one attempt, though the
+/// vendor-wide settings would wait 60 s three times; Anthropic then answers, asked with its
+/// own output token limit. `kaos config show` names each setting's layer.
+#[tokio::test]
+async fn openai_with_an_anthropic_fallback_each_under_its_own_limits() {
+    let openai = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_secs(30)))
+        .mount(&openai)
+        .await;
+    let anthropic = vendor_server(&VENDORS[1]).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("agent.toml"),
+        "name = \"assistant\"\nmodel = \"openai:gpt-4.1-mini\"\n\
+         fallback_models = [\"anthropic:claude-haiku-4-5\"]\n\n\
+         [providers]\nopenai_timeout_secs = 0.3\nanthropic_max_output_tokens = 300\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join(".env"), "KAOS_PROVIDERS_OPENAI_MAX_RETRY_WAIT_SECS=0.01\n").unwrap();
+    let configure = |command: &mut assert_cmd::Command| {
+        command
+            .env("OPENAI_API_KEY", "k-test")
+            .env("OPENAI_BASE_URL", format!("{}/v1", openai.uri()))
+            .env("ANTHROPIC_API_KEY", "k-test")
+            .env("ANTHROPIC_BASE_URL", anthropic.uri())
+            .env("KAOS_PROVIDERS_TIMEOUT_SECS", "60")
+            .env("KAOS_PROVIDERS_MAX_RETRIES", "2")
+            .env("KAOS_PROVIDERS_MAX_OUTPUT_TOKENS", "900")
+            .args(["--agent", "agent.toml", "--set", "providers.openai_max_retries=0"]);
+    };
+    let mut command = kaos(dir.path());
+    configure(&mut command);
+    command.args(["run", "--json", "ping"]);
+    let output = run_blocking(command).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout_json(&output)["text"], "pong");
+    let asked_openai = openai.received_requests().await.unwrap();
+    assert_eq!(asked_openai.len(), 1, "openai_max_retries = 0 beats max_retries = 2");
+    let first: Value = serde_json::from_slice(&asked_openai[0].body).unwrap();
+    assert_eq!(first["max_completion_tokens"], 900, "OpenAI has no limit of its own: {first}");
+    let asked_anthropic = anthropic.received_requests().await.unwrap();
+    assert_eq!(asked_anthropic.len(), 1);
+    let fallback: Value = serde_json::from_slice(&asked_anthropic[0].body).unwrap();
+    assert_eq!(fallback["max_tokens"], 300, "{fallback}");
+
+    let mut show = kaos(dir.path());
+    configure(&mut show);
+    show.args(["config", "show", "--json"]);
+    let output = show.output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let entries = stdout_json(&output);
+    let entry = |key: &str| {
+        let found = entries.as_array().unwrap().iter().find(|e| e["key"] == key).unwrap();
+        (found["value"].clone(), found["source"].clone())
+    };
+    assert_eq!(entry("providers.openai_max_retries"), (json!("0"), json!({"layer": "override"})));
+    assert_eq!(
+        entry("providers.openai_timeout_secs"),
+        (json!("0.3"), json!({"layer": "file", "path": "agent.toml"}))
+    );
+    assert_eq!(
+        entry("providers.anthropic_max_output_tokens"),
+        (json!("300"), json!({"layer": "file", "path": "agent.toml"}))
+    );
+    assert_eq!(
+        entry("providers.openai_max_retry_wait_secs"),
+        (
+            json!("0.01"),
+            json!({"layer": "dotenv", "path": ".env", "var": "KAOS_PROVIDERS_OPENAI_MAX_RETRY_WAIT_SECS"})
+        )
+    );
+    assert_eq!(
+        entry("providers.max_retries"),
+        (json!("2"), json!({"layer": "env", "var": "KAOS_PROVIDERS_MAX_RETRIES"}))
+    );
+    assert_eq!(entry("providers.gemini_max_retries"), (Value::Null, json!({"layer": "default"})));
+}

@@ -198,3 +198,39 @@ async fn a_message_larger_than_the_whole_context_is_a_typed_error_and_stores_not
     assert!(matches!(err, RunError::Memory(_)), "{err:?}");
     assert!(runner.history("s").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_document_is_stored_once_and_within_its_limit_whoever_adds_it_at_the_same_time() {
+    use kaos_runner::DocumentAdded;
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Runtime::on_disk(dir.path()).unwrap();
+    // Two Runners over one data directory: they share only the VFS and its locks.
+    let (a, b) = (runner_with(runtime.clone(), echo_model()), runner_with(runtime, echo_model()));
+    let chunks = |sha: &str, n: usize| -> Vec<NewItem> {
+        (0..n).map(|i| NewItem::text(format!("chunk {i}")).with_metadata("file_sha256", json!(sha))).collect()
+    };
+    for round in 0..8 {
+        let session = format!("docs-{round}");
+        let (first, second) = tokio::join!(
+            a.add_document(&session, "sha-1", chunks("sha-1", 3), 100),
+            b.add_document(&session, "sha-1", chunks("sha-1", 3), 100),
+        );
+        let outcomes = [first.unwrap(), second.unwrap()];
+        assert_eq!(
+            outcomes.iter().filter(|o| matches!(o, DocumentAdded::Added { .. })).count(),
+            1,
+            "{outcomes:?}"
+        );
+        assert!(outcomes.contains(&DocumentAdded::Unchanged), "{outcomes:?}");
+        assert_eq!(a.memory(&session).await.unwrap().section(SectionKind::Documents).items().len(), 3);
+
+        // Two different documents racing for the last room: one goes in, the other is refused.
+        let (first, second) = tokio::join!(
+            a.add_document(&session, "sha-2", chunks("sha-2", 4), 8),
+            b.add_document(&session, "sha-3", chunks("sha-3", 4), 8),
+        );
+        let outcomes = [first.unwrap(), second.unwrap()];
+        assert!(outcomes.contains(&DocumentAdded::OverLimit { held: 7, limit: 8 }), "{outcomes:?}");
+        assert_eq!(b.memory(&session).await.unwrap().section(SectionKind::Documents).items().len(), 7);
+    }
+}

@@ -82,6 +82,22 @@ fn each_layer_beats_the_ones_below_it() {
             ("providers.timeout_secs", SettingSource::Default),
             ("providers.max_retries", SettingSource::Default),
             ("providers.max_retry_wait_secs", SettingSource::Default),
+            ("providers.openai_max_output_tokens", SettingSource::Default),
+            ("providers.openai_timeout_secs", SettingSource::Default),
+            ("providers.openai_max_retries", SettingSource::Default),
+            ("providers.openai_max_retry_wait_secs", SettingSource::Default),
+            ("providers.anthropic_max_output_tokens", SettingSource::Default),
+            ("providers.anthropic_timeout_secs", SettingSource::Default),
+            ("providers.anthropic_max_retries", SettingSource::Default),
+            ("providers.anthropic_max_retry_wait_secs", SettingSource::Default),
+            ("providers.gemini_max_output_tokens", SettingSource::Default),
+            ("providers.gemini_timeout_secs", SettingSource::Default),
+            ("providers.gemini_max_retries", SettingSource::Default),
+            ("providers.gemini_max_retry_wait_secs", SettingSource::Default),
+            ("providers.openai_compatible_max_output_tokens", SettingSource::Default),
+            ("providers.openai_compatible_timeout_secs", SettingSource::Default),
+            ("providers.openai_compatible_max_retries", SettingSource::Default),
+            ("providers.openai_compatible_max_retry_wait_secs", SettingSource::Default),
             ("pricing.file", SettingSource::Default),
             ("vfs.s3_bucket", SettingSource::Default),
             ("vfs.s3_prefix", SettingSource::Default),
@@ -154,6 +170,36 @@ fn a_bad_value_names_its_key_and_layer() {
 
     let (key, message) = setting_error(Settings::loader().context("modle", "x").load());
     assert_eq!((key.as_str(), message.contains("unknown setting")), ("modle", true));
+
+    // A vendor's own limits are checked like the vendor-wide ones.
+    let (key, message) = setting_error(Settings::from_lookup(|var| {
+        (var == "KAOS_PROVIDERS_ANTHROPIC_TIMEOUT_SECS").then(|| "0".to_owned())
+    }));
+    assert_eq!(key, "providers.anthropic_timeout_secs");
+    assert!(
+        message.contains("positive") && message.contains("KAOS_PROVIDERS_ANTHROPIC_TIMEOUT_SECS"),
+        "{message}"
+    );
+    let (key, _) =
+        setting_error(Settings::loader().set("providers.openai_compatible_max_retries", "many").load());
+    assert_eq!(key, "providers.openai_compatible_max_retries");
+}
+
+/// A vendor's own limits beat the vendor-wide ones whatever their layers; the rest fall back.
+#[test]
+fn a_vendors_own_limits_beat_the_vendor_wide_ones() {
+    let settings = Settings::loader()
+        .env_vars([("KAOS_PROVIDERS_OPENAI_MAX_OUTPUT_TOKENS", "100"), ("KAOS_PROVIDERS_TIMEOUT_SECS", "30")])
+        .set("providers.max_output_tokens", "900")
+        .set("providers.gemini_max_retry_wait_secs", "2.5")
+        .load()
+        .unwrap();
+    let openai = settings.providers.limits("openai");
+    assert_eq!((openai.max_output_tokens, openai.timeout_secs), (Some(100), Some(30.0)));
+    let gemini = settings.providers.limits("gemini");
+    assert_eq!((gemini.max_output_tokens, gemini.max_retry_wait_secs), (Some(900), Some(2.5)));
+    let custom = settings.providers.limits("upper");
+    assert_eq!((custom.max_output_tokens, custom.max_retries), (Some(900), None));
 }
 
 #[test]

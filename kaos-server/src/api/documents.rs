@@ -7,12 +7,10 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Extension, Multipart, Path, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use kaos_agent::SectionKind;
 use kaos_ingest::{Document, IngestOptions};
 use kaos_runner::Runner;
 use kaos_session::NewItem;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::{ApiError, ApiState, ErrorBody, scoped};
@@ -109,7 +107,7 @@ pub(super) async fn post_documents(
     for (name, bytes) in files {
         let result = match kaos_ingest::ingest(&name, &format!("upload:{name}"), &bytes, &limits.ingest) {
             Err(error) => failed(name, None, error.to_string()),
-            Ok(doc) => store(&state.runner, session.as_str(), &doc, limits.max_chunks_per_session).await?,
+            Ok(doc) => store(&state.runner, session.as_str(), &doc, limits.max_chunks_per_session).await,
         };
         results.push(result);
     }
@@ -134,52 +132,37 @@ fn failed(name: String, sha256: Option<String>, error: String) -> DocumentAdded 
 }
 
 /// Stores one ingested document unless the session holds its hash already or it would take
-/// the session over its chunk limit.
-async fn store(
-    runner: &Runner,
-    session: &str,
-    doc: &Document,
-    max_chunks: u64,
-) -> Result<DocumentAdded, ApiError> {
-    let memory = runner.memory(session).await?;
-    let held = memory.section(SectionKind::Documents).items();
+/// the session over its chunk limit ([`Runner::add_document`], atomic under the session's lock).
+async fn store(runner: &Runner, session: &str, doc: &Document, max_chunks: u64) -> DocumentAdded {
     let sha = Some(doc.sha256.clone());
-    if held.iter().any(|i| i.metadata.get("file_sha256").and_then(Value::as_str) == Some(doc.sha256.as_str()))
+    let items = doc
+        .chunks
+        .iter()
+        .map(|chunk| {
+            chunk
+                .metadata()
+                .into_iter()
+                .fold(NewItem::text(chunk.text.clone()), |item, (k, v)| item.with_metadata(k, v))
+        })
+        .collect();
+    let (status, chunks, tokens, error) = match runner
+        .add_document(session, &doc.sha256, items, max_chunks)
+        .await
     {
-        return Ok(DocumentAdded {
-            name: doc.name.clone(),
-            status: "unchanged".into(),
-            chunks: None,
-            tokens: None,
-            sha256: sha,
-            error: None,
-        });
-    }
-    if (held.len() + doc.chunks.len()) as u64 > max_chunks {
-        let error = format!(
-            "{}: {} chunk(s) would take the session over its limit of {max_chunks} document chunks ({} held)",
-            doc.name,
-            doc.chunks.len(),
-            held.len()
-        );
-        return Ok(failed(doc.name.clone(), sha, error));
-    }
-    drop(memory);
-    let items = doc.chunks.iter().map(|chunk| {
-        chunk
-            .metadata()
-            .into_iter()
-            .fold(NewItem::text(chunk.text.clone()), |item, (k, v)| item.with_metadata(k, v))
-    });
-    match runner.remember(session, SectionKind::Documents, items).await {
-        Ok(_) => Ok(DocumentAdded {
-            name: doc.name.clone(),
-            status: "added".into(),
-            chunks: Some(doc.chunks.len()),
-            tokens: Some(doc.tokens),
-            sha256: sha,
-            error: None,
-        }),
-        Err(error) => Ok(failed(doc.name.clone(), sha, format!("{}: {}", doc.name, error.report()))),
-    }
+        Ok(kaos_runner::DocumentAdded::Added { .. }) => {
+            ("added", Some(doc.chunks.len()), Some(doc.tokens), None)
+        }
+        Ok(kaos_runner::DocumentAdded::OverLimit { held, limit }) => {
+            let error = format!(
+                "{}: {} chunk(s) would take the session over its limit of {limit} document chunks ({held} held)",
+                doc.name,
+                doc.chunks.len(),
+            );
+            ("failed", None, None, Some(error))
+        }
+        // Unchanged: the session holds this content already.
+        Ok(_) => ("unchanged", None, None, None),
+        Err(error) => ("failed", None, None, Some(format!("{}: {}", doc.name, error.report()))),
+    };
+    DocumentAdded { name: doc.name.clone(), status: status.into(), chunks, tokens, sha256: sha, error }
 }

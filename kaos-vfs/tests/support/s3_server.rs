@@ -116,6 +116,11 @@ impl S3Server {
         SERVER.get_or_init(|| S3Server::start().unwrap_or_else(|why| panic!("{why}")))
     }
 
+    /// The server's process id (to pause it with SIGSTOP: a store that stops answering).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Creates a bucket (idempotent).
     pub fn create_bucket(&self, bucket: &str) {
         let status = request(self.port, "PUT", &format!("/{bucket}")).unwrap();
