@@ -42,3 +42,38 @@ fn the_agent_files_in_the_docs_are_valid() {
     }
     assert!(checked >= 3, "{checked}");
 }
+
+/// Every excerpt of a file in the docs (a ```rust,ignore or ```toml block whose first line is a
+/// comment naming a file under `examples/`) is still in that file, word for word: the guide to
+/// custom crates shows the example crates' code without copying it out of step.
+#[test]
+fn the_excerpts_of_files_are_in_those_files() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = docs.parent().unwrap();
+    let mut checked = 0;
+    for page in ["guides/custom-crates.md"] {
+        let text = std::fs::read_to_string(docs.join(page)).unwrap();
+        for (fence, comment) in [("```rust,ignore\n", "// "), ("```toml\n", "# ")] {
+            for block in text.split(fence).skip(1) {
+                let block = block.split("\n```").next().unwrap();
+                let mut lines = block.lines();
+                let Some(file) = lines.next().and_then(|l| l.strip_prefix(comment)) else { continue };
+                if !file.starts_with("examples/") {
+                    continue;
+                }
+                let excerpt: Vec<&str> = lines.collect();
+                let source = std::fs::read_to_string(root.join(file))
+                    .unwrap_or_else(|e| panic!("{page}: {file}: {e}"));
+                let source: Vec<&str> = source.lines().collect();
+                assert!(
+                    !excerpt.is_empty()
+                        && source.windows(excerpt.len()).any(|window| window == excerpt.as_slice()),
+                    "{page}: this excerpt is no longer in {file}:\n{}",
+                    excerpt.join("\n")
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "{checked}");
+}

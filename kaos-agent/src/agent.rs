@@ -49,9 +49,11 @@ pub struct AgentConfig {
     /// How turns are driven [chat].
     #[serde(default)]
     pub pattern: Pattern,
-    /// Globs over tool names offered to the model; empty means every registered tool.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tools: Vec<String>,
+    /// Globs over tool names offered to the model. Without a `tools` key every tool of the
+    /// runtime is offered; with one, only the tools a glob matches, so `tools = []` offers none
+    /// (and `["*"]` spells every tool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
     /// Permission rules, evaluated in order (first match wins).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permissions: Vec<PermissionRule>,
@@ -254,7 +256,7 @@ impl Default for AgentConfig {
             role_models: BTreeMap::new(),
             fallback_models: Vec::new(),
             pattern: Pattern::default(),
-            tools: Vec::new(),
+            tools: None,
             permissions: Vec::new(),
             limits: Limits::default(),
             budget: Budget::default(),
@@ -361,7 +363,7 @@ impl AgentConfig {
             path.push(self.name.clone());
             return Err(AgentError::Cycle { name: self.name.clone(), path });
         }
-        for (i, glob) in self.tools.iter().enumerate() {
+        for (i, glob) in self.tools.iter().flatten().enumerate() {
             validate_glob(&format!("{at}tools[{i}]"), glob)?;
         }
         for (i, rule) in self.permissions.iter().enumerate() {
@@ -591,9 +593,10 @@ impl Agent {
         self.inner.config.pattern
     }
 
-    /// Globs over tool names (empty = all tools).
-    pub fn tools(&self) -> &[String] {
-        &self.inner.config.tools
+    /// Globs over the tool names offered to the model: `None` offers every tool of the
+    /// runtime, `Some(globs)` the tools a glob matches (none for an empty list).
+    pub fn tools(&self) -> Option<&[String]> {
+        self.inner.config.tools.as_deref()
     }
 
     /// Permission rules, in evaluation order.
@@ -717,13 +720,28 @@ impl AgentBuilder {
         self
     }
 
-    /// Globs over tool names offered to the model (replaces earlier ones; empty = all).
+    /// Offers the model only the tools a glob matches (replaces earlier globs). An empty list
+    /// offers no tool at all, like [`no_tools`](Self::no_tools); without a call, every tool of
+    /// the runtime is offered.
     pub fn tools<I, S>(mut self, globs: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.config.tools = globs.into_iter().map(Into::into).collect();
+        self.config.tools = Some(globs.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Offers the model no tool (`tools = []` in an agent file).
+    pub fn no_tools(mut self) -> Self {
+        self.config.tools = Some(Vec::new());
+        self
+    }
+
+    /// Offers the model every tool of the runtime (the default; `tools` absent from an agent
+    /// file).
+    pub fn all_tools(mut self) -> Self {
+        self.config.tools = None;
         self
     }
 

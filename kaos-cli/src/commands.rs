@@ -574,7 +574,7 @@ pub(crate) fn tools(global: &GlobalArgs, command: ToolsCommand) -> Result<()> {
         }
         None => (kaos_agent::Agent::builder().build()?, setup::AgentFileExtras::default()),
     };
-    let selector = ToolSelector::new(agent.tools())?;
+    let selector = agent.tools().map_or_else(|| Ok(ToolSelector::all()), ToolSelector::new)?;
     let runtime = setup::agent_runtime(&settings, false, &extras)?;
     let mut rows = Vec::new();
     for tool in runtime.tools().list() {

@@ -76,9 +76,10 @@ pub(crate) struct McpServerEntry {
     /// Streamable HTTP: the environment variable holding the bearer token.
     #[serde(default)]
     token_env: Option<String>,
-    /// Globs over the server's tool names selecting those to mount [all].
+    /// Globs over the server's tool names selecting those to mount: all without the key, none
+    /// for an empty list (as the agent's own `tools`).
     #[serde(default)]
-    tools: Vec<String>,
+    tools: Option<Vec<String>>,
 }
 
 /// The agent file's text, and the CLI's tables read from it (left in the text: the agent
@@ -279,10 +280,11 @@ fn mcp_tools(extras: &AgentFileExtras) -> Result<Vec<Arc<dyn kaos_tools::Tool>>>
             .map_err(|_| anyhow!("MCP server `{name}`: no async runtime to connect from"))?;
         let client = tokio::task::block_in_place(|| handle.block_on(McpClient::connect(config)))
             .with_context(|| format!("MCP server `{name}` of {file} is unavailable"))?;
-        let globs: Vec<String> =
-            if entry.tools.is_empty() { vec!["*".to_owned()] } else { entry.tools.clone() };
-        let selector =
-            ToolSelector::new(&globs).with_context(|| format!("MCP server `{name}` ({file}): tools"))?;
+        let selector = entry
+            .tools
+            .as_ref()
+            .map_or_else(|| Ok(ToolSelector::all()), ToolSelector::new)
+            .with_context(|| format!("MCP server `{name}` ({file}): tools"))?;
         let prefix = format!("{name}-");
         for tool in client.tools() {
             let mounted = tool.spec().name.to_string();

@@ -13,8 +13,8 @@
 pub use secrecy::{ExposeSecret, SecretString};
 
 /// `text` with every occurrence of `key` replaced by `[redacted]` (vendors sometimes echo the
-/// key back in error messages). Used by the HTTP transport of the vendor features.
-#[cfg_attr(not(feature = "_http"), allow(dead_code))]
+/// key back in error messages). Only the HTTP transport of the vendor clients needs it.
+#[cfg(any(test, feature = "_http"))]
 pub(crate) fn scrub(key: &SecretString, text: &str) -> String {
     let key = key.expose_secret();
     if key.is_empty() { text.to_owned() } else { text.replace(key, "[redacted]") }

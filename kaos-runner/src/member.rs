@@ -199,18 +199,21 @@ impl Common<'_> {
         root: Option<&str>,
         cache: usize,
     ) -> Result<Member, RunError> {
-        let selector = ToolSelector::new(agent.tools()).map_err(|e| match e {
-            ToolError::InvalidGlob { pattern, message } => RunError::InvalidToolGlob {
-                field: agent
-                    .tools()
-                    .iter()
-                    .position(|g| *g == pattern)
-                    .map_or_else(|| "tools".to_owned(), |i| format!("tools[{i}]")),
-                glob: pattern,
-                message,
-            },
-            _ => RunError::Internal("selecting tools failed other than by a glob"),
-        })?;
+        // No `tools` list offers every tool; an empty one offers none.
+        let globs = agent.tools();
+        let selector =
+            globs.map_or_else(|| Ok(ToolSelector::all()), ToolSelector::new).map_err(|e| match e {
+                ToolError::InvalidGlob { pattern, message } => RunError::InvalidToolGlob {
+                    field: globs
+                        .into_iter()
+                        .flatten()
+                        .position(|g| *g == pattern)
+                        .map_or_else(|| "tools".to_owned(), |i| format!("tools[{i}]")),
+                    glob: pattern,
+                    message,
+                },
+                _ => RunError::Internal("selecting tools failed other than by a glob"),
+            })?;
         let max_tools = agent.limits().max_tools.get() as usize;
         let selected = self.runtime.tools().select(&selector, max_tools);
         let tool_definitions = selected

@@ -4,7 +4,8 @@ use crate::ToolError;
 
 /// A compiled selection of tool names by shell-style globs.
 ///
-/// No globs selects every tool. Matching is case-sensitive; `*` matches any run of characters
+/// No globs select no tool; [`ToolSelector::all`] (or the glob `*`) selects every tool, as an
+/// agent without a `tools` list gets. Matching is case-sensitive; `*` matches any run of characters
 /// (including `-` and `/`), `?` one character, `[abc]` / `[!abc]` a character class and
 /// `{a,b}` alternatives. The globs are compiled once into one matcher.
 ///
@@ -15,6 +16,7 @@ use crate::ToolError;
 /// assert!(selector.matches("web_search"));
 /// assert!(!selector.matches("kaos-memory-search"));
 /// assert!(ToolSelector::all().matches("anything"));
+/// assert!(!ToolSelector::new(Vec::<String>::new()).unwrap().matches("anything"));
 /// assert!(ToolSelector::new(["[oops"]).is_err());
 /// ```
 #[derive(Debug, Clone)]
@@ -25,16 +27,14 @@ pub struct ToolSelector {
 }
 
 impl ToolSelector {
-    /// Compiles `globs`. Errors with [`ToolError::InvalidGlob`] naming the first bad pattern.
+    /// Compiles `globs` (none select no tool). Errors with [`ToolError::InvalidGlob`] naming
+    /// the first bad pattern.
     pub fn new<I, S>(globs: I) -> Result<Self, ToolError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
         let patterns: Vec<String> = globs.into_iter().map(|g| g.as_ref().to_owned()).collect();
-        if patterns.is_empty() {
-            return Ok(Self::all());
-        }
         let mut builder = GlobSetBuilder::new();
         for pattern in &patterns {
             let glob = GlobBuilder::new(pattern)
@@ -60,7 +60,8 @@ impl ToolSelector {
         Self { patterns: Vec::new(), set: None }
     }
 
-    /// Whether this selector selects every tool (it was built from no globs).
+    /// Whether this selector is [`ToolSelector::all`] (a glob list such as `["*"]` matching
+    /// every name is not).
     pub fn is_all(&self) -> bool {
         self.set.is_none()
     }

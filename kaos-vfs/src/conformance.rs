@@ -18,11 +18,18 @@
 //!
 //! What the suite checks is the trait's documented contract, nothing more: in particular
 //! [`Metadata::modified`](crate::Metadata::modified) is optional and not required.
+//!
+//! A backend whose [`Vfs::lock`] is a lease shared by several processes (a store with
+//! conditional writes, like `ObjectStoreVfs`) also runs [`run_leases`]: exclusion between
+//! handles that share nothing but the store, a released lease taken at once, an expired one
+//! taken over, and the old holder fenced.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -368,4 +375,188 @@ async fn lock_excludes_until_released(vfs: Arc<dyn Vfs>) {
     waiter.await.unwrap();
     assert!(acquired.load(std::sync::atomic::Ordering::SeqCst));
     drop(vfs.lock(&path).await.unwrap());
+}
+
+/// Every behaviour of the lease suite, by name, in the order [`run_leases`] checks them.
+pub const LEASE_BEHAVIOURS: &[&str] = &[
+    "leases_exclude_across_handles",
+    "a_released_lease_is_taken_at_once",
+    "an_expired_lease_is_taken_over_and_its_holder_fenced",
+];
+
+/// Runs the lease behaviours: for a backend whose [`Vfs::lock`] is a lease on a store that
+/// several processes share (created only if absent, renewed and taken over by conditional
+/// writes), such as `ObjectStoreVfs`.
+///
+/// `open(namespace)` returns a new handle on the store, as another process would open it:
+/// handles opened with the same `namespace` share the store's files and locks and nothing
+/// else (no in-process lock, no cache), handles of different namespaces are independent. Each
+/// behaviour uses a namespace of its own. `ttl` is the lease time to live the handles use
+/// (keep it short, a second or two: the suite waits for a lease to expire); their lock timeout
+/// must be longer than three TTLs.
+///
+/// ```
+/// # #[cfg(feature = "object-store")] {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// use kaos_vfs::ObjectStoreVfs;
+/// use kaos_vfs::object_store::memory::InMemory;
+///
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// let ttl = Duration::from_millis(500);
+/// let store = Arc::new(InMemory::new());
+/// kaos_vfs::conformance::run_leases(ttl, |namespace| {
+///     let vfs = ObjectStoreVfs::new(store.clone(), namespace).unwrap().with_lease_ttl(ttl);
+///     std::future::ready(vfs.with_lock_timeout(Duration::from_secs(10)))
+/// })
+/// .await;
+/// # });
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// When the backend breaks a behaviour, like [`run`].
+pub async fn run_leases<F, Fut, V>(ttl: Duration, mut open: F)
+where
+    F: FnMut(&str) -> Fut,
+    Fut: Future<Output = V>,
+    V: Vfs + 'static,
+{
+    for name in LEASE_BEHAVIOURS {
+        eprintln!("kaos-vfs lease conformance: {name}");
+        let namespace = format!("lease-conformance-{}-{name}", std::process::id());
+        match *name {
+            "leases_exclude_across_handles" => {
+                let mut handles: Vec<Arc<dyn Vfs>> = Vec::new();
+                for _ in 0..4 {
+                    handles.push(Arc::new(open(&namespace).await));
+                }
+                leases_exclude_across_handles(handles).await;
+            }
+            "a_released_lease_is_taken_at_once" => {
+                let (a, b) = (open(&namespace).await, open(&namespace).await);
+                a_released_lease_is_taken_at_once(Arc::new(a), Arc::new(b), ttl).await;
+            }
+            "an_expired_lease_is_taken_over_and_its_holder_fenced" => {
+                let (a, b) = (open(&namespace).await, open(&namespace).await);
+                an_expired_lease_is_taken_over_and_its_holder_fenced(Arc::new(a), Arc::new(b), ttl).await;
+            }
+            other => unreachable!("{other} is listed in LEASE_BEHAVIOURS but not run"),
+        }
+    }
+}
+
+/// Four handles (four processes) increment a counter under the lock: nobody is ever inside at
+/// the same time as another, and no increment is lost.
+async fn leases_exclude_across_handles(handles: Vec<Arc<dyn Vfs>>) {
+    const ROUNDS: usize = 4;
+    let (lock, counter) = (p("locks/counter"), p("counter"));
+    let inside = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = handles
+        .iter()
+        .map(|vfs| {
+            let (vfs, lock, counter, inside) = (vfs.clone(), lock.clone(), counter.clone(), inside.clone());
+            tokio::spawn(async move {
+                for _ in 0..ROUNDS {
+                    let held = vfs.lock(&lock).await.unwrap();
+                    assert!(!inside.swap(true, Ordering::SeqCst), "two handles held the lease at once");
+                    let n: usize = match vfs.read(&counter).await {
+                        Ok(bytes) => String::from_utf8(bytes.to_vec()).unwrap().parse().unwrap(),
+                        Err(e) if e.is_not_found() => 0,
+                        Err(e) => panic!("reading the counter: {e}"),
+                    };
+                    tokio::task::yield_now().await;
+                    vfs.write(&counter, (n + 1).to_string().into()).await.unwrap();
+                    inside.store(false, Ordering::SeqCst);
+                    held.release().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let total = handles[0].read(&counter).await.unwrap();
+    assert_eq!(total, (handles.len() * ROUNDS).to_string(), "an increment was lost");
+}
+
+/// A waiter gets a released lease without waiting for it to expire.
+async fn a_released_lease_is_taken_at_once(a: Arc<dyn Vfs>, b: Arc<dyn Vfs>, ttl: Duration) {
+    let lock = p("locks/session");
+    let held = a.lock(&lock).await.unwrap();
+    held.check().unwrap();
+    let waiter = {
+        let (b, lock) = (b.clone(), lock.clone());
+        tokio::spawn(async move {
+            let held = b.lock(&lock).await.unwrap();
+            (Instant::now(), held)
+        })
+    };
+    // The waiter is refused while the lease is held and renewed (past its TTL).
+    tokio::time::sleep(ttl + ttl / 2).await;
+    assert!(!waiter.is_finished(), "the lease was taken while its holder renewed it");
+    held.check().unwrap();
+    let released = Instant::now();
+    held.release().await.unwrap();
+    let (taken, held) = waiter.await.unwrap();
+    assert!(
+        taken.duration_since(released) < ttl,
+        "a released lease was taken only after {:?} (TTL {ttl:?}): as if expired, not released",
+        taken.duration_since(released)
+    );
+    held.release().await.unwrap();
+}
+
+/// A holder that stops renewing (a paused process: here its runtime's only thread is blocked)
+/// loses its lease after a TTL; another handle takes it over; the old holder, resumed, is told
+/// (`LockLost` from `check`) and its writes are refused, and the new holder's lease and writes
+/// stay.
+async fn an_expired_lease_is_taken_over_and_its_holder_fenced(
+    a: Arc<dyn Vfs>,
+    b: Arc<dyn Vfs>,
+    ttl: Duration,
+) {
+    let (lock, log) = (p("locks/session"), p("log"));
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let (resume_tx, resume_rx) = std::sync::mpsc::channel::<()>();
+    let paused = {
+        let (lock, log) = (lock.clone(), log.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let held = a.lock(&lock).await.unwrap();
+                locked_tx.send(()).unwrap();
+                // Blocks the runtime's only thread: nothing of this handle runs, its lease is
+                // not renewed, as in a process stopped by the OS.
+                resume_rx.recv().unwrap();
+                let check = held.check();
+                let append = a.append(&log, "a\n".into()).await;
+                let release = held.release().await;
+                (check, append, release)
+            })
+        })
+    };
+    locked_rx.await.unwrap();
+    let started = Instant::now();
+    let held = b.lock(&lock).await.unwrap();
+    // It was taken no sooner than the lease could have expired (with room for clocks).
+    assert!(started.elapsed() >= ttl / 4, "the lease was taken over while it was live");
+    b.append(&log, "b\n".into()).await.unwrap();
+
+    resume_tx.send(()).unwrap();
+    let (check, append, release) = tokio::task::spawn_blocking(move || paused.join().unwrap()).await.unwrap();
+    assert!(matches!(check, Err(VfsError::LockLost { .. })), "the old holder's check: {check:?}");
+    assert!(matches!(append, Err(VfsError::LockLost { .. })), "the old holder's write: {append:?}");
+    assert!(
+        matches!(release, Ok(()) | Err(VfsError::LockLost { .. })),
+        "the old holder's release: {release:?}"
+    );
+
+    // The new holder's lease survived the old holder's release, and its writes go on.
+    held.check().unwrap();
+    b.append(&log, "b2\n".into()).await.unwrap();
+    assert_eq!(b.read(&log).await.unwrap(), "b\nb2\n");
+    held.release().await.unwrap();
 }

@@ -2,11 +2,13 @@
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{Cargo, codegen, features, tidy};
+use crate::{Cargo, codegen, features, package, tidy};
 
-/// Runs format check, clippy, tidy, the codegen check, the feature matrix, the install of the
-/// MCP interop packages, of the S3 test server, of the A2A Python SDK and of Chromium, the whole test suite with every feature on (so each vendor's wire
-/// tests and the MCP interop tests run), the examples and the user-crate samples; stops at the first failure.
+/// Runs format check, clippy, tidy, the codegen check, the feature matrix, the package check,
+/// the install of the MCP interop packages, of the S3 test server, of the A2A Python SDK and of
+/// Chromium, the whole test suite with every feature on (so each vendor's wire tests and the
+/// MCP and A2A interop tests run), the examples, the user-crate samples and the example crates;
+/// stops at the first failure.
 pub(crate) fn run() -> Result<()> {
     Cargo::new(["fmt", "--all", "--check"]).run()?;
     Cargo::new([
@@ -26,6 +28,9 @@ pub(crate) fn run() -> Result<()> {
     codegen::run(true)?;
     eprintln!("$ cargo xtask features");
     features::run()?;
+    // After clippy, whose checked dependencies it shares.
+    eprintln!("$ cargo xtask package");
+    package::run(package::Verify::Check)?;
     install_mcp_packages()?;
     install_s3_server()?;
     install_a2a_sdk()?;
@@ -40,9 +45,33 @@ pub(crate) fn run() -> Result<()> {
     // The samples a user pastes into their own crate, in a fresh crate outside the workspace.
     eprintln!("$ cargo xtask user-crate");
     crate::user_crate::run()?;
+    example_crates()?;
     semver()?;
     eprintln!("ci: all checks passed");
     Ok(())
+}
+
+/// The crates under `examples/crates/` (a SQLite VFS backend, an Ollama provider), built as a
+/// user's crates would be: their own workspace and lock file, the KAOS crates by path. Format
+/// and tests, in this workspace's target directory so the KAOS crates and dependencies
+/// they share with it are not compiled twice.
+fn example_crates() -> Result<()> {
+    let manifest = crate::workspace_root().join("examples/crates/Cargo.toml");
+    let manifest = manifest.to_str().context("the workspace path is not UTF-8")?.to_owned();
+    let target = crate::package::target_directory()?;
+    let in_examples = |args: &[&str]| {
+        let mut cargo = Cargo::new(args.iter().copied()).env("CARGO_TARGET_DIR", &target);
+        cargo = cargo.args(&["--manifest-path".to_owned(), manifest.clone()]);
+        cargo
+    };
+    in_examples(&["fmt", "--all", "--check"]).run()?;
+    // No clippy here: it would check every KAOS crate again under the examples' features
+    // (80 s on the CI machine); the tests build them once.
+    in_examples(&["test", "--workspace", "--locked"]).run().context(
+        "the example crates failed; if `--locked` refused their lock file because a KAOS crate's \
+         dependencies changed, refresh it with `cargo update --workspace --manifest-path \
+         examples/crates/Cargo.toml` and commit it",
+    )
 }
 
 /// `cargo-semver-checks` against the last tagged release (`v*`): skipped, saying so, while

@@ -29,11 +29,14 @@ commands:
                    cargo xtask tidy
                    cargo xtask codegen --check
                    cargo xtask features
+                   cargo xtask package (every published crate checked from its .crate)
                    tests/mcp/install.sh (the pinned MCP interop packages, from npm)
                    cargo test --workspace --all-targets --all-features --locked
                    cargo test --workspace --doc --all-features --locked
                    every example, its output checked
                    cargo xtask user-crate
+                   the crates under examples/crates (a user's VFS backend and provider):
+                   fmt and tests, in this workspace's target directory
   user-crate       build and run the Rust samples marked <!-- user-crate --> (README, tutorials)
                    in a fresh crate under target/user-crate, outside the workspace, with only
                    the README's [dependencies] block (the workspace's lockfile and target dir)
@@ -47,9 +50,10 @@ commands:
   features         cargo check kaos-runner with no provider feature, each provider feature
                    alone (openai, anthropic, gemini, openai-compatible), and all of them;
                    kaos-cli with no default feature
-  package          cargo package every published crate, then build and test each from its
-                   .crate alone (tests and doctests may not read outside their crate); not
-                   yet part of ci (it compiles every crate a second time)
+  package [--full] cargo package every published crate, then verify each from its .crate
+                   alone (nothing may reach outside its crate): every target checked and
+                   the doctests' includes resolved; with --full, every test and doctest
+                   built and run instead (it builds every crate in full a second time)
   bench [ARGS]     run the criterion benchmarks and print one JSON line per benchmark
                    ({\"bench\",\"median_ns\",\"mean_ns\",\"unit\"}) on stdout; ARGS (e.g. a
                    filter) are passed to criterion
@@ -86,10 +90,11 @@ fn dispatch(args: &[String]) -> Result<()> {
             [flag] if flag == "--check" => codegen::run(true),
             [arg, ..] => bail!("`cargo xtask codegen` takes only `--check`, got `{arg}`\n\n{USAGE}"),
         },
-        "package" => {
-            no_args("package", rest)?;
-            package::run()
-        }
+        "package" => match rest {
+            [] => package::run(package::Verify::Check),
+            [flag] if flag == "--full" => package::run(package::Verify::Full),
+            [arg, ..] => bail!("`cargo xtask package` takes only `--full`, got `{arg}`\n\n{USAGE}"),
+        },
         "user-crate" => {
             no_args("user-crate", rest)?;
             user_crate::run()

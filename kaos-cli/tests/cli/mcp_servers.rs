@@ -40,6 +40,33 @@ fn tools_ls_lists_the_selected_tools_of_the_agent_files_servers() {
     assert_eq!(names, ["everything-echo", "everything-get-sum"]);
 }
 
+/// An entry's `tools` follows the agent's own rule: without the key every tool of the server is
+/// mounted, an empty list mounts none.
+#[test]
+fn an_empty_tools_list_mounts_no_tool_of_the_server_and_no_list_every_tool() {
+    let mounted = |tools: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "name = \"assistant\"\nmodel = \"openai-compatible:tiny\"\n\
+             [[mcp_servers]]\nname = \"everything\"\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\n{tools}",
+            everything_script()
+        );
+        std::fs::write(dir.path().join("agent.toml"), text).unwrap();
+        let output =
+            kaos(dir.path()).args(["tools", "ls", "--json", "--agent", "agent.toml"]).output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout_json(&output)
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|t| t["name"].as_str().filter(|n| n.starts_with("everything-")).map(str::to_owned))
+            .collect::<Vec<String>>()
+    };
+    assert_eq!(mounted("tools = []\n"), Vec::<String>::new());
+    let all = mounted("");
+    assert!(all.len() > 2 && all.iter().any(|n| n == "everything-echo"), "{all:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_turn_calls_a_tool_of_the_agent_files_server() {
     let server = MockServer::start().await;

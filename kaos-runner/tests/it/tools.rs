@@ -123,6 +123,46 @@ async fn tools_outside_the_agents_globs_are_neither_offered_nor_run() {
 }
 
 #[tokio::test]
+async fn an_empty_tools_list_offers_no_tool_and_an_absent_one_every_tool() {
+    let agent = |file: &str| Agent::from_toml(&format!("model = \"scripted:echo\"\n{file}")).unwrap();
+    let every = [
+        "add",
+        "boom",
+        "kaos-vfs-read",
+        "kaos-vfs-write",
+        "kaos-vfs-append",
+        "kaos-vfs-list",
+        "kaos-vfs-delete",
+    ];
+    let offered = |agent: Agent| {
+        let mut names: Vec<String> =
+            runner(&ScriptedClient::new(), agent).tool_names().iter().map(|n| n.to_string()).collect();
+        names.sort();
+        names
+    };
+    let mut all: Vec<String> = every.iter().map(|n| n.to_string()).collect();
+    all.sort();
+    assert_eq!(offered(agent("")), all, "no `tools` key: every tool of the runtime");
+    assert_eq!(offered(agent("tools = [\"*\"]")), all, "`*` spells every tool");
+    assert!(offered(agent("tools = []")).is_empty(), "an empty list is no tool");
+    assert!(offered(Agent::builder().no_tools().build().unwrap()).is_empty());
+    assert_eq!(offered(Agent::builder().tools(["add"]).all_tools().build().unwrap()), all);
+
+    // A model asking for a tool the agent was not given gets an error result, nothing runs.
+    let model = ScriptedClient::new().with_tool_call("add", json!({"a": 2, "b": 3})).with_text("ok");
+    let runner = runner(&model, agent("tools = []"));
+    let response = runner.turn("add 2 and 3", "s").await.unwrap();
+    assert!(response.tool_calls[0].is_error, "{:?}", response.tool_calls[0]);
+    assert!(model.requests()[0].tools.is_empty(), "no tool definition was sent");
+
+    // The agent file keeps the difference: `tools = []` round-trips, an absent list stays absent.
+    let tools_line =
+        |agent: Agent| agent.to_toml().unwrap().lines().find(|l| l.starts_with("tools =")).map(str::to_owned);
+    assert_eq!(tools_line(agent("tools = []")).as_deref(), Some("tools = []"));
+    assert_eq!(tools_line(agent("")), None);
+}
+
+#[tokio::test]
 async fn bad_arguments_reach_the_model_as_an_error_it_can_fix() {
     let model = ScriptedClient::new()
         .with_tool_call("add", json!({"a": "two", "b": 3}))

@@ -36,11 +36,16 @@ fn bad_globs_are_reported() {
 }
 
 #[test]
-fn no_globs_select_everything() {
+fn no_globs_select_nothing_and_all_selects_everything() {
     let empty: [&str; 0] = [];
-    let s = ToolSelector::new(empty).unwrap();
-    assert!(s.is_all());
-    assert!(s.matches("anything-at-all"));
+    let none = ToolSelector::new(empty).unwrap();
+    assert!(!none.is_all());
+    assert!(!none.matches("anything-at-all"));
+    assert!(!none.matches(""));
+    let all = ToolSelector::all();
+    assert!(all.is_all());
+    assert!(all.matches("anything-at-all"));
+    assert!(ToolSelector::new(["*"]).unwrap().matches("anything-at-all"));
     assert_eq!(ToolSelector::new(["a"]).unwrap().patterns(), ["a"]);
 }
 
@@ -77,7 +82,7 @@ proptest! {
         let selected: Vec<String> =
             registry.select(&selector, max).iter().map(|t| t.spec().name.to_string()).collect();
         let expected: Vec<String> =
-            names.iter().filter(|n| globs.is_empty() || globs.contains(n)).take(max).cloned().collect();
+            names.iter().filter(|n| globs.contains(n)).take(max).cloned().collect();
         prop_assert_eq!(selected, expected);
     }
 }

@@ -3,8 +3,8 @@
 //! neighbours outside the scope that must stay invisible), and with the `object-store` feature
 //! ObjectStoreVfs over object_store's InMemory store and over a real S3-compatible server on
 //! loopback (tests/support/server.py, installed by the workspace's tests/s3/install.sh:
-//! without it these tests fail, they do not skip).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! without it these tests fail, they do not skip); and the lease suite
+//! (`conformance::run_leases`) against ObjectStoreVfs on both stores.
 
 use std::sync::Arc;
 
@@ -58,8 +58,7 @@ async fn scoped_disk() {
 }
 
 #[cfg(feature = "object-store")]
-#[path = "support/s3_server.rs"]
-mod s3_server;
+use crate::s3_server;
 
 #[cfg(feature = "object-store")]
 fn object_store_memory() -> kaos_vfs::ObjectStoreVfs {
@@ -89,6 +88,54 @@ async fn object_store_s3() {
         std::future::ready(ObjectStoreVfs::s3(config).unwrap())
     })
     .await;
+}
+
+/// The lease TTL of the lease suite's handles: short, since the suite waits for one to expire.
+#[cfg(feature = "object-store")]
+const LEASE_TTL: std::time::Duration = std::time::Duration::from_millis(800);
+
+#[cfg(feature = "object-store")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn object_store_memory_store_leases() {
+    use kaos_vfs::{ObjectStoreVfs, object_store::memory::InMemory};
+    let store = Arc::new(InMemory::new());
+    kaos_vfs::conformance::run_leases(LEASE_TTL, |namespace| {
+        let vfs = ObjectStoreVfs::new(store.clone(), namespace).unwrap();
+        std::future::ready(
+            vfs.with_lease_ttl(LEASE_TTL).with_lock_timeout(std::time::Duration::from_secs(30)),
+        )
+    })
+    .await;
+}
+
+#[cfg(feature = "object-store")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn object_store_s3_leases() {
+    use kaos_vfs::{ObjectStoreVfs, S3Config, SecretString};
+    let server = s3_server::S3Server::shared();
+    server.create_bucket("conformance");
+    let run = s3_server::unique("leases");
+    kaos_vfs::conformance::run_leases(LEASE_TTL, |namespace| {
+        let config = S3Config::new("conformance")
+            .with_prefix(format!("{run}/{namespace}"))
+            .with_endpoint(&server.endpoint)
+            .with_region("us-east-1")
+            .with_credentials("test", SecretString::from("test"))
+            .with_allow_http(true)
+            .with_lease_ttl(LEASE_TTL)
+            .with_lock_timeout(std::time::Duration::from_secs(30));
+        std::future::ready(ObjectStoreVfs::s3(config).unwrap())
+    })
+    .await;
+}
+
+/// The suite fails a backend whose lock excludes only within one handle (each MemoryVfs is a
+/// store of its own, so two "processes" both get the lock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[should_panic(expected = "two handles held the lease at once")]
+async fn the_lease_suite_fails_a_lock_that_does_not_reach_across_handles() {
+    kaos_vfs::conformance::run_leases(std::time::Duration::from_millis(200), |_| async { MemoryVfs::new() })
+        .await;
 }
 
 #[cfg(feature = "object-store")]

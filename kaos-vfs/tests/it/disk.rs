@@ -1,6 +1,5 @@
 //! DiskVfs specifics: hostile paths, symlinks that point out of the root, atomic writes and
 //! temp files.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -379,8 +378,8 @@ proptest! {
 }
 
 /// `DiskVfs::lock` across processes: waiters are served in arrival order. The test binary
-/// re-runs itself as the waiting processes (`child` does nothing unless `KAOS_VFS_LOCK_CHILD`
-/// is set).
+/// re-runs itself as the waiting processes (`disk::fair_lock::child`, selected by its path in
+/// the binary, does nothing unless `KAOS_VFS_LOCK_CHILD` is set).
 mod fair_lock {
     use std::io::Write as _;
     use std::process::{Child, Command};
@@ -392,7 +391,7 @@ mod fair_lock {
 
     fn spawn(root: &Path, id: usize, rounds: usize, hold_ms: u64) -> Child {
         Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "fair_lock::child", "--nocapture", "--test-threads", "1"])
+            .args(["--exact", "disk::fair_lock::child", "--nocapture", "--test-threads", "1"])
             .env("KAOS_VFS_LOCK_CHILD", id.to_string())
             .env("KAOS_VFS_LOCK_ROOT", root)
             .env("KAOS_VFS_LOCK_ROUNDS", rounds.to_string())

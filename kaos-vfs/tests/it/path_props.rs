@@ -1,5 +1,4 @@
 //! Properties of VfsPath normalization, over arbitrary and adversarial strings.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kaos_vfs::{VfsError, VfsPath};
 use proptest::prelude::*;

@@ -1,5 +1,4 @@
 //! ScopedVfs isolation: nothing outside the prefix is reachable, visible or named in errors.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 

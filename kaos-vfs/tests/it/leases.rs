@@ -1,15 +1,11 @@
 //! `ObjectStoreVfs` leases between real processes, on the S3-compatible test server (moto on
 //! loopback, kaos-vfs/tests/support/server.py; `bash tests/s3/install.sh` installs it).
 //!
-//! The test binary re-runs itself as the child process: `child_entry` does nothing unless
-//! `KAOS_LEASE_CHILD` names a mode. A child takes the lock `locks/session`, counts the lines
-//! of `log` and appends `turn {n + 1} {pid}`: the line's turn number is what an engine would
-//! tell its caller, so a number stored twice is a split brain.
-#![cfg(feature = "object-store")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-#[path = "support/s3_server.rs"]
-mod s3_server;
+//! The test binary re-runs itself as the child process, selecting `leases::child_entry` by its
+//! path in the binary; that test does nothing unless `KAOS_LEASE_CHILD` names a mode. A child
+//! takes the lock `locks/session`, counts the lines of `log` and appends `turn {n + 1} {pid}`:
+//! the line's turn number is what an engine would tell its caller, so a number stored twice is
+//! a split brain.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -17,11 +13,11 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::s3_server::{self, S3Server};
 use kaos_vfs::object_store::aws::{AmazonS3, AmazonS3Builder};
 use kaos_vfs::object_store::path::Path;
 use kaos_vfs::object_store::{ObjectStoreExt, PutPayload};
 use kaos_vfs::{ObjectStoreVfs, S3Config, SecretString, Vfs, VfsError, VfsPath};
-use s3_server::S3Server;
 
 const BUCKET: &str = "leases";
 
@@ -137,7 +133,7 @@ fn child_entry() {
 
 fn spawn_child(mode: &str, endpoint: &str, prefix: &str, ttl: Duration) -> (Child, BufReader<ChildStdout>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .args(["--exact", "leases::child_entry", "--nocapture", "--test-threads=1"])
         .env("KAOS_LEASE_CHILD", mode)
         .env("KAOS_S3_ENDPOINT", endpoint)
         .env("KAOS_S3_PREFIX", prefix)
