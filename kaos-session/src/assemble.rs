@@ -4,7 +4,7 @@ use kaos_agent::{Eviction, MemoryProfile, SectionKind};
 use kaos_providers::Message;
 
 use super::bm25;
-use super::memory::{MemoryError, Section, SessionMemory};
+use super::memory::{MemoryError, MemoryItem, Section, SessionMemory};
 
 /// The tool the model is pointed at for content left out of the context.
 pub const MEMORY_SEARCH_TOOL: &str = "kaos-memory-search";
@@ -59,15 +59,22 @@ pub fn assemble(
     instructions: &str,
     query: &str,
 ) -> Result<Assembly, MemoryError> {
-    match assemble_whole(memory, profile, instructions) {
+    match assemble_whole(memory, profile, top_k, instructions, query) {
         Some(assembly) => Ok(assembly),
         None => assemble_by_priority(memory, profile, top_k, instructions, query),
     }
 }
 
-/// The context when everything in context fits whole and nothing is searched (`None`
-/// otherwise): the same result as [`assemble_by_priority`], without a pass over the items.
-fn assemble_whole(memory: &mut SessionMemory, profile: &MemoryProfile, instructions: &str) -> Option<Assembly> {
+/// The context when every in-context section fits whole — a searched section with the items
+/// it picks — (`None` otherwise): the same result as [`assemble_by_priority`], without a pass
+/// over the messages.
+fn assemble_whole(
+    memory: &mut SessionMemory,
+    profile: &MemoryProfile,
+    top_k: usize,
+    instructions: &str,
+    query: &str,
+) -> Option<Assembly> {
     let counter = memory.counter().clone();
     let budget = u64::from(profile.context_budget_tokens.get());
     let threshold = profile.retrieval_threshold.get() as usize;
@@ -75,7 +82,10 @@ fn assemble_whole(memory: &mut SessionMemory, profile: &MemoryProfile, instructi
     let current = messages.items().iter().rposition(|i| matches!(i.message, Some(Message::User { .. })));
     let pinned_from = current.map_or(u64::MAX, |p| messages.items()[p].id);
     let mut total = counter.count(instructions);
-    let mut shown: Vec<&Section> = Vec::new();
+    // Each section shown, with the positions of the items a search picked (`None`: all).
+    let mut shown: Vec<(&Section, Option<Vec<usize>>)> = Vec::new();
+    let mut searched = Vec::new();
+    let mut hidden_searchable = 0;
     for section in memory.sections() {
         let (config, items) = (section.config(), section.items());
         if !config.in_context || items.is_empty() {
@@ -83,39 +93,58 @@ fn assemble_whole(memory: &mut SessionMemory, profile: &MemoryProfile, instructi
         }
         let kind = section.kind();
         let texts = section.text_count();
-        // A searched section, messages outside the messages section, or a text item after the
-        // current message (pinned, so its header is not counted): the general path decides.
-        if (config.searchable && items.len() > threshold && kind != SectionKind::Messages)
-            || (kind != SectionKind::Messages && texts != items.len())
+        // Messages outside the messages section, or a text item after the current message
+        // (pinned, so its header is not counted): the general path decides.
+        if (kind != SectionKind::Messages && texts != items.len())
             || (kind == SectionKind::Messages && section.text_items().last().is_some_and(|i| i.id >= pinned_from))
         {
             return None;
+        }
+        if config.searchable && items.len() > threshold && kind != SectionKind::Messages {
+            let texts: Vec<_> = items.iter().map(|i| i.text()).collect();
+            let mut picked = bm25::top_k(query, texts.iter().map(|t| t.as_ref()), top_k);
+            picked.sort_unstable();
+            searched.push((kind, picked.len(), items.len()));
+            hidden_searchable += items.len() - picked.len();
+            total += picked.iter().map(|&i| items[i].tokens + 1).sum::<u64>();
+            if !picked.is_empty() {
+                total += counter.count(&header(kind)) + 1;
+            }
+            shown.push((section, Some(picked)));
+            continue;
         }
         total += section.tokens() + texts as u64;
         if texts > 0 {
             total += counter.count(&header(kind)) + 1;
         }
-        shown.push(section);
+        shown.push((section, None));
     }
-    if total > budget {
+    if total + if hidden_searchable > 0 { HANDLE_RESERVE_TOKENS } else { 0 } > budget {
         return None;
     }
 
     // The system prompt: sections by priority, their text items in order.
-    shown.sort_by_key(|s| (std::cmp::Reverse(s.config().priority), s.kind()));
+    shown.sort_by_key(|(s, _)| (std::cmp::Reverse(s.config().priority), s.kind()));
     let mut system = instructions.to_owned();
     let mut text_tokens = 0;
     let mut used: Vec<(SectionKind, Vec<u64>)> = Vec::new();
-    for section in &shown {
+    for (section, picked) in &shown {
+        let items = section.items();
         if matches!(section.config().eviction, Eviction::Lru | Eviction::Lfu) {
-            used.push((section.kind(), section.items().iter().map(|i| i.id).collect()));
+            let ids = match picked {
+                Some(picked) => picked.iter().map(|&i| items[i].id).collect(),
+                None => items.iter().map(|i| i.id).collect(),
+            };
+            used.push((section.kind(), ids));
         }
-        if section.text_count() == 0 {
-            continue;
-        }
+        let mut texts: Box<dyn Iterator<Item = &MemoryItem>> = match picked {
+            Some(picked) => Box::new(picked.iter().map(|&i| &items[i])),
+            None => Box::new(section.text_items()),
+        };
+        let Some(first) = texts.next() else { continue };
         system.push_str("\n\n");
         system.push_str(&header(section.kind()));
-        for item in section.text_items() {
+        for item in std::iter::once(first).chain(texts) {
             system.push_str("\n- ");
             system.push_str(&item.text());
             if section.kind() == SectionKind::Messages {
@@ -123,10 +152,16 @@ fn assemble_whole(memory: &mut SessionMemory, profile: &MemoryProfile, instructi
             }
         }
     }
+    if hidden_searchable > 0 {
+        system.push_str(&format!(
+            "\n\n[{hidden_searchable} more item(s) are in this session's memory but not shown. \
+             Search them with the `{MEMORY_SEARCH_TOOL}` tool.]"
+        ));
+    }
 
     // The conversation from its first user message: what was shown last turn, less what was
     // evicted since, plus what was added since.
-    let in_context = shown.iter().any(|s| s.kind() == SectionKind::Messages);
+    let in_context = shown.iter().any(|(s, _)| s.kind() == SectionKind::Messages);
     let lending = in_context && !memory.shown_is_lent();
     let (mut ids, mut conversation) = if lending { memory.lend_shown() } else { None }.unwrap_or_default();
     let messages = memory.section(SectionKind::Messages);
@@ -164,7 +199,7 @@ fn assemble_whole(memory: &mut SessionMemory, profile: &MemoryProfile, instructi
     for (kind, ids) in used {
         memory.mark_used(kind, ids);
     }
-    Some(Assembly { system, messages: conversation, searched: Vec::new(), hidden_searchable: 0, tokens })
+    Some(Assembly { system, messages: conversation, searched, hidden_searchable, tokens })
 }
 
 /// The context by priority: every candidate unit (searchable sections above the threshold by
