@@ -41,6 +41,7 @@ mod anthropic;
 mod client;
 #[cfg(feature = "openai-compatible")]
 mod compatible;
+mod conversation;
 mod error;
 mod fallback;
 #[cfg(feature = "gemini")]
@@ -69,6 +70,7 @@ mod vendor;
 #[cfg(feature = "anthropic")]
 pub use anthropic::AnthropicClient;
 pub use client::{Capabilities, ModelClient, ModelStream, StructuredOutput};
+pub use conversation::Conversation;
 #[cfg(feature = "openai-compatible")]
 pub use compatible::OpenAiCompatibleClient;
 pub use error::ProviderError;

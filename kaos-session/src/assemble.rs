@@ -1,7 +1,7 @@
 //! Context assembly: what of a session's memory goes in front of the model this turn.
 
 use kaos_agent::{Eviction, MemoryProfile, SectionKind};
-use kaos_providers::Message;
+use kaos_providers::{Conversation, Message};
 
 use super::bm25;
 use super::memory::{MemoryError, MemoryItem, Section, SessionMemory};
@@ -18,7 +18,7 @@ pub struct Assembly {
     /// Instructions followed by the rendered sections.
     pub system: String,
     /// The conversation, starting at a user message and ending with the current one.
-    pub messages: Vec<Message>,
+    pub messages: Conversation,
     /// Sections chosen by relevance: (section, items shown, items held).
     pub searched: Vec<(SectionKind, usize, usize)>,
     /// Items of searchable sections that are held but not shown.
@@ -172,7 +172,7 @@ fn assemble_whole(
     if let Some(first) = items.get(start) {
         let before = ids.partition_point(|&id| id < first.id);
         ids.drain(..before);
-        conversation.drain(..before);
+        conversation.drain_front(before);
         let last = ids.back().and_then(|&last| messages.position(last));
         match last {
             Some(at) if ids.front() == Some(&first.id) && at >= start => from = at + 1,
@@ -330,7 +330,7 @@ fn assemble_by_priority(
     let start = conversation.iter().position(|(_, m, _)| m.is_user()).unwrap_or(conversation.len());
     let shown = &conversation[start..];
     let tokens = counter.count(&system) + shown.iter().map(|(_, _, tokens)| tokens).sum::<u64>();
-    let messages: Vec<Message> = shown.iter().map(|(_, m, _)| (*m).clone()).collect();
+    let messages: Conversation = shown.iter().map(|(_, m, _)| (*m).clone()).collect();
 
     for (kind, ids) in used_ids(memory, &kept) {
         memory.mark_used(kind, ids);

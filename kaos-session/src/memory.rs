@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use kaos_agent::{Eviction, MemoryProfile, Persistence, SectionConfig, SectionKind};
-use kaos_providers::{Message, TokenCounter};
+use kaos_providers::{Conversation, Message, TokenCounter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -324,7 +324,7 @@ pub(crate) struct Shown {
     /// The items' ids.
     pub(crate) ids: VecDeque<u64>,
     /// The messages, or `None` while they are lent to a request.
-    pub(crate) messages: Option<Vec<Message>>,
+    pub(crate) messages: Option<Conversation>,
     /// Entries dropped from the front of `ids` while the messages were lent.
     pub(crate) dropped_while_lent: usize,
 }
@@ -341,9 +341,7 @@ impl Shown {
         if gone > 0 {
             self.ids.drain(..gone);
             match &mut self.messages {
-                Some(messages) => {
-                    messages.drain(..gone);
-                }
+                Some(messages) => messages.drain_front(gone),
                 None => self.dropped_while_lent += gone,
             }
         }
@@ -686,7 +684,7 @@ impl SessionMemory {
 
     /// Takes the conversation last shown to the model, to be lent to the next request; `None`
     /// when there is none, or it is lent already (it stays lent).
-    pub(crate) fn lend_shown(&mut self) -> Option<(VecDeque<u64>, Vec<Message>)> {
+    pub(crate) fn lend_shown(&mut self) -> Option<(VecDeque<u64>, Conversation)> {
         let shown = self.shown.as_mut()?;
         let messages = shown.messages.take()?;
         Some((std::mem::take(&mut shown.ids), messages))
@@ -705,12 +703,13 @@ impl SessionMemory {
     /// message memory refused ends what is kept). A hand-back that does not fit what was lent
     /// (its length, its first and last message) is dropped, and the next assembly copies the
     /// conversation whole.
-    pub fn keep_shown(&mut self, mut messages: Vec<Message>, lent: usize) {
+    pub fn keep_shown(&mut self, messages: impl Into<Conversation>, lent: usize) {
+        let mut messages = messages.into();
         let Some(Shown { mut ids, messages: None, dropped_while_lent }) = self.shown.take() else { return };
         if lent > messages.len() || dropped_while_lent > lent || ids.len() != lent - dropped_while_lent {
             return;
         }
-        messages.drain(..dropped_while_lent);
+        messages.drain_front(dropped_while_lent);
         let lent = ids.len();
         let section = self.section(SectionKind::Messages);
         let (Some(&first), Some(&last)) = (ids.front(), ids.back()) else { return };
