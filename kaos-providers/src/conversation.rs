@@ -193,7 +193,10 @@ impl IntoIterator for Conversation {
 
 impl Clone for Conversation {
     fn clone(&self) -> Self {
-        Self { messages: self.messages.clone(), estimate: AtomicU64::new(self.estimate.load(Ordering::Relaxed)) }
+        Self {
+            messages: self.messages.clone(),
+            estimate: AtomicU64::new(self.estimate.load(Ordering::Relaxed)),
+        }
     }
 }
 

@@ -70,9 +70,9 @@ mod vendor;
 #[cfg(feature = "anthropic")]
 pub use anthropic::AnthropicClient;
 pub use client::{Capabilities, ModelClient, ModelStream, StructuredOutput};
-pub use conversation::Conversation;
 #[cfg(feature = "openai-compatible")]
 pub use compatible::OpenAiCompatibleClient;
+pub use conversation::Conversation;
 pub use error::ProviderError;
 pub use fallback::FallbackClient;
 #[cfg(feature = "gemini")]

@@ -247,9 +247,7 @@ impl ModelRequest {
                     + estimate_json_tokens(&t.parameters)
             })
             .sum();
-        estimate_tokens(&self.system)
-            + self.messages.estimated_tokens()
-            + tools
+        estimate_tokens(&self.system) + self.messages.estimated_tokens() + tools
     }
 
     /// The most input tokens a server may count for this request, as budgets assume it: the

@@ -96,7 +96,8 @@ fn assemble_whole(
         // Messages outside the messages section, or a text item after the current message
         // (pinned, so its header is not counted): the general path decides.
         if (kind != SectionKind::Messages && texts != items.len())
-            || (kind == SectionKind::Messages && section.text_items().last().is_some_and(|i| i.id >= pinned_from))
+            || (kind == SectionKind::Messages
+                && section.text_items().last().is_some_and(|i| i.id >= pinned_from))
         {
             return None;
         }
@@ -125,7 +126,15 @@ fn assemble_whole(
 
     // The system prompt: sections by priority, their text items in order.
     shown.sort_by_key(|(s, _)| (std::cmp::Reverse(s.config().priority), s.kind()));
-    let mut system = instructions.to_owned();
+    let length: usize = shown
+        .iter()
+        .map(|(section, picked)| match picked {
+            Some(picked) => picked.iter().map(|&i| section.items()[i].content.len() + 3).sum::<usize>() + 64,
+            None => section.text_items().map(|i| i.content.len() + 3).sum::<usize>() + 64,
+        })
+        .sum();
+    let mut system = String::with_capacity(instructions.len() + length + 160);
+    system.push_str(instructions);
     let mut text_tokens = 0;
     let mut used: Vec<(SectionKind, Vec<u64>)> = Vec::new();
     for (section, picked) in &shown {
@@ -166,7 +175,8 @@ fn assemble_whole(
     let (mut ids, mut conversation) = if lending { memory.lend_shown() } else { None }.unwrap_or_default();
     let messages = memory.section(SectionKind::Messages);
     let items = if in_context { messages.items() } else { &[] };
-    let start = items.iter().position(|i| matches!(i.message, Some(Message::User { .. }))).unwrap_or(items.len());
+    let start =
+        items.iter().position(|i| matches!(i.message, Some(Message::User { .. }))).unwrap_or(items.len());
     let skipped: u64 = items[..start].iter().filter(|i| i.message.is_some()).map(|i| i.tokens).sum();
     let mut from = start;
     if let Some(first) = items.get(start) {

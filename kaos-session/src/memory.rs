@@ -693,7 +693,8 @@ impl SessionMemory {
     /// Records what was lent to a request: the conversation with these ids (see
     /// [`SessionMemory::keep_shown`]). Short conversations are not kept.
     pub(crate) fn lent(&mut self, ids: VecDeque<u64>) {
-        self.shown = (ids.len() >= SHOWN_MIN_MESSAGES).then(|| Shown { ids, messages: None, dropped_while_lent: 0 });
+        self.shown =
+            (ids.len() >= SHOWN_MIN_MESSAGES).then(|| Shown { ids, messages: None, dropped_while_lent: 0 });
     }
 
     /// Hands back the conversation of the request the turn ended with, so that the next turn's
