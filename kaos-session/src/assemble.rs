@@ -92,12 +92,12 @@ fn assemble_whole(
             continue;
         }
         let kind = section.kind();
-        let texts = section.text_count();
+        let texts = memory.text_count(section);
         // Messages outside the messages section, or a text item after the current message
         // (pinned, so its header is not counted): the general path decides.
         if (kind != SectionKind::Messages && texts != items.len())
             || (kind == SectionKind::Messages
-                && section.text_items().last().is_some_and(|i| i.id >= pinned_from))
+                && memory.text_items(section).last().is_some_and(|i| i.id >= pinned_from))
         {
             return None;
         }
@@ -130,7 +130,7 @@ fn assemble_whole(
         .iter()
         .map(|(section, picked)| match picked {
             Some(picked) => picked.iter().map(|&i| section.items()[i].content.len() + 3).sum::<usize>() + 64,
-            None => section.text_items().map(|i| i.content.len() + 3).sum::<usize>() + 64,
+            None => memory.text_items(section).map(|i| i.content.len() + 3).sum::<usize>() + 64,
         })
         .sum();
     let mut system = String::with_capacity(instructions.len() + length + 160);
@@ -148,7 +148,7 @@ fn assemble_whole(
         }
         let mut texts: Box<dyn Iterator<Item = &MemoryItem>> = match picked {
             Some(picked) => Box::new(picked.iter().map(|&i| &items[i])),
-            None => Box::new(section.text_items()),
+            None => memory.text_items(section),
         };
         let Some(first) = texts.next() else { continue };
         system.push_str("\n\n");

@@ -206,24 +206,11 @@ pub struct Section {
     config: SectionConfig,
     items: Vec<MemoryItem>,
     tokens: u64,
-    /// Ids of the items that are text, not messages (rendered in the system prompt), in the
-    /// order of `items`: assembly finds them without walking a long conversation.
-    text_ids: Vec<u64>,
 }
 
 impl Section {
     fn new(kind: SectionKind, config: SectionConfig) -> Self {
-        Self { kind, config, items: Vec::new(), tokens: 0, text_ids: Vec::new() }
-    }
-
-    /// The items that are text rather than messages, in order (each found by its id).
-    pub(crate) fn text_items(&self) -> impl Iterator<Item = &MemoryItem> {
-        self.text_ids.iter().filter_map(|id| self.item(*id))
-    }
-
-    /// How many items are text rather than messages.
-    pub(crate) fn text_count(&self) -> usize {
-        self.text_ids.len()
+        Self { kind, config, items: Vec::new(), tokens: 0 }
     }
 
     /// The item with this id (items are in id order: ids grow as items are added).
@@ -286,23 +273,16 @@ impl Section {
             std::mem::take(&mut self.items).into_iter().partition(|i| ids.contains(&i.id));
         self.items = kept;
         self.tokens -= gone.iter().map(|i| i.tokens).sum::<u64>();
-        if gone.iter().any(|i| i.message.is_none()) {
-            self.text_ids.retain(|id| !ids.contains(id));
-        }
         gone
     }
 
     fn push(&mut self, item: MemoryItem) {
         self.tokens += item.tokens;
-        if item.message.is_none() {
-            self.text_ids.push(item.id);
-        }
         self.items.push(item);
     }
 
     fn replace(&mut self, items: Vec<MemoryItem>) {
         self.tokens = items.iter().map(|i| i.tokens).sum();
-        self.text_ids = items.iter().filter(|i| i.message.is_none()).map(|i| i.id).collect();
         self.items = items;
     }
 }
@@ -377,7 +357,10 @@ pub struct SessionMemory {
     evicted: BTreeMap<SectionKind, Vec<MemoryItem>>,
     dirty: BTreeSet<SectionKind>,
     /// The conversation last shown to the model (see [`Shown`]); derived, never persisted.
-    shown: Option<Shown>,
+    shown: Option<Box<Shown>>,
+    /// Ids of the messages section's items that are text, not messages (summaries, rendered in
+    /// the system prompt), in order: assembly finds them without walking the conversation.
+    message_texts: Vec<u64>,
 }
 
 impl std::fmt::Debug for SessionMemory {
@@ -418,6 +401,7 @@ impl SessionMemory {
             evicted: BTreeMap::new(),
             dirty: BTreeSet::new(),
             shown: None,
+            message_texts: Vec::new(),
         }
     }
 
@@ -602,17 +586,22 @@ impl SessionMemory {
         match op {
             MemoryOp::Add { section, item } => {
                 self.next_id = self.next_id.max(item.id + 1);
+                if section == SectionKind::Messages && item.message.is_none() {
+                    self.message_texts.push(item.id);
+                }
                 if let Some(s) = self.section_mut(section) {
                     s.push(item);
                 }
             }
             MemoryOp::Remove { section, ids } => {
                 let ids: BTreeSet<u64> = ids.into_iter().collect();
-                if section == SectionKind::Messages
-                    && let Some(shown) = &mut self.shown
-                    && !shown.forget(&ids)
-                {
-                    self.shown = None;
+                if section == SectionKind::Messages {
+                    if let Some(shown) = &mut self.shown
+                        && !shown.forget(&ids)
+                    {
+                        self.shown = None;
+                    }
+                    self.message_texts.retain(|id| !ids.contains(id));
                 }
                 if let Some(s) = self.section_mut(section) {
                     s.remove(&ids);
@@ -631,6 +620,7 @@ impl SessionMemory {
                 let next = items.iter().map(|i| i.id + 1).max().unwrap_or(0);
                 if section == SectionKind::Messages {
                     self.shown = None;
+                    self.message_texts = items.iter().filter(|i| i.message.is_none()).map(|i| i.id).collect();
                 }
                 if let Some(s) = self.section_mut(section) {
                     s.replace(items);
@@ -677,6 +667,28 @@ impl SessionMemory {
         }
     }
 
+    /// The items of `section` that are text rather than messages (rendered in the system
+    /// prompt), in order: for the messages section without walking its conversation.
+    pub(crate) fn text_items<'a>(
+        &'a self,
+        section: &'a Section,
+    ) -> Box<dyn Iterator<Item = &'a MemoryItem> + 'a> {
+        if section.kind == SectionKind::Messages {
+            Box::new(self.message_texts.iter().filter_map(|id| section.item(*id)))
+        } else {
+            Box::new(section.items.iter().filter(|i| i.message.is_none()))
+        }
+    }
+
+    /// How many items of `section` are text rather than messages.
+    pub(crate) fn text_count(&self, section: &Section) -> usize {
+        if section.kind == SectionKind::Messages {
+            self.message_texts.len()
+        } else {
+            section.items.iter().filter(|i| i.message.is_none()).count()
+        }
+    }
+
     /// Whether the conversation last shown is lent to a request now.
     pub(crate) fn shown_is_lent(&self) -> bool {
         self.shown.as_ref().is_some_and(|s| s.messages.is_none())
@@ -693,8 +705,8 @@ impl SessionMemory {
     /// Records what was lent to a request: the conversation with these ids (see
     /// [`SessionMemory::keep_shown`]). Short conversations are not kept.
     pub(crate) fn lent(&mut self, ids: VecDeque<u64>) {
-        self.shown =
-            (ids.len() >= SHOWN_MIN_MESSAGES).then(|| Shown { ids, messages: None, dropped_while_lent: 0 });
+        self.shown = (ids.len() >= SHOWN_MIN_MESSAGES)
+            .then(|| Box::new(Shown { ids, messages: None, dropped_while_lent: 0 }));
     }
 
     /// Hands back the conversation of the request the turn ended with, so that the next turn's
@@ -706,7 +718,10 @@ impl SessionMemory {
     /// conversation whole.
     pub fn keep_shown(&mut self, messages: impl Into<Conversation>, lent: usize) {
         let mut messages = messages.into();
-        let Some(Shown { mut ids, messages: None, dropped_while_lent }) = self.shown.take() else { return };
+        let Some(Shown { mut ids, messages: None, dropped_while_lent }) = self.shown.take().map(|s| *s)
+        else {
+            return;
+        };
         if lent > messages.len() || dropped_while_lent > lent || ids.len() != lent - dropped_while_lent {
             return;
         }
@@ -732,7 +747,7 @@ impl SessionMemory {
         }
         messages.truncate(next);
         if messages.len() >= SHOWN_MIN_MESSAGES {
-            self.shown = Some(Shown { ids, messages: Some(messages), dropped_while_lent: 0 });
+            self.shown = Some(Box::new(Shown { ids, messages: Some(messages), dropped_while_lent: 0 }));
         }
     }
 
