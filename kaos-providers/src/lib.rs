@@ -41,6 +41,7 @@ mod anthropic;
 mod client;
 #[cfg(feature = "openai-compatible")]
 mod compatible;
+mod conversation;
 mod error;
 mod fallback;
 #[cfg(feature = "gemini")]
@@ -71,6 +72,7 @@ pub use anthropic::AnthropicClient;
 pub use client::{Capabilities, ModelClient, ModelStream, StructuredOutput};
 #[cfg(feature = "openai-compatible")]
 pub use compatible::OpenAiCompatibleClient;
+pub use conversation::Conversation;
 pub use error::ProviderError;
 pub use fallback::FallbackClient;
 #[cfg(feature = "gemini")]

@@ -3,6 +3,8 @@ use std::ops::{Add, AddAssign};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::Conversation;
+
 /// One message of a conversation, in vendor-neutral form. The system prompt is not a message:
 /// it is [`ModelRequest::system`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -181,8 +183,8 @@ pub struct ModelRequest {
     pub model: String,
     /// The system prompt.
     pub system: String,
-    /// The conversation, oldest first.
-    pub messages: Vec<Message>,
+    /// The conversation, oldest first (a `Vec<Message>` that keeps its token estimate).
+    pub messages: Conversation,
     /// Tools offered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<ToolDefinition>,
@@ -199,11 +201,11 @@ pub struct ModelRequest {
 
 impl ModelRequest {
     /// A request with no system prompt and no tools.
-    pub fn new(model: impl Into<String>, messages: Vec<Message>) -> Self {
+    pub fn new(model: impl Into<String>, messages: impl Into<Conversation>) -> Self {
         Self {
             model: model.into(),
             system: String::new(),
-            messages,
+            messages: messages.into(),
             tools: Vec::new(),
             tool_choice: ToolChoice::Auto,
             sampling: Sampling::default(),
@@ -233,7 +235,8 @@ impl ModelRequest {
         self.messages.iter().filter(|m| m.is_user()).count()
     }
 
-    /// A cheap estimate of the input tokens this request costs.
+    /// A cheap estimate of the input tokens this request costs: O(1) in the length of the
+    /// conversation, which keeps its own estimate ([`Conversation::estimated_tokens`]).
     pub fn estimated_input_tokens(&self) -> u64 {
         let tools: u64 = self
             .tools
@@ -244,9 +247,7 @@ impl ModelRequest {
                     + estimate_json_tokens(&t.parameters)
             })
             .sum();
-        estimate_tokens(&self.system)
-            + self.messages.iter().map(Message::estimated_tokens).sum::<u64>()
-            + tools
+        estimate_tokens(&self.system) + self.messages.estimated_tokens() + tools
     }
 
     /// The most input tokens a server may count for this request, as budgets assume it: the

@@ -1,10 +1,10 @@
 //! Context assembly: what of a session's memory goes in front of the model this turn.
 
 use kaos_agent::{Eviction, MemoryProfile, SectionKind};
-use kaos_providers::Message;
+use kaos_providers::{Conversation, Message};
 
 use super::bm25;
-use super::memory::{MemoryError, SessionMemory};
+use super::memory::{MemoryError, MemoryItem, Section, SessionMemory};
 
 /// The tool the model is pointed at for content left out of the context.
 pub const MEMORY_SEARCH_TOOL: &str = "kaos-memory-search";
@@ -18,7 +18,7 @@ pub struct Assembly {
     /// Instructions followed by the rendered sections.
     pub system: String,
     /// The conversation, starting at a user message and ending with the current one.
-    pub messages: Vec<Message>,
+    pub messages: Conversation,
     /// Sections chosen by relevance: (section, items shown, items held).
     pub searched: Vec<(SectionKind, usize, usize)>,
     /// Items of searchable sections that are held but not shown.
@@ -44,9 +44,178 @@ struct Unit {
 /// fails with [`MemoryError::ContextTooLarge`] when the instructions and the current message
 /// alone do not fit. Marks what it shows as used (for `lru`/`lfu` sections).
 ///
-/// Cost: one pass over the in-context items (their token counts are cached on the items, never
-/// recounted), a sort only when something must be trimmed, and one copy of each message shown.
+/// Cost: when every in-context section fits whole and none is searched (the common case: the
+/// context budget is larger than the sections'), O(items rendered in the system prompt +
+/// messages added or evicted since the last turn): the fit is decided from the sections'
+/// token totals, and the conversation the model was last shown — handed back by the engine
+/// with [`SessionMemory::keep_shown`] — is moved into this one, so only new messages are
+/// copied. Otherwise one pass over the in-context items (their token counts are cached on the
+/// items, never recounted), a sort only when something must be trimmed, and one copy of each
+/// message shown.
 pub fn assemble(
+    memory: &mut SessionMemory,
+    profile: &MemoryProfile,
+    top_k: usize,
+    instructions: &str,
+    query: &str,
+) -> Result<Assembly, MemoryError> {
+    match assemble_whole(memory, profile, top_k, instructions, query) {
+        Some(assembly) => Ok(assembly),
+        None => assemble_by_priority(memory, profile, top_k, instructions, query),
+    }
+}
+
+/// The context when every in-context section fits whole — a searched section with the items
+/// it picks — (`None` otherwise): the same result as [`assemble_by_priority`], without a pass
+/// over the messages.
+fn assemble_whole(
+    memory: &mut SessionMemory,
+    profile: &MemoryProfile,
+    top_k: usize,
+    instructions: &str,
+    query: &str,
+) -> Option<Assembly> {
+    let counter = memory.counter().clone();
+    let budget = u64::from(profile.context_budget_tokens.get());
+    let threshold = profile.retrieval_threshold.get() as usize;
+    let messages = memory.section(SectionKind::Messages);
+    let current = messages.items().iter().rposition(|i| matches!(i.message, Some(Message::User { .. })));
+    let pinned_from = current.map_or(u64::MAX, |p| messages.items()[p].id);
+    let mut total = counter.count(instructions);
+    // Each section shown, with the positions of the items a search picked (`None`: all).
+    let mut shown: Vec<(&Section, Option<Vec<usize>>)> = Vec::new();
+    let mut searched = Vec::new();
+    let mut hidden_searchable = 0;
+    for section in memory.sections() {
+        let (config, items) = (section.config(), section.items());
+        if !config.in_context || items.is_empty() {
+            continue;
+        }
+        let kind = section.kind();
+        let texts = memory.text_count(section);
+        // Messages outside the messages section, or a text item after the current message
+        // (pinned, so its header is not counted): the general path decides.
+        if (kind != SectionKind::Messages && texts != items.len())
+            || (kind == SectionKind::Messages
+                && memory.text_items(section).last().is_some_and(|i| i.id >= pinned_from))
+        {
+            return None;
+        }
+        if config.searchable && items.len() > threshold && kind != SectionKind::Messages {
+            let texts: Vec<_> = items.iter().map(|i| i.text()).collect();
+            let mut picked = bm25::top_k(query, texts.iter().map(|t| t.as_ref()), top_k);
+            picked.sort_unstable();
+            searched.push((kind, picked.len(), items.len()));
+            hidden_searchable += items.len() - picked.len();
+            total += picked.iter().map(|&i| items[i].tokens + 1).sum::<u64>();
+            if !picked.is_empty() {
+                total += counter.count(&header(kind)) + 1;
+            }
+            shown.push((section, Some(picked)));
+            continue;
+        }
+        total += section.tokens() + texts as u64;
+        if texts > 0 {
+            total += counter.count(&header(kind)) + 1;
+        }
+        shown.push((section, None));
+    }
+    if total + if hidden_searchable > 0 { HANDLE_RESERVE_TOKENS } else { 0 } > budget {
+        return None;
+    }
+
+    // The system prompt: sections by priority, their text items in order.
+    shown.sort_by_key(|(s, _)| (std::cmp::Reverse(s.config().priority), s.kind()));
+    let length: usize = shown
+        .iter()
+        .map(|(section, picked)| match picked {
+            Some(picked) => picked.iter().map(|&i| section.items()[i].content.len() + 3).sum::<usize>() + 64,
+            None => memory.text_items(section).map(|i| i.content.len() + 3).sum::<usize>() + 64,
+        })
+        .sum();
+    let mut system = String::with_capacity(instructions.len() + length + 160);
+    system.push_str(instructions);
+    let mut text_tokens = 0;
+    let mut used: Vec<(SectionKind, Vec<u64>)> = Vec::new();
+    for (section, picked) in &shown {
+        let items = section.items();
+        if matches!(section.config().eviction, Eviction::Lru | Eviction::Lfu) {
+            let ids = match picked {
+                Some(picked) => picked.iter().map(|&i| items[i].id).collect(),
+                None => items.iter().map(|i| i.id).collect(),
+            };
+            used.push((section.kind(), ids));
+        }
+        let mut texts: Box<dyn Iterator<Item = &MemoryItem>> = match picked {
+            Some(picked) => Box::new(picked.iter().map(|&i| &items[i])),
+            None => memory.text_items(section),
+        };
+        let Some(first) = texts.next() else { continue };
+        system.push_str("\n\n");
+        system.push_str(&header(section.kind()));
+        for item in std::iter::once(first).chain(texts) {
+            system.push_str("\n- ");
+            system.push_str(&item.text());
+            if section.kind() == SectionKind::Messages {
+                text_tokens += item.tokens;
+            }
+        }
+    }
+    if hidden_searchable > 0 {
+        system.push_str(&format!(
+            "\n\n[{hidden_searchable} more item(s) are in this session's memory but not shown. \
+             Search them with the `{MEMORY_SEARCH_TOOL}` tool.]"
+        ));
+    }
+
+    // The conversation from its first user message: what was shown last turn, less what was
+    // evicted since, plus what was added since.
+    let in_context = shown.iter().any(|(s, _)| s.kind() == SectionKind::Messages);
+    let lending = in_context && !memory.shown_is_lent();
+    let (mut ids, mut conversation) = if lending { memory.lend_shown() } else { None }.unwrap_or_default();
+    let messages = memory.section(SectionKind::Messages);
+    let items = if in_context { messages.items() } else { &[] };
+    let start =
+        items.iter().position(|i| matches!(i.message, Some(Message::User { .. }))).unwrap_or(items.len());
+    let skipped: u64 = items[..start].iter().filter(|i| i.message.is_some()).map(|i| i.tokens).sum();
+    let mut from = start;
+    if let Some(first) = items.get(start) {
+        let before = ids.partition_point(|&id| id < first.id);
+        ids.drain(..before);
+        conversation.drain_front(before);
+        let last = ids.back().and_then(|&last| messages.position(last));
+        match last {
+            Some(at) if ids.front() == Some(&first.id) && at >= start => from = at + 1,
+            _ => {
+                ids.clear();
+                conversation.clear();
+            }
+        }
+    } else {
+        ids.clear();
+        conversation.clear();
+    }
+    for item in &items[from..] {
+        if let Some(message) = &item.message {
+            ids.push_back(item.id);
+            conversation.push(message.clone());
+        }
+    }
+    let held = if in_context { messages.tokens() } else { 0 };
+    let tokens = counter.count(&system) + (held - text_tokens - skipped);
+    if lending {
+        memory.lent(ids);
+    }
+    for (kind, ids) in used {
+        memory.mark_used(kind, ids);
+    }
+    Some(Assembly { system, messages: conversation, searched, hidden_searchable, tokens })
+}
+
+/// The context by priority: every candidate unit (searchable sections above the threshold by
+/// relevance), trimmed lowest priority and oldest first until it fits, then rendered. One pass
+/// over the in-context items and one copy of each message shown.
+fn assemble_by_priority(
     memory: &mut SessionMemory,
     profile: &MemoryProfile,
     top_k: usize,
@@ -171,7 +340,7 @@ pub fn assemble(
     let start = conversation.iter().position(|(_, m, _)| m.is_user()).unwrap_or(conversation.len());
     let shown = &conversation[start..];
     let tokens = counter.count(&system) + shown.iter().map(|(_, _, tokens)| tokens).sum::<u64>();
-    let messages: Vec<Message> = shown.iter().map(|(_, m, _)| (*m).clone()).collect();
+    let messages: Conversation = shown.iter().map(|(_, m, _)| (*m).clone()).collect();
 
     for (kind, ids) in used_ids(memory, &kept) {
         memory.mark_used(kind, ids);
@@ -291,6 +460,91 @@ mod tests {
                     prop_assert!(pinned > b);
                 }
                 Err(other) => prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// One step of a session, for the kept-conversation test.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// A turn: the user message, the replies, and whether the conversation is handed back
+        /// (a paused and resumed turn is not) and whether it holds a message memory refused.
+        Turn { user: String, replies: Vec<String>, hand_back: bool, tamper: bool },
+        /// A text item added to a section between turns.
+        Note(SectionKind, String),
+        /// The oldest message item removed between turns, or one from the middle.
+        Forget { middle: bool },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => ("[a-z ]{1,60}", prop::collection::vec("[a-z ]{1,60}", 1..4), prop::bool::weighted(0.85), prop::bool::weighted(0.1))
+                .prop_map(|(user, replies, hand_back, tamper)| Step::Turn { user, replies, hand_back, tamper }),
+            1 => (section(), "[a-z ]{1,80}").prop_map(|(kind, text)| Step::Note(kind, text)),
+            1 => any::<bool>().prop_map(|middle| Step::Forget { middle }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(150))]
+
+        /// Whatever happens between turns — evictions, summaries, notes, removals, a turn not
+        /// handed back or handed back wrong — assembling with the conversation kept from the
+        /// last turn gives exactly what assembling from scratch gives, and marks the same uses.
+        #[test]
+        fn the_kept_conversation_assembles_exactly_like_a_fresh_one(
+            messages_budget in 60u32..1_500,
+            budget in 200u32..4_000,
+            threshold in 1u32..30,
+            steps in prop::collection::vec(step(), 1..60),
+        ) {
+            let mut profile = MemoryProfile::default();
+            profile.context_budget_tokens = NonZeroU32::new(budget).unwrap();
+            profile.retrieval_threshold = NonZeroU32::new(threshold).unwrap();
+            let mut messages = profile.section(SectionKind::Messages);
+            messages.budget_tokens = kaos_agent::TokenBudget::Limited(NonZeroU32::new(messages_budget).unwrap());
+            profile.sections.insert(SectionKind::Messages, messages);
+            let mut memory = SessionMemory::new(&profile, Arc::new(Estimator));
+            for step in steps {
+                match step {
+                    Step::Turn { user, replies, hand_back, tamper } => {
+                        memory.begin_turn();
+                        if memory.add(SectionKind::Messages, NewItem::message(Message::user(user.clone()))).is_err() {
+                            continue;
+                        }
+                        let mut fresh = memory.clone();
+                        let expected = assemble_by_priority(&mut fresh, &profile, 3, "sys", &user);
+                        let got = assemble(&mut memory, &profile, 3, "sys", &user);
+                        prop_assert_eq!(&got, &expected);
+                        prop_assert_eq!(memory.take_ops(), fresh.take_ops());
+                        let Ok(assembly) = got else { continue };
+                        let mut conversation = assembly.messages;
+                        let lent = conversation.len();
+                        for reply in replies {
+                            let message = Message::assistant(reply);
+                            let _ = memory.add(SectionKind::Messages, NewItem::message(message.clone()));
+                            conversation.push(message);
+                        }
+                        if tamper {
+                            // A message memory did not take (refused), among the new ones.
+                            conversation.insert(lent, Message::assistant("refused by memory"));
+                        }
+                        if hand_back {
+                            memory.keep_shown(conversation, lent);
+                        }
+                    }
+                    Step::Note(kind, text) => {
+                        let _ = memory.add(kind, NewItem::text(text));
+                    }
+                    Step::Forget { middle } => {
+                        let items = memory.section(SectionKind::Messages).items();
+                        let at = if middle { items.len() / 2 } else { 0 };
+                        if let Some(item) = items.get(at) {
+                            memory.remove(SectionKind::Messages, vec![item.id]);
+                        }
+                    }
+                }
+                let _ = memory.take_ops();
             }
         }
     }

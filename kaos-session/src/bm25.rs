@@ -1,7 +1,5 @@
 //! Plain Okapi BM25 over section items: lexical relevance with no model and no index to keep.
 
-use std::collections::HashMap;
-
 const K1: f64 = 1.2;
 const B: f64 = 0.75;
 
@@ -13,28 +11,44 @@ pub fn terms(text: &str) -> impl Iterator<Item = String> + '_ {
 /// The positions of the `k` documents most relevant to `query`, best first (ties: earlier
 /// document first). Documents with no query term score 0 and come last, in order, so a query
 /// with no matching term degrades to "oldest first".
+///
+/// Cost: one pass over the documents' words, allocating only for a word that is not ASCII
+/// (sections are searched on every turn, so this is on a turn's path).
 pub fn top_k<'a>(query: &str, documents: impl ExactSizeIterator<Item = &'a str>, k: usize) -> Vec<usize> {
     let n = documents.len();
     let mut query_terms: Vec<String> = terms(query).collect();
     query_terms.sort();
     query_terms.dedup();
-    let mut tf: Vec<HashMap<usize, u32>> = Vec::with_capacity(n);
+    let q = query_terms.len();
+    // Term frequencies, document by document (`q` counts each), and document lengths.
+    let mut tf: Vec<u32> = Vec::with_capacity(n * q);
     let mut lengths = Vec::with_capacity(n);
-    let index: HashMap<&str, usize> = query_terms.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
-    let mut df = vec![0u32; query_terms.len()];
+    let mut df = vec![0u32; q];
+    let find = |word: &str| -> Option<usize> {
+        if word.is_ascii() {
+            query_terms.iter().position(|t| {
+                t.len() == word.len() && t.bytes().zip(word.bytes()).all(|(t, w)| t == w.to_ascii_lowercase())
+            })
+        } else {
+            let lower = word.to_lowercase();
+            query_terms.iter().position(|t| *t == lower)
+        }
+    };
     for doc in documents {
-        let mut counts: HashMap<usize, u32> = HashMap::new();
+        let at = tf.len();
+        tf.resize(at + q, 0);
         let mut len = 0u32;
-        for term in terms(doc) {
+        for word in doc.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
             len += 1;
-            if let Some(&q) = index.get(term.as_str()) {
-                *counts.entry(q).or_default() += 1;
+            if let Some(i) = find(word) {
+                tf[at + i] += 1;
             }
         }
-        for q in counts.keys() {
-            df[*q] += 1;
+        for (i, &count) in tf[at..].iter().enumerate() {
+            if count > 0 {
+                df[i] += 1;
+            }
         }
-        tf.push(counts);
         lengths.push(len);
     }
     let avg = (lengths.iter().map(|&l| f64::from(l)).sum::<f64>() / n.max(1) as f64).max(1.0);
@@ -45,20 +59,21 @@ pub fn top_k<'a>(query: &str, documents: impl ExactSizeIterator<Item = &'a str>,
             ((n as f64 - d + 0.5) / (d + 0.5) + 1.0).ln()
         })
         .collect();
-    let mut scored: Vec<(f64, usize)> = tf
+    let mut scored: Vec<(f64, usize)> = lengths
         .iter()
-        .zip(&lengths)
         .enumerate()
-        .map(|(i, (counts, &len))| {
+        .map(|(doc, &len)| {
             let norm = K1 * (1.0 - B + B * f64::from(len) / avg);
-            let score = counts
+            let score = tf[doc * q..(doc + 1) * q]
                 .iter()
-                .map(|(q, &f)| {
+                .zip(&idf)
+                .filter(|(f, _)| **f > 0)
+                .map(|(&f, idf)| {
                     let f = f64::from(f);
-                    idf[*q] * f * (K1 + 1.0) / (f + norm)
+                    idf * f * (K1 + 1.0) / (f + norm)
                 })
                 .sum::<f64>();
-            (score, i)
+            (score, doc)
         })
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -86,5 +101,12 @@ mod tests {
     fn rare_terms_weigh_more_than_common_ones() {
         let docs = ["alpha common", "beta common", "gamma common", "common zeta"];
         assert_eq!(top_k("common zeta", docs.iter().copied(), 1), vec![3]);
+    }
+
+    #[test]
+    fn words_match_whatever_their_case_in_any_script() {
+        let docs = ["nothing here", "ÉCOLE and Rust", "rust"];
+        assert_eq!(top_k("école", docs.iter().copied(), 1), vec![1]);
+        assert_eq!(top_k("RUST", docs.iter().copied(), 3), vec![2, 1, 0]);
     }
 }

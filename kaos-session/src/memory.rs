@@ -1,10 +1,10 @@
 //! `SessionMemory`: typed sections with budgets, eviction and change tracking.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use kaos_agent::{Eviction, MemoryProfile, Persistence, SectionConfig, SectionKind};
-use kaos_providers::{Message, TokenCounter};
+use kaos_providers::{Conversation, Message, TokenCounter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -213,6 +213,20 @@ impl Section {
         Self { kind, config, items: Vec::new(), tokens: 0 }
     }
 
+    /// The item with this id (items are in id order: ids grow as items are added).
+    pub(crate) fn item(&self, id: u64) -> Option<&MemoryItem> {
+        self.position(id).map(|at| &self.items[at])
+    }
+
+    /// Where the item with this id is in `items`.
+    pub(crate) fn position(&self, id: u64) -> Option<usize> {
+        match self.items.binary_search_by_key(&id, |i| i.id) {
+            Ok(at) => Some(at),
+            // Not in id order (never made by this crate): a linear search is still right.
+            Err(_) => self.items.iter().position(|i| i.id == id),
+        }
+    }
+
     /// Which section.
     pub fn kind(&self) -> SectionKind {
         self.kind
@@ -261,6 +275,58 @@ impl Section {
         self.tokens -= gone.iter().map(|i| i.tokens).sum::<u64>();
         gone
     }
+
+    fn push(&mut self, item: MemoryItem) {
+        self.tokens += item.tokens;
+        self.items.push(item);
+    }
+
+    fn replace(&mut self, items: Vec<MemoryItem>) {
+        self.tokens = items.iter().map(|i| i.tokens).sum();
+        self.items = items;
+    }
+}
+
+/// Conversations shorter than this are copied whole into each request rather than kept
+/// between turns (a copy of a few messages costs less than holding them twice).
+/// (Two in unit tests, so that short random sessions exercise the kept conversation.)
+pub(crate) const SHOWN_MIN_MESSAGES: usize = if cfg!(test) { 2 } else { 32 };
+
+/// The conversation the model was last shown, handed back by the engine when the turn
+/// commits, so that the next assembly moves it into the next request and copies only what
+/// changed: messages added since (at the end) and evicted since (at the front).
+///
+/// Invariant: `ids` ascend, and every `(ids[i], messages[i])` is a message item held in the
+/// messages section, with no held message item between two of them missing (removals update
+/// it in [`SessionMemory::apply`]; anything else drops it).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Shown {
+    /// The items' ids.
+    pub(crate) ids: VecDeque<u64>,
+    /// The messages, or `None` while they are lent to a request.
+    pub(crate) messages: Option<Conversation>,
+    /// Entries dropped from the front of `ids` while the messages were lent.
+    pub(crate) dropped_while_lent: usize,
+}
+
+impl Shown {
+    /// Forgets removed items; `false` when they are not a prefix of the shown conversation
+    /// (the conversation must then be rebuilt).
+    fn forget(&mut self, removed: &BTreeSet<u64>) -> bool {
+        let gone = self.ids.iter().take_while(|id| removed.contains(id)).count();
+        let total = removed.iter().filter(|id| self.ids.binary_search(id).is_ok()).count();
+        if gone != total {
+            return false;
+        }
+        if gone > 0 {
+            self.ids.drain(..gone);
+            match &mut self.messages {
+                Some(messages) => messages.drain_front(gone),
+                None => self.dropped_while_lent += gone,
+            }
+        }
+        true
+    }
 }
 
 /// What changed in memory, for events.
@@ -290,6 +356,11 @@ pub struct SessionMemory {
     changes: Vec<Change>,
     evicted: BTreeMap<SectionKind, Vec<MemoryItem>>,
     dirty: BTreeSet<SectionKind>,
+    /// The conversation last shown to the model (see [`Shown`]); derived, never persisted.
+    shown: Option<Box<Shown>>,
+    /// Ids of the messages section's items that are text, not messages (summaries, rendered in
+    /// the system prompt), in order: assembly finds them without walking the conversation.
+    message_texts: Vec<u64>,
 }
 
 impl std::fmt::Debug for SessionMemory {
@@ -329,6 +400,8 @@ impl SessionMemory {
             changes: Vec::new(),
             evicted: BTreeMap::new(),
             dirty: BTreeSet::new(),
+            shown: None,
+            message_texts: Vec::new(),
         }
     }
 
@@ -513,14 +586,25 @@ impl SessionMemory {
         match op {
             MemoryOp::Add { section, item } => {
                 self.next_id = self.next_id.max(item.id + 1);
+                if section == SectionKind::Messages && item.message.is_none() {
+                    self.message_texts.push(item.id);
+                }
                 if let Some(s) = self.section_mut(section) {
-                    s.tokens += item.tokens;
-                    s.items.push(item);
+                    s.push(item);
                 }
             }
             MemoryOp::Remove { section, ids } => {
+                let ids: BTreeSet<u64> = ids.into_iter().collect();
+                if section == SectionKind::Messages {
+                    if let Some(shown) = &mut self.shown
+                        && !shown.forget(&ids)
+                    {
+                        self.shown = None;
+                    }
+                    self.message_texts.retain(|id| !ids.contains(id));
+                }
                 if let Some(s) = self.section_mut(section) {
-                    s.remove(&ids.into_iter().collect());
+                    s.remove(&ids);
                 }
             }
             MemoryOp::Use { section, ids, turn } => {
@@ -534,9 +618,12 @@ impl SessionMemory {
             }
             MemoryOp::Replace { section, items } => {
                 let next = items.iter().map(|i| i.id + 1).max().unwrap_or(0);
+                if section == SectionKind::Messages {
+                    self.shown = None;
+                    self.message_texts = items.iter().filter(|i| i.message.is_none()).map(|i| i.id).collect();
+                }
                 if let Some(s) = self.section_mut(section) {
-                    s.tokens = items.iter().map(|i| i.tokens).sum();
-                    s.items = items;
+                    s.replace(items);
                     self.next_id = self.next_id.max(next);
                 }
             }
@@ -577,6 +664,90 @@ impl SessionMemory {
         self.turn = turn;
         for (section, items) in items {
             self.apply(MemoryOp::Replace { section, items });
+        }
+    }
+
+    /// The items of `section` that are text rather than messages (rendered in the system
+    /// prompt), in order: for the messages section without walking its conversation.
+    pub(crate) fn text_items<'a>(
+        &'a self,
+        section: &'a Section,
+    ) -> Box<dyn Iterator<Item = &'a MemoryItem> + 'a> {
+        if section.kind == SectionKind::Messages {
+            Box::new(self.message_texts.iter().filter_map(|id| section.item(*id)))
+        } else {
+            Box::new(section.items.iter().filter(|i| i.message.is_none()))
+        }
+    }
+
+    /// How many items of `section` are text rather than messages.
+    pub(crate) fn text_count(&self, section: &Section) -> usize {
+        if section.kind == SectionKind::Messages {
+            self.message_texts.len()
+        } else {
+            section.items.iter().filter(|i| i.message.is_none()).count()
+        }
+    }
+
+    /// Whether the conversation last shown is lent to a request now.
+    pub(crate) fn shown_is_lent(&self) -> bool {
+        self.shown.as_ref().is_some_and(|s| s.messages.is_none())
+    }
+
+    /// Takes the conversation last shown to the model, to be lent to the next request; `None`
+    /// when there is none, or it is lent already (it stays lent).
+    pub(crate) fn lend_shown(&mut self) -> Option<(VecDeque<u64>, Conversation)> {
+        let shown = self.shown.as_mut()?;
+        let messages = shown.messages.take()?;
+        Some((std::mem::take(&mut shown.ids), messages))
+    }
+
+    /// Records what was lent to a request: the conversation with these ids (see
+    /// [`SessionMemory::keep_shown`]). Short conversations are not kept.
+    pub(crate) fn lent(&mut self, ids: VecDeque<u64>) {
+        self.shown = (ids.len() >= SHOWN_MIN_MESSAGES)
+            .then(|| Box::new(Shown { ids, messages: None, dropped_while_lent: 0 }));
+    }
+
+    /// Hands back the conversation of the request the turn ended with, so that the next turn's
+    /// assembly copies only what changed. `lent` is how many of its leading messages the
+    /// assembly lent (the turn's user message included), unchanged; the rest are the turn's
+    /// new messages, kept as far as they match the messages section's items that follow (a
+    /// message memory refused ends what is kept). A hand-back that does not fit what was lent
+    /// (its length, its first and last message) is dropped, and the next assembly copies the
+    /// conversation whole.
+    pub fn keep_shown(&mut self, messages: impl Into<Conversation>, lent: usize) {
+        let mut messages = messages.into();
+        let Some(Shown { mut ids, messages: None, dropped_while_lent }) = self.shown.take().map(|s| *s)
+        else {
+            return;
+        };
+        if lent > messages.len() || dropped_while_lent > lent || ids.len() != lent - dropped_while_lent {
+            return;
+        }
+        messages.drain_front(dropped_while_lent);
+        let lent = ids.len();
+        let section = self.section(SectionKind::Messages);
+        let (Some(&first), Some(&last)) = (ids.front(), ids.back()) else { return };
+        let same = |id: u64, message: &Message| {
+            section.item(id).and_then(|i| i.message.as_ref()).is_some_and(|m| m == message)
+        };
+        if !same(first, &messages[0]) || !same(last, &messages[lent - 1]) {
+            return;
+        }
+        let Some(at) = section.position(last) else { return };
+        let mut next = lent;
+        for item in &section.items[at + 1..] {
+            let Some(message) = &item.message else { continue };
+            if messages.get(next) != Some(message) {
+                break;
+            }
+            ids.push_back(item.id);
+            next += 1;
+        }
+        messages.truncate(next);
+        if messages.len() >= SHOWN_MIN_MESSAGES {
+            self.shown = Some(Box::new(Shown { ids, messages: Some(messages), dropped_while_lent: 0 }));
         }
     }
 

@@ -227,6 +227,10 @@ pub(crate) fn prepare_request(cx: &Cx<'_>, progress: &mut Progress) {
     let (offered, withdrawn): (Vec<_>, Vec<_>) =
         progress.offered.iter().cloned().partition(|t| !cx.member.breakers.is_open(&t.name));
     progress.request.tools = offered;
+    if withdrawn.is_empty() && progress.request.system == progress.base_system {
+        // Already so (the usual case): no copy of a system prompt that may hold long summaries.
+        return;
+    }
     progress.request.system = if withdrawn.is_empty() {
         progress.base_system.clone()
     } else {

@@ -57,6 +57,11 @@ pub(super) async fn commit(
         memory.set_active_agent(Some(name.clone()));
     }
     memory.end_turn(turn_number);
+    // The request's conversation goes back to memory, so the next turn's assembly copies only
+    // what changed (the turn's messages are copied once more here, not the conversation).
+    let mut conversation = std::mem::take(&mut progress.request.messages);
+    conversation.extend(added.iter().cloned());
+    memory.keep_shown(conversation, progress.first_new + 1);
     let record = TurnRecord {
         v: SESSION_LAYOUT_VERSION,
         turn: turn_number,
