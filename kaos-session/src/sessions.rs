@@ -126,8 +126,15 @@ impl TakenSession {
     /// started is still landing (a disk append finishes on a blocking thread), which would let
     /// the next holder write the same turn number. Such a turn is stored whole.
     pub async fn commit(self, record: &TurnRecord) -> Result<(), SessionError> {
-        let record = record.clone();
-        tokio::spawn(self.finish(record)).await.map_err(|_| SessionError::CommitInterrupted)?
+        let mut commit = Box::pin(self.finish(record.clone()));
+        // Polled here first: a commit that completes at once (a memory VFS) costs no task.
+        match std::future::poll_fn(|cx| std::task::Poll::Ready(commit.as_mut().poll(cx))).await {
+            std::task::Poll::Ready(result) => result,
+            // Waiting on storage: from here on it runs on its own task, to its end.
+            std::task::Poll::Pending => {
+                tokio::spawn(commit).await.map_err(|_| SessionError::CommitInterrupted)?
+            }
+        }
     }
 
     async fn finish(self, record: TurnRecord) -> Result<(), SessionError> {
