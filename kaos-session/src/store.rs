@@ -201,20 +201,26 @@ impl SessionStore {
     }
 
     pub fn dir(id: &SessionId) -> Result<VfsPath, SessionError> {
-        Ok(Self::root()?.join(id.as_str())?)
+        Self::file(id, "")
     }
 
     fn log_path(id: &SessionId) -> Result<VfsPath, SessionError> {
-        Ok(Self::dir(id)?.join("turns.jsonl")?)
+        Self::file(id, "/turns.jsonl")
     }
 
     fn checkpoint_path(id: &SessionId) -> Result<VfsPath, SessionError> {
-        Ok(Self::dir(id)?.join("checkpoint.json")?)
+        Self::file(id, "/checkpoint.json")
+    }
+
+    /// `sessions/<id><suffix>`, built in one allocation (a turn asks for its log's path
+    /// several times).
+    fn file(id: &SessionId, suffix: &str) -> Result<VfsPath, SessionError> {
+        Ok(VfsPath::try_from(["sessions/", id.as_str(), suffix].concat())?)
     }
 
     /// Takes the session's lock in the VFS (across processes, for a disk VFS).
     pub async fn lock(&self, id: &SessionId) -> Result<VfsLock, SessionError> {
-        Ok(self.vfs.lock(&VfsPath::new(".locks/sessions")?.join(&format!("{id}.lock"))?).await?)
+        Ok(self.vfs.lock(&VfsPath::try_from([".locks/sessions/", id.as_str(), ".lock"].concat())?).await?)
     }
 
     /// Loads a session's memory: the checkpoint, then the log after it.

@@ -29,6 +29,15 @@ pub struct VfsPath(String);
 impl VfsPath {
     /// Validates and normalizes `input`.
     pub fn new(input: &str) -> Result<Self, VfsError> {
+        if is_normal(input) {
+            return Ok(Self(input.to_owned()));
+        }
+        Self::normalize(input)
+    }
+
+    /// The general case of [`VfsPath::new`]: every rule checked, the path rebuilt segment by
+    /// segment.
+    fn normalize(input: &str) -> Result<Self, VfsError> {
         let invalid = |reason| VfsError::InvalidPath { path: input.to_owned(), reason };
         if input.len() > MAX_PATH_LEN {
             return Err(invalid("path is too long"));
@@ -85,17 +94,28 @@ impl VfsPath {
 
     /// `self` followed by `rest`, which is validated with the same rules.
     pub fn join(&self, rest: &str) -> Result<Self, VfsError> {
-        let rest = Self::new(rest)?;
+        if is_normal(rest) {
+            return Ok(self.joined(rest));
+        }
+        let rest = Self::normalize(rest)?;
         Ok(self.join_path(&rest))
     }
 
     /// `self` followed by an already valid path.
     pub fn join_path(&self, rest: &VfsPath) -> Self {
-        match (self.is_root(), rest.is_root()) {
-            (true, _) => rest.clone(),
-            (_, true) => self.clone(),
-            _ => Self(format!("{}/{}", self.0, rest.0)),
+        self.joined(&rest.0)
+    }
+
+    /// `self` followed by `rest`, already normalized: one allocation.
+    fn joined(&self, rest: &str) -> Self {
+        if self.is_root() || rest.is_empty() {
+            return Self(if self.is_root() { rest.to_owned() } else { self.0.clone() });
         }
+        let mut out = String::with_capacity(self.0.len() + 1 + rest.len());
+        out.push_str(&self.0);
+        out.push('/');
+        out.push_str(rest);
+        Self(out)
     }
 
     /// The segments, in order (none for the root).
@@ -166,13 +186,88 @@ impl TryFrom<&str> for VfsPath {
 
 impl TryFrom<String> for VfsPath {
     type Error = VfsError;
+    /// Keeps `s`'s allocation when it is already normalized.
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::new(&s)
+        if is_normal(&s) { Ok(Self(s)) } else { Self::normalize(&s) }
     }
+}
+
+/// Whether `input` is valid and already in normal form, decided in one pass over its bytes:
+/// printable ASCII without a backslash, no empty, `.` or `..` segment, no segment over the limit, no
+/// leading or trailing `/`, no drive prefix. Paths the engine builds (`sessions/<id>/turns.jsonl`)
+/// always are, and skip [`VfsPath::normalize`]; anything else takes the general path, which
+/// gives the precise error.
+fn is_normal(input: &str) -> bool {
+    let bytes = input.as_bytes();
+    if bytes.len() > MAX_PATH_LEN {
+        return false;
+    }
+    let mut start = 0;
+    let mut first = true;
+    for i in 0..=bytes.len() {
+        let end = i == bytes.len();
+        if !end && bytes[i] != b'/' {
+            if !(0x20..0x7f).contains(&bytes[i]) || bytes[i] == b'\\' {
+                return false;
+            }
+            continue;
+        }
+        let segment = &bytes[start..i];
+        // The root ("") is normal; an empty segment anywhere else is not.
+        if segment.is_empty() {
+            return end && first;
+        }
+        if segment == b"." || segment == b".." || segment.len() > MAX_SEGMENT_LEN {
+            return false;
+        }
+        if first && segment.len() >= 2 && segment.ends_with(b":") {
+            return false;
+        }
+        first = false;
+        start = i + 1;
+    }
+    true
 }
 
 impl AsRef<str> for VfsPath {
     fn as_ref(&self) -> &str {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::VfsPath;
+
+    proptest! {
+        /// The one-pass check takes the fast path only where the general one gives the same
+        /// path, and every input gets the general path's result (the same error included).
+        #[test]
+        fn the_fast_path_agrees_with_the_general_one(
+            input in prop_oneof![
+                "[a./\\\\:C \u{0}\u{7f}\u{85}é-]{0,16}",
+                prop::collection::vec(prop::sample::select(vec!["", ".", "..", "a", "C:", "bb", "x y"]), 0..6)
+                    .prop_map(|s| s.join("/")),
+                any::<String>(),
+            ]
+        ) {
+            let general = VfsPath::normalize(&input).map_err(|e| e.to_string());
+            prop_assert_eq!(VfsPath::new(&input).map_err(|e| e.to_string()), general.clone());
+            prop_assert_eq!(VfsPath::try_from(input.clone()).map_err(|e| e.to_string()), general.clone());
+            if let Ok(base) = VfsPath::new("base/dir") {
+                let joined = general.map(|rest| base.join_path(&rest));
+                prop_assert_eq!(base.join(&input).map_err(|e| e.to_string()), joined);
+            }
+        }
+    }
+
+    #[test]
+    fn long_segments_and_paths_take_the_general_path() {
+        let segment = "a".repeat(256);
+        assert!(VfsPath::new(&segment).is_err());
+        assert!(VfsPath::new(&"a/".repeat(2049)).is_err());
+        assert_eq!(VfsPath::new(&"a".repeat(255)).unwrap().as_str().len(), 255);
     }
 }
