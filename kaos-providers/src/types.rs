@@ -1,4 +1,5 @@
 use std::ops::{Add, AddAssign};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -185,9 +186,10 @@ pub struct ModelRequest {
     pub system: String,
     /// The conversation, oldest first (a `Vec<Message>` that keeps its token estimate).
     pub messages: Conversation,
-    /// Tools offered.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tools: Vec<ToolDefinition>,
+    /// Tools offered: shared, so a Runner offers its tools to every model call without copying
+    /// their schemas.
+    #[serde(default, skip_serializing_if = "no_tools")]
+    pub tools: Arc<[ToolDefinition]>,
     /// Tool choice.
     #[serde(default)]
     pub tool_choice: ToolChoice,
@@ -199,6 +201,10 @@ pub struct ModelRequest {
     pub output_schema: Option<Value>,
 }
 
+fn no_tools(tools: &Arc<[ToolDefinition]>) -> bool {
+    tools.is_empty()
+}
+
 impl ModelRequest {
     /// A request with no system prompt and no tools.
     pub fn new(model: impl Into<String>, messages: impl Into<Conversation>) -> Self {
@@ -206,7 +212,7 @@ impl ModelRequest {
             model: model.into(),
             system: String::new(),
             messages: messages.into(),
-            tools: Vec::new(),
+            tools: Arc::new([]),
             tool_choice: ToolChoice::Auto,
             sampling: Sampling::default(),
             output_schema: None,
@@ -220,8 +226,8 @@ impl ModelRequest {
     }
 
     /// With tools offered.
-    pub fn with_tools(mut self, tools: Vec<ToolDefinition>) -> Self {
-        self.tools = tools;
+    pub fn with_tools(mut self, tools: impl Into<Arc<[ToolDefinition]>>) -> Self {
+        self.tools = tools.into();
         self
     }
 

@@ -28,7 +28,10 @@ pub(crate) struct Member {
     pub(crate) custom_model: Option<Arc<dyn ModelClient>>,
     /// The tools offered to the model, by name (selected once, at build time).
     pub(crate) tools: HashMap<String, Arc<dyn Tool>>,
-    pub(crate) tool_definitions: Vec<ToolDefinition>,
+    pub(crate) tool_definitions: Arc<[ToolDefinition]>,
+    /// What every model call of a turn is offered: the tools, then the delegates and handoffs
+    /// (shared by every request, never copied; `memory_search` is added per turn when needed).
+    pub(crate) offered: Arc<[ToolDefinition]>,
     /// The stored sessions: turns take a session through it (in-process lock, VFS lock,
     /// hydration from its cache or the log), so turns of a session run one after another in
     /// this process (in arrival order) and across processes, different sessions in parallel.
@@ -87,20 +90,20 @@ impl Member {
     pub(crate) fn delegate(&self, name: &str) -> Option<&Delegate> {
         self.agent.config().delegates.iter().find(|d| d.name == name)
     }
+}
 
-    /// The tools the model calls the agent's delegates with (`{"task": string}`).
-    pub(crate) fn delegate_definitions(&self) -> impl Iterator<Item = ToolDefinition> + '_ {
-        self.agent.config().delegates.iter().map(|d| ToolDefinition {
-            name: d.name.clone(),
-            description: d.description.clone(),
-            parameters: serde_json::json!({
-                "type": "object",
-                "properties": {"task": {"type": "string", "description": "What the sub-agent should do."}},
-                "required": ["task"],
-                "additionalProperties": false
-            }),
-        })
-    }
+/// The tools the model calls `agent`'s delegates with (`{"task": string}`).
+fn delegate_definitions(agent: &Agent) -> impl Iterator<Item = ToolDefinition> + '_ {
+    agent.config().delegates.iter().map(|d| ToolDefinition {
+        name: d.name.clone(),
+        description: d.description.clone(),
+        parameters: serde_json::json!({
+            "type": "object",
+            "properties": {"task": {"type": "string", "description": "What the sub-agent should do."}},
+            "required": ["task"],
+            "additionalProperties": false
+        }),
+    })
 }
 
 /// Sessions whose memory a Runner keeps between turns by default.
@@ -216,7 +219,7 @@ impl Common<'_> {
             })?;
         let max_tools = agent.limits().max_tools.get() as usize;
         let selected = self.runtime.tools().select(&selector, max_tools);
-        let tool_definitions = selected
+        let tool_definitions: Arc<[ToolDefinition]> = selected
             .iter()
             .map(|tool| {
                 let spec = tool.spec();
@@ -226,7 +229,8 @@ impl Common<'_> {
                     parameters: spec.input_schema.clone(),
                 }
             })
-            .collect();
+            .collect::<Vec<_>>()
+            .into();
         let tools = selected.into_iter().map(|tool| (tool.spec().name.to_string(), tool)).collect();
         #[cfg(feature = "a2a")]
         let remotes = remote_clients(&agent)?;
@@ -236,6 +240,13 @@ impl Common<'_> {
         if let Some(root) = root {
             handoffs.push(Handoff::back_to(root));
         }
+        let offered = tool_definitions
+            .iter()
+            .cloned()
+            .chain(delegate_definitions(&agent))
+            .chain(handoffs.iter().map(|h| h.definition.clone()))
+            .collect::<Vec<_>>()
+            .into();
         Ok(Member {
             agent_name: agent.name().into(),
             fingerprint: agent.fingerprint().as_str().into(),
@@ -248,6 +259,7 @@ impl Common<'_> {
             custom_model: None,
             tools,
             tool_definitions,
+            offered,
             sessions: Sessions::with_cache(self.runtime.vfs().clone(), cache),
             counter: self.counter.clone(),
             summarizer: self.summarizer.clone(),

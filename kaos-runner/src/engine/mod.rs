@@ -224,9 +224,15 @@ pub(crate) async fn drive_from(
 /// Sets the tools offered for the next call: those of the turn whose breaker is not open, and
 /// tells the model about the ones withdrawn.
 pub(crate) fn prepare_request(cx: &Cx<'_>, progress: &mut Progress) {
-    let (offered, withdrawn): (Vec<_>, Vec<_>) =
-        progress.offered.iter().cloned().partition(|t| !cx.member.breakers.is_open(&t.name));
-    progress.request.tools = offered;
+    let breakers = &cx.member.breakers;
+    let withdrawn: Vec<&kaos_providers::ToolDefinition> =
+        progress.offered.iter().filter(|t| breakers.is_open(&t.name)).collect();
+    progress.request.tools = if withdrawn.is_empty() {
+        // The usual case: every tool of the turn, shared, not copied.
+        progress.offered.clone()
+    } else {
+        progress.offered.iter().filter(|t| !breakers.is_open(&t.name)).cloned().collect()
+    };
     if withdrawn.is_empty() && progress.request.system == progress.base_system {
         // Already so (the usual case): no copy of a system prompt that may hold long summaries.
         return;
@@ -328,15 +334,13 @@ pub(crate) mod fixture {
 
     /// A turn's progress offering `offered` (names of the member's tools, delegates, …).
     pub(crate) fn progress(member: &Member, offered: &[&str]) -> Progress {
-        let mut definitions = member.tool_definitions.clone();
-        definitions.extend(member.delegate_definitions());
-        definitions.extend(member.handoffs.iter().map(|h| h.definition.clone()));
+        let mut definitions = member.offered.to_vec();
         definitions.push(super::memory_tool::memory_search_definition());
         definitions.retain(|d| offered.contains(&d.name.as_str()));
         Progress {
             request: ModelRequest::new(member.agent.model().as_str(), Vec::new()),
             base_system: String::new(),
-            offered: definitions,
+            offered: definitions.into(),
             first_new: 0,
             pending: VecDeque::new(),
             tool_calls: Vec::new(),

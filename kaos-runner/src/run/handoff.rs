@@ -29,14 +29,11 @@ pub(super) fn context(
 
 /// The tools `member` offers the model: its own, its delegates, its handoffs, and the memory
 /// search tool when memory holds more than is shown.
-pub(super) fn offered_tools(member: &Member, hidden_memory: bool) -> Vec<ToolDefinition> {
-    let mut offered = member.tool_definitions.clone();
-    offered.extend(member.delegate_definitions());
-    offered.extend(member.handoffs.iter().map(|h| h.definition.clone()));
-    if hidden_memory && member.offers_memory_search {
-        offered.push(memory_tool::memory_search_definition());
+pub(super) fn offered_tools(member: &Member, hidden_memory: bool) -> Arc<[ToolDefinition]> {
+    if !(hidden_memory && member.offers_memory_search) {
+        return member.offered.clone();
     }
-    offered
+    member.offered.iter().cloned().chain([memory_tool::memory_search_definition()]).collect()
 }
 
 /// After a handoff: the conversation so far goes on under `next` — its instructions (with the

@@ -182,7 +182,7 @@ fn estimate_of(body: &Value) -> u64 {
             other => panic!("unexpected role {other}"),
         }
     }
-    let tools = body["tools"]
+    let tools: Vec<ToolDefinition> = body["tools"]
         .as_array()
         .into_iter()
         .flatten()
