@@ -6,16 +6,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
-use tokio::sync::mpsc::UnboundedSender;
 
 use crate::events::{Event, EventKind, MemoryEventKind, Span, SpanPhase, SpanSubject};
 use crate::hooks::{HookFault, Hooks};
 use crate::response::{StopReason, TurnFold, TurnResponse};
+use crate::stream::EventQueue;
 
-/// Emits the events of one run into the run's channel, stamping the common fields.
+/// Emits the events of one run, stamping the common fields: into the run's queue for its
+/// [`RunStream`](crate::RunStream), and folded into the turn's response for [`Runner::turn`]
+/// (which needs no queue) or for the hooks.
+///
+/// [`Runner::turn`]: crate::Runner::turn
 #[derive(Debug)]
 pub(crate) struct Emitter {
-    tx: UnboundedSender<Event>,
+    /// Where a stream reads the events from; `None` when only the fold wants them.
+    tx: Option<EventQueue>,
     hooks: Hooks,
     /// A hook failure that, under the fail-closed policy, must stop the turn.
     hook_stop: std::sync::Mutex<Option<HookFault>>,
@@ -25,8 +30,8 @@ pub(crate) struct Emitter {
     pub(crate) run_id: Arc<str>,
     /// The agent running the turn, and its fingerprint (a handoff changes them mid-run).
     agent: std::sync::Mutex<(Arc<str>, Arc<str>)>,
-    /// With hooks: the fold of the events so far, for the `turn_end` hook's response (the same
-    /// fold a caller of `Runner::turn` gets, so the two agree).
+    /// The fold of the events so far: the response of `Runner::turn`, and with hooks the
+    /// `turn_end` hook's response (the same fold, so the two agree).
     fold: Option<std::sync::Mutex<TurnFold>>,
 }
 
@@ -43,11 +48,21 @@ pub(crate) struct OpenSpan {
 
 impl Emitter {
     pub(crate) fn new(
-        tx: UnboundedSender<Event>,
+        tx: EventQueue,
         session_id: Arc<str>,
         run_id: Arc<str>,
         agent: Arc<str>,
         agent_fingerprint: Arc<str>,
+    ) -> Self {
+        Self::with_sink(Some(tx), None, session_id, run_id, (agent, agent_fingerprint))
+    }
+
+    fn with_sink(
+        tx: Option<EventQueue>,
+        fold: Option<TurnFold>,
+        session_id: Arc<str>,
+        run_id: Arc<str>,
+        agent: (Arc<str>, Arc<str>),
     ) -> Self {
         Self {
             tx,
@@ -57,14 +72,33 @@ impl Emitter {
             spans: AtomicU64::new(0),
             session_id,
             run_id,
-            agent: std::sync::Mutex::new((agent, agent_fingerprint)),
-            fold: None,
+            agent: std::sync::Mutex::new(agent),
+            fold: fold.map(std::sync::Mutex::new),
         }
     }
 
-    /// The turn's response as its events so far fold, ending with `stop_reason` (kept only
-    /// when there are hooks to show it to).
+    /// An emitter that only folds the events into the turn's response (see
+    /// [`Emitter::into_response`]): they are shown to hooks, not queued for a stream.
+    pub(crate) fn folding(
+        session_id: Arc<str>,
+        run_id: Arc<str>,
+        agent: Arc<str>,
+        agent_fingerprint: Arc<str>,
+    ) -> Self {
+        Self::with_sink(None, Some(TurnFold::default()), session_id, run_id, (agent, agent_fingerprint))
+    }
+
+    /// The turn's response as the events folded, once the run emitted its summary.
+    pub(crate) fn into_response(self) -> Option<TurnResponse> {
+        self.fold?.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).finish()
+    }
+
+    /// The turn's response as its events so far fold, ending with `stop_reason`, when there
+    /// are hooks to show it to.
     pub(crate) fn response_so_far(&self, turn_number: u32, stop_reason: StopReason) -> Option<TurnResponse> {
+        if self.hooks.is_empty() {
+            return None;
+        }
         let fold = self.fold.as_ref()?.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         fold.clone().finish_as(turn_number, stop_reason)
     }
@@ -76,7 +110,7 @@ impl Emitter {
 
     /// Calls `hooks`' `on_event` for every event from now on.
     pub(crate) fn with_hooks(mut self, hooks: Hooks) -> Self {
-        if !hooks.is_empty() {
+        if !hooks.is_empty() && self.fold.is_none() {
             self.fold = Some(std::sync::Mutex::new(TurnFold::default()));
         }
         self.hooks = hooks;
@@ -150,9 +184,9 @@ impl Emitter {
             fold.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(&event);
         }
         let seen = (!self.hooks.is_empty()).then(|| event.clone());
-        // A dropped receiver means nobody is listening any more; the run itself goes on
-        // only as long as its stream is polled, so there is nothing to do here.
-        let _ = self.tx.send(event);
+        if let Some(tx) = &self.tx {
+            tx.push(event);
+        }
         seen
     }
 

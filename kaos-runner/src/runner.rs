@@ -16,7 +16,7 @@ use crate::guard::{BreakerConfig, Breakers};
 use crate::hooks::{Hook, HookFailure, Hooks};
 use crate::member::{self, DEFAULT_SESSION_CACHE, Member, Preparation};
 use crate::models::Models;
-use crate::response::{TurnResponse, fold};
+use crate::response::TurnResponse;
 use crate::run::state::RunState;
 use crate::run::{self, Bounds, Start};
 use crate::stream::RunStream;
@@ -55,7 +55,7 @@ impl Runner {
         message: impl Into<String>,
         session_id: impl AsRef<str>,
     ) -> Result<TurnResponse, RunError> {
-        fold(self.run(message, session_id)).await
+        self.turn_with(message, session_id, RunOptions::default()).await
     }
 
     /// [`Runner::turn`] with per-request options (extra permission rules, a tighter cost cap).
@@ -65,7 +65,10 @@ impl Runner {
         session_id: impl AsRef<str>,
         options: RunOptions,
     ) -> Result<TurnResponse, RunError> {
-        fold(self.run_with(message, session_id, options)).await
+        // The events `run_with` would stream, folded as they are emitted (the same response
+        // as `fold(self.run_with(..))`, without a queue or a boxed run).
+        let start = Start::Fresh { message: message.into(), bounds: Bounds::Request(options) };
+        run::folded(self.member.clone(), session_id.as_ref(), new_run_id(), (0, 0), start).await
     }
 
     /// Runs one turn as a stream of typed events. The turn progresses as the stream is polled;
@@ -81,10 +84,9 @@ impl Runner {
         session_id: impl AsRef<str>,
         options: RunOptions,
     ) -> RunStream {
-        let run_id: Arc<str> = format!("run_{}", uuid::Uuid::now_v7().simple()).into();
         self.start(
             session_id.as_ref(),
-            run_id,
+            new_run_id(),
             (0, 0),
             Start::Fresh { message: message.into(), bounds: Bounds::Request(options) },
         )
@@ -104,7 +106,17 @@ impl Runner {
 
     /// [`Runner::resume`], folded into the turn's response.
     pub async fn resume_turn(&self, state: RunState, approval: Approval) -> Result<TurnResponse, RunError> {
-        fold(self.resume(state, approval)).await
+        let run_id: Arc<str> = state.run_id.as_str().into();
+        let position = (state.next_seq, state.next_span);
+        let session = state.session_id.clone();
+        run::folded(
+            self.member.clone(),
+            &session,
+            run_id,
+            position,
+            Start::Resume { state: Box::new(state), approval },
+        )
+        .await
     }
 
     /// The stored state of a paused run (see [`RunState`]).
@@ -130,6 +142,11 @@ impl Runner {
     pub fn tool_names(&self) -> Vec<&str> {
         self.member.tool_definitions.iter().map(|d| d.name.as_str()).collect()
     }
+}
+
+/// A new run's id: `run_` and a UUIDv7 (time-ordered).
+fn new_run_id() -> Arc<str> {
+    format!("run_{}", uuid::Uuid::now_v7().simple()).into()
 }
 
 impl fmt::Debug for Runner {

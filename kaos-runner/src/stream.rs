@@ -1,12 +1,13 @@
 //! [`RunStream`], the events of a run as a stream; polling it drives the run.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::error::RunError;
 use crate::events::Event;
@@ -21,13 +22,38 @@ type RunFuture = Pin<Box<dyn Future<Output = Result<(), RunError>> + Send>>;
 #[must_use = "a run does nothing unless its stream is polled"]
 pub struct RunStream {
     run: Option<RunFuture>,
-    events: UnboundedReceiver<Event>,
+    events: EventQueue,
     error: Option<RunError>,
 }
 
 impl RunStream {
-    pub(crate) fn new(run: RunFuture, events: UnboundedReceiver<Event>) -> Self {
+    pub(crate) fn new(run: RunFuture, events: EventQueue) -> Self {
         Self { run: Some(run), events, error: None }
+    }
+}
+
+/// The events a run has emitted and its stream has not yielded yet.
+///
+/// Not a channel: a run emits only while its stream polls it (the run's [`Emitter`] lives in
+/// the run's future, and nothing of it is spawned), so the stream finds every event in the
+/// queue right after polling the run and needs no waker of its own. A turn's events cost a
+/// push and a pop each, with no per-run allocation beyond the queue's buffer.
+///
+/// [`Emitter`]: crate::emit::Emitter
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EventQueue(Arc<Mutex<VecDeque<Event>>>);
+
+impl EventQueue {
+    pub(crate) fn new() -> Self {
+        Self(Arc::new(Mutex::new(VecDeque::with_capacity(8))))
+    }
+
+    pub(crate) fn push(&self, event: Event) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push_back(event);
+    }
+
+    pub(crate) fn pop(&self) -> Option<Event> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).pop_front()
     }
 }
 
@@ -42,18 +68,24 @@ impl Stream for RunStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if let Some(run) = this.run.as_mut()
-            && let Poll::Ready(result) = run.as_mut().poll(cx)
-        {
-            // The run's sender is dropped with it: the channel now ends after what is buffered.
+        // What the last poll of the run emitted first: the run is polled again only once
+        // they are all out.
+        if let Some(event) = this.events.pop() {
+            return Poll::Ready(Some(Ok(event)));
+        }
+        let Some(run) = this.run.as_mut() else {
+            // The run ended and every event is out: its error, if it failed, then the end.
+            return Poll::Ready(this.error.take().map(Err));
+        };
+        if let Poll::Ready(result) = run.as_mut().poll(cx) {
             this.run = None;
             this.error = result.err();
         }
-        match this.events.poll_recv(cx) {
-            Poll::Ready(Some(event)) => Poll::Ready(Some(Ok(event))),
-            Poll::Ready(None) => Poll::Ready(this.error.take().map(Err)),
-            // The run is still going and has registered its wakers.
-            Poll::Pending => Poll::Pending,
+        match this.events.pop() {
+            Some(event) => Poll::Ready(Some(Ok(event))),
+            None if this.run.is_none() => Poll::Ready(this.error.take().map(Err)),
+            // The run is still going, emitted nothing this time, and has registered its wakers.
+            None => Poll::Pending,
         }
     }
 }

@@ -269,12 +269,11 @@ pub(crate) mod fixture {
     use kaos_agent::Agent;
     use kaos_providers::{ModelClient, ModelRequest, Usage};
     use kaos_runtime::Runtime;
-    use tokio::sync::mpsc;
 
     use super::state::Progress;
     use crate::context::{RunContext, RunOptions};
     use crate::emit::Emitter;
-    use crate::events::{Event, EventKind};
+    use crate::events::EventKind;
     use crate::guard::{BreakerConfig, Breakers};
     use crate::hooks::{HookContext, Hooks};
     use crate::member::{self, Member, Preparation};
@@ -283,7 +282,7 @@ pub(crate) mod fixture {
     pub(crate) struct Fixture {
         pub(crate) member: Arc<Member>,
         pub(crate) emit: Emitter,
-        pub(crate) events: mpsc::UnboundedReceiver<Event>,
+        pub(crate) events: crate::stream::EventQueue,
         pub(crate) context: RunContext,
         pub(crate) hook_cx: HookContext,
         pub(crate) session: kaos_session::SessionId,
@@ -308,7 +307,8 @@ pub(crate) mod fixture {
                 },
             )
             .unwrap();
-            let (tx, events) = mpsc::unbounded_channel();
+            let tx = crate::stream::EventQueue::new();
+            let events = tx.clone();
             let session = kaos_session::SessionId::new("unit").unwrap();
             let emit = Emitter::new(
                 tx,
@@ -325,7 +325,7 @@ pub(crate) mod fixture {
         /// The kinds of the events emitted so far.
         pub(crate) fn drain(&mut self) -> Vec<EventKind> {
             let mut kinds = Vec::new();
-            while let Ok(event) = self.events.try_recv() {
+            while let Some(event) = self.events.pop() {
                 kinds.push(event.kind);
             }
             kinds

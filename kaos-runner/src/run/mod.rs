@@ -17,7 +17,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kaos_agent::SectionKind;
 use kaos_providers::{Message, ModelRequest, Usage};
 use serde_json::{Map, json};
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::approval::{Approval, PendingApproval};
@@ -31,7 +30,8 @@ use crate::guard::BudgetGuard;
 use crate::hooks::HookContext;
 use crate::member::Member;
 use crate::patterns;
-use crate::stream::RunStream;
+use crate::response::TurnResponse;
+use crate::stream::{EventQueue, RunStream};
 use commit::Finished;
 use handoff::{active_member, context, offered_tools, rebase};
 use kaos_session::{Hydration, NewItem, SessionId, SessionMemory, StopReason, TakenSession, ToolCallRecord};
@@ -62,7 +62,8 @@ pub(crate) fn stream(
     (seq, span): (u64, u64),
     start: Start,
 ) -> RunStream {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let tx = EventQueue::new();
+    let rx = tx.clone();
     let session = SessionId::new(session_id);
     let run = async move {
         let session = session?;
@@ -78,6 +79,29 @@ pub(crate) fn stream(
         execute(&member, &session, start, &emit).await
     };
     RunStream::new(Box::pin(run), rx)
+}
+
+/// Runs `member`'s turn to its end and folds its events into the response, as
+/// [`fold`](crate::fold) over [`stream`] would, without queuing them: the events are still
+/// stamped, shown to hooks and folded, and the run is not boxed.
+pub(crate) async fn folded(
+    member: Arc<Member>,
+    session_id: &str,
+    run_id: Arc<str>,
+    (seq, span): (u64, u64),
+    start: Start,
+) -> Result<TurnResponse, RunError> {
+    let session = SessionId::new(session_id)?;
+    let emit = Emitter::folding(
+        session.as_arc().clone(),
+        run_id,
+        member.agent_name.clone(),
+        member.fingerprint.clone(),
+    )
+    .continuing(seq, span)
+    .with_hooks(member.hooks.clone());
+    execute(&member, &session, start, &emit).await?;
+    emit.into_response().ok_or(RunError::IncompleteRun)
 }
 
 /// Runs one turn (or the rest of a paused one), reporting a failure as a `run_error` event
