@@ -63,7 +63,7 @@ impl Runner {
             return Ok(ids);
         }
         let record = memory_record(taken.memory.turn(), "remember", &shared.fingerprint, ops);
-        taken.commit(&record).await?;
+        taken.commit(record).await?;
         Ok(ids)
     }
 
@@ -96,7 +96,7 @@ impl Runner {
         let ops = taken.memory.take_ops();
         if !ops.is_empty() {
             let record = memory_record(taken.memory.turn(), "remember", &shared.fingerprint, ops);
-            taken.commit(&record).await?;
+            taken.commit(record).await?;
         }
         Ok(DocumentAdded::Added { ids })
     }
@@ -129,7 +129,7 @@ impl Runner {
         taken.memory.remove(section, present);
         let ops = taken.memory.take_ops();
         let record = memory_record(taken.memory.turn(), "forget", &shared.fingerprint, ops);
-        taken.commit(&record).await?;
+        taken.commit(record).await?;
         Ok(removed)
     }
 

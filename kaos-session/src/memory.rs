@@ -48,6 +48,10 @@ pub struct MemoryItem {
     /// Whether the item is a summary of evicted items.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub summary: bool,
+    /// In a log line only (layout 3): the item's message is the record's `messages[i]`, not
+    /// repeated here. Resolved when the line is read; always `None` in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) message_at: Option<u32>,
 }
 
 impl MemoryItem {
@@ -545,6 +549,7 @@ impl SessionMemory {
             uses: 0,
             last_used: 0,
             summary: new.summary,
+            message_at: None,
         };
         let id = item.id;
         self.changes.push(Change::Added(kind));

@@ -125,8 +125,8 @@ impl TakenSession {
     /// run, Ctrl-C, an HTTP client that went away) cannot release the locks while a write it
     /// started is still landing (a disk append finishes on a blocking thread), which would let
     /// the next holder write the same turn number. Such a turn is stored whole.
-    pub async fn commit(self, record: &TurnRecord) -> Result<(), SessionError> {
-        let mut commit = Box::pin(self.finish(record.clone()));
+    pub async fn commit(self, record: TurnRecord) -> Result<(), SessionError> {
+        let mut commit = Box::pin(self.finish(record));
         // Polled here first: a commit that completes at once (a memory VFS) costs no task.
         match std::future::poll_fn(|cx| std::task::Poll::Ready(commit.as_mut().poll(cx))).await {
             std::task::Poll::Ready(result) => result,
@@ -137,9 +137,8 @@ impl TakenSession {
         }
     }
 
-    async fn finish(self, record: TurnRecord) -> Result<(), SessionError> {
-        let record = &record;
-        let position = self.store.commit(&self.id, &self.memory, record, self.position).await?;
+    async fn finish(self, mut record: TurnRecord) -> Result<(), SessionError> {
+        let position = self.store.commit(&self.id, &self.memory, &mut record, self.position).await?;
         let stamp = self.store.stamp(&self.id).await?;
         self.cache.put(self.id.clone(), self.memory, position, stamp);
         // The turn is stored: a failed release only delays the next holder (expiry frees it).

@@ -14,10 +14,12 @@ use crate::{SessionError, SessionId, StopReason, ToolCallRecord};
 
 /// Version of the session layout in the VFS, written into every record and checkpoint.
 ///
-/// Layout (version 2), under `sessions/{session_id}/`:
+/// Layout (version 3), under `sessions/{session_id}/`:
 /// - `turns.jsonl` — one [`TurnRecord`] per completed turn, appended in one write: the turn's
 ///   messages, tool calls, usage, cost, and the memory changes of its streaming and snapshot
-///   sections. This log is the session's source of truth and its full transcript.
+///   sections. This log is the session's source of truth and its full transcript. A message
+///   is written once: the item that adds it to the messages section names its position in
+///   the record's `messages` (`"message_at"`) instead of repeating it (new in version 3).
 /// - `checkpoint.json` — the memory state after some turn and the log offset it covers,
 ///   written atomically once the log has grown past it by [`CHECKPOINT_MIN_TAIL_BYTES`] and by
 ///   eight times the checkpoint's own size. Hydration reads it and replays only the log after
@@ -31,8 +33,9 @@ use crate::{SessionError, SessionId, StopReason, ToolCallRecord};
 /// Turns hold the lock `.locks/sessions/{session_id}.lock` (see [`Vfs::lock`]), outside the
 /// session's directory so deleting a session never deletes a held lock.
 ///
-/// Version 1 logs (no memory changes) are read as conversations in the messages section.
-pub const SESSION_LAYOUT_VERSION: u32 = 2;
+/// Version 1 logs (no memory changes) are read as conversations in the messages section;
+/// version 2 lines (every message also inside its memory item) are read as they are.
+pub const SESSION_LAYOUT_VERSION: u32 = 3;
 
 /// The least log growth, in bytes, after which a new checkpoint is written.
 pub const CHECKPOINT_MIN_TAIL_BYTES: u64 = 512 * 1024;
@@ -372,7 +375,7 @@ impl SessionStore {
         }
         if let Some((len, run_id)) = &c.last {
             let line = &bytes[..back];
-            let record = serde_json::from_slice::<TurnRecord>(line).ok();
+            let record = decode(line).ok();
             let matches = line[..back - 1].iter().all(|b| *b != b'\n')
                 && record.is_some_and(|r| &r.run_id == run_id && r.turn == c.turn);
             if back as u64 != *len || !matches {
@@ -385,7 +388,7 @@ impl SessionStore {
         let tail = bytes.slice(back..);
         // The record right after it must continue the numbering (or be torn, or absent).
         if let Some(end) = tail.iter().position(|b| *b == b'\n')
-            && let Ok(next) = serde_json::from_slice::<TurnRecord>(&tail[..end])
+            && let Ok(next) = decode(&tail[..end])
             && !follows(c.turn, &next)
         {
             return Ok(Err(format!(
@@ -429,7 +432,7 @@ impl SessionStore {
         &self,
         id: &SessionId,
         memory: &SessionMemory,
-        record: &TurnRecord,
+        record: &mut TurnRecord,
         position: LogPosition,
     ) -> Result<LogPosition, SessionError> {
         let written = self.append(id, record).await?;
@@ -486,7 +489,7 @@ impl SessionStore {
             if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            match serde_json::from_slice::<TurnRecord>(text) {
+            match decode(text) {
                 Ok(r) if r.v > SESSION_LAYOUT_VERSION => {
                     out.skipped.push((i + 1, format!("written by a newer layout version {}", r.v)));
                 }
@@ -514,10 +517,8 @@ impl SessionStore {
     }
 
     /// Appends one turn's record in a single append; returns the bytes written.
-    pub async fn append(&self, id: &SessionId, record: &TurnRecord) -> Result<u64, SessionError> {
-        let mut line = Vec::with_capacity(1024);
-        serde_json::to_writer(&mut line, record)?;
-        line.push(b'\n');
+    pub async fn append(&self, id: &SessionId, record: &mut TurnRecord) -> Result<u64, SessionError> {
+        let line = encode(record)?;
         let len = line.len() as u64;
         self.vfs.append(&Self::log_path(id)?, Bytes::from(line)).await?;
         Ok(len)
@@ -614,6 +615,60 @@ struct ParsedLog {
 
 /// Whether `record` may follow a log whose last turn is `last`: the next turn, or a record
 /// without messages (memory changes between turns) that keeps the last turn's number.
+/// A record as its log line (with the newline): each memory item that adds one of the record's
+/// messages refers to it by position instead of repeating it. The messages are moved out of
+/// the items for the write and back after it, so nothing is copied.
+fn encode(record: &mut TurnRecord) -> Result<Vec<u8>, serde_json::Error> {
+    let TurnRecord { messages, memory, .. } = record;
+    let mut moved: Vec<(usize, Message)> = Vec::new();
+    let mut next = 0;
+    for (op_index, op) in memory.iter_mut().enumerate() {
+        let MemoryOp::Add { section: SectionKind::Messages, item } = op else { continue };
+        let Some(message) = &item.message else { continue };
+        // The items add the record's messages in order: look from after the last one found.
+        let found = (next..messages.len()).chain(0..next).find(|&i| messages[i] == *message);
+        if let Some(at) = found
+            && let Ok(position) = u32::try_from(at)
+            && let Some(message) = item.message.take()
+        {
+            item.message_at = Some(position);
+            moved.push((op_index, message));
+            next = at + 1;
+        }
+    }
+    let mut line = Vec::with_capacity(1024);
+    let written = serde_json::to_writer(&mut line, &*record);
+    for (op_index, message) in moved {
+        if let Some(MemoryOp::Add { item, .. }) = record.memory.get_mut(op_index) {
+            item.message = Some(message);
+            item.message_at = None;
+        }
+    }
+    written?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// A log line as its record, with every message a memory item refers to by position put back
+/// into the item. A position outside the record's messages is an error, like any bad line.
+fn decode(line: &[u8]) -> Result<TurnRecord, serde_json::Error> {
+    let mut record: TurnRecord = serde_json::from_slice(line)?;
+    let TurnRecord { messages, memory, .. } = &mut record;
+    for op in memory {
+        let MemoryOp::Add { item, .. } = op else { continue };
+        let Some(at) = item.message_at.take() else { continue };
+        let message = usize::try_from(at).ok().and_then(|i| messages.get(i)).ok_or_else(|| {
+            <serde_json::Error as serde::de::Error>::custom(format!(
+                "memory item {} refers to message {at}, but the record has {}",
+                item.id,
+                messages.len()
+            ))
+        })?;
+        item.message = Some(message.clone());
+    }
+    Ok(record)
+}
+
 fn follows(last: u32, record: &TurnRecord) -> bool {
     record.turn == last.saturating_add(1) || (record.turn == last && record.messages.is_empty())
 }
@@ -652,7 +707,7 @@ fn parse_log(
             line: i + 1,
             message: format!("{message} (at byte {})", offset + valid_len as u64),
         };
-        match serde_json::from_slice::<TurnRecord>(text) {
+        match decode(text) {
             Ok(record) if record.v > SESSION_LAYOUT_VERSION => {
                 return Err(corrupt(format!(
                     "written by a newer layout version {} (this build reads up to {SESSION_LAYOUT_VERSION})",
@@ -730,6 +785,59 @@ mod tests {
         assert_eq!(parsed.valid_len, bytes.len());
     }
 
+    /// A record whose memory changes add its messages, as a turn writes it.
+    fn turn_record(turn: u32) -> TurnRecord {
+        let counter: Arc<dyn TokenCounter> = Arc::new(kaos_providers::Estimator);
+        let mut memory = SessionMemory::new(&MemoryProfile::default(), counter);
+        memory.begin_turn();
+        let messages = vec![Message::user(format!("question {turn}")), Message::assistant("a unique answer")];
+        for message in &messages {
+            memory.add(SectionKind::Messages, NewItem::message(message.clone())).unwrap();
+        }
+        memory.add(SectionKind::Actions, NewItem::text("an action")).unwrap();
+        memory.end_turn(turn);
+        TurnRecord { messages, memory: memory.take_ops(), ..record(turn) }
+    }
+
+    #[test]
+    fn a_message_is_written_once_and_read_back_into_its_memory_item() {
+        let original = turn_record(1);
+        let mut written = original.clone();
+        let line = encode(&mut written).unwrap();
+        // The record is left as it was (its messages moved out for the write and back).
+        assert_eq!(written, original);
+        let text = std::str::from_utf8(&line).unwrap();
+        assert_eq!(text.matches("a unique answer").count(), 1, "{text}");
+        assert_eq!(text.matches("\"message_at\":").count(), 2, "{text}");
+        assert!(text.ends_with('\n'));
+        assert_eq!(decode(line.strip_suffix(b"\n").unwrap()).unwrap(), original);
+        assert_eq!(parse(&line).unwrap().records, vec![original]);
+    }
+
+    #[test]
+    fn a_layout_2_line_with_messages_in_its_items_still_reads() {
+        let original = turn_record(1);
+        let mut v2 = original.clone();
+        v2.v = 2;
+        // Version 2 wrote every message inside its memory item too.
+        let line = serde_json::to_vec(&v2).unwrap();
+        assert!(!std::str::from_utf8(&line).unwrap().contains("message_at"));
+        assert_eq!(decode(&line).unwrap(), v2);
+    }
+
+    #[test]
+    fn a_message_position_outside_the_record_is_a_corrupt_line() {
+        let mut record = turn_record(1);
+        let line = encode(&mut record).unwrap();
+        let bad = String::from_utf8(line).unwrap().replace("\"message_at\":1", "\"message_at\":7");
+        let Err(error) = parse(bad.as_bytes()) else { panic!("a bad position was read") };
+        assert!(
+            matches!(&error, SessionError::Corrupt { line: 1, message, .. }
+                if message.contains("refers to message 7, but the record has 2")),
+            "{error}"
+        );
+    }
+
     #[test]
     fn every_torn_prefix_of_the_last_record_is_dropped_not_fatal() {
         let full = log(&[record(1), record(2)]);
@@ -797,7 +905,7 @@ mod tests {
                         live.end_turn(turn);
                         let mut r = record(turn);
                         r.memory = live.take_ops();
-                        log_len += store.append(&id, &r).await.unwrap();
+                        log_len += store.append(&id, &mut r).await.unwrap();
                         if checkpoint {
                             store.checkpoint(&id, &live, log_len).await.unwrap();
                         }

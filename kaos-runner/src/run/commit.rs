@@ -77,8 +77,9 @@ pub(super) async fn commit(
         finished_at_ms: now_ms(),
         memory: memory.take_ops(),
     };
-    taken.commit(&record).await?;
-    emit.emit(memory_event(MemoryEventKind::Persisted, "messages", record.messages.len(), Map::new()));
+    let persisted = record.messages.len();
+    taken.commit(record).await?;
+    emit.emit(memory_event(MemoryEventKind::Persisted, "messages", persisted, Map::new()));
     Ok(())
 }
 

@@ -38,7 +38,7 @@ async fn turn(sessions: &Sessions, id: &SessionId, size: usize) -> Result<u32, S
         finished_at_ms: 0,
         memory: taken.memory.take_ops(),
     };
-    taken.commit(&record).await?;
+    taken.commit(record).await?;
     Ok(number)
 }
 
