@@ -146,7 +146,12 @@ impl Runner {
 
 /// A new run's id: `run_` and a UUIDv7 (time-ordered).
 fn new_run_id() -> Arc<str> {
-    format!("run_{}", uuid::Uuid::now_v7().simple()).into()
+    let uuid = uuid::Uuid::now_v7();
+    let mut id = [0u8; 4 + uuid::fmt::Simple::LENGTH];
+    id[..4].copy_from_slice(b"run_");
+    uuid.simple().encode_lower(&mut id[4..]);
+    // One allocation, no formatting machinery (the bytes are ASCII, so this never falls back).
+    std::str::from_utf8(&id).map_or_else(|_| format!("run_{}", uuid.simple()).into(), Arc::from)
 }
 
 impl fmt::Debug for Runner {
@@ -269,5 +274,22 @@ impl RunnerBuilder {
             },
         )?;
         Ok(Runner { member })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn run_ids_are_run_and_a_time_ordered_uuid() {
+        let (first, second) = (super::new_run_id(), super::new_run_id());
+        for id in [&first, &second] {
+            let hex = id.strip_prefix("run_").unwrap();
+            assert_eq!(hex.len(), 32, "{id}");
+            assert!(hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{id}");
+            assert_eq!(uuid::Uuid::parse_str(hex).unwrap().get_version_num(), 7, "{id}");
+        }
+        assert!(first < second, "{first} then {second}");
     }
 }
