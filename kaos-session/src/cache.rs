@@ -173,4 +173,42 @@ mod tests {
         let entries = cache.entries.lock().unwrap();
         assert!(entries.by_id.is_empty() && entries.by_use.is_empty());
     }
+
+    fn memory_with(text_bytes: usize) -> SessionMemory {
+        let mut memory = memory();
+        memory.add(kaos_agent::SectionKind::Working, crate::NewItem::text("x".repeat(text_bytes))).unwrap();
+        memory
+    }
+
+    #[test]
+    fn the_byte_bound_evicts_the_least_recently_put_sessions_and_refuses_one_too_big() {
+        let stamp = LogStamp { len: 10, modified: Some(SystemTime::UNIX_EPOCH) };
+        let one = memory_with(10_000).approx_heap_bytes() + ENTRY_OVERHEAD;
+        // Room for three such sessions by bytes, a hundred by count.
+        let cache = SessionCache::new(100, 3 * one + one / 2);
+        for name in ["a", "b", "c", "d"] {
+            cache.put(id(name), memory_with(10_000), LogPosition::default(), stamp);
+            assert!(cache.usage().1 <= 3 * one + one / 2);
+        }
+        assert_eq!(cache.usage(), (3, 3 * one));
+        assert!(cache.take(&id("a"), stamp).is_none());
+        // A session twice the size pushes out the two least recent ones.
+        cache.put(id("e"), memory_with(20_000), LogPosition::default(), stamp);
+        assert!(cache.take(&id("b"), stamp).is_none() && cache.take(&id("c"), stamp).is_none());
+        assert!(cache.take(&id("d"), stamp).is_some() && cache.take(&id("e"), stamp).is_some());
+        assert_eq!(cache.usage(), (0, 0));
+        // One bigger than the whole bound is not kept, and evicts nothing.
+        cache.put(id("f"), memory_with(10_000), LogPosition::default(), stamp);
+        cache.put(id("g"), memory_with(60_000), LogPosition::default(), stamp);
+        assert_eq!(cache.usage(), (1, one));
+        assert!(cache.take(&id("g"), stamp).is_none());
+    }
+
+    #[test]
+    fn the_estimate_grows_with_what_memory_holds() {
+        let empty = memory().approx_heap_bytes();
+        let full = memory_with(60_000).approx_heap_bytes();
+        assert!(full >= empty + 60_000, "{empty} → {full}");
+        assert!(full <= empty + 65_000, "{empty} → {full}");
+    }
 }
