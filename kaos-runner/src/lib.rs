@@ -66,7 +66,7 @@ pub use kaos_session::{
     NewItem, SESSION_LAYOUT_VERSION, Section, SessionError, SessionExport, SessionId, SessionMemory,
     SessionSummary, Sessions, Summarizer, TurnRecord,
 };
-pub use member::DEFAULT_SESSION_CACHE;
+pub use member::{DEFAULT_SESSION_CACHE, DEFAULT_SESSION_CACHE_BYTES};
 pub use models::{ProviderFactory, resolve_model, vendor_config};
 pub use response::{StopReason, ToolCallRecord, TurnFold, TurnResponse, fold};
 pub use run::state::RunState;

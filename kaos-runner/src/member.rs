@@ -109,6 +109,9 @@ fn delegate_definitions(agent: &Agent) -> impl Iterator<Item = ToolDefinition> +
 /// Sessions whose memory a Runner keeps between turns by default.
 pub const DEFAULT_SESSION_CACHE: usize = 1024;
 
+/// How much memory (about, in bytes) a Runner's session cache holds at most by default: 64 MiB.
+pub const DEFAULT_SESSION_CACHE_BYTES: usize = kaos_session::DEFAULT_CACHE_BYTES;
+
 /// What a Runner's team of members is prepared from.
 pub(crate) struct Preparation<'a> {
     pub(crate) runtime: &'a Runtime,
@@ -116,8 +119,8 @@ pub(crate) struct Preparation<'a> {
     pub(crate) model: Option<Arc<dyn ModelClient>>,
     pub(crate) counter: Option<Arc<dyn TokenCounter>>,
     pub(crate) summarizer: Option<Arc<dyn Summarizer>>,
-    /// Sessions kept in the cache between turns.
-    pub(crate) cache: usize,
+    /// Sessions kept in the cache between turns, and the bytes of memory they may hold.
+    pub(crate) cache: (usize, usize),
     pub(crate) breakers: Arc<Breakers>,
     pub(crate) hooks: &'a Hooks,
     /// Custom providers and the user's prices.
@@ -167,7 +170,7 @@ pub(crate) fn prepare(agent: &Agent, prep: Preparation<'_>) -> Result<Arc<Member
     for config in team_of(agent.config())? {
         let agent = Agent::from_config(config)?;
         let agent_clients = clients(&agent)?;
-        let mut member = common.member(agent, agent_clients, Some(&root_name), 0)?;
+        let mut member = common.member(agent, agent_clients, Some(&root_name), (0, 0))?;
         member.custom_model = prep.model.clone();
         team.insert(member.agent_name.to_string(), Arc::new(member));
     }
@@ -200,7 +203,7 @@ impl Common<'_> {
         agent: Agent,
         (model, role_clients): Clients,
         root: Option<&str>,
-        cache: usize,
+        (cache, cache_bytes): (usize, usize),
     ) -> Result<Member, RunError> {
         // No `tools` list offers every tool; an empty one offers none.
         let globs = agent.tools();
@@ -260,7 +263,7 @@ impl Common<'_> {
             tools,
             tool_definitions,
             offered,
-            sessions: Sessions::with_cache(self.runtime.vfs().clone(), cache),
+            sessions: Sessions::with_cache_limits(self.runtime.vfs().clone(), cache, cache_bytes),
             counter: self.counter.clone(),
             summarizer: self.summarizer.clone(),
             breakers: self.breakers.clone(),

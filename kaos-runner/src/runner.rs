@@ -14,7 +14,7 @@ use crate::context::RunOptions;
 use crate::error::RunError;
 use crate::guard::{BreakerConfig, Breakers};
 use crate::hooks::{Hook, HookFailure, Hooks};
-use crate::member::{self, DEFAULT_SESSION_CACHE, Member, Preparation};
+use crate::member::{self, DEFAULT_SESSION_CACHE, DEFAULT_SESSION_CACHE_BYTES, Member, Preparation};
 use crate::models::Models;
 use crate::response::TurnResponse;
 use crate::run::state::RunState;
@@ -43,6 +43,7 @@ impl Runner {
             counter: None,
             summarizer: None,
             cache: DEFAULT_SESSION_CACHE,
+            cache_bytes: DEFAULT_SESSION_CACHE_BYTES,
             models: Models::default(),
         }
     }
@@ -173,6 +174,7 @@ pub struct RunnerBuilder {
     counter: Option<Arc<dyn TokenCounter>>,
     summarizer: Option<Arc<dyn Summarizer>>,
     cache: usize,
+    cache_bytes: usize,
     breakers: BreakerConfig,
     hooks: Hooks,
     /// Custom providers and the user's prices.
@@ -235,6 +237,19 @@ impl RunnerBuilder {
         self
     }
 
+    /// How much memory the session cache may hold, about, in bytes [64 MiB,
+    /// [`DEFAULT_SESSION_CACHE_BYTES`]]: the least recently used sessions are evicted until
+    /// the cached sessions' memory fits (each measured with
+    /// [`SessionMemory::approx_heap_bytes`](kaos_session::SessionMemory::approx_heap_bytes)
+    /// when its turn ends), and a session bigger than the bound alone is not kept. With
+    /// [`session_cache`](Self::session_cache) this bounds what a long-running Runner (and
+    /// `kaos serve`) keeps between turns, however long its sessions grow. `0` turns the cache
+    /// off.
+    pub fn session_cache_bytes(mut self, bytes: usize) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
     /// Adds a hook, called after those added before it (see [`crate::hooks`]).
     pub fn hook(mut self, hook: impl Hook + 'static) -> Self {
         self.hooks = self.hooks.with(hook);
@@ -267,7 +282,7 @@ impl RunnerBuilder {
                 model: self.model,
                 counter: self.counter,
                 summarizer: self.summarizer,
-                cache: self.cache,
+                cache: (self.cache, self.cache_bytes),
                 breakers: Arc::new(Breakers::new(self.breakers)),
                 hooks: &self.hooks,
                 models: self.models,

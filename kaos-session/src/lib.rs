@@ -25,6 +25,7 @@ mod summarize;
 
 pub use assemble::{Assembly, MEMORY_SEARCH_TOOL, assemble};
 pub use bm25::top_k as bm25_top_k;
+pub use cache::DEFAULT_CACHE_BYTES;
 pub use error::SessionError;
 pub use id::SessionId;
 pub use memory::{Change, MemoryError, MemoryItem, MemoryOp, NewItem, Section, SessionMemory};

@@ -760,6 +760,45 @@ impl SessionMemory {
     pub fn messages(&self) -> impl Iterator<Item = &Message> {
         self.section(SectionKind::Messages).items.iter().filter_map(|i| i.message.as_ref())
     }
+
+    /// About how many heap bytes this memory holds: its sections and items as laid out (spare
+    /// capacity included), their text at four bytes per token (the size the token estimate
+    /// is made from), and the conversation last shown when it is kept. Costs O(sections),
+    /// not O(items): the session cache bounds its size with it on every turn.
+    pub fn approx_heap_bytes(&self) -> usize {
+        const BYTES_PER_TOKEN: u64 = 4;
+        let text =
+            |tokens: u64| usize::try_from(tokens.saturating_mul(BYTES_PER_TOKEN)).unwrap_or(usize::MAX);
+        let sections: usize = self
+            .sections
+            .iter()
+            .map(|s| s.items.capacity() * std::mem::size_of::<MemoryItem>() + text(s.tokens))
+            .sum();
+        let shown = self.shown.as_ref().map_or(0, |shown| {
+            std::mem::size_of::<Shown>()
+                + shown.ids.capacity() * std::mem::size_of::<u64>()
+                + shown
+                    .messages
+                    .as_ref()
+                    .map_or(0, |m| m.capacity() * std::mem::size_of::<Message>() + text(m.estimated_tokens()))
+        });
+        std::mem::size_of::<Self>()
+            + self.sections.capacity() * std::mem::size_of::<Section>()
+            + sections
+            + self.message_texts.capacity() * std::mem::size_of::<u64>()
+            + self.active_agent.as_ref().map_or(0, String::capacity)
+            + shown
+    }
+
+    /// Gives back the spare capacity of the item lists (a session replayed from its log grew
+    /// them an item at a time, up to twice what they hold), before the memory is kept between
+    /// turns.
+    pub fn shrink_to_fit(&mut self) {
+        for section in &mut self.sections {
+            section.items.shrink_to_fit();
+        }
+        self.message_texts.shrink_to_fit();
+    }
 }
 
 fn op_section(op: &MemoryOp) -> SectionKind {

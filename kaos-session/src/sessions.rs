@@ -140,7 +140,13 @@ impl TakenSession {
     async fn finish(self, mut record: TurnRecord) -> Result<(), SessionError> {
         let position = self.store.commit(&self.id, &self.memory, &mut record, self.position).await?;
         let stamp = self.store.stamp(&self.id).await?;
-        self.cache.put(self.id.clone(), self.memory, position, stamp);
+        let mut memory = self.memory;
+        if matches!(self.hydration, Hydration::Loaded { .. }) {
+            // Replayed from the log: its item lists grew an item at a time. Kept compact, a
+            // session costs the cache what it holds (a cached session's lists grow as usual).
+            memory.shrink_to_fit();
+        }
+        self.cache.put(self.id.clone(), memory, position, stamp);
         // The turn is stored: a failed release only delays the next holder (expiry frees it).
         if let Err(error) = self._vfs.release().await {
             tracing::warn!(session = %self.id, %error, "could not release the session lock");
@@ -157,13 +163,28 @@ impl Sessions {
 
     /// The sessions stored in `vfs`, keeping up to `capacity` hydrated sessions between turns
     /// (validated against the log on every take, so sessions shared with other processes stay
-    /// correct).
+    /// correct), holding at most about [`DEFAULT_CACHE_BYTES`](crate::DEFAULT_CACHE_BYTES) of
+    /// memory.
     pub fn with_cache(vfs: Arc<dyn Vfs>, capacity: usize) -> Self {
+        Self::with_cache_limits(vfs, capacity, crate::DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Sessions::with_cache`] keeping at most `sessions` hydrated sessions and about `bytes`
+    /// bytes of their memory ([`SessionMemory::approx_heap_bytes`]); the least recently used
+    /// are evicted first, and a session bigger than `bytes` alone is not kept. `0` of either
+    /// keeps nothing.
+    pub fn with_cache_limits(vfs: Arc<dyn Vfs>, sessions: usize, bytes: usize) -> Self {
         Self {
             store: SessionStore::new(vfs),
             locks: LocalLocks::default(),
-            cache: Arc::new(SessionCache::new(capacity)),
+            cache: Arc::new(SessionCache::new(sessions, bytes)),
         }
+    }
+
+    /// How many hydrated sessions the cache keeps now, and about how many bytes of memory
+    /// they hold ([`SessionMemory::approx_heap_bytes`] of each, as it was put).
+    pub fn cache_usage(&self) -> (usize, usize) {
+        self.cache.usage()
     }
 
     /// The VFS the sessions are stored in.

@@ -297,7 +297,7 @@ pub(crate) mod fixture {
                     model: Some(model),
                     counter: None,
                     summarizer: None,
-                    cache: 0,
+                    cache: (0, 0),
                     breakers: Arc::new(Breakers::new(BreakerConfig::new(
                         1,
                         std::time::Duration::from_secs(60),

@@ -27,7 +27,7 @@ use crate::engine::state::Progress;
 use crate::engine::{Cx, Delegated, Delegator};
 use crate::error::RunError;
 use crate::events::{EventKind, SpanPhase, SpanSubject};
-use crate::member::{self, DEFAULT_SESSION_CACHE, Member, Preparation};
+use crate::member::{self, DEFAULT_SESSION_CACHE, DEFAULT_SESSION_CACHE_BYTES, Member, Preparation};
 use crate::response::{TurnFold, TurnResponse};
 use crate::stream::RunStream;
 use kaos_session::StopReason;
@@ -152,7 +152,7 @@ async fn sub_turn(
             model: parent.custom_model.clone(),
             counter: None,
             summarizer: None,
-            cache: DEFAULT_SESSION_CACHE,
+            cache: (DEFAULT_SESSION_CACHE, DEFAULT_SESSION_CACHE_BYTES),
             breakers: parent.breakers.clone(),
             hooks: &parent.hooks,
             models: parent.models.clone(),

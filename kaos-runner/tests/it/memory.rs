@@ -234,3 +234,59 @@ async fn a_document_is_stored_once_and_within_its_limit_whoever_adds_it_at_the_s
         assert_eq!(b.memory(&session).await.unwrap().section(SectionKind::Documents).items().len(), 7);
     }
 }
+
+/// Whether the turn's memory came from the Runner's session cache.
+async fn cached_turn(runner: &Runner, message: String, session: &str) -> bool {
+    let events: Vec<_> = runner.run(message, session).map(Result::unwrap).collect().await;
+    events.iter().any(|e| {
+        matches!(&e.kind, EventKind::Memory { kind: MemoryEventKind::Hydrated, attributes, .. }
+            if attributes.get("cached") == Some(&json!(true)))
+    })
+}
+
+#[tokio::test]
+async fn the_session_cache_stays_within_its_byte_bound_however_long_the_sessions_grow() {
+    const BOUND: usize = 64 << 10;
+    let dir = tempfile::tempdir().unwrap();
+    let runner = Runner::builder(Agent::builder().build().unwrap(), Runtime::on_disk(dir.path()).unwrap())
+        .model(Arc::new(echo_model()))
+        .session_cache_bytes(BOUND)
+        .build()
+        .unwrap();
+    // Eight sessions whose memory grows by about 2 KiB a turn, round-robin: well within the
+    // count bound (1,024), over the byte bound after a few rounds.
+    let mut most = 0;
+    for round in 0..12 {
+        for s in 0..8 {
+            runner.turn(format!("round {round} {}", "x".repeat(1_000)), format!("s{s}")).await.unwrap();
+            let (sessions, bytes) = runner.sessions().cache_usage();
+            assert!(bytes <= BOUND, "round {round}: {sessions} sessions hold {bytes} bytes");
+            most = most.max(sessions);
+        }
+    }
+    let (sessions, bytes) = runner.sessions().cache_usage();
+    assert_eq!(most, 8, "all eight were cached while they were small");
+    assert!((1..8).contains(&sessions), "long sessions were evicted: {sessions} kept in {bytes} bytes");
+    // The most recent session is still served from the cache; the least recent was read again,
+    // whole: nothing of it was lost by eviction.
+    assert!(cached_turn(&runner, "again".into(), "s7").await);
+    assert!(!cached_turn(&runner, "again".into(), "s0").await);
+    assert_eq!(runner.history("s0").await.unwrap().len(), 2 * 13);
+    // A session bigger than the bound on its own is not kept, and does not push others out.
+    let (before, _) = runner.sessions().cache_usage();
+    runner.turn("y".repeat(40_000), "huge").await.unwrap();
+    assert_eq!(runner.sessions().cache_usage().0, before);
+    assert!(!cached_turn(&runner, "small".into(), "huge").await);
+}
+
+#[tokio::test]
+async fn a_zero_byte_bound_turns_the_session_cache_off() {
+    let runner = Runner::builder(Agent::builder().build().unwrap(), Runtime::test_mode())
+        .model(Arc::new(echo_model()))
+        .session_cache_bytes(0)
+        .build()
+        .unwrap();
+    runner.turn("one", "s").await.unwrap();
+    assert!(!cached_turn(&runner, "two".into(), "s").await);
+    assert_eq!(runner.sessions().cache_usage(), (0, 0));
+}
