@@ -3,7 +3,6 @@
 use kaos_agent::{Eviction, MemoryProfile, SectionKind};
 use kaos_providers::{Conversation, Message};
 
-use super::bm25;
 use super::memory::{MemoryError, MemoryItem, Section, SessionMemory};
 
 /// The tool the model is pointed at for content left out of the context.
@@ -59,6 +58,7 @@ pub fn assemble(
     instructions: &str,
     query: &str,
 ) -> Result<Assembly, MemoryError> {
+    memory.index_searchable(profile.retrieval_threshold.get() as usize);
     match assemble_whole(memory, profile, top_k, instructions, query) {
         Some(assembly) => Ok(assembly),
         None => assemble_by_priority(memory, profile, top_k, instructions, query),
@@ -102,8 +102,7 @@ fn assemble_whole(
             return None;
         }
         if config.searchable && items.len() > threshold && kind != SectionKind::Messages {
-            let texts: Vec<_> = items.iter().map(|i| i.text()).collect();
-            let mut picked = bm25::top_k(query, texts.iter().map(|t| t.as_ref()), top_k);
+            let mut picked = memory.search(section, query, top_k);
             picked.sort_unstable();
             searched.push((kind, picked.len(), items.len()));
             hidden_searchable += items.len() - picked.len();
@@ -249,11 +248,7 @@ fn assemble_by_priority(
             }
         };
         if config.searchable && items.len() > threshold && section.kind() != SectionKind::Messages {
-            let mut picked = bm25::top_k(
-                query,
-                items.iter().map(|i| i.text()).collect::<Vec<_>>().iter().map(|t| t.as_ref()),
-                top_k,
-            );
+            let mut picked = memory.search(section, query, top_k);
             picked.sort_unstable();
             searched.push((section.kind(), picked.len(), items.len()));
             hidden_searchable += items.len() - picked.len();

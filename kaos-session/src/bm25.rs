@@ -1,4 +1,10 @@
-//! Plain Okapi BM25 over section items: lexical relevance with no model and no index to keep.
+//! Okapi BM25 over section items: lexical relevance with no model. [`top_k`] scores a list of
+//! documents from scratch; [`Index`] keeps a section's postings in step as items are added and
+//! evicted, so a turn's search costs O(query terms + postings of those terms) rather than a pass
+//! over every word held, with exactly the same ranking.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
 
 const K1: f64 = 1.2;
 const B: f64 = 0.75;
@@ -80,6 +86,172 @@ pub fn top_k<'a>(query: &str, documents: impl ExactSizeIterator<Item = &'a str>,
     scored.into_iter().take(k).map(|(_, i)| i).collect()
 }
 
+/// One document holding a term: its id, how often it holds the term, and its length in words.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Posting {
+    id: u64,
+    tf: u32,
+    len: u32,
+}
+
+/// An incremental BM25 index over a section's items, keyed by item id: for every term, the
+/// documents holding it (in id order), plus the number of documents and their total length.
+/// [`Index::top_k`] ranks exactly as [`top_k`] over the same documents in the same order.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Index {
+    postings: HashMap<Box<str>, VecDeque<Posting>>,
+    documents: usize,
+    total_len: u64,
+}
+
+/// A document's distinct terms (lowercased) with their frequencies, and its length in words.
+fn document_terms(text: &str) -> (Vec<(Cow<'_, str>, u32)>, u32) {
+    let mut words: Vec<Cow<'_, str>> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            if w.is_ascii() && !w.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Borrowed(w)
+            } else {
+                Cow::Owned(w.to_lowercase())
+            }
+        })
+        .collect();
+    let len = u32::try_from(words.len()).unwrap_or(u32::MAX);
+    words.sort_unstable();
+    let mut counted: Vec<(Cow<'_, str>, u32)> = Vec::with_capacity(words.len());
+    for word in words {
+        match counted.last_mut() {
+            Some((last, count)) if *last == word => *count += 1,
+            _ => counted.push((word, 1)),
+        }
+    }
+    (counted, len)
+}
+
+impl Index {
+    /// An index of these documents, (id, text).
+    pub(crate) fn of<'a>(documents: impl Iterator<Item = (u64, Cow<'a, str>)>) -> Self {
+        let mut index = Self::default();
+        for (id, text) in documents {
+            index.add(id, &text);
+        }
+        index
+    }
+
+    /// Adds a document (ids are expected to grow, as item ids do; any order is kept right).
+    pub(crate) fn add(&mut self, id: u64, text: &str) {
+        let (terms, len) = document_terms(text);
+        for (term, tf) in terms {
+            let posting = Posting { id, tf, len };
+            let list = match self.postings.get_mut(term.as_ref()) {
+                Some(list) => list,
+                None => self.postings.entry(term.into_owned().into_boxed_str()).or_default(),
+            };
+            match list.back() {
+                Some(last) if last.id >= id => {
+                    let at = list.partition_point(|p| p.id < id);
+                    list.insert(at, posting);
+                }
+                _ => list.push_back(posting),
+            }
+        }
+        self.documents += 1;
+        self.total_len += u64::from(len);
+    }
+
+    /// Removes a document added with this id and text.
+    pub(crate) fn remove(&mut self, id: u64, text: &str) {
+        let (terms, len) = document_terms(text);
+        for (term, _) in terms {
+            let Some(list) = self.postings.get_mut(term.as_ref()) else { continue };
+            // Evictions usually take the oldest documents: look at the front first.
+            if list.front().is_some_and(|p| p.id == id) {
+                list.pop_front();
+            } else if let Ok(at) = list.binary_search_by_key(&id, |p| p.id) {
+                list.remove(at);
+            }
+            if list.is_empty() {
+                self.postings.remove(term.as_ref());
+            }
+        }
+        self.documents = self.documents.saturating_sub(1);
+        self.total_len = self.total_len.saturating_sub(u64::from(len));
+    }
+
+    /// How many documents it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.documents
+    }
+
+    /// The positions of the `k` documents most relevant to `query`, best first, exactly as
+    /// [`top_k`] ranks the same documents; `position` maps an id to the document's position
+    /// (documents are in id order). Cost: the postings of the query's terms, a selection of the
+    /// best `k`, and `k` positions for a query that matches fewer documents.
+    pub(crate) fn top_k(&self, query: &str, k: usize, position: impl Fn(u64) -> Option<usize>) -> Vec<usize> {
+        let n = self.documents;
+        let k = k.min(n);
+        if k == 0 {
+            return Vec::new();
+        }
+        let mut query_terms: Vec<String> = terms(query).collect();
+        query_terms.sort();
+        query_terms.dedup();
+        // The same arithmetic as `top_k`, term by term in the same (sorted) order, so every
+        // score is the same number to the last bit.
+        let avg = (self.total_len as f64 / n.max(1) as f64).max(1.0);
+        let mut hits: Vec<(u64, usize, f64)> = Vec::new();
+        for (term_at, term) in query_terms.iter().enumerate() {
+            let Some(list) = self.postings.get(term.as_str()) else { continue };
+            let d = f64::from(u32::try_from(list.len()).unwrap_or(u32::MAX));
+            let idf = ((n as f64 - d + 0.5) / (d + 0.5) + 1.0).ln();
+            for posting in list {
+                let norm = K1 * (1.0 - B + B * f64::from(posting.len) / avg);
+                let f = f64::from(posting.tf);
+                hits.push((posting.id, term_at, idf * f * (K1 + 1.0) / (f + norm)));
+            }
+        }
+        if query_terms.len() > 1 {
+            hits.sort_unstable_by_key(|&(id, term_at, _)| (id, term_at));
+        }
+        let mut scored: Vec<(f64, usize)> = Vec::new();
+        let mut hits = hits.into_iter().peekable();
+        while let Some((id, _, first)) = hits.next() {
+            let mut score = first;
+            while let Some((_, _, more)) = hits.next_if(|h| h.0 == id) {
+                score += more;
+            }
+            if let Some(at) = position(id) {
+                scored.push((score, at));
+            }
+        }
+        let best = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        if scored.len() > k {
+            scored.select_nth_unstable_by(k - 1, best);
+            scored.truncate(k);
+            scored.sort_unstable_by(best);
+            return scored.into_iter().map(|(_, at)| at).collect();
+        }
+        scored.sort_unstable_by(best);
+        let mut picked: Vec<usize> = scored.iter().map(|&(_, at)| at).collect();
+        if picked.len() < k {
+            // Documents with no query term score 0 and come next, in order.
+            let mut matched: Vec<usize> = scored.iter().map(|&(_, at)| at).collect();
+            matched.sort_unstable();
+            let mut matched = matched.into_iter().peekable();
+            for at in 0..n {
+                if picked.len() == k {
+                    break;
+                }
+                if matched.next_if_eq(&at).is_none() {
+                    picked.push(at);
+                }
+            }
+        }
+        picked
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +280,83 @@ mod tests {
         let docs = ["nothing here", "ÉCOLE and Rust", "rust"];
         assert_eq!(top_k("école", docs.iter().copied(), 1), vec![1]);
         assert_eq!(top_k("RUST", docs.iter().copied(), 3), vec![2, 1, 0]);
+    }
+
+    /// One change to the indexed documents.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Add(String),
+        /// Removes the document at this position (modulo the count), or the oldest.
+        Remove(usize),
+        Search(String, usize),
+    }
+
+    fn text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let word = prop::sample::select(vec![
+            "alpha", "Beta", "GAMMA", "delta", "a", "b", "2", "3", "add", "école", "ÉCOLE", "straße",
+            "Kelvin", "\u{212A}", "x1", "rust", "Rust", "the",
+        ]);
+        (
+            prop::collection::vec(word, 0..12),
+            prop::collection::vec(prop::sample::select(vec![" ", "-", ", ", "(", ") → ", "{\"", "\": "]), 12),
+        )
+            .prop_map(|(words, gaps)| {
+                let mut text = String::new();
+                for (word, gap) in words.iter().zip(gaps.iter().cycle()) {
+                    text.push_str(word);
+                    text.push_str(gap);
+                }
+                text
+            })
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => text().prop_map(Step::Add),
+            2 => any::<usize>().prop_map(Step::Remove),
+            3 => (text(), 0usize..12).prop_map(|(q, k)| Step::Search(q, k)),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Whatever documents come and go, the index ranks exactly as scoring from scratch.
+        #[test]
+        fn the_index_ranks_exactly_like_scoring_from_scratch(steps in proptest::collection::vec(step(), 1..80)) {
+            let mut index = Index::default();
+            let mut documents: Vec<(u64, String)> = Vec::new();
+            let mut next = 1;
+            for step in steps {
+                match step {
+                    Step::Add(text) => {
+                        index.add(next, &text);
+                        documents.push((next, text));
+                        next += 1;
+                    }
+                    Step::Remove(at) => {
+                        if !documents.is_empty() {
+                            let at = if at % 3 == 0 { 0 } else { at % documents.len() };
+                            let (id, text) = documents.remove(at);
+                            index.remove(id, &text);
+                        }
+                    }
+                    Step::Search(query, k) => {
+                        let expected = top_k(&query, documents.iter().map(|(_, t)| t.as_str()), k);
+                        let got = index.top_k(&query, k, |id| documents.iter().position(|(i, _)| *i == id));
+                        proptest::prop_assert_eq!(got, expected);
+                    }
+                }
+                proptest::prop_assert_eq!(index.len(), documents.len());
+            }
+            // Emptied, it holds nothing.
+            for (id, text) in std::mem::take(&mut documents) {
+                index.remove(id, &text);
+            }
+            proptest::prop_assert!(index.postings.is_empty());
+            proptest::prop_assert_eq!(index.total_len, 0);
+        }
     }
 }

@@ -8,6 +8,8 @@ use kaos_providers::{Conversation, Message, TokenCounter};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::bm25;
+
 /// What a section evicts down to once it must evict: three quarters of its budget.
 pub fn low_water(budget: u64) -> u64 {
     budget - budget / 4
@@ -365,6 +367,10 @@ pub struct SessionMemory {
     /// Ids of the messages section's items that are text, not messages (summaries, rendered in
     /// the system prompt), in order: assembly finds them without walking the conversation.
     message_texts: Vec<u64>,
+    /// BM25 indexes of the searchable sections that passed their retrieval threshold (built by
+    /// [`SessionMemory::index_searchable`], kept in step by [`SessionMemory::apply`]); derived,
+    /// never persisted.
+    indexes: Vec<(SectionKind, bm25::Index)>,
 }
 
 impl std::fmt::Debug for SessionMemory {
@@ -406,6 +412,7 @@ impl SessionMemory {
             dirty: BTreeSet::new(),
             shown: None,
             message_texts: Vec::new(),
+            indexes: Vec::new(),
         }
     }
 
@@ -594,6 +601,9 @@ impl SessionMemory {
                 if section == SectionKind::Messages && item.message.is_none() {
                     self.message_texts.push(item.id);
                 }
+                if let Some((_, index)) = self.indexes.iter_mut().find(|(kind, _)| *kind == section) {
+                    index.add(item.id, &item.text());
+                }
                 if let Some(s) = self.section_mut(section) {
                     s.push(item);
                 }
@@ -609,7 +619,12 @@ impl SessionMemory {
                     self.message_texts.retain(|id| !ids.contains(id));
                 }
                 if let Some(s) = self.section_mut(section) {
-                    s.remove(&ids);
+                    let gone = s.remove(&ids);
+                    if let Some((_, index)) = self.indexes.iter_mut().find(|(kind, _)| *kind == section) {
+                        for item in &gone {
+                            index.remove(item.id, &item.text());
+                        }
+                    }
                 }
             }
             MemoryOp::Use { section, ids, turn } => {
@@ -627,6 +642,7 @@ impl SessionMemory {
                     self.shown = None;
                     self.message_texts = items.iter().filter(|i| i.message.is_none()).map(|i| i.id).collect();
                 }
+                self.indexes.retain(|(kind, _)| *kind != section);
                 if let Some(s) = self.section_mut(section) {
                     s.replace(items);
                     self.next_id = self.next_id.max(next);
@@ -682,6 +698,36 @@ impl SessionMemory {
             Box::new(self.message_texts.iter().filter_map(|id| section.item(*id)))
         } else {
             Box::new(section.items.iter().filter(|i| i.message.is_none()))
+        }
+    }
+
+    /// Builds the search index of every searchable section (other than the messages) holding
+    /// more than `threshold` items that has none yet; once built, an index is kept in step with
+    /// its section's items, so each search costs the postings of its query terms.
+    pub(crate) fn index_searchable(&mut self, threshold: usize) {
+        for section in &self.sections {
+            if section.config.searchable
+                && section.kind != SectionKind::Messages
+                && section.items.len() > threshold
+                && !self.indexes.iter().any(|(kind, _)| *kind == section.kind)
+            {
+                let index = bm25::Index::of(section.items.iter().map(|i| (i.id, i.text())));
+                self.indexes.push((section.kind, index));
+            }
+        }
+    }
+
+    /// The positions of the `k` items of `section` most relevant to `query`, best first: BM25
+    /// as [`bm25::top_k`] ranks the items' texts, through the section's index when it has one.
+    pub(crate) fn search(&self, section: &Section, query: &str, k: usize) -> Vec<usize> {
+        match self.indexes.iter().find(|(kind, _)| *kind == section.kind) {
+            Some((_, index)) if index.len() == section.items.len() => {
+                index.top_k(query, k, |id| section.position(id))
+            }
+            _ => {
+                let texts: Vec<_> = section.items.iter().map(|i| i.text()).collect();
+                bm25::top_k(query, texts.iter().map(|t| t.as_ref()), k)
+            }
         }
     }
 
@@ -1003,5 +1049,57 @@ mod tests {
         memory.begin_turn();
         assert!(memory.section(SectionKind::Working).items().is_empty());
         assert!(memory.take_ops().is_empty());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(100))]
+
+        /// A section's kept index searches exactly like scoring its items from scratch, through
+        /// additions, evictions (by any policy), removals, restores and clones.
+        #[test]
+        fn the_kept_index_searches_like_scoring_from_scratch(
+            budget in 30u32..300,
+            eviction in policy(),
+            steps in prop::collection::vec(
+                (0u8..10, prop::collection::vec(prop::sample::select(vec!["add", "a", "b", "2", "3", "Sum", "sum", "école", "x"]), 1..8), 0usize..6),
+                1..120,
+            ),
+        ) {
+            let kind = SectionKind::Actions;
+            let profile = profile(kind, budget, eviction, None);
+            let mut memory = SessionMemory::new(&profile, Arc::new(Estimator));
+            for (what, words, k) in steps {
+                let text = words.join(" ");
+                match what {
+                    0 => {
+                        let ids: Vec<u64> = memory.section(kind).items().iter().take(2).map(|i| i.id).collect();
+                        memory.remove(kind, ids);
+                    }
+                    1 => {
+                        let items = memory.persisted_items();
+                        let mut restored = SessionMemory::new(&profile, Arc::new(Estimator));
+                        restored.restore(memory.turn(), items);
+                        memory = restored;
+                    }
+                    2 => memory = memory.clone(),
+                    3 => {
+                        let ids = memory.section(kind).items().iter().map(|i| i.id).take(k).collect();
+                        memory.mark_used(kind, ids);
+                    }
+                    _ => {
+                        let _ = memory.add(kind, NewItem::text(text.clone()));
+                    }
+                }
+                memory.index_searchable(3);
+                let section = memory.section(kind);
+                let texts: Vec<String> = section.items().iter().map(|i| i.text().into_owned()).collect();
+                let expected = bm25::top_k(&text, texts.iter().map(String::as_str), k);
+                prop_assert_eq!(memory.search(section, &text, k), expected);
+                if section.items().len() > 3 {
+                    let indexed = memory.indexes.iter().find(|(s, _)| *s == kind).map(|(_, i)| i.len());
+                    prop_assert_eq!(indexed, Some(section.items().len()));
+                }
+            }
+        }
     }
 }
