@@ -197,31 +197,36 @@ impl Index {
         let mut query_terms: Vec<String> = terms(query).collect();
         query_terms.sort();
         query_terms.dedup();
-        // The same arithmetic as `top_k`, term by term in the same (sorted) order, so every
-        // score is the same number to the last bit.
+        // The postings of the query's terms, in the terms' (sorted) order, with their idf.
         let avg = (self.total_len as f64 / n.max(1) as f64).max(1.0);
-        let mut hits: Vec<(u64, usize, f64)> = Vec::new();
-        for (term_at, term) in query_terms.iter().enumerate() {
-            let Some(list) = self.postings.get(term.as_str()) else { continue };
-            let d = f64::from(u32::try_from(list.len()).unwrap_or(u32::MAX));
-            let idf = ((n as f64 - d + 0.5) / (d + 0.5) + 1.0).ln();
-            for posting in list {
+        let lists: Vec<(f64, &VecDeque<Posting>)> = query_terms
+            .iter()
+            .filter_map(|term| self.postings.get(term.as_str()))
+            .map(|list| {
+                let d = f64::from(u32::try_from(list.len()).unwrap_or(u32::MAX));
+                (((n as f64 - d + 0.5) / (d + 0.5) + 1.0).ln(), list)
+            })
+            .collect();
+        // Merge the lists (each in id order), so every matching document is scored once, its
+        // terms added in the same order and with the same arithmetic as `top_k`: every score
+        // is the same number to the last bit.
+        let mut heads = vec![0usize; lists.len()];
+        let mut scored: Vec<(f64, usize)> =
+            Vec::with_capacity(lists.iter().map(|(_, l)| l.len()).max().unwrap_or(0));
+        loop {
+            let next =
+                lists.iter().zip(&heads).filter_map(|((_, list), &at)| list.get(at)).map(|p| p.id).min();
+            let Some(id) = next else { break };
+            let mut score: Option<f64> = None;
+            for ((idf, list), at) in lists.iter().zip(heads.iter_mut()) {
+                let Some(posting) = list.get(*at).filter(|p| p.id == id) else { continue };
+                *at += 1;
                 let norm = K1 * (1.0 - B + B * f64::from(posting.len) / avg);
                 let f = f64::from(posting.tf);
-                hits.push((posting.id, term_at, idf * f * (K1 + 1.0) / (f + norm)));
+                let term = idf * f * (K1 + 1.0) / (f + norm);
+                score = Some(score.map_or(term, |s| s + term));
             }
-        }
-        if query_terms.len() > 1 {
-            hits.sort_unstable_by_key(|&(id, term_at, _)| (id, term_at));
-        }
-        let mut scored: Vec<(f64, usize)> = Vec::new();
-        let mut hits = hits.into_iter().peekable();
-        while let Some((id, _, first)) = hits.next() {
-            let mut score = first;
-            while let Some((_, _, more)) = hits.next_if(|h| h.0 == id) {
-                score += more;
-            }
-            if let Some(at) = position(id) {
+            if let (Some(score), Some(at)) = (score, position(id)) {
                 scored.push((score, at));
             }
         }

@@ -627,12 +627,18 @@ impl SessionMemory {
                     }
                 }
             }
-            MemoryOp::Use { section, ids, turn } => {
+            MemoryOp::Use { section, mut ids, turn } => {
                 if let Some(s) = self.section_mut(section) {
-                    let ids: BTreeSet<u64> = ids.into_iter().collect();
-                    for item in s.items.iter_mut().filter(|i| ids.contains(&i.id)) {
-                        item.uses += 1;
-                        item.last_used = turn;
+                    // Each item once, found by id: O(ids × log items), not a pass over the
+                    // section (a searched section marks only what it showed).
+                    ids.sort_unstable();
+                    ids.dedup();
+                    for id in ids {
+                        if let Some(at) = s.position(id) {
+                            let item = &mut s.items[at];
+                            item.uses += 1;
+                            item.last_used = turn;
+                        }
                     }
                 }
             }
