@@ -185,63 +185,71 @@ impl Index {
     }
 
     /// The positions of the `k` documents most relevant to `query`, best first, exactly as
-    /// [`top_k`] ranks the same documents; `position` maps an id to the document's position
-    /// (documents are in id order). Cost: the postings of the query's terms, a selection of the
-    /// best `k`, and `k` positions for a query that matches fewer documents.
+    /// [`top_k`] ranks the same documents in id order (ties go to the lower id, which is the
+    /// earlier position); `position` maps an id to the document's position. Cost: the postings
+    /// of the query's terms, a selection of the best `k`, and at most `2k` positions looked up.
     pub(crate) fn top_k(&self, query: &str, k: usize, position: impl Fn(u64) -> Option<usize>) -> Vec<usize> {
         let n = self.documents;
         let k = k.min(n);
         if k == 0 {
             return Vec::new();
         }
-        let mut query_terms: Vec<String> = terms(query).collect();
-        query_terms.sort();
-        query_terms.dedup();
+        // The query's distinct terms, sorted as `top_k` sorts them.
+        let (query_terms, _) = document_terms(query);
         // The postings of the query's terms, in the terms' (sorted) order, with their idf.
         let avg = (self.total_len as f64 / n.max(1) as f64).max(1.0);
         let lists: Vec<(f64, &VecDeque<Posting>)> = query_terms
             .iter()
-            .filter_map(|term| self.postings.get(term.as_str()))
+            .filter_map(|(term, _)| self.postings.get(term.as_ref()))
             .map(|list| {
                 let d = f64::from(u32::try_from(list.len()).unwrap_or(u32::MAX));
                 (((n as f64 - d + 0.5) / (d + 0.5) + 1.0).ln(), list)
             })
             .collect();
-        // Merge the lists (each in id order), so every matching document is scored once, its
-        // terms added in the same order and with the same arithmetic as `top_k`: every score
-        // is the same number to the last bit.
-        let mut heads = vec![0usize; lists.len()];
-        let mut scored: Vec<(f64, usize)> =
+        // The same arithmetic as `top_k`, the terms added in the same order, so every score is
+        // the same number to the last bit.
+        let score = |idf: f64, posting: &Posting| {
+            let norm = K1 * (1.0 - B + B * f64::from(posting.len) / avg);
+            let f = f64::from(posting.tf);
+            idf * f * (K1 + 1.0) / (f + norm)
+        };
+        // (score, id) of every matching document.
+        let mut scored: Vec<(f64, u64)> =
             Vec::with_capacity(lists.iter().map(|(_, l)| l.len()).max().unwrap_or(0));
-        loop {
-            let next =
-                lists.iter().zip(&heads).filter_map(|((_, list), &at)| list.get(at)).map(|p| p.id).min();
-            let Some(id) = next else { break };
-            let mut score: Option<f64> = None;
-            for ((idf, list), at) in lists.iter().zip(heads.iter_mut()) {
-                let Some(posting) = list.get(*at).filter(|p| p.id == id) else { continue };
-                *at += 1;
-                let norm = K1 * (1.0 - B + B * f64::from(posting.len) / avg);
-                let f = f64::from(posting.tf);
-                let term = idf * f * (K1 + 1.0) / (f + norm);
-                score = Some(score.map_or(term, |s| s + term));
-            }
-            if let (Some(score), Some(at)) = (score, position(id)) {
-                scored.push((score, at));
+        if let [(idf, list)] = lists[..] {
+            // One matching term (the usual case for a short query): nothing to merge.
+            scored.extend(list.iter().map(|p| (score(idf, p), p.id)));
+        } else if lists.len() > 1 {
+            // Merge the lists (each in id order), so every matching document is scored once.
+            let mut heads = vec![0usize; lists.len()];
+            loop {
+                let next =
+                    lists.iter().zip(&heads).filter_map(|((_, list), &at)| list.get(at)).map(|p| p.id).min();
+                let Some(id) = next else { break };
+                let mut sum: Option<f64> = None;
+                for ((idf, list), at) in lists.iter().zip(heads.iter_mut()) {
+                    let Some(posting) = list.get(*at).filter(|p| p.id == id) else { continue };
+                    *at += 1;
+                    let term = score(*idf, posting);
+                    sum = Some(sum.map_or(term, |s| s + term));
+                }
+                if let Some(sum) = sum {
+                    scored.push((sum, id));
+                }
             }
         }
-        let best = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        let best = |a: &(f64, u64), b: &(f64, u64)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
         if scored.len() > k {
             scored.select_nth_unstable_by(k - 1, best);
             scored.truncate(k);
             scored.sort_unstable_by(best);
-            return scored.into_iter().map(|(_, at)| at).collect();
+            return scored.into_iter().filter_map(|(_, id)| position(id)).collect();
         }
         scored.sort_unstable_by(best);
-        let mut picked: Vec<usize> = scored.iter().map(|&(_, at)| at).collect();
+        let mut picked: Vec<usize> = scored.iter().filter_map(|&(_, id)| position(id)).collect();
         if picked.len() < k {
             // Documents with no query term score 0 and come next, in order.
-            let mut matched: Vec<usize> = scored.iter().map(|&(_, at)| at).collect();
+            let mut matched = picked.clone();
             matched.sort_unstable();
             let mut matched = matched.into_iter().peekable();
             for at in 0..n {

@@ -601,8 +601,14 @@ impl SessionMemory {
                 if section == SectionKind::Messages && item.message.is_none() {
                     self.message_texts.push(item.id);
                 }
-                if let Some((_, index)) = self.indexes.iter_mut().find(|(kind, _)| *kind == section) {
-                    index.add(item.id, &item.text());
+                if let Some(at) = self.indexes.iter().position(|(kind, _)| *kind == section) {
+                    // An index ranks ties by id, so it serves only items kept in id order (always
+                    // so, as ids grow; a log that says otherwise gets a search from scratch).
+                    if self.section(section).items.last().is_some_and(|last| last.id >= item.id) {
+                        self.indexes.swap_remove(at);
+                    } else {
+                        self.indexes[at].1.add(item.id, &item.text());
+                    }
                 }
                 if let Some(s) = self.section_mut(section) {
                     s.push(item);
@@ -716,6 +722,7 @@ impl SessionMemory {
                 && section.kind != SectionKind::Messages
                 && section.items.len() > threshold
                 && !self.indexes.iter().any(|(kind, _)| *kind == section.kind)
+                && section.items.is_sorted_by(|a, b| a.id < b.id)
             {
                 let index = bm25::Index::of(section.items.iter().map(|i| (i.id, i.text())));
                 self.indexes.push((section.kind, index));

@@ -1,13 +1,21 @@
 //! The built-in `kaos-memory-search` tool: BM25 over the session's searchable sections.
 
+use std::sync::LazyLock;
+
 use kaos_providers::ToolDefinition;
 use kaos_tools::ToolResult;
 use serde_json::{Value, json};
 
 use kaos_session::{MEMORY_SEARCH_TOOL, SessionMemory, bm25_top_k};
 
-/// The built-in memory search: BM25 over the session's searchable sections.
+/// The built-in memory search: BM25 over the session's searchable sections (built once: it is
+/// offered on every turn whose context leaves searchable items out).
 pub(crate) fn memory_search_definition() -> ToolDefinition {
+    static DEFINITION: LazyLock<ToolDefinition> = LazyLock::new(build_definition);
+    DEFINITION.clone()
+}
+
+fn build_definition() -> ToolDefinition {
     ToolDefinition {
         name: MEMORY_SEARCH_TOOL.to_owned(),
         description: "Searches this session's memory (documents, findings, lessons, past tool actions) \
