@@ -213,12 +213,21 @@ impl Index {
             let f = f64::from(posting.tf);
             idf * f * (K1 + 1.0) / (f + norm)
         };
-        // (score, id) of every matching document.
+        // (score, id) of every matching document, in id order.
         let mut scored: Vec<(f64, u64)> =
             Vec::with_capacity(lists.iter().map(|(_, l)| l.len()).max().unwrap_or(0));
         if let [(idf, list)] = lists[..] {
             // One matching term (the usual case for a short query): nothing to merge.
-            scored.extend(list.iter().map(|p| (score(idf, p), p.id)));
+            // Postings alike (same frequency and length) score alike: computed once per run.
+            let mut last: Option<(u32, u32, f64)> = None;
+            scored.extend(list.iter().map(|p| {
+                let value = match last {
+                    Some((tf, len, value)) if tf == p.tf && len == p.len => value,
+                    _ => score(idf, p),
+                };
+                last = Some((p.tf, p.len, value));
+                (value, p.id)
+            }));
         } else if lists.len() > 1 {
             // Merge the lists (each in id order), so every matching document is scored once.
             let mut heads = vec![0usize; lists.len()];
@@ -238,14 +247,10 @@ impl Index {
                 }
             }
         }
-        let best = |a: &(f64, u64), b: &(f64, u64)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-        if scored.len() > k {
-            scored.select_nth_unstable_by(k - 1, best);
-            scored.truncate(k);
-            scored.sort_unstable_by(best);
-            return scored.into_iter().filter_map(|(_, id)| position(id)).collect();
-        }
-        scored.sort_unstable_by(best);
+        // `scored` is in id order, so a stable sort by score alone ranks ties by id, as `top_k`
+        // does by position; documents that score alike (items of the same shape) are one run.
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        scored.truncate(k);
         let mut picked: Vec<usize> = scored.iter().filter_map(|&(_, id)| position(id)).collect();
         if picked.len() < k {
             // Documents with no query term score 0 and come next, in order.
