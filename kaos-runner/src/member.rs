@@ -3,7 +3,7 @@
 //! team (the Runner's builder and a delegation both use it).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use kaos_agent::{Agent, AgentConfig, Delegate};
 use kaos_providers::{ModelClient, TokenCounter, ToolDefinition, counter_for};
@@ -32,6 +32,9 @@ pub(crate) struct Member {
     /// What every model call of a turn is offered: the tools, then the delegates and handoffs
     /// (shared by every request, never copied; `memory_search` is added per turn when needed).
     pub(crate) offered: Arc<[ToolDefinition]>,
+    /// `offered` and then the memory search tool, built the first time a turn's context leaves
+    /// searchable items out and shared by every such turn after.
+    pub(crate) offered_with_search: OnceLock<Arc<[ToolDefinition]>>,
     /// The stored sessions: turns take a session through it (in-process lock, VFS lock,
     /// hydration from its cache or the log), so turns of a session run one after another in
     /// this process (in arrival order) and across processes, different sessions in parallel.
@@ -263,6 +266,7 @@ impl Common<'_> {
             tools,
             tool_definitions,
             offered,
+            offered_with_search: OnceLock::new(),
             sessions: Sessions::with_cache_limits(self.runtime.vfs().clone(), cache, cache_bytes),
             counter: self.counter.clone(),
             summarizer: self.summarizer.clone(),

@@ -28,12 +28,14 @@ pub(super) fn context(
 }
 
 /// The tools `member` offers the model: its own, its delegates, its handoffs, and the memory
-/// search tool when memory holds more than is shown.
+/// search tool when memory holds more than is shown (each list built once per member, shared).
 pub(super) fn offered_tools(member: &Member, hidden_memory: bool) -> Arc<[ToolDefinition]> {
     if !(hidden_memory && member.offers_memory_search) {
         return member.offered.clone();
     }
-    member.offered.iter().cloned().chain([memory_tool::memory_search_definition()]).collect()
+    let with_search =
+        || member.offered.iter().cloned().chain([memory_tool::memory_search_definition()]).collect();
+    member.offered_with_search.get_or_init(with_search).clone()
 }
 
 /// After a handoff: the conversation so far goes on under `next` — its instructions (with the
