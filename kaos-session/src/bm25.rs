@@ -102,6 +102,9 @@ pub(crate) struct Index {
     postings: HashMap<Box<str>, VecDeque<Posting>>,
     documents: usize,
     total_len: u64,
+    /// Postings held, and bytes of the terms held (for [`Index::approx_heap_bytes`]).
+    posting_count: usize,
+    term_bytes: usize,
 }
 
 /// A document's distinct terms (lowercased) with their frequencies, and its length in words.
@@ -146,8 +149,12 @@ impl Index {
             let posting = Posting { id, tf, len };
             let list = match self.postings.get_mut(term.as_ref()) {
                 Some(list) => list,
-                None => self.postings.entry(term.into_owned().into_boxed_str()).or_default(),
+                None => {
+                    self.term_bytes += term.len();
+                    self.postings.entry(term.into_owned().into_boxed_str()).or_default()
+                }
             };
+            self.posting_count += 1;
             match list.back() {
                 Some(last) if last.id >= id => {
                     let at = list.partition_point(|p| p.id < id);
@@ -166,17 +173,30 @@ impl Index {
         for (term, _) in terms {
             let Some(list) = self.postings.get_mut(term.as_ref()) else { continue };
             // Evictions usually take the oldest documents: look at the front first.
-            if list.front().is_some_and(|p| p.id == id) {
-                list.pop_front();
-            } else if let Ok(at) = list.binary_search_by_key(&id, |p| p.id) {
+            let at = if list.front().is_some_and(|p| p.id == id) {
+                Some(0)
+            } else {
+                list.binary_search_by_key(&id, |p| p.id).ok()
+            };
+            if let Some(at) = at {
                 list.remove(at);
+                self.posting_count -= 1;
             }
             if list.is_empty() {
                 self.postings.remove(term.as_ref());
+                self.term_bytes -= term.len();
             }
         }
         self.documents = self.documents.saturating_sub(1);
         self.total_len = self.total_len.saturating_sub(u64::from(len));
+    }
+
+    /// About how many heap bytes it holds: its table of terms as allocated, the terms, and
+    /// the postings (not the lists' spare room). O(1).
+    pub(crate) fn approx_heap_bytes(&self) -> usize {
+        self.postings.capacity() * (std::mem::size_of::<(Box<str>, VecDeque<Posting>)>() + 1)
+            + self.term_bytes
+            + self.posting_count * std::mem::size_of::<Posting>()
     }
 
     /// How many documents it holds.
@@ -375,6 +395,8 @@ mod tests {
             }
             proptest::prop_assert!(index.postings.is_empty());
             proptest::prop_assert_eq!(index.total_len, 0);
+            proptest::prop_assert_eq!(index.posting_count, 0);
+            proptest::prop_assert_eq!(index.term_bytes, 0);
         }
     }
 }

@@ -822,8 +822,8 @@ impl SessionMemory {
 
     /// About how many heap bytes this memory holds: its sections and items as laid out (spare
     /// capacity included), their text at four bytes per token (the size the token estimate
-    /// is made from), and the conversation last shown when it is kept. Costs O(sections),
-    /// not O(items): the session cache bounds its size with it on every turn.
+    /// is made from), the conversation last shown when it is kept, and the search indexes.
+    /// Costs O(sections), not O(items): the session cache bounds its size with it on every turn.
     pub fn approx_heap_bytes(&self) -> usize {
         const BYTES_PER_TOKEN: u64 = 4;
         let text =
@@ -847,6 +847,8 @@ impl SessionMemory {
             + self.message_texts.capacity() * std::mem::size_of::<u64>()
             + self.active_agent.as_ref().map_or(0, String::capacity)
             + shown
+            + self.indexes.capacity() * std::mem::size_of::<(SectionKind, bm25::Index)>()
+            + self.indexes.iter().map(|(_, index)| index.approx_heap_bytes()).sum::<usize>()
     }
 
     /// Gives back the spare capacity of the item lists (a session replayed from its log grew
