@@ -94,7 +94,7 @@ pub use tokens::Tiktoken;
 pub use tokens::{Estimator, TokenCounter, counter_for};
 pub use types::{
     FinishReason, Message, ModelRequest, ModelResponse, Sampling, StreamEvent, ToolCall, ToolChoice,
-    ToolDefinition, Usage, estimate_json_tokens, estimate_tokens, prompt_token_bound,
+    ToolDefinition, ToolSet, Usage, estimate_json_tokens, estimate_tokens, prompt_token_bound,
 };
 pub use vendor::{BUILT_IN_PROVIDERS, VendorConfig, vendor_client};
 

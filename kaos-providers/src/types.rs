@@ -142,6 +142,87 @@ pub struct ToolDefinition {
     pub parameters: Value,
 }
 
+/// The tools offered in a request: shared (a clone is a reference count) and immutable, with
+/// their token estimate computed once. A Runner builds its tool set once and every model call
+/// offers it without copying the schemas or measuring them again.
+///
+/// ```
+/// use kaos_providers::{ToolDefinition, ToolSet};
+/// let tools: ToolSet = vec![ToolDefinition {
+///     name: "add".into(),
+///     description: "Adds two integers.".into(),
+///     parameters: serde_json::json!({"type": "object"}),
+/// }]
+/// .into();
+/// assert_eq!(tools.len(), 1);
+/// assert_eq!(tools[0].name, "add");
+/// // "add", "Adds two integers." and `{"type":"object"}`: a token per 4 bytes, rounded up.
+/// assert_eq!(tools.estimated_tokens(), 1 + 5 + 5);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ToolSet(Arc<ToolSetInner>);
+
+#[derive(Debug, Default)]
+struct ToolSetInner {
+    tools: Box<[ToolDefinition]>,
+    tokens: std::sync::OnceLock<u64>,
+}
+
+impl ToolSet {
+    /// The tools' names, descriptions and compact JSON schemas in tokens (estimated as
+    /// [`estimate_tokens`] does), computed on first use.
+    pub fn estimated_tokens(&self) -> u64 {
+        *self.0.tokens.get_or_init(|| {
+            self.0
+                .tools
+                .iter()
+                .map(|t| {
+                    estimate_tokens(&t.name)
+                        + estimate_tokens(&t.description)
+                        + estimate_json_tokens(&t.parameters)
+                })
+                .sum()
+        })
+    }
+}
+
+impl std::ops::Deref for ToolSet {
+    type Target = [ToolDefinition];
+    fn deref(&self) -> &[ToolDefinition] {
+        &self.0.tools
+    }
+}
+
+impl From<Vec<ToolDefinition>> for ToolSet {
+    fn from(tools: Vec<ToolDefinition>) -> Self {
+        Self(Arc::new(ToolSetInner { tools: tools.into_boxed_slice(), tokens: std::sync::OnceLock::new() }))
+    }
+}
+
+impl FromIterator<ToolDefinition> for ToolSet {
+    fn from_iter<I: IntoIterator<Item = ToolDefinition>>(iter: I) -> Self {
+        iter.into_iter().collect::<Vec<_>>().into()
+    }
+}
+
+impl PartialEq for ToolSet {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.tools == other.0.tools
+    }
+}
+
+impl Serialize for ToolSet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.tools.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ToolSet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<ToolDefinition>::deserialize(deserializer).map(Self::from)
+    }
+}
+
 /// Whether and how the model must call tools.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -189,7 +270,7 @@ pub struct ModelRequest {
     /// Tools offered: shared, so a Runner offers its tools to every model call without copying
     /// their schemas.
     #[serde(default, skip_serializing_if = "no_tools")]
-    pub tools: Arc<[ToolDefinition]>,
+    pub tools: ToolSet,
     /// Tool choice.
     #[serde(default)]
     pub tool_choice: ToolChoice,
@@ -201,7 +282,7 @@ pub struct ModelRequest {
     pub output_schema: Option<Value>,
 }
 
-fn no_tools(tools: &Arc<[ToolDefinition]>) -> bool {
+fn no_tools(tools: &ToolSet) -> bool {
     tools.is_empty()
 }
 
@@ -212,7 +293,7 @@ impl ModelRequest {
             model: model.into(),
             system: String::new(),
             messages: messages.into(),
-            tools: Arc::new([]),
+            tools: ToolSet::default(),
             tool_choice: ToolChoice::Auto,
             sampling: Sampling::default(),
             output_schema: None,
@@ -226,7 +307,7 @@ impl ModelRequest {
     }
 
     /// With tools offered.
-    pub fn with_tools(mut self, tools: impl Into<Arc<[ToolDefinition]>>) -> Self {
+    pub fn with_tools(mut self, tools: impl Into<ToolSet>) -> Self {
         self.tools = tools.into();
         self
     }
@@ -244,16 +325,7 @@ impl ModelRequest {
     /// A cheap estimate of the input tokens this request costs: O(1) in the length of the
     /// conversation, which keeps its own estimate ([`Conversation::estimated_tokens`]).
     pub fn estimated_input_tokens(&self) -> u64 {
-        let tools: u64 = self
-            .tools
-            .iter()
-            .map(|t| {
-                estimate_tokens(&t.name)
-                    + estimate_tokens(&t.description)
-                    + estimate_json_tokens(&t.parameters)
-            })
-            .sum();
-        estimate_tokens(&self.system) + self.messages.estimated_tokens() + tools
+        estimate_tokens(&self.system) + self.messages.estimated_tokens() + self.tools.estimated_tokens()
     }
 
     /// The most input tokens a server may count for this request, as budgets assume it: the

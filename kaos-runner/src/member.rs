@@ -28,13 +28,13 @@ pub(crate) struct Member {
     pub(crate) custom_model: Option<Arc<dyn ModelClient>>,
     /// The tools offered to the model, by name (selected once, at build time).
     pub(crate) tools: HashMap<String, Arc<dyn Tool>>,
-    pub(crate) tool_definitions: Arc<[ToolDefinition]>,
+    pub(crate) tool_definitions: kaos_providers::ToolSet,
     /// What every model call of a turn is offered: the tools, then the delegates and handoffs
     /// (shared by every request, never copied; `memory_search` is added per turn when needed).
-    pub(crate) offered: Arc<[ToolDefinition]>,
+    pub(crate) offered: kaos_providers::ToolSet,
     /// `offered` and then the memory search tool, built the first time a turn's context leaves
     /// searchable items out and shared by every such turn after.
-    pub(crate) offered_with_search: OnceLock<Arc<[ToolDefinition]>>,
+    pub(crate) offered_with_search: OnceLock<kaos_providers::ToolSet>,
     /// The stored sessions: turns take a session through it (in-process lock, VFS lock,
     /// hydration from its cache or the log), so turns of a session run one after another in
     /// this process (in arrival order) and across processes, different sessions in parallel.
@@ -225,7 +225,7 @@ impl Common<'_> {
             })?;
         let max_tools = agent.limits().max_tools.get() as usize;
         let selected = self.runtime.tools().select(&selector, max_tools);
-        let tool_definitions: Arc<[ToolDefinition]> = selected
+        let tool_definitions: kaos_providers::ToolSet = selected
             .iter()
             .map(|tool| {
                 let spec = tool.spec();

@@ -3,9 +3,8 @@
 //! run resumes from. Plain serializable data; the loop and the patterns advance it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::Arc;
 
-use kaos_providers::{ModelRequest, ToolCall, ToolDefinition, Usage};
+use kaos_providers::{ModelRequest, ToolCall, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::approval::Approval;
@@ -19,7 +18,7 @@ pub(crate) struct Progress {
     /// The system prompt as assembled (notes about withdrawn tools are added per call).
     pub(crate) base_system: String,
     /// The tools offered this turn (less any whose breaker is open, per call).
-    pub(crate) offered: Arc<[ToolDefinition]>,
+    pub(crate) offered: kaos_providers::ToolSet,
     /// Where the turn's own messages start in `request.messages` (the user message).
     pub(crate) first_new: usize,
     /// Tool calls of the last model response not handled yet (the first may await approval).

@@ -409,7 +409,7 @@ async fn answer(cx: &mut Cx<'_>, progress: &mut Progress) -> Result<Outcome, Run
         "Every step of the plan is done. Their results:\n{executed}\n\nNow answer my request: {}",
         user_request(progress)
     )));
-    progress.request.tools = std::sync::Arc::new([]);
+    progress.request.tools = kaos_providers::ToolSet::default();
     progress.request.system = progress.base_system.clone();
     progress.request.output_schema = None;
     let mut request = progress.request.clone();

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use kaos_providers::ToolDefinition;
 use serde_json::json;
 
 use crate::emit::{Emitter, attrs, memory_event};
@@ -29,7 +28,7 @@ pub(super) fn context(
 
 /// The tools `member` offers the model: its own, its delegates, its handoffs, and the memory
 /// search tool when memory holds more than is shown (each list built once per member, shared).
-pub(super) fn offered_tools(member: &Member, hidden_memory: bool) -> Arc<[ToolDefinition]> {
+pub(super) fn offered_tools(member: &Member, hidden_memory: bool) -> kaos_providers::ToolSet {
     if !(hidden_memory && member.offers_memory_search) {
         return member.offered.clone();
     }
