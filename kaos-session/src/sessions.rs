@@ -3,7 +3,10 @@
 //! the VFS lock, then hydration from the cache or the store).
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use kaos_agent::{MemoryProfile, SectionKind};
 use kaos_providers::{Message, TokenCounter};
@@ -121,20 +124,14 @@ impl TakenSession {
     /// The VFS lock is then released and the release awaited (for a lease on object storage:
     /// stored), so a process that exits right after the turn leaves no lock behind.
     ///
-    /// The commit runs to its end on a task of its own: a caller that stops waiting (a dropped
-    /// run, Ctrl-C, an HTTP client that went away) cannot release the locks while a write it
-    /// started is still landing (a disk append finishes on a blocking thread), which would let
-    /// the next holder write the same turn number. Such a turn is stored whole.
+    /// The commit runs to its end: a caller that stops waiting (a dropped run, Ctrl-C, an HTTP
+    /// client that went away) cannot release the locks while a write it started is still
+    /// landing (a disk append finishes on a blocking thread), which would let the next holder
+    /// write the same turn number. Such a turn is stored whole. The commit is polled by its
+    /// caller (no task, no thread hop) and moved to a task of its own only if the caller drops
+    /// it before its end.
     pub async fn commit(self, record: TurnRecord) -> Result<(), SessionError> {
-        let mut commit = Box::pin(self.finish(record));
-        // Polled here first: a commit that completes at once (a memory VFS) costs no task.
-        match std::future::poll_fn(|cx| std::task::Poll::Ready(commit.as_mut().poll(cx))).await {
-            std::task::Poll::Ready(result) => result,
-            // Waiting on storage: from here on it runs on its own task, to its end.
-            std::task::Poll::Pending => {
-                tokio::spawn(commit).await.map_err(|_| SessionError::CommitInterrupted)?
-            }
-        }
+        RunToEnd(Some(Box::pin(self.finish(record)))).await
     }
 
     async fn finish(self, mut record: TurnRecord) -> Result<(), SessionError> {
@@ -152,6 +149,34 @@ impl TakenSession {
             tracing::warn!(session = %self.id, %error, "could not release the session lock");
         }
         Ok(())
+    }
+}
+
+/// A future that runs to its end: polled by its owner, and, if the owner drops it before it
+/// is done, spawned onto the current tokio runtime to finish there (without a runtime, as when
+/// one shuts down, it is dropped).
+struct RunToEnd<F: Future<Output = Result<(), SessionError>> + Send + 'static>(Option<Pin<Box<F>>>);
+
+impl<F: Future<Output = Result<(), SessionError>> + Send + 'static> Future for RunToEnd<F> {
+    type Output = Result<(), SessionError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(inner) = self.0.as_mut() else { return Poll::Ready(Err(SessionError::CommitInterrupted)) };
+        let result = std::task::ready!(inner.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(result)
+    }
+}
+
+impl<F: Future<Output = Result<(), SessionError>> + Send + 'static> Drop for RunToEnd<F> {
+    fn drop(&mut self) {
+        if let (Some(rest), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(async move {
+                if let Err(error) = rest.await {
+                    tracing::warn!(%error, "a commit whose caller went away failed");
+                }
+            });
+        }
     }
 }
 

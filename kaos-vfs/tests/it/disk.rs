@@ -228,6 +228,55 @@ async fn concurrent_synced_appends_all_land_whole() {
     }
 }
 
+/// A `DiskVfs` keeps its append handle between appends; another handle on the same root (as
+/// another process would) that deletes, replaces or re-creates the file makes it open the
+/// file afresh: no append lands in a file that is no longer at the path.
+#[tokio::test]
+async fn appends_reach_the_file_now_at_the_path_after_others_replace_it() {
+    let sandbox = Sandbox::new();
+    let mine = sandbox.vfs.clone().with_synced_appends(true);
+    let other = DiskVfs::new(sandbox.root()).unwrap();
+    let log = p("sessions/s/turns.jsonl");
+    mine.append(&log, "1\n".into()).await.unwrap();
+    other.delete(&p("sessions/s")).await.unwrap();
+    other.append(&log, "a\n".into()).await.unwrap();
+    mine.append(&log, "2\n".into()).await.unwrap();
+    assert_eq!(other.read(&log).await.unwrap(), "a\n2\n");
+    assert_eq!(mine.stat(&log).await.unwrap().len, 4);
+    other.write(&log, Bytes::from_static(b"b\n")).await.unwrap();
+    assert_eq!(mine.stat(&log).await.unwrap().len, 2);
+    mine.append(&log, "3\n".into()).await.unwrap();
+    assert_eq!(other.read(&log).await.unwrap(), "b\n3\n");
+    // Deleted under it: stat says so, and the next append creates the file again.
+    other.delete(&log).await.unwrap();
+    assert!(mine.stat(&log).await.unwrap_err().is_not_found());
+    mine.append(&log, "4\n".into()).await.unwrap();
+    assert_eq!(other.read(&log).await.unwrap(), "4\n");
+}
+
+/// A lock released by this handle keeps its files open for the next take; when someone else
+/// deletes and re-creates the lock file meanwhile, the kept file is not taken for the lock:
+/// the new file's holder still excludes this handle.
+#[tokio::test]
+async fn a_kept_lock_file_that_was_replaced_does_not_take_the_lock() {
+    let sandbox = Sandbox::new();
+    let mine = sandbox.vfs.clone().with_lock_timeout(std::time::Duration::from_millis(200));
+    let other = DiskVfs::new(sandbox.root()).unwrap();
+    let lock = p(".locks/sessions/s.lock");
+    drop(mine.lock(&lock).await.unwrap());
+    other.delete(&VfsPath::root()).await.unwrap();
+    let held = other.lock(&lock).await.unwrap();
+    assert!(matches!(mine.lock(&lock).await, Err(VfsError::LockTimeout { .. })));
+    drop(held);
+    drop(mine.lock(&lock).await.unwrap());
+    // And the other way round: held by this handle through its kept files, it excludes others.
+    let held = mine.lock(&lock).await.unwrap();
+    let other = other.with_lock_timeout(std::time::Duration::from_millis(200));
+    assert!(matches!(other.lock(&lock).await, Err(VfsError::LockTimeout { .. })));
+    drop(held);
+    drop(other.lock(&lock).await.unwrap());
+}
+
 #[cfg(unix)]
 mod symlinks {
     use std::os::unix::fs::symlink;
@@ -426,9 +475,14 @@ mod fair_lock {
         });
     }
 
+    /// The tickets in the queue (numbered entries; not its `mutex` and `waiters` files).
     fn queue_len(root: &Path) -> usize {
         fs::read_dir(root.join("root/.locks/sessions/.shared.lock.kaos-tmp-queue"))
-            .map(|d| d.flatten().filter(|e| e.file_name() != "mutex").count())
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_str().is_some_and(|n| n.parse::<u64>().is_ok()))
+                    .count()
+            })
             .unwrap_or(0)
     }
 
@@ -443,9 +497,10 @@ mod fair_lock {
         let mut children = Vec::new();
         for id in 0..8 {
             children.push(spawn(dir.path(), id, 1, 0));
-            // Arrived: its ticket is in the queue (the holder's is the first).
+            // Arrived: its ticket is in the queue (the holder took the free lock on the fast
+            // path, without a ticket).
             let deadline = Instant::now() + Duration::from_secs(2);
-            while queue_len(dir.path()) < id + 2 && Instant::now() < deadline {
+            while queue_len(dir.path()) < id + 1 && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(2));
             }
         }
