@@ -77,8 +77,15 @@ fn stray_temps(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     for entry in walk(dir) {
         let name = entry.file_name().unwrap().to_string_lossy().into_owned();
-        // The lock queues under `.locks/` are reserved names too, but not temp files.
-        if name.contains(".kaos-tmp-") && !name.ends_with(".kaos-tmp-queue") {
+        // A temp file is `.{name}.kaos-tmp-{pid}-{n}`; the lock's queue directory and waiters
+        // file under `.locks/` (`….kaos-tmp-queue`, `….kaos-tmp-waiters`) are reserved names
+        // too, but not temp files.
+        let temp = name.split_once(".kaos-tmp-").is_some_and(|(_, rest)| {
+            rest.split_once('-').is_some_and(|(pid, n)| {
+                [pid, n].iter().all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+            })
+        });
+        if temp {
             out.push(entry.display().to_string());
         }
     }
