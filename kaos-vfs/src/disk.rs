@@ -771,6 +771,7 @@ fn enqueue(
     shared: &Shared,
     path: &VfsPath,
     deadline: std::time::Instant,
+    announced: Option<File>,
 ) -> Result<Option<Ticket>, VfsError> {
     let target = shared.prepare_file(path, DirSync::Skip)?;
     let dir = queue_dir(&target).ok_or_else(|| not_found(path))?;
@@ -783,13 +784,17 @@ fn enqueue(
         }
         Err(e) => return Err(io_error(path, e)),
     }
-    // Queued from here on, as far as takers on the fast path are concerned. (Their exclusive
-    // OS lock on `waiters` is only a probe, let go at once: the wait is short.)
-    let waiting = open_waiters(&target).map_err(lock_io(path))?;
+    // Queued from here on, as far as takers on the fast path are concerned (a taker that
+    // tried the fast path first has been since before its try: `announced`). (Their
+    // exclusive OS lock on `waiters` is only a probe, let go at once: the wait is short.)
+    let (waiting, mut queued) = match announced {
+        Some(file) => (file, true),
+        None => (open_waiters(&target).map_err(lock_io(path))?, false),
+    };
     let mut pause = Duration::from_micros(100);
-    loop {
+    while !queued {
         match waiting.try_lock_shared() {
-            Ok(()) => break,
+            Ok(()) => queued = true,
             Err(fs::TryLockError::WouldBlock) => {
                 if std::time::Instant::now() + pause > deadline {
                     return Ok(None);
@@ -905,42 +910,67 @@ fn open_lock_files(shared: &Shared, path: &VfsPath) -> Result<LockFiles, VfsErro
     Ok(LockFiles { lock, waiters, id })
 }
 
-/// The fast path of [`Vfs::lock`]: takes the lock at once when nobody holds it and nobody is
-/// queued for it (no shared OS lock on the lock's `waiters` file), with the lock's `files`:
-/// four system calls (lock, check that the path still names the lock file, probe and release
-/// `waiters`) instead of a ticket's dozens. `None` when the lock is held or waited for: the
-/// caller queues. A waiter that queues after the probe arrived after this taker, so arrival
-/// order holds.
-fn try_uncontended(
-    shared: &Arc<Shared>,
-    path: &VfsPath,
-    files: LockFiles,
-) -> Result<Option<FastHeld>, VfsError> {
+/// What the fast path of [`Vfs::lock`] came to.
+enum Uncontended {
+    /// The lock, taken without a ticket.
+    Held(FastHeld),
+    /// Held or waited for: the caller queues, with the `waiters` file this taker has held a
+    /// shared OS lock on since before it tried the lock file, when it has one.
+    Queue(Option<File>),
+}
+
+/// The fast path of [`Vfs::lock`]: takes the lock at once when nobody holds it and nobody
+/// else is queued for it, with the lock's `files`: a handful of system calls instead of a
+/// ticket's dozens.
+///
+/// Every taker announces itself first, with a shared OS lock on the lock's `waiters` file
+/// (every queued waiter keeps one), and only then tries the lock file; holding it, it turns
+/// its shared lock into an exclusive one, which succeeds only when no one else has announced
+/// themselves. So a taker never overtakes one that arrived before it: an earlier taker either
+/// holds the lock file or has announced itself, and a taker that finds the lock file held
+/// queues still announced, from before its try. A taker that got the lock file but found
+/// others announced lets it go and queues behind them.
+fn try_uncontended(shared: &Arc<Shared>, path: &VfsPath, files: LockFiles) -> Result<Uncontended, VfsError> {
     let key = path.as_str();
-    match files.lock.try_lock() {
+    match files.waiters.try_lock_shared() {
         Ok(()) => {}
+        // Another taker is checking for waiters this very moment: queue.
         Err(fs::TryLockError::WouldBlock) => {
             shared.handles.keep_lock(key, files);
-            return Ok(None);
+            return Ok(Uncontended::Queue(None));
         }
+        Err(fs::TryLockError::Error(e)) => return Err(io_error(path, e)),
+    }
+    match files.lock.try_lock() {
+        Ok(()) => {}
+        // Held: queue, announced since before the try (the handles go with the ticket).
+        Err(fs::TryLockError::WouldBlock) => return Ok(Uncontended::Queue(Some(files.waiters))),
         Err(fs::TryLockError::Error(e)) => return Err(io_error(path, e)),
     }
     // Held: is it still the file at the path (not deleted or replaced since it was opened)?
     if !shared.still_names(path, files.id) {
         // Opened afresh next time (closing the old handles releases their OS locks).
         drop(files);
-        return Ok(None);
+        return Ok(Uncontended::Queue(None));
     }
+    // Anyone else announced? Shared to exclusive fails while another shared lock is held.
     match files.waiters.try_lock() {
         Ok(()) => {
             files.waiters.unlock().map_err(|e| io_error(path, e))?;
-            Ok(Some(FastHeld { shared: Arc::clone(shared), key: key.to_owned(), files: Some(files) }))
+            Ok(Uncontended::Held(FastHeld {
+                shared: Arc::clone(shared),
+                key: key.to_owned(),
+                files: Some(files),
+            }))
         }
         Err(e) => {
+            // A failed conversion may have dropped the shared lock already; either way this
+            // taker lets go of both and queues behind those who announced themselves.
+            files.waiters.unlock().map_err(|e| io_error(path, e))?;
             files.lock.unlock().map_err(|e| io_error(path, e))?;
             shared.handles.keep_lock(key, files);
             match e {
-                fs::TryLockError::WouldBlock => Ok(None),
+                fs::TryLockError::WouldBlock => Ok(Uncontended::Queue(None)),
                 fs::TryLockError::Error(e) => Err(io_error(path, e)),
             }
         }
@@ -995,10 +1025,11 @@ impl Vfs for DiskVfs {
     /// session locked: the waiter behind a dead entry removes it. Waiting polls (0.1 ms to
     /// 10 ms) for at most the lock timeout; a waiter that gives up leaves the queue.
     ///
-    /// A lock nobody holds or waits for is taken without a ticket: every queued waiter holds a
-    /// shared OS lock on the lock's `waiters` file, and a taker that gets the lock file's OS
-    /// lock and finds no shared lock on `waiters` holds the lock; otherwise it lets go and
-    /// queues. The lock's files stay open between takes (checked by one `stat` that the path
+    /// A lock nobody holds or waits for is taken without a ticket: every taker first holds a
+    /// shared OS lock on the lock's `waiters` file (a queued waiter keeps it), then tries the
+    /// lock file; one that gets it and can turn its shared lock on `waiters` into an exclusive
+    /// one (nobody else announced) holds the lock; otherwise it lets go and queues (see
+    /// `try_uncontended`). The lock's files stay open between takes (checked by one `stat` that the path
     /// still names them), so an uncontended take and release cost four OS calls and one `stat`.
     async fn lock(&self, path: &VfsPath) -> Result<VfsLock, VfsError> {
         let timeout = self.lock_timeout;
@@ -1017,11 +1048,14 @@ impl Vfs for DiskVfs {
                 .await?
             }
         };
-        if let Some(held) = fast {
-            return Ok(VfsLock::new(held));
-        }
+        let mut announced = match fast {
+            Uncontended::Held(held) => return Ok(VfsLock::new(held)),
+            Uncontended::Queue(announced) => announced,
+        };
         let Some(ticket) = self
-            .run(path, move |shared, path| shared.retry_pruned(|| enqueue(shared, path, deadline)))
+            .run(path, move |shared, path| {
+                shared.retry_pruned(|| enqueue(shared, path, deadline, announced.take()))
+            })
             .await?
         else {
             return Err(timed_out());
