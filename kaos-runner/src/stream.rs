@@ -40,7 +40,7 @@ impl RunStream {
 /// push and a pop each, with no per-run allocation beyond the queue's buffer.
 ///
 /// [`Emitter`]: crate::emit::Emitter
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct EventQueue(Arc<Mutex<VecDeque<Event>>>);
 
 impl EventQueue {

@@ -787,43 +787,24 @@ fn enqueue(
     // Queued from here on, as far as takers on the fast path are concerned (a taker that
     // tried the fast path first has been since before its try: `announced`). (Their
     // exclusive OS lock on `waiters` is only a probe, let go at once: the wait is short.)
-    let (waiting, mut queued) = match announced {
-        Some(file) => (file, true),
-        None => (open_waiters(&target).map_err(lock_io(path))?, false),
-    };
-    let mut pause = Duration::from_micros(100);
-    while !queued {
-        match waiting.try_lock_shared() {
-            Ok(()) => queued = true,
-            Err(fs::TryLockError::WouldBlock) => {
-                if std::time::Instant::now() + pause > deadline {
-                    return Ok(None);
-                }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(LOCK_POLL_MAX);
+    let waiting = match announced {
+        Some(file) => file,
+        None => {
+            let file = open_waiters(&target).map_err(lock_io(path))?;
+            if !poll_os_lock(deadline, || file.try_lock_shared()).map_err(lock_io(path))? {
+                return Ok(None);
             }
-            Err(fs::TryLockError::Error(e)) => return Err(io_error(path, e)),
+            file
         }
-    }
+    };
     let mutex = open_options()
         .write(true)
         .create(true)
         .truncate(false)
         .open(dir.join("mutex"))
         .map_err(lock_io(path))?;
-    let mut pause = Duration::from_micros(100);
-    loop {
-        match mutex.try_lock() {
-            Ok(()) => break,
-            Err(fs::TryLockError::WouldBlock) => {
-                if std::time::Instant::now() + pause > deadline {
-                    return Ok(None);
-                }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(LOCK_POLL_MAX);
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(io_error(path, e)),
-        }
+    if !poll_os_lock(deadline, || mutex.try_lock()).map_err(lock_io(path))? {
+        return Ok(None);
     }
     let last = queue_entries(&dir, path)?.into_iter().max().unwrap_or(0);
     let number = last + 1;
@@ -834,6 +815,29 @@ fn enqueue(
     ticket.file.try_lock().map_err(|e| io_error(path, io::Error::other(e.to_string())))?;
     drop(mutex);
     Ok(Some(ticket))
+}
+
+/// Tries a non-blocking OS lock until it is taken (`true`) or `deadline` would pass before the
+/// next try (`false`), sleeping 0.1 ms, then twice as long each time, up to [`LOCK_POLL_MAX`].
+/// Its OS locks are short-held (a queue's `mutex`, a probe of `waiters`): the wait is short.
+fn poll_os_lock(
+    deadline: std::time::Instant,
+    mut try_lock: impl FnMut() -> Result<(), fs::TryLockError>,
+) -> io::Result<bool> {
+    let mut pause = Duration::from_micros(100);
+    loop {
+        match try_lock() {
+            Ok(()) => return Ok(true),
+            Err(fs::TryLockError::WouldBlock) => {
+                if std::time::Instant::now() + pause > deadline {
+                    return Ok(false);
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(LOCK_POLL_MAX);
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
 }
 
 /// The numbers of the entries in a queue directory.

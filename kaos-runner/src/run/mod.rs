@@ -67,15 +67,7 @@ pub(crate) fn stream(
     let session = SessionId::new(session_id);
     let run = async move {
         let session = session?;
-        let emit = Emitter::new(
-            tx,
-            session.as_arc().clone(),
-            run_id,
-            member.agent_name.clone(),
-            member.fingerprint.clone(),
-        )
-        .continuing(seq, span)
-        .with_hooks(member.hooks.clone());
+        let emit = emitter(&member, &session, run_id, (seq, span), Some(tx));
         execute(&member, &session, start, &emit).await
     };
     RunStream::new(Box::pin(run), rx)
@@ -92,16 +84,28 @@ pub(crate) async fn folded(
     start: Start,
 ) -> Result<TurnResponse, RunError> {
     let session = SessionId::new(session_id)?;
-    let emit = Emitter::folding(
-        session.as_arc().clone(),
-        run_id,
-        member.agent_name.clone(),
-        member.fingerprint.clone(),
-    )
-    .continuing(seq, span)
-    .with_hooks(member.hooks.clone());
+    let emit = emitter(&member, &session, run_id, (seq, span), None);
     execute(&member, &session, start, &emit).await?;
     emit.into_response().ok_or(RunError::IncompleteRun)
+}
+
+/// The emitter of a run of `member`: into `queue` for a stream, or folding only (no queue),
+/// numbering from `position` (a resumed run goes on where it paused), with the member's hooks.
+fn emitter(
+    member: &Member,
+    session: &SessionId,
+    run_id: Arc<str>,
+    (seq, span): (u64, u64),
+    queue: Option<EventQueue>,
+) -> Emitter {
+    let (session, agent, fingerprint) =
+        (session.as_arc().clone(), member.agent_name.clone(), member.fingerprint.clone());
+    match queue {
+        Some(tx) => Emitter::new(tx, session, run_id, agent, fingerprint),
+        None => Emitter::folding(session, run_id, agent, fingerprint),
+    }
+    .continuing(seq, span)
+    .with_hooks(member.hooks.clone())
 }
 
 /// Runs one turn (or the rest of a paused one), reporting a failure as a `run_error` event
