@@ -254,26 +254,52 @@ impl ModelClient for ScriptedClient {
     /// Streams the scripted answer word by word, then each tool call's arguments, then
     /// `Completed`: the same shape a real vendor's stream has.
     fn stream<'a>(&'a self, request: &'a ModelRequest) -> ModelStream<'a> {
-        let events = match self.answer(request) {
-            Err(e) => vec![Err(e)],
-            Ok(response) => {
-                let mut events: Vec<_> = response
-                    .text
-                    .split_inclusive(' ')
-                    .map(|w| Ok(StreamEvent::TextDelta { text: w.to_owned() }))
-                    .collect();
-                events.extend(response.tool_calls.iter().enumerate().map(|(index, call)| {
-                    Ok(StreamEvent::ToolCallDelta {
-                        index,
-                        id: Some(call.id.clone()),
-                        name: Some(call.name.clone()),
-                        arguments: call.arguments.to_string(),
-                    })
-                }));
-                events.push(Ok(StreamEvent::Completed { response }));
-                events
+        Box::pin(stream::iter(Replay::new(self.answer(request))))
+    }
+}
+
+/// A scripted answer as the events of its stream, made one at a time as they are polled.
+struct Replay {
+    answer: Option<Result<ModelResponse, ProviderError>>,
+    /// Where the next word of the text starts.
+    at: usize,
+    /// The next tool call to stream.
+    call: usize,
+}
+
+impl Replay {
+    fn new(answer: Result<ModelResponse, ProviderError>) -> Self {
+        Self { answer: Some(answer), at: 0, call: 0 }
+    }
+}
+
+impl Iterator for Replay {
+    type Item = Result<StreamEvent, ProviderError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let response = match self.answer.as_ref()? {
+            Ok(response) => response,
+            Err(_) => {
+                return self
+                    .answer
+                    .take()
+                    .map(|answer| answer.map(|response| StreamEvent::Completed { response }));
             }
         };
-        Box::pin(stream::iter(events))
+        if let Some(rest) = response.text.get(self.at..).filter(|rest| !rest.is_empty()) {
+            let word = rest.find(' ').map_or(rest, |space| &rest[..=space]);
+            self.at += word.len();
+            return Some(Ok(StreamEvent::TextDelta { text: word.to_owned() }));
+        }
+        if let Some(call) = response.tool_calls.get(self.call) {
+            self.call += 1;
+            return Some(Ok(StreamEvent::ToolCallDelta {
+                index: self.call - 1,
+                id: Some(call.id.clone()),
+                name: Some(call.name.clone()),
+                arguments: call.arguments.to_string(),
+            }));
+        }
+        self.answer.take().map(|answer| answer.map(|response| StreamEvent::Completed { response }))
     }
 }

@@ -28,11 +28,17 @@ pub(crate) struct Emitter {
     spans: AtomicU64,
     pub(crate) session_id: Arc<str>,
     pub(crate) run_id: Arc<str>,
+    /// The agent stamped on events, and the fold: one lock for both, taken once per event.
+    state: std::sync::Mutex<Stamp>,
+}
+
+#[derive(Debug)]
+struct Stamp {
     /// The agent running the turn, and its fingerprint (a handoff changes them mid-run).
-    agent: std::sync::Mutex<(Arc<str>, Arc<str>)>,
+    agent: (Arc<str>, Arc<str>),
     /// The fold of the events so far: the response of `Runner::turn`, and with hooks the
     /// `turn_end` hook's response (the same fold, so the two agree).
-    fold: Option<std::sync::Mutex<TurnFold>>,
+    fold: Option<TurnFold>,
 }
 
 /// A started span, to be completed or failed. A clone serves as a parent for spans started
@@ -40,8 +46,9 @@ pub(crate) struct Emitter {
 #[derive(Debug, Clone)]
 pub(crate) struct OpenSpan {
     subject: SpanSubject,
-    pub(crate) id: String,
-    parent: Option<String>,
+    /// Its number in the run: its id is `s{number}` ([`SpanId`]).
+    number: u64,
+    parent: Option<u64>,
     name: String,
     started: Instant,
 }
@@ -72,8 +79,7 @@ impl Emitter {
             spans: AtomicU64::new(0),
             session_id,
             run_id,
-            agent: std::sync::Mutex::new(agent),
-            fold: fold.map(std::sync::Mutex::new),
+            state: std::sync::Mutex::new(Stamp { agent, fold }),
         }
     }
 
@@ -90,7 +96,7 @@ impl Emitter {
 
     /// The turn's response as the events folded, once the run emitted its summary.
     pub(crate) fn into_response(self) -> Option<TurnResponse> {
-        self.fold?.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).finish()
+        self.state.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).fold?.finish()
     }
 
     /// The turn's response as its events so far fold, ending with `stop_reason`, when there
@@ -99,19 +105,20 @@ impl Emitter {
         if self.hooks.is_empty() {
             return None;
         }
-        let fold = self.fold.as_ref()?.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        fold.clone().finish_as(turn_number, stop_reason)
+        let state = self.state();
+        state.fold.clone()?.finish_as(turn_number, stop_reason)
     }
 
     /// Stamps the events from now on with another agent (after a handoff).
     pub(crate) fn set_agent(&self, agent: Arc<str>, agent_fingerprint: Arc<str>) {
-        *self.agent.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = (agent, agent_fingerprint);
+        self.state().agent = (agent, agent_fingerprint);
     }
 
     /// Calls `hooks`' `on_event` for every event from now on.
     pub(crate) fn with_hooks(mut self, hooks: Hooks) -> Self {
-        if !hooks.is_empty() && self.fold.is_none() {
-            self.fold = Some(std::sync::Mutex::new(TurnFold::default()));
+        let state = self.state.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !hooks.is_empty() && state.fold.is_none() {
+            state.fold = Some(TurnFold::default());
         }
         self.hooks = hooks;
         self
@@ -165,12 +172,27 @@ impl Emitter {
         }
     }
 
+    /// Emits an event the turn's response does not fold (a memory or permission event; see
+    /// [`TurnFold::folds`]): built by `make` only when a stream or hooks see it.
+    pub(crate) fn emit_with(&self, make: impl FnOnce() -> EventKind) {
+        if self.fold_only(|_| {}) {
+            return;
+        }
+        let kind = make();
+        debug_assert!(!TurnFold::folds(&kind), "{} is folded: emit it with `emit`", kind.type_name());
+        self.emit(kind);
+    }
+
     /// Stamps and sends one event; returns it when hooks want to see it.
     fn send(&self, kind: EventKind) -> Option<Event> {
+        if self.fold_only(|fold| fold.push_kind(&kind)) {
+            return None;
+        }
         let timestamp_ms =
             SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default();
-        let (agent, agent_fingerprint) =
-            self.agent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        // Under the lock, so events are numbered, folded and queued in one order.
+        let mut state = self.state();
+        let (agent, agent_fingerprint) = state.agent.clone();
         let event = Event {
             seq: self.seq.fetch_add(1, Ordering::Relaxed),
             timestamp_ms,
@@ -180,8 +202,8 @@ impl Emitter {
             agent_fingerprint,
             kind,
         };
-        if let Some(fold) = &self.fold {
-            fold.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(&event);
+        if let Some(fold) = &mut state.fold {
+            fold.push(&event);
         }
         let seen = (!self.hooks.is_empty()).then(|| event.clone());
         if let Some(tx) = &self.tx {
@@ -190,37 +212,98 @@ impl Emitter {
         seen
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, Stamp> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// When only the fold wants this run's events (no stream, no hooks): counts one event and
+    /// lets `push` fold it from its parts, without building it; `false` otherwise.
+    fn fold_only(&self, push: impl FnOnce(&mut TurnFold)) -> bool {
+        if self.tx.is_some() || !self.hooks.is_empty() {
+            return false;
+        }
+        let mut state = self.state();
+        let Stamp { agent, fold: Some(fold) } = &mut *state else { return false };
+        self.seq.fetch_add(1, Ordering::Relaxed);
+        fold.note(&self.run_id, &self.session_id, (&agent.0, &agent.1));
+        push(fold);
+        true
+    }
+
+    /// Starts a span. `name` is rendered only when the span's events are built (for a stream
+    /// or hooks), so a caller passes `format_args!` rather than a `String`.
     pub(crate) fn start(
         &self,
         subject: SpanSubject,
-        name: String,
+        name: impl std::fmt::Display,
         parent: Option<&OpenSpan>,
         attributes: Map<String, Value>,
     ) -> OpenSpan {
-        let id = format!("s{}", self.spans.fetch_add(1, Ordering::Relaxed) + 1);
-        let parent = parent.map(|p| p.id.clone());
+        let number = self.spans.fetch_add(1, Ordering::Relaxed) + 1;
+        let parent = parent.map(|p| p.number);
+        let started = Instant::now();
+        if self.fold_only(|fold| {
+            fold.push_span(subject, SpanPhase::Start, SpanId::of(number).as_str(), &attributes)
+        }) {
+            // Nobody sees the span's name: its end is folded the same way.
+            return OpenSpan { subject, number, parent, name: String::new(), started };
+        }
+        let name = name.to_string();
         self.emit(EventKind::Span(Span {
             subject,
             phase: SpanPhase::Start,
-            span_id: id.clone(),
-            parent_span_id: parent.clone(),
+            span_id: SpanId::of(number).as_str().to_owned(),
+            parent_span_id: parent.map(|p| SpanId::of(p).as_str().to_owned()),
             name: name.clone(),
             duration_ms: None,
             attributes,
         }));
-        OpenSpan { subject, id, parent, name, started: Instant::now() }
+        OpenSpan { subject, number, parent, name, started }
     }
 
     pub(crate) fn end(&self, span: OpenSpan, phase: SpanPhase, attributes: Map<String, Value>) {
+        let id = SpanId::of(span.number);
+        if self.fold_only(|fold| fold.push_span(span.subject, phase, id.as_str(), &attributes)) {
+            return;
+        }
         self.emit(EventKind::Span(Span {
             subject: span.subject,
             phase,
-            span_id: span.id,
-            parent_span_id: span.parent,
+            span_id: id.as_str().to_owned(),
+            parent_span_id: span.parent.map(|p| SpanId::of(p).as_str().to_owned()),
             name: span.name,
             duration_ms: Some(millis(span.started.elapsed())),
             attributes,
         }));
+    }
+}
+
+/// A span's id, `s` and its number in the run, rendered without allocating.
+struct SpanId {
+    bytes: [u8; 21],
+    start: usize,
+}
+
+impl SpanId {
+    fn of(mut n: u64) -> Self {
+        let mut bytes = [0u8; 21];
+        let mut start = bytes.len();
+        loop {
+            start -= 1;
+            bytes[start] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        start -= 1;
+        bytes[start] = b's';
+        Self { bytes, start }
+    }
+
+    fn as_str(&self) -> &str {
+        // `s` and ASCII digits.
+        std::str::from_utf8(&self.bytes[self.start..]).unwrap_or_default()
     }
 }
 
@@ -246,4 +329,16 @@ pub(crate) fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Va
 /// A count as a span attribute (OpenTelemetry integers are `i64`).
 pub(crate) fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SpanId;
+
+    #[test]
+    fn span_ids_are_s_and_the_number() {
+        for (n, id) in [(1, "s1"), (10, "s10"), (907, "s907"), (u64::MAX, "s18446744073709551615")] {
+            assert_eq!(SpanId::of(n).as_str(), id);
+        }
+    }
 }

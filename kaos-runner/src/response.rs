@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt};
 use kaos_providers::Usage;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::approval::PendingApproval;
 use crate::error::RunError;
@@ -88,58 +88,48 @@ pub struct TurnFold {
 impl TurnFold {
     /// Takes one event into account.
     pub fn push(&mut self, event: &Event) {
+        self.note(&event.run_id, &event.session_id, (&event.agent, &event.agent_fingerprint));
+        self.push_kind(&event.kind);
+    }
+
+    /// Notes the run, session and agent of an event (for an emitter that folds events without
+    /// building them, with [`TurnFold::push_kind`] and [`TurnFold::push_span`]).
+    pub(crate) fn note(
+        &mut self,
+        run_id: &Arc<str>,
+        session_id: &Arc<str>,
+        (agent, fingerprint): (&Arc<str>, &Arc<str>),
+    ) {
         if self.ids.is_none() {
-            self.ids = Some((event.run_id.clone(), event.session_id.clone()));
+            self.ids = Some((run_id.clone(), session_id.clone()));
         }
         // The agent that ends the turn (a handoff changes it).
-        if self.agent.as_ref().is_none_or(|(_, fingerprint)| *fingerprint != event.agent_fingerprint) {
-            self.agent = Some((event.agent.clone(), event.agent_fingerprint.clone()));
+        if self.agent.as_ref().is_none_or(|(_, held)| !Arc::ptr_eq(held, fingerprint) && held != fingerprint)
+        {
+            self.agent = Some((agent.clone(), fingerprint.clone()));
         }
-        match &event.kind {
-            EventKind::Span(span) => match (span.subject, span.phase) {
-                // A pattern's internal call (classify, plan, extract) streams no text.
-                (SpanSubject::LlmCall, SpanPhase::Start)
-                    if span.attributes.get("internal") != Some(&Value::Bool(true)) =>
-                {
-                    self.text.clear();
-                }
-                // A call that failed (and fell back to another model) is not a model call made.
-                (SpanSubject::LlmCall, SpanPhase::Complete) => self.model_calls += 1,
-                (SpanSubject::ToolCall, SpanPhase::Start) => {
-                    let attr = |k: &str| span.attributes.get(k).cloned().unwrap_or(Value::Null);
-                    self.open_calls.insert(span.span_id.clone(), self.tool_calls.len());
-                    self.tool_calls.push(ToolCallRecord {
-                        call_id: attr("call_id").as_str().unwrap_or_default().to_owned(),
-                        name: attr("tool_name").as_str().unwrap_or_default().to_owned(),
-                        arguments: attr("arguments"),
-                        result: String::new(),
-                        is_error: false,
-                    });
-                }
-                (SpanSubject::ToolCall, SpanPhase::Complete | SpanPhase::Error) => {
-                    if let Some(record) =
-                        self.open_calls.remove(&span.span_id).and_then(|i| self.tool_calls.get_mut(i))
-                    {
-                        let attrs = &span.attributes;
-                        record.result =
-                            attrs.get("result").and_then(Value::as_str).unwrap_or_default().to_owned();
-                        record.is_error = span.phase == SpanPhase::Error
-                            || attrs.get("is_error").and_then(Value::as_bool).unwrap_or(false);
-                    }
-                }
-                // A step marked `final_answer` (the research pattern's verification) restates
-                // the final text.
-                (SpanSubject::Step, SpanPhase::Start)
-                    if span.attributes.get("final_answer") == Some(&Value::Bool(true)) =>
-                {
-                    self.text.clear();
-                }
-                (SpanSubject::Turn, SpanPhase::Start) => {
-                    let n = span.attributes.get("turn_number").and_then(Value::as_u64).unwrap_or_default();
-                    self.turn_number = u32::try_from(n).unwrap_or(u32::MAX);
-                }
-                _ => {}
-            },
+    }
+
+    /// Whether the fold reads events of this kind (what [`TurnFold::push_kind`] does not
+    /// ignore): the others need not be built when only the fold wants a run's events.
+    pub(crate) fn folds(kind: &EventKind) -> bool {
+        matches!(
+            kind,
+            EventKind::Span(_)
+                | EventKind::TextDelta { .. }
+                | EventKind::UsageObserved { .. }
+                | EventKind::TurnSummary { .. }
+                | EventKind::RunResumed { .. }
+                | EventKind::ToolCallApprovalRequired { .. }
+        )
+    }
+
+    /// Folds what an event reports. A kind read here must be one [`TurnFold::folds`] names.
+    pub(crate) fn push_kind(&mut self, kind: &EventKind) {
+        match kind {
+            EventKind::Span(span) => {
+                self.push_span(span.subject, span.phase, &span.span_id, &span.attributes)
+            }
             EventKind::TextDelta { text } => self.text.push_str(text),
             EventKind::UsageObserved { usage, cost_usd, .. } => {
                 self.usage += *usage;
@@ -176,6 +166,59 @@ impl TurnFold {
     pub(crate) fn finish_as(mut self, turn_number: u32, stop_reason: StopReason) -> Option<TurnResponse> {
         self.summary = Some((turn_number, stop_reason));
         self.finish()
+    }
+
+    /// Folds a span's start or end.
+    pub(crate) fn push_span(
+        &mut self,
+        subject: SpanSubject,
+        phase: SpanPhase,
+        span_id: &str,
+        attributes: &Map<String, Value>,
+    ) {
+        match (subject, phase) {
+            // A pattern's internal call (classify, plan, extract) streams no text.
+            (SpanSubject::LlmCall, SpanPhase::Start)
+                if attributes.get("internal") != Some(&Value::Bool(true)) =>
+            {
+                self.text.clear();
+            }
+            // A call that failed (and fell back to another model) is not a model call made.
+            (SpanSubject::LlmCall, SpanPhase::Complete) => self.model_calls += 1,
+            (SpanSubject::ToolCall, SpanPhase::Start) => {
+                let text = |k: &str| attributes.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+                self.open_calls.insert(span_id.to_owned(), self.tool_calls.len());
+                self.tool_calls.push(ToolCallRecord {
+                    call_id: text("call_id"),
+                    name: text("tool_name"),
+                    arguments: attributes.get("arguments").cloned().unwrap_or(Value::Null),
+                    result: String::new(),
+                    is_error: false,
+                });
+            }
+            (SpanSubject::ToolCall, SpanPhase::Complete | SpanPhase::Error) => {
+                if let Some(record) = self.open_calls.remove(span_id).and_then(|i| self.tool_calls.get_mut(i))
+                {
+                    let attrs = &attributes;
+                    record.result =
+                        attrs.get("result").and_then(Value::as_str).unwrap_or_default().to_owned();
+                    record.is_error = phase == SpanPhase::Error
+                        || attrs.get("is_error").and_then(Value::as_bool).unwrap_or(false);
+                }
+            }
+            // A step marked `final_answer` (the research pattern's verification) restates
+            // the final text.
+            (SpanSubject::Step, SpanPhase::Start)
+                if attributes.get("final_answer") == Some(&Value::Bool(true)) =>
+            {
+                self.text.clear();
+            }
+            (SpanSubject::Turn, SpanPhase::Start) => {
+                let n = attributes.get("turn_number").and_then(Value::as_u64).unwrap_or_default();
+                self.turn_number = u32::try_from(n).unwrap_or(u32::MAX);
+            }
+            _ => {}
+        }
     }
 
     /// The response, once a `TurnSummary` was seen.

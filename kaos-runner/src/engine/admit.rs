@@ -121,7 +121,7 @@ pub(crate) async fn admit(cx: &Cx<'_>, progress: &Progress, call: &ToolCall, cal
         (Decision::Ask, true) => (Decision::Allow, "approved by a person".to_owned()),
         (decision, _) => (decision, reason_text(verdict.reason)),
     };
-    cx.emit.emit(EventKind::PermissionDecided {
+    cx.emit.emit_with(|| EventKind::PermissionDecided {
         call_id: call.id.clone(),
         tool_name: call.name.clone(),
         decision,
@@ -291,7 +291,7 @@ mod tests {
         let mut progress = progress(&f.member, offered);
         edit(&mut progress);
         let policy = f.context.policy(&f.member).unwrap();
-        let span = f.emit.start(SpanSubject::Turn, "turn.1".into(), None, Default::default());
+        let span = f.emit.start(SpanSubject::Turn, "turn.1", None, Default::default());
         let guard = BudgetGuard::new(budget, Default::default(), 0.0, 0, 0);
         let delegator = NoDelegation;
         let gate = {
@@ -422,7 +422,7 @@ mod tests {
         let _ = f.member.breakers.record("wipe", false);
         let progress = progress(&f.member, &["wipe"]);
         let policy = f.context.policy(&f.member).unwrap();
-        let span = f.emit.start(SpanSubject::Turn, "turn.1".into(), None, Default::default());
+        let span = f.emit.start(SpanSubject::Turn, "turn.1", None, Default::default());
         let guard = BudgetGuard::new(Budget::unlimited(), Default::default(), 0.0, 0, 0);
         let delegator = NoDelegation;
         let cx = Cx::new(

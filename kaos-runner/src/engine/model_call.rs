@@ -89,8 +89,7 @@ async fn attempt(
     purpose: Purpose,
     fallback_for: Option<&str>,
 ) -> Attempt {
-    let model_key = format!("model:{}", request.model);
-    if let Availability::Unavailable(_) = cx.member.breakers.acquire(&model_key) {
+    if let Availability::Unavailable(_) = cx.member.breakers.acquire_model(&request.model) {
         return Attempt::Unavailable(None);
     }
     let client = cx.member.client_for(&request.model);
@@ -128,11 +127,11 @@ async fn attempt(
     };
     let response = match outcome {
         Ok(response) => {
-            cx.member.breakers.record(&model_key, true);
+            cx.member.breakers.record_model(&request.model, true);
             response
         }
         Err(error) => {
-            let tripped = cx.member.breakers.record(&model_key, false);
+            let tripped = cx.member.breakers.record_model(&request.model, false);
             cx.tripped("model", &request.model, tripped);
             return match &error {
                 RunError::Provider(e) if e.is_fallbackable() => Attempt::Unavailable(Some(error)),
@@ -170,8 +169,12 @@ async fn call_model(
     if let Some(first) = fallback_for {
         attributes.insert("fallback_for".into(), json!(first));
     }
-    let span =
-        emit.start(SpanSubject::LlmCall, format!("llm.{}", request.model), Some(cx.parent()), attributes);
+    let span = emit.start(
+        SpanSubject::LlmCall,
+        format_args!("llm.{}", request.model),
+        Some(cx.parent()),
+        attributes,
+    );
     let mut streamed = String::new();
     let mut response = None;
     let mut stream = member.client_for(&request.model).stream(request);
@@ -286,7 +289,7 @@ mod tests {
         let mut request = progress(&f.member, &[]).request;
         request.messages.push(Message::user("hi"));
         let policy = f.context.policy(&f.member).unwrap();
-        let span = f.emit.start(SpanSubject::Turn, "turn.1".into(), None, Default::default());
+        let span = f.emit.start(SpanSubject::Turn, "turn.1", None, Default::default());
         let guard = BudgetGuard::new(budget, Default::default(), 0.0, 0, 0);
         let delegator = NoDelegation;
         let (called, left) = {
@@ -341,7 +344,7 @@ mod tests {
         });
         let agent = Agent::builder().model("scripted:main").fallback_model("scripted:spare").build().unwrap();
         let open_main = |f: &Fixture| {
-            let _ = f.member.breakers.record("model:scripted:main", false);
+            let _ = f.member.breakers.record_model("scripted:main", false);
         };
         let (called, _, events) = call(agent, &model, Budget::unlimited(), open_main).await;
         let Called::Response(response) = called else { panic!("stopped") };

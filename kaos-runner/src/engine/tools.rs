@@ -216,7 +216,7 @@ fn session_workspace(member: &Member, session: &SessionId) -> Result<Arc<dyn Vfs
 fn start_tool_span(call: &ToolCall, arguments: &Value, emit: &Emitter, parent: &OpenSpan) -> OpenSpan {
     emit.start(
         SpanSubject::ToolCall,
-        format!("tool.{}", call.name),
+        format_args!("tool.{}", call.name),
         Some(parent),
         attrs([
             ("tool_name", json!(call.name)),

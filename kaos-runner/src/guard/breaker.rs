@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -50,7 +50,7 @@ enum State {
     /// Consecutive failures, and the outcomes of the last calls (true: failed).
     Closed {
         failures: u32,
-        recent: std::collections::VecDeque<bool>,
+        recent: VecDeque<bool>,
     },
     Open {
         until: Instant,
@@ -77,85 +77,135 @@ pub(crate) struct Tripped {
     pub(crate) cooldown: Duration,
 }
 
-/// The breakers of one Runner, keyed by tool name or `model:provider:model`. Shared by all its
-/// turns, so failures in one session protect the others.
+/// The breakers of one Runner: one per tool name and one per model (`provider:model`). Shared
+/// by all its turns, so failures in one session protect the others.
 #[derive(Debug, Default)]
 pub(crate) struct Breakers {
     config: BreakerConfig,
-    states: Mutex<HashMap<String, State>>,
+    states: Mutex<States>,
+}
+
+/// The states by tool name and by model: two maps, so a model's breaker is looked up by the
+/// model's name as the request holds it, with no key built per call.
+#[derive(Debug, Default)]
+struct States {
+    tools: HashMap<String, State>,
+    models: HashMap<String, State>,
+}
+
+impl States {
+    fn of(&mut self, model: bool) -> &mut HashMap<String, State> {
+        if model { &mut self.models } else { &mut self.tools }
+    }
 }
 
 impl Breakers {
     pub(crate) fn new(config: BreakerConfig) -> Self {
-        Self { config, states: Mutex::new(HashMap::new()) }
+        Self { config, states: Mutex::default() }
     }
 
-    /// Whether `key` may be offered right now, without claiming the probe.
-    pub(crate) fn is_open(&self, key: &str) -> bool {
-        let states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        match states.get(key) {
+    fn states(&self) -> std::sync::MutexGuard<'_, States> {
+        self.states.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the tool `name` may be offered right now, without claiming the probe.
+    pub(crate) fn is_open(&self, name: &str) -> bool {
+        match self.states().tools.get(name) {
             Some(State::Open { until, .. }) => Instant::now() < *until,
             Some(State::HalfOpen) => true,
             _ => false,
         }
     }
 
-    /// Claims a use of `key`: available, the probe (moving an expired open breaker to
-    /// half-open), or unavailable.
-    pub(crate) fn acquire(&self, key: &str) -> Availability {
-        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(state) = states.get_mut(key) else { return Availability::Available };
-        match state.clone() {
-            State::Closed { .. } => Availability::Available,
-            State::Open { until, .. } => {
-                let now = Instant::now();
-                if now >= until {
-                    *state = State::HalfOpen;
-                    Availability::Probe
-                } else {
-                    Availability::Unavailable(until - now)
-                }
-            }
-            State::HalfOpen => Availability::Unavailable(Duration::ZERO),
-        }
+    /// Claims a use of the tool `name`: available, the probe (moving an expired open breaker
+    /// to half-open), or unavailable.
+    pub(crate) fn acquire(&self, name: &str) -> Availability {
+        acquire(self.states().of(false), name)
     }
 
-    /// Records the outcome of a use of `key`; returns the trip when this failure opened it.
-    pub(crate) fn record(&self, key: &str, success: bool) -> Option<Tripped> {
-        let mut states = self.states.lock().unwrap_or_else(PoisonError::into_inner);
-        let window = self.config.window as usize;
-        let (failures, mut recent, probe) = match states.remove(key) {
-            Some(State::Closed { failures, recent }) => (failures, recent, false),
-            Some(State::Open { failures, .. }) => (failures, Default::default(), false),
-            Some(State::HalfOpen) => {
-                (self.config.failures_to_open.saturating_sub(1), Default::default(), true)
+    /// [`Breakers::acquire`] for a model (`provider:model`).
+    pub(crate) fn acquire_model(&self, model: &str) -> Availability {
+        acquire(self.states().of(true), model)
+    }
+
+    /// Records the outcome of a use of the tool `name`; returns the trip when this failure
+    /// opened its breaker.
+    pub(crate) fn record(&self, name: &str, success: bool) -> Option<Tripped> {
+        record(&self.config, self.states().of(false), name, success)
+    }
+
+    /// [`Breakers::record`] for a model (`provider:model`).
+    pub(crate) fn record_model(&self, model: &str, success: bool) -> Option<Tripped> {
+        record(&self.config, self.states().of(true), model, success)
+    }
+}
+
+fn acquire(states: &mut HashMap<String, State>, key: &str) -> Availability {
+    let Some(state) = states.get_mut(key) else { return Availability::Available };
+    match state {
+        State::Closed { .. } => Availability::Available,
+        State::Open { until, .. } => {
+            let (now, until) = (Instant::now(), *until);
+            if now >= until {
+                *state = State::HalfOpen;
+                Availability::Probe
+            } else {
+                Availability::Unavailable(until - now)
             }
-            None => (0, Default::default(), false),
-        };
-        recent.push_back(!success);
-        while recent.len() > window {
-            recent.pop_front();
         }
-        if success {
-            // A successful probe closes the breaker with a clean slate.
-            let recent = if probe { Default::default() } else { recent };
-            states.insert(key.to_owned(), State::Closed { failures: 0, recent });
-            return None;
+        State::HalfOpen => Availability::Unavailable(Duration::ZERO),
+    }
+}
+
+/// Updates the state in place: a key is allocated only the first time it is seen, and a
+/// closed breaker's window keeps its buffer.
+fn record(
+    config: &BreakerConfig,
+    states: &mut HashMap<String, State>,
+    key: &str,
+    success: bool,
+) -> Option<Tripped> {
+    let window = config.window as usize;
+    let state = match states.get_mut(key) {
+        Some(state) => state,
+        None => {
+            states.entry(key.to_owned()).or_insert(State::Closed { failures: 0, recent: VecDeque::new() })
         }
-        let failures = failures + 1;
-        let failed = recent.iter().filter(|f| **f).count();
-        let rate_tripped =
-            recent.len() >= window && failed as f64 >= self.config.failure_rate * window as f64;
-        if probe || failures >= self.config.failures_to_open || rate_tripped {
-            states.insert(
-                key.to_owned(),
-                State::Open { until: Instant::now() + self.config.cooldown, failures },
-            );
-            Some(Tripped { failures, cooldown: self.config.cooldown })
-        } else {
-            states.insert(key.to_owned(), State::Closed { failures, recent });
-            None
+    };
+    let (failures, probe) = match state {
+        State::Closed { failures, .. } => (*failures, false),
+        State::Open { failures, .. } => {
+            let failures = *failures;
+            *state = State::Closed { failures, recent: VecDeque::new() };
+            (failures, false)
         }
+        State::HalfOpen => {
+            *state = State::Closed { failures: 0, recent: VecDeque::new() };
+            (config.failures_to_open.saturating_sub(1), true)
+        }
+    };
+    let State::Closed { failures: held, recent } = state else { return None };
+    recent.push_back(!success);
+    while recent.len() > window {
+        recent.pop_front();
+    }
+    if success {
+        *held = 0;
+        // A successful probe closes the breaker with a clean slate.
+        if probe {
+            recent.clear();
+        }
+        return None;
+    }
+    let failures = failures + 1;
+    let failed = recent.iter().filter(|f| **f).count();
+    let rate_tripped = recent.len() >= window && failed as f64 >= config.failure_rate * window as f64;
+    if probe || failures >= config.failures_to_open || rate_tripped {
+        *state = State::Open { until: Instant::now() + config.cooldown, failures };
+        Some(Tripped { failures, cooldown: config.cooldown })
+    } else {
+        *held = failures;
+        None
     }
 }
 

@@ -66,10 +66,20 @@ impl HookContext {
         Self {
             session_id: session_id.into(),
             run_id: run_id.into(),
-            agent: Arc::from(""),
-            agent_fingerprint: Arc::from(""),
+            agent: empty(),
+            agent_fingerprint: empty(),
             turn_number,
         }
+    }
+
+    /// [`HookContext::new`] with the agent, as the Runner makes one for each turn.
+    pub(crate) fn of_turn(
+        session_id: Arc<str>,
+        run_id: Arc<str>,
+        turn_number: u32,
+        (agent, agent_fingerprint): (Arc<str>, Arc<str>),
+    ) -> Self {
+        Self { session_id, run_id, agent, agent_fingerprint, turn_number }
     }
 
     /// With this agent name and fingerprint.
@@ -78,6 +88,12 @@ impl HookContext {
         self.agent_fingerprint = fingerprint.into();
         self
     }
+}
+
+/// An empty name, shared rather than allocated for each context.
+fn empty() -> Arc<str> {
+    static EMPTY: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+    EMPTY.clone()
 }
 
 /// A tool call as a before-tool hook sees it.

@@ -282,7 +282,7 @@ async fn extract(
 ) -> Result<Option<Ending>, RunError> {
     let span = cx.emit.start(
         SpanSubject::Step,
-        "findings.extract".into(),
+        "findings.extract",
         Some(cx.turn_span),
         attrs([("source", json!(document.name))]),
     );
@@ -445,7 +445,7 @@ async fn conclude(
     });
     let span = cx.emit.start(
         SpanSubject::Step,
-        "findings.answer".into(),
+        "findings.answer",
         Some(cx.turn_span),
         attrs([("final_answer", json!(true))]),
     );

@@ -273,8 +273,12 @@ async fn run(cx: &mut Cx<'_>, memory: &SessionMemory, progress: &mut Progress) -
         if resumed {
             attributes.insert("resumed".into(), json!(true));
         }
-        let span =
-            cx.emit.start(SpanSubject::Step, format!("plan.step.{number}"), Some(cx.turn_span), attributes);
+        let span = cx.emit.start(
+            SpanSubject::Step,
+            format_args!("plan.step.{number}"),
+            Some(cx.turn_span),
+            attributes,
+        );
         cx.enter(&span);
         let driven = engine::drive_from(cx, memory, progress, first_call, Purpose::Internal).await;
         cx.leave();

@@ -131,7 +131,7 @@ pub(crate) async fn route(
     };
     let span = cx.emit.start(
         SpanSubject::Route,
-        "route".into(),
+        "route",
         Some(cx.turn_span),
         attrs([("classifier", json!(classifier))]),
     );

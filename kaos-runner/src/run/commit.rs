@@ -79,7 +79,7 @@ pub(super) async fn commit(
     };
     let persisted = record.messages.len();
     taken.commit(record).await?;
-    emit.emit(memory_event(MemoryEventKind::Persisted, "messages", persisted, Map::new()));
+    emit.emit_with(|| memory_event(MemoryEventKind::Persisted, "messages", persisted, Map::new()));
     Ok(())
 }
 
@@ -140,12 +140,9 @@ pub(super) async fn remember(
         let mut item = NewItem::text(text).with_metadata("summarized", json!(summarized));
         item.summary = true;
         match memory.add(section, item) {
-            Ok(_) => emit.emit(memory_event(
-                MemoryEventKind::Summarized,
-                section.as_str(),
-                items.len(),
-                Map::new(),
-            )),
+            Ok(_) => emit.emit_with(|| {
+                memory_event(MemoryEventKind::Summarized, section.as_str(), items.len(), Map::new())
+            }),
             Err(error) => warn_memory(emit, section.as_str(), &error),
         }
         // Whatever the summary itself pushed out is gone for good.
@@ -161,7 +158,7 @@ pub(super) async fn remember(
     }
     for ((added, section), n) in counts {
         let kind = if added { MemoryEventKind::Added } else { MemoryEventKind::Evicted };
-        emit.emit(memory_event(kind, section.as_str(), n, Map::new()));
+        emit.emit_with(|| memory_event(kind, section.as_str(), n, Map::new()));
     }
 }
 
@@ -172,10 +169,7 @@ fn summarized_count(item: &kaos_session::MemoryItem) -> u64 {
 
 fn warn_memory(emit: &Emitter, section: &str, error: &kaos_session::MemoryError) {
     tracing::warn!(section, %error, "memory refused an item");
-    emit.emit(memory_event(
-        MemoryEventKind::Warning,
-        section,
-        0,
-        attrs([("reason", json!(error.to_string()))]),
-    ));
+    emit.emit_with(|| {
+        memory_event(MemoryEventKind::Warning, section, 0, attrs([("reason", json!(error.to_string()))]))
+    });
 }

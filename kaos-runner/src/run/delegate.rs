@@ -82,7 +82,7 @@ async fn local(
 ) -> ToolResult {
     let span = cx.emit.start(
         SpanSubject::Subagent,
-        format!("subagent.{}", delegate.name),
+        format_args!("subagent.{}", delegate.name),
         Some(tool_span),
         attrs([("subagent_name", json!(delegate.name)), ("task", json!(task))]),
     );

@@ -71,12 +71,9 @@ pub(super) fn active_member(shared: &Arc<Member>, memory: &SessionMemory, emit: 
                 "the session was handed to {name:?}, not an agent of this Runner; {} continues",
                 shared.agent_name
             );
-            emit.emit(memory_event(
-                MemoryEventKind::Warning,
-                "messages",
-                0,
-                attrs([("reason", json!(reason))]),
-            ));
+            emit.emit_with(|| {
+                memory_event(MemoryEventKind::Warning, "messages", 0, attrs([("reason", json!(reason))]))
+            });
             shared.clone()
         }
     }

@@ -199,13 +199,17 @@ async fn turn(
 
     let turn_span = emit.start(
         SpanSubject::Turn,
-        format!("turn.{turn_number}"),
+        format_args!("turn.{turn_number}"),
         None,
         attrs([("turn_number", json!(turn_number))]),
     );
     let hook_cx = |member: &Member| {
-        HookContext::new(session.as_arc().clone(), emit.run_id.clone(), turn_number)
-            .with_agent(member.agent_name.clone(), member.fingerprint.clone())
+        HookContext::of_turn(
+            session.as_arc().clone(),
+            emit.run_id.clone(),
+            turn_number,
+            (member.agent_name.clone(), member.fingerprint.clone()),
+        )
     };
     let started = shared.hooks.turn_start(&hook_cx(&member)).await;
     emit.faults(&started.faults, started.stop());
@@ -239,7 +243,7 @@ async fn turn(
                 let attributes = attrs([("from", json!(member.agent_name)), ("to", json!(target))]);
                 handoff_span = Some(emit.start(
                     SpanSubject::Handoff,
-                    format!("handoff.{target}"),
+                    format_args!("handoff.{target}"),
                     Some(&turn_span),
                     attributes,
                 ));
@@ -310,9 +314,11 @@ fn begin(
     memory.add(SectionKind::Messages, NewItem::message(Message::user(message)))?;
     let assembly = context(shared, member, memory, message)?;
     for (section, shown, held) in &assembly.searched {
-        let attributes =
-            attrs([("shown", json!(shown)), ("query_tokens", json!(shared.counter.count(message)))]);
-        emit.emit(memory_event(MemoryEventKind::Searched, section.as_str(), *held, attributes));
+        emit.emit_with(|| {
+            let attributes =
+                attrs([("shown", json!(shown)), ("query_tokens", json!(shared.counter.count(message)))]);
+            memory_event(MemoryEventKind::Searched, section.as_str(), *held, attributes)
+        });
     }
     let base_system = assembly.system;
     let request =
@@ -464,12 +470,9 @@ async fn pause(
 fn report_hydration(taken: &TakenSession, _session: &SessionId, emit: &Emitter) {
     let held = taken.memory.section(SectionKind::Messages).items().len();
     let Hydration::Loaded { dropped_tail, bad_checkpoint } = taken.hydration else {
-        emit.emit(memory_event(
-            MemoryEventKind::Hydrated,
-            "messages",
-            held,
-            attrs([("cached", json!(true))]),
-        ));
+        emit.emit_with(|| {
+            memory_event(MemoryEventKind::Hydrated, "messages", held, attrs([("cached", json!(true))]))
+        });
         return;
     };
     // Each repair is logged by kaos-session; here it becomes an event front ends show.
@@ -479,9 +482,9 @@ fn report_hydration(taken: &TakenSession, _session: &SessionId, emit: &Emitter) 
             attributes.insert("bytes".to_owned(), json!(bytes));
         }
         attributes.insert("checkpoint_ignored".to_owned(), json!(bad_checkpoint));
-        emit.emit(memory_event(MemoryEventKind::Warning, "messages", 0, attributes));
+        emit.emit_with(|| memory_event(MemoryEventKind::Warning, "messages", 0, attributes));
     }
-    emit.emit(memory_event(MemoryEventKind::Hydrated, "messages", held, Map::new()));
+    emit.emit_with(|| memory_event(MemoryEventKind::Hydrated, "messages", held, Map::new()));
 }
 
 fn now_ms() -> u64 {

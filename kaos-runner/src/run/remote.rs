@@ -60,7 +60,7 @@ pub(super) async fn call(
     let continuing = progress.remote.remove(call_id);
     let span = cx.emit.start(
         SpanSubject::Subagent,
-        format!("subagent.{name}"),
+        format_args!("subagent.{name}"),
         Some(tool_span),
         attrs([("subagent_name", json!(name)), ("task", json!(task)), ("a2a_url", json!(client.base_url()))]),
     );
