@@ -159,8 +159,17 @@ pub struct ToolDefinition {
 /// // "add", "Adds two integers." and `{"type":"object"}`: a token per 4 bytes, rounded up.
 /// assert_eq!(tools.estimated_tokens(), 1 + 5 + 5);
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ToolSet(Arc<ToolSetInner>);
+
+/// No tools: one shared empty set, so a request without tools allocates none.
+impl Default for ToolSet {
+    fn default() -> Self {
+        static EMPTY: std::sync::LazyLock<ToolSet> =
+            std::sync::LazyLock::new(|| ToolSet(Arc::new(ToolSetInner::default())));
+        EMPTY.clone()
+    }
+}
 
 #[derive(Debug, Default)]
 struct ToolSetInner {

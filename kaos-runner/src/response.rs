@@ -130,7 +130,13 @@ impl TurnFold {
             EventKind::Span(span) => {
                 self.push_span(span.subject, span.phase, &span.span_id, &span.attributes)
             }
-            EventKind::TextDelta { text } => self.text.push_str(text),
+            EventKind::TextDelta { text } => {
+                if self.text.capacity() == 0 {
+                    // Room for a typical answer at once, rather than growing word by word.
+                    self.text.reserve(256.max(text.len()));
+                }
+                self.text.push_str(text)
+            }
             EventKind::UsageObserved { usage, cost_usd, .. } => {
                 self.usage += *usage;
                 match cost_usd {

@@ -17,6 +17,7 @@ mod bm25;
 mod cache;
 mod error;
 mod id;
+mod line;
 mod memory;
 mod record;
 mod sessions;

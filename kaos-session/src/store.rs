@@ -637,7 +637,7 @@ fn encode(record: &mut TurnRecord) -> Result<Vec<u8>, serde_json::Error> {
         }
     }
     let mut line = Vec::with_capacity(1024);
-    let written = serde_json::to_writer(&mut line, &*record);
+    let written = crate::line::write_record(&mut line, record);
     for (op_index, message) in moved {
         if let Some(MemoryOp::Add { item, .. }) = record.memory.get_mut(op_index) {
             item.message = Some(message);

@@ -175,7 +175,8 @@ async fn call_model(
         Some(cx.parent()),
         attributes,
     );
-    let mut streamed = String::new();
+    // Room for a typical answer at once, rather than growing word by word.
+    let mut streamed = String::with_capacity(256);
     let mut response = None;
     let mut stream = member.client_for(&request.model).stream(request);
     while let Some(item) = stream.next().await {

@@ -1,0 +1,366 @@
+//! A turn's log line written field by field: exactly the bytes `serde_json` writes for a
+//! [`TurnRecord`] (the tests check it, and every line is still read with `serde_json`), without
+//! its cost for the record's own shape. `serde_json` escapes every key like any string, and its
+//! internally tagged [`MemoryOp`] goes through the generic map path; here the keys are constant
+//! bytes and numbers are written with `itoa`. String values, tool arguments and results,
+//! metadata and messages of a kind this version does not know are still written by
+//! `serde_json`.
+//!
+//! Each struct is destructured whole, so a field added to [`TurnRecord`], [`MemoryOp`],
+//! [`MemoryItem`], a [`Message`] or a [`ToolCall`] does not compile until it is written here
+//! too; `Usage` cannot be (it is `#[non_exhaustive]`), but `serde_json` writes all its fields,
+//! so the test fails until a new one is written here.
+
+use kaos_providers::{Message, ToolCall};
+use serde::Serialize;
+
+use crate::memory::{MemoryItem, MemoryOp};
+use crate::store::TurnRecord;
+
+/// Appends `record` as one JSON object (no newline) to `out`.
+pub(crate) fn write_record(out: &mut Vec<u8>, record: &TurnRecord) -> Result<(), serde_json::Error> {
+    let TurnRecord {
+        v,
+        turn,
+        run_id,
+        agent_fingerprint,
+        agent,
+        messages,
+        tool_calls,
+        usage,
+        cost_usd,
+        unpriced_model_calls,
+        stop_reason,
+        finished_at_ms,
+        memory,
+    } = record;
+    key(out, b"{\"v\":");
+    number(out, *v);
+    key(out, b",\"turn\":");
+    number(out, *turn);
+    key(out, b",\"run_id\":");
+    value(out, run_id)?;
+    key(out, b",\"agent_fingerprint\":");
+    value(out, agent_fingerprint)?;
+    if let Some(agent) = agent {
+        key(out, b",\"agent\":");
+        value(out, agent)?;
+    }
+    key(out, b",\"messages\":[");
+    for (i, message) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_message(out, message)?;
+    }
+    out.push(b']');
+    if !tool_calls.is_empty() {
+        key(out, b",\"tool_calls\":");
+        value(out, tool_calls)?;
+    }
+    key(out, b",\"usage\":{\"input_tokens\":");
+    number(out, usage.input_tokens);
+    key(out, b",\"output_tokens\":");
+    number(out, usage.output_tokens);
+    key(out, b",\"cached_input_tokens\":");
+    number(out, usage.cached_input_tokens);
+    key(out, b",\"reasoning_tokens\":");
+    number(out, usage.reasoning_tokens);
+    out.push(b'}');
+    key(out, b",\"cost_usd\":");
+    value(out, cost_usd)?;
+    if *unpriced_model_calls != 0 {
+        key(out, b",\"unpriced_model_calls\":");
+        number(out, *unpriced_model_calls);
+    }
+    key(out, b",\"stop_reason\":");
+    value(out, stop_reason)?;
+    key(out, b",\"finished_at_ms\":");
+    number(out, *finished_at_ms);
+    if !memory.is_empty() {
+        key(out, b",\"memory\":[");
+        for (i, op) in memory.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_op(out, op)?;
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// A message; a kind this version does not know is written by `serde_json`.
+fn write_message(out: &mut Vec<u8>, message: &Message) -> Result<(), serde_json::Error> {
+    match message {
+        Message::User { content } => {
+            key(out, b"{\"role\":\"user\",\"content\":");
+            value(out, content)?;
+        }
+        Message::Assistant { content, tool_calls } => {
+            key(out, b"{\"role\":\"assistant\",\"content\":");
+            value(out, content)?;
+            if !tool_calls.is_empty() {
+                key(out, b",\"tool_calls\":[");
+                for (i, call) in tool_calls.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let ToolCall { id, name, arguments } = call;
+                    key(out, b"{\"id\":");
+                    value(out, id)?;
+                    key(out, b",\"name\":");
+                    value(out, name)?;
+                    key(out, b",\"arguments\":");
+                    value(out, arguments)?;
+                    out.push(b'}');
+                }
+                out.push(b']');
+            }
+        }
+        Message::Tool { call_id, name, content, is_error } => {
+            key(out, b"{\"role\":\"tool\",\"call_id\":");
+            value(out, call_id)?;
+            key(out, b",\"name\":");
+            value(out, name)?;
+            key(out, b",\"content\":");
+            value(out, content)?;
+            if *is_error {
+                key(out, b",\"is_error\":true");
+            }
+        }
+        other => return value(out, other),
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_op(out: &mut Vec<u8>, op: &MemoryOp) -> Result<(), serde_json::Error> {
+    match op {
+        MemoryOp::Add { section, item } => {
+            key(out, b"{\"op\":\"add\",\"section\":");
+            value(out, section)?;
+            key(out, b",\"item\":");
+            write_item(out, item)?;
+        }
+        MemoryOp::Remove { section, ids } => {
+            key(out, b"{\"op\":\"remove\",\"section\":");
+            value(out, section)?;
+            key(out, b",\"ids\":");
+            numbers(out, ids);
+        }
+        MemoryOp::Use { section, ids, turn } => {
+            key(out, b"{\"op\":\"use\",\"section\":");
+            value(out, section)?;
+            key(out, b",\"ids\":");
+            numbers(out, ids);
+            key(out, b",\"turn\":");
+            number(out, *turn);
+        }
+        MemoryOp::Replace { section, items } => {
+            key(out, b"{\"op\":\"replace\",\"section\":");
+            value(out, section)?;
+            key(out, b",\"items\":[");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_item(out, item)?;
+            }
+            out.push(b']');
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_item(out: &mut Vec<u8>, item: &MemoryItem) -> Result<(), serde_json::Error> {
+    let MemoryItem {
+        id,
+        content,
+        tokens,
+        turn,
+        priority,
+        message,
+        metadata,
+        uses,
+        last_used,
+        summary,
+        message_at,
+    } = item;
+    key(out, b"{\"id\":");
+    number(out, *id);
+    if !content.is_empty() {
+        key(out, b",\"content\":");
+        value(out, content)?;
+    }
+    key(out, b",\"tokens\":");
+    number(out, *tokens);
+    key(out, b",\"turn\":");
+    number(out, *turn);
+    if *priority != 0 {
+        key(out, b",\"priority\":");
+        number(out, *priority);
+    }
+    if let Some(message) = message {
+        key(out, b",\"message\":");
+        value(out, message)?;
+    }
+    if !metadata.is_empty() {
+        key(out, b",\"metadata\":");
+        value(out, metadata)?;
+    }
+    if *uses != 0 {
+        key(out, b",\"uses\":");
+        number(out, *uses);
+    }
+    if *last_used != 0 {
+        key(out, b",\"last_used\":");
+        number(out, *last_used);
+    }
+    if *summary {
+        key(out, b",\"summary\":true");
+    }
+    if let Some(at) = message_at {
+        key(out, b",\"message_at\":");
+        number(out, *at);
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Constant bytes: punctuation and keys, which never need escaping.
+fn key(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(bytes);
+}
+
+fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+fn numbers(out: &mut Vec<u8>, ns: &[u64]) {
+    out.push(b'[');
+    for (i, n) in ns.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        number(out, *n);
+    }
+    out.push(b']');
+}
+
+fn value(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) -> Result<(), serde_json::Error> {
+    serde_json::to_writer(&mut *out, value)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+
+    use kaos_agent::SectionKind;
+    use kaos_providers::Usage;
+    use serde_json::json;
+
+    use super::*;
+    use crate::{StopReason, ToolCallRecord};
+
+    fn item(id: u64, message: Option<Message>) -> MemoryItem {
+        MemoryItem {
+            id,
+            content: String::new(),
+            tokens: 13,
+            turn: 3,
+            priority: 0,
+            message,
+            metadata: BTreeMap::new(),
+            uses: 0,
+            last_used: 0,
+            summary: false,
+            message_at: None,
+        }
+    }
+
+    fn full_item() -> MemoryItem {
+        MemoryItem {
+            id: u64::MAX,
+            content: "a \"quoted\"\nline\t\u{1}é 😀 \\ </script>".into(),
+            tokens: 0,
+            turn: u32::MAX,
+            priority: -7,
+            message: Some(Message::assistant("shown")),
+            metadata: BTreeMap::from([("name".into(), json!("doc.md")), ("summarized".into(), json!(3))]),
+            uses: 4,
+            last_used: 9,
+            summary: true,
+            message_at: Some(2),
+        }
+    }
+
+    fn record(memory: Vec<MemoryOp>) -> TurnRecord {
+        let call = ToolCall::new("call_1", "add", json!({"a": 2, "b": [1, "x"]}));
+        TurnRecord {
+            v: 3,
+            turn: 12,
+            run_id: "run_0123456789abcdef".into(),
+            agent_fingerprint: "sha256:ff".into(),
+            agent: Some("triage \"agent\"".into()),
+            messages: vec![
+                Message::user("hi\u{0}there"),
+                Message::Assistant { content: String::new(), tool_calls: vec![call] },
+                Message::tool("call_1", "add", "5", false),
+                Message::tool("call_2", "add", "no \"b\"", true),
+                Message::assistant("The sum is 5."),
+            ],
+            tool_calls: vec![ToolCallRecord {
+                call_id: "call_1".into(),
+                name: "add".into(),
+                arguments: json!({"a": 2}),
+                result: "5".into(),
+                is_error: false,
+            }],
+            usage: Usage::new(617, 24).with_cached_input(100).with_reasoning(7),
+            cost_usd: 0.000_123_4,
+            unpriced_model_calls: 2,
+            stop_reason: StopReason::IterationLimit,
+            finished_at_ms: 1_796_306_657_455,
+            memory,
+        }
+    }
+
+    fn same_as_serde(record: &TurnRecord) {
+        let mut ours = Vec::new();
+        write_record(&mut ours, record).unwrap();
+        let theirs = serde_json::to_vec(record).unwrap();
+        assert_eq!(String::from_utf8(ours).unwrap(), String::from_utf8(theirs).unwrap());
+    }
+
+    #[test]
+    fn a_record_is_written_exactly_as_serde_json_writes_it() {
+        let sections = [SectionKind::Messages, SectionKind::Documents, SectionKind::PlanHistory];
+        let mut ops = Vec::new();
+        for section in sections {
+            ops.push(MemoryOp::Add { section, item: item(5, None) });
+            ops.push(MemoryOp::Add { section, item: item(6, Some(Message::user("q"))) });
+            ops.push(MemoryOp::Add { section, item: full_item() });
+            ops.push(MemoryOp::Remove { section, ids: vec![] });
+            ops.push(MemoryOp::Remove { section, ids: vec![1, 2, u64::MAX] });
+            ops.push(MemoryOp::Use { section, ids: vec![3], turn: 7 });
+            ops.push(MemoryOp::Replace { section, items: vec![] });
+            ops.push(MemoryOp::Replace { section, items: vec![item(1, None), full_item()] });
+        }
+        same_as_serde(&record(ops));
+        // Every optional field absent.
+        let mut plain = record(vec![]);
+        plain.agent = None;
+        plain.tool_calls.clear();
+        plain.unpriced_model_calls = 0;
+        plain.cost_usd = 0.0;
+        plain.stop_reason = StopReason::Completed;
+        same_as_serde(&plain);
+        plain.cost_usd = f64::NAN;
+        same_as_serde(&plain);
+    }
+}
