@@ -118,35 +118,60 @@ fn child_prefix(dir: &VfsPath) -> String {
     if dir.is_root() { String::new() } else { format!("{}/", dir.as_str()) }
 }
 
-/// Whether at least one file lies strictly below `dir`.
-fn has_descendants(map: &BTreeMap<String, MemoryFile>, dir: &VfsPath) -> bool {
-    let prefix = child_prefix(dir);
-    map.range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
-        .next()
-        .is_some_and(|(key, _)| key.starts_with(&prefix))
+/// Calls `f` with the key prefix shared by everything strictly below `dir` (as
+/// [`child_prefix`]), built on the stack when the path is short: looking a path up allocates
+/// nothing.
+fn with_child_prefix<R>(dir: &str, f: impl FnOnce(&str) -> R) -> R {
+    if dir.is_empty() {
+        return f("");
+    }
+    let mut buf = [0u8; 256];
+    let len = dir.len();
+    if len < buf.len() {
+        buf[..len].copy_from_slice(dir.as_bytes());
+        buf[len] = b'/';
+        if let Ok(prefix) = std::str::from_utf8(&buf[..=len]) {
+            return f(prefix);
+        }
+    }
+    f(&format!("{dir}/"))
+}
+
+/// Whether at least one file lies strictly below the directory `dir` (its key; `""` is the
+/// root).
+fn has_descendants(map: &BTreeMap<String, MemoryFile>, dir: &str) -> bool {
+    with_child_prefix(dir, |prefix| {
+        map.range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .next()
+            .is_some_and(|(key, _)| key.starts_with(prefix))
+    })
 }
 
 fn lookup<'a>(map: &'a BTreeMap<String, MemoryFile>, path: &VfsPath) -> Lookup<'a> {
     if let Some(file) = map.get(path.as_str()) {
         return Lookup::File(file);
     }
-    if path.is_root() || has_descendants(map, path) { Lookup::Dir } else { Lookup::Missing }
+    if path.is_root() || has_descendants(map, path.as_str()) { Lookup::Dir } else { Lookup::Missing }
 }
 
 /// Checks that `path` can hold a file: it is not a directory and no ancestor is a file.
 fn check_file_slot(map: &BTreeMap<String, MemoryFile>, path: &VfsPath) -> Result<(), VfsError> {
-    if path.is_root() || has_descendants(map, path) {
+    let key = path.as_str();
+    if path.is_root() || has_descendants(map, key) {
         return Err(VfsError::WrongKind { path: path.clone(), expected: "file", found: "directory" });
     }
-    let mut ancestor = path.parent();
-    while let Some(dir) = ancestor {
-        if dir.is_root() {
-            break;
+    // Every ancestor but the root is the key up to one of its separators (at most one of them
+    // can be a file: a file has nothing below it).
+    for (end, _) in key.match_indices('/') {
+        if let Some(dir) = key.get(..end)
+            && map.contains_key(dir)
+        {
+            return Err(VfsError::WrongKind {
+                path: VfsPath::from_normalized(dir.to_owned()),
+                expected: "directory",
+                found: "file",
+            });
         }
-        if map.contains_key(dir.as_str()) {
-            return Err(VfsError::WrongKind { path: dir, expected: "directory", found: "file" });
-        }
-        ancestor = dir.parent();
     }
     Ok(())
 }
