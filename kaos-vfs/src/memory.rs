@@ -59,7 +59,9 @@ struct MemoryFile {
 
 impl MemoryFile {
     fn new(data: Bytes) -> Self {
-        Self { len: data.len(), pieces: vec![data], modified: SystemTime::now() }
+        // An empty file (a new session's log) holds no piece, and allocates nothing.
+        let pieces = if data.is_empty() { Vec::new() } else { vec![data] };
+        Self { len: pieces.first().map_or(0, Bytes::len), pieces, modified: SystemTime::now() }
     }
 
     /// The whole content, if it is in one piece already.
@@ -270,8 +272,10 @@ impl Vfs for MemoryVfs {
     async fn append(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError> {
         let mut tree = self.write_tree();
         if let Some(file) = tree.files.get_mut(path.as_str()) {
-            file.len += data.len();
-            file.pieces.push(data);
+            if !data.is_empty() {
+                file.len += data.len();
+                file.pieces.push(data);
+            }
             file.modified = SystemTime::now();
             return Ok(());
         }
