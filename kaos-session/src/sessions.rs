@@ -232,13 +232,26 @@ impl Sessions {
         let local = self.locks.lock(id.as_str()).await;
         let vfs = self.store.lock(id).await?;
         let stamp = self.store.stamp(id).await?;
+        // A session with nothing stored at all (no directory: no log, no checkpoint, no files)
+        // starts from empty memory without reading anything. One that has a directory but an
+        // empty or missing log is loaded as usual (a checkpoint there is checked, and reported
+        // when ignored).
+        let fresh = stamp.len == 0 && !self.store.vfs().exists(&SessionStore::dir(id)?).await?;
         if stamp.len == 0 {
             // A new (or empty) session: fail now, before the turn spends anything, if its log
             // cannot be written (e.g. its directory is a symlink).
             self.store.ensure_writable(id).await?;
         }
-        let (memory, position, hydration, repairs) = match self.cache.take(id, stamp) {
+        let cached = if fresh { None } else { self.cache.take(id, stamp) };
+        let (memory, position, hydration, repairs) = match cached {
             Some((memory, position)) => (memory, position, Hydration::Cached, Vec::new()),
+            // What loading an absent session gives, without the reads.
+            None if fresh => (
+                SessionMemory::new(profile, counter),
+                LogPosition::default(),
+                Hydration::Loaded { dropped_tail: None, bad_checkpoint: false },
+                Vec::new(),
+            ),
             None => {
                 let Hydrated { memory, position, dropped_tail, bad_checkpoint, repairs } =
                     self.store.load_for_write(id, profile, counter).await?;

@@ -221,18 +221,42 @@ impl Debug for VfsLock {
 /// [`MemoryVfs`](crate::MemoryVfs)) uses to implement [`Vfs::lock`], and what the Runner uses to
 /// serialize turns of one session within a process. Waiters are served in arrival order. A
 /// name is forgotten when its last holder or waiter lets go, so the map holds only the locks in
-/// use and taking a lock costs the same however many there are.
+/// use and taking a lock costs the same however many there are. The names are spread over
+/// [`LOCK_SHARDS`] separately locked maps, so threads taking different names rarely wait for
+/// (or bounce the cache line of) the same mutex.
 #[derive(Debug, Default, Clone)]
 pub struct LocalLocks {
-    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    shards: Arc<LockShards>,
 }
 
-type LockMap = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
+/// How many separately locked maps [`LocalLocks`] spreads its names over.
+const LOCK_SHARDS: usize = 16;
+
+type LockMap = HashMap<Arc<str>, Arc<tokio::sync::Mutex<()>>>;
+
+#[derive(Debug, Default)]
+struct LockShards {
+    hasher: std::hash::RandomState,
+    maps: [Mutex<LockMap>; LOCK_SHARDS],
+}
+
+impl LockShards {
+    fn index(&self, name: &str) -> usize {
+        use std::hash::BuildHasher as _;
+        (self.hasher.hash_one(name) % LOCK_SHARDS as u64) as usize
+    }
+
+    fn map(&self, index: usize) -> std::sync::MutexGuard<'_, LockMap> {
+        self.maps[index % LOCK_SHARDS].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 /// Holds one of [`LocalLocks`]' locks; forgets the name when nobody else wants it.
 struct LocalGuard {
-    locks: LockMap,
-    name: String,
+    shards: Arc<LockShards>,
+    index: usize,
+    /// The map's own key (shared, not copied).
+    name: Arc<str>,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
@@ -240,10 +264,12 @@ impl Drop for LocalGuard {
     fn drop(&mut self) {
         drop(self.guard.take());
         // Only the map's own reference left: no holder, no waiter. The clone in `lock` and this
-        // check both run under the map's mutex, so a concurrent taker keeps the entry alive.
-        let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
-        if locks.get(&self.name).is_some_and(|m| Arc::strong_count(m) == 1) {
-            locks.remove(&self.name);
+        // check both run under the shard's mutex, so a concurrent taker keeps the entry alive.
+        let mut map = self.shards.map(self.index);
+        if let std::collections::hash_map::Entry::Occupied(entry) = map.entry(self.name.clone())
+            && Arc::strong_count(entry.get()) == 1
+        {
+            entry.remove();
         }
     }
 }
@@ -251,17 +277,19 @@ impl Drop for LocalGuard {
 impl LocalLocks {
     /// Takes the lock named `name`, waiting (in arrival order) while it is held.
     pub async fn lock(&self, name: &str) -> VfsLock {
-        let mutex = {
-            let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
-            locks.entry(name.to_owned()).or_default().clone()
+        let index = self.shards.index(name);
+        let (name, mutex) = {
+            let mut map = self.shards.map(index);
+            let entry = map.entry(Arc::from(name));
+            (entry.key().clone(), entry.or_default().clone())
         };
         let guard = mutex.lock_owned().await;
-        VfsLock::new(LocalGuard { locks: self.locks.clone(), name: name.to_owned(), guard: Some(guard) })
+        VfsLock::new(LocalGuard { shards: self.shards.clone(), index, name, guard: Some(guard) })
     }
 
     /// How many names are held or waited for right now.
     pub fn in_use(&self) -> usize {
-        self.locks.lock().unwrap_or_else(PoisonError::into_inner).len()
+        (0..LOCK_SHARDS).map(|index| self.shards.map(index).len()).sum()
     }
 }
 
@@ -275,6 +303,31 @@ mod tests {
         let first = locks.lock("a").await;
         assert_eq!(locks.in_use(), 1);
         drop(first);
+        assert_eq!(locks.in_use(), 0);
+    }
+
+    /// Names in every shard: each excludes its own takers only, and a name stays known while a
+    /// waiter wants it.
+    #[tokio::test]
+    async fn names_exclude_their_own_takers_in_every_shard() {
+        let locks = LocalLocks::default();
+        let mut held = Vec::new();
+        for i in 0..100 {
+            held.push(locks.lock(&format!("s{i}")).await);
+        }
+        assert_eq!(locks.in_use(), 100);
+        let waiter = tokio::spawn({
+            let locks = locks.clone();
+            async move { drop(locks.lock("s7").await) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "s7 is held");
+        // Releasing every other name leaves s7 known to its waiter.
+        let s7 = held.remove(7);
+        held.clear();
+        assert_eq!(locks.in_use(), 1);
+        drop(s7);
+        waiter.await.unwrap();
         assert_eq!(locks.in_use(), 0);
     }
 }

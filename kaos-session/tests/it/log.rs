@@ -7,7 +7,7 @@ use bytes::Bytes;
 use kaos_agent::MemoryProfile;
 use kaos_providers::{Estimator, Message, TokenCounter, Usage};
 use kaos_session::{
-    NewItem, SESSION_LAYOUT_VERSION, SessionError, SessionId, Sessions, StopReason, TurnRecord,
+    Hydration, NewItem, SESSION_LAYOUT_VERSION, SessionError, SessionId, Sessions, StopReason, TurnRecord,
 };
 use kaos_vfs::{DiskVfs, MemoryVfs, Metadata, Vfs, VfsEntry, VfsError, VfsLock, VfsPath};
 
@@ -261,4 +261,36 @@ async fn a_dropped_commit_holds_the_session_until_its_append_has_landed() {
         .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["turn"].as_u64().unwrap())
         .collect();
     assert_eq!(numbers, [1, 2]);
+}
+
+/// A session with nothing stored starts empty without reading anything, and its log exists
+/// once it is taken; one whose directory holds a checkpoint but no log is still loaded, so the
+/// checkpoint is checked (and reported when ignored), on every local backend.
+#[tokio::test]
+async fn a_new_session_starts_empty_but_a_stray_checkpoint_is_still_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let backends: [Arc<dyn Vfs>; 2] =
+        [Arc::new(MemoryVfs::new()), Arc::new(DiskVfs::new(dir.path()).unwrap())];
+    for vfs in backends {
+        let sessions = Sessions::with_cache(vfs.clone(), 16);
+        let id = SessionId::new("new").unwrap();
+        let taken = sessions.take(&id, &MemoryProfile::default(), counter()).await.unwrap();
+        assert_eq!(taken.hydration, Hydration::Loaded { dropped_tail: None, bad_checkpoint: false });
+        assert!(taken.repairs.is_empty(), "{:?}", taken.repairs);
+        assert_eq!(taken.memory.turn(), 0);
+        assert!(taken.memory.sections().all(|s| s.items().is_empty()));
+        drop(taken);
+        let log = VfsPath::new("sessions/new/turns.jsonl").unwrap();
+        assert_eq!(vfs.stat(&log).await.unwrap().len, 0, "the new session's log was created");
+        assert_eq!(turn(&sessions, &id, 10).await.unwrap(), 1);
+        assert_eq!(turn(&sessions, &id, 10).await.unwrap(), 2);
+
+        let stray = SessionId::new("stray").unwrap();
+        let checkpoint = VfsPath::new("sessions/stray/checkpoint.json").unwrap();
+        vfs.write(&checkpoint, Bytes::from_static(b"{not json")).await.unwrap();
+        let taken = sessions.take(&stray, &MemoryProfile::default(), counter()).await.unwrap();
+        assert_eq!(taken.hydration, Hydration::Loaded { dropped_tail: None, bad_checkpoint: true });
+        assert_eq!(taken.repairs.len(), 1, "{:?}", taken.repairs);
+        assert!(taken.repairs[0].contains("unreadable checkpoint"), "{:?}", taken.repairs);
+    }
 }
