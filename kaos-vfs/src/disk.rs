@@ -82,10 +82,74 @@ struct Shared {
     hasher: RandomState,
     commits: GroupCommit,
     handles: Handles,
-    /// Directories whose new entries (made by synced appends) are not durable yet: made
-    /// durable by the next commit, `write`, `sync` or `truncate`, so a new session's
-    /// directories cost no fsync of their own before its first turn is committed.
-    unsynced_dirs: Mutex<Vec<PathBuf>>,
+    /// Fsyncs of directories given new entries by synced appends, started in the background
+    /// as soon as the entries are made (see [`DirJob`]); the next commit, `write`, `sync` or
+    /// `truncate` waits for them. So a new session's directory entries are made durable while
+    /// its turn runs, alongside its first append's own `fdatasync`, not after it.
+    dir_jobs: Mutex<Vec<Arc<DirJob>>>,
+}
+
+/// The fsync of one directory whose new entries must become durable before the next commit
+/// returns: queued on tokio's blocking pool when the entry is made, and run by whoever gets to
+/// it first — that pool, or a commit waiting for it (so a commit never waits on a pool that
+/// is full of commits waiting).
+#[derive(Debug)]
+struct DirJob {
+    dir: PathBuf,
+    state: Mutex<JobState>,
+    done: Condvar,
+}
+
+#[derive(Debug, Clone)]
+enum JobState {
+    /// Not started: an fsync run from now on covers every entry made so far.
+    Queued,
+    Running,
+    Done(Result<(), (io::ErrorKind, String)>),
+}
+
+impl DirJob {
+    fn new(dir: PathBuf) -> Self {
+        Self { dir, state: Mutex::new(JobState::Queued), done: Condvar::new() }
+    }
+
+    fn is_queued(&self) -> bool {
+        matches!(*self.state.lock().unwrap_or_else(PoisonError::into_inner), JobState::Queued)
+    }
+
+    /// Runs the fsync unless someone else has started it.
+    fn run(&self) {
+        {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if !matches!(*state, JobState::Queued) {
+                return;
+            }
+            *state = JobState::Running;
+        }
+        let outcome = match sync_dir(&self.dir) {
+            // Removed since (a session deleted before its first commit): nothing to keep.
+            Err(e) if is_missing(&e) => Ok(()),
+            other => other.map_err(|e| (e.kind(), e.to_string())),
+        };
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = JobState::Done(outcome);
+        self.done.notify_all();
+    }
+
+    /// Waits for the fsync (running it here when nobody has started it).
+    fn wait(&self) -> io::Result<()> {
+        self.run();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            match &*state {
+                JobState::Done(outcome) => {
+                    return outcome.clone().map_err(|(kind, message)| io::Error::new(kind, message));
+                }
+                JobState::Queued | JobState::Running => {
+                    state = self.done.wait(state).unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+        }
+    }
 }
 
 /// When `prepare_file` makes the directories it creates durable.
@@ -93,7 +157,8 @@ struct Shared {
 enum DirSync {
     /// At once (each new directory's parent is fsynced): `write`.
     Now,
-    /// By the next commit: synced appends (see `Shared::unsynced_dirs`).
+    /// Started in the background, waited for by the next commit: synced appends (see
+    /// `Shared::dir_jobs`).
     Defer,
     /// Never: appends that are not synced, and lock files (a lock need not survive a crash).
     Skip,
@@ -232,9 +297,10 @@ impl CommitSlot {
 
 impl GroupCommit {
     /// Makes `file`'s written bytes durable, together with whatever else is queued, and the
-    /// directories in `unsynced` (taken by the round's leader after its batch: every directory
-    /// an append of the batch created is in it by then).
-    fn commit(&self, file: Arc<File>, unsynced: &Mutex<Vec<PathBuf>>) -> io::Result<()> {
+    /// new directory entries of `shared` (the round's leader waits for the directory fsyncs
+    /// after syncing its batch: every directory an append of the batch created had its fsync
+    /// started before that append's write).
+    fn commit(&self, file: Arc<File>, shared: &Shared) -> io::Result<()> {
         let slot = Arc::new(CommitSlot::default());
         let mut lead = {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -260,12 +326,9 @@ impl GroupCommit {
             // the queue's lock.
             let batch =
                 std::mem::take(&mut self.queue.lock().unwrap_or_else(PoisonError::into_inner).pending);
-            let dirs = std::mem::take(&mut *unsynced.lock().unwrap_or_else(PoisonError::into_inner));
-            let outcome = sync_files(&batch, &dirs).map_err(|e| (e.kind(), e.to_string()));
-            if outcome.is_err() {
-                // Made durable by a later round, then.
-                unsynced.lock().unwrap_or_else(PoisonError::into_inner).extend(dirs);
-            }
+            let outcome = sync_files(&batch)
+                .and_then(|()| shared.sync_deferred_dirs())
+                .map_err(|e| (e.kind(), e.to_string()));
             let mut mine = None;
             for pending in &batch {
                 if Arc::ptr_eq(&pending.slot, &slot) {
@@ -292,18 +355,17 @@ impl GroupCommit {
     }
 }
 
-/// Makes the written bytes of every pending append durable, and the entries of `dirs`. One
-/// append and no new directory: one `fdatasync` of its file. Several, or new directories, on
-/// Linux: one `syncfs` of the filesystem (every file is under the one root), which commits the
-/// filesystem's journal once for all of them. Measured on ext4 (shared, busy disk): with 100
-/// files one `syncfs` cost about two `fdatasync`s of one file, and 100 `fdatasync`s, one after
-/// the other or even 32 at a time, 1.5 to 50 times as much; a new session's first commit took
-/// 0.6 ms with `syncfs` against 2-4 ms for each of its directories' fsyncs after the
-/// `fdatasync`. Elsewhere: an `fdatasync` of each file, then an fsync of each directory.
-fn sync_files(batch: &[Pending], dirs: &[PathBuf]) -> io::Result<()> {
+/// Makes the written bytes of every pending append durable. One append: one `fdatasync` of its
+/// file. Several, on Linux: one `syncfs` of the filesystem (every file is under the one root),
+/// which writes them all out and flushes the disk once. Measured on ext4 (shared, busy disk):
+/// with 100 files one `syncfs` cost about two `fdatasync`s of one file, and 100 `fdatasync`s
+/// one after the other 1.5 to 50 times as much; 100 at once, from 100 threads, took as long as
+/// the `syncfs` but ten times its CPU. Elsewhere: an `fdatasync` of each file. (New directory
+/// entries are not made durable here: see [`DirJob`].)
+fn sync_files(batch: &[Pending]) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     if let Some(first) = batch.first()
-        && (batch.len() > 1 || !dirs.is_empty())
+        && batch.len() > 1
     {
         return rustix::fs::syncfs(&*first.file).map_err(io::Error::from);
     }
@@ -313,16 +375,6 @@ fn sync_files(batch: &[Pending], dirs: &[PathBuf]) -> io::Result<()> {
         if !synced.contains(&file) {
             pending.file.sync_data()?;
             synced.push(file);
-        }
-    }
-    sync_dirs(dirs)
-}
-
-/// Fsyncs each directory of `dirs` once.
-fn sync_dirs(dirs: &[PathBuf]) -> io::Result<()> {
-    for (i, dir) in dirs.iter().enumerate() {
-        if !dirs[..i].contains(dir) {
-            sync_dir(dir)?;
         }
     }
     Ok(())
@@ -349,7 +401,7 @@ impl DiskVfs {
                 hasher: RandomState::new(),
                 commits: GroupCommit::default(),
                 handles: Handles::default(),
-                unsynced_dirs: Mutex::default(),
+                dir_jobs: Mutex::default(),
             }),
             sync_appends: false,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
@@ -575,20 +627,43 @@ impl Shared {
         }
     }
 
+    /// Starts making `dir`'s new entries durable: an fsync of it queued on the blocking pool
+    /// (when a tokio runtime is there; else run by the next commit), unless one is queued and
+    /// not started yet (it covers this entry too).
     fn defer_dir_sync(&self, dir: PathBuf) {
-        self.unsynced_dirs.lock().unwrap_or_else(PoisonError::into_inner).push(dir);
+        let job = {
+            let mut jobs = self.dir_jobs.lock().unwrap_or_else(PoisonError::into_inner);
+            if jobs.iter().any(|job| job.dir == dir && job.is_queued()) {
+                return;
+            }
+            let job = Arc::new(DirJob::new(dir));
+            jobs.push(Arc::clone(&job));
+            job
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn_blocking(move || job.run()));
+        }
     }
 
-    /// Makes the entries of the directories created by synced appends durable now.
+    /// Makes the entries of the directories created by synced appends durable: waits for
+    /// every directory fsync started so far (running those not started yet). A failed one is
+    /// queued again, so a later commit retries it.
     fn sync_deferred_dirs(&self) -> io::Result<()> {
-        let dirs = std::mem::take(&mut *self.unsynced_dirs.lock().unwrap_or_else(PoisonError::into_inner));
-        if dirs.is_empty() {
+        let jobs = self.dir_jobs.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if jobs.is_empty() {
             return Ok(());
         }
-        let outcome = sync_dirs(&dirs);
-        if outcome.is_err() {
-            self.unsynced_dirs.lock().unwrap_or_else(PoisonError::into_inner).extend(dirs);
+        let mut outcome = Ok(());
+        let mut failed = Vec::new();
+        for job in &jobs {
+            if let Err(e) = job.wait() {
+                failed.push(job.dir.clone());
+                outcome = outcome.and(Err(e));
+            }
         }
+        let mut list = self.dir_jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        list.retain(|job| !jobs.iter().any(|done| Arc::ptr_eq(job, done)));
+        list.extend(failed.into_iter().map(|dir| Arc::new(DirJob::new(dir))));
         outcome
     }
 
@@ -1192,7 +1267,7 @@ impl Vfs for DiskVfs {
             if !sync || data.is_empty() {
                 return Ok(());
             }
-            shared.commits.commit(file, &shared.unsynced_dirs).map_err(|e| io_error(path, e))
+            shared.commits.commit(file, shared).map_err(|e| io_error(path, e))
         })
         .await
     }
@@ -1304,5 +1379,67 @@ impl Vfs for DiskVfs {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn jobs(vfs: &DiskVfs) -> usize {
+        vfs.shared.dir_jobs.lock().unwrap().len()
+    }
+
+    /// The ordering a durable commit relies on: the fsyncs of the directories a synced append
+    /// created start at once (in the background), and the commit of the first bytes returns
+    /// only after every one of them is done.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_returns_after_its_new_directories_are_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = DiskVfs::new(dir.path()).unwrap().with_synced_appends(true);
+        let log = VfsPath::new("sessions/s1/turns.jsonl").unwrap();
+        // What a new session's take does: an empty append makes the file and its directories
+        // and starts their fsyncs (root, `sessions`, `sessions/s1`), without waiting.
+        vfs.append(&log, Bytes::new()).await.unwrap();
+        assert_eq!(jobs(&vfs), 3);
+        vfs.append(&log, Bytes::from_static(b"{}\n")).await.unwrap();
+        assert_eq!(jobs(&vfs), 0, "the commit waited for every directory fsync");
+        // A second session in the same parent: two new entries, two fsyncs, both awaited.
+        vfs.append(&VfsPath::new("sessions/s2/turns.jsonl").unwrap(), Bytes::from_static(b"{}\n"))
+            .await
+            .unwrap();
+        assert_eq!(jobs(&vfs), 0);
+        // Appends that create nothing start no fsync of a directory.
+        vfs.append(&log, Bytes::from_static(b"{}\n")).await.unwrap();
+        assert_eq!(jobs(&vfs), 0);
+        assert_eq!(&vfs.read(&log).await.unwrap()[..], b"{}\n{}\n");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_directory_removed_before_its_fsync_does_not_fail_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = DiskVfs::new(dir.path()).unwrap().with_synced_appends(true);
+        // As if a session were deleted before its first commit while its directory's fsync
+        // was still queued.
+        vfs.shared.dir_jobs.lock().unwrap().push(Arc::new(DirJob::new(dir.path().join("gone"))));
+        vfs.append(&VfsPath::new("a.log").unwrap(), Bytes::from_static(b"x\n")).await.unwrap();
+        assert_eq!(jobs(&vfs), 0);
+    }
+
+    /// A directory fsync nobody picked up (no runtime when it was queued, or a blocking pool
+    /// busy with commits) is run by the commit that waits for it.
+    #[test]
+    fn a_queued_directory_fsync_is_run_by_its_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = DiskVfs::new(dir.path()).unwrap();
+        vfs.shared.defer_dir_sync(dir.path().to_path_buf());
+        assert_eq!(jobs(&vfs), 1);
+        // A second entry while the first fsync has not started: covered by the same fsync.
+        vfs.shared.defer_dir_sync(dir.path().to_path_buf());
+        assert_eq!(jobs(&vfs), 1);
+        vfs.shared.sync_deferred_dirs().unwrap();
+        assert_eq!(jobs(&vfs), 0);
     }
 }
