@@ -113,8 +113,8 @@ impl DirJob {
         Self { dir, state: Mutex::new(JobState::Queued), done: Condvar::new() }
     }
 
-    fn is_queued(&self) -> bool {
-        matches!(*self.state.lock().unwrap_or_else(PoisonError::into_inner), JobState::Queued)
+    fn state(&self) -> JobState {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Runs the fsync unless someone else has started it.
@@ -244,12 +244,12 @@ impl Handles {
 }
 
 /// Group commit of synced appends: an append writes its bytes, queues its file and waits until
-/// an fsync started after its write has finished. One waiter at a time leads: it takes every
-/// queued file and makes them durable at once (see [`sync_files`]), while the appends arriving
-/// meanwhile queue up for the next round, led by the first of them. So N sessions appending at
-/// once share fsyncs instead of paying one each, and no append returns before its bytes are
-/// durable. Each waiting append is woken once (its round is done, or it leads the next), so
-/// a round costs no wake-ups of the appends it does not commit.
+/// an fsync started after its write has finished. One blocking thread at a time leads: it takes
+/// every queued file and makes them durable at once (see [`sync_files`]), then the files queued
+/// meanwhile, and so on until none is left, while the appends wait asynchronously (a oneshot
+/// channel each), holding no thread. So N sessions appending at once share fsyncs instead of
+/// paying one each, a round wakes only the appends it committed, once each, and no append
+/// returns before its bytes are durable.
 #[derive(Debug, Default)]
 struct GroupCommit {
     queue: Mutex<CommitQueue>,
@@ -257,9 +257,9 @@ struct GroupCommit {
 
 #[derive(Debug, Default)]
 struct CommitQueue {
-    /// Files written and waiting for an fsync, with the slot their append waits on.
+    /// Files written and waiting for an fsync, with where their append waits.
     pending: Vec<Pending>,
-    /// Whether a leader is syncing right now (or has been handed the next round).
+    /// Whether a leader is syncing right now (it takes what is queued before it stops).
     leading: bool,
 }
 
@@ -267,89 +267,56 @@ struct CommitQueue {
 #[derive(Debug)]
 struct Pending {
     file: Arc<File>,
-    slot: Arc<CommitSlot>,
-}
-
-/// Where one append waits: woken once, when its round is done or when it is handed the lead
-/// of the next round (never by other appends' rounds, so a round wakes only its own appends).
-#[derive(Debug, Default)]
-struct CommitSlot {
-    state: Mutex<SlotState>,
-    ready: Condvar,
-}
-
-#[derive(Debug, Default)]
-enum SlotState {
-    #[default]
-    Waiting,
-    /// Lead the next round.
-    Lead,
-    /// Committed (or not), by the round that synced it.
-    Done(Result<(), (io::ErrorKind, String)>),
-}
-
-impl CommitSlot {
-    fn set(&self, state: SlotState) {
-        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = state;
-        self.ready.notify_one();
-    }
+    path: VfsPath,
+    done: tokio::sync::oneshot::Sender<Result<(), VfsError>>,
 }
 
 impl GroupCommit {
-    /// Makes `file`'s written bytes durable, together with whatever else is queued, and the
-    /// new directory entries of `shared` (the round's leader waits for the directory fsyncs
-    /// after syncing its batch: every directory an append of the batch created had its fsync
-    /// started before that append's write).
-    fn commit(&self, file: Arc<File>, shared: &Shared) -> io::Result<()> {
-        let slot = Arc::new(CommitSlot::default());
-        let mut lead = {
+    /// Queues `file`'s written bytes to be made durable, together with whatever else is queued
+    /// and the new directory entries of `shared` (the round's leader waits for the directory
+    /// fsyncs after syncing its batch: every directory an append of the batch created had its
+    /// fsync started before that append's write). The outcome goes to `done`. When no round is
+    /// under way, the calling (blocking) thread leads rounds until the queue is empty.
+    fn commit(&self, pending: Pending, shared: &Shared) {
+        {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.pending.push(Pending { file, slot: slot.clone() });
-            !std::mem::replace(&mut queue.leading, true)
-        };
-        loop {
-            if !lead {
-                let mut state = slot.state.lock().unwrap_or_else(PoisonError::into_inner);
-                loop {
-                    match std::mem::take(&mut *state) {
-                        SlotState::Waiting => {
-                            state = slot.ready.wait(state).unwrap_or_else(PoisonError::into_inner);
-                        }
-                        SlotState::Lead => break,
-                        SlotState::Done(outcome) => {
-                            return outcome.map_err(|(kind, message)| io::Error::new(kind, message));
-                        }
-                    }
+            queue.pending.push(pending);
+            if std::mem::replace(&mut queue.leading, true) {
+                return;
+            }
+        }
+        // Should a round ever unwind, the appends queued behind it fail instead of waiting
+        // for a leader that is gone.
+        struct Abdicate<'a>(&'a GroupCommit);
+        impl Drop for Abdicate<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    let mut queue = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                    queue.pending.clear();
+                    queue.leading = false;
                 }
             }
-            // Lead one round: sync everything queued so far (this append included), outside
-            // the queue's lock.
-            let batch =
-                std::mem::take(&mut self.queue.lock().unwrap_or_else(PoisonError::into_inner).pending);
+        }
+        let _abdicate = Abdicate(self);
+        loop {
+            // Lead one round: sync everything queued so far, outside the queue's lock.
+            let batch = {
+                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                if queue.pending.is_empty() {
+                    queue.leading = false;
+                    return;
+                }
+                std::mem::take(&mut queue.pending)
+            };
             let outcome = sync_files(&batch)
                 .and_then(|()| shared.sync_deferred_dirs())
                 .map_err(|e| (e.kind(), e.to_string()));
-            let mut mine = None;
-            for pending in &batch {
-                if Arc::ptr_eq(&pending.slot, &slot) {
-                    mine = Some(outcome.clone());
-                } else {
-                    pending.slot.set(SlotState::Done(outcome.clone()));
-                }
-            }
-            drop(batch);
-            // Hand the next round to the first append that queued meanwhile.
-            {
-                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                match queue.pending.first() {
-                    Some(next) => next.slot.set(SlotState::Lead),
-                    None => queue.leading = false,
-                }
-            }
-            match mine {
-                Some(outcome) => return outcome.map_err(|(kind, message)| io::Error::new(kind, message)),
-                // Not reached (a leader's own append is always in the batch it takes): wait.
-                None => lead = false,
+            for Pending { path, done, .. } in batch {
+                let outcome = outcome
+                    .clone()
+                    .map_err(|(kind, message)| io_error(&path, io::Error::new(kind, message)));
+                // An append whose caller went away: its bytes are durable all the same.
+                let _ = done.send(outcome);
             }
         }
     }
@@ -629,19 +596,31 @@ impl Shared {
 
     /// Starts making `dir`'s new entries durable: an fsync of it queued on the blocking pool
     /// (when a tokio runtime is there; else run by the next commit), unless one is queued and
-    /// not started yet (it covers this entry too).
+    /// not started yet (it covers this entry too). One that is running may have missed this
+    /// entry: the new fsync starts when it ends, so the fsyncs of a directory that many new
+    /// sessions share (`sessions/`) come one at a time, each covering every entry made while
+    /// the one before ran.
     fn defer_dir_sync(&self, dir: PathBuf) {
-        let job = {
+        let (job, after) = {
             let mut jobs = self.dir_jobs.lock().unwrap_or_else(PoisonError::into_inner);
-            if jobs.iter().any(|job| job.dir == dir && job.is_queued()) {
-                return;
-            }
+            let last = jobs.iter().rev().find(|job| job.dir == dir);
+            let after = match last.map(|job| (job, job.state())) {
+                Some((_, JobState::Queued)) => return,
+                Some((job, JobState::Running)) => Some(Arc::clone(job)),
+                Some((_, JobState::Done(_))) | None => None,
+            };
             let job = Arc::new(DirJob::new(dir));
             jobs.push(Arc::clone(&job));
-            job
+            (job, after)
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            drop(runtime.spawn_blocking(move || job.run()));
+            drop(runtime.spawn_blocking(move || {
+                if let Some(before) = after {
+                    // Its outcome is its waiters' concern.
+                    let _ = before.wait();
+                }
+                job.run();
+            }));
         }
     }
 
@@ -1251,25 +1230,41 @@ impl Vfs for DiskVfs {
     }
 
     async fn append(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError> {
+        check_reserved(path)?;
         let sync = self.sync_appends;
-        self.run(path, move |shared, path| {
-            let guard = shared.append_lock(path).lock().unwrap_or_else(PoisonError::into_inner);
-            let file = shared.append_handle(path, sync)?;
-            if let Err(e) = (&*file).write_all(&data) {
-                shared.handles.forget(path);
-                return Err(io_error(path, e));
+        let shared = Arc::clone(&self.shared);
+        let owned = path.clone();
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        // The append runs to its end on the blocking pool even if this future is dropped;
+        // its outcome comes back on `done` (a synced one's once its commit round is over).
+        drop(tokio::task::spawn_blocking(move || {
+            let path = owned;
+            let written = (|| {
+                let guard = shared.append_lock(&path).lock().unwrap_or_else(PoisonError::into_inner);
+                let file = shared.append_handle(&path, sync)?;
+                if let Err(e) = (&*file).write_all(&data) {
+                    shared.handles.forget(&path);
+                    return Err(io_error(&path, e));
+                }
+                // The append lock is released first, so other appends to this file can join
+                // the group this one is committed with.
+                drop(guard);
+                Ok(file)
+            })();
+            match written {
+                // Nothing written, nothing to make durable (a new file's directory entries
+                // are made durable by the first commit after them).
+                Ok(file) if sync && !data.is_empty() => {
+                    shared.commits.commit(Pending { file, path, done }, &shared);
+                }
+                written => {
+                    let _ = done.send(written.map(drop));
+                }
             }
-            // The append lock is released first, so other appends to this file can join the
-            // group this one is committed with.
-            drop(guard);
-            // Nothing written, nothing to make durable (a new file's directory entry is made
-            // durable with the first bytes committed).
-            if !sync || data.is_empty() {
-                return Ok(());
-            }
-            shared.commits.commit(file, shared).map_err(|e| io_error(path, e))
+        }));
+        outcome.await.unwrap_or_else(|_| {
+            Err(VfsError::Io { path: path.to_string(), source: io::Error::other("the append's thread ended") })
         })
-        .await
     }
 
     async fn exists(&self, path: &VfsPath) -> Result<bool, VfsError> {
