@@ -312,9 +312,8 @@ impl GroupCommit {
                 .and_then(|()| shared.sync_deferred_dirs())
                 .map_err(|e| (e.kind(), e.to_string()));
             for Pending { path, done, .. } in batch {
-                let outcome = outcome
-                    .clone()
-                    .map_err(|(kind, message)| io_error(&path, io::Error::new(kind, message)));
+                let outcome =
+                    outcome.clone().map_err(|(kind, message)| io_error(&path, io::Error::new(kind, message)));
                 // An append whose caller went away: its bytes are durable all the same.
                 let _ = done.send(outcome);
             }
@@ -1263,7 +1262,10 @@ impl Vfs for DiskVfs {
             }
         }));
         outcome.await.unwrap_or_else(|_| {
-            Err(VfsError::Io { path: path.to_string(), source: io::Error::other("the append's thread ended") })
+            Err(VfsError::Io {
+                path: path.to_string(),
+                source: io::Error::other("the append's thread ended"),
+            })
         })
     }
 
