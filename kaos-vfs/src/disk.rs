@@ -391,6 +391,10 @@ impl DiskVfs {
     /// committed in groups: every append waits for an fsync that started after its write, and
     /// appends made while one fsync runs (other sessions' turns) share the next one, so many
     /// concurrent appenders cost far fewer fsyncs than appends. Clones share the group.
+    /// The entries of the files and directories such appends create are made durable too:
+    /// each new entry's directory is fsynced in the background as soon as the entry is made,
+    /// and the next commit returns only once that fsync is done (so a new session's
+    /// directories are synced while its first turn runs, not after it).
     pub fn with_synced_appends(mut self, sync: bool) -> Self {
         self.sync_appends = sync;
         self
