@@ -1418,6 +1418,50 @@ mod tests {
         assert_eq!(&vfs.read(&log).await.unwrap()[..], b"{}\n{}\n");
     }
 
+    /// An append whose caller stops waiting still lands whole and is committed: the write and
+    /// the commit round run on the blocking pool whatever becomes of the future.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_synced_append_whose_caller_went_away_still_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = DiskVfs::new(dir.path()).unwrap().with_synced_appends(true);
+        let log = VfsPath::new("s/turns.jsonl").unwrap();
+        for i in 0..20u8 {
+            let line = Bytes::from(vec![b'a' + i, b'\n']);
+            // Polled once (the append starts), then dropped.
+            let _ = tokio::time::timeout(Duration::ZERO, vfs.append(&log, line)).await;
+        }
+        // Appends to one file are ordered by its append lock; a last awaited one commits after
+        // every earlier write has landed (each dropped one was written before it, or after
+        // it and then committed by a round of its own).
+        vfs.append(&log, Bytes::from_static(b"end\n")).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = vfs.read(&log).await.unwrap();
+            if text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() == 21 {
+                let mut lines: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+                lines.sort();
+                let mut expected: Vec<Vec<u8>> = (0..20u8).map(|i| vec![b'a' + i]).collect();
+                expected.push(b"end".to_vec());
+                expected.sort();
+                assert_eq!(lines, expected.iter().map(Vec::as_slice).collect::<Vec<_>>());
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "dropped appends never landed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Nothing is left waiting for a round, and the leader stops once the queue is empty.
+        loop {
+            {
+                let queue = vfs.shared.commits.queue.lock().unwrap();
+                if queue.pending.is_empty() && !queue.leading {
+                    break;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "the leader never stopped");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_directory_removed_before_its_fsync_does_not_fail_commits() {
         let dir = tempfile::tempdir().unwrap();
