@@ -643,8 +643,15 @@ impl Shared {
                 outcome = outcome.and(Err(e));
             }
         }
+        // Every fsync done is dropped from the list (whoever waits for one holds it), and each
+        // failed one that was waited for here is queued again: O(jobs), however many commits
+        // and new directories come at once.
         let mut list = self.dir_jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        list.retain(|job| !jobs.iter().any(|done| Arc::ptr_eq(job, done)));
+        list.retain(|job| match job.state() {
+            JobState::Done(Ok(())) => false,
+            JobState::Done(Err(_)) => !jobs.iter().any(|waited| Arc::ptr_eq(job, waited)),
+            JobState::Queued | JobState::Running => true,
+        });
         list.extend(failed.into_iter().map(|dir| Arc::new(DirJob::new(dir))));
         outcome
     }
