@@ -82,10 +82,74 @@ struct Shared {
     hasher: RandomState,
     commits: GroupCommit,
     handles: Handles,
-    /// Directories whose new entries (made by synced appends) are not durable yet: made
-    /// durable by the next commit, `write`, `sync` or `truncate`, so a new session's
-    /// directories cost no fsync of their own before its first turn is committed.
-    unsynced_dirs: Mutex<Vec<PathBuf>>,
+    /// Fsyncs of directories given new entries by synced appends, started in the background
+    /// as soon as the entries are made (see [`DirJob`]); the next commit, `write`, `sync` or
+    /// `truncate` waits for them. So a new session's directory entries are made durable while
+    /// its turn runs, alongside its first append's own `fdatasync`, not after it.
+    dir_jobs: Mutex<Vec<Arc<DirJob>>>,
+}
+
+/// The fsync of one directory whose new entries must become durable before the next commit
+/// returns: queued on tokio's blocking pool when the entry is made, and run by whoever gets to
+/// it first — that pool, or a commit waiting for it (so a commit never waits on a pool that
+/// is full of commits waiting).
+#[derive(Debug)]
+struct DirJob {
+    dir: PathBuf,
+    state: Mutex<JobState>,
+    done: Condvar,
+}
+
+#[derive(Debug, Clone)]
+enum JobState {
+    /// Not started: an fsync run from now on covers every entry made so far.
+    Queued,
+    Running,
+    Done(Result<(), (io::ErrorKind, String)>),
+}
+
+impl DirJob {
+    fn new(dir: PathBuf) -> Self {
+        Self { dir, state: Mutex::new(JobState::Queued), done: Condvar::new() }
+    }
+
+    fn state(&self) -> JobState {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Runs the fsync unless someone else has started it.
+    fn run(&self) {
+        {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if !matches!(*state, JobState::Queued) {
+                return;
+            }
+            *state = JobState::Running;
+        }
+        let outcome = match sync_dir(&self.dir) {
+            // Removed since (a session deleted before its first commit): nothing to keep.
+            Err(e) if is_missing(&e) => Ok(()),
+            other => other.map_err(|e| (e.kind(), e.to_string())),
+        };
+        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = JobState::Done(outcome);
+        self.done.notify_all();
+    }
+
+    /// Waits for the fsync (running it here when nobody has started it).
+    fn wait(&self) -> io::Result<()> {
+        self.run();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            match &*state {
+                JobState::Done(outcome) => {
+                    return outcome.clone().map_err(|(kind, message)| io::Error::new(kind, message));
+                }
+                JobState::Queued | JobState::Running => {
+                    state = self.done.wait(state).unwrap_or_else(PoisonError::into_inner);
+                }
+            }
+        }
+    }
 }
 
 /// When `prepare_file` makes the directories it creates durable.
@@ -93,7 +157,8 @@ struct Shared {
 enum DirSync {
     /// At once (each new directory's parent is fsynced): `write`.
     Now,
-    /// By the next commit: synced appends (see `Shared::unsynced_dirs`).
+    /// Started in the background, waited for by the next commit: synced appends (see
+    /// `Shared::dir_jobs`).
     Defer,
     /// Never: appends that are not synced, and lock files (a lock need not survive a crash).
     Skip,
@@ -179,12 +244,12 @@ impl Handles {
 }
 
 /// Group commit of synced appends: an append writes its bytes, queues its file and waits until
-/// an fsync started after its write has finished. One waiter at a time leads: it takes every
-/// queued file and makes them durable at once (see [`sync_files`]), while the appends arriving
-/// meanwhile queue up for the next round, led by the first of them. So N sessions appending at
-/// once share fsyncs instead of paying one each, and no append returns before its bytes are
-/// durable. Each waiting append is woken once (its round is done, or it leads the next), so
-/// a round costs no wake-ups of the appends it does not commit.
+/// an fsync started after its write has finished. One blocking thread at a time leads: it takes
+/// every queued file and makes them durable at once (see [`sync_files`]), then the files queued
+/// meanwhile, and so on until none is left, while the appends wait asynchronously (a oneshot
+/// channel each), holding no thread. So N sessions appending at once share fsyncs instead of
+/// paying one each, a round wakes only the appends it committed, once each, and no append
+/// returns before its bytes are durable.
 #[derive(Debug, Default)]
 struct GroupCommit {
     queue: Mutex<CommitQueue>,
@@ -192,9 +257,9 @@ struct GroupCommit {
 
 #[derive(Debug, Default)]
 struct CommitQueue {
-    /// Files written and waiting for an fsync, with the slot their append waits on.
+    /// Files written and waiting for an fsync, with where their append waits.
     pending: Vec<Pending>,
-    /// Whether a leader is syncing right now (or has been handed the next round).
+    /// Whether a leader is syncing right now (it takes what is queued before it stops).
     leading: bool,
 }
 
@@ -202,108 +267,71 @@ struct CommitQueue {
 #[derive(Debug)]
 struct Pending {
     file: Arc<File>,
-    slot: Arc<CommitSlot>,
-}
-
-/// Where one append waits: woken once, when its round is done or when it is handed the lead
-/// of the next round (never by other appends' rounds, so a round wakes only its own appends).
-#[derive(Debug, Default)]
-struct CommitSlot {
-    state: Mutex<SlotState>,
-    ready: Condvar,
-}
-
-#[derive(Debug, Default)]
-enum SlotState {
-    #[default]
-    Waiting,
-    /// Lead the next round.
-    Lead,
-    /// Committed (or not), by the round that synced it.
-    Done(Result<(), (io::ErrorKind, String)>),
-}
-
-impl CommitSlot {
-    fn set(&self, state: SlotState) {
-        *self.state.lock().unwrap_or_else(PoisonError::into_inner) = state;
-        self.ready.notify_one();
-    }
+    path: VfsPath,
+    done: tokio::sync::oneshot::Sender<Result<(), VfsError>>,
 }
 
 impl GroupCommit {
-    /// Makes `file`'s written bytes durable, together with whatever else is queued, and the
-    /// directories in `unsynced` (taken by the round's leader after its batch: every directory
-    /// an append of the batch created is in it by then).
-    fn commit(&self, file: Arc<File>, unsynced: &Mutex<Vec<PathBuf>>) -> io::Result<()> {
-        let slot = Arc::new(CommitSlot::default());
-        let mut lead = {
+    /// Queues `file`'s written bytes to be made durable, together with whatever else is queued
+    /// and the new directory entries of `shared` (the round's leader waits for the directory
+    /// fsyncs after syncing its batch: every directory an append of the batch created had its
+    /// fsync started before that append's write). The outcome goes to `done`. When no round is
+    /// under way, the calling (blocking) thread leads rounds until the queue is empty.
+    fn commit(&self, pending: Pending, shared: &Shared) {
+        {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.pending.push(Pending { file, slot: slot.clone() });
-            !std::mem::replace(&mut queue.leading, true)
-        };
+            queue.pending.push(pending);
+            if std::mem::replace(&mut queue.leading, true) {
+                return;
+            }
+        }
+        // Should a round ever unwind, the appends queued behind it fail instead of waiting
+        // for a leader that is gone.
+        struct Abdicate<'a>(&'a GroupCommit);
+        impl Drop for Abdicate<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    let mut queue = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                    queue.pending.clear();
+                    queue.leading = false;
+                }
+            }
+        }
+        let _abdicate = Abdicate(self);
         loop {
-            if !lead {
-                let mut state = slot.state.lock().unwrap_or_else(PoisonError::into_inner);
-                loop {
-                    match std::mem::take(&mut *state) {
-                        SlotState::Waiting => {
-                            state = slot.ready.wait(state).unwrap_or_else(PoisonError::into_inner);
-                        }
-                        SlotState::Lead => break,
-                        SlotState::Done(outcome) => {
-                            return outcome.map_err(|(kind, message)| io::Error::new(kind, message));
-                        }
-                    }
-                }
-            }
-            // Lead one round: sync everything queued so far (this append included), outside
-            // the queue's lock.
-            let batch =
-                std::mem::take(&mut self.queue.lock().unwrap_or_else(PoisonError::into_inner).pending);
-            let dirs = std::mem::take(&mut *unsynced.lock().unwrap_or_else(PoisonError::into_inner));
-            let outcome = sync_files(&batch, &dirs).map_err(|e| (e.kind(), e.to_string()));
-            if outcome.is_err() {
-                // Made durable by a later round, then.
-                unsynced.lock().unwrap_or_else(PoisonError::into_inner).extend(dirs);
-            }
-            let mut mine = None;
-            for pending in &batch {
-                if Arc::ptr_eq(&pending.slot, &slot) {
-                    mine = Some(outcome.clone());
-                } else {
-                    pending.slot.set(SlotState::Done(outcome.clone()));
-                }
-            }
-            drop(batch);
-            // Hand the next round to the first append that queued meanwhile.
-            {
+            // Lead one round: sync everything queued so far, outside the queue's lock.
+            let batch = {
                 let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                match queue.pending.first() {
-                    Some(next) => next.slot.set(SlotState::Lead),
-                    None => queue.leading = false,
+                if queue.pending.is_empty() {
+                    queue.leading = false;
+                    return;
                 }
-            }
-            match mine {
-                Some(outcome) => return outcome.map_err(|(kind, message)| io::Error::new(kind, message)),
-                // Not reached (a leader's own append is always in the batch it takes): wait.
-                None => lead = false,
+                std::mem::take(&mut queue.pending)
+            };
+            let outcome = sync_files(&batch)
+                .and_then(|()| shared.sync_deferred_dirs())
+                .map_err(|e| (e.kind(), e.to_string()));
+            for Pending { path, done, .. } in batch {
+                let outcome =
+                    outcome.clone().map_err(|(kind, message)| io_error(&path, io::Error::new(kind, message)));
+                // An append whose caller went away: its bytes are durable all the same.
+                let _ = done.send(outcome);
             }
         }
     }
 }
 
-/// Makes the written bytes of every pending append durable, and the entries of `dirs`. One
-/// append and no new directory: one `fdatasync` of its file. Several, or new directories, on
-/// Linux: one `syncfs` of the filesystem (every file is under the one root), which commits the
-/// filesystem's journal once for all of them. Measured on ext4 (shared, busy disk): with 100
-/// files one `syncfs` cost about two `fdatasync`s of one file, and 100 `fdatasync`s, one after
-/// the other or even 32 at a time, 1.5 to 50 times as much; a new session's first commit took
-/// 0.6 ms with `syncfs` against 2-4 ms for each of its directories' fsyncs after the
-/// `fdatasync`. Elsewhere: an `fdatasync` of each file, then an fsync of each directory.
-fn sync_files(batch: &[Pending], dirs: &[PathBuf]) -> io::Result<()> {
+/// Makes the written bytes of every pending append durable. One append: one `fdatasync` of its
+/// file. Several, on Linux: one `syncfs` of the filesystem (every file is under the one root),
+/// which writes them all out and flushes the disk once. Measured on ext4 (shared, busy disk):
+/// with 100 files one `syncfs` cost about two `fdatasync`s of one file, and 100 `fdatasync`s
+/// one after the other 1.5 to 50 times as much; 100 at once, from 100 threads, took as long as
+/// the `syncfs` but ten times its CPU. Elsewhere: an `fdatasync` of each file. (New directory
+/// entries are not made durable here: see [`DirJob`].)
+fn sync_files(batch: &[Pending]) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     if let Some(first) = batch.first()
-        && (batch.len() > 1 || !dirs.is_empty())
+        && batch.len() > 1
     {
         return rustix::fs::syncfs(&*first.file).map_err(io::Error::from);
     }
@@ -313,16 +341,6 @@ fn sync_files(batch: &[Pending], dirs: &[PathBuf]) -> io::Result<()> {
         if !synced.contains(&file) {
             pending.file.sync_data()?;
             synced.push(file);
-        }
-    }
-    sync_dirs(dirs)
-}
-
-/// Fsyncs each directory of `dirs` once.
-fn sync_dirs(dirs: &[PathBuf]) -> io::Result<()> {
-    for (i, dir) in dirs.iter().enumerate() {
-        if !dirs[..i].contains(dir) {
-            sync_dir(dir)?;
         }
     }
     Ok(())
@@ -349,7 +367,7 @@ impl DiskVfs {
                 hasher: RandomState::new(),
                 commits: GroupCommit::default(),
                 handles: Handles::default(),
-                unsynced_dirs: Mutex::default(),
+                dir_jobs: Mutex::default(),
             }),
             sync_appends: false,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
@@ -373,6 +391,10 @@ impl DiskVfs {
     /// committed in groups: every append waits for an fsync that started after its write, and
     /// appends made while one fsync runs (other sessions' turns) share the next one, so many
     /// concurrent appenders cost far fewer fsyncs than appends. Clones share the group.
+    /// The entries of the files and directories such appends create are made durable too:
+    /// each new entry's directory is fsynced in the background as soon as the entry is made,
+    /// and the next commit returns only once that fsync is done (so a new session's
+    /// directories are synced while its first turn runs, not after it).
     pub fn with_synced_appends(mut self, sync: bool) -> Self {
         self.sync_appends = sync;
         self
@@ -575,20 +597,62 @@ impl Shared {
         }
     }
 
+    /// Starts making `dir`'s new entries durable: an fsync of it queued on the blocking pool
+    /// (when a tokio runtime is there; else run by the next commit), unless one is queued and
+    /// not started yet (it covers this entry too). One that is running may have missed this
+    /// entry: the new fsync starts when it ends, so the fsyncs of a directory that many new
+    /// sessions share (`sessions/`) come one at a time, each covering every entry made while
+    /// the one before ran.
     fn defer_dir_sync(&self, dir: PathBuf) {
-        self.unsynced_dirs.lock().unwrap_or_else(PoisonError::into_inner).push(dir);
+        let (job, after) = {
+            let mut jobs = self.dir_jobs.lock().unwrap_or_else(PoisonError::into_inner);
+            let last = jobs.iter().rev().find(|job| job.dir == dir);
+            let after = match last.map(|job| (job, job.state())) {
+                Some((_, JobState::Queued)) => return,
+                Some((job, JobState::Running)) => Some(Arc::clone(job)),
+                Some((_, JobState::Done(_))) | None => None,
+            };
+            let job = Arc::new(DirJob::new(dir));
+            jobs.push(Arc::clone(&job));
+            (job, after)
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn_blocking(move || {
+                if let Some(before) = after {
+                    // Its outcome is its waiters' concern.
+                    let _ = before.wait();
+                }
+                job.run();
+            }));
+        }
     }
 
-    /// Makes the entries of the directories created by synced appends durable now.
+    /// Makes the entries of the directories created by synced appends durable: waits for
+    /// every directory fsync started so far (running those not started yet). A failed one is
+    /// queued again, so a later commit retries it.
     fn sync_deferred_dirs(&self) -> io::Result<()> {
-        let dirs = std::mem::take(&mut *self.unsynced_dirs.lock().unwrap_or_else(PoisonError::into_inner));
-        if dirs.is_empty() {
+        let jobs = self.dir_jobs.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if jobs.is_empty() {
             return Ok(());
         }
-        let outcome = sync_dirs(&dirs);
-        if outcome.is_err() {
-            self.unsynced_dirs.lock().unwrap_or_else(PoisonError::into_inner).extend(dirs);
+        let mut outcome = Ok(());
+        let mut failed = Vec::new();
+        for job in &jobs {
+            if let Err(e) = job.wait() {
+                failed.push(job.dir.clone());
+                outcome = outcome.and(Err(e));
+            }
         }
+        // Every fsync done is dropped from the list (whoever waits for one holds it), and each
+        // failed one that was waited for here is queued again: O(jobs), however many commits
+        // and new directories come at once.
+        let mut list = self.dir_jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        list.retain(|job| match job.state() {
+            JobState::Done(Ok(())) => false,
+            JobState::Done(Err(_)) => !jobs.iter().any(|waited| Arc::ptr_eq(job, waited)),
+            JobState::Queued | JobState::Running => true,
+        });
+        list.extend(failed.into_iter().map(|dir| Arc::new(DirJob::new(dir))));
         outcome
     }
 
@@ -1176,25 +1240,44 @@ impl Vfs for DiskVfs {
     }
 
     async fn append(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError> {
+        check_reserved(path)?;
         let sync = self.sync_appends;
-        self.run(path, move |shared, path| {
-            let guard = shared.append_lock(path).lock().unwrap_or_else(PoisonError::into_inner);
-            let file = shared.append_handle(path, sync)?;
-            if let Err(e) = (&*file).write_all(&data) {
-                shared.handles.forget(path);
-                return Err(io_error(path, e));
+        let shared = Arc::clone(&self.shared);
+        let owned = path.clone();
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        // The append runs to its end on the blocking pool even if this future is dropped;
+        // its outcome comes back on `done` (a synced one's once its commit round is over).
+        drop(tokio::task::spawn_blocking(move || {
+            let path = owned;
+            let written = (|| {
+                let guard = shared.append_lock(&path).lock().unwrap_or_else(PoisonError::into_inner);
+                let file = shared.append_handle(&path, sync)?;
+                if let Err(e) = (&*file).write_all(&data) {
+                    shared.handles.forget(&path);
+                    return Err(io_error(&path, e));
+                }
+                // The append lock is released first, so other appends to this file can join
+                // the group this one is committed with.
+                drop(guard);
+                Ok(file)
+            })();
+            match written {
+                // Nothing written, nothing to make durable (a new file's directory entries
+                // are made durable by the first commit after them).
+                Ok(file) if sync && !data.is_empty() => {
+                    shared.commits.commit(Pending { file, path, done }, &shared);
+                }
+                written => {
+                    let _ = done.send(written.map(drop));
+                }
             }
-            // The append lock is released first, so other appends to this file can join the
-            // group this one is committed with.
-            drop(guard);
-            // Nothing written, nothing to make durable (a new file's directory entry is made
-            // durable with the first bytes committed).
-            if !sync || data.is_empty() {
-                return Ok(());
-            }
-            shared.commits.commit(file, &shared.unsynced_dirs).map_err(|e| io_error(path, e))
+        }));
+        outcome.await.unwrap_or_else(|_| {
+            Err(VfsError::Io {
+                path: path.to_string(),
+                source: io::Error::other("the append's thread ended"),
+            })
         })
-        .await
     }
 
     async fn exists(&self, path: &VfsPath) -> Result<bool, VfsError> {
@@ -1304,5 +1387,111 @@ impl Vfs for DiskVfs {
             Ok(())
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn jobs(vfs: &DiskVfs) -> usize {
+        vfs.shared.dir_jobs.lock().unwrap().len()
+    }
+
+    /// The ordering a durable commit relies on: the fsyncs of the directories a synced append
+    /// created start at once (in the background), and the commit of the first bytes returns
+    /// only after every one of them is done.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_returns_after_its_new_directories_are_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = DiskVfs::new(dir.path()).unwrap().with_synced_appends(true);
+        let log = VfsPath::new("sessions/s1/turns.jsonl").unwrap();
+        // What a new session's take does: an empty append makes the file and its directories
+        // and starts their fsyncs (root, `sessions`, `sessions/s1`), without waiting.
+        vfs.append(&log, Bytes::new()).await.unwrap();
+        assert_eq!(jobs(&vfs), 3);
+        vfs.append(&log, Bytes::from_static(b"{}\n")).await.unwrap();
+        assert_eq!(jobs(&vfs), 0, "the commit waited for every directory fsync");
+        // A second session in the same parent: two new entries, two fsyncs, both awaited.
+        vfs.append(&VfsPath::new("sessions/s2/turns.jsonl").unwrap(), Bytes::from_static(b"{}\n"))
+            .await
+            .unwrap();
+        assert_eq!(jobs(&vfs), 0);
+        // Appends that create nothing start no fsync of a directory.
+        vfs.append(&log, Bytes::from_static(b"{}\n")).await.unwrap();
+        assert_eq!(jobs(&vfs), 0);
+        assert_eq!(&vfs.read(&log).await.unwrap()[..], b"{}\n{}\n");
+    }
+
+    /// An append whose caller stops waiting still lands whole and is committed: the write and
+    /// the commit round run on the blocking pool whatever becomes of the future.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_synced_append_whose_caller_went_away_still_lands() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = DiskVfs::new(dir.path()).unwrap().with_synced_appends(true);
+        let log = VfsPath::new("s/turns.jsonl").unwrap();
+        for i in 0..20u8 {
+            let line = Bytes::from(vec![b'a' + i, b'\n']);
+            // Polled once (the append starts), then dropped.
+            let _ = tokio::time::timeout(Duration::ZERO, vfs.append(&log, line)).await;
+        }
+        // Appends to one file are ordered by its append lock; a last awaited one commits after
+        // every earlier write has landed (each dropped one was written before it, or after
+        // it and then committed by a round of its own).
+        vfs.append(&log, Bytes::from_static(b"end\n")).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = vfs.read(&log).await.unwrap();
+            if text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() == 21 {
+                let mut lines: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+                lines.sort();
+                let mut expected: Vec<Vec<u8>> = (0..20u8).map(|i| vec![b'a' + i]).collect();
+                expected.push(b"end".to_vec());
+                expected.sort();
+                assert_eq!(lines, expected.iter().map(Vec::as_slice).collect::<Vec<_>>());
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "dropped appends never landed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Nothing is left waiting for a round, and the leader stops once the queue is empty.
+        loop {
+            {
+                let queue = vfs.shared.commits.queue.lock().unwrap();
+                if queue.pending.is_empty() && !queue.leading {
+                    break;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "the leader never stopped");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_directory_removed_before_its_fsync_does_not_fail_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = DiskVfs::new(dir.path()).unwrap().with_synced_appends(true);
+        // As if a session were deleted before its first commit while its directory's fsync
+        // was still queued.
+        vfs.shared.dir_jobs.lock().unwrap().push(Arc::new(DirJob::new(dir.path().join("gone"))));
+        vfs.append(&VfsPath::new("a.log").unwrap(), Bytes::from_static(b"x\n")).await.unwrap();
+        assert_eq!(jobs(&vfs), 0);
+    }
+
+    /// A directory fsync nobody picked up (no runtime when it was queued, or a blocking pool
+    /// busy with commits) is run by the commit that waits for it.
+    #[test]
+    fn a_queued_directory_fsync_is_run_by_its_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = DiskVfs::new(dir.path()).unwrap();
+        vfs.shared.defer_dir_sync(dir.path().to_path_buf());
+        assert_eq!(jobs(&vfs), 1);
+        // A second entry while the first fsync has not started: covered by the same fsync.
+        vfs.shared.defer_dir_sync(dir.path().to_path_buf());
+        assert_eq!(jobs(&vfs), 1);
+        vfs.shared.sync_deferred_dirs().unwrap();
+        assert_eq!(jobs(&vfs), 0);
     }
 }
