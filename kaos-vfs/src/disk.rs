@@ -1031,9 +1031,16 @@ fn try_uncontended(shared: &Arc<Shared>, path: &VfsPath, files: LockFiles) -> Re
                 files: Some(files),
             }))
         }
+        // Others announced themselves. A failed conversion may have dropped this taker's
+        // shared lock (flock converts by unlocking first): it announces itself again while it
+        // still holds the lock file (only a holder of the lock file probes `waiters`, so this
+        // cannot block), and only then lets the lock file go, so a taker arriving after it
+        // cannot take the lock on the fast path before it has queued. It queues announced.
+        Err(fs::TryLockError::WouldBlock) if files.waiters.try_lock_shared().is_ok() => {
+            files.lock.unlock().map_err(|e| io_error(path, e))?;
+            Ok(Uncontended::Queue(Some(files.waiters)))
+        }
         Err(e) => {
-            // A failed conversion may have dropped the shared lock already; either way this
-            // taker lets go of both and queues behind those who announced themselves.
             files.waiters.unlock().map_err(|e| io_error(path, e))?;
             files.lock.unlock().map_err(|e| io_error(path, e))?;
             shared.handles.keep_lock(key, files);
