@@ -50,6 +50,62 @@ fn rss() -> Option<i64> {
     Some(pages * 4096)
 }
 
+/// Where resident memory is, from `/proc/self/smaps` (Linux): KiB resident in the main heap
+/// (`[heap]`), in other anonymous mappings by their size (glibc's thread arenas reserve 64 MiB
+/// heaps; tokio's threads have 2 MiB stacks), in file mappings (the binary), and the number of
+/// threads. A diagnostic printed on stderr when `KAOS_BENCH_SMAPS` is set.
+fn smaps() -> Option<Value> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let (mut heap, mut arenas, mut stacks, mut other_anon, mut files) = (0, 0, 0, 0, 0);
+    let mut kind = "";
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if let Some((from, to)) = first.split_once('-').filter(|_| first.contains('-') && !first.ends_with(':')) {
+            let size = u64::from_str_radix(to, 16).unwrap_or(0) - u64::from_str_radix(from, 16).unwrap_or(0);
+            let path = words.nth(4).unwrap_or("");
+            kind = if path == "[heap]" {
+                "heap"
+            } else if path.starts_with('/') {
+                "file"
+            } else if !path.is_empty() {
+                "other"
+            } else if size >= 32 << 20 || size % (1 << 20) != 0 && size > 8 << 20 {
+                "arena"
+            } else if size == 2 << 20 || size == 8 << 20 {
+                "stack"
+            } else {
+                "anon"
+            };
+        } else if first == "Rss:" {
+            let kib: i64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+            match kind {
+                "heap" => heap += kib,
+                "arena" => arenas += kib,
+                "stack" => stacks += kib,
+                "file" => files += kib,
+                _ => other_anon += kib,
+            }
+        }
+    }
+    if std::env::var_os("KAOS_BENCH_SMAPS_ALL").is_some() {
+        let mut current = String::new();
+        for line in smaps.lines() {
+            if line.starts_with("Rss:") {
+                let kib: i64 = line.split_whitespace().nth(1).and_then(|w| w.parse().ok()).unwrap_or(0);
+                if kib >= 256 {
+                    eprintln!("  {kib:>7} KiB  {current}");
+                }
+            } else if !line.contains(':') || line.split_whitespace().next().is_some_and(|w| w.contains('-')) {
+                current = line.to_string();
+            }
+        }
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let threads: i64 = status.lines().find_map(|l| l.strip_prefix("Threads:"))?.trim().parse().ok()?;
+    Some(json!({"heap_kib": heap, "arenas_kib": arenas, "stacks_kib": stacks, "anon_kib": other_anon, "files_kib": files, "threads": threads}))
+}
+
 fn report(line: Value) {
     let line = line.to_string();
     println!("{line}");
@@ -198,11 +254,18 @@ fn soak(rt: &tokio::runtime::Runtime, sessions: usize, rounds: usize, cache: Opt
     };
     round(0);
     let (first_rss, first_heap) = (rss().unwrap_or(0), live());
+    let diagnose = std::env::var_os("KAOS_BENCH_SMAPS").is_some();
+    if diagnose {
+        eprintln!("after {sessions} turns: {}", smaps().unwrap_or_default());
+    }
     let first_cache = r.sessions().cache_usage();
     for n in 1..rounds {
         round(n);
     }
     let (last_rss, last_heap) = (rss().unwrap_or(0), live());
+    if diagnose {
+        eprintln!("after {} turns: {}", sessions * rounds, smaps().unwrap_or_default());
+    }
     let last_cache = r.sessions().cache_usage();
     let ratio = last_rss as f64 / first_rss as f64;
     let mut line = json!({
