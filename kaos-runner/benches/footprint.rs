@@ -61,7 +61,9 @@ fn smaps() -> Option<Value> {
     for line in smaps.lines() {
         let mut words = line.split_whitespace();
         let first = words.next().unwrap_or("");
-        if let Some((from, to)) = first.split_once('-').filter(|_| first.contains('-') && !first.ends_with(':')) {
+        if let Some((from, to)) =
+            first.split_once('-').filter(|_| first.contains('-') && !first.ends_with(':'))
+        {
             let size = u64::from_str_radix(to, 16).unwrap_or(0) - u64::from_str_radix(from, 16).unwrap_or(0);
             let path = words.nth(4).unwrap_or("");
             kind = if path == "[heap]" {
@@ -103,7 +105,9 @@ fn smaps() -> Option<Value> {
     }
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let threads: i64 = status.lines().find_map(|l| l.strip_prefix("Threads:"))?.trim().parse().ok()?;
-    Some(json!({"heap_kib": heap, "arenas_kib": arenas, "stacks_kib": stacks, "anon_kib": other_anon, "files_kib": files, "threads": threads}))
+    Some(
+        json!({"heap_kib": heap, "arenas_kib": arenas, "stacks_kib": stacks, "anon_kib": other_anon, "files_kib": files, "threads": threads}),
+    )
 }
 
 fn report(line: Value) {
@@ -252,9 +256,45 @@ fn soak(rt: &tokio::runtime::Runtime, sessions: usize, rounds: usize, cache: Opt
             }
         })
     };
+    let diagnose = std::env::var_os("KAOS_BENCH_SMAPS").is_some();
+    if diagnose {
+        eprintln!(
+            "MemoryItem {} B, Message {} B, SessionMemory {} B",
+            std::mem::size_of::<kaos_session::MemoryItem>(),
+            std::mem::size_of::<kaos_providers::Message>(),
+            std::mem::size_of::<kaos_session::SessionMemory>()
+        );
+    }
+    // The highest live heap seen during a round (sampled), for the diagnostic.
+    let round = |n: usize| {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let sampler = scope.spawn(|| {
+                let mut peak = live();
+                while diagnose && !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    peak = peak.max(live());
+                    std::thread::sleep(std::time::Duration::from_micros(100));
+                }
+                peak
+            });
+            let before = allocations();
+            round(n);
+            let allocated = allocations() - before;
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let peak = sampler.join().unwrap();
+            if diagnose {
+                eprintln!(
+                    "round {n}: peak live heap {} KiB, after {} KiB, rss {} KiB, {} allocations per turn",
+                    peak / 1024,
+                    live() / 1024,
+                    rss().unwrap_or(0) / 1024,
+                    allocated / sessions as u64
+                );
+            }
+        });
+    };
     round(0);
     let (first_rss, first_heap) = (rss().unwrap_or(0), live());
-    let diagnose = std::env::var_os("KAOS_BENCH_SMAPS").is_some();
     if diagnose {
         eprintln!("after {sessions} turns: {}", smaps().unwrap_or_default());
     }

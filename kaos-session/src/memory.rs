@@ -284,6 +284,12 @@ impl Section {
 
     fn push(&mut self, item: MemoryItem) {
         self.tokens += item.tokens;
+        if self.items.len() == self.items.capacity() {
+            // Grown by a quarter (at least four items), not doubled: a list kept between turns
+            // has at most a fifth of its room spare (an item is 176 bytes before its text), and
+            // growing stays amortized O(1) per item.
+            self.items.reserve_exact((self.items.len() / 4).max(4));
+        }
         self.items.push(item);
     }
 
@@ -849,6 +855,26 @@ impl SessionMemory {
             + shown
             + self.indexes.capacity() * std::mem::size_of::<(SectionKind, bm25::Index)>()
             + self.indexes.iter().map(|(_, index)| index.approx_heap_bytes()).sum::<usize>()
+    }
+
+    /// Makes room in each section for the items `ops` add, before they are replayed: a session
+    /// read from its log then allocates each item list once, rather than growing it by doubling
+    /// (each step a copy, each earlier list left as a hole between longer-lived allocations).
+    pub(crate) fn reserve_adds<'a>(&mut self, ops: impl IntoIterator<Item = &'a MemoryOp>) {
+        let mut adds = vec![0usize; self.sections.len()];
+        for op in ops {
+            let (MemoryOp::Add { section, .. } | MemoryOp::Replace { section, .. }) = op else { continue };
+            let count = match op {
+                MemoryOp::Replace { items, .. } => items.len(),
+                _ => 1,
+            };
+            if let Ok(at) = self.sections.binary_search_by_key(section, |s| s.kind) {
+                adds[at] += count;
+            }
+        }
+        for (section, adds) in self.sections.iter_mut().zip(adds) {
+            section.items.reserve_exact(adds);
+        }
     }
 
     /// Gives back the spare capacity of the item lists (a session replayed from its log grew
