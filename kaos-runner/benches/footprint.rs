@@ -334,7 +334,12 @@ fn main() {
     if selected("sessions/1000/bytes_per_session") {
         bytes_per_cached_session(&rt);
     }
-    let (sessions, rounds) = if benching { (10_000, 10) } else { (100, 3) };
+    let (mut sessions, rounds) = if benching { (10_000, 10) } else { (100, 3) };
+    // A diagnostic: the soak over fewer sessions (with fewer than the cache keeps, every turn
+    // after the first round is a cache hit). The measured line uses the default.
+    if let Some(n) = std::env::var("KAOS_BENCH_SOAK_SESSIONS").ok().and_then(|n| n.parse().ok()) {
+        sessions = n;
+    }
     // Each soak in a process of its own (a process's RSS keeps what an earlier soak touched):
     // the uncached one only when named.
     if std::env::args().any(|a| a.contains("soak/rss/uncached")) {
