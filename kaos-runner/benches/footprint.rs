@@ -13,6 +13,12 @@
 //!
 //! Heap figures come from a counting global allocator in this binary (`stats_alloc`); RSS from
 //! `/proc/self/statm` (Linux; the RSS lines are left out elsewhere).
+//!
+//! Diagnostics, on stderr, never part of a measured line: `KAOS_BENCH_SMAPS=1` makes the soak
+//! print where its resident memory is (`/proc/self/smaps` by kind: main heap, thread arenas,
+//! stacks, file mappings; the thread count), each round's peak live heap (sampled every
+//! 0.1 ms), RSS and allocations per turn; `KAOS_BENCH_SMAPS_ALL=1` lists every mapping of
+//! 256 KiB or more; `KAOS_BENCH_SOAK_SESSIONS=n` runs the soak over `n` sessions.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::alloc::System;
