@@ -888,6 +888,23 @@ mod tests {
     }
 
     #[test]
+    fn a_replayed_session_allocates_each_item_list_once() {
+        let records: Vec<TurnRecord> = (1..=9).map(turn_record).collect();
+        let counter: Arc<dyn TokenCounter> = Arc::new(kaos_providers::Estimator);
+        let mut memory = SessionMemory::new(&MemoryProfile::default(), counter);
+        memory.reserve_adds(records.iter().flat_map(|r| &r.memory));
+        for record in records {
+            replay(&mut memory, record);
+        }
+        for kind in [SectionKind::Messages, SectionKind::Actions] {
+            let items = memory.section(kind).items();
+            assert_eq!(items.len(), if kind == SectionKind::Messages { 18 } else { 9 });
+            // Exactly the room reserved: the list never grew (by doubling it would hold 32 / 16).
+            assert_eq!(memory.section(kind).capacity(), items.len(), "{kind}");
+        }
+    }
+
+    #[test]
     fn a_layout_2_line_with_messages_in_its_items_still_reads() {
         let original = turn_record(1);
         let mut v2 = original.clone();
