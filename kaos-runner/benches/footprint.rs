@@ -13,6 +13,12 @@
 //!
 //! Heap figures come from a counting global allocator in this binary (`stats_alloc`); RSS from
 //! `/proc/self/statm` (Linux; the RSS lines are left out elsewhere).
+//!
+//! Diagnostics, on stderr, never part of a measured line: `KAOS_BENCH_SMAPS=1` makes the soak
+//! print where its resident memory is (`/proc/self/smaps` by kind: main heap, thread arenas,
+//! stacks, file mappings; the thread count), each round's peak live heap (sampled every
+//! 0.1 ms), RSS and allocations per turn; `KAOS_BENCH_SMAPS_ALL=1` lists every mapping of
+//! 256 KiB or more; `KAOS_BENCH_SOAK_SESSIONS=n` runs the soak over `n` sessions.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::alloc::System;
@@ -48,6 +54,66 @@ fn rss() -> Option<i64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
+}
+
+/// Where resident memory is, from `/proc/self/smaps` (Linux): KiB resident in the main heap
+/// (`[heap]`), in other anonymous mappings by their size (glibc's thread arenas reserve 64 MiB
+/// heaps; tokio's threads have 2 MiB stacks), in file mappings (the binary), and the number of
+/// threads. A diagnostic printed on stderr when `KAOS_BENCH_SMAPS` is set.
+fn smaps() -> Option<Value> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let (mut heap, mut arenas, mut stacks, mut other_anon, mut files) = (0, 0, 0, 0, 0);
+    let mut kind = "";
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if let Some((from, to)) =
+            first.split_once('-').filter(|_| first.contains('-') && !first.ends_with(':'))
+        {
+            let size = u64::from_str_radix(to, 16).unwrap_or(0) - u64::from_str_radix(from, 16).unwrap_or(0);
+            let path = words.nth(4).unwrap_or("");
+            kind = if path == "[heap]" {
+                "heap"
+            } else if path.starts_with('/') {
+                "file"
+            } else if !path.is_empty() {
+                "other"
+            } else if size >= 32 << 20 || size % (1 << 20) != 0 && size > 8 << 20 {
+                "arena"
+            } else if size == 2 << 20 || size == 8 << 20 {
+                "stack"
+            } else {
+                "anon"
+            };
+        } else if first == "Rss:" {
+            let kib: i64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+            match kind {
+                "heap" => heap += kib,
+                "arena" => arenas += kib,
+                "stack" => stacks += kib,
+                "file" => files += kib,
+                _ => other_anon += kib,
+            }
+        }
+    }
+    if std::env::var_os("KAOS_BENCH_SMAPS_ALL").is_some() {
+        let mut current = String::new();
+        for line in smaps.lines() {
+            if line.starts_with("Rss:") {
+                let kib: i64 = line.split_whitespace().nth(1).and_then(|w| w.parse().ok()).unwrap_or(0);
+                if kib >= 256 {
+                    eprintln!("  {kib:>7} KiB  {current}");
+                }
+            } else if !line.contains(':') || line.split_whitespace().next().is_some_and(|w| w.contains('-')) {
+                current = line.to_string();
+            }
+        }
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let threads: i64 = status.lines().find_map(|l| l.strip_prefix("Threads:"))?.trim().parse().ok()?;
+    Some(
+        json!({"heap_kib": heap, "arenas_kib": arenas, "stacks_kib": stacks, "anon_kib": other_anon, "files_kib": files, "threads": threads}),
+    )
 }
 
 fn report(line: Value) {
@@ -196,13 +262,56 @@ fn soak(rt: &tokio::runtime::Runtime, sessions: usize, rounds: usize, cache: Opt
             }
         })
     };
+    let diagnose = std::env::var_os("KAOS_BENCH_SMAPS").is_some();
+    if diagnose {
+        eprintln!(
+            "MemoryItem {} B, Message {} B, SessionMemory {} B",
+            std::mem::size_of::<kaos_session::MemoryItem>(),
+            std::mem::size_of::<kaos_providers::Message>(),
+            std::mem::size_of::<kaos_session::SessionMemory>()
+        );
+    }
+    // The highest live heap seen during a round (sampled), for the diagnostic.
+    let round = |n: usize| {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let sampler = scope.spawn(|| {
+                let mut peak = live();
+                while diagnose && !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    peak = peak.max(live());
+                    std::thread::sleep(std::time::Duration::from_micros(100));
+                }
+                peak
+            });
+            let before = allocations();
+            round(n);
+            let allocated = allocations() - before;
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let peak = sampler.join().unwrap();
+            if diagnose {
+                eprintln!(
+                    "round {n}: peak live heap {} KiB, after {} KiB, rss {} KiB, {} allocations per turn",
+                    peak / 1024,
+                    live() / 1024,
+                    rss().unwrap_or(0) / 1024,
+                    allocated / sessions as u64
+                );
+            }
+        });
+    };
     round(0);
     let (first_rss, first_heap) = (rss().unwrap_or(0), live());
+    if diagnose {
+        eprintln!("after {sessions} turns: {}", smaps().unwrap_or_default());
+    }
     let first_cache = r.sessions().cache_usage();
     for n in 1..rounds {
         round(n);
     }
     let (last_rss, last_heap) = (rss().unwrap_or(0), live());
+    if diagnose {
+        eprintln!("after {} turns: {}", sessions * rounds, smaps().unwrap_or_default());
+    }
     let last_cache = r.sessions().cache_usage();
     let ratio = last_rss as f64 / first_rss as f64;
     let mut line = json!({
@@ -231,7 +340,12 @@ fn main() {
     if selected("sessions/1000/bytes_per_session") {
         bytes_per_cached_session(&rt);
     }
-    let (sessions, rounds) = if benching { (10_000, 10) } else { (100, 3) };
+    let (mut sessions, rounds) = if benching { (10_000, 10) } else { (100, 3) };
+    // A diagnostic: the soak over fewer sessions (with fewer than the cache keeps, every turn
+    // after the first round is a cache hit). The measured line uses the default.
+    if let Some(n) = std::env::var("KAOS_BENCH_SOAK_SESSIONS").ok().and_then(|n| n.parse().ok()) {
+        sessions = n;
+    }
     // Each soak in a process of its own (a process's RSS keeps what an earlier soak touched):
     // the uncached one only when named.
     if std::env::args().any(|a| a.contains("soak/rss/uncached")) {

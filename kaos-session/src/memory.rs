@@ -253,6 +253,12 @@ impl Section {
         self.tokens
     }
 
+    /// How many items the section's list has room for (tests of how it grows).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.items.capacity()
+    }
+
     /// The items in the order this section's policy gives them up: lazily for `fifo` and
     /// `lifo`, sorted once by (key, age) for `lru`, `lfu` and `priority` (the same order as
     /// taking the oldest minimum again and again).
@@ -284,6 +290,12 @@ impl Section {
 
     fn push(&mut self, item: MemoryItem) {
         self.tokens += item.tokens;
+        if self.items.len() == self.items.capacity() {
+            // Grown by a quarter (at least four items), not doubled: a list kept between turns
+            // has at most a fifth of its room spare (an item is 176 bytes before its text), and
+            // growing stays amortized O(1) per item.
+            self.items.reserve_exact((self.items.len() / 4).max(4));
+        }
         self.items.push(item);
     }
 
@@ -851,6 +863,23 @@ impl SessionMemory {
             + self.indexes.iter().map(|(_, index)| index.approx_heap_bytes()).sum::<usize>()
     }
 
+    /// Makes room in each section for the items `ops` add, before they are replayed: a session
+    /// read from its log then allocates each item list once, rather than growing it by doubling
+    /// (each step a copy, each earlier list left as a hole between longer-lived allocations).
+    /// A section that `ops` replace is left as it is (a `Replace` brings a list of its own).
+    pub(crate) fn reserve_adds<'a>(&mut self, ops: impl IntoIterator<Item = &'a MemoryOp>) {
+        let mut adds: Vec<Option<usize>> = vec![Some(0); self.sections.len()];
+        for op in ops {
+            let (MemoryOp::Add { section, .. } | MemoryOp::Replace { section, .. }) = op else { continue };
+            if let Ok(at) = self.sections.binary_search_by_key(section, |s| s.kind) {
+                adds[at] = adds[at].filter(|_| matches!(op, MemoryOp::Add { .. })).map(|n| n + 1);
+            }
+        }
+        for (section, adds) in self.sections.iter_mut().zip(adds) {
+            section.items.reserve_exact(adds.unwrap_or(0));
+        }
+    }
+
     /// Gives back the spare capacity of the item lists (a session replayed from its log grew
     /// them an item at a time, up to twice what they hold), before the memory is kept between
     /// turns.
@@ -1115,6 +1144,30 @@ mod tests {
                     prop_assert_eq!(indexed, Some(section.items().len()));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_full_item_list_grows_by_a_quarter_not_double() {
+        let mut section =
+            Section::new(SectionKind::Working, SectionConfig::default_for(SectionKind::Working));
+        let item = |id| MemoryItem {
+            id,
+            content: String::new(),
+            tokens: 1,
+            turn: 1,
+            priority: 0,
+            message: None,
+            metadata: BTreeMap::new(),
+            uses: 0,
+            last_used: 0,
+            summary: false,
+            message_at: None,
+        };
+        for id in 0..1000 {
+            section.push(item(id));
+            let (len, capacity) = (section.items.len(), section.items.capacity());
+            assert!(capacity <= len + (len / 4).max(4), "{len} items in room for {capacity}");
         }
     }
 }

@@ -299,12 +299,12 @@ impl SessionStore {
                 (0, 0, tail, 0)
             }
         };
-        let parsed = match parse_log(id, &log, &tail, offset, base_turn) {
+        let parsed = match parse_log(id, &log, &tail, offset, base_turn, Messages::InItems) {
             Ok(parsed) => parsed,
             // Line numbers count from the checkpoint: report the error as the whole log has it.
             Err(SessionError::Corrupt { .. }) if offset > 0 => {
                 let whole = self.read_log_from(&log, 0).await?;
-                parse_log(id, &log, &whole, 0, 0)?;
+                parse_log(id, &log, &whole, 0, 0, Messages::InItems)?;
                 return Err(SessionError::Corrupt {
                     session: id.to_string(),
                     path: log.to_string(),
@@ -322,6 +322,7 @@ impl SessionStore {
         for repair in &repairs {
             tracing::warn!(session = %id, "{repair}");
         }
+        memory.reserve_adds(parsed.records.iter().flat_map(|r| &r.memory));
         for record in parsed.records {
             replay(&mut memory, record);
         }
@@ -375,7 +376,7 @@ impl SessionStore {
         }
         if let Some((len, run_id)) = &c.last {
             let line = &bytes[..back];
-            let record = decode(line).ok();
+            let record = decode(line, Messages::InRecord).ok();
             let matches = line[..back - 1].iter().all(|b| *b != b'\n')
                 && record.is_some_and(|r| &r.run_id == run_id && r.turn == c.turn);
             if back as u64 != *len || !matches {
@@ -388,7 +389,7 @@ impl SessionStore {
         let tail = bytes.slice(back..);
         // The record right after it must continue the numbering (or be torn, or absent).
         if let Some(end) = tail.iter().position(|b| *b == b'\n')
-            && let Ok(next) = decode(&tail[..end])
+            && let Ok(next) = decode(&tail[..end], Messages::InRecord)
             && !follows(c.turn, &next)
         {
             return Ok(Err(format!(
@@ -465,7 +466,7 @@ impl SessionStore {
     pub async fn records(&self, id: &SessionId) -> Result<Vec<TurnRecord>, SessionError> {
         let log = Self::log_path(id)?;
         match self.vfs.read(&log).await {
-            Ok(bytes) => Ok(parse_log(id, &log, &bytes, 0, 0)?.records),
+            Ok(bytes) => Ok(parse_log(id, &log, &bytes, 0, 0, Messages::InRecord)?.records),
             Err(e) if e.is_not_found() => Ok(Vec::new()),
             Err(e) => Err(e.into()),
         }
@@ -489,7 +490,7 @@ impl SessionStore {
             if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            match decode(text) {
+            match decode(text, Messages::InRecord) {
                 Ok(r) if r.v > SESSION_LAYOUT_VERSION => {
                     out.skipped.push((i + 1, format!("written by a newer layout version {}", r.v)));
                 }
@@ -649,22 +650,55 @@ fn encode(record: &mut TurnRecord) -> Result<Vec<u8>, serde_json::Error> {
     Ok(line)
 }
 
+/// Where [`decode`] leaves a message that a memory item refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Messages {
+    /// In the record and, copied, in the item (for reading the transcript).
+    InRecord,
+    /// Moved into the item; the record's `messages[i]` is left an empty user message (for
+    /// replaying memory, which reads only the record's memory changes and how many messages
+    /// it has): hydration then allocates each message once, not twice.
+    InItems,
+}
+
 /// A log line as its record, with every message a memory item refers to by position put back
 /// into the item. A position outside the record's messages is an error, like any bad line.
-fn decode(line: &[u8]) -> Result<TurnRecord, serde_json::Error> {
+fn decode(line: &[u8], messages_go: Messages) -> Result<TurnRecord, serde_json::Error> {
     let mut record: TurnRecord = serde_json::from_slice(line)?;
     let TurnRecord { messages, memory, .. } = &mut record;
+    // How many items still refer to each message: the last one takes it (when moving).
+    let mut refers = match messages_go {
+        Messages::InRecord => Vec::new(),
+        Messages::InItems => {
+            let mut refers = vec![0u32; messages.len()];
+            for op in memory.iter() {
+                if let MemoryOp::Add { item, .. } = op
+                    && let Some(n) = item.message_at.and_then(|at| refers.get_mut(at as usize))
+                {
+                    *n += 1;
+                }
+            }
+            refers
+        }
+    };
     for op in memory {
         let MemoryOp::Add { item, .. } = op else { continue };
         let Some(at) = item.message_at.take() else { continue };
-        let message = usize::try_from(at).ok().and_then(|i| messages.get(i)).ok_or_else(|| {
+        let count = messages.len();
+        let message = usize::try_from(at).ok().and_then(|i| messages.get_mut(i)).ok_or_else(|| {
             <serde_json::Error as serde::de::Error>::custom(format!(
-                "memory item {} refers to message {at}, but the record has {}",
+                "memory item {} refers to message {at}, but the record has {count}",
                 item.id,
-                messages.len()
             ))
         })?;
-        item.message = Some(message.clone());
+        item.message = Some(match refers.get_mut(at as usize) {
+            Some(1) => std::mem::replace(message, Message::user(String::new())),
+            Some(n) => {
+                *n -= 1;
+                message.clone()
+            }
+            None => message.clone(),
+        });
     }
     Ok(record)
 }
@@ -682,6 +716,7 @@ fn parse_log(
     bytes: &[u8],
     offset: u64,
     base_turn: u32,
+    messages_go: Messages,
 ) -> Result<ParsedLog, SessionError> {
     let mut records: Vec<TurnRecord> = Vec::new();
     let mut lines: Vec<&[u8]> = bytes.split_inclusive(|b| *b == b'\n').collect();
@@ -707,7 +742,7 @@ fn parse_log(
             line: i + 1,
             message: format!("{message} (at byte {})", offset + valid_len as u64),
         };
-        match decode(text) {
+        match decode(text, messages_go) {
             Ok(record) if record.v > SESSION_LAYOUT_VERSION => {
                 return Err(corrupt(format!(
                     "written by a newer layout version {} (this build reads up to {SESSION_LAYOUT_VERSION})",
@@ -772,7 +807,7 @@ mod tests {
 
     fn parse(bytes: &[u8]) -> Result<ParsedLog, SessionError> {
         let id = SessionId::new("s").unwrap();
-        parse_log(&id, &SessionStore::log_path(&id).unwrap(), bytes, 0, 0)
+        parse_log(&id, &SessionStore::log_path(&id).unwrap(), bytes, 0, 0, Messages::InRecord)
     }
 
     #[test]
@@ -810,8 +845,63 @@ mod tests {
         assert_eq!(text.matches("a unique answer").count(), 1, "{text}");
         assert_eq!(text.matches("\"message_at\":").count(), 2, "{text}");
         assert!(text.ends_with('\n'));
-        assert_eq!(decode(line.strip_suffix(b"\n").unwrap()).unwrap(), original);
+        assert_eq!(decode(line.strip_suffix(b"\n").unwrap(), Messages::InRecord).unwrap(), original);
         assert_eq!(parse(&line).unwrap().records, vec![original]);
+    }
+
+    #[test]
+    fn replaying_moves_each_message_into_its_item_and_one_referred_to_twice_reaches_both() {
+        let original = turn_record(1);
+        let line = encode(&mut original.clone()).unwrap();
+        let line = line.strip_suffix(b"\n").unwrap();
+        let items = |record: &TurnRecord| -> Vec<Option<Message>> {
+            record
+                .memory
+                .iter()
+                .filter_map(|op| match op {
+                    MemoryOp::Add { item, .. } => Some(item.message.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        // For replay the items get the messages; the record keeps how many it had.
+        let moved = decode(line, Messages::InItems).unwrap();
+        assert_eq!(items(&moved), items(&original));
+        assert_eq!(moved.messages.len(), 2);
+        assert!(moved.messages.iter().all(|m| m.content().is_empty()));
+        // Two items naming the same message (never written by this crate, but readable): both
+        // get it, whichever way the messages go.
+        let twice = String::from_utf8(line.to_vec()).unwrap().replace("\"message_at\":1", "\"message_at\":0");
+        let question = Some(Message::user("question 1"));
+        for go in [Messages::InItems, Messages::InRecord] {
+            let record = decode(twice.as_bytes(), go).unwrap();
+            assert_eq!(items(&record), vec![question.clone(), question.clone(), None], "{go:?}");
+        }
+        // Hydration replays the same memory either way.
+        let counter: Arc<dyn TokenCounter> = Arc::new(kaos_providers::Estimator);
+        let replayed = |record: TurnRecord| {
+            let mut memory = SessionMemory::new(&MemoryProfile::default(), counter.clone());
+            replay(&mut memory, record);
+            memory
+        };
+        assert_eq!(replayed(moved), replayed(decode(line, Messages::InRecord).unwrap()));
+    }
+
+    #[test]
+    fn a_replayed_session_allocates_each_item_list_once() {
+        let records: Vec<TurnRecord> = (1..=9).map(turn_record).collect();
+        let counter: Arc<dyn TokenCounter> = Arc::new(kaos_providers::Estimator);
+        let mut memory = SessionMemory::new(&MemoryProfile::default(), counter);
+        memory.reserve_adds(records.iter().flat_map(|r| &r.memory));
+        for record in records {
+            replay(&mut memory, record);
+        }
+        for kind in [SectionKind::Messages, SectionKind::Actions] {
+            let items = memory.section(kind).items();
+            assert_eq!(items.len(), if kind == SectionKind::Messages { 18 } else { 9 });
+            // Exactly the room reserved: the list never grew (by doubling it would hold 32 / 16).
+            assert_eq!(memory.section(kind).capacity(), items.len(), "{kind}");
+        }
     }
 
     #[test]
@@ -822,7 +912,7 @@ mod tests {
         // Version 2 wrote every message inside its memory item too.
         let line = serde_json::to_vec(&v2).unwrap();
         assert!(!std::str::from_utf8(&line).unwrap().contains("message_at"));
-        assert_eq!(decode(&line).unwrap(), v2);
+        assert_eq!(decode(&line, Messages::InRecord).unwrap(), v2);
     }
 
     #[test]
