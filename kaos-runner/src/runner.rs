@@ -67,9 +67,10 @@ impl Runner {
         options: RunOptions,
     ) -> Result<TurnResponse, RunError> {
         // The events `run_with` would stream, folded as they are emitted (the same response
-        // as `fold(self.run_with(..))`, without a queue or a boxed run).
+        // as `fold(self.run_with(..))`, without a queue). The run is boxed: its future is
+        // ~6 KB, and an executor moves a spawned future several times before polling it.
         let start = Start::Fresh { message: message.into(), bounds: Bounds::Request(options) };
-        run::folded(self.member.clone(), session_id.as_ref(), new_run_id(), (0, 0), start).await
+        Box::pin(run::folded(self.member.clone(), session_id.as_ref(), new_run_id(), (0, 0), start)).await
     }
 
     /// Runs one turn as a stream of typed events. The turn progresses as the stream is polled;
@@ -110,13 +111,13 @@ impl Runner {
         let run_id: Arc<str> = state.run_id.as_str().into();
         let position = (state.next_seq, state.next_span);
         let session = state.session_id.clone();
-        run::folded(
+        Box::pin(run::folded(
             self.member.clone(),
             &session,
             run_id,
             position,
             Start::Resume { state: Box::new(state), approval },
-        )
+        ))
         .await
     }
 

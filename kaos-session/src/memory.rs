@@ -290,12 +290,6 @@ impl Section {
 
     fn push(&mut self, item: MemoryItem) {
         self.tokens += item.tokens;
-        if self.items.len() == self.items.capacity() {
-            // Grown by a quarter (at least four items), not doubled: a list kept between turns
-            // has at most a fifth of its room spare (an item is 176 bytes before its text), and
-            // growing stays amortized O(1) per item.
-            self.items.reserve_exact((self.items.len() / 4).max(4));
-        }
         self.items.push(item);
     }
 
@@ -1147,27 +1141,4 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_full_item_list_grows_by_a_quarter_not_double() {
-        let mut section =
-            Section::new(SectionKind::Working, SectionConfig::default_for(SectionKind::Working));
-        let item = |id| MemoryItem {
-            id,
-            content: String::new(),
-            tokens: 1,
-            turn: 1,
-            priority: 0,
-            message: None,
-            metadata: BTreeMap::new(),
-            uses: 0,
-            last_used: 0,
-            summary: false,
-            message_at: None,
-        };
-        for id in 0..1000 {
-            section.push(item(id));
-            let (len, capacity) = (section.items.len(), section.items.capacity());
-            assert!(capacity <= len + (len / 4).max(4), "{len} items in room for {capacity}");
-        }
-    }
 }

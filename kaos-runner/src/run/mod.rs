@@ -75,7 +75,7 @@ pub(crate) fn stream(
 
 /// Runs `member`'s turn to its end and folds its events into the response, as
 /// [`fold`](crate::fold) over [`stream`] would, without queuing them: the events are still
-/// stamped, shown to hooks and folded, and the run is not boxed.
+/// stamped, shown to hooks and folded.
 pub(crate) async fn folded(
     member: Arc<Member>,
     session_id: &str,
