@@ -3,7 +3,7 @@
 use kaos_agent::{Eviction, MemoryProfile, SectionKind};
 use kaos_providers::{Conversation, Message};
 
-use super::memory::{MemoryError, MemoryItem, Section, SessionMemory};
+use super::memory::{KeptSystem, MemoryError, MemoryItem, Section, SessionMemory};
 
 /// The tool the model is pointed at for content left out of the context.
 pub const MEMORY_SEARCH_TOOL: &str = "kaos-memory-search";
@@ -78,6 +78,8 @@ fn assemble_whole(
     let counter = memory.counter().clone();
     let budget = u64::from(profile.context_budget_tokens.get());
     let threshold = profile.retrieval_threshold.get() as usize;
+    // The system prompt assembled last turn, if handed back since and nothing it renders changed.
+    let kept = memory.system.take();
     let messages = memory.section(SectionKind::Messages);
     let current = messages.items().iter().rposition(|i| matches!(i.message, Some(Message::User { .. })));
     let pinned_from = current.map_or(u64::MAX, |p| messages.items()[p].id);
@@ -123,17 +125,33 @@ fn assemble_whole(
         return None;
     }
 
-    // The system prompt: sections by priority, their text items in order.
+    // The system prompt: sections by priority, their text items in order. With no section
+    // searched it depends only on the instructions and the text items, so the one kept from
+    // last turn is reused as it is when they are unchanged.
     shown.sort_by_key(|(s, _)| (std::cmp::Reverse(s.config().priority), s.kind()));
-    let length: usize = shown
-        .iter()
-        .map(|(section, picked)| match picked {
-            Some(picked) => picked.iter().map(|&i| section.items()[i].content.len() + 3).sum::<usize>() + 64,
-            None => memory.text_items(section).map(|i| i.content.len() + 3).sum::<usize>() + 64,
-        })
-        .sum();
-    let mut system = String::with_capacity(instructions.len() + length + 160);
-    system.push_str(instructions);
+    let reusable = searched.is_empty() && hidden_searchable == 0;
+    let (mut system, kept_tokens, kept_instructions) = match kept.map(|kept| *kept) {
+        Some(KeptSystem { instructions: kept_instructions, tokens, system: Some(system), .. })
+            if reusable && kept_instructions == instructions =>
+        {
+            (system, Some(tokens), Some(kept_instructions))
+        }
+        _ => {
+            let length: usize = shown
+                .iter()
+                .map(|(section, picked)| match picked {
+                    Some(picked) => {
+                        picked.iter().map(|&i| section.items()[i].content.len() + 3).sum::<usize>() + 64
+                    }
+                    None => memory.text_items(section).map(|i| i.content.len() + 3).sum::<usize>() + 64,
+                })
+                .sum();
+            let mut system = String::with_capacity(instructions.len() + length + 160);
+            system.push_str(instructions);
+            (system, None, None)
+        }
+    };
+    let render = kept_tokens.is_none();
     let mut text_tokens = 0;
     let mut used: Vec<(SectionKind, Vec<u64>)> = Vec::new();
     for (section, picked) in &shown {
@@ -150,11 +168,15 @@ fn assemble_whole(
             None => memory.text_items(section),
         };
         let Some(first) = texts.next() else { continue };
-        system.push_str("\n\n");
-        system.push_str(&header(section.kind()));
+        if render {
+            system.push_str("\n\n");
+            system.push_str(&header(section.kind()));
+        }
         for item in std::iter::once(first).chain(texts) {
-            system.push_str("\n- ");
-            system.push_str(&item.text());
+            if render {
+                system.push_str("\n- ");
+                system.push_str(&item.text());
+            }
             if section.kind() == SectionKind::Messages {
                 text_tokens += item.tokens;
             }
@@ -201,13 +223,23 @@ fn assemble_whole(
         }
     }
     let held = if in_context { messages.tokens() } else { 0 };
-    let tokens = counter.count(&system) + (held - text_tokens - skipped);
+    let system_tokens = kept_tokens.unwrap_or_else(|| counter.count(&system));
+    let tokens = system_tokens + (held - text_tokens - skipped);
     if lending {
         memory.lent(ids);
     }
     for (kind, ids) in used {
         memory.mark_used(kind, ids);
     }
+    // Lent to the request; `SessionMemory::keep_system` takes it back after the turn.
+    memory.system = reusable.then(|| {
+        Box::new(KeptSystem {
+            instructions: kept_instructions.unwrap_or_else(|| instructions.to_owned()),
+            tokens: system_tokens,
+            system: None,
+            lent: (system.as_ptr() as usize, system.len()),
+        })
+    });
     Some(Assembly { system, messages: conversation, searched, hidden_searchable, tokens })
 }
 
@@ -484,8 +516,9 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(150))]
 
         /// Whatever happens between turns — evictions, summaries, notes, removals, a turn not
-        /// handed back or handed back wrong — assembling with the conversation kept from the
-        /// last turn gives exactly what assembling from scratch gives, and marks the same uses.
+        /// handed back or handed back wrong — assembling with the conversation and the system
+        /// prompt kept from the last turn gives exactly what assembling from scratch gives, and
+        /// marks the same uses.
         #[test]
         fn the_kept_conversation_assembles_exactly_like_a_fresh_one(
             messages_budget in 60u32..1_500,
@@ -514,6 +547,7 @@ mod tests {
                         prop_assert_eq!(memory.take_ops(), fresh.take_ops());
                         let Ok(assembly) = got else { continue };
                         let mut conversation = assembly.messages;
+                        let system = assembly.system;
                         let lent = conversation.len();
                         for reply in replies {
                             let message = Message::assistant(reply);
@@ -526,6 +560,8 @@ mod tests {
                         }
                         if hand_back {
                             memory.keep_shown(conversation, lent);
+                            // A prompt changed after assembly (as a pattern does) is not kept.
+                            memory.keep_system(if tamper { system.to_ascii_uppercase() } else { system });
                         }
                     }
                     Step::Note(kind, text) => {

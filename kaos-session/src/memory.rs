@@ -304,6 +304,22 @@ impl Section {
 /// (Two in unit tests, so that short random sessions exercise the kept conversation.)
 pub(crate) const SHOWN_MIN_MESSAGES: usize = if cfg!(test) { 2 } else { 32 };
 
+/// The system prompt last assembled when no section was searched, lent to the request and
+/// handed back after the turn ([`SessionMemory::keep_system`]), so an unchanged prompt (one that
+/// holds a long rolling summary, say) is not rebuilt and copied every turn. Dropped by any
+/// change to a text item (what the prompt renders), in [`SessionMemory::apply`].
+#[derive(Debug, Clone)]
+pub(crate) struct KeptSystem {
+    /// The agent instructions it starts with.
+    pub(crate) instructions: String,
+    /// Its token count.
+    pub(crate) tokens: u64,
+    /// The prompt; `None` while lent.
+    pub(crate) system: Option<String>,
+    /// The lent prompt's address and length: only that very string is taken back.
+    pub(crate) lent: (usize, usize),
+}
+
 /// The conversation the model was last shown, handed back by the engine when the turn
 /// commits, so that the next assembly moves it into the next request and copies only what
 /// changed: messages added since (at the end) and evicted since (at the front).
@@ -370,6 +386,8 @@ pub struct SessionMemory {
     dirty: BTreeSet<SectionKind>,
     /// The conversation last shown to the model (see [`Shown`]); derived, never persisted.
     shown: Option<Box<Shown>>,
+    /// The system prompt last assembled (see [`KeptSystem`]); derived, never persisted.
+    pub(crate) system: Option<Box<KeptSystem>>,
     /// Ids of the messages section's items that are text, not messages (summaries, rendered in
     /// the system prompt), in order: assembly finds them without walking the conversation.
     message_texts: Vec<u64>,
@@ -417,6 +435,7 @@ impl SessionMemory {
             evicted: BTreeMap::new(),
             dirty: BTreeSet::new(),
             shown: None,
+            system: None,
             message_texts: Vec::new(),
             indexes: Vec::new(),
         }
@@ -604,6 +623,9 @@ impl SessionMemory {
         match op {
             MemoryOp::Add { section, item } => {
                 self.next_id = self.next_id.max(item.id + 1);
+                if item.message.is_none() {
+                    self.system = None;
+                }
                 if section == SectionKind::Messages && item.message.is_none() {
                     self.message_texts.push(item.id);
                 }
@@ -632,6 +654,9 @@ impl SessionMemory {
                 }
                 if let Some(s) = self.section_mut(section) {
                     let gone = s.remove(&ids);
+                    if gone.iter().any(|item| item.message.is_none()) {
+                        self.system = None;
+                    }
                     if let Some((_, index)) = self.indexes.iter_mut().find(|(kind, _)| *kind == section) {
                         for item in &gone {
                             index.remove(item.id, &item.text());
@@ -655,6 +680,7 @@ impl SessionMemory {
                 }
             }
             MemoryOp::Replace { section, items } => {
+                self.system = None;
                 let next = items.iter().map(|i| i.id + 1).max().unwrap_or(0);
                 if section == SectionKind::Messages {
                     self.shown = None;
@@ -779,6 +805,18 @@ impl SessionMemory {
             .then(|| Box::new(Shown { ids, messages: None, dropped_while_lent: 0 }));
     }
 
+    /// Takes back the system prompt lent to the turn's request by assembly, so the next turn's
+    /// assembly reuses it when nothing it renders changed. Anything else (a prompt a pattern
+    /// rebuilt, say) is dropped.
+    pub fn keep_system(&mut self, system: String) {
+        if let Some(kept) = &mut self.system
+            && kept.system.is_none()
+            && kept.lent == (system.as_ptr() as usize, system.len())
+        {
+            kept.system = Some(system);
+        }
+    }
+
     /// Hands back the conversation of the request the turn ended with, so that the next turn's
     /// assembly copies only what changed. `lent` is how many of its leading messages the
     /// assembly lent (the turn's user message included), unchanged; the rest are the turn's
@@ -853,6 +891,11 @@ impl SessionMemory {
             + self.message_texts.capacity() * std::mem::size_of::<u64>()
             + self.active_agent.as_ref().map_or(0, String::capacity)
             + shown
+            + self.system.as_ref().map_or(0, |kept| {
+                std::mem::size_of::<KeptSystem>()
+                    + kept.instructions.capacity()
+                    + kept.system.as_ref().map_or(0, String::capacity)
+            })
             + self.indexes.capacity() * std::mem::size_of::<(SectionKind, bm25::Index)>()
             + self.indexes.iter().map(|(_, index)| index.approx_heap_bytes()).sum::<usize>()
     }
@@ -1140,5 +1183,4 @@ mod tests {
             }
         }
     }
-
 }

@@ -233,20 +233,22 @@ pub(crate) fn prepare_request(cx: &Cx<'_>, progress: &mut Progress) {
     } else {
         progress.offered.iter().filter(|t| !breakers.is_open(&t.name)).cloned().collect()
     };
-    if withdrawn.is_empty() && progress.request.system == progress.base_system {
-        // Already so (the usual case): no copy of a system prompt that may hold long summaries.
+    if withdrawn.is_empty() {
+        // The usual case: the request's system prompt is the assembled one (no copy of a
+        // system prompt that may hold long summaries), or is put back to it.
+        progress.restore_base_system();
         return;
     }
-    progress.request.system = if withdrawn.is_empty() {
-        progress.base_system.clone()
-    } else {
-        let names: Vec<&str> = withdrawn.iter().map(|t| t.name.as_str()).collect();
-        format!(
-            "{}\n\n[Unavailable tools (they failed repeatedly and are paused for a while): {}]",
-            progress.base_system,
-            names.join(", ")
-        )
+    let base = match progress.base_system.take() {
+        Some(base) => base,
+        None => std::mem::take(&mut progress.request.system),
     };
+    let names: Vec<&str> = withdrawn.iter().map(|t| t.name.as_str()).collect();
+    progress.request.system = format!(
+        "{base}\n\n[Unavailable tools (they failed repeatedly and are paused for a while): {}]",
+        names.join(", ")
+    );
+    progress.base_system = Some(base);
 }
 
 /// Gives every remaining call a result saying why it was not run.
@@ -339,7 +341,7 @@ pub(crate) mod fixture {
         definitions.retain(|d| offered.contains(&d.name.as_str()));
         Progress {
             request: ModelRequest::new(member.agent.model().as_str(), Vec::new()),
-            base_system: String::new(),
+            base_system: None,
             offered: definitions.into(),
             first_new: 0,
             pending: VecDeque::new(),

@@ -15,8 +15,11 @@ use kaos_session::ToolCallRecord;
 pub(crate) struct Progress {
     /// The conversation as sent to the model, with what the turn added so far.
     pub(crate) request: ModelRequest,
-    /// The system prompt as assembled (notes about withdrawn tools are added per call).
-    pub(crate) base_system: String,
+    /// The system prompt as assembled, kept only while the request's has a note added for a
+    /// call (about withdrawn tools); `None`: the request's system prompt is it, not copied (it
+    /// may hold long summaries).
+    #[serde(default)]
+    pub(crate) base_system: Option<String>,
     /// The tools offered this turn (less any whose breaker is open, per call).
     pub(crate) offered: kaos_providers::ToolSet,
     /// Where the turn's own messages start in `request.messages` (the user message).
@@ -75,6 +78,24 @@ fn is_zero(n: &u32) -> bool {
 }
 
 impl Progress {
+    /// The system prompt as assembled (without a note added for one call).
+    pub(crate) fn base_system(&self) -> &str {
+        self.base_system.as_deref().unwrap_or(&self.request.system)
+    }
+
+    /// Sets the system prompt as assembled, the request's too.
+    pub(crate) fn set_base_system(&mut self, system: String) {
+        self.request.system = system;
+        self.base_system = None;
+    }
+
+    /// Puts the request's system prompt back to the one assembled.
+    pub(crate) fn restore_base_system(&mut self) {
+        if let Some(base) = self.base_system.take() {
+            self.request.system = base;
+        }
+    }
+
     /// Adds one model call's usage and cost.
     pub(crate) fn record_model_call(&mut self, response: &kaos_providers::ModelResponse) {
         self.model_calls += 1;

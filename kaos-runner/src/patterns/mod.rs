@@ -58,8 +58,8 @@ pub(crate) async fn drive(
 /// Sets up the turn's request for its pattern, before its first model call.
 fn prepare(pattern: Pattern, progress: &mut Progress) {
     if pattern == Pattern::Research {
-        progress.base_system = format!("{}\n\n{}", progress.base_system, research::INSTRUCTION);
-        progress.request.system = progress.base_system.clone();
+        let system = format!("{}\n\n{}", progress.base_system(), research::INSTRUCTION);
+        progress.set_base_system(system);
         progress.request.output_schema = Some(research::output_schema());
     }
 }

@@ -395,7 +395,7 @@ async fn plan_call(
     let mut messages = progress.request.messages[..progress.first_new].to_vec();
     messages.push(Message::user(message));
     let mut request = ModelRequest::new(cx.model_for(ModelRole::Plan), messages)
-        .with_system(format!("{}\n\n{INSTRUCTION}", progress.base_system));
+        .with_system(format!("{}\n\n{INSTRUCTION}", progress.base_system()));
     request.output_schema = Some(output_schema());
     match model_call(cx, &mut request, progress.model_calls + 1, Purpose::Internal).await? {
         Called::Response(response) => {
@@ -414,7 +414,7 @@ async fn answer(cx: &mut Cx<'_>, progress: &mut Progress) -> Result<Outcome, Run
         user_request(progress)
     )));
     progress.request.tools = kaos_providers::ToolSet::default();
-    progress.request.system = progress.base_system.clone();
+    progress.restore_base_system();
     progress.request.output_schema = None;
     let mut request = progress.request.clone();
     match model_call(cx, &mut request, progress.model_calls + 1, Purpose::Answer).await? {

@@ -62,6 +62,10 @@ pub(super) async fn commit(
     let mut conversation = std::mem::take(&mut progress.request.messages);
     conversation.extend(added.iter().cloned());
     memory.keep_shown(conversation, progress.first_new + 1);
+    // And its system prompt as assembled (a pattern's or a withdrawn-tools note's is not it).
+    memory.keep_system(
+        progress.base_system.take().unwrap_or_else(|| std::mem::take(&mut progress.request.system)),
+    );
     let record = TurnRecord {
         v: SESSION_LAYOUT_VERSION,
         turn: turn_number,

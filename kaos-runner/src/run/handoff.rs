@@ -47,8 +47,7 @@ pub(super) fn rebase(
     progress: &mut Progress,
 ) -> Result<(), RunError> {
     let assembly = context(shared, next, memory, message)?;
-    progress.base_system = assembly.system;
-    progress.request.system = progress.base_system.clone();
+    progress.set_base_system(assembly.system);
     progress.request.model = next.agent.model().as_str().to_owned();
     progress.request.output_schema = None;
     progress.offered = offered_tools(next, assembly.hidden_searchable > 0);

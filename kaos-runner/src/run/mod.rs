@@ -320,13 +320,12 @@ fn begin(
             memory_event(MemoryEventKind::Searched, section.as_str(), *held, attributes)
         });
     }
-    let base_system = assembly.system;
     let request =
-        ModelRequest::new(member.agent.model().as_str(), assembly.messages).with_system(base_system.clone());
+        ModelRequest::new(member.agent.model().as_str(), assembly.messages).with_system(assembly.system);
     Ok(Progress {
         first_new: request.messages.len() - 1,
         request,
-        base_system,
+        base_system: None,
         offered: offered_tools(member, assembly.hidden_searchable > 0),
         pending: VecDeque::new(),
         tool_calls: Vec::new(),
