@@ -46,14 +46,8 @@ pub(crate) fn write_record(out: &mut Vec<u8>, record: &TurnRecord) -> Result<(),
         key(out, b",\"agent\":");
         value(out, agent)?;
     }
-    key(out, b",\"messages\":[");
-    for (i, message) in messages.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_message(out, message)?;
-    }
-    out.push(b']');
+    key(out, b",\"messages\":");
+    array(out, messages, write_message)?;
     if !tool_calls.is_empty() {
         key(out, b",\"tool_calls\":");
         value(out, tool_calls)?;
@@ -78,14 +72,8 @@ pub(crate) fn write_record(out: &mut Vec<u8>, record: &TurnRecord) -> Result<(),
     key(out, b",\"finished_at_ms\":");
     number(out, *finished_at_ms);
     if !memory.is_empty() {
-        key(out, b",\"memory\":[");
-        for (i, op) in memory.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            write_op(out, op)?;
-        }
-        out.push(b']');
+        key(out, b",\"memory\":");
+        array(out, memory, write_op)?;
     }
     out.push(b'}');
     Ok(())
@@ -102,11 +90,8 @@ fn write_message(out: &mut Vec<u8>, message: &Message) -> Result<(), serde_json:
             key(out, b"{\"role\":\"assistant\",\"content\":");
             value(out, content)?;
             if !tool_calls.is_empty() {
-                key(out, b",\"tool_calls\":[");
-                for (i, call) in tool_calls.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
+                key(out, b",\"tool_calls\":");
+                array(out, tool_calls, |out, call| {
                     let ToolCall { id, name, arguments } = call;
                     key(out, b"{\"id\":");
                     value(out, id)?;
@@ -115,8 +100,8 @@ fn write_message(out: &mut Vec<u8>, message: &Message) -> Result<(), serde_json:
                     key(out, b",\"arguments\":");
                     value(out, arguments)?;
                     out.push(b'}');
-                }
-                out.push(b']');
+                    Ok(())
+                })?;
             }
         }
         Message::Tool { call_id, name, content, is_error } => {
@@ -148,27 +133,21 @@ fn write_op(out: &mut Vec<u8>, op: &MemoryOp) -> Result<(), serde_json::Error> {
             key(out, b"{\"op\":\"remove\",\"section\":");
             value(out, section)?;
             key(out, b",\"ids\":");
-            numbers(out, ids);
+            numbers(out, ids)?;
         }
         MemoryOp::Use { section, ids, turn } => {
             key(out, b"{\"op\":\"use\",\"section\":");
             value(out, section)?;
             key(out, b",\"ids\":");
-            numbers(out, ids);
+            numbers(out, ids)?;
             key(out, b",\"turn\":");
             number(out, *turn);
         }
         MemoryOp::Replace { section, items } => {
             key(out, b"{\"op\":\"replace\",\"section\":");
             value(out, section)?;
-            key(out, b",\"items\":[");
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_item(out, item)?;
-            }
-            out.push(b']');
+            key(out, b",\"items\":");
+            array(out, items, write_item)?;
         }
     }
     out.push(b'}');
@@ -239,15 +218,28 @@ fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-fn numbers(out: &mut Vec<u8>, ns: &[u64]) {
+fn numbers(out: &mut Vec<u8>, ns: &[u64]) -> Result<(), serde_json::Error> {
+    array(out, ns, |out, n| {
+        number(out, *n);
+        Ok(())
+    })
+}
+
+/// A JSON array of `items`, each written by `write`.
+fn array<T>(
+    out: &mut Vec<u8>,
+    items: &[T],
+    mut write: impl FnMut(&mut Vec<u8>, &T) -> Result<(), serde_json::Error>,
+) -> Result<(), serde_json::Error> {
     out.push(b'[');
-    for (i, n) in ns.iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        number(out, *n);
+        write(out, item)?;
     }
     out.push(b']');
+    Ok(())
 }
 
 fn value(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) -> Result<(), serde_json::Error> {

@@ -961,16 +961,23 @@ fn open_waiters(lock_file: &Path) -> io::Result<File> {
         .open(lock_file.with_file_name(format!("{}waiters", temp_prefix(name))))
 }
 
-/// Opens a lock's files: the lock file (created when missing, with its parents) and its
-/// `waiters` file.
-fn open_lock_files(shared: &Shared, path: &VfsPath) -> Result<LockFiles, VfsError> {
+/// Opens the lock file at `path` (created when missing, with its parents); also returns its
+/// path on disk.
+fn open_lock_file(shared: &Shared, path: &VfsPath) -> Result<(PathBuf, File), VfsError> {
     let target = shared.prepare_file(path, DirSync::Skip)?;
-    let lock = open_options()
+    let file = open_options()
         .write(true)
         .create(true)
         .truncate(false)
         .open(&target)
         .map_err(|e| io_error(path, e))?;
+    Ok((target, file))
+}
+
+/// Opens a lock's files: the lock file (created when missing, with its parents) and its
+/// `waiters` file.
+fn open_lock_files(shared: &Shared, path: &VfsPath) -> Result<LockFiles, VfsError> {
+    let (target, lock) = open_lock_file(shared, path)?;
     let waiters = open_waiters(&target).map_err(lock_io(path))?;
     let meta = lock.metadata().map_err(|e| io_error(path, e))?;
     // Without a file identity (not unix) the handles cannot be checked later: never kept.
@@ -1074,13 +1081,7 @@ impl Drop for FastHeld {
 /// One attempt at taking the OS lock on the lock file itself (held by the queue's front, and
 /// by processes of older versions that do not queue): `Some(file)` holds it.
 fn try_lock_file(shared: &Shared, path: &VfsPath) -> Result<Option<File>, VfsError> {
-    let target = shared.prepare_file(path, DirSync::Skip)?;
-    let file = open_options()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&target)
-        .map_err(|e| io_error(path, e))?;
+    let (_, file) = open_lock_file(shared, path)?;
     match file.try_lock() {
         Ok(()) => Ok(Some(file)),
         Err(fs::TryLockError::WouldBlock) => Ok(None),
