@@ -216,10 +216,16 @@ impl Emitter {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Whether nobody but the fold sees this run's events (no stream, no hooks): then how they
+    /// are split cannot be observed (a model's text may be folded as one delta, not word by word).
+    pub(crate) fn unobserved(&self) -> bool {
+        self.tx.is_none() && self.hooks.is_empty()
+    }
+
     /// When only the fold wants this run's events (no stream, no hooks): counts one event and
     /// lets `push` fold it from its parts, without building it; `false` otherwise.
     fn fold_only(&self, push: impl FnOnce(&mut TurnFold)) -> bool {
-        if self.tx.is_some() || !self.hooks.is_empty() {
+        if !self.unobserved() {
             return false;
         }
         let mut state = self.state();
@@ -237,7 +243,7 @@ impl Emitter {
         subject: SpanSubject,
         name: impl std::fmt::Display,
         parent: Option<&OpenSpan>,
-        attributes: Map<String, Value>,
+        attributes: impl Attributes,
     ) -> OpenSpan {
         let number = self.spans.fetch_add(1, Ordering::Relaxed) + 1;
         let parent = parent.map(|p| p.number);
@@ -256,12 +262,12 @@ impl Emitter {
             parent_span_id: parent.map(|p| SpanId::of(p).as_str().to_owned()),
             name: name.clone(),
             duration_ms: None,
-            attributes,
+            attributes: attributes.into_map(),
         }));
         OpenSpan { subject, number, parent, name, started }
     }
 
-    pub(crate) fn end(&self, span: OpenSpan, phase: SpanPhase, attributes: Map<String, Value>) {
+    pub(crate) fn end(&self, span: OpenSpan, phase: SpanPhase, attributes: impl Attributes) {
         let id = SpanId::of(span.number);
         if self.fold_only(|fold| fold.push_span(span.subject, phase, id.as_str(), &attributes)) {
             return;
@@ -273,7 +279,7 @@ impl Emitter {
             parent_span_id: span.parent.map(|p| SpanId::of(p).as_str().to_owned()),
             name: span.name,
             duration_ms: Some(millis(span.started.elapsed())),
-            attributes,
+            attributes: attributes.into_map(),
         }));
     }
 }
@@ -321,6 +327,37 @@ pub(crate) fn memory_event(
     EventKind::Memory { kind, section: section.to_owned(), item_count, attributes }
 }
 
+/// A span's attributes as its producer has them: made into the event's map only when an event
+/// is built (with no stream and no hooks, the fold reads the few it needs with `get`). Span
+/// attributes are given as a map or as an array of pairs (`[("turn_number", json!(n))]`),
+/// which costs no map, no key strings and no tree nodes when nobody sees the event.
+pub(crate) trait Attributes {
+    /// The value of `key`.
+    fn get(&self, key: &str) -> Option<&Value>;
+    /// The attributes as an event carries them.
+    fn into_map(self) -> Map<String, Value>;
+}
+
+impl Attributes for Map<String, Value> {
+    fn get(&self, key: &str) -> Option<&Value> {
+        Map::get(self, key)
+    }
+
+    fn into_map(self) -> Map<String, Value> {
+        self
+    }
+}
+
+impl<const N: usize> Attributes for [(&'static str, Value); N] {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+
+    fn into_map(self) -> Map<String, Value> {
+        attrs(self)
+    }
+}
+
 /// Span attributes from pairs.
 pub(crate) fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
@@ -333,7 +370,19 @@ pub(crate) fn as_i64(n: u64) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::SpanId;
+    use serde_json::json;
+
+    use super::{Attributes, SpanId, attrs};
+
+    #[test]
+    fn pairs_are_the_map_they_make() {
+        let pairs = [("model", json!("scripted:echo")), ("iteration", json!(2))];
+        assert_eq!(Attributes::get(&pairs, "iteration"), Some(&json!(2)));
+        assert_eq!(Attributes::get(&pairs, "internal"), None);
+        let map = pairs.clone().into_map();
+        assert_eq!(map, attrs(pairs));
+        assert_eq!(Attributes::get(&map, "model"), Some(&json!("scripted:echo")));
+    }
 
     #[test]
     fn span_ids_are_s_and_the_number() {

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt};
 use kaos_providers::Usage;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::approval::PendingApproval;
+use crate::emit::Attributes;
 use crate::error::RunError;
 use crate::events::{Event, EventKind, SpanPhase, SpanSubject};
 
@@ -180,7 +181,7 @@ impl TurnFold {
         subject: SpanSubject,
         phase: SpanPhase,
         span_id: &str,
-        attributes: &Map<String, Value>,
+        attributes: &(impl Attributes + ?Sized),
     ) {
         match (subject, phase) {
             // A pattern's internal call (classify, plan, extract) streams no text.

@@ -291,7 +291,7 @@ mod tests {
         let mut progress = progress(&f.member, offered);
         edit(&mut progress);
         let policy = f.context.policy(&f.member).unwrap();
-        let span = f.emit.start(SpanSubject::Turn, "turn.1", None, Default::default());
+        let span = f.emit.start(SpanSubject::Turn, "turn.1", None, serde_json::Map::new());
         let guard = BudgetGuard::new(budget, Default::default(), 0.0, 0, 0);
         let delegator = NoDelegation;
         let gate = {
@@ -422,7 +422,7 @@ mod tests {
         let _ = f.member.breakers.record("wipe", false);
         let progress = progress(&f.member, &["wipe"]);
         let policy = f.context.policy(&f.member).unwrap();
-        let span = f.emit.start(SpanSubject::Turn, "turn.1", None, Default::default());
+        let span = f.emit.start(SpanSubject::Turn, "turn.1", None, serde_json::Map::new());
         let guard = BudgetGuard::new(Budget::unlimited(), Default::default(), 0.0, 0, 0);
         let delegator = NoDelegation;
         let cx = Cx::new(

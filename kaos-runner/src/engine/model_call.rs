@@ -162,21 +162,23 @@ async fn call_model(
 ) -> Result<ModelResponse, RunError> {
     let (member, emit) = (cx.member, cx.emit);
     let internal = purpose == Purpose::Internal;
-    let mut attributes = attrs([("model", json!(request.model)), ("iteration", json!(iteration))]);
-    if internal {
-        attributes.insert("internal".into(), json!(true));
-    }
-    if let Some(first) = fallback_for {
-        attributes.insert("fallback_for".into(), json!(first));
-    }
-    let span = emit.start(
-        SpanSubject::LlmCall,
-        format_args!("llm.{}", request.model),
-        Some(cx.parent()),
-        attributes,
-    );
+    let attributes = [("model", json!(request.model)), ("iteration", json!(iteration))];
+    let span = if internal || fallback_for.is_some() {
+        let mut attributes = attrs(attributes);
+        if internal {
+            attributes.insert("internal".into(), json!(true));
+        }
+        if let Some(first) = fallback_for {
+            attributes.insert("fallback_for".into(), json!(first));
+        }
+        emit.start(SpanSubject::LlmCall, format_args!("llm.{}", request.model), Some(cx.parent()), attributes)
+    } else {
+        emit.start(SpanSubject::LlmCall, format_args!("llm.{}", request.model), Some(cx.parent()), attributes)
+    };
     // Room for a typical answer at once, rather than growing word by word.
     let mut streamed = String::with_capacity(256);
+    // Seen by nobody but the fold, the streamed text is folded once, after the stream.
+    let unobserved = emit.unobserved();
     let mut response = None;
     let mut stream = member.client_for(&request.model).stream(request);
     while let Some(item) = stream.next().await {
@@ -188,7 +190,9 @@ async fn call_model(
             ) if internal => {}
             Ok(StreamEvent::TextDelta { text }) => {
                 streamed.push_str(&text);
-                emit.emit(EventKind::TextDelta { text });
+                if !unobserved {
+                    emit.emit(EventKind::TextDelta { text });
+                }
             }
             Ok(StreamEvent::ThinkingDelta { text }) => emit.emit(EventKind::ThinkingDelta { text }),
             Ok(StreamEvent::ToolCallDelta { index, arguments, .. }) => {
@@ -219,11 +223,20 @@ async fn call_model(
         return Err(error.into());
     };
     // Events must add up to the response even for a client that streams less than it returns.
-    match response.text.strip_prefix(streamed.as_str()) {
-        _ if internal => {}
-        Some(rest) if !rest.is_empty() => emit.emit(EventKind::TextDelta { text: rest.to_owned() }),
-        Some(_) => {}
-        None => tracing::warn!(model = %request.model, "streamed text disagrees with the completed response"),
+    let rest = match response.text.strip_prefix(streamed.as_str()) {
+        _ if internal => None,
+        Some(rest) if !rest.is_empty() => Some(rest.to_owned()),
+        Some(_) => None,
+        None => {
+            tracing::warn!(model = %request.model, "streamed text disagrees with the completed response");
+            None
+        }
+    };
+    if unobserved && !internal && !streamed.is_empty() {
+        emit.emit(EventKind::TextDelta { text: streamed });
+    }
+    if let Some(rest) = rest {
+        emit.emit(EventKind::TextDelta { text: rest });
     }
     emit.emit(EventKind::UsageObserved {
         model: response.model.clone(),
@@ -234,10 +247,7 @@ async fn call_model(
     emit.end(
         span,
         SpanPhase::Complete,
-        attrs([
-            ("finish_reason", json!(response.finish_reason)),
-            ("tool_calls", json!(response.tool_calls.len())),
-        ]),
+        [("finish_reason", json!(response.finish_reason)), ("tool_calls", json!(response.tool_calls.len()))],
     );
     Ok(response)
 }
@@ -290,7 +300,7 @@ mod tests {
         let mut request = progress(&f.member, &[]).request;
         request.messages.push(Message::user("hi"));
         let policy = f.context.policy(&f.member).unwrap();
-        let span = f.emit.start(SpanSubject::Turn, "turn.1", None, Default::default());
+        let span = f.emit.start(SpanSubject::Turn, "turn.1", None, serde_json::Map::new());
         let guard = BudgetGuard::new(budget, Default::default(), 0.0, 0, 0);
         let delegator = NoDelegation;
         let (called, left) = {

@@ -201,7 +201,7 @@ async fn turn(
         SpanSubject::Turn,
         format_args!("turn.{turn_number}"),
         None,
-        attrs([("turn_number", json!(turn_number))]),
+        [("turn_number", json!(turn_number))],
     );
     let hook_cx = |member: &Member| {
         HookContext::of_turn(
@@ -282,7 +282,7 @@ async fn turn(
         let ended = shared.hooks.turn_end(&hook_cx(&member), &response).await;
         emit.faults(&ended.faults, None);
     }
-    emit.end(turn_span, SpanPhase::Complete, attrs([("turn_number", json!(turn_number))]));
+    emit.end(turn_span, SpanPhase::Complete, [("turn_number", json!(turn_number))]);
     emit.emit(EventKind::TurnSummary { turn_number, stop_reason });
     Ok(())
 }
