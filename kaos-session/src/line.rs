@@ -39,12 +39,12 @@ pub(crate) fn write_record(out: &mut Vec<u8>, record: &TurnRecord) -> Result<(),
     key(out, b",\"turn\":");
     number(out, *turn);
     key(out, b",\"run_id\":");
-    value(out, run_id)?;
+    string(out, run_id);
     key(out, b",\"agent_fingerprint\":");
-    value(out, agent_fingerprint)?;
+    string(out, agent_fingerprint);
     if let Some(agent) = agent {
         key(out, b",\"agent\":");
-        value(out, agent)?;
+        string(out, agent);
     }
     key(out, b",\"messages\":");
     array(out, messages, write_message)?;
@@ -84,19 +84,19 @@ fn write_message(out: &mut Vec<u8>, message: &Message) -> Result<(), serde_json:
     match message {
         Message::User { content } => {
             key(out, b"{\"role\":\"user\",\"content\":");
-            value(out, content)?;
+            string(out, content);
         }
         Message::Assistant { content, tool_calls } => {
             key(out, b"{\"role\":\"assistant\",\"content\":");
-            value(out, content)?;
+            string(out, content);
             if !tool_calls.is_empty() {
                 key(out, b",\"tool_calls\":");
                 array(out, tool_calls, |out, call| {
                     let ToolCall { id, name, arguments } = call;
                     key(out, b"{\"id\":");
-                    value(out, id)?;
+                    string(out, id);
                     key(out, b",\"name\":");
-                    value(out, name)?;
+                    string(out, name);
                     key(out, b",\"arguments\":");
                     value(out, arguments)?;
                     out.push(b'}');
@@ -106,11 +106,11 @@ fn write_message(out: &mut Vec<u8>, message: &Message) -> Result<(), serde_json:
         }
         Message::Tool { call_id, name, content, is_error } => {
             key(out, b"{\"role\":\"tool\",\"call_id\":");
-            value(out, call_id)?;
+            string(out, call_id);
             key(out, b",\"name\":");
-            value(out, name)?;
+            string(out, name);
             key(out, b",\"content\":");
-            value(out, content)?;
+            string(out, content);
             if *is_error {
                 key(out, b",\"is_error\":true");
             }
@@ -172,7 +172,7 @@ fn write_item(out: &mut Vec<u8>, item: &MemoryItem) -> Result<(), serde_json::Er
     number(out, *id);
     if !content.is_empty() {
         key(out, b",\"content\":");
-        value(out, content)?;
+        string(out, content);
     }
     key(out, b",\"tokens\":");
     number(out, *tokens);
@@ -240,6 +240,33 @@ fn array<T>(
     }
     out.push(b']');
     Ok(())
+}
+
+/// A JSON string, as `serde_json` writes it: a string with nothing to escape (no `"`, `\\` or
+/// control character, which is nearly every one a turn writes) is copied whole; any other is
+/// written by `serde_json`. The check looks at 16 bytes at a time without branching on each,
+/// so the compiler can do it in a few vector instructions.
+fn string(out: &mut Vec<u8>, s: &str) {
+    if needs_escape(s.as_bytes()) {
+        // Writing to a `Vec` cannot fail, and a `str` always serializes.
+        let _ = serde_json::to_writer(&mut *out, s);
+        return;
+    }
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+fn needs_escape(bytes: &[u8]) -> bool {
+    let escaped = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    let mut chunks = bytes.chunks_exact(16);
+    for chunk in &mut chunks {
+        if chunk.iter().fold(false, |any, &b| any | escaped(b)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| escaped(b))
 }
 
 fn value(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) -> Result<(), serde_json::Error> {
@@ -354,5 +381,27 @@ mod tests {
         same_as_serde(&plain);
         plain.cost_usd = f64::NAN;
         same_as_serde(&plain);
+    }
+
+    /// Strings of every length around the 16-byte chunks, with a byte that needs escaping (or
+    /// none) anywhere, and arbitrary text, are written as `serde_json` writes them.
+    #[test]
+    fn strings_are_written_exactly_as_serde_json_writes_them() {
+        let check = |s: &str| {
+            let mut ours = Vec::new();
+            string(&mut ours, s);
+            assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(s).unwrap(), "{s:?}");
+        };
+        for len in 0..40 {
+            check(&"é".repeat(len));
+            for at in 0..len {
+                for special in ['"', '\\', '\n', '\u{0}', '\u{1f}', '\u{7f}', '/', ' ', '~'] {
+                    let mut s: String = "x".repeat(len);
+                    s.replace_range(at..=at, &special.to_string());
+                    check(&s);
+                }
+            }
+        }
+        proptest::proptest!(|(s in ".*")| check(&s));
     }
 }

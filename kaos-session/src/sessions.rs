@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use kaos_agent::{MemoryProfile, SectionKind};
 use kaos_providers::{Message, TokenCounter};
-use kaos_vfs::{LocalLocks, Vfs, VfsLock};
+use kaos_vfs::{LocalLocks, Vfs, VfsLock, VfsPath};
 use serde::Serialize;
 
 use crate::cache::SessionCache;
@@ -109,6 +109,8 @@ pub struct TakenSession {
     /// front end shows them.
     pub repairs: Vec<String>,
     position: LogPosition,
+    /// The session's log ([`SessionStore::log_path`]), built once per turn.
+    log: VfsPath,
     store: SessionStore,
     cache: Arc<SessionCache>,
     // Released in this order: the VFS lock, then the in-process one.
@@ -135,8 +137,9 @@ impl TakenSession {
     }
 
     async fn finish(self, mut record: TurnRecord) -> Result<(), SessionError> {
-        let position = self.store.commit(&self.id, &self.memory, &mut record, self.position).await?;
-        let stamp = self.store.stamp(&self.id).await?;
+        let position =
+            self.store.commit(&self.id, &self.log, &self.memory, &mut record, self.position).await?;
+        let stamp = self.store.stamp(&self.log).await?;
         let mut memory = self.memory;
         if matches!(self.hydration, Hydration::Loaded { .. }) {
             // Replayed from the log: its item lists grew an item at a time. Kept compact, a
@@ -231,7 +234,8 @@ impl Sessions {
     ) -> Result<TakenSession, SessionError> {
         let local = self.locks.lock(id.as_str()).await;
         let vfs = self.store.lock(id).await?;
-        let stamp = self.store.stamp(id).await?;
+        let log = SessionStore::log_path(id)?;
+        let stamp = self.store.stamp(&log).await?;
         // A session with nothing stored at all (no directory: no log, no checkpoint, no files)
         // starts from empty memory without reading anything. One that has a directory but an
         // empty or missing log is loaded as usual (a checkpoint there is checked, and reported
@@ -264,6 +268,7 @@ impl Sessions {
             hydration,
             repairs,
             position,
+            log,
             store: self.store.clone(),
             cache: self.cache.clone(),
             _vfs: vfs,

@@ -207,7 +207,7 @@ impl SessionStore {
         Self::file(id, "")
     }
 
-    fn log_path(id: &SessionId) -> Result<VfsPath, SessionError> {
+    pub(crate) fn log_path(id: &SessionId) -> Result<VfsPath, SessionError> {
         Self::file(id, "/turns.jsonl")
     }
 
@@ -429,14 +429,15 @@ impl SessionStore {
     /// durable ([`Vfs::sync`]) before a checkpoint covering it is written, so a checkpoint never
     /// claims more than the log kept after a machine crash. A failed checkpoint is only logged:
     /// it means a longer replay next time, never lost data.
-    pub async fn commit(
+    pub(crate) async fn commit(
         &self,
         id: &SessionId,
+        log: &VfsPath,
         memory: &SessionMemory,
         record: &mut TurnRecord,
         position: LogPosition,
     ) -> Result<LogPosition, SessionError> {
-        let written = self.append(id, record).await?;
+        let written = self.append(log, record).await?;
         let log_len = position.log_len + written;
         let mut next = LogPosition { log_len, ..position };
         let due = CHECKPOINT_MIN_TAIL_BYTES.max(CHECKPOINT_TAIL_FACTOR * position.checkpoint_len);
@@ -452,9 +453,10 @@ impl SessionStore {
         Ok(next)
     }
 
-    /// The current version of the session's log (length and modification time).
-    pub async fn stamp(&self, id: &SessionId) -> Result<LogStamp, SessionError> {
-        match self.vfs.stat(&Self::log_path(id)?).await {
+    /// The current version of the session's log at `log` ([`SessionStore::log_path`]): its
+    /// length and modification time.
+    pub(crate) async fn stamp(&self, log: &VfsPath) -> Result<LogStamp, SessionError> {
+        match self.vfs.stat(log).await {
             Ok(meta) => Ok(LogStamp { len: meta.len, modified: meta.modified }),
             Err(e) if e.is_not_found() => Ok(LogStamp { len: 0, modified: None }),
             Err(e) => Err(e.into()),
@@ -517,11 +519,12 @@ impl SessionStore {
         }
     }
 
-    /// Appends one turn's record in a single append; returns the bytes written.
-    pub async fn append(&self, id: &SessionId, record: &mut TurnRecord) -> Result<u64, SessionError> {
+    /// Appends one turn's record to the log at `log` in a single append; returns the bytes
+    /// written.
+    pub(crate) async fn append(&self, log: &VfsPath, record: &mut TurnRecord) -> Result<u64, SessionError> {
         let line = encode(record)?;
         let len = line.len() as u64;
-        self.vfs.append(&Self::log_path(id)?, Bytes::from(line)).await?;
+        self.vfs.append(log, Bytes::from(line)).await?;
         Ok(len)
     }
 
@@ -995,7 +998,7 @@ mod tests {
                         live.end_turn(turn);
                         let mut r = record(turn);
                         r.memory = live.take_ops();
-                        log_len += store.append(&id, &mut r).await.unwrap();
+                        log_len += store.append(&SessionStore::log_path(&id).unwrap(), &mut r).await.unwrap();
                         if checkpoint {
                             store.checkpoint(&id, &live, log_len).await.unwrap();
                         }
