@@ -50,7 +50,9 @@ pub(crate) struct OpenSpan {
     number: u64,
     parent: Option<u64>,
     name: String,
-    started: Instant,
+    /// When it started; `None` when nobody sees its duration (only the fold wants the run's
+    /// events, and it reads none), so the clock is not read.
+    started: Option<Instant>,
 }
 
 impl Emitter {
@@ -247,13 +249,13 @@ impl Emitter {
     ) -> OpenSpan {
         let number = self.spans.fetch_add(1, Ordering::Relaxed) + 1;
         let parent = parent.map(|p| p.number);
-        let started = Instant::now();
         if self.fold_only(|fold| {
             fold.push_span(subject, SpanPhase::Start, SpanId::of(number).as_str(), &attributes)
         }) {
-            // Nobody sees the span's name: its end is folded the same way.
-            return OpenSpan { subject, number, parent, name: String::new(), started };
+            // Nobody sees the span's name or duration: its end is folded the same way.
+            return OpenSpan { subject, number, parent, name: String::new(), started: None };
         }
+        let started = Some(Instant::now());
         let name = name.to_string();
         self.emit(EventKind::Span(Span {
             subject,
@@ -278,7 +280,7 @@ impl Emitter {
             span_id: id.as_str().to_owned(),
             parent_span_id: span.parent.map(|p| SpanId::of(p).as_str().to_owned()),
             name: span.name,
-            duration_ms: Some(millis(span.started.elapsed())),
+            duration_ms: Some(span.started.map_or(0.0, |started| millis(started.elapsed()))),
             attributes: attributes.into_map(),
         }));
     }

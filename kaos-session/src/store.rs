@@ -442,7 +442,10 @@ impl SessionStore {
         let mut next = LogPosition { log_len, ..position };
         let due = CHECKPOINT_MIN_TAIL_BYTES.max(CHECKPOINT_TAIL_FACTOR * position.checkpoint_len);
         if log_len - position.checkpoint_offset >= due {
-            match self.checkpoint_after(id, memory, log_len, Some((written, record.run_id.clone()))).await {
+            // Boxed: a checkpoint is rare, and its state would make every commit's future (kept
+            // on the heap by `TakenSession::commit`) several times larger.
+            let last = Some((written, record.run_id.clone()));
+            match Box::pin(self.checkpoint_after(id, memory, log_len, last)).await {
                 Ok(len) => {
                     next.checkpoint_offset = log_len;
                     next.checkpoint_len = len;
