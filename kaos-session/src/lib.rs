@@ -31,7 +31,7 @@ pub use error::SessionError;
 pub use id::SessionId;
 pub use memory::{Change, MemoryError, MemoryItem, MemoryOp, NewItem, Section, SessionMemory};
 pub use record::{StopReason, ToolCallRecord};
-pub use sessions::{Hydration, SessionExport, SessionSummary, Sessions, TakenSession};
+pub use sessions::{Hydration, PreparedRecord, SessionExport, SessionSummary, Sessions, TakenSession};
 pub use store::{
     CHECKPOINT_MIN_TAIL_BYTES, LogStamp, SESSION_LAYOUT_VERSION, Salvaged, TurnRecord, files_dir,
     sessions_root, traces_dir,

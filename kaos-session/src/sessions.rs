@@ -132,13 +132,32 @@ impl TakenSession {
     /// write the same turn number. Such a turn is stored whole. The commit is polled by its
     /// caller (no task, no thread hop) and moved to a task of its own only if the caller drops
     /// it before its end.
-    pub async fn commit(self, record: TurnRecord) -> Result<(), SessionError> {
-        RunToEnd(Some(Box::pin(self.finish(record)))).await
+    pub async fn commit(self, mut record: TurnRecord) -> Result<(), SessionError> {
+        let prepared = self.prepare(&mut record)?;
+        drop(record);
+        self.commit_prepared(prepared).await
     }
 
-    async fn finish(self, mut record: TurnRecord) -> Result<(), SessionError> {
+    /// Encodes `record` as the session's next log line, for [`TakenSession::commit_prepared`]:
+    /// the record is left as it was and can be taken apart (its messages moved into memory
+    /// rather than copied) before the commit, which then needs only the line.
+    /// [`SessionError::Encode`] when the record cannot be written as JSON.
+    pub fn prepare(&self, record: &mut TurnRecord) -> Result<PreparedRecord, SessionError> {
+        let line = crate::store::encode(record).map_err(SessionError::Encode)?;
+        let checkpoint =
+            SessionStore::checkpoint_due(self.position, line.len() as u64).then(|| record.run_id.clone());
+        Ok(PreparedRecord { line, checkpoint })
+    }
+
+    /// [`TakenSession::commit`] of a record encoded by [`TakenSession::prepare`] (of this
+    /// taken session: its memory is what the record changed).
+    pub async fn commit_prepared(self, prepared: PreparedRecord) -> Result<(), SessionError> {
+        RunToEnd(Some(Box::pin(self.finish(prepared)))).await
+    }
+
+    async fn finish(self, PreparedRecord { line, checkpoint }: PreparedRecord) -> Result<(), SessionError> {
         let position =
-            self.store.commit(&self.id, &self.log, &self.memory, &mut record, self.position).await?;
+            self.store.commit((&self.id, &self.log), &self.memory, line, checkpoint, self.position).await?;
         let stamp = self.store.stamp(&self.log).await?;
         let mut memory = self.memory;
         if matches!(self.hydration, Hydration::Loaded { .. }) {
@@ -153,6 +172,16 @@ impl TakenSession {
         }
         Ok(())
     }
+}
+
+/// A turn's record encoded as the session's next log line ([`TakenSession::prepare`]), to be
+/// committed with [`TakenSession::commit_prepared`].
+#[derive(Debug)]
+#[must_use = "nothing is stored until it is committed"]
+pub struct PreparedRecord {
+    line: Vec<u8>,
+    /// The record's run, when a checkpoint is due after this line.
+    checkpoint: Option<String>,
 }
 
 /// A future that runs to its end: polled by its owner, and, if the owner drops it before it

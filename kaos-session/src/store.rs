@@ -424,28 +424,28 @@ impl SessionStore {
         Ok(hydrated)
     }
 
-    /// Commits a record: one append (the commit point), then a checkpoint when the log has
-    /// grown enough past the last one (see [`SESSION_LAYOUT_VERSION`]). The log is made
-    /// durable ([`Vfs::sync`]) before a checkpoint covering it is written, so a checkpoint never
-    /// claims more than the log kept after a machine crash. A failed checkpoint is only logged:
-    /// it means a longer replay next time, never lost data.
+    /// Commits an encoded record ([`encode`]): one append (the commit point), then, when
+    /// `checkpoint` names the record's run (the log has grown enough past the last checkpoint:
+    /// [`SessionStore::checkpoint_due`]), a checkpoint. The log is made durable ([`Vfs::sync`])
+    /// before a checkpoint covering it is written, so a checkpoint never claims more than the
+    /// log kept after a machine crash. A failed checkpoint is only logged: it means a longer
+    /// replay next time, never lost data.
     pub(crate) async fn commit(
         &self,
-        id: &SessionId,
-        log: &VfsPath,
+        (id, log): (&SessionId, &VfsPath),
         memory: &SessionMemory,
-        record: &mut TurnRecord,
+        line: Vec<u8>,
+        checkpoint: Option<String>,
         position: LogPosition,
     ) -> Result<LogPosition, SessionError> {
-        let written = self.append(log, record).await?;
+        let written = line.len() as u64;
+        self.vfs.append(log, Bytes::from(line)).await?;
         let log_len = position.log_len + written;
         let mut next = LogPosition { log_len, ..position };
-        let due = CHECKPOINT_MIN_TAIL_BYTES.max(CHECKPOINT_TAIL_FACTOR * position.checkpoint_len);
-        if log_len - position.checkpoint_offset >= due {
+        if let Some(run_id) = checkpoint {
             // Boxed: a checkpoint is rare, and its state would make every commit's future (kept
             // on the heap by `TakenSession::commit`) several times larger.
-            let last = Some((written, record.run_id.clone()));
-            match Box::pin(self.checkpoint_after(id, memory, log_len, last)).await {
+            match Box::pin(self.checkpoint_after(id, memory, log_len, Some((written, run_id)))).await {
                 Ok(len) => {
                     next.checkpoint_offset = log_len;
                     next.checkpoint_len = len;
@@ -454,6 +454,14 @@ impl SessionStore {
             }
         }
         Ok(next)
+    }
+
+    /// Whether a checkpoint is due after appending `written` bytes at `position`: once the log
+    /// has grown past the last checkpoint by [`CHECKPOINT_MIN_TAIL_BYTES`] and by
+    /// `CHECKPOINT_TAIL_FACTOR` times the checkpoint's own size.
+    pub(crate) fn checkpoint_due(position: LogPosition, written: u64) -> bool {
+        let due = CHECKPOINT_MIN_TAIL_BYTES.max(CHECKPOINT_TAIL_FACTOR * position.checkpoint_len);
+        position.log_len + written - position.checkpoint_offset >= due
     }
 
     /// The current version of the session's log at `log` ([`SessionStore::log_path`]): its
@@ -522,6 +530,7 @@ impl SessionStore {
         }
     }
 
+    #[cfg(test)]
     /// Appends one turn's record to the log at `log` in a single append; returns the bytes
     /// written.
     pub(crate) async fn append(&self, log: &VfsPath, record: &mut TurnRecord) -> Result<u64, SessionError> {
@@ -625,7 +634,7 @@ struct ParsedLog {
 /// A record as its log line (with the newline): each memory item that adds one of the record's
 /// messages refers to it by position instead of repeating it. The messages are moved out of
 /// the items for the write and back after it, so nothing is copied.
-fn encode(record: &mut TurnRecord) -> Result<Vec<u8>, serde_json::Error> {
+pub(crate) fn encode(record: &mut TurnRecord) -> Result<Vec<u8>, serde_json::Error> {
     let TurnRecord { messages, memory, .. } = record;
     let mut moved: Vec<(usize, Message)> = Vec::new();
     let mut next = 0;

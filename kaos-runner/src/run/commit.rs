@@ -57,16 +57,7 @@ pub(super) async fn commit(
         memory.set_active_agent(Some(name.clone()));
     }
     memory.end_turn(turn_number);
-    // The request's conversation goes back to memory, so the next turn's assembly copies only
-    // what changed (the turn's messages are copied once more here, not the conversation).
-    let mut conversation = std::mem::take(&mut progress.request.messages);
-    conversation.extend(added.iter().cloned());
-    memory.keep_shown(conversation, progress.first_new + 1);
-    // And its system prompt as assembled (a pattern's or a withdrawn-tools note's is not it).
-    memory.keep_system(
-        progress.base_system.take().unwrap_or_else(|| std::mem::take(&mut progress.request.system)),
-    );
-    let record = TurnRecord {
+    let mut record = TurnRecord {
         v: SESSION_LAYOUT_VERSION,
         turn: turn_number,
         run_id: emit.run_id.to_string(),
@@ -82,7 +73,19 @@ pub(super) async fn commit(
         memory: memory.take_ops(),
     };
     let persisted = record.messages.len();
-    taken.commit(record).await?;
+    // Encoded first, so the record's messages can then be moved rather than copied.
+    let prepared = taken.prepare(&mut record)?;
+    // The request's conversation goes back to memory, so the next turn's assembly copies only
+    // what changed.
+    let mut conversation = std::mem::take(&mut progress.request.messages);
+    conversation.extend(record.messages);
+    let memory = &mut taken.memory;
+    memory.keep_shown(conversation, progress.first_new + 1);
+    // And its system prompt as assembled (a pattern's or a withdrawn-tools note's is not it).
+    memory.keep_system(
+        progress.base_system.take().unwrap_or_else(|| std::mem::take(&mut progress.request.system)),
+    );
+    taken.commit_prepared(prepared).await?;
     emit.emit_with(|| memory_event(MemoryEventKind::Persisted, "messages", persisted, Map::new()));
     Ok(())
 }
