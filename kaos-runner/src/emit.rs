@@ -187,7 +187,9 @@ impl Emitter {
 
     /// Stamps and sends one event; returns it when hooks want to see it.
     fn send(&self, kind: EventKind) -> Option<Event> {
-        if self.fold_only(|fold| fold.push_kind(&kind)) {
+        if self.unobserved() {
+            // Nobody but the fold (if any) wants it: the fold takes what it keeps.
+            self.fold_only(|fold| fold.push_owned(kind));
             return None;
         }
         let timestamp_ms =

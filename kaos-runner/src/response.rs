@@ -125,6 +125,15 @@ impl TurnFold {
         )
     }
 
+    /// [`TurnFold::push_kind`] of an event the fold may keep parts of: the first text of a
+    /// model call is kept as it is rather than copied.
+    pub(crate) fn push_owned(&mut self, kind: EventKind) {
+        match kind {
+            EventKind::TextDelta { text } if self.text.is_empty() => self.text = text,
+            kind => self.push_kind(&kind),
+        }
+    }
+
     /// Folds what an event reports. A kind read here must be one [`TurnFold::folds`] names.
     pub(crate) fn push_kind(&mut self, kind: &EventKind) {
         match kind {

@@ -51,19 +51,25 @@ pub(crate) async fn model_call(
     iteration: u32,
     purpose: Purpose,
 ) -> Result<Called, RunError> {
-    let first = request.model.clone();
-    let fallbacks: Vec<String> =
-        cx.agent().fallback_models().iter().map(|m| m.as_str().to_owned()).filter(|m| *m != first).collect();
-    let mut outcome = Attempt::Unavailable(None);
-    for (i, model) in std::iter::once(first.clone()).chain(fallbacks).enumerate() {
-        request.model = model;
-        let fallback_for = (i > 0).then_some(first.as_str());
-        outcome = attempt(cx, request, iteration, purpose, fallback_for).await;
-        if !matches!(outcome, Attempt::Unavailable(_)) {
-            break;
+    let mut outcome = attempt(cx, request, iteration, purpose, None).await;
+    if matches!(outcome, Attempt::Unavailable(_)) {
+        let first = request.model.clone();
+        let fallbacks: Vec<String> = cx
+            .agent()
+            .fallback_models()
+            .iter()
+            .map(|m| m.as_str().to_owned())
+            .filter(|m| *m != first)
+            .collect();
+        for model in fallbacks {
+            request.model = model;
+            outcome = attempt(cx, request, iteration, purpose, Some(&first)).await;
+            if !matches!(outcome, Attempt::Unavailable(_)) {
+                break;
+            }
         }
+        request.model = first;
     }
-    request.model = first;
     match outcome {
         Attempt::Done(called) => Ok(called),
         Attempt::Failed(error) | Attempt::Unavailable(Some(error)) => Err(error),
