@@ -9,7 +9,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::{Cx, Ending};
-use crate::emit::{as_i64, attrs};
+use crate::emit::{LlmEnd, LlmStart, as_i64, attrs};
 use crate::error::RunError;
 use crate::events::{EventKind, SpanPhase, SpanSubject};
 use crate::guard::Availability;
@@ -51,19 +51,21 @@ pub(crate) async fn model_call(
     iteration: u32,
     purpose: Purpose,
 ) -> Result<Called, RunError> {
-    let first = request.model.clone();
-    let fallbacks: Vec<String> =
-        cx.agent().fallback_models().iter().map(|m| m.as_str().to_owned()).filter(|m| *m != first).collect();
-    let mut outcome = Attempt::Unavailable(None);
-    for (i, model) in std::iter::once(first.clone()).chain(fallbacks).enumerate() {
-        request.model = model;
-        let fallback_for = (i > 0).then_some(first.as_str());
-        outcome = attempt(cx, request, iteration, purpose, fallback_for).await;
-        if !matches!(outcome, Attempt::Unavailable(_)) {
-            break;
+    let mut outcome = attempt(cx, request, iteration, purpose, None).await;
+    let agent = &cx.member.agent;
+    if matches!(outcome, Attempt::Unavailable(_)) && !agent.fallback_models().is_empty() {
+        // Only now is the first model's name kept aside (the usual call copies nothing).
+        let first = request.model.clone();
+        let fallbacks = agent.fallback_models().iter().map(|m| m.as_str()).filter(|m| *m != first);
+        for model in fallbacks {
+            request.model = model.to_owned();
+            outcome = attempt(cx, request, iteration, purpose, Some(first.as_str())).await;
+            if !matches!(outcome, Attempt::Unavailable(_)) {
+                break;
+            }
         }
+        request.model = first;
     }
-    request.model = first;
     match outcome {
         Attempt::Done(called) => Ok(called),
         Attempt::Failed(error) | Attempt::Unavailable(Some(error)) => Err(error),
@@ -162,21 +164,15 @@ async fn call_model(
 ) -> Result<ModelResponse, RunError> {
     let (member, emit) = (cx.member, cx.emit);
     let internal = purpose == Purpose::Internal;
-    let mut attributes = attrs([("model", json!(request.model)), ("iteration", json!(iteration))]);
-    if internal {
-        attributes.insert("internal".into(), json!(true));
-    }
-    if let Some(first) = fallback_for {
-        attributes.insert("fallback_for".into(), json!(first));
-    }
+    let attributes = LlmStart { model: &request.model, iteration, internal, fallback_for };
     let span = emit.start(
         SpanSubject::LlmCall,
         format_args!("llm.{}", request.model),
         Some(cx.parent()),
         attributes,
     );
-    // Room for a typical answer at once, rather than growing word by word.
-    let mut streamed = String::with_capacity(256);
+    // Grown at the first delta (a call that only calls tools streams none).
+    let mut streamed = String::new();
     let mut response = None;
     let mut stream = member.client_for(&request.model).stream(request);
     while let Some(item) = stream.next().await {
@@ -187,6 +183,10 @@ async fn call_model(
                 | StreamEvent::ToolCallDelta { .. },
             ) if internal => {}
             Ok(StreamEvent::TextDelta { text }) => {
+                if streamed.capacity() == 0 {
+                    // Room for a typical answer at once, rather than growing word by word.
+                    streamed.reserve(256.max(text.len()));
+                }
                 streamed.push_str(&text);
                 emit.emit(EventKind::TextDelta { text });
             }
@@ -225,19 +225,19 @@ async fn call_model(
         Some(_) => {}
         None => tracing::warn!(model = %request.model, "streamed text disagrees with the completed response"),
     }
-    emit.emit(EventKind::UsageObserved {
-        model: response.model.clone(),
-        usage: response.usage,
-        cost_usd: response.cost_usd,
-        usage_estimated: response.usage_estimated,
-    });
+    emit.emit_folding(
+        |fold| fold.push_usage(response.usage, response.cost_usd),
+        || EventKind::UsageObserved {
+            model: response.model.clone(),
+            usage: response.usage,
+            cost_usd: response.cost_usd,
+            usage_estimated: response.usage_estimated,
+        },
+    );
     emit.end(
         span,
         SpanPhase::Complete,
-        attrs([
-            ("finish_reason", json!(response.finish_reason)),
-            ("tool_calls", json!(response.tool_calls.len())),
-        ]),
+        LlmEnd { finish_reason: &response.finish_reason, tool_calls: response.tool_calls.len() },
     );
     Ok(response)
 }
@@ -290,7 +290,7 @@ mod tests {
         let mut request = progress(&f.member, &[]).request;
         request.messages.push(Message::user("hi"));
         let policy = f.context.policy(&f.member).unwrap();
-        let span = f.emit.start(SpanSubject::Turn, "turn.1", None, Default::default());
+        let span = f.emit.start(SpanSubject::Turn, "turn.1", None, serde_json::Map::new());
         let guard = BudgetGuard::new(budget, Default::default(), 0.0, 0, 0);
         let delegator = NoDelegation;
         let (called, left) = {
