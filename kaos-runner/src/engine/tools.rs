@@ -155,30 +155,57 @@ async fn flush(
         Some(vfs) => vfs.clone(),
         None => cx.workspace.insert(session_workspace(cx.member, cx.session)?).clone(),
     };
-    let context = ToolContext::new(cx.session.as_arc().clone(), cx.emit.run_id.clone(), "", vfs);
+    let ids = (cx.session.as_arc(), &cx.emit.run_id);
     let member = cx.member;
-    let results = join_all(batch.iter().map(|admitted| {
-        let call = &admitted.call;
-        let span = tracing::info_span!(
-            "kaos.tool_call",
-            otel.name = %format!("execute_tool {}", call.name),
-            gen_ai.operation.name = "execute_tool",
-            gen_ai.tool.name = %call.name,
-            gen_ai.tool.call.id = %call.id,
-        );
-        let arguments = arguments(call, &admitted.rewritten);
-        run_tool(member, memory, call, &admitted.callee, arguments, context.clone()).instrument(span)
-    }))
-    .await;
-    for (admitted, (result, failed)) in batch.drain(..).zip(results) {
-        let Admitted { call, callee, rewritten, span } = admitted;
-        if let Callee::Tool(_) = callee {
-            let tripped = member.breakers.record(&call.name, !failed);
-            cx.tripped("tool", &call.name, tripped);
+    let run = |admitted| run_admitted(member, memory, admitted, ids, &vfs);
+    if let [one] = batch.as_slice() {
+        // One call (the usual batch): run as it is, without joining.
+        let outcome = run(one).await;
+        if let Some(admitted) = batch.pop() {
+            finish(cx, progress, admitted, outcome).await?;
         }
-        record(cx, progress, call, rewritten, result, span).await?;
+        return Ok(());
+    }
+    let outcomes = join_all(batch.iter().map(run)).await;
+    for (admitted, outcome) in batch.drain(..).zip(outcomes) {
+        finish(cx, progress, admitted, outcome).await?;
     }
     Ok(())
+}
+
+/// Runs one admitted call inside its `kaos.tool_call` tracing span.
+fn run_admitted<'a>(
+    member: &'a Member,
+    memory: &'a SessionMemory,
+    admitted: &'a Admitted<'a>,
+    ids: (&'a Arc<str>, &'a Arc<str>),
+    vfs: &'a Arc<dyn Vfs>,
+) -> impl Future<Output = (ToolResult, bool)> + 'a {
+    let call = &admitted.call;
+    let span = tracing::info_span!(
+        "kaos.tool_call",
+        otel.name = %format!("execute_tool {}", call.name),
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = %call.name,
+        gen_ai.tool.call.id = %call.id,
+    );
+    let arguments = arguments(call, &admitted.rewritten);
+    run_tool(member, memory, call, &admitted.callee, arguments, ids, vfs).instrument(span)
+}
+
+/// Counts a call's outcome against its tool's breaker and records it.
+async fn finish(
+    cx: &Cx<'_>,
+    progress: &mut Progress,
+    admitted: Admitted<'_>,
+    (result, failed): (ToolResult, bool),
+) -> Result<(), RunError> {
+    let Admitted { call, callee, rewritten, span } = admitted;
+    if let Callee::Tool(_) = callee {
+        let tripped = cx.member.breakers.record(&call.name, !failed);
+        cx.tripped("tool", &call.name, tripped);
+    }
+    record(cx, progress, call, rewritten, result, span).await
 }
 
 /// Records a call's result: the after-tool hooks, the span, the message for the model, the
@@ -239,7 +266,8 @@ async fn run_tool(
     call: &ToolCall,
     callee: &Callee<'_>,
     arguments: &Value,
-    context: ToolContext,
+    (session, run_id): (&Arc<str>, &Arc<str>),
+    vfs: &Arc<dyn Vfs>,
 ) -> (ToolResult, bool) {
     let tool = match callee {
         Callee::Tool(tool) => tool,
@@ -249,10 +277,9 @@ async fn run_tool(
             return (ToolError::NotFound(call.name.clone()).into_result(), false);
         }
     };
-    let context = context.with_call_id(call.id.as_str());
-    let vfs = context.vfs().clone();
+    let context = ToolContext::new(session.clone(), run_id.clone(), call.id.as_str(), vfs.clone());
     let default_timeout = member.runtime.tools().default_timeout();
-    let result = match invoke_tool(tool.as_ref(), arguments.clone(), context.clone(), default_timeout).await {
+    let result = match invoke_tool(tool.as_ref(), arguments.clone(), context, default_timeout).await {
         Ok(result) => result,
         Err(error) => {
             if let Some(detail) = error.detail() {
@@ -270,7 +297,7 @@ async fn run_tool(
         // Nothing to store: no artifact id to write out.
         return (result, failed);
     }
-    let artifact_id = format!("{}-{}", context.run_id(), sanitize(&call.id));
+    let artifact_id = format!("{run_id}-{}", sanitize(&call.id));
     (tier_result(result, vfs.as_ref(), &artifact_id).await.unwrap_or_else(ToolError::into_result), failed)
 }
 
