@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::{
     Capabilities, FinishReason, ModelClient, ModelRequest, ModelResponse, ModelStream, ProviderError,
-    StreamEvent, StructuredOutput, ToolCall, Usage, estimate_tokens,
+    StreamEvent, StructuredOutput, ToolCall, Usage, estimate_json_tokens, estimate_tokens,
 };
 
 /// One answer of a [`ScriptedClient`].
@@ -214,7 +214,7 @@ fn build_response(request: &ModelRequest, reply: ScriptedReply) -> Result<ModelR
     let output_tokens = estimate_tokens(&text)
         + tool_calls
             .iter()
-            .map(|c| estimate_tokens(&c.name) + estimate_tokens(&c.arguments.to_string()))
+            .map(|c| estimate_tokens(&c.name) + estimate_json_tokens(&c.arguments))
             .sum::<u64>();
     Ok(ModelResponse {
         finish_reason: if tool_calls.is_empty() { FinishReason::Stop } else { FinishReason::ToolCalls },
@@ -297,7 +297,9 @@ impl Iterator for Replay {
                 index: self.call - 1,
                 id: Some(call.id.clone()),
                 name: Some(call.name.clone()),
-                arguments: call.arguments.to_string(),
+                // The same text as `to_string`, written straight into a buffer.
+                arguments: serde_json::to_string(&call.arguments)
+                    .unwrap_or_else(|_| call.arguments.to_string()),
             }));
         }
         self.answer.take().map(|answer| answer.map(|response| StreamEvent::Completed { response }))

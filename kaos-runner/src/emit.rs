@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::events::{Event, EventKind, MemoryEventKind, Span, SpanPhase, SpanSubject};
 use crate::hooks::{HookFault, Hooks};
-use crate::response::{StopReason, TurnFold, TurnResponse};
+use crate::response::{Attr, SpanAttrs, StopReason, TurnFold, TurnResponse};
 use crate::stream::EventQueue;
 
 /// Emits the events of one run, stamping the common fields: into the run's queue for its
@@ -185,6 +185,16 @@ impl Emitter {
         self.emit(kind);
     }
 
+    /// Emits the event `make` builds, one the turn's response folds; when only the fold wants
+    /// this run's events, `fold` folds what the event would report instead, and it is not built.
+    /// `fold` must do to the fold what [`TurnFold::push_kind`] does with the event.
+    pub(crate) fn emit_folding(&self, fold: impl FnOnce(&mut TurnFold), make: impl FnOnce() -> EventKind) {
+        if self.fold_only(fold) {
+            return;
+        }
+        self.emit(make());
+    }
+
     /// Stamps and sends one event; returns it when hooks want to see it.
     fn send(&self, kind: EventKind) -> Option<Event> {
         if self.unobserved() {
@@ -247,7 +257,7 @@ impl Emitter {
         subject: SpanSubject,
         name: impl std::fmt::Display,
         parent: Option<&OpenSpan>,
-        attributes: impl Attributes,
+        attributes: impl SpanAttrs,
     ) -> OpenSpan {
         let number = self.spans.fetch_add(1, Ordering::Relaxed) + 1;
         let parent = parent.map(|p| p.number);
@@ -271,7 +281,7 @@ impl Emitter {
         OpenSpan { subject, number, parent, name, started }
     }
 
-    pub(crate) fn end(&self, span: OpenSpan, phase: SpanPhase, attributes: impl Attributes) {
+    pub(crate) fn end(&self, span: OpenSpan, phase: SpanPhase, attributes: impl SpanAttrs) {
         let id = SpanId::of(span.number);
         if self.fold_only(|fold| fold.push_span(span.subject, phase, id.as_str(), &attributes)) {
             return;
@@ -331,40 +341,121 @@ pub(crate) fn memory_event(
     EventKind::Memory { kind, section: section.to_owned(), item_count, attributes }
 }
 
-/// A span's attributes as its producer has them: made into the event's map only when an event
-/// is built (with no stream and no hooks, the fold reads the few it needs with `get`). Span
-/// attributes are given as a map or as an array of pairs (`[("turn_number", json!(n))]`),
-/// which costs no map, no key strings and no tree nodes when nobody sees the event.
-pub(crate) trait Attributes {
-    /// The value of `key`.
-    fn get(&self, key: &str) -> Option<&Value>;
-    /// The attributes as an event carries them.
-    fn into_map(self) -> Map<String, Value>;
-}
-
-impl Attributes for Map<String, Value> {
-    fn get(&self, key: &str) -> Option<&Value> {
-        Map::get(self, key)
-    }
-
-    fn into_map(self) -> Map<String, Value> {
-        self
-    }
-}
-
-impl<const N: usize> Attributes for [(&'static str, Value); N] {
-    fn get(&self, key: &str) -> Option<&Value> {
-        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
-    }
-
-    fn into_map(self) -> Map<String, Value> {
-        attrs(self)
-    }
-}
-
 /// Span attributes from pairs.
 pub(crate) fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// A tool call span's start attributes (`tool_name`, `call_id`, `arguments`), read by the fold
+/// as they are: the map is built only when a stream or hooks see the span.
+pub(crate) struct ToolStart<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) call_id: &'a str,
+    pub(crate) arguments: &'a Value,
+}
+
+impl SpanAttrs for ToolStart<'_> {
+    fn attr(&self, key: &str) -> Option<Attr<'_>> {
+        match key {
+            "tool_name" => Some(Attr::Str(self.name)),
+            "call_id" => Some(Attr::Str(self.call_id)),
+            "arguments" => Some(Attr::Json(self.arguments)),
+            _ => None,
+        }
+    }
+
+    fn into_map(self) -> Map<String, Value> {
+        attrs([
+            ("tool_name", Value::from(self.name)),
+            ("call_id", Value::from(self.call_id)),
+            ("arguments", self.arguments.clone()),
+        ])
+    }
+}
+
+/// A tool call span's end attributes (`tool_name`, `call_id`, `result`, `is_error`), like
+/// [`ToolStart`].
+pub(crate) struct ToolEnd<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) call_id: &'a str,
+    pub(crate) result: &'a str,
+    pub(crate) is_error: bool,
+}
+
+impl SpanAttrs for ToolEnd<'_> {
+    fn attr(&self, key: &str) -> Option<Attr<'_>> {
+        match key {
+            "tool_name" => Some(Attr::Str(self.name)),
+            "call_id" => Some(Attr::Str(self.call_id)),
+            "result" => Some(Attr::Str(self.result)),
+            "is_error" => Some(Attr::Bool(self.is_error)),
+            _ => None,
+        }
+    }
+
+    fn into_map(self) -> Map<String, Value> {
+        attrs([
+            ("tool_name", Value::from(self.name)),
+            ("call_id", Value::from(self.call_id)),
+            ("result", Value::from(self.result)),
+            ("is_error", Value::Bool(self.is_error)),
+        ])
+    }
+}
+
+/// A model call span's start attributes (`model`, `iteration`, and `internal` and
+/// `fallback_for` when they apply), like [`ToolStart`].
+pub(crate) struct LlmStart<'a> {
+    pub(crate) model: &'a str,
+    pub(crate) iteration: u32,
+    pub(crate) internal: bool,
+    pub(crate) fallback_for: Option<&'a str>,
+}
+
+impl SpanAttrs for LlmStart<'_> {
+    fn attr(&self, key: &str) -> Option<Attr<'_>> {
+        match key {
+            "model" => Some(Attr::Str(self.model)),
+            "iteration" => Some(Attr::U64(u64::from(self.iteration))),
+            "internal" if self.internal => Some(Attr::Bool(true)),
+            "fallback_for" => self.fallback_for.map(Attr::Str),
+            _ => None,
+        }
+    }
+
+    fn into_map(self) -> Map<String, Value> {
+        let mut map = attrs([("model", Value::from(self.model)), ("iteration", Value::from(self.iteration))]);
+        if self.internal {
+            map.insert("internal".into(), Value::Bool(true));
+        }
+        if let Some(first) = self.fallback_for {
+            map.insert("fallback_for".into(), Value::from(first));
+        }
+        map
+    }
+}
+
+/// A model call span's end attributes (`finish_reason`, `tool_calls`: how many), like
+/// [`ToolStart`].
+pub(crate) struct LlmEnd<'a> {
+    pub(crate) finish_reason: &'a kaos_providers::FinishReason,
+    pub(crate) tool_calls: usize,
+}
+
+impl SpanAttrs for LlmEnd<'_> {
+    fn attr(&self, key: &str) -> Option<Attr<'_>> {
+        match key {
+            "tool_calls" => Some(Attr::U64(self.tool_calls as u64)),
+            _ => None,
+        }
+    }
+
+    fn into_map(self) -> Map<String, Value> {
+        attrs([
+            ("finish_reason", serde_json::json!(self.finish_reason)),
+            ("tool_calls", Value::from(self.tool_calls)),
+        ])
+    }
 }
 
 /// A count as a span attribute (OpenTelemetry integers are `i64`).
@@ -374,18 +465,112 @@ pub(crate) fn as_i64(n: u64) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use kaos_providers::FinishReason;
     use serde_json::json;
 
-    use super::{Attributes, SpanId, attrs};
+    use super::*;
+    use crate::response::StopReason;
+
+    /// Folds one span from its typed attributes, or from the map a span event carries.
+    fn push<A: SpanAttrs>(
+        fold: &mut TurnFold,
+        typed: bool,
+        subject: SpanSubject,
+        phase: SpanPhase,
+        id: &str,
+        a: A,
+    ) {
+        if typed {
+            fold.push_span(subject, phase, id, &a);
+        } else {
+            fold.push_span(subject, phase, id, &a.into_map());
+        }
+    }
 
     #[test]
-    fn pairs_are_the_map_they_make() {
-        let pairs = [("model", json!("scripted:echo")), ("iteration", json!(2))];
-        assert_eq!(Attributes::get(&pairs, "iteration"), Some(&json!(2)));
-        assert_eq!(Attributes::get(&pairs, "internal"), None);
-        let map = pairs.clone().into_map();
-        assert_eq!(map, attrs(pairs));
-        assert_eq!(Attributes::get(&map, "model"), Some(&json!("scripted:echo")));
+    fn typed_span_attributes_fold_like_the_maps_events_carry() {
+        let arguments = json!({"a": 2, "b": [3]});
+        let run = |typed: bool| {
+            let mut fold = TurnFold::default();
+            let id: Arc<str> = "x".into();
+            fold.note(&id, &id, (&id, &id));
+            let (llm, tool) = (SpanSubject::LlmCall, SpanSubject::ToolCall);
+            let start =
+                |internal, fallback_for| LlmStart { model: "m:a", iteration: 1, internal, fallback_for };
+            let end = |n| LlmEnd { finish_reason: &FinishReason::ToolCalls, tool_calls: n };
+            push(&mut fold, typed, llm, SpanPhase::Start, "s1", start(false, None));
+            fold.push_kind(&EventKind::TextDelta { text: "thinking".into() });
+            push(&mut fold, typed, llm, SpanPhase::Complete, "s1", end(2));
+            for n in ["s2", "s3"] {
+                let start = ToolStart { name: "add", call_id: n, arguments: &arguments };
+                push(&mut fold, typed, tool, SpanPhase::Start, n, start);
+            }
+            for (n, is_error) in [("s3", true), ("s2", false)] {
+                let end = ToolEnd { name: "add", call_id: n, result: n, is_error };
+                push(&mut fold, typed, tool, SpanPhase::Complete, n, end);
+            }
+            push(&mut fold, typed, llm, SpanPhase::Start, "s4", start(false, Some("m:b")));
+            fold.push_kind(&EventKind::TextDelta { text: "answer".into() });
+            push(&mut fold, typed, llm, SpanPhase::Complete, "s4", end(0));
+            // A pattern's internal call keeps the answer.
+            push(&mut fold, typed, llm, SpanPhase::Start, "s5", start(true, None));
+            push(&mut fold, typed, llm, SpanPhase::Complete, "s5", end(0));
+            fold.finish_as(3, StopReason::Completed).unwrap()
+        };
+        let (typed, mapped) = (run(true), run(false));
+        assert_eq!(typed, mapped);
+        assert_eq!((typed.text.as_str(), typed.model_calls, typed.tool_calls.len()), ("answer", 3, 2));
+        assert!(typed.tool_calls[1].is_error && !typed.tool_calls[0].is_error);
+        assert_eq!(typed.tool_calls[0].arguments, arguments);
+    }
+
+    #[test]
+    fn typed_span_attributes_make_the_maps_spans_always_carried() {
+        let arguments = json!({"a": 2});
+        let start = ToolStart { name: "add", call_id: "c1", arguments: &arguments };
+        assert_eq!(
+            Value::Object(start.into_map()),
+            json!({"tool_name": "add", "call_id": "c1", "arguments": {"a": 2}})
+        );
+        let end = ToolEnd { name: "add", call_id: "c1", result: "5", is_error: false };
+        assert_eq!(
+            Value::Object(end.into_map()),
+            json!({"tool_name": "add", "call_id": "c1", "result": "5", "is_error": false})
+        );
+        let llm = LlmStart { model: "m:a", iteration: 2, internal: false, fallback_for: None };
+        assert_eq!(Value::Object(llm.into_map()), json!({"model": "m:a", "iteration": 2}));
+        let llm = LlmStart { model: "m:b", iteration: 1, internal: true, fallback_for: Some("m:a") };
+        assert_eq!(
+            Value::Object(llm.into_map()),
+            json!({"model": "m:b", "iteration": 1, "internal": true, "fallback_for": "m:a"})
+        );
+        let end = LlmEnd { finish_reason: &FinishReason::Other("odd".into()), tool_calls: 1 };
+        assert_eq!(
+            Value::Object(end.into_map()),
+            json!({"finish_reason": {"other": "odd"}, "tool_calls": 1})
+        );
+    }
+
+    /// Pairs (the turn span's) are read in place and make the map their pairs say.
+    #[test]
+    fn pairs_fold_in_place_and_make_their_map() {
+        let pairs = [("turn_number", json!(7)), ("note", json!("x"))];
+        assert_eq!(pairs.attr("turn_number").and_then(Attr::as_u64), Some(7));
+        assert!(pairs.attr("internal").is_none());
+        // The fold reads them: an internal model call keeps the answer, another clears it.
+        let text_after = |internal: bool| {
+            let mut fold = TurnFold::default();
+            let id: Arc<str> = "x".into();
+            fold.note(&id, &id, (&id, &id));
+            fold.push_kind(&EventKind::TextDelta { text: "answer".into() });
+            let start = [("model", json!("m:a")), ("internal", json!(internal))];
+            fold.push_span(SpanSubject::LlmCall, SpanPhase::Start, "s2", &start);
+            fold.finish_as(1, StopReason::Completed).unwrap().text
+        };
+        assert_eq!((text_after(true).as_str(), text_after(false).as_str()), ("answer", ""));
+        assert_eq!(Value::Object(pairs.into_map()), json!({"turn_number": 7, "note": "x"}));
     }
 
     #[test]

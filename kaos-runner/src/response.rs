@@ -1,16 +1,14 @@
 //! [`TurnResponse`], what a turn produced, and [`fold`]: the response computed from a run's
 //! events and nothing else (`Runner::turn` is `fold(Runner::run)`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use kaos_providers::Usage;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::approval::PendingApproval;
-use crate::emit::Attributes;
 use crate::error::RunError;
 use crate::events::{Event, EventKind, SpanPhase, SpanSubject};
 
@@ -68,13 +66,97 @@ where
     folder.finish().ok_or(RunError::IncompleteRun)
 }
 
+/// One attribute of a span as [`TurnFold`] reads it: borrowed from an event's attribute map, or
+/// from the typed attributes an emitter folds without building the map.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Attr<'a> {
+    Str(&'a str),
+    Bool(bool),
+    U64(u64),
+    Json(&'a Value),
+}
+
+impl<'a> Attr<'a> {
+    pub(crate) fn as_str(self) -> Option<&'a str> {
+        match self {
+            Attr::Str(s) => Some(s),
+            Attr::Json(v) => v.as_str(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn as_bool(self) -> Option<bool> {
+        match self {
+            Attr::Bool(b) => Some(b),
+            Attr::Json(v) => v.as_bool(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn as_u64(self) -> Option<u64> {
+        match self {
+            Attr::U64(n) => Some(n),
+            Attr::Json(v) => v.as_u64(),
+            _ => None,
+        }
+    }
+
+    /// The attribute as a JSON value (what the event's attribute map holds).
+    pub(crate) fn to_value(self) -> Value {
+        match self {
+            Attr::Str(s) => Value::String(s.to_owned()),
+            Attr::Bool(b) => Value::Bool(b),
+            Attr::U64(n) => Value::from(n),
+            Attr::Json(v) => v.clone(),
+        }
+    }
+}
+
+/// A span's attributes: what [`TurnFold::push_span`] reads, and the map a span event carries.
+/// An event's map is one; the emitter's typed attributes of hot spans (a tool call's, a model
+/// call's) are others, read by the fold as they are and made into the map only when a stream or
+/// hooks see the span.
+pub(crate) trait SpanAttrs {
+    /// The attribute named `key`, if set. A typed set answers at least every key the fold reads
+    /// (the emitter's tests check that it folds like its map).
+    fn attr(&self, key: &str) -> Option<Attr<'_>>;
+    /// The attributes as a span event carries them.
+    fn into_map(self) -> Map<String, Value>
+    where
+        Self: Sized;
+}
+
+/// Pairs (`[("turn_number", json!(n))]`): no map, no key strings and no tree nodes when only
+/// the fold reads them.
+impl<const N: usize> SpanAttrs for [(&'static str, Value); N] {
+    fn attr(&self, key: &str) -> Option<Attr<'_>> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| Attr::Json(v))
+    }
+
+    fn into_map(self) -> Map<String, Value> {
+        self.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+}
+
+impl SpanAttrs for Map<String, Value> {
+    fn attr(&self, key: &str) -> Option<Attr<'_>> {
+        self.get(key).map(Attr::Json)
+    }
+
+    fn into_map(self) -> Map<String, Value> {
+        self
+    }
+}
+
 /// The incremental form of [`fold`], for callers that also act on each event (e.g. print
 /// text as it streams).
 #[derive(Debug, Default, Clone)]
 pub struct TurnFold {
     text: String,
     tool_calls: Vec<ToolCallRecord>,
-    open_calls: HashMap<String, usize>,
+    /// Tool call spans started and not ended yet: span id, index in `tool_calls` (a few at a
+    /// time, so a list).
+    open_calls: Vec<(String, usize)>,
     usage: Usage,
     cost_usd: f64,
     unpriced: u32,
@@ -147,13 +229,7 @@ impl TurnFold {
                 }
                 self.text.push_str(text)
             }
-            EventKind::UsageObserved { usage, cost_usd, .. } => {
-                self.usage += *usage;
-                match cost_usd {
-                    Some(cost) => self.cost_usd += cost,
-                    None => self.unpriced += 1,
-                }
-            }
+            EventKind::UsageObserved { usage, cost_usd, .. } => self.push_usage(*usage, *cost_usd),
             EventKind::TurnSummary { turn_number, stop_reason } => {
                 self.summary = Some((*turn_number, *stop_reason))
             }
@@ -178,6 +254,15 @@ impl TurnFold {
         }
     }
 
+    /// Folds one model call's usage (a `usage_observed` event).
+    pub(crate) fn push_usage(&mut self, usage: Usage, cost_usd: Option<f64>) {
+        self.usage += usage;
+        match cost_usd {
+            Some(cost) => self.cost_usd += cost,
+            None => self.unpriced += 1,
+        }
+    }
+
     /// The response as if the turn ended now with `stop_reason`.
     pub(crate) fn finish_as(mut self, turn_number: u32, stop_reason: StopReason) -> Option<TurnResponse> {
         self.summary = Some((turn_number, stop_reason));
@@ -185,52 +270,48 @@ impl TurnFold {
     }
 
     /// Folds a span's start or end.
-    pub(crate) fn push_span(
+    pub(crate) fn push_span<A: SpanAttrs + ?Sized>(
         &mut self,
         subject: SpanSubject,
         phase: SpanPhase,
         span_id: &str,
-        attributes: &(impl Attributes + ?Sized),
+        attributes: &A,
     ) {
+        let flag = |k: &str| attributes.attr(k).and_then(Attr::as_bool) == Some(true);
+        let text = |k: &str| attributes.attr(k).and_then(Attr::as_str).unwrap_or_default().to_owned();
         match (subject, phase) {
             // A pattern's internal call (classify, plan, extract) streams no text.
-            (SpanSubject::LlmCall, SpanPhase::Start)
-                if attributes.get("internal") != Some(&Value::Bool(true)) =>
-            {
+            (SpanSubject::LlmCall, SpanPhase::Start) if !flag("internal") => {
                 self.text.clear();
             }
             // A call that failed (and fell back to another model) is not a model call made.
             (SpanSubject::LlmCall, SpanPhase::Complete) => self.model_calls += 1,
             (SpanSubject::ToolCall, SpanPhase::Start) => {
-                let text = |k: &str| attributes.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-                self.open_calls.insert(span_id.to_owned(), self.tool_calls.len());
+                self.open_calls.push((span_id.to_owned(), self.tool_calls.len()));
                 self.tool_calls.push(ToolCallRecord {
                     call_id: text("call_id"),
                     name: text("tool_name"),
-                    arguments: attributes.get("arguments").cloned().unwrap_or(Value::Null),
+                    arguments: attributes.attr("arguments").map(Attr::to_value).unwrap_or(Value::Null),
                     result: String::new(),
                     is_error: false,
                 });
             }
             (SpanSubject::ToolCall, SpanPhase::Complete | SpanPhase::Error) => {
-                if let Some(record) = self.open_calls.remove(span_id).and_then(|i| self.tool_calls.get_mut(i))
+                let open = self.open_calls.iter().position(|(id, _)| id == span_id);
+                if let Some((_, i)) = open.map(|at| self.open_calls.swap_remove(at))
+                    && let Some(record) = self.tool_calls.get_mut(i)
                 {
-                    let attrs = &attributes;
-                    record.result =
-                        attrs.get("result").and_then(Value::as_str).unwrap_or_default().to_owned();
-                    record.is_error = phase == SpanPhase::Error
-                        || attrs.get("is_error").and_then(Value::as_bool).unwrap_or(false);
+                    record.result = text("result");
+                    record.is_error = phase == SpanPhase::Error || flag("is_error");
                 }
             }
             // A step marked `final_answer` (the research pattern's verification) restates
             // the final text.
-            (SpanSubject::Step, SpanPhase::Start)
-                if attributes.get("final_answer") == Some(&Value::Bool(true)) =>
-            {
+            (SpanSubject::Step, SpanPhase::Start) if flag("final_answer") => {
                 self.text.clear();
             }
             (SpanSubject::Turn, SpanPhase::Start) => {
-                let n = attributes.get("turn_number").and_then(Value::as_u64).unwrap_or_default();
+                let n = attributes.attr("turn_number").and_then(Attr::as_u64).unwrap_or_default();
                 self.turn_number = u32::try_from(n).unwrap_or(u32::MAX);
             }
             _ => {}

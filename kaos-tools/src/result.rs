@@ -149,15 +149,69 @@ impl ToolResult {
         if self.is_error { format!("Error: {body}") } else { body }
     }
 
+    /// [`to_model_text`](ToolResult::to_model_text), taking the result: a lone text part (the
+    /// usual result) becomes the text as it is, not copied.
+    ///
+    /// ```
+    /// use kaos_tools::ToolResult;
+    /// assert_eq!(ToolResult::text("done").into_model_text(), "done");
+    /// assert_eq!(ToolResult::error("no such file").into_model_text(), "Error: no such file");
+    /// ```
+    pub fn into_model_text(mut self) -> String {
+        match self.content.as_mut_slice() {
+            [Content::Text { text }] if !self.is_error => std::mem::take(text),
+            _ => self.to_model_text(),
+        }
+    }
+
     /// [`to_model_text`](ToolResult::to_model_text) without the error prefix.
     pub(crate) fn body_text(&self) -> String {
-        if !self.content.is_empty() {
-            let parts: Vec<String> = self.content.iter().map(Content::to_model_text).collect();
-            parts.join("\n")
-        } else if let Some(value) = &self.structured_content {
-            value.to_string()
-        } else {
-            "(no output)".to_owned()
+        match self.content.as_slice() {
+            [] => match &self.structured_content {
+                Some(value) => value.to_string(),
+                None => "(no output)".to_owned(),
+            },
+            [part] => part.to_model_text(),
+            parts => {
+                let mut body = String::new();
+                for (i, part) in parts.iter().enumerate() {
+                    if i > 0 {
+                        body.push('\n');
+                    }
+                    match part {
+                        Content::Text { text } => body.push_str(text),
+                        part => body.push_str(&part.to_model_text()),
+                    }
+                }
+                body
+            }
+        }
+    }
+
+    /// How this result reaches the model ([`tier_result`](crate::tier_result) applies it):
+    /// measured on its model text without the `Error: ` prefix, without writing the text out.
+    ///
+    /// ```
+    /// use kaos_tools::{Tier, ToolResult, INLINE_LIMIT};
+    /// assert_eq!(ToolResult::text("5").tier(), Tier::Inline);
+    /// assert_eq!(ToolResult::text("x".repeat(INLINE_LIMIT)).tier(), Tier::Summary);
+    /// ```
+    pub fn tier(&self) -> crate::Tier {
+        crate::Tier::for_len(self.body_len())
+    }
+
+    /// The length in bytes of [`body_text`](ToolResult::body_text), computed without writing
+    /// out text parts (what tiering measures).
+    pub(crate) fn body_len(&self) -> usize {
+        match self.content.as_slice() {
+            [] => self.body_text().len(),
+            parts => {
+                let len = |part: &Content| match part {
+                    Content::Text { text } => text.len(),
+                    part => part.to_model_text().len(),
+                };
+                parts.iter().map(len).sum::<usize>() + parts.len() - 1
+            }
         }
     }
 }
@@ -171,5 +225,48 @@ impl From<String> for ToolResult {
 impl From<&str> for ToolResult {
     fn from(text: &str) -> Self {
         Self::text(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{Content, ToolResult};
+
+    fn shapes() -> Vec<ToolResult> {
+        let link = || Content::resource_link("kaos://artifacts/a", "artifact a", Some("text/plain".into()));
+        vec![
+            ToolResult::text("5"),
+            ToolResult::text(""),
+            ToolResult::error("boom"),
+            ToolResult::json(json!({"n": 3, "s": "é"})),
+            ToolResult::new(Vec::new()),
+            ToolResult::new(Vec::new()).with_structured_content(json!([1, 2])),
+            ToolResult::new(vec![Content::text("a"), Content::json(json!({"k": true})), link()]),
+            ToolResult::new(vec![Content::text("a"), Content::text("b")]).with_structured_content(json!(1)),
+            ToolResult { is_error: true, ..ToolResult::new(vec![link(), Content::text("x")]) },
+        ]
+    }
+
+    #[test]
+    fn the_measured_length_is_the_length_of_the_text() {
+        for result in shapes() {
+            assert_eq!(result.body_len(), result.body_text().len(), "{result:?}");
+        }
+    }
+
+    #[test]
+    fn taking_the_model_text_gives_the_same_text() {
+        for result in shapes() {
+            assert_eq!(result.clone().into_model_text(), result.to_model_text(), "{result:?}");
+        }
+    }
+
+    #[test]
+    fn parts_are_joined_with_newlines() {
+        let result =
+            ToolResult::new(vec![Content::text("a"), Content::json(json!({"k": 1})), Content::text("b")]);
+        assert_eq!(result.to_model_text(), "a\n{\"k\":1}\nb");
     }
 }

@@ -92,11 +92,11 @@ pub async fn tier_result(
     vfs: &dyn Vfs,
     artifact_id: &str,
 ) -> Result<ToolResult, ToolError> {
-    let text = result.body_text();
-    let tier = Tier::for_len(text.len());
+    let tier = result.tier();
     if tier == Tier::Inline {
         return Ok(result);
     }
+    let text = result.body_text();
     let path = artifact_path(artifact_id)?;
     let total = text.len();
     let read_hint = format!(

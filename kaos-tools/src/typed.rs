@@ -110,7 +110,7 @@ impl<T: TypedTool> Tool for Typed<T> {
     }
 
     async fn call(&self, args: Value, ctx: ToolContext) -> Result<ToolResult, ToolError> {
-        let input = parse_arguments::<T::Input>(self.spec.name.as_str(), args)?;
+        let input = parse_input::<T::Input>(self.spec.name.as_str(), args)?;
         self.tool.run(input, ctx).await
     }
 }
@@ -245,7 +245,7 @@ where
     }
 
     async fn call(&self, args: Value, ctx: ToolContext) -> Result<ToolResult, ToolError> {
-        let input = parse_arguments::<I>(self.spec.name.as_str(), args)?;
+        let input = parse_input::<I>(self.spec.name.as_str(), args)?;
         (self.f)(input, ctx).await
     }
 }
@@ -328,18 +328,40 @@ pub(crate) fn object_schema_for<T: JsonSchema + ?Sized>(tool: &str) -> Result<Va
 
 /// Parses raw tool arguments into `T`.
 ///
-/// `null` counts as `{}` (some models send no arguments for argument-less tools), and a string
-/// holding a JSON object is parsed (some models double-encode). Failures are
-/// [`ToolError::InvalidArguments`] carrying serde's message, e.g. ``missing field `path` ``.
-pub fn parse_arguments<T: DeserializeOwned>(tool: &str, args: Value) -> Result<T, ToolError> {
-    let args = match args {
+/// [`parse_arguments`] for a tool's input: a tool taking raw JSON (`Value`) gets the arguments
+/// as they are (after the same repairs), not rebuilt by deserializing them into a copy.
+fn parse_input<T: DeserializeOwned + 'static>(tool: &str, args: Value) -> Result<T, ToolError> {
+    let mut args = Some(normalize(args));
+    // `T` is `Value` exactly when an `Option<Value>` is an `Option<T>`.
+    if let Some(input) =
+        (&mut args as &mut dyn std::any::Any).downcast_mut::<Option<T>>().and_then(Option::take)
+    {
+        return Ok(input);
+    }
+    deserialize(tool, args.unwrap_or(Value::Null))
+}
+
+/// The repairs [`parse_arguments`] makes before deserializing.
+fn normalize(args: Value) -> Value {
+    match args {
         Value::Null => Value::Object(Map::new()),
         Value::String(s) => match serde_json::from_str::<Value>(&s) {
             Ok(parsed @ Value::Object(_)) => parsed,
             _ => Value::String(s),
         },
         other => other,
-    };
+    }
+}
+
+/// `null` counts as `{}` (some models send no arguments for argument-less tools), and a string
+/// holding a JSON object is parsed (some models double-encode). Failures are
+/// [`ToolError::InvalidArguments`] carrying serde's message, e.g. ``missing field `path` ``.
+pub fn parse_arguments<T: DeserializeOwned>(tool: &str, args: Value) -> Result<T, ToolError> {
+    deserialize(tool, normalize(args))
+}
+
+/// Deserializes repaired arguments.
+fn deserialize<T: DeserializeOwned>(tool: &str, args: Value) -> Result<T, ToolError> {
     serde_json::from_value(args).map_err(|err| ToolError::InvalidArguments {
         tool: tool.to_owned(),
         message: format!("{err}; check the arguments against the tool's input schema"),

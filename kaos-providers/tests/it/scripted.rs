@@ -69,8 +69,26 @@ async fn stream_folds_to_the_same_response_as_complete() {
         })
         .collect();
     assert_eq!(text, expected.text);
-    let deltas = events.iter().filter(|e| matches!(e, StreamEvent::ToolCallDelta { .. })).count();
-    assert_eq!(deltas, 2);
+    let deltas: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::ToolCallDelta { arguments, .. } => Some(arguments.as_str()),
+            _ => None,
+        })
+        .collect();
+    // Each call's arguments as compact JSON, and counted in the output at a token per 4 bytes.
+    let texts: Vec<String> = expected.tool_calls.iter().map(|c| c.arguments.to_string()).collect();
+    assert_eq!(deltas, texts);
+    let output = kaos_providers::estimate_tokens(&expected.text)
+        + expected
+            .tool_calls
+            .iter()
+            .map(|c| {
+                kaos_providers::estimate_tokens(&c.name)
+                    + kaos_providers::estimate_tokens(&c.arguments.to_string())
+            })
+            .sum::<u64>();
+    assert_eq!(expected.usage.output_tokens, output);
     assert_eq!(events.last(), Some(&StreamEvent::Completed { response: expected }));
 }
 

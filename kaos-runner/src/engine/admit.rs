@@ -95,10 +95,10 @@ impl<'a> Callee<'a> {
 /// What admission says about one call.
 #[derive(Debug)]
 pub(crate) enum Gate {
-    /// Run it with these arguments (possibly rewritten by a hook).
+    /// Run it, with the call's arguments or those a hook rewrote them to.
     Run {
-        /// The arguments to run with.
-        arguments: Value,
+        /// The arguments a hook rewrote the call's to; `None`: the call's own (not copied).
+        arguments: Option<Value>,
         /// Whether it may run concurrently with neighbouring read-only calls.
         read_only: bool,
     },
@@ -117,35 +117,39 @@ pub(crate) async fn admit(cx: &Cx<'_>, progress: &Progress, call: &ToolCall, cal
     // 1) Policy.
     let verdict = cx.policy.evaluate(&call.name, &call.arguments, &annotations);
     let approved = progress.approved_calls.contains(&call.id) || progress.approved_tools.contains(&call.name);
-    let (decision, reason) = match (verdict.decision, approved) {
-        (Decision::Ask, true) => (Decision::Allow, "approved by a person".to_owned()),
-        (decision, _) => (decision, reason_text(verdict.reason)),
-    };
+    let by_person = verdict.decision == Decision::Ask && approved;
+    let decision = if by_person { Decision::Allow } else { verdict.decision };
+    // Written out only for an event or an answer (an allowed call with no one watching has none).
+    let reason = || if by_person { "approved by a person".to_owned() } else { reason_text(verdict.reason) };
     cx.emit.emit_with(|| EventKind::PermissionDecided {
         call_id: call.id.clone(),
         tool_name: call.name.clone(),
         decision,
-        reason: reason.clone(),
+        reason: reason(),
     });
     match decision {
         Decision::Deny => {
             return Gate::Answer(ToolResult::error(format!(
-                "Denied by the permission policy ({reason}); do not retry this call."
+                "Denied by the permission policy ({}); do not retry this call.",
+                reason()
             )));
         }
-        Decision::Ask => return Gate::Pause(format!("the permission policy asks for approval ({reason})")),
+        Decision::Ask => {
+            return Gate::Pause(format!("the permission policy asks for approval ({})", reason()));
+        }
         _ => {}
     }
 
     // 2) Hooks.
-    let mut arguments = call.arguments.clone();
+    let mut arguments = None;
     if !cx.member.hooks.is_empty() {
-        let info = ToolCallInfo::new(&call.id, &call.name, arguments.clone()).with_annotations(annotations);
+        let info =
+            ToolCallInfo::new(&call.id, &call.name, call.arguments.clone()).with_annotations(annotations);
         let decided = cx.member.hooks.before_tool_call(cx.hook_cx, info).await;
         cx.emit.faults(&decided.faults, None);
         match decided.value {
             ToolDecision::Continue => {}
-            ToolDecision::Rewrite { arguments: rewritten } => arguments = rewritten,
+            ToolDecision::Rewrite { arguments: rewritten } => arguments = Some(rewritten),
             ToolDecision::Skip { result } => return Gate::Answer(ToolResult::text(result)),
             ToolDecision::RequireApproval { reason } if !approved => {
                 return Gate::Pause(format!("a hook asks for approval: {reason}"));

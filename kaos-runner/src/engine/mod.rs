@@ -208,16 +208,18 @@ pub(crate) async fn drive_from(
             Called::Stopped(ending) => return Ok(ending),
         };
         progress.record_model_call(&response);
-        progress.request.messages.push(response.to_message());
-        if response.tool_calls.is_empty() {
+        // The answer's text moves into the conversation; the calls are copied (they run next).
+        let kaos_providers::ModelResponse { text, tool_calls, .. } = response;
+        progress.request.messages.push(Message::Assistant { content: text, tool_calls: tool_calls.clone() });
+        if tool_calls.is_empty() {
             return Ok(Ending::Done(StopReason::Completed));
         }
         if progress.model_calls.saturating_sub(first_call) >= max_iterations {
             // Keep the history well-formed for the next turn: every call gets a result.
-            not_run(progress, response.tool_calls, "the turn reached its iteration limit");
+            not_run(progress, tool_calls, "the turn reached its iteration limit");
             return Ok(Ending::Done(StopReason::IterationLimit));
         }
-        progress.pending = response.tool_calls.into();
+        progress.pending = tool_calls.into();
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::json;
 use tracing::Instrument;
 
 use super::{Cx, Ending};
-use crate::emit::{as_i64, attrs};
+use crate::emit::{LlmEnd, LlmStart, as_i64, attrs};
 use crate::error::RunError;
 use crate::events::{EventKind, SpanPhase, SpanSubject};
 use crate::guard::Availability;
@@ -52,18 +52,14 @@ pub(crate) async fn model_call(
     purpose: Purpose,
 ) -> Result<Called, RunError> {
     let mut outcome = attempt(cx, request, iteration, purpose, None).await;
-    if matches!(outcome, Attempt::Unavailable(_)) {
+    let agent = &cx.member.agent;
+    if matches!(outcome, Attempt::Unavailable(_)) && !agent.fallback_models().is_empty() {
+        // Only now is the first model's name kept aside (the usual call copies nothing).
         let first = request.model.clone();
-        let fallbacks: Vec<String> = cx
-            .agent()
-            .fallback_models()
-            .iter()
-            .map(|m| m.as_str().to_owned())
-            .filter(|m| *m != first)
-            .collect();
+        let fallbacks = agent.fallback_models().iter().map(|m| m.as_str()).filter(|m| *m != first);
         for model in fallbacks {
-            request.model = model;
-            outcome = attempt(cx, request, iteration, purpose, Some(&first)).await;
+            request.model = model.to_owned();
+            outcome = attempt(cx, request, iteration, purpose, Some(first.as_str())).await;
             if !matches!(outcome, Attempt::Unavailable(_)) {
                 break;
             }
@@ -168,21 +164,15 @@ async fn call_model(
 ) -> Result<ModelResponse, RunError> {
     let (member, emit) = (cx.member, cx.emit);
     let internal = purpose == Purpose::Internal;
-    let attributes = [("model", json!(request.model)), ("iteration", json!(iteration))];
-    let span = if internal || fallback_for.is_some() {
-        let mut attributes = attrs(attributes);
-        if internal {
-            attributes.insert("internal".into(), json!(true));
-        }
-        if let Some(first) = fallback_for {
-            attributes.insert("fallback_for".into(), json!(first));
-        }
-        emit.start(SpanSubject::LlmCall, format_args!("llm.{}", request.model), Some(cx.parent()), attributes)
-    } else {
-        emit.start(SpanSubject::LlmCall, format_args!("llm.{}", request.model), Some(cx.parent()), attributes)
-    };
-    // Room for a typical answer at once, rather than growing word by word.
-    let mut streamed = String::with_capacity(256);
+    let attributes = LlmStart { model: &request.model, iteration, internal, fallback_for };
+    let span = emit.start(
+        SpanSubject::LlmCall,
+        format_args!("llm.{}", request.model),
+        Some(cx.parent()),
+        attributes,
+    );
+    // Grown at the first delta (a call that only calls tools streams none).
+    let mut streamed = String::new();
     // Seen by nobody but the fold, the streamed text is folded once, after the stream.
     let unobserved = emit.unobserved();
     let mut response = None;
@@ -195,6 +185,10 @@ async fn call_model(
                 | StreamEvent::ToolCallDelta { .. },
             ) if internal => {}
             Ok(StreamEvent::TextDelta { text }) => {
+                if streamed.capacity() == 0 {
+                    // Room for a typical answer at once, rather than growing word by word.
+                    streamed.reserve(256.max(text.len()));
+                }
                 streamed.push_str(&text);
                 if !unobserved {
                     emit.emit(EventKind::TextDelta { text });
@@ -244,16 +238,19 @@ async fn call_model(
     if let Some(rest) = rest {
         emit.emit(EventKind::TextDelta { text: rest });
     }
-    emit.emit(EventKind::UsageObserved {
-        model: response.model.clone(),
-        usage: response.usage,
-        cost_usd: response.cost_usd,
-        usage_estimated: response.usage_estimated,
-    });
+    emit.emit_folding(
+        |fold| fold.push_usage(response.usage, response.cost_usd),
+        || EventKind::UsageObserved {
+            model: response.model.clone(),
+            usage: response.usage,
+            cost_usd: response.cost_usd,
+            usage_estimated: response.usage_estimated,
+        },
+    );
     emit.end(
         span,
         SpanPhase::Complete,
-        [("finish_reason", json!(response.finish_reason)), ("tool_calls", json!(response.tool_calls.len()))],
+        LlmEnd { finish_reason: &response.finish_reason, tool_calls: response.tool_calls.len() },
     );
     Ok(response)
 }

@@ -97,6 +97,27 @@ fn now_ms() -> u64 {
 /// Most characters of a tool result kept in the actions section.
 const ACTION_RESULT_CHARS: usize = 500;
 
+/// How a tool call reads in the actions section: `name(arguments) → result`, the result cut to
+/// [`ACTION_RESULT_CHARS`] characters and marked `error: ` for a failed call. Written into one
+/// string (the arguments' JSON straight into it).
+fn action_text(call: &ToolCallRecord) -> String {
+    let cut = call.result.char_indices().nth(ACTION_RESULT_CHARS).map_or(call.result.len(), |(at, _)| at);
+    let result = &call.result[..cut];
+    let mut text = Vec::with_capacity(call.name.len() + 32 + result.len());
+    text.extend_from_slice(call.name.as_bytes());
+    text.push(b'(');
+    if serde_json::to_writer(&mut text, &call.arguments).is_err() {
+        // Writing JSON into memory does not fail; the same text the slow way if it did.
+        text.extend_from_slice(call.arguments.to_string().as_bytes());
+    }
+    text.extend_from_slice(") → ".as_bytes());
+    if call.is_error {
+        text.extend_from_slice(b"error: ");
+    }
+    text.extend_from_slice(result.as_bytes());
+    String::from_utf8(text).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// Adds what the turn produced to memory (the user message is already there), summarizes
 /// what overflowing sections evicted, and reports the changes as events.
 pub(super) async fn remember(
@@ -112,15 +133,7 @@ pub(super) async fn remember(
         }
     }
     for call in calls {
-        let result: String = call.result.chars().take(ACTION_RESULT_CHARS).collect();
-        let text = format!(
-            "{}({}) → {}{}",
-            call.name,
-            call.arguments,
-            if call.is_error { "error: " } else { "" },
-            result
-        );
-        if let Err(error) = memory.add(SectionKind::Actions, NewItem::text(text)) {
+        if let Err(error) = memory.add(SectionKind::Actions, NewItem::text(action_text(call))) {
             warn_memory(emit, "actions", &error);
         }
     }
@@ -179,4 +192,35 @@ fn warn_memory(emit: &Emitter, section: &str, error: &kaos_session::MemoryError)
     emit.emit_with(|| {
         memory_event(MemoryEventKind::Warning, section, 0, attrs([("reason", json!(error.to_string()))]))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_action_reads_name_arguments_and_the_cut_result() {
+        let call = |arguments, result: String, is_error| ToolCallRecord {
+            call_id: "c1".into(),
+            name: "add".into(),
+            arguments,
+            result,
+            is_error,
+        };
+        let cases = [
+            call(json!({"a": 2, "b": "x\"y"}), "5".into(), false),
+            call(json!(null), "no such file".into(), true),
+            call(json!(["é", 1.5]), "ü".repeat(ACTION_RESULT_CHARS + 7), false),
+            call(json!({}), "x".repeat(ACTION_RESULT_CHARS), true),
+            call(json!("s"), String::new(), false),
+        ];
+        for call in cases {
+            let result: String = call.result.chars().take(ACTION_RESULT_CHARS).collect();
+            let error = if call.is_error { "error: " } else { "" };
+            let expected = format!("{}({}) → {error}{result}", call.name, call.arguments);
+            assert_eq!(action_text(&call), expected);
+        }
+    }
 }

@@ -114,6 +114,29 @@ async fn double_encoded_and_null_arguments_are_accepted() {
 }
 
 #[tokio::test]
+async fn a_raw_json_tool_gets_the_arguments_as_parse_arguments_gives_them() {
+    let echo =
+        tool_fn("echo", "Echoes its input.", |input: serde_json::Value, _ctx: ToolContext| async move {
+            Ok(ToolResult::json(input))
+        })
+        .build()
+        .unwrap();
+    let cases = [
+        json!({"a": 2, "b": [3, {"c": null}]}),
+        serde_json::Value::Null,
+        json!(r#"{"path": "a.txt"}"#),
+        json!("not an object"),
+        json!([1, 2]),
+        json!(7),
+    ];
+    for args in cases {
+        let expected: serde_json::Value = kaos_tools::parse_arguments("echo", args.clone()).unwrap();
+        let result = echo.call(args.clone(), ToolContext::for_tests()).await.unwrap();
+        assert_eq!(result.structured_content, Some(expected), "{args}");
+    }
+}
+
+#[tokio::test]
 async fn closure_tools_take_annotations_and_timeouts() {
     #[derive(Deserialize, JsonSchema)]
     struct Add {
