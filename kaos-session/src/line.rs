@@ -14,6 +14,8 @@
 use kaos_providers::{Message, ToolCall};
 use serde::Serialize;
 
+use kaos_agent::SectionKind;
+
 use crate::memory::{MemoryItem, MemoryOp};
 use crate::store::TurnRecord;
 
@@ -73,7 +75,11 @@ pub(crate) fn write_record(out: &mut Vec<u8>, record: &TurnRecord) -> Result<(),
     number(out, *finished_at_ms);
     if !memory.is_empty() {
         key(out, b",\"memory\":");
-        array(out, memory, write_op)?;
+        // An item adding one of the record's messages to the messages section names it by
+        // position (`message_at`) rather than repeating it; the items add them in order, so
+        // each is looked for after the last one found.
+        let mut next = 0;
+        array(out, memory, |out, op| write_op(out, op, messages, &mut next))?;
     }
     out.push(b'}');
     Ok(())
@@ -121,13 +127,30 @@ fn write_message(out: &mut Vec<u8>, message: &Message) -> Result<(), serde_json:
     Ok(())
 }
 
-fn write_op(out: &mut Vec<u8>, op: &MemoryOp) -> Result<(), serde_json::Error> {
+/// A memory change; `messages` are the record's, `next` where to look for the next one an
+/// item adds.
+fn write_op(
+    out: &mut Vec<u8>,
+    op: &MemoryOp,
+    messages: &[Message],
+    next: &mut usize,
+) -> Result<(), serde_json::Error> {
     match op {
         MemoryOp::Add { section, item } => {
             key(out, b"{\"op\":\"add\",\"section\":");
             value(out, section)?;
             key(out, b",\"item\":");
-            write_item(out, item)?;
+            let at = match (section, &item.message) {
+                (SectionKind::Messages, Some(message)) => (*next..messages.len())
+                    .chain(0..*next)
+                    .find(|&i| messages[i] == *message)
+                    .and_then(|at| Some((at, u32::try_from(at).ok()?))),
+                _ => None,
+            };
+            if let Some((at, _)) = at {
+                *next = at + 1;
+            }
+            write_item_at(out, item, at.map(|(_, position)| position))?;
         }
         MemoryOp::Remove { section, ids } => {
             key(out, b"{\"op\":\"remove\",\"section\":");
@@ -147,14 +170,20 @@ fn write_op(out: &mut Vec<u8>, op: &MemoryOp) -> Result<(), serde_json::Error> {
             key(out, b"{\"op\":\"replace\",\"section\":");
             value(out, section)?;
             key(out, b",\"items\":");
-            array(out, items, write_item)?;
+            array(out, items, |out, item| write_item_at(out, item, None))?;
         }
     }
     out.push(b'}');
     Ok(())
 }
 
-fn write_item(out: &mut Vec<u8>, item: &MemoryItem) -> Result<(), serde_json::Error> {
+/// An item; with `moved_to`, its message is one of the record's, written as its position
+/// there (`message_at`) instead of itself.
+fn write_item_at(
+    out: &mut Vec<u8>,
+    item: &MemoryItem,
+    moved_to: Option<u32>,
+) -> Result<(), serde_json::Error> {
     let MemoryItem {
         id,
         content,
@@ -182,7 +211,7 @@ fn write_item(out: &mut Vec<u8>, item: &MemoryItem) -> Result<(), serde_json::Er
         key(out, b",\"priority\":");
         number(out, *priority);
     }
-    if let Some(message) = message {
+    if let Some(message) = message.as_ref().filter(|_| moved_to.is_none()) {
         key(out, b",\"message\":");
         value(out, message)?;
     }
@@ -201,9 +230,9 @@ fn write_item(out: &mut Vec<u8>, item: &MemoryItem) -> Result<(), serde_json::Er
     if *summary {
         key(out, b",\"summary\":true");
     }
-    if let Some(at) = message_at {
+    if let Some(at) = moved_to.or(*message_at) {
         key(out, b",\"message_at\":");
-        number(out, *at);
+        number(out, at);
     }
     out.push(b'}');
     Ok(())
@@ -381,6 +410,36 @@ mod tests {
         same_as_serde(&plain);
         plain.cost_usd = f64::NAN;
         same_as_serde(&plain);
+    }
+
+    /// An item adding one of the record's messages to the messages section names it by position
+    /// (found in order, after the last one found, wrapping around), exactly as `serde_json`
+    /// writes the record with those items' messages replaced by their positions; an item of
+    /// another section, or with a message the record does not have, keeps its message.
+    #[test]
+    fn items_adding_the_records_messages_name_them_by_position() {
+        let answer = Message::assistant("The sum is 5.");
+        let question = Message::user("hi\u{0}there");
+        let add =
+            |section, id, message: &Message| MemoryOp::Add { section, item: item(id, Some(message.clone())) };
+        let ops = vec![
+            add(SectionKind::Messages, 1, &question),
+            add(SectionKind::Messages, 2, &answer),
+            add(SectionKind::Documents, 3, &answer),
+            add(SectionKind::Messages, 4, &Message::user("not in the record")),
+            add(SectionKind::Messages, 5, &question),
+        ];
+        let mut ours = Vec::new();
+        write_record(&mut ours, &record(ops.clone())).unwrap();
+        let mut expected = record(ops);
+        for (op, at) in expected.memory.iter_mut().zip([Some(0), Some(4), None, None, Some(0)]) {
+            let MemoryOp::Add { item, .. } = op else { unreachable!() };
+            if let Some(at) = at {
+                item.message = None;
+                item.message_at = Some(at);
+            }
+        }
+        assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&expected).unwrap());
     }
 
     /// Strings of every length around the 16-byte chunks, with a byte that needs escaping (or

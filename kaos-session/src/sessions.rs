@@ -132,17 +132,17 @@ impl TakenSession {
     /// write the same turn number. Such a turn is stored whole. The commit is polled by its
     /// caller (no task, no thread hop) and moved to a task of its own only if the caller drops
     /// it before its end.
-    pub async fn commit(self, mut record: TurnRecord) -> Result<(), SessionError> {
-        let prepared = self.prepare(&mut record)?;
+    pub async fn commit(self, record: TurnRecord) -> Result<(), SessionError> {
+        let prepared = self.prepare(&record)?;
         drop(record);
         self.commit_prepared(prepared).await
     }
 
     /// Encodes `record` as the session's next log line, for [`TakenSession::commit_prepared`]:
-    /// the record is left as it was and can be taken apart (its messages moved into memory
-    /// rather than copied) before the commit, which then needs only the line.
+    /// the record can then be taken apart (its messages moved into memory rather than copied)
+    /// before the commit, which needs only the line.
     /// [`SessionError::Encode`] when the record cannot be written as JSON.
-    pub fn prepare(&self, record: &mut TurnRecord) -> Result<PreparedRecord, SessionError> {
+    pub fn prepare(&self, record: &TurnRecord) -> Result<PreparedRecord, SessionError> {
         let line = crate::store::encode(record).map_err(SessionError::Encode)?;
         let checkpoint =
             SessionStore::checkpoint_due(self.position, line.len() as u64).then(|| record.run_id.clone());

@@ -632,35 +632,10 @@ struct ParsedLog {
 /// Whether `record` may follow a log whose last turn is `last`: the next turn, or a record
 /// without messages (memory changes between turns) that keeps the last turn's number.
 /// A record as its log line (with the newline): each memory item that adds one of the record's
-/// messages refers to it by position instead of repeating it. The messages are moved out of
-/// the items for the write and back after it, so nothing is copied.
-pub(crate) fn encode(record: &mut TurnRecord) -> Result<Vec<u8>, serde_json::Error> {
-    let TurnRecord { messages, memory, .. } = record;
-    let mut moved: Vec<(usize, Message)> = Vec::new();
-    let mut next = 0;
-    for (op_index, op) in memory.iter_mut().enumerate() {
-        let MemoryOp::Add { section: SectionKind::Messages, item } = op else { continue };
-        let Some(message) = &item.message else { continue };
-        // The items add the record's messages in order: look from after the last one found.
-        let found = (next..messages.len()).chain(0..next).find(|&i| messages[i] == *message);
-        if let Some(at) = found
-            && let Ok(position) = u32::try_from(at)
-            && let Some(message) = item.message.take()
-        {
-            item.message_at = Some(position);
-            moved.push((op_index, message));
-            next = at + 1;
-        }
-    }
+/// messages refers to it by position instead of repeating it (see `line::write_record`).
+pub(crate) fn encode(record: &TurnRecord) -> Result<Vec<u8>, serde_json::Error> {
     let mut line = Vec::with_capacity(1024);
-    let written = crate::line::write_record(&mut line, record);
-    for (op_index, message) in moved {
-        if let Some(MemoryOp::Add { item, .. }) = record.memory.get_mut(op_index) {
-            item.message = Some(message);
-            item.message_at = None;
-        }
-    }
-    written?;
+    crate::line::write_record(&mut line, record)?;
     line.push(b'\n');
     Ok(line)
 }

@@ -57,7 +57,7 @@ pub(super) async fn commit(
         memory.set_active_agent(Some(name.clone()));
     }
     memory.end_turn(turn_number);
-    let mut record = TurnRecord {
+    let record = TurnRecord {
         v: SESSION_LAYOUT_VERSION,
         turn: turn_number,
         run_id: emit.run_id.to_string(),
@@ -74,7 +74,7 @@ pub(super) async fn commit(
     };
     let persisted = record.messages.len();
     // Encoded first, so the record's messages can then be moved rather than copied.
-    let prepared = taken.prepare(&mut record)?;
+    let prepared = taken.prepare(&record)?;
     // The request's conversation goes back to memory, so the next turn's assembly copies only
     // what changed.
     let mut conversation = std::mem::take(&mut progress.request.messages);
