@@ -3,7 +3,7 @@
 use kaos_agent::{Eviction, MemoryProfile, SectionKind};
 use kaos_providers::{Conversation, Message};
 
-use super::memory::{KeptSystem, MemoryError, MemoryItem, Section, SessionMemory};
+use super::memory::{KeptSystem, MemoryError, Section, SessionMemory};
 
 /// The tool the model is pointed at for content left out of the context.
 pub const MEMORY_SEARCH_TOOL: &str = "kaos-memory-search";
@@ -99,7 +99,7 @@ fn assemble_whole(
         // (pinned, so its header is not counted): the general path decides.
         if (kind != SectionKind::Messages && texts != items.len())
             || (kind == SectionKind::Messages
-                && memory.text_items(section).last().is_some_and(|i| i.id >= pinned_from))
+                && memory.text_items(section).next_back().is_some_and(|i| i.id >= pinned_from))
         {
             return None;
         }
@@ -163,10 +163,12 @@ fn assemble_whole(
             };
             used.push((section.kind(), ids));
         }
-        let mut texts: Box<dyn Iterator<Item = &MemoryItem>> = match picked {
-            Some(picked) => Box::new(picked.iter().map(|&i| &items[i])),
-            None => memory.text_items(section),
+        // The picked items when the section was searched, else its text items (no box either way).
+        let (picked, all) = match picked {
+            Some(picked) => (Some(picked.iter().map(|&i| &items[i])), None),
+            None => (None, Some(memory.text_items(section))),
         };
+        let mut texts = picked.into_iter().flatten().chain(all.into_iter().flatten());
         let Some(first) = texts.next() else { continue };
         if render {
             system.push_str("\n\n");

@@ -737,12 +737,11 @@ impl SessionMemory {
     pub(crate) fn text_items<'a>(
         &'a self,
         section: &'a Section,
-    ) -> Box<dyn Iterator<Item = &'a MemoryItem> + 'a> {
-        if section.kind == SectionKind::Messages {
-            Box::new(self.message_texts.iter().filter_map(|id| section.item(*id)))
-        } else {
-            Box::new(section.items.iter().filter(|i| i.message.is_none()))
-        }
+    ) -> impl DoubleEndedIterator<Item = &'a MemoryItem> + 'a {
+        let messages = section.kind == SectionKind::Messages;
+        let texts = messages.then(|| self.message_texts.iter().filter_map(|id| section.item(*id)));
+        let others = (!messages).then(|| section.items.iter().filter(|i| i.message.is_none()));
+        texts.into_iter().flatten().chain(others.into_iter().flatten())
     }
 
     /// Builds the search index of every searchable section (other than the messages) holding
