@@ -171,8 +171,8 @@ fn memory_record(turn: u32, kind: &str, fingerprint: &str, ops: Vec<kaos_session
     TurnRecord {
         v: SESSION_LAYOUT_VERSION,
         turn,
-        run_id: format!("{kind}_{}", uuid::Uuid::now_v7().simple()),
-        agent_fingerprint: fingerprint.to_owned(),
+        run_id: format!("{kind}_{}", uuid::Uuid::now_v7().simple()).into(),
+        agent_fingerprint: fingerprint.into(),
         agent: None,
         messages: Vec::new(),
         tool_calls: Vec::new(),

@@ -181,7 +181,7 @@ impl TakenSession {
 pub struct PreparedRecord {
     line: Vec<u8>,
     /// The record's run, when a checkpoint is due after this line.
-    checkpoint: Option<String>,
+    checkpoint: Option<Arc<str>>,
 }
 
 /// A future that runs to its end: polled by its owner, and, if the owner drops it before it

@@ -76,9 +76,9 @@ pub struct TurnRecord {
     /// The turn's number in the session, from 1.
     pub turn: u32,
     /// The run that produced it.
-    pub run_id: String,
+    pub run_id: Arc<str>,
     /// The fingerprint of the agent that ran it (that ended it, after a handoff).
-    pub agent_fingerprint: String,
+    pub agent_fingerprint: Arc<str>,
     /// The agent holding the conversation from this turn on, when the turn handed it over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
@@ -378,7 +378,7 @@ impl SessionStore {
             let line = &bytes[..back];
             let record = decode(line, Messages::InRecord).ok();
             let matches = line[..back - 1].iter().all(|b| *b != b'\n')
-                && record.is_some_and(|r| &r.run_id == run_id && r.turn == c.turn);
+                && record.is_some_and(|r| *r.run_id == **run_id && r.turn == c.turn);
             if back as u64 != *len || !matches {
                 return Ok(Err(format!(
                     "the record before its offset {offset} is not turn {} of run {run_id}",
@@ -435,7 +435,7 @@ impl SessionStore {
         (id, log): (&SessionId, &VfsPath),
         memory: &SessionMemory,
         line: Vec<u8>,
-        checkpoint: Option<String>,
+        checkpoint: Option<Arc<str>>,
         position: LogPosition,
     ) -> Result<LogPosition, SessionError> {
         let written = line.len() as u64;
@@ -445,7 +445,9 @@ impl SessionStore {
         if let Some(run_id) = checkpoint {
             // Boxed: a checkpoint is rare, and its state would make every commit's future (kept
             // on the heap by `TakenSession::commit`) several times larger.
-            match Box::pin(self.checkpoint_after(id, memory, log_len, Some((written, run_id)))).await {
+            match Box::pin(self.checkpoint_after(id, memory, log_len, Some((written, run_id.to_string()))))
+                .await
+            {
                 Ok(len) => {
                     next.checkpoint_offset = log_len;
                     next.checkpoint_len = len;
@@ -772,7 +774,7 @@ mod tests {
         TurnRecord {
             v: SESSION_LAYOUT_VERSION,
             turn,
-            run_id: format!("run-{turn}"),
+            run_id: format!("run-{turn}").into(),
             agent_fingerprint: "sha256:x".into(),
             agent: None,
             unpriced_model_calls: 0,

@@ -60,8 +60,8 @@ pub(super) async fn commit(
     let record = TurnRecord {
         v: SESSION_LAYOUT_VERSION,
         turn: turn_number,
-        run_id: emit.run_id.to_string(),
-        agent_fingerprint: member.fingerprint.to_string(),
+        run_id: emit.run_id.clone(),
+        agent_fingerprint: member.fingerprint.clone(),
         agent: handed_to,
         messages: added,
         tool_calls: std::mem::take(&mut progress.tool_calls),

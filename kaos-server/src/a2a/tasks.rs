@@ -554,7 +554,7 @@ impl Tasks {
     async fn canceled(&self, entry: &Entry) {
         let id = entry.id();
         let committed = match self.runner.sessions().turns(entry.session.as_str()).await {
-            Ok(records) => records.into_iter().flatten().find(|record| record.run_id == id),
+            Ok(records) => records.into_iter().flatten().find(|record| *record.run_id == *id),
             Err(e) => {
                 tracing::warn!(error = %e, task = %id, "cannot read the session of a cancelled task");
                 None

@@ -26,7 +26,7 @@ async fn turn(sessions: &Sessions, id: &SessionId, size: usize) -> Result<u32, S
     let record = TurnRecord {
         v: SESSION_LAYOUT_VERSION,
         turn: number,
-        run_id: format!("run-{number}"),
+        run_id: format!("run-{number}").into(),
         agent_fingerprint: "sha256:test".into(),
         agent: None,
         messages: vec![message],
