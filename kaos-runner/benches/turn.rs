@@ -15,6 +15,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write as _;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -249,6 +250,10 @@ fn durable(c: &mut Criterion) {
     let synced = |name: &str| -> Arc<dyn Vfs> {
         Arc::new(DiskVfs::new(dirs.path().join(name)).unwrap().with_synced_appends(true))
     };
+    if let Some(rounds) = std::env::var("KAOS_DURABLE_INTERLEAVED").ok().and_then(|n| n.parse().ok()) {
+        interleaved(&rt, synced("inter-one"), synced("inter-group"), &dirs.path().join("inter.log"), rounds);
+        return;
+    }
     // One session, one turn at a time: every turn waits for its own fsync.
     let mut one = Window::new(&rt, runner_on(text_model(), synced("one")), 1, 20);
     group.bench_function("one", |b| b.iter_custom(|iterations| one.time(&rt, iterations)));
@@ -261,25 +266,90 @@ fn durable(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iterations {
                 round += 1;
-                let start = Instant::now();
-                rt.block_on(async {
-                    let tasks: Vec<_> = (0..100)
-                        .map(|i| {
-                            let r = group_runner.clone();
-                            let session = format!("g{}-{i}", round / 20);
-                            tokio::spawn(async move { r.turn(message(round), session).await.unwrap() })
-                        })
-                        .collect();
-                    for task in tasks {
-                        task.await.unwrap();
-                    }
-                });
-                total += start.elapsed() / 100;
+                total += group_round(&rt, &group_runner, round);
             }
             total
         })
     });
     group.finish();
+}
+
+/// One round of `durable/group-100`: 100 sessions take a turn at once (new sessions every 20
+/// rounds); the time per turn.
+fn group_round(rt: &tokio::runtime::Runtime, runner: &Runner, round: u32) -> Duration {
+    let start = Instant::now();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                let r = runner.clone();
+                let session = format!("g{}-{i}", round / 20);
+                tokio::spawn(async move { r.turn(message(round), session).await.unwrap() })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    start.elapsed() / 100
+}
+
+/// The durable scenarios timed interleaved, which Criterion's separate windows cannot be on a
+/// disk whose `fdatasync` time swings with other people's I/O from one minute to the next:
+/// `rounds` times one floor append, one `durable/one` turn, and every tenth time one
+/// `group-100` round. Prints medians (the first turns of `one`'s sessions apart). Run with
+/// `KAOS_DURABLE_INTERLEAVED=400 cargo bench -p kaos-runner --bench turn -- durable`.
+fn interleaved(
+    rt: &tokio::runtime::Runtime,
+    one: Arc<dyn Vfs>,
+    group: Arc<dyn Vfs>,
+    floor: &Path,
+    rounds: u32,
+) {
+    let mut one = Window::new(rt, runner_on(text_model(), one), 1, 20);
+    let group = runner_on(text_model(), group);
+    let mut file = std::fs::OpenOptions::new().append(true).create(true).open(floor).unwrap();
+    let line = vec![b'x'; 600];
+    let (mut floors, mut ones, mut firsts, mut rest, mut groups) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let start = Instant::now();
+        file.write_all(&line).unwrap();
+        file.sync_data().unwrap();
+        floors.push(start.elapsed());
+        let first = one.stale || one.next > one.to || one.next == one.from;
+        let turn = one.time(rt, 1);
+        ones.push(turn);
+        if first {
+            firsts.push(turn)
+        } else {
+            rest.push(turn)
+        }
+        if i % 10 == 0 {
+            groups.push(group_round(rt, &group, i / 10 + 1));
+        }
+    }
+    // Criterion's figures are means per turn (a 20-turn window includes one first turn).
+    let mean = |v: &Vec<Duration>| v.iter().sum::<Duration>().as_secs_f64() * 1e6 / v.len() as f64;
+    let (mean_floor, mean_one, mean_group) = (mean(&floors), mean(&ones), mean(&groups));
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64() * 1e6
+    };
+    let (floor, one) = (median(&mut floors), median(&mut ones));
+    let (first, rest, group) = (median(&mut firsts), median(&mut rest), median(&mut groups));
+    println!(
+        "durable interleaved, {rounds} rounds, medians: floor {floor:.0} µs, one {one:.0} µs \
+         (first turns {first:.0}, others {rest:.0}), group-100 {group:.0} µs per turn; \
+         one / floor {:.2}, group-100 / one {:.2}",
+        one / floor,
+        group / one
+    );
+    println!(
+        "durable interleaved, means: floor {mean_floor:.0} µs, one {mean_one:.0} µs, group-100 \
+         {mean_group:.0} µs per turn; one / floor {:.2}, group-100 / one {:.2}",
+        mean_one / mean_floor,
+        mean_group / mean_one
+    );
 }
 
 criterion_group!(benches, turns, sessions, disk, durable);

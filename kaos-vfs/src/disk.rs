@@ -25,6 +25,10 @@ const PRUNE_RETRIES: usize = 8;
 /// each lock handle two.
 const HANDLE_CACHE: usize = 128;
 
+/// The longest append [`DiskVfs`] writes in place, on the calling thread, into a file it keeps
+/// open (a turn's log line is well under it); longer ones are written on the blocking pool.
+const IN_PLACE_APPEND: usize = 64 * 1024;
+
 /// Tells temp files apart within one process.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -57,8 +61,10 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// - [`lock`](Vfs::lock) is fair across processes: waiters queue on disk and are served in
 ///   arrival order (see [`Vfs::lock`] below).
 /// - Every blocking call runs on tokio's blocking pool (`spawn_blocking`), so a tokio runtime
-///   must be running (the uncontended lock and the `stat` of a file with an open handle, which
-///   cannot wait on the disk for long, run in place). Errors carry VFS paths, never host paths.
+///   must be running (the uncontended lock, the `stat` of a file with an open handle, and an
+///   append of up to 64 KiB to such a file — a copy into the page cache —, which cannot wait
+///   on the disk for long, run in place; a synced append then waits for its commit round
+///   without holding a thread). Errors carry VFS paths, never host paths.
 /// - Open handles are kept between calls (up to 128 appended files and 128 locks; when full,
 ///   another is closed to make room): a session's log and lock files are not re-opened every
 ///   turn. Before each use a kept handle is checked with one `stat` of its path, so a file
@@ -278,22 +284,43 @@ impl GroupCommit {
     /// fsync started before that append's write). The outcome goes to `done`. When no round is
     /// under way, the calling (blocking) thread leads rounds until the queue is empty.
     fn commit(&self, pending: Pending, shared: &Shared) {
-        {
-            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.pending.push(pending);
-            if std::mem::replace(&mut queue.leading, true) {
-                return;
-            }
+        if self.enqueue(pending) {
+            self.lead(shared);
         }
+    }
+
+    /// Queues `pending`; `true` when no round is under way, so the caller must lead (see
+    /// [`GroupCommit::lead`]).
+    fn enqueue(&self, pending: Pending) -> bool {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        queue.pending.push(pending);
+        !std::mem::replace(&mut queue.leading, true)
+    }
+
+    /// Fails every queued append and gives up the lead: what a leader that never ran (its
+    /// blocking task dropped unrun, as a runtime shuts down) or that unwound leaves behind,
+    /// so no append waits for a leader that is gone and a later append leads again.
+    fn abdicate(&self, why: &str) {
+        let batch = {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.leading = false;
+            std::mem::take(&mut queue.pending)
+        };
+        for Pending { path, done, .. } in batch {
+            let _ = done.send(Err(VfsError::Io { path: path.to_string(), source: io::Error::other(why) }));
+        }
+    }
+
+    /// Leads rounds on the calling (blocking) thread until the queue is empty: each round
+    /// makes everything queued so far durable at once, outside the queue's lock.
+    fn lead(&self, shared: &Shared) {
         // Should a round ever unwind, the appends queued behind it fail instead of waiting
         // for a leader that is gone.
         struct Abdicate<'a>(&'a GroupCommit);
         impl Drop for Abdicate<'_> {
             fn drop(&mut self) {
                 if std::thread::panicking() {
-                    let mut queue = self.0.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                    queue.pending.clear();
-                    queue.leading = false;
+                    self.0.abdicate("the commit round unwound");
                 }
             }
         }
@@ -317,6 +344,27 @@ impl GroupCommit {
                 // An append whose caller went away: its bytes are durable all the same.
                 let _ = done.send(outcome);
             }
+        }
+    }
+}
+
+/// The leader of commit rounds, sent to the blocking pool by an append made in place that found
+/// no round under way. Dropped without running (its runtime shutting down), it gives up the
+/// lead, failing the appends queued, so none waits for it forever.
+struct Leader(Option<Arc<Shared>>);
+
+impl Leader {
+    fn lead(mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.commits.lead(&shared);
+        }
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.commits.abdicate("the commit round never ran");
         }
     }
 }
@@ -713,6 +761,26 @@ impl Shared {
             self.handles.keep_append(path.as_str(), file.clone(), id);
         }
         Ok(file)
+    }
+
+    /// Appends `data` in place, on the calling thread, when a kept handle is open on the file
+    /// the path still names: one `stat` of the path and one `write` of at most
+    /// [`IN_PLACE_APPEND`] bytes into the page cache, under the file's append lock (the same
+    /// cost as the `stat` of a kept file that [`Vfs::stat`] makes in place). `None` when there
+    /// is no such handle: the caller appends on the blocking pool (which opens the file
+    /// afresh). Some(file) once written.
+    fn append_in_place(&self, path: &VfsPath, data: &[u8]) -> Option<Result<Arc<File>, VfsError>> {
+        let guard = self.append_lock(path).lock().unwrap_or_else(PoisonError::into_inner);
+        let (file, id) = self.handles.append(path.as_str())?;
+        if !self.still_names(path, id) {
+            return None;
+        }
+        if let Err(e) = (&*file).write_all(data) {
+            self.handles.forget(path);
+            return Some(Err(io_error(path, e)));
+        }
+        drop(guard);
+        Some(Ok(file))
     }
 
     fn append_lock(&self, path: &VfsPath) -> &Mutex<()> {
@@ -1250,6 +1318,29 @@ impl Vfs for DiskVfs {
     async fn append(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError> {
         check_reserved(path)?;
         let sync = self.sync_appends;
+        // A short append to a file with a kept handle is written in place (see
+        // `Shared::append_in_place`); a synced one is then queued for its commit, and only the
+        // round's leader, when none is under way, goes to the blocking pool. So N sessions
+        // appending at once cost one blocking thread per round, not one each.
+        if data.len() <= IN_PLACE_APPEND
+            && let Some(written) = self.shared.append_in_place(path, &data)
+        {
+            let file = written?;
+            if !sync || data.is_empty() {
+                return Ok(());
+            }
+            let (done, outcome) = tokio::sync::oneshot::channel();
+            if self.shared.commits.enqueue(Pending { file, path: path.clone(), done }) {
+                let leader = Leader(Some(Arc::clone(&self.shared)));
+                drop(tokio::task::spawn_blocking(move || leader.lead()));
+            }
+            return outcome.await.unwrap_or_else(|_| {
+                Err(VfsError::Io {
+                    path: path.to_string(),
+                    source: io::Error::other("the commit round ended"),
+                })
+            });
+        }
         let shared = Arc::clone(&self.shared);
         let owned = path.clone();
         let (done, outcome) = tokio::sync::oneshot::channel();
@@ -1475,6 +1566,26 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "the leader never stopped");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+    }
+
+    /// A leader sent to the blocking pool that never runs (its task dropped as the runtime
+    /// shuts down) fails the appends queued for it and gives up the lead, so the next append
+    /// leads a round of its own instead of waiting for it.
+    #[tokio::test]
+    async fn a_leader_that_never_runs_fails_its_queue_and_gives_up_the_lead() {
+        let dir = tempfile::tempdir().unwrap();
+        let vfs = DiskVfs::new(dir.path()).unwrap().with_synced_appends(true);
+        let log = VfsPath::new("s/turns.jsonl").unwrap();
+        vfs.append(&log, Bytes::from_static(b"a\n")).await.unwrap();
+        let (file, _) = vfs.shared.handles.append(log.as_str()).unwrap();
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        assert!(vfs.shared.commits.enqueue(Pending { file, path: log.clone(), done }));
+        drop(Leader(Some(Arc::clone(&vfs.shared))));
+        assert!(matches!(outcome.await, Ok(Err(VfsError::Io { .. }))));
+        assert!(!vfs.shared.commits.queue.lock().unwrap().leading);
+        // Written in place (a kept handle), committed by a leader of its own.
+        vfs.append(&log, Bytes::from_static(b"b\n")).await.unwrap();
+        assert_eq!(&vfs.read(&log).await.unwrap()[..], b"a\nb\n");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
