@@ -208,6 +208,9 @@ fn config_show_redacts_secrets_and_names_their_source() {
             {"key": "vfs.s3_single_writer", "value": "false", "source": {"layer": "default"}, "secret": false},
             {"key": "mcp.token", "value": null, "source": {"layer": "default"}, "secret": true},
             {"key": "mcp.tokens", "value": null, "source": {"layer": "default"}, "secret": true},
+            {"key": "sessions.cache_sessions", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "sessions.cache_bytes", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "vfs.io_threads", "value": null, "source": {"layer": "default"}, "secret": false},
         ])
     );
 
