@@ -1,6 +1,7 @@
 //! The `kaos` command, run as a process. These are also the shell samples of
 //! `docs/reference/cli.md` and `docs/tutorials/the-kaos-command.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![recursion_limit = "256"]
 
 use std::path::Path;
 
