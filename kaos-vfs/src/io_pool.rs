@@ -29,7 +29,11 @@ pub(crate) struct IoPool {
 struct State {
     jobs: VecDeque<Job>,
     threads: usize,
+    /// Threads waiting for work.
     idle: usize,
+    /// Wake-ups sent to waiting threads and not yet taken: a job queued while as many are on
+    /// their way as there are waiting threads needs a thread of its own.
+    woken: usize,
 }
 
 impl std::fmt::Debug for State {
@@ -38,6 +42,7 @@ impl std::fmt::Debug for State {
             .field("jobs", &self.jobs.len())
             .field("threads", &self.threads)
             .field("idle", &self.idle)
+            .field("woken", &self.woken)
             .finish()
     }
 }
@@ -65,7 +70,8 @@ impl IoPool {
     pub(crate) fn submit(self: &Arc<Self>, job: impl FnOnce() + Send + 'static) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.jobs.push_back(Box::new(job));
-        if state.idle > 0 {
+        if state.idle > state.woken {
+            state.woken += 1;
             drop(state);
             self.work.notify_one();
             return;
@@ -105,6 +111,7 @@ impl IoPool {
             let (next, waited) = self.work.wait_timeout(state, IDLE).unwrap_or_else(PoisonError::into_inner);
             state = next;
             state.idle -= 1;
+            state.woken = state.woken.saturating_sub(1);
             if waited.timed_out() && state.jobs.is_empty() {
                 state.threads -= 1;
                 return;
