@@ -407,5 +407,13 @@ pub(crate) fn build_runner(
     if let Some(pricing) = pricing(settings, extras)? {
         builder = builder.pricing(pricing);
     }
+    // `sessions.cache_*`: what a long-running `kaos serve` keeps between turns.
+    let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    if let Some(sessions) = settings.sessions.cache_sessions {
+        builder = builder.session_cache(size(sessions));
+    }
+    if let Some(bytes) = settings.sessions.cache_bytes {
+        builder = builder.session_cache_bytes(size(bytes));
+    }
     Ok(builder.build()?)
 }

@@ -1,6 +1,7 @@
 //! The `kaos` command, run as a process. These are also the shell samples of
 //! `docs/reference/cli.md` and `docs/tutorials/the-kaos-command.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![recursion_limit = "256"]
 
 use std::path::Path;
 
@@ -208,6 +209,9 @@ fn config_show_redacts_secrets_and_names_their_source() {
             {"key": "vfs.s3_single_writer", "value": "false", "source": {"layer": "default"}, "secret": false},
             {"key": "mcp.token", "value": null, "source": {"layer": "default"}, "secret": true},
             {"key": "mcp.tokens", "value": null, "source": {"layer": "default"}, "secret": true},
+            {"key": "sessions.cache_sessions", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "sessions.cache_bytes", "value": null, "source": {"layer": "default"}, "secret": false},
+            {"key": "vfs.io_threads", "value": null, "source": {"layer": "default"}, "secret": false},
         ])
     );
 

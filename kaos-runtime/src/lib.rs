@@ -26,8 +26,8 @@ pub use runtime::{Runtime, RuntimeBuilder};
 pub use secrecy;
 pub use secret::{ExposeSecret, REDACTED, SecretString};
 pub use settings::{
-    DocsSettings, McpSettings, PricingSettings, ProviderSettings, SettingEntry, SettingKey, SettingSource,
-    Settings, SettingsLoader, VendorLimits, VfsSettings, VfsSync,
+    DocsSettings, McpSettings, PricingSettings, ProviderSettings, SessionsSettings, SettingEntry, SettingKey,
+    SettingSource, Settings, SettingsLoader, VendorLimits, VfsSettings, VfsSync,
 };
 
 /// This crate's README, compiled and run as a doctest (it ships in the package).

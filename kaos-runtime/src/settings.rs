@@ -323,6 +323,24 @@ const KEYS: &[SettingKey] = &[
         &["KAOS_MCP_TOKENS"],
         "More callers of `kaos serve --http`, each with its bearer token: `CALLER=TOKEN,CALLER=TOKEN` [none].",
     ),
+    key(
+        "sessions.cache_sessions",
+        &["KAOS_SESSIONS_CACHE_SESSIONS"],
+        Kind::Integer,
+        "Most sessions whose memory a runner keeps between turns; 0 turns the cache off [1024].",
+    ),
+    key(
+        "sessions.cache_bytes",
+        &["KAOS_SESSIONS_CACHE_BYTES"],
+        Kind::Integer,
+        "About how many bytes of memory the kept sessions may hold; 0 turns the cache off [67108864 (64 MiB)].",
+    ),
+    key(
+        "vfs.io_threads",
+        &["KAOS_VFS_IO_THREADS"],
+        Kind::Integer,
+        "Threads that run the data directory's file operations [2 per core, at least 4].",
+    ),
 ];
 
 /// Where a setting's value came from. Layers, highest precedence first: [`Override`],
@@ -545,6 +563,18 @@ pub struct DocsSettings {
     pub max_chunks_per_session: Option<u64>,
 }
 
+/// The session cache of runners built from the settings (`kaos serve`, `kaos run`). `None`
+/// leaves the runner's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SessionsSettings {
+    /// `sessions.cache_sessions`: `KAOS_SESSIONS_CACHE_SESSIONS` [1024].
+    pub cache_sessions: Option<u64>,
+    /// `sessions.cache_bytes`: `KAOS_SESSIONS_CACHE_BYTES` [64 MiB].
+    pub cache_bytes: Option<u64>,
+}
+
 /// Where prices come from besides the shipped table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -609,6 +639,9 @@ pub struct VfsSettings {
     /// `vfs.s3_single_writer`: `KAOS_VFS_S3_SINGLE_WRITER` (`true`/`false`, `1`/`0`,
     /// `yes`/`no`, `on`/`off`) [false].
     pub s3_single_writer: bool,
+    /// `vfs.io_threads`: `KAOS_VFS_IO_THREADS`, threads of the disk VFS's file operations
+    /// (`None`: [`kaos_vfs::default_io_threads`]).
+    pub io_threads: Option<u64>,
 }
 
 /// The `vfs` section as the layers give it (durations as seconds).
@@ -625,6 +658,7 @@ struct VfsSection {
     s3_lease_ttl_secs: Option<f64>,
     s3_lock_timeout_secs: Option<f64>,
     s3_single_writer: Option<bool>,
+    io_threads: Option<u64>,
 }
 
 /// Settings of the MCP server (`kaos serve`).
@@ -690,6 +724,8 @@ pub struct Settings {
     pub pricing: PricingSettings,
     /// Limits of ingested documents.
     pub docs: DocsSettings,
+    /// The session cache.
+    pub sessions: SessionsSettings,
     /// Key → layer, for every key not at its default.
     sources: BTreeMap<&'static str, SettingSource>,
 }
@@ -705,6 +741,7 @@ impl Default for Settings {
             mcp: McpSettings::default(),
             pricing: PricingSettings::default(),
             docs: DocsSettings::default(),
+            sessions: SessionsSettings::default(),
             sources: BTreeMap::new(),
         }
     }
@@ -729,9 +766,14 @@ impl Settings {
     }
 
     /// The data directory as a disk VFS (created when missing), fsyncing appends when
-    /// `vfs.sync` is `always`.
+    /// `vfs.sync` is `always`, on `vfs.io_threads` threads.
     pub fn disk_vfs(&self) -> Result<kaos_vfs::DiskVfs, RuntimeError> {
-        Ok(kaos_vfs::DiskVfs::new(&self.data_dir)?.with_synced_appends(self.vfs.sync == VfsSync::Always))
+        let vfs =
+            kaos_vfs::DiskVfs::new(&self.data_dir)?.with_synced_appends(self.vfs.sync == VfsSync::Always);
+        Ok(match self.vfs.io_threads {
+            Some(threads) => vfs.with_io_threads(usize::try_from(threads).unwrap_or(usize::MAX)),
+            None => vfs,
+        })
     }
 
     /// Every setting KAOS knows, in display order.
@@ -820,6 +862,9 @@ impl Settings {
                     "docs.max_file_bytes" => self.docs.max_file_bytes.map(|n| n.to_string()),
                     "docs.chunk_tokens" => self.docs.chunk_tokens.map(|n| n.to_string()),
                     "docs.max_chunks_per_session" => self.docs.max_chunks_per_session.map(|n| n.to_string()),
+                    "sessions.cache_sessions" => self.sessions.cache_sessions.map(|n| n.to_string()),
+                    "sessions.cache_bytes" => self.sessions.cache_bytes.map(|n| n.to_string()),
+                    "vfs.io_threads" => self.vfs.io_threads.map(|n| n.to_string()),
                     _ => None,
                 };
                 SettingEntry {
@@ -998,9 +1043,11 @@ impl SettingsLoader {
             s3_lease_ttl: lease_ttl.transpose()?,
             s3_lock_timeout: lock_timeout.transpose()?,
             s3_single_writer: vfs.s3_single_writer.unwrap_or(false),
+            io_threads: vfs.io_threads,
         };
         settings.mcp = resolved.mcp;
         settings.docs = resolved.docs;
+        settings.sessions = resolved.sessions;
         Ok(settings)
     }
 }
@@ -1052,6 +1099,7 @@ struct Resolved {
     mcp: McpSettings,
     pricing: PricingSettings,
     docs: DocsSettings,
+    sessions: SessionsSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::io_pool::IoPool;
 use crate::{EntryKind, Metadata, Vfs, VfsEntry, VfsError, VfsLock, VfsPath};
 
 /// Marks DiskVfs temp files: `.{name}.kaos-tmp-{pid}-{counter}`. Names holding it are reserved.
@@ -60,11 +61,13 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 ///   dead; a live pid's temp files, and any elsewhere, are kept).
 /// - [`lock`](Vfs::lock) is fair across processes: waiters queue on disk and are served in
 ///   arrival order (see [`Vfs::lock`] below).
-/// - Every blocking call runs on tokio's blocking pool (`spawn_blocking`), so a tokio runtime
-///   must be running (the uncontended lock, the `stat` of a file with an open handle, and an
-///   append of up to 64 KiB to such a file — a copy into the page cache —, which cannot wait
-///   on the disk for long, run in place; a synced append then waits for its commit round
-///   without holding a thread). Errors carry VFS paths, never host paths.
+/// - Every blocking call runs on the VFS's own IO threads (a few; see
+///   [`with_io_threads`](DiskVfs::with_io_threads)), and a round of synced appends' fsyncs
+///   on tokio's blocking pool, so a tokio runtime must be running. What cannot wait on the
+///   disk for long runs in place: the uncontended lock, the `stat` of a file with an open
+///   handle, and an append of up to 64 KiB to such a file (a copy into the page cache; a
+///   synced one then waits for its commit round without holding a thread). Errors carry VFS
+///   paths, never host paths.
 /// - Open handles are kept between calls (up to 128 appended files and 128 locks; when full,
 ///   another is closed to make room): a session's log and lock files are not re-opened every
 ///   turn. Before each use a kept handle is checked with one `stat` of its path, so a file
@@ -74,6 +77,8 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug, Clone)]
 pub struct DiskVfs {
     shared: Arc<Shared>,
+    /// The threads its file operations run on (see [`DiskVfs::with_io_threads`]).
+    io: Arc<IoPool>,
     sync_appends: bool,
     lock_timeout: Duration,
 }
@@ -417,6 +422,7 @@ impl DiskVfs {
                 handles: Handles::default(),
                 dir_jobs: Mutex::default(),
             }),
+            io: IoPool::new(default_io_threads()),
             sync_appends: false,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
         })
@@ -448,7 +454,28 @@ impl DiskVfs {
         self
     }
 
-    /// Runs `op` on the blocking pool after rejecting reserved names.
+    /// How many threads run this VFS's file operations (shared by its clones; default
+    /// [`default_io_threads`]: two per core, at least 4). The threads are the VFS's own,
+    /// started when an operation waits and none is idle, and ended after 10 s without work;
+    /// more operations than threads wait their turn, in arrival order. A long-running process
+    /// then keeps a few threads' stacks and malloc arenas, however bursty its sessions: on
+    /// tokio's blocking pool, which starts a thread whenever none is idle at that instant, a
+    /// soak of 32 sessions in flight grew to 160 threads. Synced appends wait for their fsync
+    /// on tokio's blocking pool, as before. `0` is taken as `1`.
+    ///
+    /// Clones made before keep the threads they had; clones made after share these.
+    pub fn with_io_threads(mut self, threads: usize) -> Self {
+        self.io = IoPool::new(threads);
+        self
+    }
+
+    /// How many threads may run this VFS's file operations.
+    pub fn io_threads(&self) -> usize {
+        self.io.limit()
+    }
+
+    /// Runs `op` on the VFS's IO threads after rejecting reserved names. It runs to its end
+    /// even if this future is dropped.
     async fn run<T, F>(&self, path: &VfsPath, op: F) -> Result<T, VfsError>
     where
         T: Send + 'static,
@@ -457,10 +484,24 @@ impl DiskVfs {
         check_reserved(path)?;
         let shared = Arc::clone(&self.shared);
         let owned = path.clone();
-        tokio::task::spawn_blocking(move || op(&shared, &owned)).await.unwrap_or_else(|join| {
-            Err(VfsError::Io { path: path.to_string(), source: io::Error::other(join) })
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.io.submit(move || {
+            let _ = done.send(op(&shared, &owned));
+        });
+        outcome.await.unwrap_or_else(|_| {
+            Err(VfsError::Io {
+                path: path.to_string(),
+                source: io::Error::other("the file operation panicked"),
+            })
         })
     }
+}
+
+/// How many threads run a [`DiskVfs`]'s file operations by default: two per core the process
+/// may use, at least 4 (file operations that hit the page cache are short; more threads than
+/// that mostly wait on the same disk).
+pub fn default_io_threads() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get().saturating_mul(2)).max(4)
 }
 
 fn check_reserved(path: &VfsPath) -> Result<(), VfsError> {
@@ -1344,9 +1385,10 @@ impl Vfs for DiskVfs {
         let shared = Arc::clone(&self.shared);
         let owned = path.clone();
         let (done, outcome) = tokio::sync::oneshot::channel();
-        // The append runs to its end on the blocking pool even if this future is dropped;
-        // its outcome comes back on `done` (a synced one's once its commit round is over).
-        drop(tokio::task::spawn_blocking(move || {
+        // The append runs to its end even if this future is dropped; its outcome comes back on
+        // `done` (a synced one's once its commit round is over). A synced one runs on tokio's
+        // blocking pool (it waits there for its group's fsync); the others on the IO threads.
+        let append = move || {
             let path = owned;
             let written = (|| {
                 let guard = shared.append_lock(&path).lock().unwrap_or_else(PoisonError::into_inner);
@@ -1370,7 +1412,12 @@ impl Vfs for DiskVfs {
                     let _ = done.send(written.map(drop));
                 }
             }
-        }));
+        };
+        if sync {
+            drop(tokio::task::spawn_blocking(append));
+        } else {
+            self.io.submit(append);
+        }
         outcome.await.unwrap_or_else(|_| {
             Err(VfsError::Io {
                 path: path.to_string(),

@@ -22,6 +22,7 @@
 pub mod conformance;
 mod disk;
 mod error;
+mod io_pool;
 mod memory;
 #[cfg(feature = "object-store")]
 mod objects;
@@ -29,7 +30,7 @@ mod path;
 mod scoped;
 mod vfs;
 
-pub use disk::{DEFAULT_LOCK_TIMEOUT, DiskVfs};
+pub use disk::{DEFAULT_LOCK_TIMEOUT, DiskVfs, default_io_threads};
 pub use error::VfsError;
 pub use memory::MemoryVfs;
 /// The `object_store` crate this backend is built on, so callers can build any store (such as

@@ -110,6 +110,9 @@ fn each_layer_beats_the_ones_below_it() {
             ("vfs.s3_single_writer", SettingSource::Default),
             ("mcp.token", SettingSource::Default),
             ("mcp.tokens", SettingSource::Default),
+            ("sessions.cache_sessions", SettingSource::Default),
+            ("sessions.cache_bytes", SettingSource::Default),
+            ("vfs.io_threads", SettingSource::Default),
         ]
     );
 }
@@ -252,4 +255,30 @@ fn vfs_sync_is_read_and_checked() {
     assert_eq!(settings.vfs.sync, VfsSync::Never);
     let err = Settings::loader().env_vars([("KAOS_VFS_SYNC", "sometimes")]).load().unwrap_err();
     assert!(err.to_string().contains("vfs.sync") || err.to_string().contains("KAOS_VFS_SYNC"), "{err}");
+}
+
+/// What a long-running `kaos serve` keeps is set by settings: the session cache's bounds and
+/// the disk VFS's IO threads; a value that is not a count names its key.
+#[test]
+fn the_session_cache_and_the_io_threads_are_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings::loader()
+        .env_vars([("KAOS_SESSIONS_CACHE_SESSIONS", "64"), ("KAOS_VFS_IO_THREADS", "3")])
+        .set("sessions.cache_bytes", "1048576")
+        .set("runtime.data_dir", dir.path().to_str().unwrap())
+        .load()
+        .unwrap();
+    assert_eq!((settings.sessions.cache_sessions, settings.sessions.cache_bytes), (Some(64), Some(1 << 20)));
+    assert_eq!(settings.source("sessions.cache_bytes"), Some(SettingSource::Override));
+    assert_eq!(settings.disk_vfs().unwrap().io_threads(), 3);
+    let defaults = Settings::loader().set("runtime.data_dir", dir.path().to_str().unwrap()).load().unwrap();
+    assert_eq!(defaults.sessions.cache_sessions, None);
+    assert_eq!(defaults.disk_vfs().unwrap().io_threads(), kaos_vfs::default_io_threads());
+
+    for key in ["sessions.cache_sessions", "sessions.cache_bytes", "vfs.io_threads"] {
+        let (named, _) = setting_error(Settings::loader().set(key, "lots").load());
+        assert_eq!(named, key);
+        let (named, _) = setting_error(Settings::loader().set(key, "-1").load());
+        assert_eq!(named, key);
+    }
 }
