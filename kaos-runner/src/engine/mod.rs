@@ -227,8 +227,12 @@ pub(crate) async fn drive_from(
 /// tells the model about the ones withdrawn.
 pub(crate) fn prepare_request(cx: &Cx<'_>, progress: &mut Progress) {
     let breakers = &cx.member.breakers;
-    let withdrawn: Vec<&kaos_providers::ToolDefinition> =
-        progress.offered.iter().filter(|t| breakers.is_open(&t.name)).collect();
+    let withdrawn: Vec<&kaos_providers::ToolDefinition> = if breakers.any_tool_not_closed() {
+        progress.offered.iter().filter(|t| breakers.is_open(&t.name)).collect()
+    } else {
+        // No breaker is open: nothing to look up tool by tool.
+        Vec::new()
+    };
     progress.request.tools = if withdrawn.is_empty() {
         // The usual case: every tool of the turn, shared, not copied.
         progress.offered.clone()

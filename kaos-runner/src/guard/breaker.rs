@@ -1,4 +1,5 @@
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -83,6 +84,10 @@ pub(crate) struct Tripped {
 pub(crate) struct Breakers {
     config: BreakerConfig,
     states: Mutex<States>,
+    /// How many tool breakers are open or half-open (kept with `states`, read without the
+    /// lock): while none is, no tool is withdrawn, and the tools offered are not looked up one
+    /// by one before every model call.
+    tools_not_closed: AtomicUsize,
 }
 
 /// The states by tool name and by model: two maps, so a model's breaker is looked up by the
@@ -101,11 +106,17 @@ impl States {
 
 impl Breakers {
     pub(crate) fn new(config: BreakerConfig) -> Self {
-        Self { config, states: Mutex::default() }
+        Self { config, states: Mutex::default(), tools_not_closed: AtomicUsize::new(0) }
     }
 
     fn states(&self) -> std::sync::MutexGuard<'_, States> {
         self.states.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether some tool's breaker is open or half-open (`false`: [`Breakers::is_open`] is
+    /// `false` for every tool).
+    pub(crate) fn any_tool_not_closed(&self) -> bool {
+        self.tools_not_closed.load(Ordering::Acquire) > 0
     }
 
     /// Whether the tool `name` may be offered right now, without claiming the probe.
@@ -131,12 +142,24 @@ impl Breakers {
     /// Records the outcome of a use of the tool `name`; returns the trip when this failure
     /// opened its breaker.
     pub(crate) fn record(&self, name: &str, success: bool) -> Option<Tripped> {
-        record(&self.config, self.states().of(false), name, success)
+        let mut states = self.states();
+        let (tripped, was_closed) = record(&self.config, states.of(false), name, success);
+        // After a record the breaker is closed unless this failure opened it.
+        match (was_closed, tripped.is_some()) {
+            (true, true) => {
+                self.tools_not_closed.fetch_add(1, Ordering::Release);
+            }
+            (false, false) => {
+                self.tools_not_closed.fetch_sub(1, Ordering::Release);
+            }
+            _ => {}
+        }
+        tripped
     }
 
     /// [`Breakers::record`] for a model (`provider:model`).
     pub(crate) fn record_model(&self, model: &str, success: bool) -> Option<Tripped> {
-        record(&self.config, self.states().of(true), model, success)
+        record(&self.config, self.states().of(true), model, success).0
     }
 }
 
@@ -158,20 +181,26 @@ fn acquire(states: &mut HashMap<String, State>, key: &str) -> Availability {
 }
 
 /// Updates the state in place: a key is allocated only the first time it is seen, and a
-/// closed breaker's window keeps its buffer.
+/// closed breaker's window keeps its buffer. Also says whether the breaker was closed before
+/// (after, it is open exactly when a trip is returned).
 fn record(
     config: &BreakerConfig,
     states: &mut HashMap<String, State>,
     key: &str,
     success: bool,
-) -> Option<Tripped> {
-    let window = config.window as usize;
+) -> (Option<Tripped>, bool) {
     let state = match states.get_mut(key) {
         Some(state) => state,
         None => {
             states.entry(key.to_owned()).or_insert(State::Closed { failures: 0, recent: VecDeque::new() })
         }
     };
+    let was_closed = matches!(state, State::Closed { .. });
+    (record_in(config, state, success), was_closed)
+}
+
+fn record_in(config: &BreakerConfig, state: &mut State, success: bool) -> Option<Tripped> {
+    let window = config.window as usize;
     let (failures, probe) = match state {
         State::Closed { failures, .. } => (*failures, false),
         State::Open { failures, .. } => {
@@ -240,6 +269,32 @@ mod tests {
         breakers.record("u", false);
         breakers.record("u", false);
         assert_eq!(breakers.acquire("u"), Availability::Available);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_count_of_tool_breakers_not_closed_follows_every_change() {
+        let breakers = Breakers::new(BreakerConfig::new(2, Duration::from_secs(30)));
+        assert!(!breakers.any_tool_not_closed());
+        breakers.record("t", false);
+        breakers.record_model("m", false);
+        breakers.record_model("m", false);
+        assert!(!breakers.any_tool_not_closed(), "models are not counted");
+        breakers.record("t", false);
+        breakers.record("u", false);
+        breakers.record("u", false);
+        assert!(breakers.any_tool_not_closed());
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(breakers.acquire("t"), Availability::Probe);
+        assert!(breakers.any_tool_not_closed(), "half-open is not closed");
+        breakers.record("t", true);
+        assert!(breakers.any_tool_not_closed(), "`u` is still open");
+        assert_eq!(breakers.acquire("u"), Availability::Probe);
+        assert!(breakers.record("u", false).is_some(), "a failed probe opens it again");
+        assert!(breakers.any_tool_not_closed());
+        tokio::time::advance(Duration::from_secs(30)).await;
+        breakers.record("u", true);
+        assert!(!breakers.any_tool_not_closed());
+        assert!(!breakers.is_open("t") && !breakers.is_open("u"));
     }
 
     #[tokio::test(start_paused = true)]
