@@ -267,10 +267,14 @@ impl Index {
                 }
             }
         }
-        // `scored` is in id order, so a stable sort by score alone ranks ties by id, as `top_k`
-        // does by position; documents that score alike (items of the same shape) are one run.
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-        scored.truncate(k);
+        // Ranked as `top_k` ranks by position: by score, ties by id (ids are unique, so this is
+        // a total order). Only the best `k` are sorted: they are selected first, in linear time.
+        let rank = |a: &(f64, u64), b: &(f64, u64)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        if scored.len() > k {
+            scored.select_nth_unstable_by(k - 1, rank);
+            scored.truncate(k);
+        }
+        scored.sort_unstable_by(rank);
         let mut picked: Vec<usize> = scored.iter().filter_map(|&(_, id)| position(id)).collect();
         if picked.len() < k {
             // Documents with no query term score 0 and come next, in order.

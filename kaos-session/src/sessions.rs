@@ -172,6 +172,10 @@ impl TakenSession {
             // 18.5 MB. (Shrinking the lists in place reached 22.3.) A cached session's lists
             // grow as usual.
             memory = memory.clone();
+        } else if matches!(self.hydration, Hydration::Loaded { .. }) {
+            // A new session: its lists were just made; kept exactly as long as they hold, a
+            // cached session costs what it holds (copying it would cost its first turn more).
+            memory.shrink_to_fit();
         }
         self.cache.put(self.id.clone(), memory, position, stamp);
         // The turn is stored: a failed release only delays the next holder (expiry frees it).
