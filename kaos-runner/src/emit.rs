@@ -346,6 +346,12 @@ pub(crate) fn attrs<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Va
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
+/// The map of a typed attribute set: each of `keys` it answers, as [`SpanAttrs::attr`] gives it
+/// to the fold (so the map and the fold cannot disagree).
+fn map_of(attributes: &impl SpanAttrs, keys: &[&str]) -> Map<String, Value> {
+    keys.iter().filter_map(|&key| Some((key.to_owned(), attributes.attr(key)?.to_value()))).collect()
+}
+
 /// A tool call span's start attributes (`tool_name`, `call_id`, `arguments`), read by the fold
 /// as they are: the map is built only when a stream or hooks see the span.
 pub(crate) struct ToolStart<'a> {
@@ -365,11 +371,7 @@ impl SpanAttrs for ToolStart<'_> {
     }
 
     fn into_map(self) -> Map<String, Value> {
-        attrs([
-            ("tool_name", Value::from(self.name)),
-            ("call_id", Value::from(self.call_id)),
-            ("arguments", self.arguments.clone()),
-        ])
+        map_of(&self, &["tool_name", "call_id", "arguments"])
     }
 }
 
@@ -394,12 +396,7 @@ impl SpanAttrs for ToolEnd<'_> {
     }
 
     fn into_map(self) -> Map<String, Value> {
-        attrs([
-            ("tool_name", Value::from(self.name)),
-            ("call_id", Value::from(self.call_id)),
-            ("result", Value::from(self.result)),
-            ("is_error", Value::Bool(self.is_error)),
-        ])
+        map_of(&self, &["tool_name", "call_id", "result", "is_error"])
     }
 }
 
@@ -424,14 +421,7 @@ impl SpanAttrs for LlmStart<'_> {
     }
 
     fn into_map(self) -> Map<String, Value> {
-        let mut map = attrs([("model", Value::from(self.model)), ("iteration", Value::from(self.iteration))]);
-        if self.internal {
-            map.insert("internal".into(), Value::Bool(true));
-        }
-        if let Some(first) = self.fallback_for {
-            map.insert("fallback_for".into(), Value::from(first));
-        }
-        map
+        map_of(&self, &["model", "iteration", "internal", "fallback_for"])
     }
 }
 
