@@ -312,7 +312,7 @@ impl GroupCommit {
             std::mem::take(&mut queue.pending)
         };
         for Pending { path, done, .. } in batch {
-            let _ = done.send(Err(VfsError::Io { path: path.to_string(), source: io::Error::other(why) }));
+            let _ = done.send(Err(gone(&path, why)));
         }
     }
 
@@ -488,12 +488,7 @@ impl DiskVfs {
         self.io.submit(move || {
             let _ = done.send(op(&shared, &owned));
         });
-        outcome.await.unwrap_or_else(|_| {
-            Err(VfsError::Io {
-                path: path.to_string(),
-                source: io::Error::other("the file operation panicked"),
-            })
-        })
+        outcome.await.unwrap_or_else(|_| Err(gone(path, "the file operation panicked")))
     }
 }
 
@@ -502,6 +497,11 @@ impl DiskVfs {
 /// that mostly wait on the same disk).
 pub fn default_io_threads() -> usize {
     std::thread::available_parallelism().map_or(4, |n| n.get().saturating_mul(2)).max(4)
+}
+
+/// The error of an operation on `path` whose outcome never came back (`why`).
+fn gone(path: &VfsPath, why: &str) -> VfsError {
+    VfsError::Io { path: path.to_string(), source: io::Error::other(why) }
 }
 
 fn check_reserved(path: &VfsPath) -> Result<(), VfsError> {
@@ -816,12 +816,25 @@ impl Shared {
         if !self.still_names(path, id) {
             return None;
         }
+        Some(self.write_appended(path, file, data, guard))
+    }
+
+    /// Writes `data` at the end of `file` (`path`'s kept or fresh handle) under its append lock,
+    /// then lets the lock go first, so other appends to the file can join the group this one
+    /// is committed with. A failed write forgets the handle.
+    fn write_appended(
+        &self,
+        path: &VfsPath,
+        file: Arc<File>,
+        data: &[u8],
+        guard: std::sync::MutexGuard<'_, ()>,
+    ) -> Result<Arc<File>, VfsError> {
         if let Err(e) = (&*file).write_all(data) {
             self.handles.forget(path);
-            return Some(Err(io_error(path, e)));
+            return Err(io_error(path, e));
         }
         drop(guard);
-        Some(Ok(file))
+        Ok(file)
     }
 
     fn append_lock(&self, path: &VfsPath) -> &Mutex<()> {
@@ -1375,12 +1388,7 @@ impl Vfs for DiskVfs {
                 let leader = Leader(Some(Arc::clone(&self.shared)));
                 drop(tokio::task::spawn_blocking(move || leader.lead()));
             }
-            return outcome.await.unwrap_or_else(|_| {
-                Err(VfsError::Io {
-                    path: path.to_string(),
-                    source: io::Error::other("the commit round ended"),
-                })
-            });
+            return outcome.await.unwrap_or_else(|_| Err(gone(path, "the commit round ended")));
         }
         let shared = Arc::clone(&self.shared);
         let owned = path.clone();
@@ -1393,14 +1401,7 @@ impl Vfs for DiskVfs {
             let written = (|| {
                 let guard = shared.append_lock(&path).lock().unwrap_or_else(PoisonError::into_inner);
                 let file = shared.append_handle(&path, sync)?;
-                if let Err(e) = (&*file).write_all(&data) {
-                    shared.handles.forget(&path);
-                    return Err(io_error(&path, e));
-                }
-                // The append lock is released first, so other appends to this file can join
-                // the group this one is committed with.
-                drop(guard);
-                Ok(file)
+                shared.write_appended(&path, file, &data, guard)
             })();
             match written {
                 // Nothing written, nothing to make durable (a new file's directory entries
@@ -1418,12 +1419,7 @@ impl Vfs for DiskVfs {
         } else {
             self.io.submit(append);
         }
-        outcome.await.unwrap_or_else(|_| {
-            Err(VfsError::Io {
-                path: path.to_string(),
-                source: io::Error::other("the append's thread ended"),
-            })
-        })
+        outcome.await.unwrap_or_else(|_| Err(gone(path, "the append's thread ended")))
     }
 
     async fn exists(&self, path: &VfsPath) -> Result<bool, VfsError> {
