@@ -1620,6 +1620,13 @@ mod tests {
         let vfs = DiskVfs::new(dir.path()).unwrap().with_synced_appends(true);
         let log = VfsPath::new("s/turns.jsonl").unwrap();
         vfs.append(&log, Bytes::from_static(b"a\n")).await.unwrap();
+        // The leader that committed `a` may still be looking at the (now empty) queue: wait
+        // until it has given up the lead, so the queued append below is a leader's own.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while vfs.shared.commits.queue.lock().unwrap().leading {
+            assert!(std::time::Instant::now() < deadline, "the first leader never stopped");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let (file, _) = vfs.shared.handles.append(log.as_str()).unwrap();
         let (done, outcome) = tokio::sync::oneshot::channel();
         assert!(vfs.shared.commits.enqueue(Pending { file, path: log.clone(), done }));
