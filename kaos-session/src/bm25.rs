@@ -4,7 +4,8 @@
 //! over every word held, with exactly the same ranking.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 const K1: f64 = 1.2;
 const B: f64 = 0.75;
@@ -86,6 +87,80 @@ pub fn top_k<'a>(query: &str, documents: impl ExactSizeIterator<Item = &'a str>,
     scored.into_iter().take(k).map(|(_, i)| i).collect()
 }
 
+/// A matching document's (score, id), ordered as [`top_k`] ranks documents: a better one
+/// (higher score, or the same score and a lower id) is less, so a max-heap's top is the worst.
+#[derive(Debug, Clone, Copy)]
+struct Ranked(f64, u64);
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.0.total_cmp(&self.0).then(self.1.cmp(&other.1))
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Ranked {}
+
+/// The best `k` documents offered, offered in id order. The first `k` are kept as they come; a
+/// heap whose top is the worst kept is made only when a later one must take a kept one's place.
+/// A document offered later has a higher id, so it is kept only when it scores higher than the
+/// worst kept (`floor`): most are turned away by one comparison.
+struct Best {
+    k: usize,
+    kept: Vec<Ranked>,
+    heap: BinaryHeap<Ranked>,
+    floor: f64,
+}
+
+impl Best {
+    fn new(k: usize) -> Self {
+        Self { k, kept: Vec::with_capacity(k), heap: BinaryHeap::new(), floor: f64::NEG_INFINITY }
+    }
+
+    /// Whether a document scoring `score`, offered now, would not be kept.
+    #[inline]
+    fn rejects(&self, score: f64) -> bool {
+        score.total_cmp(&self.floor).is_le() && (self.kept.len() == self.k || !self.heap.is_empty())
+    }
+
+    /// Offers a document not [rejected](Best::rejects).
+    fn offer(&mut self, score: f64, id: u64) {
+        if self.heap.is_empty() && self.kept.len() < self.k {
+            self.kept.push(Ranked(score, id));
+            if self.kept.len() == self.k {
+                self.floor =
+                    self.kept.iter().map(|r| r.0).min_by(f64::total_cmp).unwrap_or(f64::NEG_INFINITY);
+            }
+            return;
+        }
+        if self.heap.is_empty() {
+            self.heap = BinaryHeap::from(std::mem::take(&mut self.kept));
+        }
+        if let Some(mut worst) = self.heap.peek_mut() {
+            *worst = Ranked(score, id);
+        }
+        self.floor = self.heap.peek().map_or(f64::NEG_INFINITY, |worst| worst.0);
+    }
+
+    /// The documents kept, best first.
+    fn into_sorted(self) -> Vec<Ranked> {
+        let mut kept = if self.heap.is_empty() { self.kept } else { self.heap.into_vec() };
+        kept.sort_unstable();
+        kept
+    }
+}
+
 /// One document holding a term: its id, how often it holds the term, and its length in words.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Posting {
@@ -109,17 +184,10 @@ pub(crate) struct Index {
 
 /// A document's distinct terms (lowercased) with their frequencies, and its length in words.
 fn document_terms(text: &str) -> (Vec<(Cow<'_, str>, u32)>, u32) {
-    let mut words: Vec<Cow<'_, str>> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(|w| {
-            if w.is_ascii() && !w.bytes().any(|b| b.is_ascii_uppercase()) {
-                Cow::Borrowed(w)
-            } else {
-                Cow::Owned(w.to_lowercase())
-            }
-        })
-        .collect();
+    let mut words: Vec<Cow<'_, str>> = Vec::with_capacity(text.len() / 6 + 1);
+    each_word(text, |word, lowercase| {
+        words.push(if lowercase { Cow::Borrowed(word) } else { Cow::Owned(word.to_lowercase()) })
+    });
     let len = u32::try_from(words.len()).unwrap_or(u32::MAX);
     words.sort_unstable();
     let mut counted: Vec<(Cow<'_, str>, u32)> = Vec::with_capacity(words.len());
@@ -130,6 +198,35 @@ fn document_terms(text: &str) -> (Vec<(Cow<'_, str>, u32)>, u32) {
         }
     }
     (counted, len)
+}
+
+/// Calls `f` with each word of `text` as [`terms`] splits it (runs of alphanumeric
+/// characters), and whether the word is lowercase ASCII already. One pass over the bytes: a
+/// character is decoded only where a byte is not ASCII.
+fn each_word<'a>(text: &'a str, mut f: impl FnMut(&'a str, bool)) {
+    let bytes = text.as_bytes();
+    let (mut at, mut start, mut plain) = (0, None, true);
+    while at < bytes.len() {
+        let byte = bytes[at];
+        let (alphanumeric, width, ascii_lower) = if byte.is_ascii() {
+            (byte.is_ascii_alphanumeric(), 1, !byte.is_ascii_uppercase())
+        } else {
+            let c = text[at..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER);
+            (c.is_alphanumeric(), c.len_utf8(), false)
+        };
+        if alphanumeric {
+            if start.is_none() {
+                (start, plain) = (Some(at), true);
+            }
+            plain &= ascii_lower;
+        } else if let Some(from) = start.take() {
+            f(&text[from..at], plain);
+        }
+        at += width;
+    }
+    if let Some(from) = start {
+        f(&text[from..], plain);
+    }
 }
 
 impl Index {
@@ -207,7 +304,7 @@ impl Index {
     /// The positions of the `k` documents most relevant to `query`, best first, exactly as
     /// [`top_k`] ranks the same documents in id order (ties go to the lower id, which is the
     /// earlier position); `position` maps an id to the document's position. Cost: the postings
-    /// of the query's terms, a selection of the best `k`, and at most `2k` positions looked up.
+    /// of the query's terms (a heap of the best `k` so far), and at most `2k` positions looked up.
     pub(crate) fn top_k(&self, query: &str, k: usize, position: impl Fn(u64) -> Option<usize>) -> Vec<usize> {
         let n = self.documents;
         let k = k.min(n);
@@ -233,21 +330,25 @@ impl Index {
             let f = f64::from(posting.tf);
             idf * f * (K1 + 1.0) / (f + norm)
         };
-        // (score, id) of every matching document, in id order.
-        let mut scored: Vec<(f64, u64)> =
-            Vec::with_capacity(lists.iter().map(|(_, l)| l.len()).max().unwrap_or(0));
+        // The best `k` matching documents so far, as `top_k` ranks them: by score, ties by id
+        // (ids are unique, so this is a total order). A document no better than the worst of
+        // them costs one comparison, so a search costs the postings of its terms, not a sort
+        // of every matching document.
+        let mut best = Best::new(k);
         if let [(idf, list)] = lists[..] {
             // One matching term (the usual case for a short query): nothing to merge.
             // Postings alike (same frequency and length) score alike: computed once per run.
             let mut last: Option<(u32, u32, f64)> = None;
-            scored.extend(list.iter().map(|p| {
+            for p in list {
                 let value = match last {
                     Some((tf, len, value)) if tf == p.tf && len == p.len => value,
                     _ => score(idf, p),
                 };
                 last = Some((p.tf, p.len, value));
-                (value, p.id)
-            }));
+                if !best.rejects(value) {
+                    best.offer(value, p.id);
+                }
+            }
         } else if lists.len() > 1 {
             // Merge the lists (each in id order), so every matching document is scored once.
             let mut heads = vec![0usize; lists.len()];
@@ -262,20 +363,15 @@ impl Index {
                     let term = score(*idf, posting);
                     sum = Some(sum.map_or(term, |s| s + term));
                 }
-                if let Some(sum) = sum {
-                    scored.push((sum, id));
+                if let Some(sum) = sum
+                    && !best.rejects(sum)
+                {
+                    best.offer(sum, id);
                 }
             }
         }
-        // Ranked as `top_k` ranks by position: by score, ties by id (ids are unique, so this is
-        // a total order). Only the best `k` are sorted: they are selected first, in linear time.
-        let rank = |a: &(f64, u64), b: &(f64, u64)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-        if scored.len() > k {
-            scored.select_nth_unstable_by(k - 1, rank);
-            scored.truncate(k);
-        }
-        scored.sort_unstable_by(rank);
-        let mut picked: Vec<usize> = scored.iter().filter_map(|&(_, id)| position(id)).collect();
+        let scored = best.into_sorted();
+        let mut picked: Vec<usize> = scored.iter().filter_map(|&Ranked(_, id)| position(id)).collect();
         if picked.len() < k {
             // Documents with no query term score 0 and come next, in order.
             let mut matched = picked.clone();
@@ -360,6 +456,22 @@ mod tests {
             2 => any::<usize>().prop_map(Step::Remove),
             3 => (text(), 0usize..12).prop_map(|(q, k)| Step::Search(q, k)),
         ]
+    }
+
+    proptest::proptest! {
+        /// The one-pass word splitter finds the words `terms` finds, in any script, and says
+        /// rightly which are lowercase ASCII already.
+        #[test]
+        fn words_are_split_as_terms_splits_them(text in "\\PC{0,40}", mixed in text()) {
+            for text in [text, mixed] {
+                let mut words = Vec::new();
+                each_word(&text, |word, plain| {
+                    assert_eq!(plain, word.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()));
+                    words.push(word.to_lowercase());
+                });
+                proptest::prop_assert_eq!(words, terms(&text).collect::<Vec<_>>());
+            }
+        }
     }
 
     proptest::proptest! {

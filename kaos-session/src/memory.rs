@@ -969,6 +969,43 @@ mod tests {
         MemoryProfile::default().with_section(kind, config)
     }
 
+    fn item_with_id(id: u64) -> MemoryItem {
+        MemoryItem {
+            id,
+            content: String::new(),
+            tokens: 0,
+            turn: 0,
+            priority: 0,
+            message: None,
+            metadata: BTreeMap::new(),
+            uses: 0,
+            last_used: 0,
+            summary: false,
+            message_at: None,
+        }
+    }
+
+    proptest! {
+        /// The position of an id is where a linear search finds it: ids in order with any
+        /// gaps, or (never made by this crate) out of order.
+        #[test]
+        fn a_position_is_where_the_item_is(
+            gaps in proptest::collection::vec(1u64..50, 0..200),
+            shuffled in any::<bool>(),
+            probes in proptest::collection::vec(0u64..6_000, 0..40),
+        ) {
+            let mut ids: Vec<u64> = gaps.iter().scan(0, |id, gap| { *id += gap; Some(*id) }).collect();
+            if shuffled {
+                ids.reverse();
+            }
+            let mut section = Section::new(SectionKind::Actions, SectionConfig::default_for(SectionKind::Actions));
+            section.items = ids.iter().map(|&id| item_with_id(id)).collect();
+            for id in ids.iter().copied().chain(probes) {
+                prop_assert_eq!(section.position(id), ids.iter().position(|&i| i == id));
+            }
+        }
+    }
+
     /// A reference model of one section: (id, tokens, priority, uses, last_used), oldest first.
     #[derive(Debug, Clone, Default)]
     struct Model {
