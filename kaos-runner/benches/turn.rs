@@ -10,8 +10,10 @@
 //! - `sessions/1000`: 1,000 new sessions × one turn at once on a two-thread runtime, per turn.
 //! - `disk/1-20` and `disk/481-500`: turns on the disk VFS (appends not synced).
 //! - `durable/floor`: one raw `O_APPEND` write of a turn-sized line plus `fdatasync`;
-//!   `durable/one`: one turn at a time with synced appends; `durable/group-100`: 100 sessions
-//!   taking turns at once on one synced disk VFS, per turn (group commit).
+//!   `durable/one`: one turn at a time of a session that exists, with synced appends (the two
+//!   interleaved, each untimed between the other's iterations, so both see the same disk);
+//!   `durable/first`: a new session's first turn (no limit); `durable/group-100`: 100 sessions
+//!   that exist taking turns at once on one synced disk VFS, per turn (group commit).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write as _;
@@ -235,38 +237,71 @@ fn durable(c: &mut Criterion) {
     let dirs = tempfile::tempdir().unwrap();
     let mut group = c.benchmark_group("durable");
     group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3)).sample_size(10);
-
-    // The floor: what one durable append costs the disk, with nothing of KAOS around it.
-    let floor_file = dirs.path().join("floor.jsonl");
-    let line = vec![b'x'; 600];
-    group.bench_function("floor", |b| {
-        let mut file = std::fs::OpenOptions::new().append(true).create(true).open(&floor_file).unwrap();
-        b.iter(|| {
-            file.write_all(&line).unwrap();
-            file.sync_data().unwrap();
-        })
-    });
-
     let synced = |name: &str| -> Arc<dyn Vfs> {
         Arc::new(DiskVfs::new(dirs.path().join(name)).unwrap().with_synced_appends(true))
     };
-    if let Some(rounds) = std::env::var("KAOS_DURABLE_INTERLEAVED").ok().and_then(|n| n.parse().ok()) {
-        interleaved(&rt, synced("inter-one"), synced("inter-group"), &dirs.path().join("inter.log"), rounds);
-        return;
-    }
-    // One session, one turn at a time: every turn waits for its own fsync.
-    let mut one = Window::new(&rt, runner_on(text_model(), synced("one")), 1, 20);
-    group.bench_function("one", |b| b.iter_custom(|iterations| one.time(&rt, iterations)));
 
-    // 100 sessions taking a turn at once, per turn.
-    let group_runner = runner_on(text_model(), synced("group"));
+    // The floor, what one durable append costs the disk with nothing of KAOS around it, and one
+    // turn at a time of a session that exists, every turn waiting for its own fsync. Each is
+    // timed with the other run untimed between its iterations, so both see the same disk:
+    // this disk's `fdatasync` time swings with other people's I/O from one minute to the next,
+    // and a ratio of two separate windows would measure the swing.
+    let mut floor = Floor::new(&dirs.path().join("floor.jsonl"));
+    let one = runner_on(text_model(), synced("one"));
+    let mut turn = 1;
+    rt.block_on(one.turn(message(0), "one")).unwrap();
+    group.bench_function("floor", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                total += floor.append();
+                turn += 1;
+                rt.block_on(one.turn(message(turn), "one")).unwrap();
+            }
+            total
+        })
+    });
+    group.bench_function("one", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                floor.append();
+                turn += 1;
+                let start = Instant::now();
+                rt.block_on(one.turn(message(turn), "one")).unwrap();
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+
+    // A new session's first turn (no limit): it also makes the session's directory, log and
+    // lock files and syncs their directories.
+    let first = runner_on(text_model(), synced("first"));
+    let mut sessions = 0u32;
+    group.bench_function("first", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                sessions += 1;
+                let start = Instant::now();
+                rt.block_on(first.turn(message(1), format!("f{sessions}"))).unwrap();
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+
+    // 100 sessions that exist taking a turn at once, per turn (group commit).
+    let many = runner_on(text_model(), synced("group"));
     let mut round = 0u32;
+    group_round(&rt, &many, round);
     group.bench_function("group-100", |b| {
         b.iter_custom(|iterations| {
             let mut total = Duration::ZERO;
             for _ in 0..iterations {
                 round += 1;
-                total += group_round(&rt, &group_runner, round);
+                total += group_round(&rt, &many, round);
             }
             total
         })
@@ -274,16 +309,36 @@ fn durable(c: &mut Criterion) {
     group.finish();
 }
 
-/// One round of `durable/group-100`: 100 sessions take a turn at once (new sessions every 20
-/// rounds); the time per turn.
+/// The floor of a durable turn: one raw `O_APPEND` write of a turn-sized line and its
+/// `fdatasync`.
+struct Floor {
+    file: std::fs::File,
+    line: Vec<u8>,
+}
+
+impl Floor {
+    fn new(path: &Path) -> Self {
+        let file = std::fs::OpenOptions::new().append(true).create(true).open(path).unwrap();
+        Self { file, line: vec![b'x'; 600] }
+    }
+
+    fn append(&mut self) -> Duration {
+        let start = Instant::now();
+        self.file.write_all(&self.line).unwrap();
+        self.file.sync_data().unwrap();
+        start.elapsed()
+    }
+}
+
+/// One round of `durable/group-100`: sessions `g0` to `g99` take a turn at once; the time per
+/// turn.
 fn group_round(rt: &tokio::runtime::Runtime, runner: &Runner, round: u32) -> Duration {
     let start = Instant::now();
     rt.block_on(async {
         let tasks: Vec<_> = (0..100)
             .map(|i| {
                 let r = runner.clone();
-                let session = format!("g{}-{i}", round / 20);
-                tokio::spawn(async move { r.turn(message(round), session).await.unwrap() })
+                tokio::spawn(async move { r.turn(message(round), format!("g{i}")).await.unwrap() })
             })
             .collect();
         for task in tasks {
@@ -291,65 +346,6 @@ fn group_round(rt: &tokio::runtime::Runtime, runner: &Runner, round: u32) -> Dur
         }
     });
     start.elapsed() / 100
-}
-
-/// The durable scenarios timed interleaved, which Criterion's separate windows cannot be on a
-/// disk whose `fdatasync` time swings with other people's I/O from one minute to the next:
-/// `rounds` times one floor append, one `durable/one` turn, and every tenth time one
-/// `group-100` round. Prints medians (the first turns of `one`'s sessions apart). Run with
-/// `KAOS_DURABLE_INTERLEAVED=400 cargo bench -p kaos-runner --bench turn -- durable`.
-fn interleaved(
-    rt: &tokio::runtime::Runtime,
-    one: Arc<dyn Vfs>,
-    group: Arc<dyn Vfs>,
-    floor: &Path,
-    rounds: u32,
-) {
-    let mut one = Window::new(rt, runner_on(text_model(), one), 1, 20);
-    let group = runner_on(text_model(), group);
-    let mut file = std::fs::OpenOptions::new().append(true).create(true).open(floor).unwrap();
-    let line = vec![b'x'; 600];
-    let (mut floors, mut ones, mut firsts, mut rest, mut groups) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for i in 0..rounds {
-        let start = Instant::now();
-        file.write_all(&line).unwrap();
-        file.sync_data().unwrap();
-        floors.push(start.elapsed());
-        let first = one.stale || one.next > one.to || one.next == one.from;
-        let turn = one.time(rt, 1);
-        ones.push(turn);
-        if first {
-            firsts.push(turn)
-        } else {
-            rest.push(turn)
-        }
-        if i % 10 == 0 {
-            groups.push(group_round(rt, &group, i / 10 + 1));
-        }
-    }
-    // Criterion's figures are means per turn (a 20-turn window includes one first turn).
-    let mean = |v: &Vec<Duration>| v.iter().sum::<Duration>().as_secs_f64() * 1e6 / v.len() as f64;
-    let (mean_floor, mean_one, mean_group) = (mean(&floors), mean(&ones), mean(&groups));
-    let median = |v: &mut Vec<Duration>| {
-        v.sort();
-        v[v.len() / 2].as_secs_f64() * 1e6
-    };
-    let (floor, one) = (median(&mut floors), median(&mut ones));
-    let (first, rest, group) = (median(&mut firsts), median(&mut rest), median(&mut groups));
-    println!(
-        "durable interleaved, {rounds} rounds, medians: floor {floor:.0} µs, one {one:.0} µs \
-         (first turns {first:.0}, others {rest:.0}), group-100 {group:.0} µs per turn; \
-         one / floor {:.2}, group-100 / one {:.2}",
-        one / floor,
-        group / one
-    );
-    println!(
-        "durable interleaved, means: floor {mean_floor:.0} µs, one {mean_one:.0} µs, group-100 \
-         {mean_group:.0} µs per turn; one / floor {:.2}, group-100 / one {:.2}",
-        mean_one / mean_floor,
-        mean_group / mean_one
-    );
 }
 
 criterion_group!(benches, turns, sessions, disk, durable);
