@@ -392,23 +392,23 @@ fn used_ids(memory: &SessionMemory, units: &[Unit]) -> Vec<(SectionKind, Vec<u64
     groups
 }
 
-fn header(kind: SectionKind) -> String {
-    let title = match kind {
-        SectionKind::Messages => "Earlier in this conversation (summary)",
-        SectionKind::Role => "Role",
-        SectionKind::Playbooks => "Playbooks",
-        SectionKind::Actions => "Recent tool actions",
-        SectionKind::Documents => "Documents",
-        SectionKind::Findings => "Findings",
-        SectionKind::PlanHistory => "Plan history",
-        SectionKind::Reflection => "Reflections",
-        SectionKind::Lessons => "Lessons learned",
-        SectionKind::LastIntent => "Last intent",
-        SectionKind::Working => "Working notes",
-        SectionKind::Planning => "Planning notes",
-        _ => kind.as_str(),
-    };
-    format!("## {title}")
+/// A section's heading in the system prompt.
+fn header(kind: SectionKind) -> std::borrow::Cow<'static, str> {
+    std::borrow::Cow::Borrowed(match kind {
+        SectionKind::Messages => "## Earlier in this conversation (summary)",
+        SectionKind::Role => "## Role",
+        SectionKind::Playbooks => "## Playbooks",
+        SectionKind::Actions => "## Recent tool actions",
+        SectionKind::Documents => "## Documents",
+        SectionKind::Findings => "## Findings",
+        SectionKind::PlanHistory => "## Plan history",
+        SectionKind::Reflection => "## Reflections",
+        SectionKind::Lessons => "## Lessons learned",
+        SectionKind::LastIntent => "## Last intent",
+        SectionKind::Working => "## Working notes",
+        SectionKind::Planning => "## Planning notes",
+        _ => return std::borrow::Cow::Owned(format!("## {}", kind.as_str())),
+    })
 }
 
 #[cfg(test)]
