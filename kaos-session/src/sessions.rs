@@ -158,9 +158,12 @@ impl TakenSession {
     }
 
     async fn finish(self, PreparedRecord { line, checkpoint }: PreparedRecord) -> Result<(), SessionError> {
-        let position =
+        let (position, stamp) =
             self.store.commit((&self.id, &self.log), &self.memory, line, checkpoint, self.position).await?;
-        let stamp = self.store.stamp(&self.log).await?;
+        let stamp = match stamp {
+            Some(stamp) => stamp,
+            None => self.store.stamp(&self.log).await?,
+        };
         let mut memory = self.memory;
         if self.replayed {
             // Replayed from the log: its allocations were made between those of the replay

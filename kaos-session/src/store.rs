@@ -437,9 +437,14 @@ impl SessionStore {
         line: Vec<u8>,
         checkpoint: Option<Arc<str>>,
         position: LogPosition,
-    ) -> Result<LogPosition, SessionError> {
+    ) -> Result<(LogPosition, Option<LogStamp>), SessionError> {
         let written = line.len() as u64;
-        self.vfs.append(log, Bytes::from(line)).await?;
+        // The log's version after the append, when the backend knows it without a `stat`.
+        let stamp = self
+            .vfs
+            .append_and_stat(log, Bytes::from(line))
+            .await?
+            .map(|meta| LogStamp { len: meta.len, modified: meta.modified });
         let log_len = position.log_len + written;
         let mut next = LogPosition { log_len, ..position };
         if let Some(run_id) = checkpoint {
@@ -455,7 +460,7 @@ impl SessionStore {
                 Err(error) => tracing::warn!(session = %id, %error, "could not write a checkpoint"),
             }
         }
-        Ok(next)
+        Ok((next, stamp))
     }
 
     /// Whether a checkpoint is due after appending `written` bytes at `position`: once the log

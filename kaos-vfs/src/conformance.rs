@@ -39,6 +39,7 @@ use crate::{EntryKind, Vfs, VfsEntry, VfsError, VfsPath};
 pub const BEHAVIOURS: &[&str] = &[
     "write_read_overwrite",
     "append_creates_and_appends",
+    "append_and_stat_tells_the_version_it_left",
     "exists_and_stat",
     "list_sorted_direct_children",
     "delete_file_and_recursive_dir",
@@ -68,6 +69,9 @@ where
         match *name {
             "write_read_overwrite" => write_read_overwrite(vfs).await,
             "append_creates_and_appends" => append_creates_and_appends(vfs).await,
+            "append_and_stat_tells_the_version_it_left" => {
+                append_and_stat_tells_the_version_it_left(vfs).await
+            }
             "exists_and_stat" => exists_and_stat(vfs).await,
             "list_sorted_direct_children" => list_sorted_direct_children(vfs).await,
             "delete_file_and_recursive_dir" => delete_file_and_recursive_dir(vfs).await,
@@ -125,6 +129,23 @@ async fn append_creates_and_appends(vfs: Arc<dyn Vfs>) {
     assert_eq!(vfs.read(&p("w.txt")).await.unwrap(), "base+more");
     vfs.write(&p("w.txt"), "reset".into()).await.unwrap();
     assert_eq!(vfs.read(&p("w.txt")).await.unwrap(), "reset");
+}
+
+/// `append_and_stat` appends as `append` does, and the metadata it gives (when it gives any) are
+/// what `stat` says right after: a log's writer may take them for the version it left.
+async fn append_and_stat_tells_the_version_it_left(vfs: Arc<dyn Vfs>) {
+    let log = p("logs/s1/turns.jsonl");
+    let mut expected = String::new();
+    for (n, line) in ["{\"n\":1}\n", "{\"n\":2}\n", "", "{\"n\":3}\n"].into_iter().enumerate() {
+        let told = vfs.append_and_stat(&log, Bytes::from(line)).await.unwrap();
+        expected.push_str(line);
+        assert_eq!(vfs.read(&log).await.unwrap(), expected.as_str(), "append {n}");
+        if let Some(told) = told {
+            let stat = vfs.stat(&log).await.unwrap();
+            assert_eq!((told.kind, told.len), (EntryKind::File, expected.len() as u64), "append {n}");
+            assert_eq!(told, stat, "append {n}: what it told is not what stat says");
+        }
+    }
 }
 
 async fn exists_and_stat(vfs: Arc<dyn Vfs>) {

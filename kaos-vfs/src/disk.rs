@@ -400,6 +400,73 @@ fn sync_files(batch: &[Pending]) -> io::Result<()> {
 }
 
 impl DiskVfs {
+    /// [`Vfs::append`], and with `stat` the file's metadata after an append written in place.
+    async fn append_reporting(
+        &self,
+        path: &VfsPath,
+        data: Bytes,
+        stat: bool,
+    ) -> Result<Option<Metadata>, VfsError> {
+        check_reserved(path)?;
+        let sync = self.sync_appends;
+        // A short append to a file with a kept handle is written in place (see
+        // `Shared::append_in_place`); a synced one is then queued for its commit, and only the
+        // round's leader, when none is under way, goes to the blocking pool. So N sessions
+        // appending at once cost one blocking thread per round, not one each.
+        if data.len() <= IN_PLACE_APPEND
+            && let Some(written) = self.shared.append_in_place(path, &data)
+        {
+            let file = written?;
+            let meta = if stat {
+                file.metadata().ok().map(|meta| Metadata::file(meta.len(), meta.modified().ok()))
+            } else {
+                None
+            };
+            if !sync || data.is_empty() {
+                return Ok(meta);
+            }
+            let (done, outcome) = tokio::sync::oneshot::channel();
+            if self.shared.commits.enqueue(Pending { file, path: path.clone(), done }) {
+                let leader = Leader(Some(Arc::clone(&self.shared)));
+                drop(tokio::task::spawn_blocking(move || leader.lead()));
+            }
+            return outcome
+                .await
+                .unwrap_or_else(|_| Err(gone(path, "the commit round ended")))
+                .map(|()| meta);
+        }
+        let shared = Arc::clone(&self.shared);
+        let owned = path.clone();
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        // The append runs to its end even if this future is dropped; its outcome comes back on
+        // `done` (a synced one's once its commit round is over). A synced one runs on tokio's
+        // blocking pool (it waits there for its group's fsync); the others on the IO threads.
+        let append = move || {
+            let path = owned;
+            let written = (|| {
+                let guard = shared.append_lock(&path).lock().unwrap_or_else(PoisonError::into_inner);
+                let file = shared.append_handle(&path, sync)?;
+                shared.write_appended(&path, file, &data, guard)
+            })();
+            match written {
+                // Nothing written, nothing to make durable (a new file's directory entries
+                // are made durable by the first commit after them).
+                Ok(file) if sync && !data.is_empty() => {
+                    shared.commits.commit(Pending { file, path, done }, &shared);
+                }
+                written => {
+                    let _ = done.send(written.map(drop));
+                }
+            }
+        };
+        if sync {
+            drop(tokio::task::spawn_blocking(append));
+        } else {
+            self.io.submit(append);
+        }
+        outcome.await.unwrap_or_else(|_| Err(gone(path, "the append's thread ended"))).map(|()| None)
+    }
+
     /// A VFS rooted at `root`, which is created (with its parents) when missing and then
     /// canonicalized, so a symlink *above* the root is resolved once, here.
     ///
@@ -1370,56 +1437,13 @@ impl Vfs for DiskVfs {
     }
 
     async fn append(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError> {
-        check_reserved(path)?;
-        let sync = self.sync_appends;
-        // A short append to a file with a kept handle is written in place (see
-        // `Shared::append_in_place`); a synced one is then queued for its commit, and only the
-        // round's leader, when none is under way, goes to the blocking pool. So N sessions
-        // appending at once cost one blocking thread per round, not one each.
-        if data.len() <= IN_PLACE_APPEND
-            && let Some(written) = self.shared.append_in_place(path, &data)
-        {
-            let file = written?;
-            if !sync || data.is_empty() {
-                return Ok(());
-            }
-            let (done, outcome) = tokio::sync::oneshot::channel();
-            if self.shared.commits.enqueue(Pending { file, path: path.clone(), done }) {
-                let leader = Leader(Some(Arc::clone(&self.shared)));
-                drop(tokio::task::spawn_blocking(move || leader.lead()));
-            }
-            return outcome.await.unwrap_or_else(|_| Err(gone(path, "the commit round ended")));
-        }
-        let shared = Arc::clone(&self.shared);
-        let owned = path.clone();
-        let (done, outcome) = tokio::sync::oneshot::channel();
-        // The append runs to its end even if this future is dropped; its outcome comes back on
-        // `done` (a synced one's once its commit round is over). A synced one runs on tokio's
-        // blocking pool (it waits there for its group's fsync); the others on the IO threads.
-        let append = move || {
-            let path = owned;
-            let written = (|| {
-                let guard = shared.append_lock(&path).lock().unwrap_or_else(PoisonError::into_inner);
-                let file = shared.append_handle(&path, sync)?;
-                shared.write_appended(&path, file, &data, guard)
-            })();
-            match written {
-                // Nothing written, nothing to make durable (a new file's directory entries
-                // are made durable by the first commit after them).
-                Ok(file) if sync && !data.is_empty() => {
-                    shared.commits.commit(Pending { file, path, done }, &shared);
-                }
-                written => {
-                    let _ = done.send(written.map(drop));
-                }
-            }
-        };
-        if sync {
-            drop(tokio::task::spawn_blocking(append));
-        } else {
-            self.io.submit(append);
-        }
-        outcome.await.unwrap_or_else(|_| Err(gone(path, "the append's thread ended")))
+        self.append_reporting(path, data, false).await.map(drop)
+    }
+
+    /// Knows the metadata after an append written in place, from the kept handle (`fstat`, no
+    /// walk of the path): the file the path was just seen to name.
+    async fn append_and_stat(&self, path: &VfsPath, data: Bytes) -> Result<Option<Metadata>, VfsError> {
+        self.append_reporting(path, data, true).await
     }
 
     async fn exists(&self, path: &VfsPath) -> Result<bool, VfsError> {

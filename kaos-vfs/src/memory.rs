@@ -219,6 +219,24 @@ impl MemoryVfs {
     fn write_tree(&self) -> RwLockWriteGuard<'_, Tree> {
         self.tree.write().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Appends `data` (creating the file), and says the file's metadata after it.
+    fn append_file(&self, path: &VfsPath, data: Bytes) -> Result<Metadata, VfsError> {
+        let mut tree = self.write_tree();
+        if let Some(file) = tree.files.get_mut(path.as_str()) {
+            if !data.is_empty() {
+                file.len += data.len();
+                file.pieces.push(data);
+            }
+            file.modified = SystemTime::now();
+            return Ok(Metadata::file(file.len as u64, Some(file.modified)));
+        }
+        tree.check_file_slot(path)?;
+        let file = MemoryFile::new(data);
+        let meta = Metadata::file(file.len as u64, Some(file.modified));
+        tree.insert_new(path.as_str(), file);
+        Ok(meta)
+    }
 }
 
 impl fmt::Debug for MemoryVfs {
@@ -270,18 +288,11 @@ impl Vfs for MemoryVfs {
     }
 
     async fn append(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError> {
-        let mut tree = self.write_tree();
-        if let Some(file) = tree.files.get_mut(path.as_str()) {
-            if !data.is_empty() {
-                file.len += data.len();
-                file.pieces.push(data);
-            }
-            file.modified = SystemTime::now();
-            return Ok(());
-        }
-        tree.check_file_slot(path)?;
-        tree.insert_new(path.as_str(), MemoryFile::new(data));
-        Ok(())
+        self.append_file(path, data).map(drop)
+    }
+
+    async fn append_and_stat(&self, path: &VfsPath, data: Bytes) -> Result<Option<Metadata>, VfsError> {
+        self.append_file(path, data).map(Some)
     }
 
     async fn truncate(&self, path: &VfsPath, len: u64) -> Result<(), VfsError> {

@@ -96,6 +96,10 @@ impl Vfs for ScopedVfs {
         self.inner.append(&self.inner_path(path), data).await.map_err(|e| self.outer_error(path, e))
     }
 
+    async fn append_and_stat(&self, path: &VfsPath, data: Bytes) -> Result<Option<Metadata>, VfsError> {
+        self.inner.append_and_stat(&self.inner_path(path), data).await.map_err(|e| self.outer_error(path, e))
+    }
+
     async fn truncate(&self, path: &VfsPath, len: u64) -> Result<(), VfsError> {
         self.inner.truncate(&self.inner_path(path), len).await.map_err(|e| self.outer_error(path, e))
     }

@@ -86,6 +86,14 @@ pub trait Vfs: Send + Sync + Debug {
     /// cases as [`write`](Vfs::write).
     async fn append(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError>;
 
+    /// [`append`](Vfs::append), and the file's metadata right after it when the backend knows
+    /// them without another call (`None` otherwise: ask [`stat`](Vfs::stat)). A log's writer
+    /// that remembers what version of the file it left (a session cache does) learns it here
+    /// without a second round trip. The default appends and says `None`.
+    async fn append_and_stat(&self, path: &VfsPath, data: Bytes) -> Result<Option<Metadata>, VfsError> {
+        self.append(path, data).await.map(|()| None)
+    }
+
     /// Whether a file or directory exists at `path`.
     async fn exists(&self, path: &VfsPath) -> Result<bool, VfsError>;
 
