@@ -1,34 +1,55 @@
 //! Hydrated sessions kept between turns, so a busy session is not re-read every turn.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, PoisonError};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use kaos_agent::MemoryProfile;
+use kaos_providers::TokenCounter;
 
 use crate::SessionId;
-use crate::memory::SessionMemory;
+use crate::memory::{PackedMemory, SessionMemory};
 use crate::store::{LogPosition, LogStamp};
 
 /// How much memory a session cache keeps by default: 64 MiB (see [`SessionCache`]).
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
+/// How many of the cached sessions, the most recently put, are kept as they are; the others
+/// are kept packed (see [`SessionCache`]).
+pub(crate) const HOT_SESSIONS: usize = 64;
+
 /// What a cache entry costs beyond its memory: the entry, its box, and its key in both maps.
 const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 2 * std::mem::size_of::<SessionId>() + 64;
 
+/// A cached session's memory: as the turn left it (hot), or packed (cold).
+#[derive(Debug)]
+enum Held {
+    Hot(SessionMemory),
+    Cold(PackedMemory),
+}
+
 #[derive(Debug)]
 struct Entry {
-    memory: SessionMemory,
+    held: Held,
     position: LogPosition,
     stamp: LogStamp,
     used: u64,
-    /// What the entry was counted as when it was put.
+    /// What the entry was counted as when it was put (or packed).
     bytes: usize,
 }
 
 /// A bounded map of recently used sessions' memory, each valid for one version of its log.
 ///
 /// Bounded twice: at most `sessions` sessions, and about `bytes` bytes of their memory
-/// ([`SessionMemory::approx_heap_bytes`] of each, measured when it is put); the least
-/// recently used sessions are evicted until both hold. A session bigger than `bytes` on its
-/// own is not kept.
+/// ([`SessionMemory::approx_heap_bytes`] of each, measured when it is put; the packed size of
+/// a packed one); the least recently used sessions are evicted until both hold. A session
+/// bigger than `bytes` on its own is not kept.
+///
+/// Two tiers: the [`HOT_SESSIONS`] most recently put sessions are kept as their turns left
+/// them, ready for the next turn; older ones are packed into one compressed buffer each
+/// (`crate::memory::packed`: a few bytes beside each item's text, LZ4-compressed), unpacked
+/// when a turn takes them. A packed session costs several times less memory than a
+/// materialized one, and unpacking it costs far less than reading and replaying its log (what
+/// a session the cache no longer holds costs). Packing runs outside the cache's lock.
 ///
 /// A turn takes its session's entry out (so a failed turn can never leave half-changed memory
 /// behind) and puts it back after committing. An entry whose stamp no longer matches the log
@@ -48,6 +69,8 @@ struct Entries {
     /// Boxed: a map slot is then a key and a pointer, so the map's spare capacity is cheap.
     by_id: HashMap<SessionId, Box<Entry>>,
     by_use: BTreeMap<u64, SessionId>,
+    /// When the hot (materialized) entries were put, least recent first.
+    hot: BTreeSet<u64>,
     /// The sum of the entries' `bytes`.
     bytes: usize,
 }
@@ -55,17 +78,33 @@ struct Entries {
 impl Entries {
     fn remove(&mut self, id: &SessionId) -> Option<Box<Entry>> {
         let entry = self.by_id.remove(id)?;
-        self.by_use.remove(&entry.used);
-        self.bytes -= entry.bytes;
+        self.unlink(&entry);
         Some(entry)
     }
 
     /// Removes the least recently put entry.
     fn pop_oldest(&mut self) -> Option<Box<Entry>> {
-        let (_, oldest) = self.by_use.pop_first()?;
+        let (used, oldest) = self.by_use.pop_first()?;
         let entry = self.by_id.remove(&oldest)?;
+        self.hot.remove(&used);
         self.bytes -= entry.bytes;
         Some(entry)
+    }
+
+    /// Takes a removed entry out of the orders and the byte count.
+    fn unlink(&mut self, entry: &Entry) {
+        self.by_use.remove(&entry.used);
+        self.hot.remove(&entry.used);
+        self.bytes -= entry.bytes;
+    }
+
+    /// Removes the least recently put hot entry.
+    fn pop_oldest_hot(&mut self) -> Option<(SessionId, Box<Entry>)> {
+        let used = self.hot.pop_first()?;
+        let id = self.by_use.remove(&used)?;
+        let entry = self.by_id.remove(&id)?;
+        self.bytes -= entry.bytes;
+        Some((id, entry))
     }
 }
 
@@ -81,16 +120,31 @@ impl SessionCache {
         }
     }
 
-    /// The cached memory of `id` if it was cached for exactly this version of the log. A log
+    /// The cached memory of `id` if it was cached for exactly this version of the log (a
+    /// packed one is unpacked with the sections of `profile`, counting with `counter`). A log
     /// whose backend reports no modification time is never a hit: its length alone cannot tell
     /// a grown log from one deleted and re-created at the same length.
-    pub fn take(&self, id: &SessionId, stamp: LogStamp) -> Option<(SessionMemory, LogPosition)> {
+    pub fn take(
+        &self,
+        id: &SessionId,
+        stamp: LogStamp,
+        profile: &MemoryProfile,
+        counter: Arc<dyn TokenCounter>,
+    ) -> Option<(SessionMemory, LogPosition)> {
         let entry = self.entries.lock().unwrap_or_else(PoisonError::into_inner).remove(id)?;
-        (stamp.identifies_version() && entry.stamp == stamp).then_some((entry.memory, entry.position))
+        if !stamp.identifies_version() || entry.stamp != stamp {
+            return None;
+        }
+        let memory = match entry.held {
+            Held::Hot(memory) => memory,
+            Held::Cold(packed) => SessionMemory::unpack(&packed, profile, counter)?,
+        };
+        Some((memory, entry.position))
     }
 
     /// Keeps `memory` for the log version `stamp`, evicting the least recently used sessions
-    /// while more than `sessions` are kept or they hold more than `bytes`.
+    /// while more than `sessions` are kept or they hold more than `bytes`, and packing the
+    /// least recently put hot session once more than [`HOT_SESSIONS`] are hot.
     pub fn put(&self, id: SessionId, memory: SessionMemory, position: LogPosition, stamp: LogStamp) {
         if self.capacity == 0 || !stamp.identifies_version() {
             return;
@@ -99,6 +153,7 @@ impl SessionCache {
         let used = self.clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Evicted memory is freed after the lock is released.
         let mut evicted = Vec::new();
+        let demoted;
         {
             let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
             evicted.extend(entries.remove(&id));
@@ -114,9 +169,37 @@ impl SessionCache {
             }
             entries.bytes += bytes;
             entries.by_use.insert(used, id.clone());
-            entries.by_id.insert(id, Box::new(Entry { memory, position, stamp, used, bytes }));
+            entries.hot.insert(used);
+            entries.by_id.insert(id, Box::new(Entry { held: Held::Hot(memory), position, stamp, used, bytes }));
+            demoted = if entries.hot.len() > HOT_SESSIONS { entries.pop_oldest_hot() } else { None };
         }
         drop(evicted);
+        if let Some((id, entry)) = demoted {
+            self.pack(id, *entry);
+        }
+    }
+
+    /// Puts `entry`, taken out of the hot tier, back packed. Packed outside the lock: a turn
+    /// that takes the session meanwhile misses and reads it from the store, and a version put
+    /// meanwhile is newer and stays.
+    fn pack(&self, id: SessionId, mut entry: Entry) {
+        let Held::Hot(memory) = &entry.held else { return };
+        // Memory holding changes not yet logged (never left by a committed turn) is dropped.
+        let Some(packed) = memory.pack() else { return };
+        let bytes = packed.heap_bytes().saturating_add(ENTRY_OVERHEAD);
+        let hot = std::mem::replace(&mut entry.held, Held::Cold(packed));
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if !entries.by_id.contains_key(&id)
+            && entries.by_id.len() < self.capacity
+            && entries.bytes + bytes <= self.max_bytes
+        {
+            entry.bytes = bytes;
+            entries.bytes += bytes;
+            entries.by_use.insert(entry.used, id.clone());
+            entries.by_id.insert(id, Box::new(entry));
+        }
+        drop(entries);
+        drop(hot);
     }
 
     /// Forgets `id` (after a delete, or a change made outside a turn).
@@ -150,6 +233,71 @@ mod tests {
         SessionMemory::new(&MemoryProfile::default(), Arc::new(Estimator))
     }
 
+    impl SessionCache {
+        fn take_(&self, id: &SessionId, stamp: LogStamp) -> Option<(SessionMemory, LogPosition)> {
+            self.take(id, stamp, &MemoryProfile::default(), Arc::new(Estimator))
+        }
+
+        /// How many sessions are hot, and how many packed.
+        fn tiers(&self) -> (usize, usize) {
+            let entries = self.entries.lock().unwrap();
+            let hot = entries.by_id.values().filter(|e| matches!(e.held, Held::Hot(_))).count();
+            assert_eq!(hot, entries.hot.len());
+            (hot, entries.by_id.len() - hot)
+        }
+    }
+
+    /// A session of `turns` turns, each a user message and an assistant reply quoting it.
+    fn conversation(name: &str, turns: u32) -> SessionMemory {
+        let mut memory = memory();
+        for turn in 0..turns {
+            memory.begin_turn();
+            let said = format!("turn {turn} of {name}");
+            let reply = format!("You said: {said:?}. I have seen {} user messages.", turn + 1);
+            for message in [kaos_providers::Message::user(said), kaos_providers::Message::assistant(reply)] {
+                memory.add(kaos_agent::SectionKind::Messages, crate::NewItem::message(message)).unwrap();
+            }
+            memory.take_ops();
+            memory.take_changes();
+            memory.end_turn(turn + 1);
+        }
+        memory
+    }
+
+    #[test]
+    fn sessions_past_the_hot_ones_are_kept_packed_and_taken_back_whole() {
+        let stamp = LogStamp { len: 10, modified: Some(SystemTime::UNIX_EPOCH) };
+        let cache = SessionCache::new(1000, DEFAULT_CACHE_BYTES);
+        let names: Vec<String> = (0..HOT_SESSIONS + 10).map(|i| format!("s{i}")).collect();
+        for name in &names {
+            cache.put(id(name), conversation(name, 10), LogPosition::default(), stamp);
+        }
+        assert_eq!(cache.tiers(), (HOT_SESSIONS, 10));
+        // The packed ones count for several times less than the hot ones.
+        let hot = conversation("s0", 10).approx_heap_bytes() + ENTRY_OVERHEAD;
+        let (count, bytes) = cache.usage();
+        assert_eq!(count, HOT_SESSIONS + 10);
+        let packed = (bytes - HOT_SESSIONS * hot) / 10;
+        assert!(packed * 4 < hot, "packed {packed} B, hot {hot} B");
+        // Every session comes back as it was put, the least recent (packed) ones too.
+        for name in &names {
+            let (memory, _) = cache.take_(&id(name), stamp).unwrap();
+            assert_eq!(memory, conversation(name, 10), "{name}");
+        }
+        assert_eq!(cache.usage(), (0, 0));
+        assert_eq!(cache.tiers(), (0, 0));
+        // A packed session put again is hot again, and a stale stamp is still a miss.
+        for name in &names {
+            cache.put(id(name), conversation(name, 2), LogPosition::default(), stamp);
+        }
+        cache.put(id("s0"), conversation("s0", 3), LogPosition::default(), stamp);
+        assert_eq!(cache.tiers(), (HOT_SESSIONS, 10));
+        assert_eq!(cache.take_(&id("s0"), stamp).unwrap().0, conversation("s0", 3));
+        let newer = LogStamp { len: 20, ..stamp };
+        assert!(cache.take_(&id("s1"), newer).is_none());
+        assert!(cache.take_(&id("s1"), stamp).is_none());
+    }
+
     #[test]
     fn a_full_cache_evicts_the_least_recently_put_session() {
         let stamp = LogStamp { len: 10, modified: Some(SystemTime::UNIX_EPOCH) };
@@ -157,19 +305,19 @@ mod tests {
         cache.put(id("a"), memory(), LogPosition::default(), stamp);
         cache.put(id("b"), memory(), LogPosition::default(), stamp);
         // "a" is used again (taken by a turn and put back): "b" is now the oldest.
-        assert!(cache.take(&id("a"), stamp).is_some());
+        assert!(cache.take_(&id("a"), stamp).is_some());
         cache.put(id("a"), memory(), LogPosition::default(), stamp);
         cache.put(id("c"), memory(), LogPosition::default(), stamp);
-        assert!(cache.take(&id("b"), stamp).is_none());
-        assert!(cache.take(&id("a"), stamp).is_some());
-        assert!(cache.take(&id("c"), stamp).is_some());
+        assert!(cache.take_(&id("b"), stamp).is_none());
+        assert!(cache.take_(&id("a"), stamp).is_some());
+        assert!(cache.take_(&id("c"), stamp).is_some());
         // Putting a session twice keeps one entry, and a forgotten one is gone.
         cache.put(id("d"), memory(), LogPosition::default(), stamp);
         cache.put(id("d"), memory(), LogPosition::default(), stamp);
         cache.put(id("e"), memory(), LogPosition::default(), stamp);
         cache.forget(&id("e"));
-        assert!(cache.take(&id("e"), stamp).is_none());
-        assert!(cache.take(&id("d"), stamp).is_some());
+        assert!(cache.take_(&id("e"), stamp).is_none());
+        assert!(cache.take_(&id("d"), stamp).is_some());
         let entries = cache.entries.lock().unwrap();
         assert!(entries.by_id.is_empty() && entries.by_use.is_empty());
     }
@@ -191,17 +339,17 @@ mod tests {
             assert!(cache.usage().1 <= 3 * one + one / 2);
         }
         assert_eq!(cache.usage(), (3, 3 * one));
-        assert!(cache.take(&id("a"), stamp).is_none());
+        assert!(cache.take_(&id("a"), stamp).is_none());
         // A session twice the size pushes out the two least recent ones.
         cache.put(id("e"), memory_with(20_000), LogPosition::default(), stamp);
-        assert!(cache.take(&id("b"), stamp).is_none() && cache.take(&id("c"), stamp).is_none());
-        assert!(cache.take(&id("d"), stamp).is_some() && cache.take(&id("e"), stamp).is_some());
+        assert!(cache.take_(&id("b"), stamp).is_none() && cache.take_(&id("c"), stamp).is_none());
+        assert!(cache.take_(&id("d"), stamp).is_some() && cache.take_(&id("e"), stamp).is_some());
         assert_eq!(cache.usage(), (0, 0));
         // One bigger than the whole bound is not kept, and evicts nothing.
         cache.put(id("f"), memory_with(10_000), LogPosition::default(), stamp);
         cache.put(id("g"), memory_with(60_000), LogPosition::default(), stamp);
         assert_eq!(cache.usage(), (1, one));
-        assert!(cache.take(&id("g"), stamp).is_none());
+        assert!(cache.take_(&id("g"), stamp).is_none());
     }
 
     #[test]
