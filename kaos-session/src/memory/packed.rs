@@ -12,7 +12,8 @@
 //! The format lives only in this process's memory (it is never stored): a plain text or
 //! message item is a flag byte, its id (as the difference from the item before), tokens,
 //! turn, and its texts; anything rarer (metadata, tool calls, a message beside its own
-//! content, a message kind this build does not know) is the item as JSON, as the log has it.
+//! content, a message kind this build does not know) is the item as JSON, as the log has it,
+//! and so are the changes held for the next record.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -220,11 +221,11 @@ fn item(r: &mut Reader<'_>, prev: u64) -> Option<MemoryItem> {
 }
 
 impl SessionMemory {
-    /// This memory packed (see the module docs); `None` while it holds changes not yet taken
-    /// for the log (a turn in progress), which packing would lose.
+    /// This memory packed (see the module docs), with the changes it holds for the next
+    /// record (a turn's last additions, logged with the next turn); `None` while it holds
+    /// changes or evicted items not yet taken for events and summaries (a turn in progress).
     pub(crate) fn pack(&self) -> Option<PackedMemory> {
-        if !self.ops.is_empty() || !self.dirty.is_empty() || !self.evicted.is_empty() || !self.changes.is_empty()
-        {
+        if !self.evicted.is_empty() || !self.changes.is_empty() {
             return None;
         }
         SCRATCH.with(|scratch| {
@@ -266,6 +267,16 @@ impl SessionMemory {
             }
         }
         put_varint(out, self.next_id);
+        put_varint(out, self.dirty.len() as u64);
+        for kind in &self.dirty {
+            put_varint(out, SectionKind::ALL.iter().position(|k| k == kind)? as u64);
+        }
+        put_varint(out, self.ops.len() as u64);
+        for op in &self.ops {
+            let json = serde_json::to_vec(op).ok()?;
+            put_varint(out, json.len() as u64);
+            out.extend_from_slice(&json);
+        }
         for section in self.sections.iter().filter(|s| !s.items.is_empty()) {
             let kind = SectionKind::ALL.iter().position(|k| *k == section.kind)?;
             put_varint(out, kind as u64);
@@ -305,7 +316,11 @@ impl SessionMemory {
         })
     }
 
-    fn decode(bytes: &[u8], profile: &MemoryProfile, counter: Arc<dyn TokenCounter>) -> Option<SessionMemory> {
+    fn decode(
+        bytes: &[u8],
+        profile: &MemoryProfile,
+        counter: Arc<dyn TokenCounter>,
+    ) -> Option<SessionMemory> {
         let mut r = Reader(bytes);
         let mut memory = SessionMemory::new(profile, counter);
         let turn = r.u32()?;
@@ -316,6 +331,15 @@ impl SessionMemory {
             len => Some(std::str::from_utf8(r.bytes(len - 1)?).ok()?.to_owned()),
         };
         let next_id = r.varint()?;
+        for _ in 0..r.varint()? {
+            memory.dirty.insert(*SectionKind::ALL.get(usize::try_from(r.varint()?).ok()?)?);
+        }
+        let ops = usize::try_from(r.varint()?).ok()?;
+        memory.ops.reserve_exact(ops.min(r.0.len()));
+        for _ in 0..ops {
+            let len = usize::try_from(r.varint()?).ok()?;
+            memory.ops.push(serde_json::from_slice(r.bytes(len)?).ok()?);
+        }
         while !r.0.is_empty() {
             let kind = *SectionKind::ALL.get(usize::try_from(r.varint()?).ok()?)?;
             let count = usize::try_from(r.varint()?).ok()?;
@@ -332,5 +356,131 @@ impl SessionMemory {
         memory.turn = turn;
         memory.next_id = next_id;
         Some(memory)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kaos_agent::{Eviction, Persistence, SectionConfig};
+    use kaos_providers::{Estimator, ToolCall};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::NewItem;
+
+    fn unpacked(memory: &SessionMemory, profile: &MemoryProfile) -> SessionMemory {
+        let packed = memory.pack().expect("packs");
+        SessionMemory::unpack(&packed, profile, Arc::new(Estimator)).expect("unpacks")
+    }
+
+    #[test]
+    fn every_kind_of_item_and_the_changes_held_for_the_next_record_come_back() {
+        let mut snapshot = SectionConfig::default_for(SectionKind::Lessons);
+        snapshot.persistence = Persistence::Snapshot;
+        let profile = MemoryProfile::default().with_section(SectionKind::Lessons, snapshot);
+        let mut memory = SessionMemory::new(&profile, Arc::new(Estimator));
+        let messages = SectionKind::Messages;
+        let call = ToolCall::new("c1", "search", json!({"q": "école", "n": 3}));
+        for message in [
+            Message::user("Hi — ünïcode"),
+            Message::Assistant { content: String::new(), tool_calls: vec![call] },
+            Message::tool("c1", "search", "found", false),
+            Message::tool("c2", "fetch", "timed out", true),
+            Message::assistant("Done."),
+        ] {
+            memory.add(messages, NewItem::message(message)).unwrap();
+        }
+        let mut summary =
+            NewItem::text("[Summary of 3 earlier item(s)]").with_metadata("summarized", json!(3));
+        summary.summary = true;
+        memory.add(messages, summary).unwrap();
+        memory.add(SectionKind::Actions, NewItem::text("called search").with_priority(-7)).unwrap();
+        memory.add(SectionKind::Working, NewItem::text("").with_priority(i32::MAX)).unwrap();
+        let doc = NewItem::text("chunk one").with_metadata("name", json!("report.md"));
+        let doc = memory.add(SectionKind::Documents, doc).unwrap();
+        memory.mark_used(SectionKind::Actions, vec![memory.section(SectionKind::Actions).items()[0].id]);
+        memory.remove(SectionKind::Documents, vec![doc]);
+        memory.add(SectionKind::Lessons, NewItem::text("a lesson")).unwrap();
+        memory.end_turn(7);
+        memory.add_spent(0.125, 4_000);
+        memory.set_active_agent(Some("writer".to_owned()));
+        memory.take_changes();
+        // What the last additions logged go with the next record: kept with the memory.
+        let mut back = unpacked(&memory, &profile);
+        assert_eq!(back, memory);
+        assert_eq!(back.take_ops(), memory.clone().take_ops());
+        memory.take_ops();
+        let mut back = unpacked(&memory, &profile);
+        assert!(back.take_ops().is_empty());
+        assert_eq!(back, memory);
+        // Ids go on from where they were (the removed document's id is not given again).
+        assert_eq!(
+            back.add(SectionKind::Documents, NewItem::text("x")),
+            memory.add(SectionKind::Documents, NewItem::text("x"))
+        );
+        // Memory with changes not yet taken for events is not packed.
+        assert!(memory.pack().is_none());
+    }
+
+    #[test]
+    fn a_long_session_is_compressed_and_bad_bytes_are_refused() {
+        let profile = MemoryProfile::default();
+        let mut memory = SessionMemory::new(&profile, Arc::new(Estimator));
+        for turn in 0..20 {
+            let said = format!("turn {turn} of s1234");
+            let reply =
+                format!("You said: {said:?}. I have seen {} user messages in this session.", turn + 1);
+            for message in [Message::user(said), Message::assistant(reply)] {
+                memory.add(SectionKind::Messages, NewItem::message(message)).unwrap();
+            }
+        }
+        memory.take_changes();
+        memory.take_ops();
+        let packed = memory.pack().unwrap();
+        let text: usize = memory.messages().map(|m| m.content().len()).sum();
+        assert!(
+            packed.raw_len.is_some() && packed.heap_bytes() * 2 < text,
+            "{} of {text}",
+            packed.heap_bytes()
+        );
+        assert_eq!(SessionMemory::unpack(&packed, &profile, Arc::new(Estimator)).unwrap(), memory);
+        // Cut short, or with a byte changed: refused (`None`), never a panic.
+        for len in 0..packed.bytes.len() {
+            let cut = PackedMemory { bytes: packed.bytes[..len].into(), raw_len: packed.raw_len };
+            assert!(SessionMemory::unpack(&cut, &profile, Arc::new(Estimator)).is_none());
+        }
+        let raw = PackedMemory { bytes: vec![0xff; 40].into(), raw_len: None };
+        assert!(SessionMemory::unpack(&raw, &profile, Arc::new(Estimator)).is_none());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever a section went through (additions by any policy, uses, evictions), it
+        /// comes back from packing as it was.
+        #[test]
+        fn packing_keeps_the_memory_whatever_it_went_through(
+            eviction in prop::sample::select(vec![Eviction::Fifo, Eviction::Lifo, Eviction::Lru, Eviction::Lfu, Eviction::Priority]),
+            steps in prop::collection::vec((0usize..200, -3i32..3, prop::collection::vec(0usize..20, 0..4)), 1..40),
+        ) {
+            let kind = SectionKind::Actions;
+            let mut config = SectionConfig::default_for(kind);
+            config.budget_tokens = kaos_agent::TokenBudget::Limited(std::num::NonZeroU32::new(300).unwrap());
+            config.eviction = eviction;
+            let profile = MemoryProfile::default().with_section(kind, config);
+            let mut memory = SessionMemory::new(&profile, Arc::new(Estimator));
+            for (len, priority, picks) in steps {
+                let _ = memory.add(kind, NewItem::text("é".repeat(len)).with_priority(priority));
+                let ids = picks.iter().filter_map(|p| memory.section(kind).items().get(*p).map(|i| i.id)).collect();
+                memory.mark_used(kind, ids);
+                memory.end_turn(memory.turn() + 1);
+            }
+            memory.take_changes();
+            memory.take_evicted();
+            let back = unpacked(&memory, &profile);
+            prop_assert_eq!(&back, &memory);
+            prop_assert_eq!(back.clone().take_ops(), memory.clone().take_ops());
+        }
     }
 }
