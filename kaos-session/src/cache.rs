@@ -152,34 +152,13 @@ impl SessionCache {
     }
 
     /// Keeps `memory` for the log version `stamp`, evicting the least recently used sessions
-    /// while more than `sessions` are kept or they hold more than `bytes`. `reused`: the memory
-    /// was taken from this cache (it is kept hot, and the least recently put hot session is
-    /// packed once more than [`HOT_SESSIONS`] are hot); otherwise it is kept packed.
-    pub fn put(
-        &self,
-        id: SessionId,
-        memory: SessionMemory,
-        position: LogPosition,
-        stamp: LogStamp,
-        reused: bool,
-    ) {
+    /// while more than `sessions` are kept or they hold more than `bytes`, and packing the
+    /// least recently put hot session once more than [`HOT_SESSIONS`] are hot.
+    pub fn put(&self, id: SessionId, memory: SessionMemory, position: LogPosition, stamp: LogStamp) {
         if self.capacity == 0 || !stamp.identifies_version() {
             return;
         }
-        // Packed before the lock is taken, and the memory freed.
-        let held = match if reused { None } else { memory.pack() } {
-            Some(packed) => {
-                drop(memory);
-                Held::Cold(packed)
-            }
-            None if reused => Held::Hot(memory),
-            // Holding what packing cannot keep (changes not yet taken for events): as it is.
-            None => {
-                let mut memory = memory;
-                memory.shrink_to_fit();
-                Held::Hot(memory)
-            }
-        };
+        let held = Held::Hot(memory);
         let bytes = held.heap_bytes().saturating_add(ENTRY_OVERHEAD);
         let used = self.clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Evicted memory is freed after the lock is released.
@@ -200,9 +179,7 @@ impl SessionCache {
             }
             entries.bytes += bytes;
             entries.by_use.insert(used, id.clone());
-            if matches!(held, Held::Hot(_)) {
-                entries.hot.insert(used);
-            }
+            entries.hot.insert(used);
             entries.by_id.insert(id, Box::new(Entry { held, position, stamp, used, bytes }));
             demoted = if entries.hot.len() > HOT_SESSIONS { entries.pop_oldest_hot() } else { None };
         }
@@ -298,39 +275,39 @@ mod tests {
     }
 
     #[test]
-    fn sessions_enter_packed_and_only_the_most_recently_reused_stay_hot() {
+    fn sessions_past_the_most_recent_are_kept_packed_and_taken_back_whole() {
         let stamp = LogStamp { len: 10, modified: Some(SystemTime::UNIX_EPOCH) };
         let cache = SessionCache::new(1000, DEFAULT_CACHE_BYTES);
         let names: Vec<String> = (0..HOT_SESSIONS + 10).map(|i| format!("s{i}")).collect();
-        // Read from the store (not reused): packed, at several times less than as they are.
         for name in &names {
-            cache.put(id(name), conversation(name, 10), LogPosition::default(), stamp, false);
+            cache.put(id(name), conversation(name, 10), LogPosition::default(), stamp);
         }
-        assert_eq!(cache.tiers(), (0, HOT_SESSIONS + 10));
+        assert_eq!(cache.tiers(), (HOT_SESSIONS, 10));
+        // The ten least recently put are the packed ones, at several times less.
+        for name in &names[..10] {
+            let entries = cache.entries.lock().unwrap();
+            assert!(matches!(entries.by_id[&id(name)].held, Held::Cold(_)), "{name}");
+        }
         let hot = conversation("s0", 10).approx_heap_bytes() + ENTRY_OVERHEAD;
         let (count, bytes) = cache.usage();
         assert_eq!(count, HOT_SESSIONS + 10);
-        assert!(bytes / count * 4 < hot, "packed {} B, hot {hot} B", bytes / count);
-        // Every session comes back as it was put.
+        let packed = (bytes - HOT_SESSIONS * hot) / 10;
+        assert!(packed * 4 < hot, "packed {packed} B, hot {hot} B");
+        // Every session comes back as it was put, the packed ones too.
         for name in &names {
             let (memory, _) = cache.take_(&id(name), stamp).unwrap();
             assert_eq!(memory, conversation(name, 10), "{name}");
         }
         assert_eq!((cache.usage(), cache.tiers()), ((0, 0), (0, 0)));
-        // Put back after a cached turn: hot, the least recently put packed past HOT_SESSIONS.
+        // A packed session put again is hot again (and another one is packed).
         for name in &names {
-            cache.put(id(name), conversation(name, 2), LogPosition::default(), stamp, true);
+            cache.put(id(name), conversation(name, 2), LogPosition::default(), stamp);
         }
+        cache.put(id("s0"), conversation("s0", 3), LogPosition::default(), stamp);
         assert_eq!(cache.tiers(), (HOT_SESSIONS, 10));
-        for name in &names[..10] {
-            let entries = cache.entries.lock().unwrap();
-            assert!(matches!(entries.by_id[&id(name)].held, Held::Cold(_)), "{name}");
-        }
-        cache.put(id("s0"), conversation("s0", 3), LogPosition::default(), stamp, true);
-        assert_eq!(cache.tiers(), (HOT_SESSIONS, 10));
+        assert!(matches!(cache.entries.lock().unwrap().by_id[&id("s0")].held, Held::Hot(_)));
         assert_eq!(cache.take_(&id("s0"), stamp).unwrap().0, conversation("s0", 3));
         assert_eq!(cache.take_(&id("s1"), stamp).unwrap().0, conversation("s1", 2));
-        assert_eq!(cache.take_(&id("s70"), stamp).unwrap().0, conversation("s70", 2));
         // A stale stamp is still a miss, and drops the entry.
         let newer = LogStamp { len: 20, ..stamp };
         assert!(cache.take_(&id("s2"), newer).is_none());
@@ -341,19 +318,19 @@ mod tests {
     fn a_full_cache_evicts_the_least_recently_put_session() {
         let stamp = LogStamp { len: 10, modified: Some(SystemTime::UNIX_EPOCH) };
         let cache = SessionCache::new(2, DEFAULT_CACHE_BYTES);
-        cache.put(id("a"), memory(), LogPosition::default(), stamp, true);
-        cache.put(id("b"), memory(), LogPosition::default(), stamp, true);
+        cache.put(id("a"), memory(), LogPosition::default(), stamp);
+        cache.put(id("b"), memory(), LogPosition::default(), stamp);
         // "a" is used again (taken by a turn and put back): "b" is now the oldest.
         assert!(cache.take_(&id("a"), stamp).is_some());
-        cache.put(id("a"), memory(), LogPosition::default(), stamp, true);
-        cache.put(id("c"), memory(), LogPosition::default(), stamp, true);
+        cache.put(id("a"), memory(), LogPosition::default(), stamp);
+        cache.put(id("c"), memory(), LogPosition::default(), stamp);
         assert!(cache.take_(&id("b"), stamp).is_none());
         assert!(cache.take_(&id("a"), stamp).is_some());
         assert!(cache.take_(&id("c"), stamp).is_some());
         // Putting a session twice keeps one entry, and a forgotten one is gone.
-        cache.put(id("d"), memory(), LogPosition::default(), stamp, true);
-        cache.put(id("d"), memory(), LogPosition::default(), stamp, true);
-        cache.put(id("e"), memory(), LogPosition::default(), stamp, true);
+        cache.put(id("d"), memory(), LogPosition::default(), stamp);
+        cache.put(id("d"), memory(), LogPosition::default(), stamp);
+        cache.put(id("e"), memory(), LogPosition::default(), stamp);
         cache.forget(&id("e"));
         assert!(cache.take_(&id("e"), stamp).is_none());
         assert!(cache.take_(&id("d"), stamp).is_some());
@@ -374,19 +351,19 @@ mod tests {
         // Room for three such sessions by bytes, a hundred by count.
         let cache = SessionCache::new(100, 3 * one + one / 2);
         for name in ["a", "b", "c", "d"] {
-            cache.put(id(name), memory_with(10_000), LogPosition::default(), stamp, true);
+            cache.put(id(name), memory_with(10_000), LogPosition::default(), stamp);
             assert!(cache.usage().1 <= 3 * one + one / 2);
         }
         assert_eq!(cache.usage(), (3, 3 * one));
         assert!(cache.take_(&id("a"), stamp).is_none());
         // A session twice the size pushes out the two least recent ones.
-        cache.put(id("e"), memory_with(20_000), LogPosition::default(), stamp, true);
+        cache.put(id("e"), memory_with(20_000), LogPosition::default(), stamp);
         assert!(cache.take_(&id("b"), stamp).is_none() && cache.take_(&id("c"), stamp).is_none());
         assert!(cache.take_(&id("d"), stamp).is_some() && cache.take_(&id("e"), stamp).is_some());
         assert_eq!(cache.usage(), (0, 0));
         // One bigger than the whole bound is not kept, and evicts nothing.
-        cache.put(id("f"), memory_with(10_000), LogPosition::default(), stamp, true);
-        cache.put(id("g"), memory_with(60_000), LogPosition::default(), stamp, true);
+        cache.put(id("f"), memory_with(10_000), LogPosition::default(), stamp);
+        cache.put(id("g"), memory_with(60_000), LogPosition::default(), stamp);
         assert_eq!(cache.usage(), (1, one));
         assert!(cache.take_(&id("g"), stamp).is_none());
     }
