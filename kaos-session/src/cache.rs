@@ -15,7 +15,7 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
 /// How many of the cached sessions, the most recently put, are kept as they are; the others
 /// are kept packed (see [`SessionCache`]).
-pub(crate) const HOT_SESSIONS: usize = 64;
+pub(crate) const HOT_SESSIONS: usize = 32;
 
 /// What a cache entry costs beyond its memory: the entry, its box, and its key in both maps.
 const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 2 * std::mem::size_of::<SessionId>() + 64;
