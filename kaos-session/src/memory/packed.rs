@@ -52,9 +52,10 @@ const PRIORITY: u8 = 1 << 4;
 const USED: u8 = 1 << 5;
 const IS_ERROR: u8 = 1 << 6;
 
-/// Encodings shorter than this are kept as they are (LZ4 finds little to share in a few
-/// dozen bytes).
-const COMPRESS_MIN_BYTES: usize = 64;
+/// Encodings shorter than this are kept as they are: LZ4 finds little to share in a few
+/// hundred bytes, and clearing its table (8 KiB) would cost more than packing the rest (a
+/// session of a turn or two).
+const COMPRESS_MIN_BYTES: usize = 256;
 
 /// The scratch buffers kept for packing and unpacking on a thread; their room is given back
 /// above this size, so a thread keeps at most this much after one large session.
