@@ -18,27 +18,39 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 pub(crate) const HOT_SESSIONS: usize = 32;
 
 /// What a cache entry costs beyond its memory: the entry, its box, and its key in both maps.
-const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>() + 2 * std::mem::size_of::<SessionId>() + 64;
+const fn overhead<T>() -> usize {
+    std::mem::size_of::<Entry<T>>() + 2 * std::mem::size_of::<SessionId>() + 64
+}
+const HOT_OVERHEAD: usize = overhead::<SessionMemory>();
+const COLD_OVERHEAD: usize = overhead::<PackedMemory>();
 
-/// A cached session's memory: as the turn left it (hot), or packed (cold).
+/// A cached session: its memory as the turn left it (hot), or packed (cold); each boxed on its
+/// own, so a packed entry does not carry a materialized one's room.
 #[derive(Debug)]
-enum Held {
-    Hot(SessionMemory),
-    Cold(PackedMemory),
+enum Slot {
+    Hot(Box<Entry<SessionMemory>>),
+    Cold(Box<Entry<PackedMemory>>),
 }
 
-impl Held {
-    fn heap_bytes(&self) -> usize {
+impl Slot {
+    fn used(&self) -> u64 {
         match self {
-            Held::Hot(memory) => memory.approx_heap_bytes(),
-            Held::Cold(packed) => packed.heap_bytes(),
+            Slot::Hot(entry) => entry.used,
+            Slot::Cold(entry) => entry.used,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Slot::Hot(entry) => entry.bytes,
+            Slot::Cold(entry) => entry.bytes,
         }
     }
 }
 
 #[derive(Debug)]
-struct Entry {
-    held: Held,
+struct Entry<T> {
+    held: T,
     position: LogPosition,
     stamp: LogStamp,
     used: u64,
@@ -76,7 +88,7 @@ pub struct SessionCache {
 #[derive(Debug, Default)]
 struct Entries {
     /// Boxed: a map slot is then a key and a pointer, so the map's spare capacity is cheap.
-    by_id: HashMap<SessionId, Box<Entry>>,
+    by_id: HashMap<SessionId, Slot>,
     by_use: BTreeMap<u64, SessionId>,
     /// When the hot (materialized) entries were put, least recent first.
     hot: BTreeSet<u64>,
@@ -85,35 +97,33 @@ struct Entries {
 }
 
 impl Entries {
-    fn remove(&mut self, id: &SessionId) -> Option<Box<Entry>> {
-        let entry = self.by_id.remove(id)?;
-        self.unlink(&entry);
-        Some(entry)
+    fn remove(&mut self, id: &SessionId) -> Option<Slot> {
+        let slot = self.by_id.remove(id)?;
+        self.by_use.remove(&slot.used());
+        self.hot.remove(&slot.used());
+        self.bytes -= slot.bytes();
+        Some(slot)
     }
 
     /// Removes the least recently put entry.
-    fn pop_oldest(&mut self) -> Option<Box<Entry>> {
+    fn pop_oldest(&mut self) -> Option<Slot> {
         let (used, oldest) = self.by_use.pop_first()?;
-        let entry = self.by_id.remove(&oldest)?;
+        let slot = self.by_id.remove(&oldest)?;
         self.hot.remove(&used);
-        self.bytes -= entry.bytes;
-        Some(entry)
-    }
-
-    /// Takes a removed entry out of the orders and the byte count.
-    fn unlink(&mut self, entry: &Entry) {
-        self.by_use.remove(&entry.used);
-        self.hot.remove(&entry.used);
-        self.bytes -= entry.bytes;
+        self.bytes -= slot.bytes();
+        Some(slot)
     }
 
     /// Removes the least recently put hot entry.
-    fn pop_oldest_hot(&mut self) -> Option<(SessionId, Box<Entry>)> {
+    fn pop_oldest_hot(&mut self) -> Option<(SessionId, Box<Entry<SessionMemory>>)> {
         let used = self.hot.pop_first()?;
         let id = self.by_use.remove(&used)?;
-        let entry = self.by_id.remove(&id)?;
-        self.bytes -= entry.bytes;
-        Some((id, entry))
+        let slot = self.by_id.remove(&id)?;
+        self.bytes -= slot.bytes();
+        match slot {
+            Slot::Hot(entry) => Some((id, entry)),
+            Slot::Cold(_) => None,
+        }
     }
 }
 
@@ -140,15 +150,17 @@ impl SessionCache {
         profile: &MemoryProfile,
         counter: Arc<dyn TokenCounter>,
     ) -> Option<(SessionMemory, LogPosition)> {
-        let entry = self.entries.lock().unwrap_or_else(PoisonError::into_inner).remove(id)?;
-        if !stamp.identifies_version() || entry.stamp != stamp {
-            return None;
+        let slot = self.entries.lock().unwrap_or_else(PoisonError::into_inner).remove(id)?;
+        match slot {
+            Slot::Hot(entry) if stamp.identifies_version() && entry.stamp == stamp => {
+                let Entry { held, position, .. } = *entry;
+                Some((held, position))
+            }
+            Slot::Cold(entry) if stamp.identifies_version() && entry.stamp == stamp => {
+                Some((SessionMemory::unpack(&entry.held, profile, counter)?, entry.position))
+            }
+            _ => None,
         }
-        let memory = match entry.held {
-            Held::Hot(memory) => memory,
-            Held::Cold(packed) => SessionMemory::unpack(&packed, profile, counter)?,
-        };
-        Some((memory, entry.position))
     }
 
     /// Keeps `memory` for the log version `stamp`, evicting the least recently used sessions
@@ -158,8 +170,7 @@ impl SessionCache {
         if self.capacity == 0 || !stamp.identifies_version() {
             return;
         }
-        let held = Held::Hot(memory);
-        let bytes = held.heap_bytes().saturating_add(ENTRY_OVERHEAD);
+        let bytes = memory.approx_heap_bytes().saturating_add(HOT_OVERHEAD);
         let used = self.clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Evicted memory is freed after the lock is released.
         let mut evicted = Vec::new();
@@ -180,36 +191,36 @@ impl SessionCache {
             entries.bytes += bytes;
             entries.by_use.insert(used, id.clone());
             entries.hot.insert(used);
-            entries.by_id.insert(id, Box::new(Entry { held, position, stamp, used, bytes }));
+            entries
+                .by_id
+                .insert(id, Slot::Hot(Box::new(Entry { held: memory, position, stamp, used, bytes })));
             demoted = if entries.hot.len() > HOT_SESSIONS { entries.pop_oldest_hot() } else { None };
         }
         drop(evicted);
         if let Some((id, entry)) = demoted {
-            self.pack(id, *entry);
+            self.pack(id, entry);
         }
     }
 
     /// Puts `entry`, taken out of the hot tier, back packed. Packed outside the lock: a turn
     /// that takes the session meanwhile misses and reads it from the store, and a version put
     /// meanwhile is newer and stays.
-    fn pack(&self, id: SessionId, mut entry: Entry) {
-        let Held::Hot(memory) = &entry.held else { return };
-        // Memory holding changes not yet logged (never left by a committed turn) is dropped.
-        let Some(packed) = memory.pack() else { return };
-        let bytes = packed.heap_bytes().saturating_add(ENTRY_OVERHEAD);
-        let hot = std::mem::replace(&mut entry.held, Held::Cold(packed));
+    fn pack(&self, id: SessionId, hot: Box<Entry<SessionMemory>>) {
+        // Memory holding changes not yet taken for events (never left by a committed turn) is
+        // dropped.
+        let Some(packed) = hot.held.pack() else { return };
+        let bytes = packed.heap_bytes().saturating_add(COLD_OVERHEAD);
+        let Entry { position, stamp, used, .. } = *hot;
+        let cold = Box::new(Entry { held: packed, position, stamp, used, bytes });
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if !entries.by_id.contains_key(&id)
             && entries.by_id.len() < self.capacity
             && entries.bytes + bytes <= self.max_bytes
         {
-            entry.bytes = bytes;
             entries.bytes += bytes;
-            entries.by_use.insert(entry.used, id.clone());
-            entries.by_id.insert(id, Box::new(entry));
+            entries.by_use.insert(used, id.clone());
+            entries.by_id.insert(id, Slot::Cold(cold));
         }
-        drop(entries);
-        drop(hot);
     }
 
     /// Forgets `id` (after a delete, or a change made outside a turn).
@@ -251,7 +262,7 @@ mod tests {
         /// How many sessions are hot, and how many packed.
         fn tiers(&self) -> (usize, usize) {
             let entries = self.entries.lock().unwrap();
-            let hot = entries.by_id.values().filter(|e| matches!(e.held, Held::Hot(_))).count();
+            let hot = entries.by_id.values().filter(|slot| matches!(slot, Slot::Hot(_))).count();
             assert_eq!(hot, entries.hot.len());
             (hot, entries.by_id.len() - hot)
         }
@@ -286,9 +297,9 @@ mod tests {
         // The ten least recently put are the packed ones, at several times less.
         for name in &names[..10] {
             let entries = cache.entries.lock().unwrap();
-            assert!(matches!(entries.by_id[&id(name)].held, Held::Cold(_)), "{name}");
+            assert!(matches!(entries.by_id[&id(name)], Slot::Cold(_)), "{name}");
         }
-        let hot = conversation("s0", 10).approx_heap_bytes() + ENTRY_OVERHEAD;
+        let hot = conversation("s0", 10).approx_heap_bytes() + HOT_OVERHEAD;
         let (count, bytes) = cache.usage();
         assert_eq!(count, HOT_SESSIONS + 10);
         let packed = (bytes - HOT_SESSIONS * hot) / 10;
@@ -305,7 +316,7 @@ mod tests {
         }
         cache.put(id("s0"), conversation("s0", 3), LogPosition::default(), stamp);
         assert_eq!(cache.tiers(), (HOT_SESSIONS, 10));
-        assert!(matches!(cache.entries.lock().unwrap().by_id[&id("s0")].held, Held::Hot(_)));
+        assert!(matches!(cache.entries.lock().unwrap().by_id[&id("s0")], Slot::Hot(_)));
         assert_eq!(cache.take_(&id("s0"), stamp).unwrap().0, conversation("s0", 3));
         assert_eq!(cache.take_(&id("s1"), stamp).unwrap().0, conversation("s1", 2));
         // A stale stamp is still a miss, and drops the entry.
@@ -347,7 +358,7 @@ mod tests {
     #[test]
     fn the_byte_bound_evicts_the_least_recently_put_sessions_and_refuses_one_too_big() {
         let stamp = LogStamp { len: 10, modified: Some(SystemTime::UNIX_EPOCH) };
-        let one = memory_with(10_000).approx_heap_bytes() + ENTRY_OVERHEAD;
+        let one = memory_with(10_000).approx_heap_bytes() + HOT_OVERHEAD;
         // Room for three such sessions by bytes, a hundred by count.
         let cache = SessionCache::new(100, 3 * one + one / 2);
         for name in ["a", "b", "c", "d"] {
