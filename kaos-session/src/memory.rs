@@ -10,6 +10,9 @@ use serde_json::Value;
 
 use super::bm25;
 
+mod packed;
+pub(crate) use packed::PackedMemory;
+
 /// What a section evicts down to once it must evict: three quarters of its budget.
 pub fn low_water(budget: u64) -> u64 {
     budget - budget / 4

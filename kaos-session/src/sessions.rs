@@ -290,7 +290,7 @@ impl Sessions {
             // cannot be written (e.g. its directory is a symlink).
             self.store.ensure_writable(id).await?;
         }
-        let cached = if fresh { None } else { self.cache.take(id, stamp) };
+        let cached = if fresh { None } else { self.cache.take(id, stamp, profile, counter.clone()) };
         let replayed = cached.is_none() && !fresh;
         let (memory, position, hydration, repairs) = match cached {
             Some((memory, position)) => (memory, position, Hydration::Cached, Vec::new()),
