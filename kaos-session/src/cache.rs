@@ -1,6 +1,7 @@
 //! Hydrated sessions kept between turns, so a busy session is not re-read every turn.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use kaos_agent::MemoryProfile;
@@ -13,9 +14,17 @@ use crate::store::{LogPosition, LogStamp};
 /// How much memory a session cache keeps by default: 64 MiB (see [`SessionCache`]).
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
-/// How many of the cached sessions, the most recently put, are kept as they are; the others
-/// are kept packed (see [`SessionCache`]).
+/// How many of the cached sessions, the most recently put, are at least kept as they are; the
+/// others are kept packed, unless more turns are in flight at once (see [`SessionCache`]).
 pub(crate) const HOT_SESSIONS: usize = 32;
+
+/// How many puts make one window of the in-flight peak the hot tier follows (see
+/// [`SessionCache`]).
+const PEAK_WINDOW: u64 = 1024;
+
+/// At most how many hot sessions a put packs: a hot tier that has to shrink (a burst of turns
+/// in flight is over) shrinks over the following puts, not all in one.
+const MAX_PACKED_PER_PUT: usize = 2;
 
 /// What a cache entry costs beyond its memory: the entry, its box, and its key in both maps.
 const fn overhead<T>() -> usize {
@@ -65,12 +74,21 @@ struct Entry<T> {
 /// a packed one); the least recently used sessions are evicted until both hold. A session
 /// bigger than `bytes` on its own is not kept.
 ///
-/// Two tiers: the [`HOT_SESSIONS`] most recently put sessions are kept as their turns left
-/// them, ready for the next turn; older ones are packed into one compressed buffer each
+/// Two tiers: the most recently put sessions are kept as their turns left them (hot), ready for
+/// the next turn; older ones are packed into one compressed buffer each
 /// (`crate::memory::packed`: a few bytes beside each item's text, LZ4-compressed), unpacked
 /// when a turn takes them. A packed session costs several times less memory than a
 /// materialized one, and unpacking it costs far less than reading and replaying its log (what
-/// a session the cache no longer holds costs). Packing runs outside the cache's lock.
+/// a session the cache no longer holds costs), but far more than taking a hot one. Packing
+/// runs outside the cache's lock.
+///
+/// The hot tier holds [`HOT_SESSIONS`] sessions, or twice as many as the most turns held
+/// sessions at once in this window of [`PEAK_WINDOW`] puts or the last, whichever is more,
+/// while the hot sessions hold at most half the byte bound (the first [`HOT_SESSIONS`] are
+/// kept hot whatever they hold). So the sessions taking turns together stay hot (100 sessions taking turns at once
+/// would otherwise each be unpacked and packed again every turn: on 200-message sessions that
+/// was two thirds of a durable turn's CPU), and the memory they keep is what those turns held
+/// at once anyway. Once fewer turns are in flight, the tier shrinks back over the next puts.
 ///
 /// A turn takes its session's entry out (so a failed turn can never leave half-changed memory
 /// behind) and puts it back after committing. An entry whose stamp no longer matches the log
@@ -80,7 +98,22 @@ pub struct SessionCache {
     capacity: usize,
     max_bytes: usize,
     entries: Mutex<Entries>,
-    clock: std::sync::atomic::AtomicU64,
+    clock: AtomicU64,
+    /// Turns holding a session's memory right now (see [`SessionCache::enter`]).
+    in_flight: AtomicUsize,
+    /// The most turns in flight at once since this window of puts began.
+    peak: AtomicUsize,
+}
+
+/// A turn holding a session's memory, counted in [`SessionCache`]'s in-flight turns while it
+/// lives.
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<SessionCache>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The cached sessions, and the same sessions by when they were last put (least recent
@@ -90,11 +123,17 @@ struct Entries {
     /// Boxed: a map slot is then a key and a pointer, so the map's spare capacity is cheap.
     by_id: HashMap<SessionId, Slot>,
     by_use: BTreeMap<u64, SessionId>,
-    /// When the hot (materialized) entries were put, ascending: at most [`HOT_SESSIONS`] + 1,
-    /// so a sorted list costs a turn less than a tree.
+    /// When the hot (materialized) entries were put, ascending: a few more than the hot
+    /// tier holds at most, so a sorted list costs a turn less than a tree.
     hot: Vec<u64>,
     /// The sum of the entries' `bytes`.
     bytes: usize,
+    /// The sum of the hot entries' `bytes`.
+    hot_bytes: usize,
+    /// The in-flight peak of the last window of puts.
+    last_peak: usize,
+    /// Puts so far, to know when a window ends.
+    puts: u64,
 }
 
 impl Entries {
@@ -115,9 +154,10 @@ impl Entries {
         Some(slot)
     }
 
-    fn mark_hot(&mut self, used: u64) {
+    fn mark_hot(&mut self, used: u64, bytes: usize) {
         let at = self.hot.partition_point(|u| *u < used);
         self.hot.insert(at, used);
+        self.hot_bytes += bytes;
     }
 
     fn unmark_hot(&mut self, slot: &Slot) {
@@ -125,15 +165,16 @@ impl Entries {
             && let Ok(at) = self.hot.binary_search(&entry.used)
         {
             self.hot.remove(at);
+            self.hot_bytes -= entry.bytes;
         }
     }
 
     /// Removes the least recently put hot entry.
     fn pop_oldest_hot(&mut self) -> Option<(SessionId, Box<Entry<SessionMemory>>)> {
         let used = *self.hot.first()?;
-        self.hot.remove(0);
         let id = self.by_use.remove(&used)?;
         let slot = self.by_id.remove(&id)?;
+        self.unmark_hot(&slot);
         self.bytes -= slot.bytes();
         match slot {
             Slot::Hot(entry) => Some((id, entry)),
@@ -150,8 +191,24 @@ impl SessionCache {
             capacity: sessions,
             max_bytes: bytes,
             entries: Mutex::new(Entries::default()),
-            clock: std::sync::atomic::AtomicU64::new(0),
+            clock: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
         }
+    }
+
+    /// Counts a turn that holds a session's memory (taken, from this cache or the store) until
+    /// the returned guard is dropped: the hot tier follows how many do at once.
+    pub(crate) fn enter(self: &Arc<Self>) -> InFlight {
+        let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
+    /// How many sessions the hot tier holds now (see [`SessionCache`]).
+    fn hot_limit(&self, entries: &Entries) -> usize {
+        let peak = entries.last_peak.max(self.peak.load(Ordering::Relaxed));
+        HOT_SESSIONS.max(peak.saturating_mul(2))
     }
 
     /// The cached memory of `id` if it was cached for exactly this version of the log (a
@@ -180,16 +237,16 @@ impl SessionCache {
 
     /// Keeps `memory` for the log version `stamp`, evicting the least recently used sessions
     /// while more than `sessions` are kept or they hold more than `bytes`, and packing the
-    /// least recently put hot session once more than [`HOT_SESSIONS`] are hot.
+    /// least recently put hot sessions while more are hot than the hot tier holds.
     pub fn put(&self, id: SessionId, memory: SessionMemory, position: LogPosition, stamp: LogStamp) {
         if self.capacity == 0 || !stamp.identifies_version() {
             return;
         }
         let bytes = memory.approx_heap_bytes().saturating_add(HOT_OVERHEAD);
-        let used = self.clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let used = self.clock.fetch_add(1, Ordering::Relaxed);
         // Evicted memory is freed after the lock is released.
         let mut evicted = Vec::new();
-        let demoted;
+        let mut demoted = Vec::new();
         {
             let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
             evicted.extend(entries.remove(&id));
@@ -205,14 +262,25 @@ impl SessionCache {
             }
             entries.bytes += bytes;
             entries.by_use.insert(used, id.clone());
-            entries.mark_hot(used);
+            entries.mark_hot(used, bytes);
             entries
                 .by_id
                 .insert(id, Slot::Hot(Box::new(Entry { held: memory, position, stamp, used, bytes })));
-            demoted = if entries.hot.len() > HOT_SESSIONS { entries.pop_oldest_hot() } else { None };
+            entries.puts += 1;
+            if entries.puts.is_multiple_of(PEAK_WINDOW) {
+                entries.last_peak = self.peak.swap(self.in_flight.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            let limit = self.hot_limit(&entries);
+            while demoted.len() < MAX_PACKED_PER_PUT
+                && (entries.hot.len() > limit
+                    || (entries.hot.len() > HOT_SESSIONS && entries.hot_bytes > self.max_bytes / 2))
+            {
+                let Some(oldest) = entries.pop_oldest_hot() else { break };
+                demoted.push(oldest);
+            }
         }
         drop(evicted);
-        if let Some((id, entry)) = demoted {
+        for (id, entry) in demoted {
             self.pack(id, entry);
         }
     }
@@ -338,6 +406,58 @@ mod tests {
         let newer = LogStamp { len: 20, ..stamp };
         assert!(cache.take_(&id("s2"), newer).is_none());
         assert!(cache.take_(&id("s2"), stamp).is_none());
+    }
+
+    #[test]
+    fn the_hot_tier_holds_the_sessions_whose_turns_run_at_once_then_shrinks_back() {
+        let stamp = LogStamp { len: 10, modified: Some(SystemTime::UNIX_EPOCH) };
+        let cache = Arc::new(SessionCache::new(1000, DEFAULT_CACHE_BYTES));
+        let names: Vec<String> = (0..3 * HOT_SESSIONS).map(|i| format!("s{i}")).collect();
+        // As many turns in flight at once as there are sessions: every one stays hot, round
+        // after round (a tier of only HOT_SESSIONS would pack each one before its next turn).
+        for round in 0..3 {
+            let turns: Vec<InFlight> = names.iter().map(|_| cache.enter()).collect();
+            for name in &names {
+                if round > 0 {
+                    let entries = cache.entries.lock().unwrap();
+                    assert!(matches!(entries.by_id[&id(name)], Slot::Hot(_)), "{name} in round {round}");
+                }
+                cache.put(id(name), conversation(name, 3), LogPosition::default(), stamp);
+            }
+            drop(turns);
+            assert_eq!(cache.tiers(), (names.len(), 0));
+        }
+        assert_eq!(cache.in_flight.load(Ordering::Relaxed), 0);
+        // One turn at a time from now on: after two windows of puts the peak is forgotten and
+        // the tier is back to HOT_SESSIONS, the least recently put sessions packed.
+        for n in 0..2 * PEAK_WINDOW as usize {
+            let _turn = cache.enter();
+            let name = &names[n % 4];
+            cache.put(id(name), conversation(name, 3), LogPosition::default(), stamp);
+        }
+        assert_eq!(cache.tiers(), (HOT_SESSIONS, names.len() - HOT_SESSIONS));
+        for name in &names {
+            assert_eq!(cache.take_(&id(name), stamp).unwrap().0, conversation(name, 3), "{name}");
+        }
+    }
+
+    #[test]
+    fn past_the_first_hot_sessions_the_hot_tier_holds_at_most_half_the_byte_bound() {
+        let stamp = LogStamp { len: 10, modified: Some(SystemTime::UNIX_EPOCH) };
+        let one = conversation("s0", 20).approx_heap_bytes() + HOT_OVERHEAD;
+        // Room for 4 * HOT_SESSIONS such sessions: hot ones beyond HOT_SESSIONS only while
+        // they hold at most half of it, however many turns are in flight.
+        let cache = Arc::new(SessionCache::new(1000, 4 * HOT_SESSIONS * one));
+        let names: Vec<String> = (0..3 * HOT_SESSIONS).map(|i| format!("s{i}")).collect();
+        let turns: Vec<InFlight> = names.iter().map(|_| cache.enter()).collect();
+        for name in &names {
+            cache.put(id(name), conversation(name, 20), LogPosition::default(), stamp);
+        }
+        drop(turns);
+        let (hot, packed) = cache.tiers();
+        assert_eq!(hot + packed, names.len());
+        assert!(hot > HOT_SESSIONS && hot <= 2 * HOT_SESSIONS + 1, "{hot} hot");
+        assert!(cache.entries.lock().unwrap().hot_bytes <= 2 * HOT_SESSIONS * one + one);
     }
 
     #[test]

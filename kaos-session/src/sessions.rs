@@ -13,7 +13,7 @@ use kaos_providers::{Message, TokenCounter};
 use kaos_vfs::{LocalLocks, Vfs, VfsLock, VfsPath};
 use serde::Serialize;
 
-use crate::cache::SessionCache;
+use crate::cache::{InFlight, SessionCache};
 use crate::store::{Hydrated, LogPosition, Salvaged, SessionStore};
 use crate::{MemoryItem, SESSION_LAYOUT_VERSION, SessionError, SessionId, SessionMemory, TurnRecord};
 
@@ -115,6 +115,8 @@ pub struct TakenSession {
     replayed: bool,
     store: SessionStore,
     cache: Arc<SessionCache>,
+    /// Counts this turn in the cache's turns in flight while it holds the memory.
+    _in_flight: InFlight,
     // Released in this order: the VFS lock, then the in-process one.
     _vfs: VfsLock,
     _local: VfsLock,
@@ -290,6 +292,7 @@ impl Sessions {
             // cannot be written (e.g. its directory is a symlink).
             self.store.ensure_writable(id).await?;
         }
+        let in_flight = self.cache.enter();
         let cached = if fresh { None } else { self.cache.take(id, stamp, profile, counter.clone()) };
         let replayed = cached.is_none() && !fresh;
         let (memory, position, hydration, repairs) = match cached {
@@ -317,6 +320,7 @@ impl Sessions {
             replayed,
             store: self.store.clone(),
             cache: self.cache.clone(),
+            _in_flight: in_flight,
             _vfs: vfs,
             _local: local,
         })
