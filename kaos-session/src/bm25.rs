@@ -8,6 +8,9 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 const K1: f64 = 1.2;
+/// Below this many occurrences of a term in a document, [`Index::top_k`] bounds the scores of
+/// a term's postings (see there).
+const BOUNDED_TF: u32 = 1 << 20;
 const B: f64 = 0.75;
 
 /// Lowercased alphanumeric words (Unicode-aware), the unit of matching.
@@ -131,7 +134,13 @@ impl Best {
     /// Whether a document scoring `score`, offered now, would not be kept.
     #[inline]
     fn rejects(&self, score: f64) -> bool {
-        score.total_cmp(&self.floor).is_le() && (self.kept.len() == self.k || !self.heap.is_empty())
+        score.total_cmp(&self.floor).is_le() && self.full()
+    }
+
+    /// Whether `k` documents are kept: from now on a document must beat the worst of them.
+    #[inline]
+    fn full(&self) -> bool {
+        self.kept.len() == self.k || !self.heap.is_empty()
     }
 
     /// Offers a document not [rejected](Best::rejects).
@@ -169,12 +178,64 @@ struct Posting {
     len: u32,
 }
 
+/// The documents holding one term, in id order, with what bounds their scores: no posting
+/// holds the term more often than `max_tf` times, none is shorter than `min_len` words (and
+/// how many postings are at each bound, so a removal rescans the list only when the last one
+/// at a bound goes).
+#[derive(Debug, Clone)]
+struct Postings {
+    list: VecDeque<Posting>,
+    max_tf: u32,
+    at_max_tf: usize,
+    min_len: u32,
+    at_min_len: usize,
+}
+
+impl Default for Postings {
+    fn default() -> Self {
+        Self { list: VecDeque::new(), max_tf: 0, at_max_tf: 0, min_len: u32::MAX, at_min_len: 0 }
+    }
+}
+
+impl Postings {
+    fn bound(&mut self, posting: Posting) {
+        match posting.tf.cmp(&self.max_tf) {
+            Ordering::Greater => (self.max_tf, self.at_max_tf) = (posting.tf, 1),
+            Ordering::Equal => self.at_max_tf += 1,
+            Ordering::Less => {}
+        }
+        match posting.len.cmp(&self.min_len) {
+            Ordering::Less => (self.min_len, self.at_min_len) = (posting.len, 1),
+            Ordering::Equal => self.at_min_len += 1,
+            Ordering::Greater => {}
+        }
+    }
+
+    /// Removes the posting at `at`, keeping the bounds exact.
+    fn remove(&mut self, at: usize) {
+        let Some(gone) = self.list.remove(at) else { return };
+        let last_at_max = gone.tf == self.max_tf && self.at_max_tf == 1;
+        let last_at_min = gone.len == self.min_len && self.at_min_len == 1;
+        if last_at_max || last_at_min {
+            let list = std::mem::take(&mut self.list);
+            *self = Self::default();
+            for &posting in &list {
+                self.bound(posting);
+            }
+            self.list = list;
+        } else {
+            self.at_max_tf -= usize::from(gone.tf == self.max_tf);
+            self.at_min_len -= usize::from(gone.len == self.min_len);
+        }
+    }
+}
+
 /// An incremental BM25 index over a section's items, keyed by item id: for every term, the
 /// documents holding it (in id order), plus the number of documents and their total length.
 /// [`Index::top_k`] ranks exactly as [`top_k`] over the same documents in the same order.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Index {
-    postings: HashMap<Box<str>, VecDeque<Posting>>,
+    postings: HashMap<Box<str>, Postings>,
     documents: usize,
     total_len: u64,
     /// Postings held, and bytes of the terms held (for [`Index::approx_heap_bytes`]).
@@ -252,12 +313,13 @@ impl Index {
                 }
             };
             self.posting_count += 1;
-            match list.back() {
+            list.bound(posting);
+            match list.list.back() {
                 Some(last) if last.id >= id => {
-                    let at = list.partition_point(|p| p.id < id);
-                    list.insert(at, posting);
+                    let at = list.list.partition_point(|p| p.id < id);
+                    list.list.insert(at, posting);
                 }
-                _ => list.push_back(posting),
+                _ => list.list.push_back(posting),
             }
         }
         self.documents += 1;
@@ -270,16 +332,16 @@ impl Index {
         for (term, _) in terms {
             let Some(list) = self.postings.get_mut(term.as_ref()) else { continue };
             // Evictions usually take the oldest documents: look at the front first.
-            let at = if list.front().is_some_and(|p| p.id == id) {
+            let at = if list.list.front().is_some_and(|p| p.id == id) {
                 Some(0)
             } else {
-                list.binary_search_by_key(&id, |p| p.id).ok()
+                list.list.binary_search_by_key(&id, |p| p.id).ok()
             };
             if let Some(at) = at {
                 list.remove(at);
                 self.posting_count -= 1;
             }
-            if list.is_empty() {
+            if list.list.is_empty() {
                 self.postings.remove(term.as_ref());
                 self.term_bytes -= term.len();
             }
@@ -291,7 +353,7 @@ impl Index {
     /// About how many heap bytes it holds: its table of terms as allocated, the terms, and
     /// the postings (not the lists' spare room). O(1).
     pub(crate) fn approx_heap_bytes(&self) -> usize {
-        self.postings.capacity() * (std::mem::size_of::<(Box<str>, VecDeque<Posting>)>() + 1)
+        self.postings.capacity() * (std::mem::size_of::<(Box<str>, Postings)>() + 1)
             + self.term_bytes
             + self.posting_count * std::mem::size_of::<Posting>()
     }
@@ -305,6 +367,10 @@ impl Index {
     /// [`top_k`] ranks the same documents in id order (ties go to the lower id, which is the
     /// earlier position); `position` maps an id to the document's position. Cost: the postings
     /// of the query's terms (a heap of the best `k` so far), and at most `2k` positions looked up.
+    /// The postings are read only until no document left could be kept: once `k` are, a
+    /// document must score above the worst of them, and no document scores above the bound of
+    /// its terms' postings (their highest frequency, shortest length). So a term every document
+    /// holds (an argument name in every tool call) costs `k` postings, not one per document.
     pub(crate) fn top_k(&self, query: &str, k: usize, position: impl Fn(u64) -> Option<usize>) -> Vec<usize> {
         let n = self.documents;
         let k = k.min(n);
@@ -315,11 +381,11 @@ impl Index {
         let (query_terms, _) = document_terms(query);
         // The postings of the query's terms, in the terms' (sorted) order, with their idf.
         let avg = (self.total_len as f64 / n.max(1) as f64).max(1.0);
-        let lists: Vec<(f64, &VecDeque<Posting>)> = query_terms
+        let lists: Vec<(f64, &Postings)> = query_terms
             .iter()
             .filter_map(|(term, _)| self.postings.get(term.as_ref()))
             .map(|list| {
-                let d = f64::from(u32::try_from(list.len()).unwrap_or(u32::MAX));
+                let d = f64::from(u32::try_from(list.list.len()).unwrap_or(u32::MAX));
                 (((n as f64 - d + 0.5) / (d + 0.5) + 1.0).ln(), list)
             })
             .collect();
@@ -330,6 +396,22 @@ impl Index {
             let f = f64::from(posting.tf);
             idf * f * (K1 + 1.0) / (f + norm)
         };
+        // No document scores higher: each term's score grows with its frequency and shrinks
+        // with the document's length, and the terms are added in the same order (a term a
+        // document lacks adds nothing, and every term's score is positive). Every step of the
+        // arithmetic rounds monotonically, so the computed scores keep that order too, except
+        // that a frequency sits in both the numerator and the denominator: one more occurrence
+        // raises the score by far more than the rounding error below a few million occurrences
+        // of a term in one document, and past `BOUNDED_TF` no bound is used.
+        let bound = if lists.iter().all(|(_, list)| list.max_tf < BOUNDED_TF) {
+            lists
+                .iter()
+                .map(|(idf, list)| score(*idf, &Posting { id: 0, tf: list.max_tf, len: list.min_len }))
+                .fold(None, |sum: Option<f64>, term| Some(sum.map_or(term, |s| s + term)))
+                .unwrap_or(0.0)
+        } else {
+            f64::INFINITY
+        };
         // The best `k` matching documents so far, as `top_k` ranks them: by score, ties by id
         // (ids are unique, so this is a total order). A document no better than the worst of
         // them costs one comparison, so a search costs the postings of its terms, not a sort
@@ -339,7 +421,10 @@ impl Index {
             // One matching term (the usual case for a short query): nothing to merge.
             // Postings alike (same frequency and length) score alike: computed once per run.
             let mut last: Option<(u32, u32, f64)> = None;
-            for p in list {
+            for p in &list.list {
+                if best.rejects(bound) {
+                    break;
+                }
                 let value = match last {
                     Some((tf, len, value)) if tf == p.tf && len == p.len => value,
                     _ => score(idf, p),
@@ -352,13 +437,17 @@ impl Index {
         } else if lists.len() > 1 {
             // Merge the lists (each in id order), so every matching document is scored once.
             let mut heads = vec![0usize; lists.len()];
-            loop {
-                let next =
-                    lists.iter().zip(&heads).filter_map(|((_, list), &at)| list.get(at)).map(|p| p.id).min();
+            while !best.rejects(bound) {
+                let next = lists
+                    .iter()
+                    .zip(&heads)
+                    .filter_map(|((_, list), &at)| list.list.get(at))
+                    .map(|p| p.id)
+                    .min();
                 let Some(id) = next else { break };
                 let mut sum: Option<f64> = None;
                 for ((idf, list), at) in lists.iter().zip(heads.iter_mut()) {
-                    let Some(posting) = list.get(*at).filter(|p| p.id == id) else { continue };
+                    let Some(posting) = list.list.get(*at).filter(|p| p.id == id) else { continue };
                     *at += 1;
                     let term = score(*idf, posting);
                     sum = Some(sum.map_or(term, |s| s + term));
@@ -371,7 +460,8 @@ impl Index {
             }
         }
         let scored = best.into_sorted();
-        let mut picked: Vec<usize> = scored.iter().filter_map(|&Ranked(_, id)| position(id)).collect();
+        let mut picked = Vec::with_capacity(k);
+        picked.extend(scored.iter().filter_map(|&Ranked(_, id)| position(id)));
         if picked.len() < k {
             // Documents with no query term score 0 and come next, in order.
             let mut matched = picked.clone();
@@ -504,6 +594,13 @@ mod tests {
                     }
                 }
                 proptest::prop_assert_eq!(index.len(), documents.len());
+                for list in index.postings.values() {
+                    let max_tf = list.list.iter().map(|p| p.tf).max();
+                    let min_len = list.list.iter().map(|p| p.len).min();
+                    proptest::prop_assert_eq!((Some(list.max_tf), Some(list.min_len)), (max_tf, min_len));
+                    proptest::prop_assert_eq!(list.at_max_tf, list.list.iter().filter(|p| p.tf == list.max_tf).count());
+                    proptest::prop_assert_eq!(list.at_min_len, list.list.iter().filter(|p| p.len == list.min_len).count());
+                }
             }
             // Emptied, it holds nothing.
             for (id, text) in std::mem::take(&mut documents) {
