@@ -244,21 +244,31 @@ pub(crate) struct Index {
 }
 
 /// A document's distinct terms (lowercased) with their frequencies, and its length in words.
+/// One list, sorted and merged in place (a short text costs one allocation).
 fn document_terms(text: &str) -> (Vec<(Cow<'_, str>, u32)>, u32) {
-    let mut words: Vec<Cow<'_, str>> = Vec::with_capacity(text.len() / 6 + 1);
+    let mut counted: Vec<(Cow<'_, str>, u32)> = Vec::with_capacity(text.len() / 4 + 1);
     each_word(text, |word, lowercase| {
-        words.push(if lowercase { Cow::Borrowed(word) } else { Cow::Owned(word.to_lowercase()) })
+        counted.push((if lowercase { Cow::Borrowed(word) } else { Cow::Owned(word.to_lowercase()) }, 1));
     });
-    let len = u32::try_from(words.len()).unwrap_or(u32::MAX);
-    words.sort_unstable();
-    let mut counted: Vec<(Cow<'_, str>, u32)> = Vec::with_capacity(words.len());
-    for word in words {
-        match counted.last_mut() {
-            Some((last, count)) if *last == word => *count += 1,
-            _ => counted.push((word, 1)),
+    let len = u32::try_from(counted.len()).unwrap_or(u32::MAX);
+    counted.sort_unstable_by(|(a, _), (b, _)| a.as_ref().cmp(b.as_ref()));
+    // `dedup_by` offers each word with the last one kept: an equal one adds its count to it.
+    counted.dedup_by(|(word, count), (kept, total)| {
+        let same = *word == *kept;
+        if same {
+            *total += *count;
         }
-    }
+        same
+    });
     (counted, len)
+}
+
+/// Whether `c` is in a block of punctuation, arrows or box drawing, where no character is a
+/// letter or a digit: a quick answer for the non-ASCII characters a tool's output is full of
+/// (`→` in every action), which `char::is_alphanumeric` looks up in its slow tables.
+#[inline]
+fn is_symbol(c: char) -> bool {
+    matches!(c, '\u{2010}'..='\u{2027}' | '\u{2030}'..='\u{205E}' | '\u{2190}'..='\u{23FF}' | '\u{2500}'..='\u{25FF}')
 }
 
 /// Calls `f` with each word of `text` as [`terms`] splits it (runs of alphanumeric
@@ -273,7 +283,7 @@ fn each_word<'a>(text: &'a str, mut f: impl FnMut(&'a str, bool)) {
             (byte.is_ascii_alphanumeric(), 1, !byte.is_ascii_uppercase())
         } else {
             let c = text[at..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER);
-            (c.is_alphanumeric(), c.len_utf8(), false)
+            (!is_symbol(c) && c.is_alphanumeric(), c.len_utf8(), false)
         };
         if alphanumeric {
             if start.is_none() {
@@ -483,6 +493,16 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_character_of_the_symbol_blocks_is_a_letter_or_a_digit() {
+        let symbols: Vec<char> =
+            (0..=0x10FFFF).filter_map(char::from_u32).filter(|c| is_symbol(*c)).collect();
+        assert!(symbols.len() > 900 && symbols.contains(&'→'));
+        for c in symbols {
+            assert!(!c.is_alphanumeric(), "{c:?} U+{:04X}", u32::from(c));
+        }
+    }
 
     #[test]
     fn the_matching_document_ranks_first() {
