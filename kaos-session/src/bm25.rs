@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 
 const K1: f64 = 1.2;
 /// Below this many occurrences of a term in a document, [`Index::top_k`] bounds the scores of
@@ -235,7 +235,7 @@ impl Postings {
 /// [`Index::top_k`] ranks exactly as [`top_k`] over the same documents in the same order.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Index {
-    postings: HashMap<Box<str>, Postings>,
+    postings: foldhash::HashMap<Box<str>, Postings>,
     documents: usize,
     total_len: u64,
     /// Postings held, and bytes of the terms held (for [`Index::approx_heap_bytes`]).

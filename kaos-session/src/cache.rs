@@ -1,6 +1,6 @@
 //! Hydrated sessions kept between turns, so a busy session is not re-read every turn.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -121,7 +121,7 @@ impl Drop for InFlight {
 #[derive(Debug, Default)]
 struct Entries {
     /// Boxed: a map slot is then a key and a pointer, so the map's spare capacity is cheap.
-    by_id: HashMap<SessionId, Slot>,
+    by_id: foldhash::HashMap<SessionId, Slot>,
     by_use: BTreeMap<u64, SessionId>,
     /// When the hot (materialized) entries were put, ascending: a few more than the hot
     /// tier holds at most, so a sorted list costs a turn less than a tree.

@@ -1,4 +1,4 @@
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
@@ -42,11 +42,11 @@ pub struct MemoryVfs {
 #[derive(Default)]
 struct Tree {
     /// Every file, by its path.
-    files: HashMap<String, MemoryFile>,
+    files: foldhash::HashMap<String, MemoryFile>,
     /// Every directory with at least one file below it, by its path (`""`: the root), with the
     /// names of its direct children (files and directories), sorted. A directory is here
     /// exactly while it has children.
-    dirs: HashMap<String, BTreeSet<String>>,
+    dirs: foldhash::HashMap<String, BTreeSet<String>>,
 }
 
 /// A file as the appends made it: its pieces in order. Appends only push a piece (no copy,
@@ -371,8 +371,10 @@ mod tests {
 
     /// What a tree's directories must be: every proper ancestor of a file, with its direct
     /// children's names.
-    fn derived_dirs(files: &HashMap<String, MemoryFile>) -> HashMap<String, BTreeSet<String>> {
-        let mut dirs: HashMap<String, BTreeSet<String>> = HashMap::new();
+    fn derived_dirs(
+        files: &foldhash::HashMap<String, MemoryFile>,
+    ) -> foldhash::HashMap<String, BTreeSet<String>> {
+        let mut dirs: foldhash::HashMap<String, BTreeSet<String>> = foldhash::HashMap::default();
         for key in files.keys() {
             let mut child = key.as_str();
             loop {

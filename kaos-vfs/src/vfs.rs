@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
@@ -240,11 +239,11 @@ pub struct LocalLocks {
 /// How many separately locked maps [`LocalLocks`] spreads its names over.
 const LOCK_SHARDS: usize = 16;
 
-type LockMap = HashMap<Arc<str>, Arc<tokio::sync::Mutex<()>>>;
+type LockMap = foldhash::HashMap<Arc<str>, Arc<tokio::sync::Mutex<()>>>;
 
 #[derive(Debug, Default)]
 struct LockShards {
-    hasher: std::hash::RandomState,
+    hasher: foldhash::fast::RandomState,
     maps: [Mutex<LockMap>; LOCK_SHARDS],
 }
 

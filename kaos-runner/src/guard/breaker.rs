@@ -1,4 +1,4 @@
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -94,12 +94,12 @@ pub(crate) struct Breakers {
 /// model's name as the request holds it, with no key built per call.
 #[derive(Debug, Default)]
 struct States {
-    tools: HashMap<String, State>,
-    models: HashMap<String, State>,
+    tools: foldhash::HashMap<String, State>,
+    models: foldhash::HashMap<String, State>,
 }
 
 impl States {
-    fn of(&mut self, model: bool) -> &mut HashMap<String, State> {
+    fn of(&mut self, model: bool) -> &mut foldhash::HashMap<String, State> {
         if model { &mut self.models } else { &mut self.tools }
     }
 }
@@ -163,7 +163,7 @@ impl Breakers {
     }
 }
 
-fn acquire(states: &mut HashMap<String, State>, key: &str) -> Availability {
+fn acquire(states: &mut foldhash::HashMap<String, State>, key: &str) -> Availability {
     let Some(state) = states.get_mut(key) else { return Availability::Available };
     match state {
         State::Closed { .. } => Availability::Available,
@@ -185,7 +185,7 @@ fn acquire(states: &mut HashMap<String, State>, key: &str) -> Availability {
 /// (after, it is open exactly when a trip is returned).
 fn record(
     config: &BreakerConfig,
-    states: &mut HashMap<String, State>,
+    states: &mut foldhash::HashMap<String, State>,
     key: &str,
     success: bool,
 ) -> (Option<Tripped>, bool) {
