@@ -140,11 +140,21 @@ fn write_op(
             key(out, b"{\"op\":\"add\",\"section\":");
             value(out, section)?;
             key(out, b",\"item\":");
-            let at = match (section, &item.message) {
-                (SectionKind::Messages, Some(message)) => (*next..messages.len())
+            let at = match (section, &item.message, item.message_at) {
+                (SectionKind::Messages, Some(message), _) => (*next..messages.len())
                     .chain(0..*next)
                     .find(|&i| messages[i] == *message)
                     .and_then(|at| Some((at, u32::try_from(at).ok()?))),
+                // Named by its position already (`SessionMemory::add_record_message`).
+                (SectionKind::Messages, None, Some(position)) => match usize::try_from(position) {
+                    Ok(at) if at < messages.len() => Some((at, position)),
+                    _ => {
+                        return Err(<serde_json::Error as serde::ser::Error>::custom(format_args!(
+                            "a memory change names message {position} of a record of {} messages",
+                            messages.len()
+                        )));
+                    }
+                },
                 _ => None,
             };
             if let Some((at, _)) = at {

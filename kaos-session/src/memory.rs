@@ -521,6 +521,25 @@ impl SessionMemory {
 
     /// Adds an item, evicting by the section's policy to make room. On error nothing changes.
     pub fn add(&mut self, kind: SectionKind, new: NewItem) -> Result<u64, MemoryError> {
+        self.add_item(kind, new, None)
+    }
+
+    /// Adds `message` to the messages section, as [`SessionMemory::add`] does, when it is
+    /// `messages[at]` of the [`TurnRecord`](crate::TurnRecord) whose `memory` will hold this
+    /// change: the change names the message by that position (as the log writes it) instead
+    /// of carrying a copy of it, so the message is copied once (into memory), not twice. The
+    /// caller vouches for the position: the record's writer takes it as given.
+    pub fn add_record_message(&mut self, message: Message, at: u32) -> Result<u64, MemoryError> {
+        self.add_item(SectionKind::Messages, NewItem::message(message), Some(at))
+    }
+
+    /// [`SessionMemory::add`]; with `record_at`, see [`SessionMemory::add_record_message`].
+    fn add_item(
+        &mut self,
+        kind: SectionKind,
+        new: NewItem,
+        record_at: Option<u32>,
+    ) -> Result<u64, MemoryError> {
         let tokens = match &new.message {
             Some(m) => message_tokens(self.counter.as_ref(), m),
             None => self.counter.count(&new.content),
@@ -588,7 +607,26 @@ impl SessionMemory {
         };
         let id = item.id;
         self.changes.push(Change::Added(kind));
-        self.record(MemoryOp::Add { section: kind, item });
+        // The change as logged: the message named by its position in the record.
+        let logged = record_at.filter(|_| item.message.is_some()).map(|at| MemoryOp::Add {
+            section: kind,
+            item: MemoryItem {
+                id: item.id,
+                // A message item's text is its message's (`NewItem::message` leaves these
+                // empty).
+                content: String::new(),
+                tokens: item.tokens,
+                turn: item.turn,
+                priority: item.priority,
+                message: None,
+                metadata: BTreeMap::new(),
+                uses: item.uses,
+                last_used: item.last_used,
+                summary: item.summary,
+                message_at: Some(at),
+            },
+        });
+        self.record_as(MemoryOp::Add { section: kind, item }, logged);
         Ok(id)
     }
 
@@ -610,14 +648,25 @@ impl SessionMemory {
 
     /// Applies `op` and remembers it for persistence (by the section's persistence mode).
     fn record(&mut self, op: MemoryOp) {
+        self.record_as(op, None);
+    }
+
+    /// [`SessionMemory::record`], remembering `logged` for persistence instead of a copy of
+    /// `op` when given (the same change, written differently). Only a streamed section's
+    /// changes are kept, so only they are copied.
+    fn record_as(&mut self, op: MemoryOp, logged: Option<MemoryOp>) {
         let kind = op_section(&op);
-        self.apply(op.clone());
         match self.section(kind).config.persistence {
-            Persistence::Streaming => self.ops.push(op),
+            Persistence::Streaming => {
+                let logged = logged.unwrap_or_else(|| op.clone());
+                self.apply(op);
+                self.ops.push(logged);
+            }
             Persistence::Snapshot => {
+                self.apply(op);
                 self.dirty.insert(kind);
             }
-            _ => {}
+            _ => self.apply(op),
         }
     }
 

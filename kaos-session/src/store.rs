@@ -844,6 +844,37 @@ mod tests {
     }
 
     #[test]
+    fn a_message_added_by_its_position_in_the_record_is_logged_as_one_found_by_equality() {
+        let by_equality = turn_record(1);
+        let counter: Arc<dyn TokenCounter> = Arc::new(kaos_providers::Estimator);
+        let mut memory = SessionMemory::new(&MemoryProfile::default(), counter);
+        memory.begin_turn();
+        memory.add(SectionKind::Messages, NewItem::message(by_equality.messages[0].clone())).unwrap();
+        memory.add_record_message(by_equality.messages[1].clone(), 1).unwrap();
+        memory.add(SectionKind::Actions, NewItem::text("an action")).unwrap();
+        memory.end_turn(1);
+        // The change names the message; it carries no copy of it.
+        let ops = memory.take_ops();
+        assert!(ops.iter().any(|op| matches!(op, MemoryOp::Add { item, .. } if item.message.is_none() && item.message_at == Some(1))));
+        let by_position = TurnRecord { memory: ops.clone(), ..by_equality.clone() };
+        let line = encode(&by_position).unwrap();
+        assert_eq!(line, encode(&by_equality).unwrap());
+        // Read back, the item holds its message again.
+        assert_eq!(parse(&line).unwrap().records, vec![by_equality.clone()]);
+        // A position past the record's messages is an encoding error, never a line.
+        let mut past = ops;
+        for op in &mut past {
+            if let MemoryOp::Add { item, .. } = op
+                && item.message_at == Some(1)
+            {
+                item.message_at = Some(2);
+            }
+        }
+        let error = encode(&TurnRecord { memory: past, ..by_equality }).unwrap_err();
+        assert!(error.to_string().contains("names message 2 of a record of 2 messages"), "{error}");
+    }
+
+    #[test]
     fn replaying_moves_each_message_into_its_item_and_one_referred_to_twice_reaches_both() {
         let original = turn_record(1);
         let line = encode(&original).unwrap();

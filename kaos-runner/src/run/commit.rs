@@ -127,8 +127,14 @@ pub(super) async fn remember(
     calls: &[ToolCallRecord],
     emit: &Emitter,
 ) {
-    for message in added.iter().skip(1) {
-        if let Err(error) = memory.add(SectionKind::Messages, NewItem::message(message.clone())) {
+    // `added` becomes the record's `messages`: each change names its message by position there
+    // rather than carrying a second copy of it.
+    for (at, message) in added.iter().enumerate().skip(1) {
+        let added = match u32::try_from(at) {
+            Ok(at) => memory.add_record_message(message.clone(), at),
+            Err(_) => memory.add(SectionKind::Messages, NewItem::message(message.clone())),
+        };
+        if let Err(error) = added {
             warn_memory(emit, "messages", &error);
         }
     }
