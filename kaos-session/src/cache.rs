@@ -201,7 +201,11 @@ impl SessionCache {
     /// the returned guard is dropped: the hot tier follows how many do at once.
     pub(crate) fn enter(self: &Arc<Self>) -> InFlight {
         let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-        self.peak.fetch_max(now, Ordering::Relaxed);
+        // A load first: past the peak's first turns, a new high is rare, and a read-modify-write
+        // of a line every worker touches costs more than a read.
+        if now > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(now, Ordering::Relaxed);
+        }
         InFlight(Arc::clone(self))
     }
 
