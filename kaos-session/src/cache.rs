@@ -106,9 +106,16 @@ pub struct SessionCache {
 }
 
 /// A turn holding a session's memory, counted in [`SessionCache`]'s in-flight turns while it
-/// lives.
+/// lives; it is also how the turn reaches the cache to put the memory back.
 #[derive(Debug)]
 pub(crate) struct InFlight(Arc<SessionCache>);
+
+impl InFlight {
+    /// The cache the turn is counted in.
+    pub(crate) fn cache(&self) -> &SessionCache {
+        &self.0
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {

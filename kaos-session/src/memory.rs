@@ -592,7 +592,7 @@ impl SessionMemory {
             self.changes.push(Change::Evicted(kind));
             self.record(MemoryOp::Remove { section: kind, ids: victims.into_iter().collect() });
         }
-        let item = MemoryItem {
+        let mut item = MemoryItem {
             id: self.next_id,
             content: new.content,
             tokens,
@@ -607,25 +607,19 @@ impl SessionMemory {
         };
         let id = item.id;
         self.changes.push(Change::Added(kind));
-        // The change as logged: the message named by its position in the record.
-        let logged = record_at.filter(|_| item.message.is_some()).map(|at| MemoryOp::Add {
-            section: kind,
-            item: MemoryItem {
-                id: item.id,
-                // A message item's text is its message's (`NewItem::message` leaves these
-                // empty).
-                content: String::new(),
-                tokens: item.tokens,
-                turn: item.turn,
-                priority: item.priority,
-                message: None,
-                metadata: BTreeMap::new(),
-                uses: item.uses,
-                last_used: item.last_used,
-                summary: item.summary,
-                message_at: Some(at),
-            },
-        });
+        // The change as logged: the message named by its position in the record (the item is
+        // copied without it: a message item's text and metadata are empty).
+        let logged = match (record_at, item.message.take()) {
+            (Some(at), Some(message)) => {
+                let logged = MemoryItem { message_at: Some(at), ..item.clone() };
+                item.message = Some(message);
+                Some(MemoryOp::Add { section: kind, item: logged })
+            }
+            (_, message) => {
+                item.message = message;
+                None
+            }
+        };
         self.record_as(MemoryOp::Add { section: kind, item }, logged);
         Ok(id)
     }

@@ -114,9 +114,8 @@ pub struct TakenSession {
     /// Whether the memory was replayed from the store (not cached, not new).
     replayed: bool,
     store: SessionStore,
-    cache: Arc<SessionCache>,
-    /// Counts this turn in the cache's turns in flight while it holds the memory.
-    _in_flight: InFlight,
+    /// The cache the memory goes back to; it counts this turn in flight meanwhile.
+    cache: InFlight,
     // Released in this order: the VFS lock, then the in-process one.
     _vfs: VfsLock,
     _local: VfsLock,
@@ -182,7 +181,7 @@ impl TakenSession {
             // cached session costs what it holds (copying it would cost its first turn more).
             memory.shrink_to_fit();
         }
-        self.cache.put(self.id.clone(), memory, position, stamp);
+        self.cache.cache().put(self.id.clone(), memory, position, stamp);
         // The turn is stored: a failed release only delays the next holder (expiry frees it).
         if let Err(error) = self._vfs.release().await {
             tracing::warn!(session = %self.id, %error, "could not release the session lock");
@@ -319,8 +318,7 @@ impl Sessions {
             log,
             replayed,
             store: self.store.clone(),
-            cache: self.cache.clone(),
-            _in_flight: in_flight,
+            cache: in_flight,
             _vfs: vfs,
             _local: local,
         })
