@@ -18,6 +18,7 @@ use kaos_agent::SectionKind;
 
 use crate::memory::{MemoryItem, MemoryOp};
 use crate::store::TurnRecord;
+use crate::{StopReason, ToolCallRecord};
 
 /// Appends `record` as one JSON object (no newline) to `out`.
 pub(crate) fn write_record(out: &mut Vec<u8>, record: &TurnRecord) -> Result<(), serde_json::Error> {
@@ -52,7 +53,19 @@ pub(crate) fn write_record(out: &mut Vec<u8>, record: &TurnRecord) -> Result<(),
     array(out, messages, write_message)?;
     if !tool_calls.is_empty() {
         key(out, b",\"tool_calls\":");
-        value(out, tool_calls)?;
+        array(out, tool_calls, |out, call| {
+            let ToolCallRecord { call_id, name, arguments, result, is_error } = call;
+            key(out, b"{\"call_id\":");
+            string(out, call_id);
+            key(out, b",\"name\":");
+            string(out, name);
+            key(out, b",\"arguments\":");
+            value(out, arguments)?;
+            key(out, b",\"result\":");
+            string(out, result);
+            key(out, if *is_error { b",\"is_error\":true}" } else { b",\"is_error\":false}" });
+            Ok(())
+        })?;
     }
     key(out, b",\"usage\":{\"input_tokens\":");
     number(out, usage.input_tokens);
@@ -70,7 +83,7 @@ pub(crate) fn write_record(out: &mut Vec<u8>, record: &TurnRecord) -> Result<(),
         number(out, *unpriced_model_calls);
     }
     key(out, b",\"stop_reason\":");
-    value(out, stop_reason)?;
+    name(out, stop_reason_name(*stop_reason));
     key(out, b",\"finished_at_ms\":");
     number(out, *finished_at_ms);
     if !memory.is_empty() {
@@ -138,7 +151,7 @@ fn write_op(
     match op {
         MemoryOp::Add { section, item } => {
             key(out, b"{\"op\":\"add\",\"section\":");
-            value(out, section)?;
+            name(out, section.as_str());
             key(out, b",\"item\":");
             let at = match (section, &item.message, item.message_at) {
                 (SectionKind::Messages, Some(message), _) => (*next..messages.len())
@@ -164,13 +177,13 @@ fn write_op(
         }
         MemoryOp::Remove { section, ids } => {
             key(out, b"{\"op\":\"remove\",\"section\":");
-            value(out, section)?;
+            name(out, section.as_str());
             key(out, b",\"ids\":");
             numbers(out, ids)?;
         }
         MemoryOp::Use { section, ids, turn } => {
             key(out, b"{\"op\":\"use\",\"section\":");
-            value(out, section)?;
+            name(out, section.as_str());
             key(out, b",\"ids\":");
             numbers(out, ids)?;
             key(out, b",\"turn\":");
@@ -178,7 +191,7 @@ fn write_op(
         }
         MemoryOp::Replace { section, items } => {
             key(out, b"{\"op\":\"replace\",\"section\":");
-            value(out, section)?;
+            name(out, section.as_str());
             key(out, b",\"items\":");
             array(out, items, |out, item| write_item_at(out, item, None))?;
         }
@@ -246,6 +259,28 @@ fn write_item_at(
     }
     out.push(b'}');
     Ok(())
+}
+
+/// A name the crate knows needs no escaping (a section's, a stop reason's), as a JSON string.
+fn name(out: &mut Vec<u8>, name: &'static str) {
+    debug_assert!(!needs_escape(name.as_bytes()));
+    out.reserve(name.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'"');
+}
+
+/// The name `serde` gives a stop reason.
+fn stop_reason_name(reason: StopReason) -> &'static str {
+    match reason {
+        StopReason::Completed => "completed",
+        StopReason::IterationLimit => "iteration_limit",
+        StopReason::ApprovalRequired => "approval_required",
+        StopReason::BudgetExceeded => "budget_exceeded",
+        StopReason::ModelUnavailable => "model_unavailable",
+        StopReason::EvidenceInsufficient => "evidence_insufficient",
+        StopReason::PlanIncomplete => "plan_incomplete",
+    }
 }
 
 /// Constant bytes: punctuation and keys, which never need escaping.
@@ -323,7 +358,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::{StopReason, ToolCallRecord};
 
     fn item(id: u64, message: Option<Message>) -> MemoryItem {
         MemoryItem {
@@ -397,9 +431,8 @@ mod tests {
 
     #[test]
     fn a_record_is_written_exactly_as_serde_json_writes_it() {
-        let sections = [SectionKind::Messages, SectionKind::Documents, SectionKind::PlanHistory];
         let mut ops = Vec::new();
-        for section in sections {
+        for section in SectionKind::ALL {
             ops.push(MemoryOp::Add { section, item: item(5, None) });
             ops.push(MemoryOp::Add { section, item: item(6, Some(Message::user("q"))) });
             ops.push(MemoryOp::Add { section, item: full_item() });
@@ -420,6 +453,27 @@ mod tests {
         same_as_serde(&plain);
         plain.cost_usd = f64::NAN;
         same_as_serde(&plain);
+        // Every stop reason; tool calls that failed, with text to escape and no arguments.
+        let mut calls = record(vec![]);
+        calls.tool_calls.push(ToolCallRecord {
+            call_id: "call_\"2\"".into(),
+            name: "read\\file".into(),
+            arguments: json!(null),
+            result: "denied:\n\u{7}".into(),
+            is_error: true,
+        });
+        for reason in [
+            StopReason::Completed,
+            StopReason::IterationLimit,
+            StopReason::ApprovalRequired,
+            StopReason::BudgetExceeded,
+            StopReason::ModelUnavailable,
+            StopReason::EvidenceInsufficient,
+            StopReason::PlanIncomplete,
+        ] {
+            calls.stop_reason = reason;
+            same_as_serde(&calls);
+        }
     }
 
     /// An item adding one of the record's messages to the messages section names it by position
