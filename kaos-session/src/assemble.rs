@@ -153,16 +153,8 @@ fn assemble_whole(
     };
     let render = kept_tokens.is_none();
     let mut text_tokens = 0;
-    let mut used: Vec<(SectionKind, Vec<u64>)> = Vec::new();
     for (section, picked) in &shown {
         let items = section.items();
-        if matches!(section.config().eviction, Eviction::Lru | Eviction::Lfu) {
-            let ids = match picked {
-                Some(picked) => picked.iter().map(|&i| items[i].id).collect(),
-                None => items.iter().map(|i| i.id).collect(),
-            };
-            used.push((section.kind(), ids));
-        }
         // The picked items when the section was searched, else its text items (no box either way).
         let (picked, all) = match picked {
             Some(picked) => (Some(picked.iter().map(|&i| &items[i])), None),
@@ -185,15 +177,18 @@ fn assemble_whole(
         }
     }
     if hidden_searchable > 0 {
-        system.push_str(&format!(
-            "\n\n[{hidden_searchable} more item(s) are in this session's memory but not shown. \
-             Search them with the `{MEMORY_SEARCH_TOOL}` tool.]"
-        ));
+        hidden_note(&mut system, hidden_searchable);
     }
 
     // The conversation from its first user message: what was shown last turn, less what was
     // evicted since, plus what was added since.
     let in_context = shown.iter().any(|(s, _)| s.kind() == SectionKind::Messages);
+    // What was shown of the sections whose eviction goes by use, by position (`None`: all).
+    let used: Vec<(SectionKind, Option<Vec<usize>>)> = shown
+        .into_iter()
+        .filter(|(section, _)| matches!(section.config().eviction, Eviction::Lru | Eviction::Lfu))
+        .map(|(section, picked)| (section.kind(), picked))
+        .collect();
     let lending = in_context && !memory.shown_is_lent();
     let (mut ids, mut conversation) = if lending { memory.lend_shown() } else { None }.unwrap_or_default();
     let messages = memory.section(SectionKind::Messages);
@@ -230,8 +225,11 @@ fn assemble_whole(
     if lending {
         memory.lent(ids);
     }
-    for (kind, ids) in used {
-        memory.mark_used(kind, ids);
+    for (kind, picked) in used {
+        match picked {
+            Some(picked) => memory.mark_used_at(kind, picked.into_iter()),
+            None => memory.mark_used_at(kind, 0..memory.section(kind).items().len()),
+        }
     }
     // Lent to the request; `SessionMemory::keep_system` takes it back after the turn.
     memory.system = reusable.then(|| {
@@ -358,10 +356,7 @@ fn assemble_by_priority(
         system.push_str(&item.text());
     }
     if show_handle {
-        system.push_str(&format!(
-            "\n\n[{hidden_searchable} more item(s) are in this session's memory but not shown. \
-             Search them with the `{MEMORY_SEARCH_TOOL}` tool.]"
-        ));
+        hidden_note(&mut system, hidden_searchable);
     }
     // Already in id order unless messages live in several sections (a stable sort of a sorted
     // list is one pass).
@@ -375,6 +370,17 @@ fn assemble_by_priority(
         memory.mark_used(kind, ids);
     }
     Ok(Assembly { system, messages, searched, hidden_searchable, tokens })
+}
+
+/// The note that `hidden` items are held but not shown, written onto the system prompt.
+fn hidden_note(system: &mut String, hidden: usize) {
+    use std::fmt::Write as _;
+    // Writing to a `String` cannot fail.
+    let _ = write!(
+        system,
+        "\n\n[{hidden} more item(s) are in this session's memory but not shown. \
+         Search them with the `{MEMORY_SEARCH_TOOL}` tool.]"
+    );
 }
 
 /// The ids shown, by section, for the sections whose eviction policy goes by use.

@@ -381,7 +381,12 @@ impl Index {
     /// document must score above the worst of them, and no document scores above the bound of
     /// its terms' postings (their highest frequency, shortest length). So a term every document
     /// holds (an argument name in every tool call) costs `k` postings, not one per document.
-    pub(crate) fn top_k(&self, query: &str, k: usize, position: impl Fn(u64) -> Option<usize>) -> Vec<usize> {
+    pub(crate) fn top_k(
+        &self,
+        query: &str,
+        k: usize,
+        mut position: impl FnMut(u64) -> Option<usize>,
+    ) -> Vec<usize> {
         let n = self.documents;
         let k = k.min(n);
         if k == 0 {

@@ -642,6 +642,35 @@ impl SessionMemory {
         }
     }
 
+    /// [`SessionMemory::mark_used`] for the items at `positions` of the section, each once and
+    /// in order, as assembly knows them: the same change and the same logged op, without
+    /// looking each item up by id again or copying the ids for the log.
+    pub(crate) fn mark_used_at(
+        &mut self,
+        kind: SectionKind,
+        positions: impl ExactSizeIterator<Item = usize>,
+    ) {
+        let turn = self.turn + 1;
+        let Some(section) = self.section_mut(kind) else { return };
+        if positions.len() == 0 || !matches!(section.config.eviction, Eviction::Lru | Eviction::Lfu) {
+            return;
+        }
+        let mut ids = Vec::with_capacity(positions.len());
+        for at in positions {
+            let Some(item) = section.items.get_mut(at) else { continue };
+            item.uses += 1;
+            item.last_used = turn;
+            ids.push(item.id);
+        }
+        match section.config.persistence {
+            Persistence::Streaming => self.ops.push(MemoryOp::Use { section: kind, ids, turn }),
+            Persistence::Snapshot => {
+                self.dirty.insert(kind);
+            }
+            _ => {}
+        }
+    }
+
     /// Applies `op` and remembers it for persistence (by the section's persistence mode).
     fn record(&mut self, op: MemoryOp) {
         self.record_as(op, None);
@@ -814,7 +843,17 @@ impl SessionMemory {
     pub(crate) fn search(&self, section: &Section, query: &str, k: usize) -> Vec<usize> {
         match self.indexes.iter().find(|(kind, _)| *kind == section.kind) {
             Some((_, index)) if index.len() == section.items.len() => {
-                index.top_k(query, k, |id| section.position(id))
+                // The picked often follow each other (ties rank by id): each is looked for
+                // right after the one before first.
+                let mut next = 0;
+                index.top_k(query, k, |id| {
+                    let at = match section.items.get(next) {
+                        Some(item) if item.id == id => next,
+                        _ => section.position(id)?,
+                    };
+                    next = at + 1;
+                    Some(at)
+                })
             }
             _ => {
                 let texts: Vec<_> = section.items.iter().map(|i| i.text()).collect();
@@ -1103,6 +1142,35 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Marking items used by position (as assembly does) is the same change, and logs the
+        /// same op, as marking them by id, under every eviction policy and persistence mode.
+        #[test]
+        fn marking_used_by_position_is_marking_by_id(
+            policy in policy(),
+            persistence in prop::sample::select(vec![Persistence::Streaming, Persistence::Snapshot, Persistence::None]),
+            items in 0usize..30,
+            picks in prop::collection::btree_set(0usize..40, 0..12),
+        ) {
+            let kind = SectionKind::Findings;
+            let mut profile = profile(kind, 100_000, policy, None);
+            let mut config = profile.section(kind);
+            config.persistence = persistence;
+            profile = profile.with_section(kind, config);
+            let mut by_id = SessionMemory::new(&profile, Arc::new(Estimator));
+            for i in 0..items {
+                by_id.add(kind, NewItem::text(format!("item {i}"))).unwrap();
+            }
+            by_id.take_ops();
+            let mut by_position = by_id.clone();
+            let positions: Vec<usize> = picks.into_iter().filter(|&p| p < items).collect();
+            let ids = positions.iter().map(|&p| by_id.section(kind).items()[p].id).collect();
+            by_id.mark_used(kind, ids);
+            by_position.mark_used_at(kind, positions.into_iter());
+            prop_assert_eq!(by_position.section(kind), by_id.section(kind));
+            prop_assert_eq!(by_position.take_ops(), by_id.take_ops());
+            prop_assert_eq!(&by_position.dirty, &by_id.dirty);
+        }
 
         /// After any sequence of adds, no section exceeds its budget or item cap; a policy that
         /// gives nothing up refuses instead (leaving the section unchanged); and what is
