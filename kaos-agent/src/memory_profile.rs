@@ -294,6 +294,20 @@ impl MemoryProfile {
         self.sections.get(&kind).copied().unwrap_or_else(|| SectionConfig::default_for(kind))
     }
 
+    /// Every section's configuration, in the order of [`SectionKind::ALL`] (and of `Ord`):
+    /// [`MemoryProfile::section`] of each, in one pass over the configured ones.
+    pub fn each_section(&self) -> impl Iterator<Item = (SectionKind, SectionConfig)> + '_ {
+        let mut configured = self.sections.iter().peekable();
+        SectionKind::ALL.into_iter().map(move |kind| {
+            // Keys are unique and in `Ord` order, as `ALL` is: skip any not reached yet (none).
+            while configured.next_if(|(k, _)| **k < kind).is_some() {}
+            match configured.next_if(|(k, _)| **k == kind) {
+                Some((_, config)) => (kind, *config),
+                None => (kind, SectionConfig::default_for(kind)),
+            }
+        })
+    }
+
     /// Replaces one section's configuration.
     pub fn with_section(mut self, kind: SectionKind, config: SectionConfig) -> Self {
         self.sections.insert(kind, config);
@@ -347,4 +361,41 @@ fn sections_over_defaults<'de, D: Deserializer<'de>>(
         );
     }
     Ok(sections)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::num::NonZeroU32;
+
+    use super::*;
+
+    /// `each_section` gives every section once, in `Ord` order, as `section` gives it: the
+    /// configured ones included, wherever they fall.
+    #[test]
+    fn each_section_is_section_of_every_kind_in_order() {
+        assert!(SectionKind::ALL.is_sorted());
+        let configured = |kinds: &[SectionKind]| {
+            kinds.iter().fold(MemoryProfile::default(), |profile, &kind| {
+                let mut config = SectionConfig::default_for(kind);
+                config.priority += 7;
+                config.max_items = NonZeroU32::new(3);
+                profile.with_section(kind, config)
+            })
+        };
+        let first = SectionKind::ALL[0];
+        let last = SectionKind::ALL[SectionKind::ALL.len() - 1];
+        for profile in [
+            MemoryProfile { sections: BTreeMap::new(), ..MemoryProfile::default() },
+            MemoryProfile::default(),
+            configured(&[first, last]),
+            configured(&[SectionKind::Messages, SectionKind::Audit]),
+            configured(&SectionKind::ALL),
+        ] {
+            let each: Vec<_> = profile.each_section().collect();
+            let one_by_one: Vec<_> = SectionKind::ALL.into_iter().map(|k| (k, profile.section(k))).collect();
+            assert_eq!(each, one_by_one);
+        }
+    }
 }

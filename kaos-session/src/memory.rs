@@ -425,9 +425,10 @@ impl PartialEq for SessionMemory {
 impl SessionMemory {
     /// Empty memory with every section of `profile`, counting tokens with `counter`.
     pub fn new(profile: &MemoryProfile, counter: Arc<dyn TokenCounter>) -> Self {
-        let mut sections: Vec<Section> =
-            SectionKind::ALL.into_iter().map(|k| Section::new(k, profile.section(k))).collect();
-        sections.sort_by_key(|s| s.kind);
+        // In the order of their kinds (sections are found by binary search).
+        let sections: Vec<Section> =
+            profile.each_section().map(|(k, config)| Section::new(k, config)).collect();
+        debug_assert!(sections.is_sorted_by_key(|s| s.kind));
         Self {
             turn: 0,
             spent: (0.0, 0),

@@ -289,7 +289,7 @@ impl Sessions {
         if stamp.len == 0 {
             // A new (or empty) session: fail now, before the turn spends anything, if its log
             // cannot be written (e.g. its directory is a symlink).
-            self.store.ensure_writable(id).await?;
+            self.store.ensure_writable(id, &log).await?;
         }
         let in_flight = self.cache.enter();
         let cached = if fresh { None } else { self.cache.take(id, stamp, profile, counter.clone()) };

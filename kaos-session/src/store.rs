@@ -47,14 +47,14 @@ const CHECKPOINT_TAIL_FACTOR: u64 = 8;
 /// The directory of a session's tool workspace, `sessions/{id}/files` (deleted with the
 /// session).
 pub fn files_dir(id: &SessionId) -> Result<VfsPath, SessionError> {
-    Ok(SessionStore::dir(id)?.join("files")?)
+    SessionStore::file(id, "/files")
 }
 
 /// The directory of a session's stored traces, `sessions/{id}/traces` (one `{turn}.jsonl` per
 /// turn, written by a front end such as `kaos-server` from the turn's events; deleted with the
 /// session).
 pub fn traces_dir(id: &SessionId) -> Result<VfsPath, SessionError> {
-    Ok(SessionStore::dir(id)?.join("traces")?)
+    SessionStore::file(id, "/traces")
 }
 
 /// The directory all sessions are stored under, `sessions`.
@@ -527,8 +527,9 @@ impl SessionStore {
     /// Makes sure the session's log can be written before a turn spends anything: creates an
     /// empty log for a new session. [`SessionError::Unwritable`] when the VFS refuses (e.g. the
     /// session's directory is a symlink, which a disk VFS never follows).
-    pub async fn ensure_writable(&self, id: &SessionId) -> Result<(), SessionError> {
-        match self.vfs.append(&Self::log_path(id)?, Bytes::new()).await {
+    /// `log` is the log's path, as [`SessionStore::log_path`] gives it.
+    pub async fn ensure_writable(&self, id: &SessionId, log: &VfsPath) -> Result<(), SessionError> {
+        match self.vfs.append(log, Bytes::new()).await {
             Ok(()) => Ok(()),
             Err(source @ (VfsError::NotFound(_) | VfsError::WrongKind { .. })) => {
                 Err(SessionError::Unwritable { session: id.to_string(), source })
