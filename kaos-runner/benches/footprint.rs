@@ -22,7 +22,6 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::alloc::System;
-use std::io::Write as _;
 use std::sync::Arc;
 
 use kaos_agent::Agent;
@@ -32,6 +31,9 @@ use kaos_runtime::Runtime;
 use kaos_vfs::{DiskVfs, MemoryVfs, Vfs};
 use serde_json::{Value, json};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+use support::{report, selected};
+
+mod support;
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -116,15 +118,6 @@ fn smaps() -> Option<Value> {
     )
 }
 
-fn report(line: Value) {
-    let line = line.to_string();
-    println!("{line}");
-    if let Ok(path) = std::env::var("KAOS_BENCH_EXTRA") {
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
-        writeln!(file, "{line}").unwrap();
-    }
-}
-
 fn model() -> ScriptedClient {
     ScriptedClient::from_fn(|_| ScriptedReply::text("Hello! How can I help you today?")).without_recording()
 }
@@ -135,38 +128,6 @@ fn runner(vfs: Arc<dyn Vfs>, cache: usize) -> Runner {
         .session_cache(cache)
         .build()
         .unwrap()
-}
-
-/// A positional argument (criterion's filter), if any: this binary measures only what it names.
-fn selected(name: &str) -> bool {
-    // Values of criterion's options (`--warm-up-time 1`, `--save-baseline main`) are not filters.
-    const VALUED: &[&str] = &[
-        "--warm-up-time",
-        "--measurement-time",
-        "--sample-size",
-        "--save-baseline",
-        "--baseline",
-        "--baseline-lenient",
-        "--profile-time",
-        "--output-format",
-        "--format",
-        "--color",
-        "--plotting-backend",
-        "--nresamples",
-        "--noise-threshold",
-        "--confidence-level",
-        "--significance-level",
-    ];
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let filters: Vec<&String> = args
-        .iter()
-        .enumerate()
-        .filter(|(i, a)| {
-            !a.starts_with('-') && !a.is_empty() && (*i == 0 || !VALUED.contains(&args[i - 1].as_str()))
-        })
-        .map(|(_, a)| a)
-        .collect();
-    filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()))
 }
 
 fn allocs_per_turn(rt: &tokio::runtime::Runtime, long: u32) {

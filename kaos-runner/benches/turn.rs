@@ -7,6 +7,8 @@
 //!   1,980 turns (memory VFS, default agent, cached session): the cost of a turn must not grow
 //!   with the session.
 //! - `turn/tool/1-20` and `turn/tool/81-100`: the same for a turn with one read-only tool call.
+//! - `turn/plain/ratio` and `turn/tool/ratio` (extra JSON lines, limit 1.2): the long window's
+//!   time over the short one's, the two timed pass by pass in alternation (see [`paired`]).
 //! - `sessions/1000`: 1,000 new sessions × one turn at once on a two-thread runtime, per turn.
 //! - `disk/1-20` and `disk/481-500`: turns on the disk VFS (appends not synced).
 //! - `durable/floor`: one raw `O_APPEND` write of a turn-sized line plus `fdatasync`;
@@ -31,6 +33,9 @@ use kaos_runtime::Runtime;
 use kaos_tools::{ToolAnnotations, ToolResult, tool_fn};
 use kaos_vfs::{DiskVfs, MemoryVfs, Vfs, VfsPath};
 use serde_json::json;
+use support::{report, selected};
+
+mod support;
 
 fn runner_on(model: ScriptedClient, vfs: Arc<dyn Vfs>) -> Runner {
     let add = tool_fn("add", "Adds two integers.", |input: serde_json::Value, _ctx| async move {
@@ -374,5 +379,49 @@ fn group_round(rt: &tokio::runtime::Runtime, runner: &Runner, round: u32) -> Dur
     start.elapsed() / 100
 }
 
-criterion_group!(benches, turns, sessions, disk, durable);
+/// The ratios of a long session's turns to a new one's, timed round by round: each round times
+/// a pass of the short window (turns 1–20 of a new session) and, right after it, a pass of the
+/// long one, and the ratio is the median of the rounds' ratios. The two windows' criterion
+/// medians are minutes apart, and this shared machine's speed drifts by a third over minutes
+/// (both medians of one window in two runs ten minutes apart: 4.7 and 6.6 µs); a round's two
+/// passes are a millisecond apart, so the drift cancels. Printed as `{"bench": "turn/plain/ratio",
+/// "value", "limit", "ok"}`, which `cargo xtask bench` fails on when `ok` is false.
+fn paired(_: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (rounds, long) = if benching() { (201, (1981, 2000)) } else { (3, (41, 60)) };
+    for (name, model, (from, to)) in [
+        ("turn/plain/ratio", text_model as fn() -> ScriptedClient, long),
+        ("turn/tool/ratio", tool_model, (81, 100)),
+    ] {
+        if !selected(name) {
+            continue;
+        }
+        let mut short = Window::new(&rt, runner(model()), 1, 20);
+        let mut long = Window::new(&rt, runner(model()), from, to);
+        // A warm-up pass of each; then every `time` call below is exactly one pass.
+        short.time(&rt, 20);
+        long.time(&rt, 20);
+        let mut ratios: Vec<f64> = (0..rounds)
+            .map(|_| {
+                let short = short.time(&rt, 20);
+                long.time(&rt, 20).as_secs_f64() / short.as_secs_f64()
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+        let (median, limit) = (at(0.5), 1.2);
+        report(json!({
+            "bench": name,
+            "of": format!("{name}/{from}-{to}").replace("/ratio", ""),
+            "to": name.replace("ratio", "1-20"),
+            "value": median,
+            "quartiles": [at(0.25), at(0.75)],
+            "rounds": rounds,
+            "limit": limit,
+            "ok": median <= limit,
+        }));
+    }
+}
+
+criterion_group!(benches, turns, sessions, disk, durable, paired);
 criterion_main!(benches);
