@@ -389,11 +389,11 @@ fn group_round(rt: &tokio::runtime::Runtime, runner: &Runner, round: u32) -> Dur
 fn paired(_: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (rounds, long) = if benching() { (201, (1981, 2000)) } else { (3, (41, 60)) };
-    for (name, model, (from, to)) in [
-        ("turn/plain/ratio", text_model as fn() -> ScriptedClient, long),
-        ("turn/tool/ratio", tool_model, (81, 100)),
-    ] {
-        if !selected(name) {
+    for (kind, model, (from, to)) in
+        [("plain", text_model as fn() -> ScriptedClient, long), ("tool", tool_model, (81, 100))]
+    {
+        let name = format!("turn/{kind}/ratio");
+        if !selected(&name) {
             continue;
         }
         let mut short = Window::new(&rt, runner(model()), 1, 20);
@@ -412,8 +412,8 @@ fn paired(_: &mut Criterion) {
         let (median, limit) = (at(0.5), 1.2);
         report(json!({
             "bench": name,
-            "of": format!("{name}/{from}-{to}").replace("/ratio", ""),
-            "to": name.replace("ratio", "1-20"),
+            "of": format!("turn/{kind}/{from}-{to}"),
+            "to": format!("turn/{kind}/1-20"),
             "value": median,
             "quartiles": [at(0.25), at(0.75)],
             "rounds": rounds,

@@ -55,12 +55,7 @@ pub(crate) fn write_record(out: &mut Vec<u8>, record: &TurnRecord) -> Result<(),
         key(out, b",\"tool_calls\":");
         array(out, tool_calls, |out, call| {
             let ToolCallRecord { call_id, name, arguments, result, is_error } = call;
-            key(out, b"{\"call_id\":");
-            string(out, call_id);
-            key(out, b",\"name\":");
-            string(out, name);
-            key(out, b",\"arguments\":");
-            value(out, arguments)?;
+            write_call(out, b"{\"call_id\":", call_id, name, arguments)?;
             key(out, b",\"result\":");
             string(out, result);
             key(out, if *is_error { b",\"is_error\":true}" } else { b",\"is_error\":false}" });
@@ -83,7 +78,7 @@ pub(crate) fn write_record(out: &mut Vec<u8>, record: &TurnRecord) -> Result<(),
         number(out, *unpriced_model_calls);
     }
     key(out, b",\"stop_reason\":");
-    name(out, stop_reason_name(*stop_reason));
+    string(out, stop_reason_name(*stop_reason));
     key(out, b",\"finished_at_ms\":");
     number(out, *finished_at_ms);
     if !memory.is_empty() {
@@ -112,12 +107,7 @@ fn write_message(out: &mut Vec<u8>, message: &Message) -> Result<(), serde_json:
                 key(out, b",\"tool_calls\":");
                 array(out, tool_calls, |out, call| {
                     let ToolCall { id, name, arguments } = call;
-                    key(out, b"{\"id\":");
-                    string(out, id);
-                    key(out, b",\"name\":");
-                    string(out, name);
-                    key(out, b",\"arguments\":");
-                    value(out, arguments)?;
+                    write_call(out, b"{\"id\":", id, name, arguments)?;
                     out.push(b'}');
                     Ok(())
                 })?;
@@ -151,7 +141,7 @@ fn write_op(
     match op {
         MemoryOp::Add { section, item } => {
             key(out, b"{\"op\":\"add\",\"section\":");
-            name(out, section.as_str());
+            string(out, section.as_str());
             key(out, b",\"item\":");
             let at = match (section, &item.message, item.message_at) {
                 (SectionKind::Messages, Some(message), _) => (*next..messages.len())
@@ -177,13 +167,13 @@ fn write_op(
         }
         MemoryOp::Remove { section, ids } => {
             key(out, b"{\"op\":\"remove\",\"section\":");
-            name(out, section.as_str());
+            string(out, section.as_str());
             key(out, b",\"ids\":");
             numbers(out, ids)?;
         }
         MemoryOp::Use { section, ids, turn } => {
             key(out, b"{\"op\":\"use\",\"section\":");
-            name(out, section.as_str());
+            string(out, section.as_str());
             key(out, b",\"ids\":");
             numbers(out, ids)?;
             key(out, b",\"turn\":");
@@ -191,7 +181,7 @@ fn write_op(
         }
         MemoryOp::Replace { section, items } => {
             key(out, b"{\"op\":\"replace\",\"section\":");
-            name(out, section.as_str());
+            string(out, section.as_str());
             key(out, b",\"items\":");
             array(out, items, |out, item| write_item_at(out, item, None))?;
         }
@@ -261,13 +251,21 @@ fn write_item_at(
     Ok(())
 }
 
-/// A name the crate knows needs no escaping (a section's, a stop reason's), as a JSON string.
-fn name(out: &mut Vec<u8>, name: &'static str) {
-    debug_assert!(!needs_escape(name.as_bytes()));
-    out.reserve(name.len() + 2);
-    out.push(b'"');
-    out.extend_from_slice(name.as_bytes());
-    out.push(b'"');
+/// The fields a tool call and its record share, from the opening `{` and the id's key
+/// (`id_key`) to the arguments, without the closing `}`.
+fn write_call(
+    out: &mut Vec<u8>,
+    id_key: &[u8],
+    id: &str,
+    name: &str,
+    arguments: &serde_json::Value,
+) -> Result<(), serde_json::Error> {
+    key(out, id_key);
+    string(out, id);
+    key(out, b",\"name\":");
+    string(out, name);
+    key(out, b",\"arguments\":");
+    value(out, arguments)
 }
 
 /// The name `serde` gives a stop reason.
