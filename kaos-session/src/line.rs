@@ -286,8 +286,19 @@ fn key(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+/// Writes `n` in decimal. Most numbers of a record (ids, positions, turns, token counts of a
+/// message) have at most three digits: those are pushed byte by byte, without `itoa`'s
+/// buffer and a copy out of it.
+fn number(out: &mut Vec<u8>, n: impl itoa::Integer + TryInto<u16>) {
+    let digit = |d: u16| b'0' + (d % 10) as u8;
+    match n.try_into() {
+        Ok(small @ 0..=9) => out.push(digit(small)),
+        Ok(small @ 10..=99) => out.extend_from_slice(&[digit(small / 10), digit(small)]),
+        Ok(small @ 100..=999) => {
+            out.extend_from_slice(&[digit(small / 100), digit(small / 10), digit(small)])
+        }
+        _ => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+    }
 }
 
 fn numbers(out: &mut Vec<u8>, ns: &[u64]) -> Result<(), serde_json::Error> {
@@ -502,6 +513,27 @@ mod tests {
             }
         }
         assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&expected).unwrap());
+    }
+
+    /// Numbers of every width, each side of the short forms' bounds, signed and unsigned, are
+    /// written as `serde_json` writes them.
+    #[test]
+    fn numbers_are_written_exactly_as_serde_json_writes_them() {
+        let mut values: Vec<i64> = (-1_100..=1_100).collect();
+        values.extend([9_999, 10_000, 65_535, 65_536, i64::from(u32::MAX), i64::MAX, i64::MIN]);
+        for v in values {
+            let mut ours = Vec::new();
+            number(&mut ours, v);
+            assert_eq!(String::from_utf8(ours).unwrap(), serde_json::to_string(&v).unwrap());
+            if let Ok(unsigned) = u64::try_from(v) {
+                let mut ours = Vec::new();
+                number(&mut ours, unsigned);
+                assert_eq!(String::from_utf8(ours).unwrap(), unsigned.to_string());
+            }
+        }
+        let mut ours = Vec::new();
+        number(&mut ours, u64::MAX);
+        assert_eq!(String::from_utf8(ours).unwrap(), u64::MAX.to_string());
     }
 
     /// Strings of every length around the 16-byte chunks, with a byte that needs escaping (or
