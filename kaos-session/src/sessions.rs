@@ -118,7 +118,7 @@ pub struct TakenSession {
     cache: InFlight,
     // Released in this order: the VFS lock, then the in-process one.
     _vfs: VfsLock,
-    _local: VfsLock,
+    _local: Option<VfsLock>,
 }
 
 impl TakenSession {
@@ -277,7 +277,7 @@ impl Sessions {
         profile: &MemoryProfile,
         counter: Arc<dyn TokenCounter>,
     ) -> Result<TakenSession, SessionError> {
-        let local = self.locks.lock(id.as_str()).await;
+        let local = self.local_lock(id).await;
         let vfs = self.store.lock(id).await?;
         let log = SessionStore::log_path(id)?;
         let stamp = self.store.stamp(&log).await?;
@@ -448,12 +448,22 @@ impl Sessions {
         })
     }
 
+    /// The in-process lock of `id`, taken before the VFS's: cheap and fair while another task
+    /// of this process holds the session, whatever the VFS's own lock costs. `None` when the
+    /// VFS's lock starts with such a lock itself ([`Vfs::locks_in_process_first`]).
+    async fn local_lock(&self, id: &SessionId) -> Option<VfsLock> {
+        if self.store.vfs().locks_in_process_first() {
+            return None;
+        }
+        Some(self.locks.lock(id.as_str()).await)
+    }
+
     /// Deletes the session and everything stored under it (its files too), after the turn in
     /// progress on it (in this process or another) has finished. Returns whether there was
     /// anything to delete.
     pub async fn delete(&self, session_id: &str) -> Result<bool, SessionError> {
         let id = SessionId::new(session_id)?;
-        let _local = self.locks.lock(id.as_str()).await;
+        let _local = self.local_lock(&id).await;
         let _lock = self.store.lock(&id).await?;
         self.cache.forget(&id);
         match self.store.delete(&id).await {

@@ -256,6 +256,11 @@ impl Vfs for MemoryVfs {
         Ok(self.locks.lock(path.as_str()).await)
     }
 
+    /// The memory VFS's lock is only an in-process one.
+    fn locks_in_process_first(&self) -> bool {
+        true
+    }
+
     async fn read(&self, path: &VfsPath) -> Result<Bytes, VfsError> {
         {
             let tree = self.read_tree();

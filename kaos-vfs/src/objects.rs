@@ -1119,6 +1119,11 @@ impl Vfs for ObjectStoreVfs {
         ticket.delete().await;
         Ok(self.hold(path, key, queue, owner, taken?, local))
     }
+
+    /// The lease is taken behind an in-process lock of the same name (held with it).
+    fn locks_in_process_first(&self) -> bool {
+        true
+    }
 }
 
 /// A waiter's ticket in a lease's queue, deleted when the wait ends: by [`Ticket::delete`], or

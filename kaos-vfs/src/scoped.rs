@@ -88,6 +88,10 @@ impl Vfs for ScopedVfs {
         self.inner.lock(&self.inner_path(path)).await.map_err(|e| self.outer_error(path, e))
     }
 
+    fn locks_in_process_first(&self) -> bool {
+        self.inner.locks_in_process_first()
+    }
+
     async fn write(&self, path: &VfsPath, data: Bytes) -> Result<(), VfsError> {
         self.inner.write(&self.inner_path(path), data).await.map_err(|e| self.outer_error(path, e))
     }

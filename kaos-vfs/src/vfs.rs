@@ -153,6 +153,15 @@ pub trait Vfs: Send + Sync + Debug {
     /// dies. A backend gives up with [`VfsError::LockTimeout`] rather than wait forever.
     /// The lock file itself may be created at `path`.
     async fn lock(&self, path: &VfsPath) -> Result<VfsLock, VfsError>;
+
+    /// Whether [`lock`](Vfs::lock) starts with a fair in-process lock of its own: tasks of
+    /// this process wait for it in arrival order, without an OS call or a request while
+    /// another task holds the name. A caller that would put such a lock in front of the
+    /// backend's (a session store does) can then skip its own. `false` by default, which is
+    /// always correct; a wrapper forwards it.
+    fn locks_in_process_first(&self) -> bool {
+        false
+    }
 }
 
 /// A held lock from [`Vfs::lock`]; dropping it releases the lock.
@@ -165,7 +174,15 @@ pub trait Vfs: Send + Sync + Debug {
 /// without `release` still releases it, as well as the backend can from a destructor.
 #[must_use = "the lock is released as soon as this is dropped"]
 pub struct VfsLock {
-    held: Option<Box<dyn HeldLock>>,
+    held: Held,
+}
+
+/// What a [`VfsLock`] holds.
+enum Held {
+    /// A guard released by dropping it: nothing to check, nothing to await.
+    Plain(#[allow(dead_code)] Box<dyn Send + Sync>),
+    /// A guard that can be checked and released explicitly (a lease).
+    Checked(Box<dyn HeldLock>),
 }
 
 /// What keeps a backend's lock held: released on drop, and, for leases, checked and released
@@ -184,36 +201,35 @@ pub trait HeldLock: Send + Sync {
     }
 }
 
-/// A plain guard: held until dropped, never lost.
-struct Plain<T>(#[allow(dead_code)] T);
-
-impl<T: Send + Sync> HeldLock for Plain<T> {}
-
 impl VfsLock {
     /// Wraps whatever keeps a backend's lock held until it is dropped (a lock that cannot be
     /// lost, such as an OS file lock).
     pub fn new(held: impl Send + Sync + 'static) -> Self {
-        Self { held: Some(Box::new(Plain(held))) }
+        Self { held: Held::Plain(Box::new(held)) }
     }
 
     /// Wraps a guard that can be checked and released explicitly (a lease).
     pub fn from_held(held: impl HeldLock + 'static) -> Self {
-        Self { held: Some(Box::new(held)) }
+        Self { held: Held::Checked(Box::new(held)) }
     }
 
     /// `Ok` while the lock is still held; [`VfsError::LockLost`] when a lease behind it was
     /// taken over or expired (no request is made: this is what the holder knows).
     pub fn check(&self) -> Result<(), VfsError> {
-        self.held.as_ref().map_or(Ok(()), |held| held.check())
+        match &self.held {
+            Held::Plain(_) => Ok(()),
+            Held::Checked(held) => held.check(),
+        }
     }
 
     /// Releases the lock and waits until the release is done (for a lease: stored in the
     /// object store, so the next holder takes it at once). Prefer this to dropping the lock
     /// when the process may exit right after.
-    pub async fn release(mut self) -> Result<(), VfsError> {
-        match self.held.take() {
-            Some(held) => held.release().await,
-            None => Ok(()),
+    pub async fn release(self) -> Result<(), VfsError> {
+        match self.held {
+            // Dropped here: no future to box for a release that is only a drop.
+            Held::Plain(_) => Ok(()),
+            Held::Checked(held) => held.release().await,
         }
     }
 }

@@ -108,3 +108,17 @@ async fn disk_isolation() {
     isolation(Arc::new(DiskVfs::new(dir.path().join("a")).unwrap())).await;
     nested_and_empty_scopes(Arc::new(DiskVfs::new(dir.path().join("b")).unwrap())).await;
 }
+
+/// A scope says of its lock what the VFS it wraps says: the memory VFS's lock is an in-process
+/// one (a session store puts none of its own in front of it), the disk VFS's is not.
+#[tokio::test]
+async fn a_scope_forwards_whether_its_lock_is_in_process_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory: Arc<dyn Vfs> = Arc::new(MemoryVfs::new());
+    let disk: Arc<dyn Vfs> = Arc::new(DiskVfs::new(dir.path()).unwrap());
+    for (inner, expected) in [(memory, true), (disk, false)] {
+        assert_eq!(inner.locks_in_process_first(), expected, "{inner:?}");
+        let scoped = ScopedVfs::new(inner.clone(), p("sessions/s/files"));
+        assert_eq!(scoped.locks_in_process_first(), expected, "{inner:?}");
+    }
+}

@@ -300,4 +300,9 @@ impl Vfs for SqliteVfs {
         // there is to do.
         Ok(self.locks.lock(path.as_str()).await)
     }
+
+    /// The lock is only an in-process one, so a session store puts none of its own before it.
+    fn locks_in_process_first(&self) -> bool {
+        true
+    }
 }
