@@ -125,16 +125,39 @@ fn assemble_whole(
         return None;
     }
 
-    // The system prompt: sections by priority, their text items in order. With no section
-    // searched it depends only on the instructions and the text items, so the one kept from
-    // last turn is reused as it is when they are unchanged.
+    // The system prompt: sections by priority, their text items in order. It depends only on
+    // the instructions, the text items of the sections shown whole and the items the searches
+    // picked, so the one kept from last turn is reused when they are unchanged (memory drops it
+    // when a text item it may render changes); only the note on hidden items is written anew
+    // when their number changed.
     shown.sort_by_key(|(s, _)| (std::cmp::Reverse(s.config().priority), s.kind()));
-    let reusable = searched.is_empty() && hidden_searchable == 0;
-    let (mut system, kept_tokens, kept_instructions) = match kept.map(|kept| *kept) {
-        Some(KeptSystem { instructions: kept_instructions, tokens, system: Some(system), .. })
-            if reusable && kept_instructions == instructions =>
-        {
-            (system, Some(tokens), Some(kept_instructions))
+    let same_picks = |kept: &[(SectionKind, Vec<u64>)]| {
+        let mut now = shown.iter().filter_map(|(section, picked)| Some((*section, picked.as_ref()?)));
+        kept.len() == searched.len()
+            && kept.iter().all(|(kind, ids)| {
+                now.next().is_some_and(|(section, picked)| {
+                    section.kind() == *kind
+                        && ids.len() == picked.len()
+                        && ids.iter().zip(picked).all(|(&id, &at)| section.items()[at].id == id)
+                })
+            })
+    };
+    let mut reused = None;
+    let mut system = match kept.map(|kept| *kept) {
+        Some(KeptSystem {
+            instructions: kept_instructions,
+            tokens,
+            system: Some(mut system),
+            picked,
+            note,
+            ..
+        }) if kept_instructions == instructions && same_picks(&picked) => {
+            let tokens = (note.1 == hidden_searchable).then_some(tokens);
+            if tokens.is_none() {
+                system.truncate(note.0);
+            }
+            reused = Some((kept_instructions, picked, tokens, note.0));
+            system
         }
         _ => {
             let length: usize = shown
@@ -148,12 +171,15 @@ fn assemble_whole(
                 .sum();
             let mut system = String::with_capacity(instructions.len() + length + 160);
             system.push_str(instructions);
-            (system, None, None)
+            system
         }
     };
-    let render = kept_tokens.is_none();
+    let render = reused.is_none();
     let mut text_tokens = 0;
     for (section, picked) in &shown {
+        if !render && section.kind() != SectionKind::Messages {
+            continue;
+        }
         let items = section.items();
         // The picked items when the section was searched, else its text items (no box either way).
         let (picked, all) = match picked {
@@ -176,9 +202,27 @@ fn assemble_whole(
             }
         }
     }
-    if hidden_searchable > 0 {
+    let kept_tokens = reused.as_ref().and_then(|(_, _, tokens, _)| *tokens);
+    let note_at = match &reused {
+        Some((_, _, _, note_at)) => *note_at,
+        None => system.len(),
+    };
+    if hidden_searchable > 0 && kept_tokens.is_none() {
         hidden_note(&mut system, hidden_searchable);
     }
+    let (kept_instructions, picked) = match reused {
+        Some((instructions, picked, _, _)) => (instructions, picked),
+        None => (
+            instructions.to_owned(),
+            shown
+                .iter()
+                .filter_map(|(section, picked)| {
+                    let ids = picked.as_ref()?.iter().map(|&at| section.items()[at].id).collect();
+                    Some((section.kind(), ids))
+                })
+                .collect(),
+        ),
+    };
 
     // The conversation from its first user message: what was shown last turn, less what was
     // evicted since, plus what was added since.
@@ -232,14 +276,14 @@ fn assemble_whole(
         }
     }
     // Lent to the request; `SessionMemory::keep_system` takes it back after the turn.
-    memory.system = reusable.then(|| {
-        Box::new(KeptSystem {
-            instructions: kept_instructions.unwrap_or_else(|| instructions.to_owned()),
-            tokens: system_tokens,
-            system: None,
-            lent: (system.as_ptr() as usize, system.len()),
-        })
-    });
+    memory.system = Some(Box::new(KeptSystem {
+        instructions: kept_instructions,
+        tokens: system_tokens,
+        system: None,
+        lent: (system.as_ptr() as usize, system.len()),
+        picked,
+        note: (note_at, hidden_searchable),
+    }));
     Some(Assembly { system, messages: conversation, searched, hidden_searchable, tokens })
 }
 
@@ -374,13 +418,13 @@ fn assemble_by_priority(
 
 /// The note that `hidden` items are held but not shown, written onto the system prompt.
 fn hidden_note(system: &mut String, hidden: usize) {
-    use std::fmt::Write as _;
-    // Writing to a `String` cannot fail.
-    let _ = write!(
-        system,
-        "\n\n[{hidden} more item(s) are in this session's memory but not shown. \
-         Search them with the `{MEMORY_SEARCH_TOOL}` tool.]"
-    );
+    // Written piece by piece rather than formatted: the count changes every turn a searched
+    // section grows, so this runs while the rest of a kept prompt is reused.
+    system.push_str("\n\n[");
+    system.push_str(itoa::Buffer::new().format(hidden));
+    system.push_str(" more item(s) are in this session's memory but not shown. Search them with the `");
+    system.push_str(MEMORY_SEARCH_TOOL);
+    system.push_str("` tool.]");
 }
 
 /// The ids shown, by section, for the sections whose eviction policy goes by use.
@@ -509,13 +553,20 @@ mod tests {
         Note(SectionKind, String),
         /// The oldest message item removed between turns, or one from the middle.
         Forget { middle: bool },
+        /// One item of a section removed between turns (shown by the last search or not).
+        Drop(SectionKind, prop::sample::Index),
     }
+
+    /// Text of a few words, some from a small shared vocabulary: searches over notes then
+    /// match, and what they pick changes from turn to turn, or stays.
+    const WORDS: &str = "((alpha|beta|gamma|delta|[a-z]{1,8}) ){1,8}";
 
     fn step() -> impl Strategy<Value = Step> {
         prop_oneof![
-            6 => ("[a-z ]{1,60}", prop::collection::vec("[a-z ]{1,60}", 1..4), prop::bool::weighted(0.85), prop::bool::weighted(0.1))
+            6 => (WORDS, prop::collection::vec("[a-z ]{1,60}", 1..4), prop::bool::weighted(0.85), prop::bool::weighted(0.1))
                 .prop_map(|(user, replies, hand_back, tamper)| Step::Turn { user, replies, hand_back, tamper }),
-            1 => (section(), "[a-z ]{1,80}").prop_map(|(kind, text)| Step::Note(kind, text)),
+            3 => (section(), WORDS).prop_map(|(kind, text)| Step::Note(kind, text)),
+            1 => (section(), any::<prop::sample::Index>()).prop_map(|(kind, at)| Step::Drop(kind, at)),
             1 => any::<bool>().prop_map(|middle| Step::Forget { middle }),
         ]
     }
@@ -575,6 +626,13 @@ mod tests {
                     Step::Note(kind, text) => {
                         let _ = memory.add(kind, NewItem::text(text));
                     }
+                    Step::Drop(kind, at) => {
+                        let items = memory.section(kind).items();
+                        if !items.is_empty() {
+                            let id = items[at.index(items.len())].id;
+                            memory.remove(kind, vec![id]);
+                        }
+                    }
                     Step::Forget { middle } => {
                         let items = memory.section(SectionKind::Messages).items();
                         let at = if middle { items.len() / 2 } else { 0 };
@@ -601,6 +659,33 @@ mod tests {
         assert_eq!(assembly.hidden_searchable, 27);
         assert!(assembly.system.contains("27 more item(s)"), "{}", assembly.system);
         assert!(assembly.system.contains(MEMORY_SEARCH_TOOL));
+    }
+
+    #[test]
+    fn a_prompt_showing_the_same_picks_is_reused_with_its_note_rewritten() {
+        let actions: Vec<(SectionKind, String)> =
+            (0..30).map(|i| (SectionKind::Actions, format!("add({{\"a\":{i}}}) → {i}"))).collect();
+        let (mut memory, profile) = memory_with(100_000, 5, &actions, &[]);
+        let turn = |memory: &mut SessionMemory, text: &str| {
+            memory.add(SectionKind::Messages, NewItem::message(Message::user(text))).unwrap();
+            let mut fresh = memory.clone();
+            let expected = assemble_by_priority(&mut fresh, &profile, 3, "sys", text).unwrap();
+            let assembly = assemble(memory, &profile, 3, "sys", text).unwrap();
+            assert_eq!(assembly, expected);
+            let at = assembly.system.as_ptr();
+            memory.keep_system(assembly.system);
+            memory.add(SectionKind::Messages, NewItem::message(Message::assistant("ok"))).unwrap();
+            (at, assembly.hidden_searchable)
+        };
+        let (first, hidden) = turn(&mut memory, "what is a");
+        assert_eq!(hidden, 27);
+        // A new action, not picked (ties go to the oldest): the same prompt, one more hidden.
+        memory.add(SectionKind::Actions, NewItem::text("add({\"a\":30}) → 30")).unwrap();
+        let (second, hidden) = turn(&mut memory, "what is a again");
+        assert_eq!((second, hidden), (first, 28));
+        // A search that picks other items renders the prompt anew.
+        let (third, _) = turn(&mut memory, "what is 29");
+        assert_ne!(third, first);
     }
 
     #[test]

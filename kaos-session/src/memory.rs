@@ -309,10 +309,12 @@ impl Section {
 /// than holding its messages twice costs a cached session.
 pub(crate) const SHOWN_MIN_MESSAGES: usize = 2;
 
-/// The system prompt last assembled when no section was searched, lent to the request and
+/// The system prompt last assembled when every section fit whole, lent to the request and
 /// handed back after the turn ([`SessionMemory::keep_system`]), so an unchanged prompt (one that
 /// holds a long rolling summary, say) is not rebuilt and copied every turn. Dropped by any
-/// change to a text item (what the prompt renders), in [`SessionMemory::apply`].
+/// change to a text item of a section it shows whole, in [`SessionMemory::apply`]. A searched
+/// section's items are not looked at there: the next assembly compares the ids its searches
+/// pick with those the prompt shows (items never change in place, and ids are not reused).
 #[derive(Debug, Clone)]
 pub(crate) struct KeptSystem {
     /// The agent instructions it starts with.
@@ -323,6 +325,18 @@ pub(crate) struct KeptSystem {
     pub(crate) system: Option<String>,
     /// The lent prompt's address and length: only that very string is taken back.
     pub(crate) lent: (usize, usize),
+    /// The searched sections, in the order rendered, with the ids of the items shown of each.
+    pub(crate) picked: Vec<(SectionKind, Vec<u64>)>,
+    /// Where the note on hidden items starts (the prompt's length when there is none), and
+    /// how many items it counts: the one part that changes while the items shown do not.
+    pub(crate) note: (usize, usize),
+}
+
+impl KeptSystem {
+    /// Whether the prompt shows this section's items by search rather than whole.
+    fn searched(&self, section: SectionKind) -> Option<&[u64]> {
+        self.picked.iter().find(|(kind, _)| *kind == section).map(|(_, ids)| ids.as_slice())
+    }
 }
 
 /// The conversation the model was last shown, handed back by the engine when the turn
@@ -701,7 +715,9 @@ impl SessionMemory {
         match op {
             MemoryOp::Add { section, item } => {
                 self.next_id = self.next_id.max(item.id + 1);
-                if item.message.is_none() {
+                if item.message.is_none()
+                    && self.system.as_ref().is_none_or(|kept| kept.searched(section).is_none())
+                {
                     self.system = None;
                 }
                 if section == SectionKind::Messages && item.message.is_none() {
@@ -732,7 +748,11 @@ impl SessionMemory {
                 }
                 if let Some(s) = self.section_mut(section) {
                     let gone = s.remove(&ids);
-                    if gone.iter().any(|item| item.message.is_none()) {
+                    // A searched section's removed item is never picked again: the next assembly
+                    // sees its picks differ.
+                    if gone.iter().any(|i| i.message.is_none())
+                        && self.system.as_ref().is_none_or(|kept| kept.searched(section).is_none())
+                    {
                         self.system = None;
                     }
                     if let Some((_, index)) = self.indexes.iter_mut().find(|(kind, _)| *kind == section) {
@@ -982,6 +1002,7 @@ impl SessionMemory {
                 std::mem::size_of::<KeptSystem>()
                     + kept.instructions.capacity()
                     + kept.system.as_ref().map_or(0, String::capacity)
+                    + kept.picked.iter().map(|(_, ids)| 32 + ids.capacity() * 8).sum::<usize>()
             })
             + self.indexes.capacity() * std::mem::size_of::<(SectionKind, bm25::Index)>()
             + self.indexes.iter().map(|(_, index)| index.approx_heap_bytes()).sum::<usize>()
