@@ -392,14 +392,22 @@ impl Index {
         if k == 0 {
             return Vec::new();
         }
-        // The query's distinct terms, sorted as `top_k` sorts them.
-        let (query_terms, _) = document_terms(query);
-        // The postings of the query's terms, in the terms' (sorted) order, with their idf.
+        // The postings of the query's distinct terms that any document holds, in the terms'
+        // sorted order (as `top_k` sorts them), with their idf. Each word is looked up as it
+        // comes: only the few the index holds are sorted.
+        let mut found: Vec<(Cow<'_, str>, &Postings)> = Vec::new();
+        each_word(query, |word, lowercase| {
+            let term = if lowercase { Cow::Borrowed(word) } else { Cow::Owned(word.to_lowercase()) };
+            if let Some(list) = self.postings.get(term.as_ref()) {
+                found.push((term, list));
+            }
+        });
+        found.sort_unstable_by(|(a, _), (b, _)| a.as_ref().cmp(b.as_ref()));
+        found.dedup_by(|(a, _), (b, _)| a == b);
         let avg = (self.total_len as f64 / n.max(1) as f64).max(1.0);
-        let lists: Vec<(f64, &Postings)> = query_terms
-            .iter()
-            .filter_map(|(term, _)| self.postings.get(term.as_ref()))
-            .map(|list| {
+        let lists: Vec<(f64, &Postings)> = found
+            .into_iter()
+            .map(|(_, list)| {
                 let d = f64::from(u32::try_from(list.list.len()).unwrap_or(u32::MAX));
                 (((n as f64 - d + 0.5) / (d + 0.5) + 1.0).ln(), list)
             })
