@@ -67,10 +67,11 @@ impl Runner {
         options: RunOptions,
     ) -> Result<TurnResponse, RunError> {
         // The events `run_with` would stream, folded as they are emitted (the same response
-        // as `fold(self.run_with(..))`, without a queue). The run is boxed: its future is
-        // ~6 KB, and an executor moves a spawned future several times before polling it.
+        // as `fold(self.run_with(..))`, without a queue). The run is boxed (see `run::boxed`):
+        // its future is ~6 KB, and an executor moves a spawned future several times before
+        // polling it.
         let start = Start::Fresh { message: message.into(), bounds: Bounds::Request(options) };
-        Box::pin(run::folded(self.member.clone(), session_id.as_ref(), new_run_id(), (0, 0), start)).await
+        run::boxed!(run::folded(self.member.clone(), session_id.as_ref(), new_run_id(), (0, 0), start)).await
     }
 
     /// Runs one turn as a stream of typed events. The turn progresses as the stream is polled;
@@ -111,7 +112,7 @@ impl Runner {
         let run_id: Arc<str> = state.run_id.as_str().into();
         let position = (state.next_seq, state.next_span);
         let session = state.session_id.clone();
-        Box::pin(run::folded(
+        run::boxed!(run::folded(
             self.member.clone(),
             &session,
             run_id,

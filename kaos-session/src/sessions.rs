@@ -155,7 +155,8 @@ impl TakenSession {
     /// [`TakenSession::commit`] of a record encoded by [`TakenSession::prepare`] (of this
     /// taken session: its memory is what the record changed).
     pub async fn commit_prepared(self, prepared: PreparedRecord) -> Result<(), SessionError> {
-        RunToEnd(Some(Box::pin(self.finish(prepared)))).await
+        // Written straight into its box, not built on the stack and copied in (~1.3 KB).
+        RunToEnd(Some(Box::into_pin(Box::write(Box::new_uninit(), self.finish(prepared))))).await
     }
 
     async fn finish(self, PreparedRecord { line, checkpoint }: PreparedRecord) -> Result<(), SessionError> {
