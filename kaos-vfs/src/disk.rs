@@ -319,6 +319,12 @@ impl GroupCommit {
     /// Leads rounds on the calling (blocking) thread until the queue is empty: each round
     /// makes everything queued so far durable at once, outside the queue's lock.
     fn lead(&self, shared: &Shared) {
+        self.lead_rounds(shared, usize::MAX);
+    }
+
+    /// Leads at most `rounds` rounds (see [`GroupCommit::lead`]); `true` when it gave up the
+    /// lead (the queue was empty), `false` when appends are still queued and it still leads.
+    fn lead_rounds(&self, shared: &Shared, rounds: usize) -> bool {
         // Should a round ever unwind, the appends queued behind it fail instead of waiting
         // for a leader that is gone.
         struct Abdicate<'a>(&'a GroupCommit);
@@ -330,13 +336,13 @@ impl GroupCommit {
             }
         }
         let _abdicate = Abdicate(self);
-        loop {
+        for _ in 0..rounds {
             // Lead one round: sync everything queued so far, outside the queue's lock.
             let batch = {
                 let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
                 if queue.pending.is_empty() {
                     queue.leading = false;
-                    return;
+                    return true;
                 }
                 std::mem::take(&mut queue.pending)
             };
@@ -350,6 +356,12 @@ impl GroupCommit {
                 let _ = done.send(outcome);
             }
         }
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if queue.pending.is_empty() {
+            queue.leading = false;
+            return true;
+        }
+        false
     }
 }
 
@@ -363,6 +375,28 @@ impl Leader {
         if let Some(shared) = self.0.take() {
             shared.commits.lead(&shared);
         }
+    }
+
+    /// Leads the round of the append that made it leader on the calling thread when that
+    /// thread is one a multi-thread runtime does not run tasks on (the thread of a `block_on`,
+    /// as in a program that waits for its turn): it is blocked until the turn ends anyway, and
+    /// a lone durable append then costs its `fdatasync` and no thread hop (handing the fsync to
+    /// the blocking pool and being woken after it cost 50–120 µs on this VM, up to half the
+    /// `fdatasync` itself). A task's append, and any round after the first, is led on the
+    /// blocking pool, so no worker blocks on a disk (which with many sessions committing at
+    /// once cost more than it saved).
+    fn lead_here_or_spawn(mut self) {
+        let blocked_anyway = tokio::task::try_id().is_none()
+            && tokio::runtime::Handle::try_current()
+                .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if blocked_anyway && let Some(shared) = self.0.take() {
+            if shared.commits.lead_rounds(&shared, 1) {
+                return;
+            }
+            // Appends queued during the round: the pool leads on, this append's turn goes on.
+            self.0 = Some(shared);
+        }
+        drop(tokio::task::spawn_blocking(move || self.lead()));
     }
 }
 
@@ -427,8 +461,7 @@ impl DiskVfs {
             }
             let (done, outcome) = tokio::sync::oneshot::channel();
             if self.shared.commits.enqueue(Pending { file, path: path.clone(), done }) {
-                let leader = Leader(Some(Arc::clone(&self.shared)));
-                drop(tokio::task::spawn_blocking(move || leader.lead()));
+                Leader(Some(Arc::clone(&self.shared))).lead_here_or_spawn();
             }
             return outcome
                 .await
@@ -1660,6 +1693,41 @@ mod tests {
         // Written in place (a kept handle), committed by a leader of its own.
         vfs.append(&log, Bytes::from_static(b"b\n")).await.unwrap();
         assert_eq!(&vfs.read(&log).await.unwrap()[..], b"a\nb\n");
+    }
+
+    /// On the `block_on` thread of a multi-thread runtime a lone synced append leads its round
+    /// there, so it is committed even while the blocking pool has no thread for it (its one
+    /// thread busy here); a task's append is led on the pool, once it has a thread.
+    #[test]
+    fn a_lone_synced_append_from_block_on_commits_without_the_blocking_pool() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let vfs = DiskVfs::new(dir.path()).unwrap().with_synced_appends(true);
+            let log = VfsPath::new("s/turns.jsonl").unwrap();
+            // Opens the file and keeps its handle (on the pool), so the next appends are
+            // written in place.
+            vfs.append(&log, Bytes::from_static(b"a\n")).await.unwrap();
+            let (release, wait) = std::sync::mpsc::channel::<()>();
+            let busy = tokio::task::spawn_blocking(move || wait.recv());
+            let here =
+                tokio::time::timeout(Duration::from_secs(20), vfs.append(&log, Bytes::from_static(b"b\n")));
+            let here = here.await;
+            let from_task = {
+                let (vfs, log) = (vfs.clone(), log.clone());
+                tokio::spawn(async move { vfs.append(&log, Bytes::from_static(b"c\n")).await })
+            };
+            release.send(()).unwrap();
+            busy.await.unwrap().unwrap();
+            assert!(matches!(here, Ok(Ok(()))), "from block_on: {here:?}");
+            from_task.await.unwrap().unwrap();
+            assert_eq!(&vfs.read(&log).await.unwrap()[..], b"a\nb\nc\n");
+        });
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
