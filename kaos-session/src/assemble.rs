@@ -202,27 +202,19 @@ fn assemble_whole(
             }
         }
     }
-    let kept_tokens = reused.as_ref().and_then(|(_, _, tokens, _)| *tokens);
-    let note_at = match &reused {
-        Some((_, _, _, note_at)) => *note_at,
-        None => system.len(),
-    };
+    let (kept_instructions, picked, kept_tokens, note_at) = reused.unwrap_or_else(|| {
+        let picked = shown
+            .iter()
+            .filter_map(|(section, picked)| {
+                let ids = picked.as_ref()?.iter().map(|&at| section.items()[at].id).collect();
+                Some((section.kind(), ids))
+            })
+            .collect();
+        (instructions.to_owned(), picked, None, system.len())
+    });
     if hidden_searchable > 0 && kept_tokens.is_none() {
         hidden_note(&mut system, hidden_searchable);
     }
-    let (kept_instructions, picked) = match reused {
-        Some((instructions, picked, _, _)) => (instructions, picked),
-        None => (
-            instructions.to_owned(),
-            shown
-                .iter()
-                .filter_map(|(section, picked)| {
-                    let ids = picked.as_ref()?.iter().map(|&at| section.items()[at].id).collect();
-                    Some((section.kind(), ids))
-                })
-                .collect(),
-        ),
-    };
 
     // The conversation from its first user message: what was shown last turn, less what was
     // evicted since, plus what was added since.

@@ -710,15 +710,22 @@ impl SessionMemory {
         }
     }
 
+    /// A text item of `section` was added or removed: the kept system prompt is dropped when it
+    /// shows the section whole. A searched section's picks are compared by the next assembly
+    /// instead (an added item is shown only once picked, a removed one is never picked again).
+    fn text_changed(&mut self, section: SectionKind) {
+        if self.system.as_ref().is_none_or(|kept| kept.searched(section).is_none()) {
+            self.system = None;
+        }
+    }
+
     /// Applies a change without recording it (hydration replays the log with this).
     pub fn apply(&mut self, op: MemoryOp) {
         match op {
             MemoryOp::Add { section, item } => {
                 self.next_id = self.next_id.max(item.id + 1);
-                if item.message.is_none()
-                    && self.system.as_ref().is_none_or(|kept| kept.searched(section).is_none())
-                {
-                    self.system = None;
+                if item.message.is_none() {
+                    self.text_changed(section);
                 }
                 if section == SectionKind::Messages && item.message.is_none() {
                     self.message_texts.push(item.id);
@@ -748,12 +755,8 @@ impl SessionMemory {
                 }
                 if let Some(s) = self.section_mut(section) {
                     let gone = s.remove(&ids);
-                    // A searched section's removed item is never picked again: the next assembly
-                    // sees its picks differ.
-                    if gone.iter().any(|i| i.message.is_none())
-                        && self.system.as_ref().is_none_or(|kept| kept.searched(section).is_none())
-                    {
-                        self.system = None;
+                    if gone.iter().any(|i| i.message.is_none()) {
+                        self.text_changed(section);
                     }
                     if let Some((_, index)) = self.indexes.iter_mut().find(|(kind, _)| *kind == section) {
                         for item in &gone {

@@ -336,13 +336,16 @@ impl GroupCommit {
             }
         }
         let _abdicate = Abdicate(self);
-        for _ in 0..rounds {
+        for round in 0.. {
             // Lead one round: sync everything queued so far, outside the queue's lock.
             let batch = {
                 let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
                 if queue.pending.is_empty() {
                     queue.leading = false;
                     return true;
+                }
+                if round == rounds {
+                    return false;
                 }
                 std::mem::take(&mut queue.pending)
             };
@@ -355,11 +358,6 @@ impl GroupCommit {
                 // An append whose caller went away: its bytes are durable all the same.
                 let _ = done.send(outcome);
             }
-        }
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        if queue.pending.is_empty() {
-            queue.leading = false;
-            return true;
         }
         false
     }
